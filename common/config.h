@@ -1,0 +1,117 @@
+/* INI configuration of the three programs (libinih), validated against a schema.
+ * Unknown sections or keys, missing required keys and bad values are errors that
+ * name the file, the line and the key:  "FILE:LINE: [section] key: reason".
+ * Keys named *_key_file are read and checked at load time (a secret key file with
+ * group/other permissions is refused). Config structs are plain values. */
+#ifndef BQ_CONFIG_H
+#define BQ_CONFIG_H
+
+#include "err.h"
+#include "keys.h"
+#include "log.h"
+
+#include <limits.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define BQ_NAME_MAX 64       /* names of sites, workers, operators, clusters: [A-Za-z0-9_.-]{1,63} */
+#define BQ_ENDPOINT_MAX 256  /* a ZeroMQ endpoint: tcp://HOST:PORT */
+#define BQ_CONNINFO_MAX 1024
+
+typedef struct {
+    char name[BQ_NAME_MAX];
+} bq_cfg_site_t;
+
+typedef struct {
+    char name[BQ_NAME_MAX];
+    char site[BQ_NAME_MAX];                   /* required; must name a [site] */
+    char public_key_file[PATH_MAX];           /* required */
+    char public_key[BQ_Z85_KEY_LEN + 1];      /* read from public_key_file */
+    int max_jobs;                             /* optional, default 4, 1..1024 */
+} bq_cfg_worker_ref_t;
+
+typedef struct {
+    char name[BQ_NAME_MAX];
+    char public_key_file[PATH_MAX];           /* required */
+    char public_key[BQ_Z85_KEY_LEN + 1];
+} bq_cfg_operator_t;
+
+typedef struct {
+    char name[BQ_NAME_MAX];
+    char conninfo[BQ_CONNINFO_MAX];           /* required, libpq conninfo string or URI */
+    char site[BQ_NAME_MAX];                   /* required; must name a [site] */
+} bq_cfg_cluster_t;
+
+typedef struct {
+    char path[PATH_MAX];                      /* the file this came from */
+    bq_log_level_t log_level;                 /* [coordinator] log_level, default info */
+    char listen[BQ_ENDPOINT_MAX];             /* required, tcp://HOST:PORT */
+    char catalog[PATH_MAX];                   /* required, LMDB directory */
+    char secret_key_file[PATH_MAX];           /* required */
+    bq_keypair_t keys;                        /* read from secret_key_file */
+    int64_t heartbeat_interval_ms;            /* optional, default 1s */
+    int64_t worker_timeout_ms;                /* optional, default 10s: missed heartbeats -> offline */
+    int64_t job_lease_ms;                     /* optional, default 30s */
+    int job_max_attempts;                     /* optional, default 3 */
+    int64_t job_retry_backoff_ms;             /* optional, default 5s (doubles per attempt) */
+    uint64_t catalog_max_size;                /* optional, default 1 GiB ("64MiB", "2GiB", bytes) */
+    bq_cfg_site_t *sites;
+    size_t nsites;
+    bq_cfg_worker_ref_t *workers;
+    size_t nworkers;
+    bq_cfg_operator_t *operators;
+    size_t noperators;
+    bq_cfg_cluster_t *clusters;
+    size_t nclusters;
+} bq_coord_config_t;
+
+typedef struct {
+    char path[PATH_MAX];
+    bq_log_level_t log_level;
+    char name[BQ_NAME_MAX];                   /* required */
+    char site[BQ_NAME_MAX];                   /* required */
+    char coordinator[BQ_ENDPOINT_MAX];        /* required */
+    char coordinator_public_key_file[PATH_MAX]; /* required */
+    char coordinator_public_key[BQ_Z85_KEY_LEN + 1];
+    char secret_key_file[PATH_MAX];           /* required */
+    bq_keypair_t keys;
+    char store[PATH_MAX];                     /* required, directory */
+    char data_listen[BQ_ENDPOINT_MAX];        /* optional, tcp://HOST:PORT */
+    char scratch[PATH_MAX];                   /* optional, directory */
+    char store_key_file[PATH_MAX];            /* optional (used by the store, issue 3) */
+    int max_jobs;                             /* optional, default 4 */
+    int64_t heartbeat_interval_ms;            /* optional, default 1s */
+} bq_worker_config_t;
+
+typedef struct {
+    char path[PATH_MAX];
+    char coordinator[BQ_ENDPOINT_MAX];        /* required */
+    char coordinator_public_key_file[PATH_MAX]; /* required */
+    char coordinator_public_key[BQ_Z85_KEY_LEN + 1];
+    char secret_key_file[PATH_MAX];           /* required */
+    bq_keypair_t keys;
+    int64_t timeout_ms;                       /* optional, default 10s */
+} bq_cli_config_t;
+
+/* Load and validate. On failure returns BQ_E_CONFIG (or BQ_E_PERM/BQ_E_KEY/BQ_E_NOTFOUND
+ * for key files) with e->msg like "/etc/barque/c.conf:12: [worker w1] site: no [site east]
+ * section". Relative *_file / directory paths are resolved against the config file's directory.
+ * Free with the matching _free (accepts NULL members; does not free cfg itself). */
+int bq_coord_config_load(const char *path, bq_coord_config_t *cfg, bq_errbuf_t *e);
+void bq_coord_config_free(bq_coord_config_t *cfg);
+int bq_worker_config_load(const char *path, bq_worker_config_t *cfg, bq_errbuf_t *e);
+int bq_cli_config_load(const char *path, bq_cli_config_t *cfg, bq_errbuf_t *e);
+
+/* The CLI's config path: explicit (-c FILE) if given, else $BARQUE_CONFIG, else
+ * ~/.config/barque/barque.conf, else /etc/barque/barque.conf (first that exists).
+ * Returns 0 with path filled, or BQ_E_NOTFOUND naming every place looked at. */
+int bq_cli_config_find(const char *explicit_path, char *path, size_t len, bq_errbuf_t *e);
+
+/* Lookups in a loaded coordinator config; NULL when absent. */
+const bq_cfg_cluster_t *bq_coord_config_cluster(const bq_coord_config_t *cfg, const char *name);
+const bq_cfg_worker_ref_t *bq_coord_config_worker(const bq_coord_config_t *cfg, const char *name);
+
+/* A valid name: 1..63 of [A-Za-z0-9_.-], not starting with '.' or '-'. */
+int bq_name_valid(const char *s);
+
+#endif

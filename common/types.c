@@ -1,0 +1,28 @@
+#include "types.h"
+
+const char *bq_job_type_name(bq_job_type_t t)
+{
+    switch (t) {
+    case BQ_JOB_CHECK: return "check";
+    case BQ_JOB_SLEEP: return "sleep";
+    default: return "?";
+    }
+}
+
+const char *bq_job_state_name(bq_job_state_t s)
+{
+    switch (s) {
+    case BQ_JOB_QUEUED: return "QUEUED";
+    case BQ_JOB_ASSIGNED: return "ASSIGNED";
+    case BQ_JOB_RUNNING: return "RUNNING";
+    case BQ_JOB_SUCCEEDED: return "SUCCEEDED";
+    case BQ_JOB_FAILED: return "FAILED";
+    case BQ_JOB_CANCELLED: return "CANCELLED";
+    default: return "?";
+    }
+}
+
+int bq_job_state_terminal(bq_job_state_t s)
+{
+    return s == BQ_JOB_SUCCEEDED || s == BQ_JOB_FAILED || s == BQ_JOB_CANCELLED;
+}

@@ -1,0 +1,71 @@
+/* The coordinator's catalog: an LMDB environment with named databases
+ *   meta      "schema_version" -> u32 BE, "next_job_id" -> u64 BE
+ *   sites     name -> Site (protobuf)
+ *   clusters  name -> Cluster
+ *   workers   name -> Worker
+ *   jobs      u64 BE job id -> Job            (key order = creation order)
+ * and room for later ones (maxdbs 32). Values are encoded with barque.proto (proto/).
+ * One writer: the coordinator's event loop. Transactions are short; values are copied out.
+ * mdb_reader_check runs on open. MDB_MAP_FULL aborts the transaction and is reported as
+ * BQ_E_MAPFULL naming the catalog and its size; the map is grown (doubled, up to the
+ * configured maximum) when no transaction is open, and the write may then be retried. */
+#ifndef BQ_CATALOG_H
+#define BQ_CATALOG_H
+
+#include "err.h"
+#include "types.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct catalog catalog_t;
+typedef struct catalog_txn catalog_txn_t;
+
+/* Open (creating the directory and environment if needed) the catalog at dir.
+ * map_max is the largest the map may grow to (bytes); the initial map is min(64 MiB, map_max). */
+int catalog_open(const char *dir, uint64_t map_max, catalog_t **out, bq_errbuf_t *e);
+void catalog_destroy(catalog_t **self_p);
+
+/* Transactions. write=1 for the (single) write transaction. commit makes it durable
+ * (fsync) before returning 0; abort discards. Both free the txn and null the pointer. */
+int catalog_txn_begin(catalog_t *c, int write, catalog_txn_t **out, bq_errbuf_t *e);
+int catalog_txn_commit(catalog_txn_t **txn_p, bq_errbuf_t *e);
+void catalog_txn_abort(catalog_txn_t **txn_p);
+
+/* Try to grow the map after a BQ_E_MAPFULL (no transaction may be open).
+ * BQ_E_MAPFULL when already at map_max: "catalog DIR is full (N MiB of N MiB): raise catalog_max_size". */
+int catalog_grow(catalog_t *c, bq_errbuf_t *e);
+
+/* Jobs. catalog_job_new assigns j->id from next_job_id (1, 2, ...) and stores j. */
+int catalog_job_new(catalog_txn_t *t, bq_job_t *j, bq_errbuf_t *e);
+int catalog_job_put(catalog_txn_t *t, const bq_job_t *j, bq_errbuf_t *e);
+int catalog_job_get(catalog_txn_t *t, uint64_t id, bq_job_t *out, bq_errbuf_t *e); /* BQ_E_NOTFOUND */
+/* Call fn for every job in id order (oldest first); fn returns nonzero to stop early
+ * (that value is returned). The bq_job_t passed to fn is a copy valid during the call. */
+typedef int (*catalog_job_fn)(const bq_job_t *j, void *arg);
+int catalog_job_each(catalog_txn_t *t, catalog_job_fn fn, void *arg, bq_errbuf_t *e);
+
+/* Workers, clusters, sites: put replaces, get copies out, each iterates in name order. */
+int catalog_worker_put(catalog_txn_t *t, const bq_worker_t *w, bq_errbuf_t *e);
+int catalog_worker_get(catalog_txn_t *t, const char *name, bq_worker_t *out, bq_errbuf_t *e);
+typedef int (*catalog_worker_fn)(const bq_worker_t *w, void *arg);
+int catalog_worker_each(catalog_txn_t *t, catalog_worker_fn fn, void *arg, bq_errbuf_t *e);
+
+int catalog_cluster_put(catalog_txn_t *t, const bq_cluster_t *c, bq_errbuf_t *e);
+int catalog_cluster_get(catalog_txn_t *t, const char *name, bq_cluster_t *out, bq_errbuf_t *e);
+int catalog_cluster_del(catalog_txn_t *t, const char *name, bq_errbuf_t *e);
+typedef int (*catalog_cluster_fn)(const bq_cluster_t *c, void *arg);
+int catalog_cluster_each(catalog_txn_t *t, catalog_cluster_fn fn, void *arg, bq_errbuf_t *e);
+
+int catalog_site_put(catalog_txn_t *t, const char *name, bq_errbuf_t *e);
+typedef int (*catalog_site_fn)(const char *name, void *arg);
+int catalog_site_each(catalog_txn_t *t, catalog_site_fn fn, void *arg, bq_errbuf_t *e);
+
+/* Figures for benchmarks and `status`: bytes in use (pages * page size) and entries per db. */
+typedef struct {
+    uint64_t map_size, used_bytes;
+    uint64_t njobs, nworkers, nclusters, nsites;
+} catalog_stats_t;
+int catalog_stats(catalog_t *c, catalog_stats_t *out, bq_errbuf_t *e);
+
+#endif

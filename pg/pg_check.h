@@ -1,0 +1,20 @@
+/* What Barque asks of a PostgreSQL cluster before it trusts it with a job.
+ * Uses libpq only; knows nothing of ZeroMQ or the catalog. */
+#ifndef BQ_PG_CHECK_H
+#define BQ_PG_CHECK_H
+
+#include "err.h"
+#include "types.h"
+
+/* Connect with conninfo (connect_timeout applied when the conninfo has none) and fill out:
+ * server version, system identifier, wal_level, archive_mode, max_wal_senders, replication
+ * slots, whether the role may replicate, and one item per check with OK/FAILED and a reason.
+ * A server that cannot be reached is a result (item "connection" FAILED with libpq's reason),
+ * not an error: returns 0. Errors (BQ_E_INVAL for a conninfo libpq cannot parse) otherwise. */
+int pg_check_run(const char *conninfo, int connect_timeout_s, bq_check_result_t *out,
+                 bq_errbuf_t *e);
+
+/* 1 when every item of r is OK. */
+int pg_check_passed(const bq_check_result_t *r);
+
+#endif

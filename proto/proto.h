@@ -1,0 +1,191 @@
+/* Barque's messages as plain C values, their encoding (protobuf-c, barque.proto) and
+ * the ZeroMQ sockets that carry them. Only proto/ includes protobuf-c or libzmq headers.
+ *
+ * Every decode is bounded: input larger than BQ_MSG_MAX is refused before unpacking,
+ * an unknown version is BQ_E_VERSION, an unknown type BQ_E_MSGTYPE, anything malformed
+ * BQ_E_PROTO; strings longer than their field are refused, never truncated. */
+#ifndef BQ_PROTO_H
+#define BQ_PROTO_H
+
+#include "config.h"
+#include "err.h"
+#include "keys.h"
+#include "types.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define BQ_PROTO_VERSION 1
+#define BQ_MSG_MAX (4u << 20) /* 4 MiB: also the sockets' ZMQ_MAXMSGSIZE */
+#define BQ_VERSION_STRING "0.1.0"
+
+typedef enum {
+    BQ_MSG_NONE = 0,
+    BQ_MSG_REGISTER = 1,
+    BQ_MSG_HEARTBEAT = 2,
+    BQ_MSG_HEARTBEAT_ACK = 3,
+    BQ_MSG_JOB_OFFER = 4,
+    BQ_MSG_JOB_ACCEPT = 5,
+    BQ_MSG_JOB_PROGRESS = 6,
+    BQ_MSG_JOB_RESULT = 7,
+    BQ_MSG_RESULT_ACK = 8,
+    BQ_MSG_JOB_CANCEL = 9,
+    BQ_MSG_CLI_REQUEST = 10,
+    BQ_MSG_CLI_REPLY = 11,
+    BQ_MSG_ERROR = 12,
+} bq_msg_type_t;
+
+#define BQ_RUNNING_MAX 1024
+
+typedef struct {               /* MSG_REGISTER and MSG_HEARTBEAT */
+    bq_worker_t worker;
+    size_t nrunning;
+    bq_job_ref_t *running;     /* owned by the message */
+} bq_msg_hello_t;
+
+typedef struct {
+    int64_t heartbeat_interval_ms;
+    int64_t lease_ms;
+} bq_msg_hb_ack_t;
+
+typedef struct {
+    uint64_t job_id;
+    uint32_t attempt;
+    uint64_t done, total;
+    char message[BQ_DETAIL_MAX];
+} bq_msg_progress_t;
+
+typedef struct {
+    uint64_t job_id;
+    uint32_t attempt;
+    int ok;
+    int retryable;
+    char error[BQ_TEXT_MAX];
+    int has_check;
+    bq_check_result_t check;
+} bq_msg_result_t;
+
+typedef struct {
+    uint64_t job_id;
+    uint32_t attempt;
+    int accepted;
+    char reason[BQ_DETAIL_MAX];
+} bq_msg_result_ack_t;
+
+typedef struct {
+    char verb[32];
+    char cluster[BQ_NAME_MAX];
+    uint64_t job_id;
+    int all;
+    char site[BQ_NAME_MAX];
+    int64_t sleep_ms;
+} bq_msg_cli_request_t;
+
+typedef struct {
+    int code;                  /* 0 or negative BQ_E_* */
+    char error[BQ_TEXT_MAX];
+    size_t nworkers, nclusters, njobs, nsites;
+    bq_worker_t *workers;      /* all owned by the message */
+    bq_cluster_t *clusters;
+    bq_job_t *jobs;
+    char (*sites)[BQ_NAME_MAX];
+    uint64_t job_id;
+} bq_msg_cli_reply_t;
+
+typedef struct {
+    int code;
+    char message[BQ_TEXT_MAX];
+} bq_msg_error_t;
+
+/* A decoded message. Free what it owns with proto_msg_clear. */
+typedef struct {
+    bq_msg_type_t type;
+    uint64_t seq;
+    union {
+        bq_msg_hello_t hello;            /* REGISTER, HEARTBEAT */
+        bq_msg_hb_ack_t hb_ack;          /* HEARTBEAT_ACK */
+        bq_job_t *job;                   /* JOB_OFFER (owned, heap: bq_job_t is large) */
+        bq_job_ref_t ref;                /* JOB_ACCEPT, JOB_CANCEL */
+        bq_msg_progress_t progress;      /* JOB_PROGRESS */
+        bq_msg_result_t *result;         /* JOB_RESULT (owned, heap) */
+        bq_msg_result_ack_t result_ack;  /* RESULT_ACK */
+        bq_msg_cli_request_t cli_req;    /* CLI_REQUEST */
+        bq_msg_cli_reply_t cli_reply;    /* CLI_REPLY */
+        bq_msg_error_t error;            /* ERROR */
+    } u;
+} bq_msg_t;
+
+void proto_msg_clear(bq_msg_t *m);
+/* Encode into a new buffer (*buf, caller frees with free()). */
+int proto_msg_encode(const bq_msg_t *m, uint8_t **buf, size_t *len, bq_errbuf_t *e);
+/* Decode len bytes. On failure m is cleared and e says why. */
+int proto_msg_decode(const uint8_t *buf, size_t len, bq_msg_t *m, bq_errbuf_t *e);
+
+/* Catalog records use the same messages (Job, Worker, Cluster). */
+int proto_job_encode(const bq_job_t *j, uint8_t **buf, size_t *len, bq_errbuf_t *e);
+int proto_job_decode(const uint8_t *buf, size_t len, bq_job_t *j, bq_errbuf_t *e);
+int proto_worker_encode(const bq_worker_t *w, uint8_t **buf, size_t *len, bq_errbuf_t *e);
+int proto_worker_decode(const uint8_t *buf, size_t len, bq_worker_t *w, bq_errbuf_t *e);
+int proto_cluster_encode(const bq_cluster_t *c, uint8_t **buf, size_t *len, bq_errbuf_t *e);
+int proto_cluster_decode(const uint8_t *buf, size_t len, bq_cluster_t *c, bq_errbuf_t *e);
+
+/* ---- sockets ------------------------------------------------------------------------- */
+
+typedef struct proto_ctx proto_ctx_t;
+typedef struct proto_sock proto_sock_t;
+typedef struct proto_zap proto_zap_t;
+
+#define BQ_ROUTING_ID_MAX 256
+#define BQ_USER_ID_MAX 160
+
+/* Who sent a message to a server socket: the routing id (to reply) and the identity
+ * the ZAP handler gave the peer's key ("worker:NAME" or "operator:NAME"). */
+typedef struct {
+    size_t routing_id_len;
+    uint8_t routing_id[BQ_ROUTING_ID_MAX];
+    char user_id[BQ_USER_ID_MAX];
+} bq_peer_t;
+
+int proto_ctx_new(proto_ctx_t **out, bq_errbuf_t *e);
+void proto_ctx_destroy(proto_ctx_t **self_p);
+
+/* The ZAP handler (a thread on inproc://zeromq.zap.01): admits a CURVE client only when
+ * its public key is in the allow list, and gives it that entry's user id; refusals are
+ * logged with the public key. */
+int proto_zap_start(proto_ctx_t *ctx, proto_zap_t **out, bq_errbuf_t *e);
+/* Replace the allow list (thread-safe; used at start and on SIGHUP). */
+int proto_zap_set(proto_zap_t *zap, const char *const *public_keys, const char *const *user_ids,
+                  size_t n);
+void proto_zap_stop(proto_zap_t **self_p);
+/* Ask the ZAP handler about a key nobody holds; 0 only if it answers within timeout_ms
+ * and refuses. BQ_E_AUTH when nothing answers (CURVE would then admit anyone). */
+int proto_zap_probe(proto_ctx_t *ctx, int timeout_ms, bq_errbuf_t *e);
+
+/* ROUTER, CURVE server, ZAP domain "barque", ZMQ_MAXMSGSIZE, ROUTER_MANDATORY; bound. */
+int proto_server_new(proto_ctx_t *ctx, const char *endpoint, const bq_keypair_t *keys,
+                     proto_sock_t **out, bq_errbuf_t *e);
+/* DEALER, CURVE client, connected (auto-reconnects). */
+int proto_client_new(proto_ctx_t *ctx, const char *endpoint, const char *server_public_z85,
+                     const bq_keypair_t *keys, proto_sock_t **out, bq_errbuf_t *e);
+/* inproc PULL (bound) and PUSH (connected) for threads talking to an event loop. */
+int proto_inproc_pull_new(proto_ctx_t *ctx, const char *name, proto_sock_t **out, bq_errbuf_t *e);
+int proto_inproc_push_new(proto_ctx_t *ctx, const char *name, proto_sock_t **out, bq_errbuf_t *e);
+void proto_sock_destroy(proto_sock_t **self_p);
+
+/* Send m. On a server socket `to` names the peer; elsewhere pass NULL. Never blocks:
+ * a full queue or a gone peer is BQ_E_ZMQ. */
+int proto_send(proto_sock_t *s, const bq_peer_t *to, const bq_msg_t *m, bq_errbuf_t *e);
+/* Receive one message, waiting up to timeout_ms (-1 forever, 0 not at all): BQ_E_TIMEOUT
+ * when none. A bad message is consumed and returned as its decode error, with `from`
+ * filled so the caller can answer it with MSG_ERROR. */
+int proto_recv(proto_sock_t *s, bq_peer_t *from, bq_msg_t *m, int timeout_ms, bq_errbuf_t *e);
+
+/* Wait until one of socks is readable or timeout_ms passes (-1 forever). Sets ready[i].
+ * Returns the number ready (0 on timeout), BQ_E_ZMQ on error, BQ_E_SHUTDOWN on EINTR. */
+int proto_poll(proto_sock_t **socks, size_t n, int *ready, int timeout_ms);
+
+/* Fill an ERROR message. */
+void proto_msg_error(bq_msg_t *m, uint64_t seq, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+#endif
