@@ -1,1 +1,1139 @@
-/* placeholder: being written */
+/* The coordinator's event loop.
+ *
+ * Every loop turn: wait for messages (or the next timer), handle up to a batch of them in
+ * ONE catalog write transaction, run timers (worker timeouts, lease expiry, dispatch),
+ * commit, and only then send the replies and offers the batch produced. A reply therefore
+ * never announces a state that is not durable, and a burst of messages costs one fsync.
+ * If the commit fails (map full, I/O), the batch's replies are replaced by errors and the
+ * in-memory index is rebuilt from the catalog: workers resend results until acknowledged. */
+#include "coord.h"
+
+#include "catalog.h"
+#include "clock.h"
+#include "log.h"
+#include "proto.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define COMP "coordinator"
+#define BATCH_MAX 512
+#define TICK_MS 100
+#define PERSIST_SEEN_MS 10000
+#define JOBS_LIST_MAX 5000
+
+typedef struct {
+    bq_worker_t rec;          /* as last persisted or reported */
+    bq_peer_t peer;           /* where to reach it now */
+    int64_t last_seen_mono;
+    uint32_t assigned;        /* active jobs the coordinator gave it */
+    uint32_t cap;             /* max concurrent jobs */
+    int config_cap;           /* [worker NAME] max_jobs */
+    int dirty;                /* record differs from the catalog */
+} worker_state_t;
+
+typedef struct {
+    uint64_t id;
+    bq_job_state_t state;
+    char site[BQ_NAME_MAX];
+    int worker;               /* index into workers, -1 when none */
+    uint32_t attempt;
+    int64_t lease_deadline;   /* monotonic */
+    int64_t next_attempt;     /* monotonic */
+    int64_t queued_mono;      /* when it last became QUEUED (assign latency) */
+    int cancel_requested;
+} job_state_t;
+
+typedef struct {
+    bq_peer_t to;
+    bq_msg_t msg;
+    int cli;                  /* a CLI reply: turned into an error if the batch fails */
+} out_msg_t;
+
+struct coord {
+    bq_coord_config_t cfg;
+    catalog_t *cat;
+    proto_ctx_t *ctx;
+    proto_zap_t *zap;
+    proto_sock_t *sock;
+
+    worker_state_t *workers;
+    size_t nworkers, workers_cap;
+    job_state_t *jobs;        /* active (non-terminal) jobs, ascending id */
+    size_t njobs, jobs_cap;
+
+    catalog_txn_t *wtxn;      /* the batch's write transaction, opened lazily */
+    int batch_failed;
+    bq_errbuf_t batch_err;
+    out_msg_t *out;
+    size_t nout, out_cap;
+
+    int dispatch_dirty;
+    int64_t last_persist_mono;
+    uint64_t seq;
+};
+
+/* ---- small helpers ------------------------------------------------------------------ */
+
+static int user_is(const bq_peer_t *p, const char *kind, char *name, size_t len)
+{
+    size_t k = strlen(kind);
+    if (strncmp(p->user_id, kind, k) != 0 || p->user_id[k] != ':')
+        return 0;
+    if (name)
+        snprintf(name, len, "%s", p->user_id + k + 1);
+    return 1;
+}
+
+static int worker_find(coord_t *c, const char *name)
+{
+    for (size_t i = 0; i < c->nworkers; i++)
+        if (strcmp(c->workers[i].rec.name, name) == 0)
+            return (int)i;
+    return -1;
+}
+
+static job_state_t *job_find(coord_t *c, uint64_t id)
+{
+    size_t lo = 0, hi = c->njobs;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (c->jobs[mid].id < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return (lo < c->njobs && c->jobs[lo].id == id) ? &c->jobs[lo] : NULL;
+}
+
+static int grow(void **arr, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap)
+        return 0;
+    size_t n = *cap ? *cap * 2 : 64;
+    while (n < need)
+        n *= 2;
+    void *p = realloc(*arr, n * elem);
+    if (!p)
+        return BQ_E_NOMEM;
+    *arr = p;
+    *cap = n;
+    return 0;
+}
+
+static int job_index_add(coord_t *c, const bq_job_t *j)
+{
+    if (grow((void **)&c->jobs, &c->jobs_cap, c->njobs + 1, sizeof *c->jobs))
+        return BQ_E_NOMEM;
+    /* ids ascend, so appending keeps the order; a reload may add out of order */
+    size_t pos = c->njobs;
+    while (pos > 0 && c->jobs[pos - 1].id > j->id)
+        pos--;
+    memmove(&c->jobs[pos + 1], &c->jobs[pos], (c->njobs - pos) * sizeof *c->jobs);
+    c->njobs++;
+    job_state_t *s = &c->jobs[pos];
+    memset(s, 0, sizeof *s);
+    s->id = j->id;
+    s->state = j->state;
+    snprintf(s->site, sizeof s->site, "%s", j->site);
+    s->worker = j->worker[0] ? worker_find(c, j->worker) : -1;
+    s->attempt = j->attempt;
+    s->cancel_requested = j->cancel_requested;
+    int64_t now = bq_mono_ms();
+    s->queued_mono = now;
+    s->lease_deadline = now + c->cfg.job_lease_ms;
+    int64_t wait = j->next_attempt_ms - bq_wall_ms();
+    s->next_attempt = now + (wait > 0 ? wait : 0);
+    if (s->worker >= 0 && (s->state == BQ_JOB_ASSIGNED || s->state == BQ_JOB_RUNNING))
+        c->workers[s->worker].assigned++;
+    return 0;
+}
+
+static void job_index_compact(coord_t *c)
+{
+    size_t w = 0;
+    for (size_t r = 0; r < c->njobs; r++)
+        if (!bq_job_state_terminal(c->jobs[r].state))
+            c->jobs[w++] = c->jobs[r];
+    c->njobs = w;
+}
+
+/* Queue a message to send after the batch commits. Takes ownership of m's contents. */
+static void out_push(coord_t *c, const bq_peer_t *to, bq_msg_t *m, int cli)
+{
+    if (grow((void **)&c->out, &c->out_cap, c->nout + 1, sizeof *c->out)) {
+        bq_error(COMP, 0, "out of memory queueing a reply; dropped");
+        proto_msg_clear(m);
+        return;
+    }
+    out_msg_t *o = &c->out[c->nout++];
+    o->to = *to;
+    o->msg = *m;
+    o->cli = cli;
+    memset(m, 0, sizeof *m);
+}
+
+static void out_error(coord_t *c, const bq_peer_t *to, uint64_t seq, int code, const char *text)
+{
+    bq_msg_t m;
+    proto_msg_error(&m, seq, code, "%s", text);
+    out_push(c, to, &m, 0);
+}
+
+static void cli_reply_error(coord_t *c, const bq_peer_t *to, uint64_t seq, int code,
+                            const char *text)
+{
+    bq_msg_t m = {.type = BQ_MSG_CLI_REPLY, .seq = seq};
+    m.u.cli_reply.code = code;
+    snprintf(m.u.cli_reply.error, sizeof m.u.cli_reply.error, "%s", text);
+    out_push(c, to, &m, 1);
+}
+
+/* The batch's write transaction; NULL once the batch has failed. */
+static catalog_txn_t *wtxn(coord_t *c)
+{
+    if (c->batch_failed)
+        return NULL;
+    if (!c->wtxn) {
+        int rc = catalog_txn_begin(c->cat, 1, &c->wtxn, &c->batch_err);
+        if (rc) {
+            c->batch_failed = rc;
+            return NULL;
+        }
+    }
+    return c->wtxn;
+}
+
+static void batch_fail(coord_t *c, int rc, const bq_errbuf_t *e)
+{
+    if (!c->batch_failed) {
+        c->batch_failed = rc;
+        c->batch_err = *e;
+    }
+}
+
+/* Read-modify-write one job in the batch. fn edits the record; returns 0 or an error. */
+typedef void (*job_edit_fn)(bq_job_t *j, void *arg);
+static int job_edit(coord_t *c, uint64_t id, job_edit_fn fn, void *arg, bq_job_t *out)
+{
+    catalog_txn_t *t = wtxn(c);
+    if (!t)
+        return c->batch_failed;
+    static bq_job_t j; /* large: keep it off the stack; the loop is single-threaded */
+    bq_errbuf_t e;
+    int rc = catalog_job_get(t, id, &j, &e);
+    if (rc == 0) {
+        fn(&j, arg);
+        j.updated_ms = bq_wall_ms();
+        rc = catalog_job_put(t, &j, &e);
+    }
+    if (rc && rc != BQ_E_NOTFOUND)
+        batch_fail(c, rc, &e);
+    if (rc == 0 && out)
+        *out = j;
+    return rc;
+}
+
+/* ---- job state transitions ---------------------------------------------------------- */
+
+typedef struct {
+    bq_job_state_t state;
+    const char *worker;
+    uint32_t attempt;
+    const char *error;
+    int64_t next_attempt_ms;
+    const bq_msg_result_t *result;
+    int progress;
+    uint64_t done, total;
+    int cancel;
+} job_change_t;
+
+static void job_apply(bq_job_t *j, void *arg)
+{
+    const job_change_t *ch = arg;
+    int64_t now = bq_wall_ms();
+    if (ch->progress) {
+        j->progress_done = ch->done;
+        j->progress_total = ch->total;
+    }
+    if (ch->cancel)
+        j->cancel_requested = 1;
+    if (!ch->state)
+        return;
+    j->state = ch->state;
+    if (ch->worker)
+        snprintf(j->worker, sizeof j->worker, "%s", ch->worker);
+    if (ch->attempt)
+        j->attempt = ch->attempt;
+    if (ch->error)
+        snprintf(j->error, sizeof j->error, "%s", ch->error);
+    j->next_attempt_ms = ch->next_attempt_ms;
+    if (ch->state == BQ_JOB_RUNNING && !j->started_ms)
+        j->started_ms = now;
+    if (bq_job_state_terminal(ch->state))
+        j->finished_ms = now;
+    if (ch->result && ch->result->has_check) {
+        j->has_check = 1;
+        j->check = ch->result->check;
+    }
+}
+
+/* Take a job away from its worker's capacity count. */
+static void job_release(coord_t *c, job_state_t *s)
+{
+    if (s->worker >= 0 && c->workers[s->worker].assigned > 0)
+        c->workers[s->worker].assigned--;
+    s->worker = -1;
+    c->dispatch_dirty = 1;
+}
+
+/* The attempt ended without a result (worker gone, lease expired): queue it again, or
+ * end it when it is out of attempts or was being cancelled. */
+static void job_requeue_lost(coord_t *c, job_state_t *s, const char *why)
+{
+    bq_job_t j;
+    char msg[BQ_TEXT_MAX];
+    snprintf(msg, sizeof msg, "attempt %u lost: %s", s->attempt, why);
+    job_change_t ch = {.state = BQ_JOB_QUEUED, .error = msg};
+    if (s->cancel_requested) {
+        ch.state = BQ_JOB_CANCELLED;
+        ch.error = "cancelled (its worker was lost before it confirmed)";
+    } else if (s->attempt >= (uint32_t)c->cfg.job_max_attempts) {
+        ch.state = BQ_JOB_FAILED;
+    }
+    ch.worker = ch.state == BQ_JOB_QUEUED ? "" : NULL;
+    if (job_edit(c, s->id, job_apply, &ch, &j) != 0)
+        return;
+    bq_warn(COMP, s->id, "%s; job is now %s", msg, bq_job_state_name(ch.state));
+    job_release(c, s);
+    s->state = ch.state;
+    s->queued_mono = bq_mono_ms();
+    s->next_attempt = s->queued_mono;
+}
+
+static void job_offer(coord_t *c, job_state_t *s, int wi)
+{
+    worker_state_t *w = &c->workers[wi];
+    bq_job_t *j = malloc(sizeof *j);
+    if (!j)
+        return;
+    job_change_t ch = {.state = BQ_JOB_ASSIGNED, .worker = w->rec.name, .attempt = s->attempt + 1};
+    if (job_edit(c, s->id, job_apply, &ch, j) != 0) {
+        free(j);
+        return;
+    }
+    const bq_cfg_cluster_t *cl = bq_coord_config_cluster(&c->cfg, j->cluster);
+    if (cl)
+        snprintf(j->conninfo, sizeof j->conninfo, "%s", cl->conninfo);
+    s->state = BQ_JOB_ASSIGNED;
+    s->attempt = j->attempt;
+    s->worker = wi;
+    s->lease_deadline = bq_mono_ms() + c->cfg.job_lease_ms;
+    w->assigned++;
+    bq_info(COMP, s->id, "assigned %s job (attempt %u) to worker %s after %lld ms queued",
+            bq_job_type_name(j->type), j->attempt, w->rec.name,
+            (long long)(bq_mono_ms() - s->queued_mono));
+    bq_msg_t m = {.type = BQ_MSG_JOB_OFFER, .seq = ++c->seq};
+    m.u.job = j;
+    out_push(c, &w->peer, &m, 0);
+}
+
+/* Give every due QUEUED job to the online worker of its site with the most free slots. */
+static void dispatch(coord_t *c)
+{
+    int64_t now = bq_mono_ms();
+    int64_t online_after = now - c->cfg.worker_timeout_ms;
+    c->dispatch_dirty = 0;
+    char full_site[BQ_NAME_MAX] = "";
+    for (size_t i = 0; i < c->njobs && !c->batch_failed; i++) {
+        job_state_t *s = &c->jobs[i];
+        if (s->state != BQ_JOB_QUEUED)
+            continue;
+        if (s->next_attempt > now) {
+            c->dispatch_dirty = 1; /* look again when it is due */
+            continue;
+        }
+        if (strcmp(s->site, full_site) == 0)
+            continue;
+        int best = -1;
+        uint32_t best_free = 0;
+        for (size_t k = 0; k < c->nworkers; k++) {
+            worker_state_t *w = &c->workers[k];
+            if (!w->rec.online || w->last_seen_mono < online_after || w->assigned >= w->cap ||
+                strcmp(w->rec.site, s->site) != 0)
+                continue;
+            uint32_t free_slots = w->cap - w->assigned;
+            if (best < 0 || free_slots > best_free ||
+                (free_slots == best_free && w->rec.store_free > c->workers[best].rec.store_free)) {
+                best = (int)k;
+                best_free = free_slots;
+            }
+        }
+        if (best < 0) {
+            snprintf(full_site, sizeof full_site, "%s", s->site);
+            continue;
+        }
+        job_offer(c, s, best);
+    }
+}
+
+/* ---- workers ------------------------------------------------------------------------ */
+
+static void worker_persist(coord_t *c, worker_state_t *w)
+{
+    catalog_txn_t *t = wtxn(c);
+    if (!t)
+        return;
+    bq_errbuf_t e;
+    int rc = catalog_worker_put(t, &w->rec, &e);
+    if (rc)
+        batch_fail(c, rc, &e);
+    else
+        w->dirty = 0;
+}
+
+static void worker_offline(coord_t *c, size_t wi, const char *why)
+{
+    worker_state_t *w = &c->workers[wi];
+    w->rec.online = 0;
+    worker_persist(c, w);
+    bq_warn(COMP, 0, "worker %s (site %s) is offline: %s", w->rec.name, w->rec.site, why);
+    for (size_t i = 0; i < c->njobs; i++) {
+        job_state_t *s = &c->jobs[i];
+        if (s->worker == (int)wi && (s->state == BQ_JOB_ASSIGNED || s->state == BQ_JOB_RUNNING)) {
+            char msg[BQ_DETAIL_MAX];
+            snprintf(msg, sizeof msg, "worker %s went offline (%s)", w->rec.name, why);
+            job_requeue_lost(c, s, msg);
+        }
+    }
+}
+
+static void on_hello(coord_t *c, const bq_peer_t *from, bq_msg_t *m)
+{
+    char name[BQ_NAME_MAX];
+    const bq_msg_hello_t *h = &m->u.hello;
+    if (!user_is(from, "worker", name, sizeof name)) {
+        out_error(c, from, m->seq, BQ_E_AUTH, "only worker keys may register as workers");
+        return;
+    }
+    if (strcmp(name, h->worker.name) != 0) {
+        char msg[BQ_TEXT_MAX];
+        snprintf(msg, sizeof msg, "key of worker %s may not register as worker %s", name,
+                 h->worker.name);
+        bq_warn(COMP, 0, "%s", msg);
+        out_error(c, from, m->seq, BQ_E_AUTH, msg);
+        return;
+    }
+    const bq_cfg_worker_ref_t *ref = bq_coord_config_worker(&c->cfg, name);
+    if (!ref || strcmp(ref->site, h->worker.site) != 0) {
+        char msg[BQ_TEXT_MAX];
+        snprintf(msg, sizeof msg, "worker %s says it is at site %s but the coordinator's config "
+                 "puts it at site %s", name, h->worker.site, ref ? ref->site : "(none)");
+        bq_warn(COMP, 0, "%s", msg);
+        out_error(c, from, m->seq, BQ_E_CONFIG, msg);
+        return;
+    }
+    int wi = worker_find(c, name);
+    if (wi < 0) {
+        if (grow((void **)&c->workers, &c->workers_cap, c->nworkers + 1, sizeof *c->workers))
+            return;
+        wi = (int)c->nworkers++;
+        memset(&c->workers[wi], 0, sizeof c->workers[wi]);
+        c->workers[wi].rec.registered_ms = bq_wall_ms();
+    }
+    worker_state_t *w = &c->workers[wi];
+    int was_online = w->rec.online && w->last_seen_mono >= bq_mono_ms() - c->cfg.worker_timeout_ms;
+    int64_t registered = w->rec.registered_ms;
+    w->rec = h->worker;
+    w->rec.registered_ms = registered ? registered : bq_wall_ms();
+    if (m->type == BQ_MSG_REGISTER)
+        w->rec.registered_ms = bq_wall_ms();
+    w->rec.last_seen_ms = bq_wall_ms();
+    w->rec.online = 1;
+    w->peer = *from;
+    w->last_seen_mono = bq_mono_ms();
+    uint32_t cap = h->worker.max_jobs ? h->worker.max_jobs : 1;
+    if (ref->max_jobs > 0 && (uint32_t)ref->max_jobs < cap)
+        cap = (uint32_t)ref->max_jobs;
+    w->cap = cap;
+    if (!was_online || m->type == BQ_MSG_REGISTER) {
+        bq_info(COMP, 0, "worker %s (site %s, version %s, %u slots, %u running) is online",
+                name, w->rec.site, w->rec.version, cap, (unsigned)h->nrunning);
+        worker_persist(c, w);
+        c->dispatch_dirty = 1;
+    } else {
+        w->dirty = 1;
+    }
+
+    /* Renew the leases the worker still holds; cancel attempts it should not be running. */
+    int64_t now = bq_mono_ms();
+    for (size_t i = 0; i < h->nrunning; i++) {
+        job_state_t *s = job_find(c, h->running[i].job_id);
+        if (s && s->worker == wi && s->attempt == h->running[i].attempt &&
+            (s->state == BQ_JOB_ASSIGNED || s->state == BQ_JOB_RUNNING)) {
+            s->lease_deadline = now + c->cfg.job_lease_ms;
+            continue;
+        }
+        if (s && s->worker < 0 && s->attempt == h->running[i].attempt &&
+            s->state == BQ_JOB_QUEUED) {
+            /* never happens in one coordinator's life; after a restart the catalog wins */
+        }
+        bq_msg_t cm = {.type = BQ_MSG_JOB_CANCEL, .seq = ++c->seq};
+        cm.u.ref = h->running[i];
+        bq_info(COMP, h->running[i].job_id,
+                "worker %s runs attempt %u which is not current: cancelling it", name,
+                h->running[i].attempt);
+        out_push(c, from, &cm, 0);
+    }
+    bq_msg_t ack = {.type = BQ_MSG_HEARTBEAT_ACK, .seq = m->seq};
+    ack.u.hb_ack.heartbeat_interval_ms = c->cfg.heartbeat_interval_ms;
+    ack.u.hb_ack.lease_ms = c->cfg.job_lease_ms;
+    out_push(c, from, &ack, 0);
+}
+
+/* A message about (job_id, attempt) from a worker: is it the current attempt on it? */
+static job_state_t *job_of_worker(coord_t *c, const bq_peer_t *from, uint64_t id,
+                                  uint32_t attempt, int *wi_out, char *why, size_t whylen)
+{
+    char name[BQ_NAME_MAX];
+    if (!user_is(from, "worker", name, sizeof name)) {
+        snprintf(why, whylen, "only workers report on jobs");
+        return NULL;
+    }
+    int wi = worker_find(c, name);
+    job_state_t *s = job_find(c, id);
+    *wi_out = wi;
+    if (!s) {
+        snprintf(why, whylen, "job %llu is not active (finished or unknown)",
+                 (unsigned long long)id);
+        return NULL;
+    }
+    if (wi < 0 || s->worker != wi || s->attempt != attempt ||
+        (s->state != BQ_JOB_ASSIGNED && s->state != BQ_JOB_RUNNING)) {
+        snprintf(why, whylen, "attempt %u of job %llu from worker %s is superseded (job is %s at "
+                 "attempt %u on %s)", attempt, (unsigned long long)id, name,
+                 bq_job_state_name(s->state), s->attempt,
+                 s->worker >= 0 ? c->workers[s->worker].rec.name : "no worker");
+        return NULL;
+    }
+    return s;
+}
+
+static void on_accept(coord_t *c, const bq_peer_t *from, bq_msg_t *m)
+{
+    int wi;
+    char why[BQ_DETAIL_MAX];
+    job_state_t *s = job_of_worker(c, from, m->u.ref.job_id, m->u.ref.attempt, &wi, why, sizeof why);
+    if (!s) {
+        bq_warn(COMP, m->u.ref.job_id, "accept refused: %s", why);
+        bq_msg_t cm = {.type = BQ_MSG_JOB_CANCEL, .seq = ++c->seq};
+        cm.u.ref = m->u.ref;
+        out_push(c, from, &cm, 0);
+        return;
+    }
+    if (s->state == BQ_JOB_RUNNING)
+        return;
+    job_change_t ch = {.state = BQ_JOB_RUNNING};
+    if (job_edit(c, s->id, job_apply, &ch, NULL) == 0) {
+        s->state = BQ_JOB_RUNNING;
+        s->lease_deadline = bq_mono_ms() + c->cfg.job_lease_ms;
+    }
+}
+
+static void on_progress(coord_t *c, const bq_peer_t *from, bq_msg_t *m)
+{
+    int wi;
+    char why[BQ_DETAIL_MAX];
+    const bq_msg_progress_t *p = &m->u.progress;
+    job_state_t *s = job_of_worker(c, from, p->job_id, p->attempt, &wi, why, sizeof why);
+    if (!s)
+        return;
+    job_change_t ch = {.progress = 1, .done = p->done, .total = p->total};
+    if (s->state == BQ_JOB_ASSIGNED)
+        ch.state = BQ_JOB_RUNNING;
+    if (job_edit(c, s->id, job_apply, &ch, NULL) == 0) {
+        if (ch.state)
+            s->state = ch.state;
+        s->lease_deadline = bq_mono_ms() + c->cfg.job_lease_ms;
+    }
+}
+
+static void on_result(coord_t *c, const bq_peer_t *from, bq_msg_t *m)
+{
+    int wi;
+    char why[BQ_DETAIL_MAX];
+    const bq_msg_result_t *r = m->u.result;
+    bq_msg_t ack = {.type = BQ_MSG_RESULT_ACK, .seq = m->seq};
+    ack.u.result_ack.job_id = r->job_id;
+    ack.u.result_ack.attempt = r->attempt;
+    job_state_t *s = job_of_worker(c, from, r->job_id, r->attempt, &wi, why, sizeof why);
+    if (!s) {
+        bq_warn(COMP, r->job_id, "result refused: %s", why);
+        snprintf(ack.u.result_ack.reason, sizeof ack.u.result_ack.reason, "%s", why);
+        out_push(c, from, &ack, 0);
+        return;
+    }
+    job_change_t ch = {.result = r};
+    if (r->ok) {
+        ch.state = BQ_JOB_SUCCEEDED;
+        ch.error = "";
+    } else if (s->cancel_requested) {
+        ch.state = BQ_JOB_CANCELLED;
+        ch.error = r->error;
+    } else if (r->retryable && s->attempt < (uint32_t)c->cfg.job_max_attempts) {
+        ch.state = BQ_JOB_QUEUED;
+        ch.worker = "";
+        ch.error = r->error;
+        int64_t backoff = c->cfg.job_retry_backoff_ms << (s->attempt > 10 ? 10 : s->attempt - 1);
+        ch.next_attempt_ms = bq_wall_ms() + backoff;
+    } else {
+        ch.state = BQ_JOB_FAILED;
+        ch.error = r->error;
+    }
+    if (job_edit(c, s->id, job_apply, &ch, NULL) != 0)
+        return;
+    bq_log(r->ok ? BQ_LOG_INFO : BQ_LOG_WARNING, COMP, s->id,
+           "attempt %u on worker %s ended: %s%s%s", s->attempt, c->workers[wi].rec.name,
+           bq_job_state_name(ch.state), r->ok ? "" : ": ", r->ok ? "" : r->error);
+    job_release(c, s);
+    s->state = ch.state;
+    if (ch.state == BQ_JOB_QUEUED) {
+        s->queued_mono = bq_mono_ms();
+        s->next_attempt = s->queued_mono + (ch.next_attempt_ms - bq_wall_ms());
+    }
+    ack.u.result_ack.accepted = 1;
+    out_push(c, from, &ack, 0);
+}
+
+/* ---- the CLI's API ------------------------------------------------------------------ */
+
+typedef struct {
+    bq_msg_cli_reply_t *r;
+    int all;
+    size_t cap;
+    int err;
+} list_ctx_t;
+
+static int list_job(const bq_job_t *j, void *arg)
+{
+    list_ctx_t *l = arg;
+    if (!l->all && bq_job_state_terminal(j->state))
+        return 0;
+    if (l->r->njobs == l->cap) {
+        if (l->all && l->cap >= JOBS_LIST_MAX) {
+            /* keep the newest: drop the oldest */
+            memmove(&l->r->jobs[0], &l->r->jobs[1], (l->cap - 1) * sizeof *l->r->jobs);
+            l->r->njobs--;
+        } else if (grow((void **)&l->r->jobs, &l->cap, l->cap + 1, sizeof *l->r->jobs)) {
+            l->err = BQ_E_NOMEM;
+            return 1;
+        }
+    }
+    l->r->jobs[l->r->njobs] = *j;
+    l->r->jobs[l->r->njobs].conninfo[0] = '\0'; /* may carry a password */
+    l->r->njobs++;
+    return 0;
+}
+
+static int list_cluster(const bq_cluster_t *cl, void *arg)
+{
+    list_ctx_t *l = arg;
+    if (grow((void **)&l->r->clusters, &l->cap, l->r->nclusters + 1, sizeof *l->r->clusters)) {
+        l->err = BQ_E_NOMEM;
+        return 1;
+    }
+    l->r->clusters[l->r->nclusters] = *cl;
+    l->r->clusters[l->r->nclusters].conninfo[0] = '\0';
+    l->r->nclusters++;
+    return 0;
+}
+
+static int list_site(const char *name, void *arg)
+{
+    list_ctx_t *l = arg;
+    if (grow((void **)&l->r->sites, &l->cap, l->r->nsites + 1, sizeof *l->r->sites)) {
+        l->err = BQ_E_NOMEM;
+        return 1;
+    }
+    snprintf(l->r->sites[l->r->nsites++], BQ_NAME_MAX, "%s", name);
+    return 0;
+}
+
+static void reply_workers(coord_t *c, bq_msg_cli_reply_t *r)
+{
+    r->workers = calloc(c->nworkers ? c->nworkers : 1, sizeof *r->workers);
+    if (!r->workers)
+        return;
+    int64_t online_after = bq_mono_ms() - c->cfg.worker_timeout_ms;
+    for (size_t i = 0; i < c->nworkers; i++) {
+        r->workers[i] = c->workers[i].rec;
+        r->workers[i].online = c->workers[i].rec.online && c->workers[i].last_seen_mono >= online_after;
+        r->workers[i].running = c->workers[i].assigned;
+        if (!r->workers[i].max_jobs)
+            r->workers[i].max_jobs = c->workers[i].cap;
+    }
+    r->nworkers = c->nworkers;
+}
+
+static int job_create(coord_t *c, bq_job_type_t type, const char *cluster, const char *site,
+                      int64_t sleep_ms, uint64_t *id, bq_errbuf_t *e)
+{
+    catalog_txn_t *t = wtxn(c);
+    if (!t)
+        return bq_fail(e, c->batch_failed, "%s", c->batch_err.msg);
+    static bq_job_t j;
+    memset(&j, 0, sizeof j);
+    j.type = type;
+    j.state = BQ_JOB_QUEUED;
+    snprintf(j.cluster, sizeof j.cluster, "%s", cluster);
+    snprintf(j.site, sizeof j.site, "%s", site);
+    j.max_attempts = (uint32_t)c->cfg.job_max_attempts;
+    j.created_ms = j.updated_ms = bq_wall_ms();
+    j.sleep_ms = sleep_ms;
+    int rc = catalog_job_new(t, &j, e);
+    if (rc) {
+        batch_fail(c, rc, e);
+        return rc;
+    }
+    if (job_index_add(c, &j))
+        return bq_fail(e, BQ_E_NOMEM, "out of memory indexing job");
+    *id = j.id;
+    c->dispatch_dirty = 1;
+    bq_info(COMP, j.id, "queued %s job for %s%s at site %s", bq_job_type_name(type),
+            cluster[0] ? "cluster " : "", cluster[0] ? cluster : "the fleet", site);
+    return 0;
+}
+
+static void on_cli(coord_t *c, const bq_peer_t *from, bq_msg_t *m)
+{
+    char op[BQ_NAME_MAX];
+    const bq_msg_cli_request_t *q = &m->u.cli_req;
+    if (!user_is(from, "operator", op, sizeof op)) {
+        cli_reply_error(c, from, m->seq, BQ_E_AUTH, "only operator keys may use the CLI");
+        return;
+    }
+    bq_msg_t rm = {.type = BQ_MSG_CLI_REPLY, .seq = m->seq};
+    bq_msg_cli_reply_t *r = &rm.u.cli_reply;
+    bq_errbuf_t e = {{0}};
+    int rc = 0;
+    catalog_txn_t *rt = NULL;
+    list_ctx_t l = {.r = r, .all = q->all};
+
+    if (strcmp(q->verb, "status") == 0 || strcmp(q->verb, "workers") == 0 ||
+        strcmp(q->verb, "clusters") == 0 || strcmp(q->verb, "jobs") == 0) {
+        int status = strcmp(q->verb, "status") == 0;
+        rc = catalog_txn_begin(c->cat, 0, &rt, &e);
+        if (rc == 0 && (status || strcmp(q->verb, "workers") == 0))
+            reply_workers(c, r);
+        if (rc == 0 && (status || strcmp(q->verb, "clusters") == 0)) {
+            l.cap = 0;
+            rc = catalog_cluster_each(rt, list_cluster, &l, &e);
+            l.cap = 0;
+            if (rc == 0)
+                rc = catalog_site_each(rt, list_site, &l, &e);
+        }
+        if (rc == 0 && (status || strcmp(q->verb, "jobs") == 0)) {
+            l.cap = 0;
+            rc = catalog_job_each(rt, list_job, &l, &e);
+        }
+        if (rc == 0 && l.err)
+            rc = bq_fail(&e, l.err, "out of memory listing");
+    } else if (strcmp(q->verb, "job-show") == 0) {
+        rc = catalog_txn_begin(c->cat, 0, &rt, &e);
+        if (rc == 0) {
+            r->jobs = calloc(1, sizeof *r->jobs);
+            rc = r->jobs ? catalog_job_get(rt, q->job_id, &r->jobs[0], &e) : BQ_E_NOMEM;
+            if (rc == 0) {
+                r->njobs = 1;
+                r->jobs[0].conninfo[0] = '\0';
+            } else if (rc == BQ_E_NOTFOUND) {
+                bq_fail(&e, rc, "no job %llu", (unsigned long long)q->job_id);
+            }
+        }
+    } else if (strcmp(q->verb, "job-cancel") == 0) {
+        job_state_t *s = job_find(c, q->job_id);
+        if (!s) {
+            rc = bq_fail(&e, BQ_E_STATE, "job %llu is not active (finished or unknown)",
+                         (unsigned long long)q->job_id);
+        } else if (s->state == BQ_JOB_QUEUED) {
+            job_change_t ch = {.state = BQ_JOB_CANCELLED, .error = "cancelled by operator"};
+            rc = job_edit(c, s->id, job_apply, &ch, NULL);
+            if (rc == 0) {
+                s->state = BQ_JOB_CANCELLED;
+                bq_info(COMP, s->id, "cancelled by operator %s while queued", op);
+            }
+        } else {
+            job_change_t ch = {.cancel = 1};
+            rc = job_edit(c, s->id, job_apply, &ch, NULL);
+            if (rc == 0 && s->worker >= 0) {
+                s->cancel_requested = 1;
+                bq_msg_t cm = {.type = BQ_MSG_JOB_CANCEL, .seq = ++c->seq};
+                cm.u.ref.job_id = s->id;
+                cm.u.ref.attempt = s->attempt;
+                out_push(c, &c->workers[s->worker].peer, &cm, 0);
+                bq_info(COMP, s->id, "cancel requested by operator %s; asked worker %s to stop",
+                        op, c->workers[s->worker].rec.name);
+            }
+        }
+        if (rc == 0)
+            r->job_id = q->job_id;
+    } else if (strcmp(q->verb, "check") == 0 || strcmp(q->verb, "sleep") == 0) {
+        int check = strcmp(q->verb, "check") == 0;
+        const bq_cfg_cluster_t *cl = q->cluster[0] ? bq_coord_config_cluster(&c->cfg, q->cluster) : NULL;
+        const char *site = cl ? cl->site : q->site;
+        if (q->cluster[0] && !cl)
+            rc = bq_fail(&e, BQ_E_NOTFOUND, "no cluster %s in the coordinator's config", q->cluster);
+        else if (check && !cl)
+            rc = bq_fail(&e, BQ_E_USAGE, "check needs a cluster");
+        else if (!site[0])
+            rc = bq_fail(&e, BQ_E_USAGE, "a job needs a cluster or a site");
+        else if (q->sleep_ms < 0 || q->sleep_ms > 86400000)
+            rc = bq_fail(&e, BQ_E_USAGE, "sleep must be 0..86400000 ms");
+        else
+            rc = job_create(c, check ? BQ_JOB_CHECK : BQ_JOB_SLEEP, cl ? cl->name : "", site,
+                            q->sleep_ms, &r->job_id, &e);
+    } else {
+        rc = bq_fail(&e, BQ_E_USAGE, "unknown request %s", q->verb);
+    }
+    catalog_txn_abort(&rt);
+    r->code = rc;
+    if (rc)
+        snprintf(r->error, sizeof r->error, "%s", e.msg[0] ? e.msg : bq_err_text(rc));
+    out_push(c, from, &rm, 1);
+}
+
+/* ---- the loop ----------------------------------------------------------------------- */
+
+static void handle(coord_t *c, const bq_peer_t *from, bq_msg_t *m)
+{
+    switch (m->type) {
+    case BQ_MSG_REGISTER:
+    case BQ_MSG_HEARTBEAT: on_hello(c, from, m); break;
+    case BQ_MSG_JOB_ACCEPT: on_accept(c, from, m); break;
+    case BQ_MSG_JOB_PROGRESS: on_progress(c, from, m); break;
+    case BQ_MSG_JOB_RESULT: on_result(c, from, m); break;
+    case BQ_MSG_CLI_REQUEST: on_cli(c, from, m); break;
+    case BQ_MSG_ERROR:
+        bq_warn(COMP, 0, "peer %s reported an error: %s", from->user_id, m->u.error.message);
+        break;
+    default: {
+        char msg[BQ_DETAIL_MAX];
+        snprintf(msg, sizeof msg, "the coordinator does not accept message type %d", m->type);
+        out_error(c, from, m->seq, BQ_E_MSGTYPE, msg);
+    }
+    }
+}
+
+static void timers(coord_t *c)
+{
+    int64_t now = bq_mono_ms();
+    for (size_t i = 0; i < c->nworkers; i++) {
+        worker_state_t *w = &c->workers[i];
+        if (w->rec.online && w->last_seen_mono < now - c->cfg.worker_timeout_ms) {
+            char why[128];
+            snprintf(why, sizeof why, "no heartbeat for %lld ms",
+                     (long long)(now - w->last_seen_mono));
+            worker_offline(c, i, why);
+        }
+    }
+    for (size_t i = 0; i < c->njobs; i++) {
+        job_state_t *s = &c->jobs[i];
+        if ((s->state == BQ_JOB_ASSIGNED || s->state == BQ_JOB_RUNNING) && s->lease_deadline < now)
+            job_requeue_lost(c, s, "lease expired");
+    }
+    if (now - c->last_persist_mono >= PERSIST_SEEN_MS) {
+        c->last_persist_mono = now;
+        for (size_t i = 0; i < c->nworkers; i++)
+            if (c->workers[i].dirty)
+                worker_persist(c, &c->workers[i]);
+    }
+    if (c->dispatch_dirty)
+        dispatch(c);
+}
+
+static int load_worker(const bq_worker_t *w, void *arg)
+{
+    coord_t *c = arg;
+    if (grow((void **)&c->workers, &c->workers_cap, c->nworkers + 1, sizeof *c->workers))
+        return BQ_E_NOMEM;
+    worker_state_t *s = &c->workers[c->nworkers++];
+    memset(s, 0, sizeof *s);
+    s->rec = *w;
+    /* Online again only when it speaks: give it worker_timeout to do so. */
+    s->last_seen_mono = bq_mono_ms();
+    s->cap = w->max_jobs ? w->max_jobs : 1;
+    return 0;
+}
+
+static int load_job(const bq_job_t *j, void *arg)
+{
+    coord_t *c = arg;
+    if (bq_job_state_terminal(j->state))
+        return 0;
+    return job_index_add(c, j);
+}
+
+/* Rebuild the in-memory index from the catalog (at start, and after a failed batch). */
+static int coord_load(coord_t *c, bq_errbuf_t *e)
+{
+    catalog_txn_t *t = NULL;
+    c->nworkers = 0;
+    c->njobs = 0;
+    int rc = catalog_txn_begin(c->cat, 0, &t, e);
+    if (rc == 0)
+        rc = catalog_worker_each(t, load_worker, c, e);
+    for (size_t i = 0; rc == 0 && i < c->nworkers; i++)
+        c->workers[i].rec.online = 0;
+    if (rc == 0)
+        rc = catalog_job_each(t, load_job, c, e);
+    catalog_txn_abort(&t);
+    c->dispatch_dirty = 1;
+    return rc;
+}
+
+/* Record the config's sites and clusters; forget clusters no longer configured. */
+typedef struct {
+    const bq_coord_config_t *cfg;
+    char (*gone)[BQ_NAME_MAX];
+    size_t ngone, cap;
+} sync_ctx_t;
+
+static int sync_cluster(const bq_cluster_t *cl, void *arg)
+{
+    sync_ctx_t *s = arg;
+    if (bq_coord_config_cluster(s->cfg, cl->name))
+        return 0;
+    if (grow((void **)&s->gone, &s->cap, s->ngone + 1, sizeof *s->gone))
+        return BQ_E_NOMEM;
+    snprintf(s->gone[s->ngone++], BQ_NAME_MAX, "%s", cl->name);
+    return 0;
+}
+
+static int coord_sync_config(coord_t *c, bq_errbuf_t *e)
+{
+    catalog_txn_t *t = NULL;
+    int rc = catalog_txn_begin(c->cat, 1, &t, e);
+    for (size_t i = 0; rc == 0 && i < c->cfg.nsites; i++)
+        rc = catalog_site_put(t, c->cfg.sites[i].name, e);
+    for (size_t i = 0; rc == 0 && i < c->cfg.nclusters; i++) {
+        bq_cluster_t cl;
+        memset(&cl, 0, sizeof cl);
+        if (catalog_cluster_get(t, c->cfg.clusters[i].name, &cl, NULL) != 0)
+            memset(&cl, 0, sizeof cl);
+        snprintf(cl.name, sizeof cl.name, "%s", c->cfg.clusters[i].name);
+        snprintf(cl.site, sizeof cl.site, "%s", c->cfg.clusters[i].site);
+        snprintf(cl.conninfo, sizeof cl.conninfo, "%s", c->cfg.clusters[i].conninfo);
+        rc = catalog_cluster_put(t, &cl, e);
+    }
+    sync_ctx_t s = {.cfg = &c->cfg};
+    if (rc == 0)
+        rc = catalog_cluster_each(t, sync_cluster, &s, e);
+    for (size_t i = 0; rc == 0 && i < s.ngone; i++) {
+        bq_info(COMP, 0, "cluster %s is no longer in the config: removed from the catalog",
+                s.gone[i]);
+        rc = catalog_cluster_del(t, s.gone[i], e);
+    }
+    free(s.gone);
+    if (rc == 0)
+        rc = catalog_txn_commit(&t, e);
+    catalog_txn_abort(&t);
+    return rc;
+}
+
+static int coord_zap_allow(coord_t *c)
+{
+    size_t n = c->cfg.nworkers + c->cfg.noperators;
+    const char **keys = calloc(n ? n : 1, sizeof *keys);
+    char (*ids)[BQ_USER_ID_MAX] = calloc(n ? n : 1, sizeof *ids);
+    const char **idp = calloc(n ? n : 1, sizeof *idp);
+    int rc = BQ_E_NOMEM;
+    if (keys && ids && idp) {
+        size_t k = 0;
+        for (size_t i = 0; i < c->cfg.nworkers; i++, k++) {
+            keys[k] = c->cfg.workers[i].public_key;
+            snprintf(ids[k], BQ_USER_ID_MAX, "worker:%s", c->cfg.workers[i].name);
+            idp[k] = ids[k];
+        }
+        for (size_t i = 0; i < c->cfg.noperators; i++, k++) {
+            keys[k] = c->cfg.operators[i].public_key;
+            snprintf(ids[k], BQ_USER_ID_MAX, "operator:%s", c->cfg.operators[i].name);
+            idp[k] = ids[k];
+        }
+        rc = c->zap ? proto_zap_set(c->zap, keys, idp, n) : 0;
+    }
+    free(keys);
+    free(ids);
+    free(idp);
+    return rc;
+}
+
+int coord_new(const bq_coord_config_t *cfg, int skip_zap, coord_t **out, bq_errbuf_t *e)
+{
+    coord_t *c = calloc(1, sizeof *c);
+    if (!c)
+        return bq_fail(e, BQ_E_NOMEM, "out of memory");
+    c->cfg = *cfg; /* takes over the arrays: the caller must not free cfg */
+    int rc = catalog_open(cfg->catalog, cfg->catalog_max_size, &c->cat, e);
+    if (rc == 0)
+        rc = coord_sync_config(c, e);
+    if (rc == 0)
+        rc = coord_load(c, e);
+    if (rc == 0)
+        rc = proto_ctx_new(&c->ctx, e);
+    if (rc == 0 && !skip_zap) {
+        rc = proto_zap_start(c->ctx, &c->zap, e);
+        if (rc == 0)
+            rc = coord_zap_allow(c);
+    }
+    if (rc == 0)
+        rc = proto_zap_probe(c->ctx, 2000, e);
+    if (rc == 0)
+        rc = proto_server_new(c->ctx, cfg->listen, &cfg->keys, &c->sock, e);
+    if (rc) {
+        coord_destroy(&c);
+        return rc;
+    }
+    bq_info(COMP, 0, "listening on %s (CURVE, %zu worker and %zu operator keys admitted); "
+            "catalog %s holds %zu workers and %zu active jobs", cfg->listen, cfg->nworkers,
+            cfg->noperators, cfg->catalog, c->nworkers, c->njobs);
+    *out = c;
+    return 0;
+}
+
+static void coord_reload(coord_t *c)
+{
+    bq_coord_config_t nc;
+    bq_errbuf_t e;
+    memset(&nc, 0, sizeof nc);
+    if (bq_coord_config_load(c->cfg.path, &nc, &e) != 0) {
+        bq_error(COMP, 0, "reload refused, keeping the running config: %s", e.msg);
+        return;
+    }
+    if (strcmp(nc.listen, c->cfg.listen) != 0 || strcmp(nc.catalog, c->cfg.catalog) != 0 ||
+        strcmp(nc.keys.public_z85, c->cfg.keys.public_z85) != 0)
+        bq_warn(COMP, 0, "reload: listen, catalog and secret_key_file changes need a restart");
+    snprintf(nc.listen, sizeof nc.listen, "%s", c->cfg.listen);
+    snprintf(nc.catalog, sizeof nc.catalog, "%s", c->cfg.catalog);
+    nc.keys = c->cfg.keys;
+    bq_coord_config_free(&c->cfg);
+    c->cfg = nc;
+    bq_log_set_level(nc.log_level);
+    if (coord_zap_allow(c) != 0)
+        bq_error(COMP, 0, "reload: could not update the admitted keys");
+    if (coord_sync_config(c, &e) != 0)
+        bq_error(COMP, 0, "reload: could not record sites and clusters: %s", e.msg);
+    for (size_t i = 0; i < c->nworkers; i++) {
+        const bq_cfg_worker_ref_t *ref = bq_coord_config_worker(&c->cfg, c->workers[i].rec.name);
+        if (!ref && c->workers[i].rec.online)
+            bq_warn(COMP, 0, "worker %s is no longer in the config: its key is refused from now on",
+                    c->workers[i].rec.name);
+    }
+    bq_info(COMP, 0, "config reloaded from %s", c->cfg.path);
+}
+
+/* Commit the batch, then send what it produced (or errors in place of CLI replies). */
+static void batch_finish(coord_t *c)
+{
+    bq_errbuf_t e;
+    if (c->wtxn && !c->batch_failed) {
+        int rc = catalog_txn_commit(&c->wtxn, &e);
+        if (rc)
+            batch_fail(c, rc, &e);
+    }
+    catalog_txn_abort(&c->wtxn);
+    if (c->batch_failed) {
+        bq_error(COMP, 0, "catalog write failed, nothing of the last %zu replies was recorded: %s",
+                 c->nout, c->batch_err.msg);
+    }
+    for (size_t i = 0; i < c->nout; i++) {
+        out_msg_t *o = &c->out[i];
+        if (c->batch_failed && o->cli) {
+            uint64_t seq = o->msg.seq;
+            proto_msg_clear(&o->msg);
+            o->msg.type = BQ_MSG_CLI_REPLY;
+            o->msg.seq = seq;
+            o->msg.u.cli_reply.code = c->batch_failed;
+            snprintf(o->msg.u.cli_reply.error, sizeof o->msg.u.cli_reply.error, "%s",
+                     c->batch_err.msg);
+        }
+        if (c->batch_failed && o->msg.type != BQ_MSG_HEARTBEAT_ACK && o->msg.type != BQ_MSG_ERROR &&
+            o->msg.type != BQ_MSG_CLI_REPLY) {
+            proto_msg_clear(&o->msg); /* offers and acks of unrecorded changes */
+            continue;
+        }
+        if (proto_send(c->sock, &o->to, &o->msg, &e) != 0)
+            bq_debug(COMP, 0, "could not reply to %s: %s", o->to.user_id, e.msg);
+        proto_msg_clear(&o->msg);
+    }
+    c->nout = 0;
+    if (c->batch_failed) {
+        int failed = c->batch_failed;
+        c->batch_failed = 0;
+        if (failed == BQ_E_MAPFULL && catalog_grow(c->cat, &e) != 0)
+            bq_error(COMP, 0, "%s", e.msg);
+        if (coord_load(c, &e) != 0)
+            bq_error(COMP, 0, "could not reload the catalog: %s", e.msg);
+    } else {
+        job_index_compact(c);
+    }
+}
+
+int coord_run(coord_t *c, volatile sig_atomic_t *stop, volatile sig_atomic_t *reload)
+{
+    proto_sock_t *socks[1] = {c->sock};
+    int ready[1];
+    while (!*stop) {
+        if (*reload) {
+            *reload = 0;
+            coord_reload(c);
+        }
+        int n = proto_poll(socks, 1, ready, TICK_MS);
+        if (n == BQ_E_ZMQ) {
+            bq_error(COMP, 0, "poll failed: %s", strerror(errno));
+            return BQ_E_ZMQ;
+        }
+        for (int i = 0; n > 0 && ready[0] && i < BATCH_MAX; i++) {
+            bq_peer_t from;
+            bq_msg_t m;
+            bq_errbuf_t e;
+            int rc = proto_recv(c->sock, &from, &m, 0, &e);
+            if (rc == BQ_E_TIMEOUT)
+                break;
+            if (rc) {
+                bq_warn(COMP, 0, "bad message from %s: %s", from.user_id[0] ? from.user_id : "?",
+                        e.msg);
+                if (from.routing_id_len)
+                    out_error(c, &from, 0, rc, e.msg);
+                continue;
+            }
+            handle(c, &from, &m);
+            proto_msg_clear(&m);
+        }
+        timers(c);
+        batch_finish(c);
+    }
+    bq_info(COMP, 0, "stopping");
+    return 0;
+}
+
+void coord_destroy(coord_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    coord_t *c = *self_p;
+    catalog_txn_abort(&c->wtxn);
+    for (size_t i = 0; i < c->nout; i++)
+        proto_msg_clear(&c->out[i].msg);
+    proto_sock_destroy(&c->sock);
+    proto_zap_stop(&c->zap);
+    proto_ctx_destroy(&c->ctx);
+    catalog_destroy(&c->cat);
+    bq_coord_config_free(&c->cfg);
+    free(c->workers);
+    free(c->jobs);
+    free(c->out);
+    free(c);
+    *self_p = NULL;
+}

@@ -171,6 +171,10 @@ int proto_client_new(proto_ctx_t *ctx, const char *endpoint, const char *server_
 int proto_inproc_pull_new(proto_ctx_t *ctx, const char *name, proto_sock_t **out, bq_errbuf_t *e);
 int proto_inproc_push_new(proto_ctx_t *ctx, const char *name, proto_sock_t **out, bq_errbuf_t *e);
 void proto_sock_destroy(proto_sock_t **self_p);
+/* On a client socket: BQ_E_AUTH (with the reason in e) when the server refused our CURVE
+ * handshake since the socket was made, BQ_E_TIMEOUT when no handshake has succeeded yet,
+ * 0 once one has. Reads the socket's monitor without blocking. */
+int proto_client_handshake_state(proto_sock_t *s, bq_errbuf_t *e);
 
 /* Send m. On a server socket `to` names the peer; elsewhere pass NULL. Never blocks:
  * a full queue or a gone peer is BQ_E_ZMQ. */

@@ -1,1 +1,65 @@
-/* placeholder: being written */
+#include "jobs.h"
+
+#include "clock.h"
+#include "pg_check.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+static void run_check(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res)
+{
+    bq_errbuf_t e;
+    ctx->progress(ctx, 0, 1, "connecting");
+    int rc = pg_check_run(job->conninfo, 10, &res->check, &e);
+    if (rc) {
+        res->ok = 0;
+        res->retryable = 0;
+        snprintf(res->error, sizeof res->error, "check of cluster %s: %s", job->cluster, e.msg);
+        return;
+    }
+    res->has_check = 1;
+    res->ok = 1; /* the check ran; its items say what passed */
+    ctx->progress(ctx, 1, 1, "done");
+}
+
+static void run_sleep(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res)
+{
+    int64_t start = bq_mono_ms(), last = 0;
+    uint64_t total = (uint64_t)job->sleep_ms;
+    for (;;) {
+        int64_t elapsed = bq_mono_ms() - start;
+        if (elapsed >= job->sleep_ms)
+            break;
+        if (atomic_load(ctx->cancel)) {
+            res->ok = 0;
+            res->retryable = 0;
+            snprintf(res->error, sizeof res->error, "cancelled after %lld ms", (long long)elapsed);
+            return;
+        }
+        if (elapsed - last >= 1000) {
+            last = elapsed;
+            ctx->progress(ctx, (uint64_t)elapsed, total, "sleeping");
+        }
+        struct timespec ts = {0, 50 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    ctx->progress(ctx, total, total, "done");
+    res->ok = 1;
+}
+
+void jobs_run(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res)
+{
+    memset(res, 0, sizeof *res);
+    res->job_id = job->id;
+    res->attempt = job->attempt;
+    switch (job->type) {
+    case BQ_JOB_CHECK: run_check(job, ctx, res); break;
+    case BQ_JOB_SLEEP: run_sleep(job, ctx, res); break;
+    default:
+        res->ok = 0;
+        res->retryable = 0;
+        snprintf(res->error, sizeof res->error, "this worker does not know job type %d",
+                 (int)job->type);
+    }
+}
