@@ -1,1 +1,568 @@
-/* placeholder: being written */
+/* The barque command: parses arguments, talks to the coordinator, prints text or JSON.
+ * Exit status: 0 success, 1 failure, 2 usage error. */
+#include "cli.h"
+
+#include "clock.h"
+#include "config.h"
+#include "keys.h"
+#include "output.h"
+#include "proto.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+enum {
+    OPT_JSON = 1 << 0,
+    OPT_ALL = 1 << 1,
+    OPT_DIR = 1 << 2,
+    OPT_WAIT_TIMEOUT = 1 << 3,
+    OPT_WAIT = 1 << 4,
+};
+
+typedef struct {
+    const char *config;
+    int json;
+    int all;
+    int wait;
+    const char *dir;
+    int64_t timeout_ms;      /* coordinator must answer within; 0 = config's */
+    int64_t wait_timeout_ms; /* a job must finish within */
+    int help;
+    int nargs;
+    const char *args[8];
+} cli_opts_t;
+
+typedef struct {
+    cli_opts_t *o;
+    bq_cli_config_t cfg;
+    proto_ctx_t *ctx;
+    proto_sock_t *sock;
+    uint64_t seq;
+} cli_t;
+
+typedef struct verb verb_t;
+struct verb {
+    const char *name;     /* "job show" for two-word verbs */
+    int min_args, max_args;
+    unsigned opts;
+    int (*run)(cli_t *c);
+    const char *usage;
+    const char *help;
+};
+
+static int err_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int err_usage(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "barque: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    return 2;
+}
+
+static int fail(int code, const char *msg)
+{
+    fprintf(stderr, "barque: %s\n", msg);
+    return bq_err_exit_status(code) ? bq_err_exit_status(code) : 1;
+}
+
+/* ---- talking to the coordinator ----------------------------------------------------- */
+
+static int cli_connect(cli_t *c, bq_errbuf_t *e)
+{
+    char path[PATH_MAX];
+    int rc = bq_cli_config_find(c->o->config, path, sizeof path, e);
+    if (rc == 0)
+        rc = bq_cli_config_load(path, &c->cfg, e);
+    if (rc == 0 && c->o->timeout_ms)
+        c->cfg.timeout_ms = c->o->timeout_ms;
+    if (rc == 0)
+        rc = proto_ctx_new(&c->ctx, e);
+    if (rc == 0)
+        rc = proto_client_new(c->ctx, c->cfg.coordinator, c->cfg.coordinator_public_key,
+                              &c->cfg.keys, &c->sock, e);
+    return rc;
+}
+
+/* Send one request and wait for its reply (matching seq), within the timeout. */
+static int cli_call(cli_t *c, bq_msg_cli_request_t *req, bq_msg_t *reply, bq_errbuf_t *e)
+{
+    bq_msg_t m = {.type = BQ_MSG_CLI_REQUEST, .seq = ++c->seq};
+    m.u.cli_req = *req;
+    int64_t deadline = bq_mono_ms() + c->cfg.timeout_ms;
+    int sent = 0;
+    for (;;) {
+        int64_t left = deadline - bq_mono_ms();
+        if (left <= 0)
+            break;
+        int rc;
+        if (!sent) {
+            /* ZMQ_IMMEDIATE: the send waits for a completed handshake */
+            rc = proto_send(c->sock, NULL, &m, e);
+            if (rc == 0)
+                sent = 1;
+            else if (proto_client_handshake_state(c->sock, e) == BQ_E_AUTH)
+                return BQ_E_AUTH;
+            else {
+                struct timespec ts = {0, 20 * 1000000L};
+                nanosleep(&ts, NULL);
+            }
+            continue;
+        }
+        rc = proto_recv(c->sock, NULL, reply, (int)(left < 200 ? left : 200), e);
+        if (rc == BQ_E_TIMEOUT)
+            continue;
+        if (rc)
+            return rc;
+        if (reply->seq != m.seq) {
+            proto_msg_clear(reply);
+            continue;
+        }
+        if (reply->type == BQ_MSG_ERROR) {
+            int code = reply->u.error.code ? reply->u.error.code : BQ_E_PROTO;
+            bq_fail(e, code, "coordinator: %s", reply->u.error.message);
+            proto_msg_clear(reply);
+            return code;
+        }
+        if (reply->type != BQ_MSG_CLI_REPLY) {
+            proto_msg_clear(reply);
+            return bq_fail(e, BQ_E_PROTO, "coordinator answered with message type %d", reply->type);
+        }
+        if (reply->u.cli_reply.code) {
+            int code = reply->u.cli_reply.code;
+            bq_fail(e, code, "%s", reply->u.cli_reply.error);
+            proto_msg_clear(reply);
+            return code;
+        }
+        return 0;
+    }
+    if (proto_client_handshake_state(c->sock, e) == BQ_E_AUTH)
+        return BQ_E_AUTH;
+    return bq_fail(e, BQ_E_TIMEOUT,
+                   "the coordinator at %s did not answer within %lld s (is barque-coordinator "
+                   "running there? is this host allowed to reach it?)",
+                   c->cfg.coordinator, (long long)(c->cfg.timeout_ms / 1000));
+}
+
+static int call_simple(cli_t *c, const char *verb, bq_msg_t *reply)
+{
+    bq_errbuf_t e;
+    bq_msg_cli_request_t req;
+    memset(&req, 0, sizeof req);
+    snprintf(req.verb, sizeof req.verb, "%s", verb);
+    req.all = c->o->all;
+    int rc = cli_call(c, &req, reply, &e);
+    return rc ? fail(rc, e.msg) : 0;
+}
+
+/* ---- verbs -------------------------------------------------------------------------- */
+
+static int verb_keygen(cli_t *c)
+{
+    const char *name = c->o->args[0];
+    const char *dir = c->o->dir ? c->o->dir : ".";
+    if (!bq_name_valid(name))
+        return err_usage("keygen: %s is not a valid name (1-63 of A-Z a-z 0-9 _ . -)", name);
+    bq_keypair_t kp;
+    bq_errbuf_t e;
+    if (bq_keypair_generate(&kp) != 0)
+        return fail(BQ_E_KEY, "keygen: could not generate a key pair");
+    int rc = bq_keypair_write(dir, name, &kp, &e);
+    memset(kp.secret_z85, 0, sizeof kp.secret_z85);
+    if (rc)
+        return fail(rc, e.msg);
+    char sec[PATH_MAX + 80], pub[PATH_MAX + 80];
+    snprintf(sec, sizeof sec, "%s/%s.key", dir, name);
+    snprintf(pub, sizeof pub, "%s/%s.pub", dir, name);
+    if (c->o->json)
+        out_json_print(stdout, json_pack("{s:s, s:s, s:s}", "secret_key_file", sec,
+                                         "public_key_file", pub, "public_key", kp.public_z85));
+    else
+        printf("wrote %s (secret, mode 0600) and %s (public key %s)\n", sec, pub, kp.public_z85);
+    return 0;
+}
+
+static int verb_list(cli_t *c, const char *verb)
+{
+    bq_msg_t r;
+    int rc = call_simple(c, verb, &r);
+    if (rc)
+        return rc;
+    const bq_msg_cli_reply_t *p = &r.u.cli_reply;
+    if (c->o->json) {
+        json_t *a = json_array();
+        if (strcmp(verb, "workers") == 0)
+            for (size_t i = 0; i < p->nworkers; i++)
+                json_array_append_new(a, out_worker_json(&p->workers[i]));
+        else if (strcmp(verb, "clusters") == 0)
+            for (size_t i = 0; i < p->nclusters; i++)
+                json_array_append_new(a, out_cluster_json(&p->clusters[i]));
+        else
+            for (size_t i = 0; i < p->njobs; i++)
+                json_array_append_new(a, out_job_json(&p->jobs[i]));
+        out_json_print(stdout, a);
+    } else if (strcmp(verb, "workers") == 0) {
+        out_workers_text(stdout, p);
+    } else if (strcmp(verb, "clusters") == 0) {
+        out_clusters_text(stdout, p);
+    } else {
+        out_jobs_text(stdout, p);
+    }
+    proto_msg_clear(&r);
+    return 0;
+}
+
+static int verb_status(cli_t *c)
+{
+    bq_msg_t r;
+    int rc = call_simple(c, "status", &r);
+    if (rc)
+        return rc;
+    if (c->o->json)
+        out_json_print(stdout, out_status_json(c->cfg.coordinator, &r.u.cli_reply));
+    else
+        out_status_text(stdout, c->cfg.coordinator, &r.u.cli_reply);
+    proto_msg_clear(&r);
+    return 0;
+}
+
+static int verb_workers(cli_t *c) { return verb_list(c, "workers"); }
+static int verb_clusters(cli_t *c) { return verb_list(c, "clusters"); }
+static int verb_jobs(cli_t *c) { return verb_list(c, "jobs"); }
+
+static int parse_job_id(const char *s, uint64_t *id)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || *end || v == 0 || s[0] == '-')
+        return err_usage("%s is not a job id (a positive number)", s);
+    *id = v;
+    return 0;
+}
+
+static int job_get(cli_t *c, uint64_t id, bq_job_t *out, bq_errbuf_t *e)
+{
+    bq_msg_cli_request_t req;
+    memset(&req, 0, sizeof req);
+    snprintf(req.verb, sizeof req.verb, "job-show");
+    req.job_id = id;
+    bq_msg_t r;
+    int rc = cli_call(c, &req, &r, e);
+    if (rc)
+        return rc;
+    if (r.u.cli_reply.njobs != 1) {
+        proto_msg_clear(&r);
+        return bq_fail(e, BQ_E_PROTO, "coordinator sent no job in its reply");
+    }
+    *out = r.u.cli_reply.jobs[0];
+    proto_msg_clear(&r);
+    return 0;
+}
+
+static int verb_job_show(cli_t *c)
+{
+    uint64_t id;
+    if (parse_job_id(c->o->args[0], &id))
+        return 2;
+    static bq_job_t j;
+    bq_errbuf_t e;
+    int rc = job_get(c, id, &j, &e);
+    if (rc)
+        return fail(rc, e.msg);
+    if (c->o->json)
+        out_json_print(stdout, out_job_json(&j));
+    else
+        out_job_text(stdout, &j);
+    return 0;
+}
+
+static int verb_job_cancel(cli_t *c)
+{
+    uint64_t id;
+    if (parse_job_id(c->o->args[0], &id))
+        return 2;
+    bq_msg_cli_request_t req;
+    memset(&req, 0, sizeof req);
+    snprintf(req.verb, sizeof req.verb, "job-cancel");
+    req.job_id = id;
+    bq_msg_t r;
+    bq_errbuf_t e;
+    int rc = cli_call(c, &req, &r, &e);
+    if (rc)
+        return fail(rc, e.msg);
+    proto_msg_clear(&r);
+    static bq_job_t j;
+    rc = job_get(c, id, &j, &e);
+    if (rc)
+        return fail(rc, e.msg);
+    if (c->o->json)
+        out_json_print(stdout, out_job_json(&j));
+    else if (j.state == BQ_JOB_CANCELLED)
+        printf("job %" PRIu64 " cancelled\n", id);
+    else
+        printf("job %" PRIu64 " is %s: cancel requested from worker %s\n", id,
+               bq_job_state_name(j.state), j.worker);
+    return 0;
+}
+
+/* Wait for job id to end, printing its state changes on stderr when it is a terminal. */
+static int job_wait(cli_t *c, uint64_t id, bq_job_t *j, bq_errbuf_t *e)
+{
+    int64_t deadline = bq_mono_ms() + c->o->wait_timeout_ms;
+    bq_job_state_t last = BQ_JOB_NONE;
+    int tty = isatty(STDERR_FILENO) && !c->o->json;
+    for (int i = 0; bq_mono_ms() < deadline && i < 100000; i++) {
+        int rc = job_get(c, id, j, e);
+        if (rc)
+            return rc;
+        if (tty && j->state != last)
+            fprintf(stderr, "job %" PRIu64 ": %s%s%s\n", id, bq_job_state_name(j->state),
+                    j->worker[0] ? " on " : "", j->worker);
+        last = j->state;
+        if (bq_job_state_terminal(j->state))
+            return 0;
+        struct timespec ts = {0, 100 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return bq_fail(e, BQ_E_TIMEOUT,
+                   "job %" PRIu64 " is still %s after %lld s (see: barque job show %" PRIu64 ")", id,
+                   bq_job_state_name(j->state), (long long)(c->o->wait_timeout_ms / 1000), id);
+}
+
+static int submit(cli_t *c, bq_msg_cli_request_t *req, uint64_t *id)
+{
+    bq_msg_t r;
+    bq_errbuf_t e;
+    int rc = cli_call(c, req, &r, &e);
+    if (rc)
+        return fail(rc, e.msg);
+    *id = r.u.cli_reply.job_id;
+    proto_msg_clear(&r);
+    return 0;
+}
+
+static int verb_check(cli_t *c)
+{
+    bq_msg_cli_request_t req;
+    memset(&req, 0, sizeof req);
+    snprintf(req.verb, sizeof req.verb, "check");
+    if (snprintf(req.cluster, sizeof req.cluster, "%s", c->o->args[0]) >= (int)sizeof req.cluster)
+        return err_usage("check: cluster name too long");
+    uint64_t id;
+    int rc = submit(c, &req, &id);
+    if (rc)
+        return rc;
+    static bq_job_t j;
+    bq_errbuf_t e;
+    rc = job_wait(c, id, &j, &e);
+    if (rc)
+        return fail(rc, e.msg);
+    int passed = j.state == BQ_JOB_SUCCEEDED && j.has_check && j.check.nitems > 0;
+    for (size_t i = 0; passed && i < j.check.nitems; i++)
+        passed = j.check.items[i].ok;
+    if (c->o->json) {
+        json_t *o = json_pack("{s:s, s:b, s:o}", "cluster", c->o->args[0], "ok", passed, "job",
+                              out_job_json(&j));
+        out_json_print(stdout, o);
+    } else if (j.has_check) {
+        out_check_text(stdout, c->o->args[0], &j);
+    } else {
+        printf("Cluster %s: check job %" PRIu64 " ended %s: %s\n", c->o->args[0], id,
+               bq_job_state_name(j.state), j.error);
+    }
+    return passed ? 0 : 1;
+}
+
+static int verb_job_sleep(cli_t *c)
+{
+    bq_msg_cli_request_t req;
+    memset(&req, 0, sizeof req);
+    snprintf(req.verb, sizeof req.verb, "sleep");
+    if (snprintf(req.site, sizeof req.site, "%s", c->o->args[0]) >= (int)sizeof req.site)
+        return err_usage("job sleep: site name too long");
+    if (bq_duration_parse(c->o->args[1], &req.sleep_ms) != 0)
+        return err_usage("job sleep: %s is not a duration (e.g. 500ms, 5s)", c->o->args[1]);
+    uint64_t id;
+    int rc = submit(c, &req, &id);
+    if (rc)
+        return rc;
+    static bq_job_t j;
+    if (c->o->wait) {
+        bq_errbuf_t e;
+        rc = job_wait(c, id, &j, &e);
+        if (rc)
+            return fail(rc, e.msg);
+    } else {
+        memset(&j, 0, sizeof j);
+        j.id = id;
+        j.state = BQ_JOB_QUEUED;
+    }
+    if (c->o->json)
+        out_json_print(stdout, json_pack("{s:I, s:s}", "job_id", (json_int_t)id, "state",
+                                         bq_job_state_name(j.state)));
+    else
+        printf("job %" PRIu64 " %s\n", id, bq_job_state_name(j.state));
+    return (!c->o->wait || j.state == BQ_JOB_SUCCEEDED) ? 0 : 1;
+}
+
+static const verb_t verbs[] = {
+    {"keygen", 1, 1, OPT_DIR | OPT_JSON, verb_keygen, "keygen NAME [--dir DIR]",
+     "Write NAME.key (CURVE secret key, mode 0600) and NAME.pub (its public key, Z85) into DIR\n"
+     "(default: the current directory). Refuses to overwrite existing files."},
+    {"status", 0, 0, OPT_JSON, verb_status, "status [--json]",
+     "Workers online/offline per site, clusters, queued and running jobs."},
+    {"workers", 0, 0, OPT_JSON, verb_workers, "workers [--json]",
+     "Every worker the coordinator knows: site, online, jobs, store free space, last seen."},
+    {"clusters", 0, 0, OPT_JSON, verb_clusters, "clusters [--json]",
+     "The clusters in the coordinator's config and their sites."},
+    {"jobs", 0, 0, OPT_JSON | OPT_ALL, verb_jobs, "jobs [--all] [--json]",
+     "Queued and running jobs; with --all, finished ones too (the newest 5,000)."},
+    {"job show", 1, 1, OPT_JSON, verb_job_show, "job show ID [--json]",
+     "Everything the catalog holds about one job."},
+    {"job cancel", 1, 1, OPT_JSON, verb_job_cancel, "job cancel ID [--json]",
+     "Cancel a queued job at once, or ask the worker running it to stop."},
+    {"job sleep", 2, 2, OPT_JSON | OPT_WAIT | OPT_WAIT_TIMEOUT, verb_job_sleep,
+     "job sleep SITE DURATION [--wait] [--wait-timeout SEC] [--json]",
+     "Diagnostic: queue a job that holds a worker slot at SITE for DURATION (e.g. 5s).\n"
+     "Proves dispatch, leases and failover without touching a database."},
+    {"check", 1, 1, OPT_JSON | OPT_WAIT_TIMEOUT, verb_check, "check CLUSTER [--wait-timeout SEC] [--json]",
+     "Run a check job on a worker at the cluster's site: connection, server version, system\n"
+     "identifier, wal_level, archive_mode, max_wal_senders, replication slots and whether the\n"
+     "role may replicate. Prints each item OK/FAILED with the reason; exit 1 if any failed."},
+};
+
+static void usage_all(FILE *f)
+{
+    fprintf(f, "usage: barque [-c FILE] [--timeout SEC] VERB [ARGS] [--json] [--help]\n\n"
+               "Barque: backup and recovery for fleets of PostgreSQL clusters.\n\nVerbs:\n");
+    for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)
+        fprintf(f, "  barque %s\n", verbs[i].usage);
+    fprintf(f, "\nThe config ([cli] coordinator, coordinator_public_key_file, secret_key_file) is\n"
+               "-c FILE, else $BARQUE_CONFIG, else ~/.config/barque/barque.conf, else\n"
+               "/etc/barque/barque.conf. Exit status: 0 success, 1 failure, 2 usage error.\n"
+               "'barque VERB --help' describes one verb.\n");
+}
+
+static void usage_verb(FILE *f, const verb_t *v)
+{
+    fprintf(f, "usage: barque [-c FILE] [--timeout SEC] %s\n\n%s\n", v->usage, v->help);
+}
+
+static int parse_seconds(const char *s, int64_t *ms)
+{
+    if (bq_duration_parse(s, ms) != 0 || *ms <= 0)
+        return err_usage("%s is not a positive duration in seconds (e.g. 10 or 10s)", s);
+    return 0;
+}
+
+int cli_main(int argc, char **argv)
+{
+    cli_opts_t o;
+    memset(&o, 0, sizeof o);
+    o.wait_timeout_ms = 120000;
+    unsigned seen = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *val = (i + 1 < argc) ? argv[i + 1] : NULL;
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            o.help = 1;
+        } else if (strcmp(a, "--json") == 0) {
+            o.json = 1;
+            seen |= OPT_JSON;
+        } else if (strcmp(a, "--all") == 0) {
+            o.all = 1;
+            seen |= OPT_ALL;
+        } else if (strcmp(a, "--wait") == 0) {
+            o.wait = 1;
+            seen |= OPT_WAIT;
+        } else if (strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0 || strcmp(a, "--dir") == 0 ||
+                   strcmp(a, "--timeout") == 0 || strcmp(a, "--wait-timeout") == 0) {
+            if (!val)
+                return err_usage("option %s needs a value", a);
+            i++;
+            if (a[1] == 'c' || strcmp(a, "--config") == 0) {
+                o.config = val;
+            } else if (strcmp(a, "--dir") == 0) {
+                o.dir = val;
+                seen |= OPT_DIR;
+            } else if (strcmp(a, "--timeout") == 0) {
+                if (parse_seconds(val, &o.timeout_ms))
+                    return 2;
+            } else {
+                if (parse_seconds(val, &o.wait_timeout_ms))
+                    return 2;
+                seen |= OPT_WAIT_TIMEOUT;
+            }
+        } else if (a[0] == '-' && a[1] != '\0') {
+            return err_usage("unknown option %s (see barque --help)", a);
+        } else {
+            if (o.nargs == (int)(sizeof o.args / sizeof o.args[0]))
+                return err_usage("too many arguments");
+            o.args[o.nargs++] = a;
+        }
+    }
+    if (o.nargs == 0) {
+        usage_all(o.help ? stdout : stderr);
+        return o.help ? 0 : 2;
+    }
+    /* two-word verbs first ("job show"), then one-word ones */
+    const verb_t *v = NULL;
+    int words = 0;
+    for (size_t i = 0; i < sizeof verbs / sizeof verbs[0] && !v; i++) {
+        const char *sp = strchr(verbs[i].name, ' ');
+        if (sp && o.nargs >= 2 && strncmp(verbs[i].name, o.args[0], (size_t)(sp - verbs[i].name)) == 0 &&
+            strlen(o.args[0]) == (size_t)(sp - verbs[i].name) && strcmp(sp + 1, o.args[1]) == 0) {
+            v = &verbs[i];
+            words = 2;
+        } else if (!sp && strcmp(verbs[i].name, o.args[0]) == 0) {
+            v = &verbs[i];
+            words = 1;
+        }
+    }
+    if (!v) {
+        if (strcmp(o.args[0], "job") == 0) {
+            fprintf(o.help ? stdout : stderr, "usage: barque job show ID | job cancel ID | job sleep SITE DURATION\n");
+            return o.help ? 0 : 2;
+        }
+        return err_usage("unknown verb %s (see barque --help)", o.args[0]);
+    }
+    if (o.help) {
+        usage_verb(stdout, v);
+        return 0;
+    }
+    memmove(o.args, o.args + words, sizeof(o.args[0]) * (size_t)(o.nargs - words));
+    o.nargs -= words;
+    if (seen & ~v->opts) {
+        usage_verb(stderr, v);
+        return 2;
+    }
+    if (o.nargs < v->min_args || o.nargs > v->max_args) {
+        usage_verb(stderr, v);
+        return 2;
+    }
+    cli_t c;
+    memset(&c, 0, sizeof c);
+    c.o = &o;
+    int rc;
+    if (v->run == verb_keygen) {
+        rc = v->run(&c);
+    } else {
+        bq_errbuf_t e;
+        int crc = cli_connect(&c, &e);
+        rc = crc ? fail(crc, e.msg) : v->run(&c);
+    }
+    memset(&c.cfg.keys, 0, sizeof c.cfg.keys);
+    proto_sock_destroy(&c.sock);
+    proto_ctx_destroy(&c.ctx);
+    return rc;
+}
