@@ -1,1 +1,914 @@
-/* placeholder: being written */
+/* The coordinator's catalog on LMDB (see catalog.h for the layout).
+ *
+ * Records:
+ *   meta      "schema_version" -> u32 BE (1), "next_job_id" -> u64 BE
+ *   sites     name -> the name's bytes again (no NUL). A Site record holds nothing but its
+ *             name, and proto/ has no Site codec; should Site grow fields, the value becomes
+ *             the encoded Site message and schema_version goes to 2.
+ *   clusters  name -> proto_cluster_encode, workers name -> proto_worker_encode,
+ *   jobs      u64 BE id -> proto_job_encode.
+ * Name keys are the name's bytes without the NUL.
+ *
+ * Environment: MDB_NOTLS (reader slots belong to transactions, not threads), maxdbs 32,
+ * maxreaders 126, default durability (every write commit fsyncs). mdb_reader_check runs
+ * on open. The map starts at min(64 MiB, map_max), or at the environment's own size when
+ * that is bigger; it never shrinks.
+ *
+ * Failures:
+ * - every LMDB error becomes BQ_E_CATALOG (or BQ_E_NOTFOUND, BQ_E_MAPFULL) with a message
+ *   naming the operation, the db, the key and mdb_strerror;
+ * - a failed put or delete in a write transaction (MDB_MAP_FULL above all) aborts the
+ *   LMDB transaction at once: the catalog_txn_t stays allocated but is dead; every later
+ *   call on it returns the error that killed it, commit frees it and returns that error,
+ *   abort just frees it;
+ * - the map is grown (catalog_grow) only with no transaction open in this process, since
+ *   mdb_env_set_mapsize remaps the file under every open transaction. The same holds when
+ *   another process has grown the map (MDB_MAP_RESIZED on begin): the new size is adopted
+ *   and the begin retried once, but only when no other transaction is open here.
+ *
+ * A catalog is bound to the process that opened it: after fork() the child must neither use
+ * nor close it through LMDB (catalog_destroy in a child only frees memory). */
+#include "catalog.h"
+
+#include "fsutil.h"
+#include "log.h"
+#include "proto.h"
+
+#include <lmdb.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define CAT_SCHEMA_VERSION 1u
+#define CAT_MAP_INITIAL (64ull << 20)
+#define CAT_MAXDBS 32
+#define CAT_MAXREADERS 126
+#define CAT_KEY_MAX (BQ_NAME_MAX + 32) /* a key as shown in messages */
+
+static const char CAT_LOG[] = "catalog";
+static const char KEY_SCHEMA[] = "schema_version";
+static const char KEY_NEXT_JOB[] = "next_job_id";
+
+struct catalog {
+    MDB_env *env;
+    MDB_dbi meta, sites, clusters, workers, jobs;
+    char dir[PATH_MAX];
+    uint64_t map_max;
+    uint64_t map_size;   /* the size LMDB maps now */
+    pid_t pid;           /* the process that opened the environment */
+    int ntxn;            /* LMDB transactions open in this process */
+    int writing;         /* one of them is the write transaction */
+};
+
+struct catalog_txn {
+    catalog_t *c;
+    MDB_txn *txn;        /* NULL once the transaction died */
+    int write;
+    int dead;            /* 0, or the BQ_E_* code that killed the transaction */
+    char why[BQ_ERRMSG_MAX];
+};
+
+/* ---- helpers -------------------------------------------------------------------------- */
+
+static unsigned long long mib(uint64_t bytes) { return (unsigned long long)(bytes >> 20); }
+
+static void be64_put(uint8_t b[8], uint64_t v)
+{
+    for (int i = 7; i >= 0; i--) {
+        b[i] = (uint8_t)v;
+        v >>= 8;
+    }
+}
+
+static uint64_t be64_get(const uint8_t b[8])
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = (v << 8) | b[i];
+    return v;
+}
+
+static void be32_put(uint8_t b[4], uint32_t v)
+{
+    for (int i = 3; i >= 0; i--) {
+        b[i] = (uint8_t)v;
+        v >>= 8;
+    }
+}
+
+static uint32_t be32_get(const uint8_t b[4])
+{
+    return ((uint32_t)b[0] << 24) | ((uint32_t)b[1] << 16) | ((uint32_t)b[2] << 8) | b[3];
+}
+
+static void map_size_refresh(catalog_t *c)
+{
+    MDB_envinfo info;
+    if (mdb_env_info(c->env, &info) == 0)
+        c->map_size = (uint64_t)info.me_mapsize;
+}
+
+/* An LMDB failure of op on (db, key), on a whole db when key is NULL, or on the environment
+ * when db is NULL too. */
+static int mdb_fail(catalog_t *c, bq_errbuf_t *e, int rc, const char *op, const char *db,
+                    const char *key)
+{
+    int code = rc == MDB_NOTFOUND ? BQ_E_NOTFOUND : rc == MDB_MAP_FULL ? BQ_E_MAPFULL
+                                                                         : BQ_E_CATALOG;
+    if (rc == MDB_MAP_FULL) {
+        if (db && key)
+            return bq_fail(e, code, "catalog %s is full (map %llu MiB): could not %s %s in db %s, "
+                           "transaction aborted", c->dir, mib(c->map_size), op, key, db);
+        return bq_fail(e, code, "catalog %s is full (map %llu MiB): could not %s it, "
+                       "transaction aborted", c->dir, mib(c->map_size), op);
+    }
+    if (db && key)
+        return bq_fail(e, code, "could not %s %s in db %s of catalog %s: %s", op, key, db,
+                       c->dir, mdb_strerror(rc));
+    if (db)
+        return bq_fail(e, code, "could not %s db %s of catalog %s: %s", op, db, c->dir,
+                       mdb_strerror(rc));
+    return bq_fail(e, code, "could not %s catalog %s: %s", op, c->dir, mdb_strerror(rc));
+}
+
+static void txn_release(catalog_txn_t *t)
+{
+    if (t->txn) {
+        t->c->ntxn--;
+        if (t->write)
+            t->c->writing = 0;
+        t->txn = NULL;
+    }
+}
+
+/* A write failed: LMDB only allows the transaction to be aborted now. */
+static int txn_kill(catalog_txn_t *t, int code, bq_errbuf_t *e)
+{
+    if (t->txn) {
+        mdb_txn_abort(t->txn); /* also frees the write transaction's cursors */
+        txn_release(t);
+    }
+    t->dead = code;
+    snprintf(t->why, sizeof t->why, "%s", e ? e->msg : bq_err_text(code));
+    return code;
+}
+
+/* Refuse to use a dead transaction, or to write in a read transaction. */
+static int txn_usable(catalog_txn_t *t, int write, bq_errbuf_t *e)
+{
+    if (!t)
+        return bq_fail(e, BQ_E_INVAL, "no catalog transaction");
+    if (t->dead)
+        return bq_fail(e, t->dead, "catalog %s: transaction was aborted by an earlier error: %s",
+                       t->c->dir, t->why);
+    if (write && !t->write)
+        return bq_fail(e, BQ_E_STATE, "catalog %s: write in a read-only transaction", t->c->dir);
+    return 0;
+}
+
+static int name_key(const char *name, const char *what, MDB_val *k, bq_errbuf_t *e)
+{
+    size_t n = name ? strnlen(name, BQ_NAME_MAX) : 0;
+    if (n == 0 || n >= BQ_NAME_MAX)
+        return bq_fail(e, BQ_E_INVAL, "invalid %s name for the catalog: %s", what,
+                       n == 0 ? "empty" : "too long");
+    k->mv_data = (void *)name;
+    k->mv_size = n;
+    return 0;
+}
+
+static void name_show(char *buf, size_t len, const char *what, const MDB_val *k)
+{
+    int n = k->mv_size > INT_MAX ? INT_MAX : (int)k->mv_size;
+    snprintf(buf, len, "%s \"%.*s\"", what, n, (const char *)k->mv_data);
+}
+
+/* put (k, v) in dbi; a failure kills the transaction. */
+static int txn_put(catalog_txn_t *t, MDB_dbi dbi, const char *db, const char *key, MDB_val *k,
+                   MDB_val *v, unsigned flags, bq_errbuf_t *e)
+{
+    int rc = mdb_put(t->txn, dbi, k, v, flags);
+    if (rc == 0)
+        return 0;
+    if (rc == MDB_KEYEXIST && (flags & MDB_APPEND))
+        bq_fail(e, BQ_E_CATALOG, "could not put %s in db %s of catalog %s: a later key is "
+                "already there (next_job_id is behind the jobs)", key, db, t->c->dir);
+    else
+        mdb_fail(t->c, e, rc, "put", db, key);
+    return txn_kill(t, rc == MDB_MAP_FULL ? BQ_E_MAPFULL : BQ_E_CATALOG, e);
+}
+
+static int txn_get(catalog_txn_t *t, MDB_dbi dbi, const char *db, const char *key, MDB_val *k,
+                   MDB_val *v, bq_errbuf_t *e)
+{
+    int rc = mdb_get(t->txn, dbi, k, v);
+    return rc ? mdb_fail(t->c, e, rc, "get", db, key) : 0;
+}
+
+/* ---- open / close --------------------------------------------------------------------- */
+
+static int meta_u64(catalog_txn_t *t, const char *name, uint64_t dflt, uint64_t *out,
+                    bq_errbuf_t *e)
+{
+    MDB_val k = {strlen(name), (void *)name}, v;
+    int rc = mdb_get(t->txn, t->c->meta, &k, &v);
+    if (rc == MDB_NOTFOUND) {
+        *out = dflt;
+        return 0;
+    }
+    if (rc)
+        return mdb_fail(t->c, e, rc, "get", "meta", name);
+    if (v.mv_size != 8)
+        return bq_fail(e, BQ_E_CATALOG, "catalog %s: meta/%s has %zu bytes, expected 8",
+                       t->c->dir, name, v.mv_size);
+    *out = be64_get(v.mv_data);
+    return 0;
+}
+
+static int meta_put_u64(catalog_txn_t *t, const char *name, uint64_t val, bq_errbuf_t *e)
+{
+    uint8_t b[8];
+    be64_put(b, val);
+    MDB_val k = {strlen(name), (void *)name}, v = {sizeof b, b};
+    return txn_put(t, t->c->meta, "meta", name, &k, &v, 0, e);
+}
+
+static int dbi_open(catalog_txn_t *t, const char *name, unsigned flags, MDB_dbi *dbi,
+                    bq_errbuf_t *e)
+{
+    int rc = mdb_dbi_open(t->txn, name, flags, dbi);
+    if (rc == 0 || rc == MDB_NOTFOUND)
+        return rc == 0 ? 0 : BQ_E_NOTFOUND;
+    return bq_fail(e, BQ_E_CATALOG, "could not open db %s of catalog %s: %s", name ? name : "(main)",
+                   t->c->dir, mdb_strerror(rc));
+}
+
+/* Open or create the named dbs and check (or write) the schema version. */
+static int catalog_init(catalog_t *c, bq_errbuf_t *e)
+{
+    catalog_txn_t *t;
+    int rc = catalog_txn_begin(c, 1, &t, e);
+    if (rc)
+        return rc;
+    int fresh = 0;
+    rc = dbi_open(t, "meta", 0, &c->meta, e);
+    if (rc == BQ_E_NOTFOUND) {
+        /* no meta: a new catalog, unless the environment already holds someone else's data */
+        MDB_dbi main_dbi;
+        MDB_stat st;
+        rc = dbi_open(t, NULL, 0, &main_dbi, e);
+        if (rc == 0 && (rc = mdb_stat(t->txn, main_dbi, &st)) != 0)
+            rc = mdb_fail(c, e, rc, "read the main db of", NULL, NULL);
+        if (rc == 0 && st.ms_entries > 0)
+            rc = bq_fail(e, BQ_E_CATALOG, "%s holds an LMDB environment that is not a barque "
+                         "catalog (no meta db): give [coordinator] catalog an empty directory",
+                         c->dir);
+        if (rc == 0)
+            rc = dbi_open(t, "meta", MDB_CREATE, &c->meta, e);
+        fresh = 1;
+    }
+    if (rc == 0)
+        rc = dbi_open(t, "sites", MDB_CREATE, &c->sites, e);
+    if (rc == 0)
+        rc = dbi_open(t, "clusters", MDB_CREATE, &c->clusters, e);
+    if (rc == 0)
+        rc = dbi_open(t, "workers", MDB_CREATE, &c->workers, e);
+    if (rc == 0)
+        rc = dbi_open(t, "jobs", MDB_CREATE, &c->jobs, e);
+    if (rc) {
+        catalog_txn_abort(&t);
+        return rc;
+    }
+
+    MDB_val k = {strlen(KEY_SCHEMA), (void *)KEY_SCHEMA}, v;
+    rc = mdb_get(t->txn, c->meta, &k, &v);
+    if (rc == MDB_NOTFOUND && fresh) {
+        uint8_t b[4];
+        be32_put(b, CAT_SCHEMA_VERSION);
+        v.mv_data = b;
+        v.mv_size = sizeof b;
+        rc = txn_put(t, c->meta, "meta", KEY_SCHEMA, &k, &v, 0, e);
+        if (rc == 0)
+            rc = meta_put_u64(t, KEY_NEXT_JOB, 1, e);
+        if (rc == 0)
+            bq_info(CAT_LOG, 0, "created catalog %s (schema version %u)", c->dir,
+                    CAT_SCHEMA_VERSION);
+    } else if (rc == MDB_NOTFOUND) {
+        rc = bq_fail(e, BQ_E_CATALOG, "catalog %s has no meta/%s: not a barque catalog, or "
+                     "damaged", c->dir, KEY_SCHEMA);
+    } else if (rc) {
+        rc = mdb_fail(c, e, rc, "get", "meta", KEY_SCHEMA);
+    } else if (v.mv_size != 4) {
+        rc = bq_fail(e, BQ_E_CATALOG, "catalog %s: meta/%s has %zu bytes, expected 4", c->dir,
+                     KEY_SCHEMA, v.mv_size);
+    } else if (be32_get(v.mv_data) != CAT_SCHEMA_VERSION) {
+        rc = bq_fail(e, BQ_E_CATALOG, "catalog %s has schema version %" PRIu32 ", this "
+                     "barque-coordinator knows version %u only: run the barque version that "
+                     "wrote it", c->dir, be32_get(v.mv_data), CAT_SCHEMA_VERSION);
+    }
+    if (rc) {
+        catalog_txn_abort(&t);
+        return rc;
+    }
+    return catalog_txn_commit(&t, e);
+}
+
+int catalog_open(const char *dir, uint64_t map_max, catalog_t **out, bq_errbuf_t *e)
+{
+    *out = NULL;
+    if (!dir || !*dir)
+        return bq_fail(e, BQ_E_INVAL, "no catalog directory");
+    if (map_max < (1u << 20))
+        return bq_fail(e, BQ_E_INVAL, "catalog %s: maximum size %llu bytes is below 1 MiB", dir,
+                       (unsigned long long)map_max);
+    catalog_t *c = calloc(1, sizeof *c);
+    if (!c)
+        return bq_fail(e, BQ_E_NOMEM, "out of memory opening catalog %s", dir);
+    if (snprintf(c->dir, sizeof c->dir, "%s", dir) >= (int)sizeof c->dir) {
+        free(c);
+        return bq_fail(e, BQ_E_INVAL, "catalog directory name too long: %s", dir);
+    }
+    c->map_max = map_max;
+    int rc = bq_mkdir_p(dir, 0700, e);
+    if (rc) {
+        free(c);
+        return rc;
+    }
+    rc = mdb_env_create(&c->env);
+    if (rc) {
+        free(c);
+        return bq_fail(e, BQ_E_CATALOG, "could not create LMDB environment for catalog %s: %s",
+                       dir, mdb_strerror(rc));
+    }
+    if ((rc = mdb_env_set_maxdbs(c->env, CAT_MAXDBS)) != 0 ||
+        (rc = mdb_env_set_maxreaders(c->env, CAT_MAXREADERS)) != 0 ||
+        (rc = mdb_env_open(c->env, dir, MDB_NOTLS, 0600)) != 0) {
+        mdb_env_close(c->env); /* required even when mdb_env_open failed */
+        free(c);
+        return bq_fail(e, BQ_E_CATALOG, "could not open catalog %s: %s", dir, mdb_strerror(rc));
+    }
+    c->pid = getpid();
+
+    int dead = 0;
+    rc = mdb_reader_check(c->env, &dead);
+    if (rc) {
+        mdb_fail(c, e, rc, "check the readers of", NULL, NULL);
+        catalog_destroy(&c);
+        return BQ_E_CATALOG;
+    }
+    if (dead > 0)
+        bq_info(CAT_LOG, 0, "catalog %s: cleared %d stale reader%s", dir, dead,
+                dead == 1 ? "" : "s");
+
+    /* Not set before mdb_env_open, the map is the environment's own size (1 MiB for a new
+     * one); take the bigger of that and min(64 MiB, map_max). */
+    map_size_refresh(c);
+    uint64_t want = map_max < CAT_MAP_INITIAL ? map_max : CAT_MAP_INITIAL;
+    if (want > c->map_size) {
+        rc = mdb_env_set_mapsize(c->env, (size_t)want);
+        if (rc) {
+            mdb_fail(c, e, rc, "set the map size of", NULL, NULL);
+            catalog_destroy(&c);
+            return BQ_E_CATALOG;
+        }
+        map_size_refresh(c);
+    }
+
+    rc = catalog_init(c, e);
+    if (rc) {
+        catalog_destroy(&c);
+        return rc;
+    }
+    bq_debug(CAT_LOG, 0, "opened catalog %s (map %llu MiB, max %llu MiB)", dir, mib(c->map_size),
+             mib(c->map_max));
+    *out = c;
+    return 0;
+}
+
+void catalog_destroy(catalog_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    catalog_t *c = *self_p;
+    /* In a forked child, mdb_env_close would release the parent's reader slots. */
+    if (c->env && c->pid == getpid())
+        mdb_env_close(c->env);
+    free(c);
+    *self_p = NULL;
+}
+
+/* ---- transactions --------------------------------------------------------------------- */
+
+int catalog_txn_begin(catalog_t *c, int write, catalog_txn_t **out, bq_errbuf_t *e)
+{
+    *out = NULL;
+    if (c->pid != getpid())
+        return bq_fail(e, BQ_E_STATE, "catalog %s was opened by process %ld: not usable after "
+                       "fork", c->dir, (long)c->pid);
+    if (write && c->writing)
+        return bq_fail(e, BQ_E_STATE, "catalog %s: a write transaction is already open",
+                       c->dir);
+    catalog_txn_t *t = calloc(1, sizeof *t);
+    if (!t)
+        return bq_fail(e, BQ_E_NOMEM, "out of memory for a transaction on catalog %s", c->dir);
+    t->c = c;
+    t->write = write != 0;
+    unsigned flags = write ? 0 : MDB_RDONLY;
+    int rc = mdb_txn_begin(c->env, NULL, flags, &t->txn);
+    if (rc == MDB_MAP_RESIZED) {
+        /* another process grew the map: adopt its size, which needs no transaction open here */
+        if (c->ntxn > 0) {
+            free(t);
+            return bq_fail(e, BQ_E_CATALOG, "catalog %s was grown by another process while a "
+                           "transaction is open here: retry when it ends", c->dir);
+        }
+        uint64_t old = c->map_size;
+        rc = mdb_env_set_mapsize(c->env, 0);
+        if (rc == 0) {
+            map_size_refresh(c);
+            bq_info(CAT_LOG, 0, "catalog %s: map grown by another process from %llu to %llu MiB",
+                    c->dir, mib(old), mib(c->map_size));
+            rc = mdb_txn_begin(c->env, NULL, flags, &t->txn);
+        }
+    }
+    if (rc) {
+        free(t);
+        return mdb_fail(c, e, rc, write ? "begin a write transaction on" :
+                        "begin a read transaction on", NULL, NULL);
+    }
+    c->ntxn++;
+    if (write)
+        c->writing = 1;
+    *out = t;
+    return 0;
+}
+
+int catalog_txn_commit(catalog_txn_t **txn_p, bq_errbuf_t *e)
+{
+    if (!txn_p || !*txn_p)
+        return bq_fail(e, BQ_E_INVAL, "no catalog transaction to commit");
+    catalog_txn_t *t = *txn_p;
+    *txn_p = NULL;
+    int rc = 0;
+    if (t->dead) {
+        rc = bq_fail(e, t->dead, "could not commit to catalog %s: the transaction was aborted "
+                     "by an earlier error: %s", t->c->dir, t->why);
+    } else {
+        int mrc = mdb_txn_commit(t->txn); /* frees the LMDB transaction, even on failure */
+        t->txn = NULL;
+        t->c->ntxn--;
+        if (t->write)
+            t->c->writing = 0;
+        if (mrc)
+            rc = mdb_fail(t->c, e, mrc, "commit a transaction to", NULL, NULL);
+    }
+    free(t);
+    return rc;
+}
+
+void catalog_txn_abort(catalog_txn_t **txn_p)
+{
+    if (!txn_p || !*txn_p)
+        return;
+    catalog_txn_t *t = *txn_p;
+    if (t->txn) {
+        mdb_txn_abort(t->txn);
+        txn_release(t);
+    }
+    free(t);
+    *txn_p = NULL;
+}
+
+int catalog_grow(catalog_t *c, bq_errbuf_t *e)
+{
+    if (c->ntxn > 0)
+        return bq_fail(e, BQ_E_STATE, "catalog %s: cannot grow the map with %d transaction%s "
+                       "open", c->dir, c->ntxn, c->ntxn == 1 ? "" : "s");
+    if (c->pid != getpid())
+        return bq_fail(e, BQ_E_STATE, "catalog %s was opened by process %ld: not usable after "
+                       "fork", c->dir, (long)c->pid);
+    map_size_refresh(c);
+    if (c->map_size >= c->map_max)
+        return bq_fail(e, BQ_E_MAPFULL, "catalog %s is full (%llu MiB of %llu MiB): raise "
+                       "catalog_max_size in [coordinator]", c->dir, mib(c->map_size),
+                       mib(c->map_max));
+    uint64_t old = c->map_size;
+    uint64_t want = old > c->map_max / 2 ? c->map_max : old * 2;
+    int rc = mdb_env_set_mapsize(c->env, (size_t)want);
+    if (rc)
+        return mdb_fail(c, e, rc, "grow the map of", NULL, NULL);
+    map_size_refresh(c);
+    bq_info(CAT_LOG, 0, "catalog %s: map grown from %llu to %llu MiB (max %llu MiB)", c->dir,
+            mib(old), mib(c->map_size), mib(c->map_max));
+    return 0;
+}
+
+/* ---- iteration ------------------------------------------------------------------------ */
+
+/* Decode (copy) one record and hand it to the caller's function; *fnrc gets its result. */
+typedef int (*visit_fn)(catalog_txn_t *t, const MDB_val *k, const MDB_val *v, void *ctx,
+                        int *fnrc, bq_errbuf_t *e);
+
+static int cat_each(catalog_txn_t *t, MDB_dbi dbi, const char *db, visit_fn visit, void *ctx,
+                    bq_errbuf_t *e)
+{
+    int rc = txn_usable(t, 0, e);
+    if (rc)
+        return rc;
+    MDB_cursor *cur;
+    rc = mdb_cursor_open(t->txn, dbi, &cur);
+    if (rc)
+        return mdb_fail(t->c, e, rc, "open a cursor on", db, NULL);
+    MDB_val k, v;
+    int write = t->write;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        int fnrc = 0;
+        int vrc = visit(t, &k, &v, ctx, &fnrc, e);
+        if (!t->txn) {
+            /* fn's write killed the transaction, and with it a write transaction's cursors */
+            if (!write)
+                mdb_cursor_close(cur);
+            return fnrc ? fnrc : t->dead;
+        }
+        if (vrc || fnrc) {
+            mdb_cursor_close(cur);
+            return vrc ? vrc : fnrc;
+        }
+    }
+    mdb_cursor_close(cur);
+    if (rc != MDB_NOTFOUND)
+        return mdb_fail(t->c, e, rc, "iterate over", db, NULL);
+    return 0;
+}
+
+/* ---- jobs ----------------------------------------------------------------------------- */
+
+static int job_store(catalog_txn_t *t, const bq_job_t *j, unsigned flags, bq_errbuf_t *e)
+{
+    char key[CAT_KEY_MAX];
+    snprintf(key, sizeof key, "job %" PRIu64, j->id);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    bq_errbuf_t pe = {{0}};
+    int rc = proto_job_encode(j, &buf, &len, &pe);
+    if (rc)
+        return bq_fail(e, rc, "could not store %s in catalog %s: %s", key, t->c->dir, pe.msg);
+    uint8_t kb[8];
+    be64_put(kb, j->id);
+    MDB_val k = {sizeof kb, kb}, v = {len, buf};
+    rc = txn_put(t, t->c->jobs, "jobs", key, &k, &v, flags, e);
+    free(buf);
+    return rc;
+}
+
+int catalog_job_new(catalog_txn_t *t, bq_job_t *j, bq_errbuf_t *e)
+{
+    int rc = txn_usable(t, 1, e);
+    if (rc)
+        return rc;
+    uint64_t id;
+    rc = meta_u64(t, KEY_NEXT_JOB, 1, &id, e);
+    if (rc)
+        return rc;
+    if (id == 0 || id == UINT64_MAX)
+        return bq_fail(e, BQ_E_CATALOG, "catalog %s: meta/%s is %" PRIu64 ": out of job ids",
+                       t->c->dir, KEY_NEXT_JOB, id);
+    uint64_t old = j->id;
+    j->id = id;
+    /* MDB_APPEND: ids only ascend, so pages fill up instead of splitting in half, and an id
+     * that is not above every stored one is refused instead of overwriting a job. */
+    rc = job_store(t, j, MDB_APPEND, e);
+    if (rc == 0)
+        rc = meta_put_u64(t, KEY_NEXT_JOB, id + 1, e);
+    if (rc)
+        j->id = old;
+    return rc;
+}
+
+int catalog_job_put(catalog_txn_t *t, const bq_job_t *j, bq_errbuf_t *e)
+{
+    int rc = txn_usable(t, 1, e);
+    if (rc)
+        return rc;
+    uint64_t next;
+    rc = meta_u64(t, KEY_NEXT_JOB, 1, &next, e);
+    if (rc)
+        return rc;
+    if (j->id == 0 || j->id >= next)
+        return bq_fail(e, BQ_E_INVAL, "could not put job %" PRIu64 " in catalog %s: no such id "
+                       "was assigned (next is %" PRIu64 "); use catalog_job_new", j->id,
+                       t->c->dir, next);
+    return job_store(t, j, 0, e);
+}
+
+static int job_decode(catalog_txn_t *t, const MDB_val *k, const MDB_val *v, bq_job_t *out,
+                      bq_errbuf_t *e)
+{
+    if (k->mv_size != 8)
+        return bq_fail(e, BQ_E_CATALOG, "catalog %s: db jobs has a key of %zu bytes, expected 8",
+                       t->c->dir, k->mv_size);
+    uint64_t id = be64_get(k->mv_data);
+    bq_errbuf_t pe = {{0}};
+    int rc = proto_job_decode(v->mv_data, v->mv_size, out, &pe);
+    if (rc)
+        return bq_fail(e, BQ_E_CATALOG, "catalog %s: db jobs, job %" PRIu64 ": %s", t->c->dir,
+                       id, pe.msg);
+    out->id = id;
+    return 0;
+}
+
+int catalog_job_get(catalog_txn_t *t, uint64_t id, bq_job_t *out, bq_errbuf_t *e)
+{
+    int rc = txn_usable(t, 0, e);
+    if (rc)
+        return rc;
+    char key[CAT_KEY_MAX];
+    snprintf(key, sizeof key, "job %" PRIu64, id);
+    uint8_t kb[8];
+    be64_put(kb, id);
+    MDB_val k = {sizeof kb, kb}, v;
+    rc = txn_get(t, t->c->jobs, "jobs", key, &k, &v, e);
+    return rc ? rc : job_decode(t, &k, &v, out, e);
+}
+
+typedef struct {
+    catalog_job_fn fn;
+    void *arg;
+    bq_job_t *job;
+} job_each_ctx_t;
+
+static int job_visit(catalog_txn_t *t, const MDB_val *k, const MDB_val *v, void *ctx, int *fnrc,
+                     bq_errbuf_t *e)
+{
+    job_each_ctx_t *x = ctx;
+    int rc = job_decode(t, k, v, x->job, e);
+    if (rc)
+        return rc;
+    *fnrc = x->fn(x->job, x->arg);
+    return 0;
+}
+
+int catalog_job_each(catalog_txn_t *t, catalog_job_fn fn, void *arg, bq_errbuf_t *e)
+{
+    int rc = txn_usable(t, 0, e);
+    if (rc)
+        return rc;
+    job_each_ctx_t x = {fn, arg, malloc(sizeof(bq_job_t))}; /* a job is ~11 KiB */
+    if (!x.job)
+        return bq_fail(e, BQ_E_NOMEM, "out of memory listing the jobs of catalog %s",
+                       t->c->dir);
+    rc = cat_each(t, t->c->jobs, "jobs", job_visit, &x, e);
+    free(x.job);
+    return rc;
+}
+
+/* ---- workers -------------------------------------------------------------------------- */
+
+int catalog_worker_put(catalog_txn_t *t, const bq_worker_t *w, bq_errbuf_t *e)
+{
+    int rc = txn_usable(t, 1, e);
+    MDB_val k, v;
+    if (rc || (rc = name_key(w->name, "worker", &k, e)) != 0)
+        return rc;
+    char key[CAT_KEY_MAX];
+    name_show(key, sizeof key, "worker", &k);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    bq_errbuf_t pe = {{0}};
+    rc = proto_worker_encode(w, &buf, &len, &pe);
+    if (rc)
+        return bq_fail(e, rc, "could not store %s in catalog %s: %s", key, t->c->dir, pe.msg);
+    v.mv_data = buf;
+    v.mv_size = len;
+    rc = txn_put(t, t->c->workers, "workers", key, &k, &v, 0, e);
+    free(buf);
+    return rc;
+}
+
+static int worker_decode(catalog_txn_t *t, const MDB_val *k, const MDB_val *v, bq_worker_t *out,
+                         bq_errbuf_t *e)
+{
+    bq_errbuf_t pe = {{0}};
+    int rc = proto_worker_decode(v->mv_data, v->mv_size, out, &pe);
+    if (rc) {
+        char key[CAT_KEY_MAX];
+        name_show(key, sizeof key, "worker", k);
+        return bq_fail(e, BQ_E_CATALOG, "catalog %s: db workers, %s: %s", t->c->dir, key,
+                       pe.msg);
+    }
+    return 0;
+}
+
+int catalog_worker_get(catalog_txn_t *t, const char *name, bq_worker_t *out, bq_errbuf_t *e)
+{
+    int rc = txn_usable(t, 0, e);
+    MDB_val k, v;
+    if (rc || (rc = name_key(name, "worker", &k, e)) != 0)
+        return rc;
+    char key[CAT_KEY_MAX];
+    name_show(key, sizeof key, "worker", &k);
+    rc = txn_get(t, t->c->workers, "workers", key, &k, &v, e);
+    return rc ? rc : worker_decode(t, &k, &v, out, e);
+}
+
+typedef struct {
+    catalog_worker_fn fn;
+    void *arg;
+} worker_each_ctx_t;
+
+static int worker_visit(catalog_txn_t *t, const MDB_val *k, const MDB_val *v, void *ctx,
+                        int *fnrc, bq_errbuf_t *e)
+{
+    worker_each_ctx_t *x = ctx;
+    bq_worker_t w;
+    int rc = worker_decode(t, k, v, &w, e);
+    if (rc)
+        return rc;
+    *fnrc = x->fn(&w, x->arg);
+    return 0;
+}
+
+int catalog_worker_each(catalog_txn_t *t, catalog_worker_fn fn, void *arg, bq_errbuf_t *e)
+{
+    int rc = txn_usable(t, 0, e);
+    if (rc)
+        return rc;
+    worker_each_ctx_t x = {fn, arg};
+    return cat_each(t, t->c->workers, "workers", worker_visit, &x, e);
+}
+
+/* ---- clusters ------------------------------------------------------------------------- */
+
+int catalog_cluster_put(catalog_txn_t *t, const bq_cluster_t *cl, bq_errbuf_t *e)
+{
+    int rc = txn_usable(t, 1, e);
+    MDB_val k, v;
+    if (rc || (rc = name_key(cl->name, "cluster", &k, e)) != 0)
+        return rc;
+    char key[CAT_KEY_MAX];
+    name_show(key, sizeof key, "cluster", &k);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    bq_errbuf_t pe = {{0}};
+    rc = proto_cluster_encode(cl, &buf, &len, &pe);
+    if (rc)
+        return bq_fail(e, rc, "could not store %s in catalog %s: %s", key, t->c->dir, pe.msg);
+    v.mv_data = buf;
+    v.mv_size = len;
+    rc = txn_put(t, t->c->clusters, "clusters", key, &k, &v, 0, e);
+    free(buf);
+    return rc;
+}
+
+static int cluster_decode(catalog_txn_t *t, const MDB_val *k, const MDB_val *v, bq_cluster_t *out,
+                          bq_errbuf_t *e)
+{
+    bq_errbuf_t pe = {{0}};
+    int rc = proto_cluster_decode(v->mv_data, v->mv_size, out, &pe);
+    if (rc) {
+        char key[CAT_KEY_MAX];
+        name_show(key, sizeof key, "cluster", k);
+        return bq_fail(e, BQ_E_CATALOG, "catalog %s: db clusters, %s: %s", t->c->dir, key,
+                       pe.msg);
+    }
+    return 0;
+}
+
+int catalog_cluster_get(catalog_txn_t *t, const char *name, bq_cluster_t *out, bq_errbuf_t *e)
+{
+    int rc = txn_usable(t, 0, e);
+    MDB_val k, v;
+    if (rc || (rc = name_key(name, "cluster", &k, e)) != 0)
+        return rc;
+    char key[CAT_KEY_MAX];
+    name_show(key, sizeof key, "cluster", &k);
+    rc = txn_get(t, t->c->clusters, "clusters", key, &k, &v, e);
+    return rc ? rc : cluster_decode(t, &k, &v, out, e);
+}
+
+int catalog_cluster_del(catalog_txn_t *t, const char *name, bq_errbuf_t *e)
+{
+    int rc = txn_usable(t, 1, e);
+    MDB_val k;
+    if (rc || (rc = name_key(name, "cluster", &k, e)) != 0)
+        return rc;
+    char key[CAT_KEY_MAX];
+    name_show(key, sizeof key, "cluster", &k);
+    int mrc = mdb_del(t->txn, t->c->clusters, &k, NULL);
+    if (mrc == 0)
+        return 0;
+    rc = mdb_fail(t->c, e, mrc, "delete", "clusters", key);
+    return mrc == MDB_NOTFOUND ? rc : txn_kill(t, rc, e);
+}
+
+typedef struct {
+    catalog_cluster_fn fn;
+    void *arg;
+} cluster_each_ctx_t;
+
+static int cluster_visit(catalog_txn_t *t, const MDB_val *k, const MDB_val *v, void *ctx,
+                         int *fnrc, bq_errbuf_t *e)
+{
+    cluster_each_ctx_t *x = ctx;
+    bq_cluster_t cl;
+    int rc = cluster_decode(t, k, v, &cl, e);
+    if (rc)
+        return rc;
+    *fnrc = x->fn(&cl, x->arg);
+    return 0;
+}
+
+int catalog_cluster_each(catalog_txn_t *t, catalog_cluster_fn fn, void *arg, bq_errbuf_t *e)
+{
+    int rc = txn_usable(t, 0, e);
+    if (rc)
+        return rc;
+    cluster_each_ctx_t x = {fn, arg};
+    return cat_each(t, t->c->clusters, "clusters", cluster_visit, &x, e);
+}
+
+/* ---- sites ---------------------------------------------------------------------------- */
+
+int catalog_site_put(catalog_txn_t *t, const char *name, bq_errbuf_t *e)
+{
+    int rc = txn_usable(t, 1, e);
+    MDB_val k;
+    if (rc || (rc = name_key(name, "site", &k, e)) != 0)
+        return rc;
+    char key[CAT_KEY_MAX];
+    name_show(key, sizeof key, "site", &k);
+    MDB_val v = k;
+    return txn_put(t, t->c->sites, "sites", key, &k, &v, 0, e);
+}
+
+typedef struct {
+    catalog_site_fn fn;
+    void *arg;
+} site_each_ctx_t;
+
+static int site_visit(catalog_txn_t *t, const MDB_val *k, const MDB_val *v, void *ctx, int *fnrc,
+                      bq_errbuf_t *e)
+{
+    site_each_ctx_t *x = ctx;
+    char name[BQ_NAME_MAX];
+    if (k->mv_size == 0 || k->mv_size >= sizeof name || memchr(k->mv_data, '\0', k->mv_size))
+        return bq_fail(e, BQ_E_CATALOG, "catalog %s: db sites has a key of %zu bytes that is not "
+                       "a site name", t->c->dir, k->mv_size);
+    memcpy(name, k->mv_data, k->mv_size);
+    name[k->mv_size] = '\0';
+    *fnrc = x->fn(name, x->arg);
+    return 0;
+}
+
+int catalog_site_each(catalog_txn_t *t, catalog_site_fn fn, void *arg, bq_errbuf_t *e)
+{
+    int rc = txn_usable(t, 0, e);
+    if (rc)
+        return rc;
+    site_each_ctx_t x = {fn, arg};
+    return cat_each(t, t->c->sites, "sites", site_visit, &x, e);
+}
+
+/* ---- stats ---------------------------------------------------------------------------- */
+
+int catalog_stats(catalog_t *c, catalog_stats_t *out, bq_errbuf_t *e)
+{
+    memset(out, 0, sizeof *out);
+    catalog_txn_t *t;
+    int rc = catalog_txn_begin(c, 0, &t, e);
+    if (rc)
+        return rc;
+    MDB_envinfo info;
+    MDB_stat st;
+    if ((rc = mdb_env_info(c->env, &info)) != 0 || (rc = mdb_env_stat(c->env, &st)) != 0) {
+        catalog_txn_abort(&t);
+        return mdb_fail(c, e, rc, "read the statistics of", NULL, NULL);
+    }
+    out->map_size = (uint64_t)info.me_mapsize;
+    out->used_bytes = ((uint64_t)info.me_last_pgno + 1) * st.ms_psize;
+    struct {
+        MDB_dbi dbi;
+        const char *name;
+        uint64_t *n;
+    } dbs[] = {
+        {c->jobs, "jobs", &out->njobs},
+        {c->workers, "workers", &out->nworkers},
+        {c->clusters, "clusters", &out->nclusters},
+        {c->sites, "sites", &out->nsites},
+    };
+    for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++) {
+        if ((rc = mdb_stat(t->txn, dbs[i].dbi, &st)) != 0) {
+            catalog_txn_abort(&t);
+            return mdb_fail(c, e, rc, "read the statistics of", dbs[i].name, NULL);
+        }
+        *dbs[i].n = (uint64_t)st.ms_entries;
+    }
+    catalog_txn_abort(&t);
+    return 0;
+}

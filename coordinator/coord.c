@@ -506,8 +506,14 @@ static job_state_t *job_of_worker(coord_t *c, const bq_peer_t *from, uint64_t id
     job_state_t *s = job_find(c, id);
     *wi_out = wi;
     if (!s) {
-        snprintf(why, whylen, "job %llu is not active (finished or unknown)",
-                 (unsigned long long)id);
+        static bq_job_t j;
+        catalog_txn_t *t = wtxn(c);
+        if (t && catalog_job_get(t, id, &j, NULL) == 0)
+            snprintf(why, whylen, "attempt %u of job %llu from worker %s is superseded (job is %s "
+                     "at attempt %u on %s)", attempt, (unsigned long long)id, name,
+                     bq_job_state_name(j.state), j.attempt, j.worker[0] ? j.worker : "no worker");
+        else
+            snprintf(why, whylen, "job %llu is unknown", (unsigned long long)id);
         return NULL;
     }
     if (wi < 0 || s->worker != wi || s->attempt != attempt ||
@@ -706,6 +712,14 @@ static int job_create(coord_t *c, bq_job_type_t type, const char *cluster, const
     return 0;
 }
 
+static int coord_site_known(const coord_t *c, const char *site)
+{
+    for (size_t i = 0; i < c->cfg.nsites; i++)
+        if (strcmp(c->cfg.sites[i].name, site) == 0)
+            return 1;
+    return 0;
+}
+
 static void on_cli(coord_t *c, const bq_peer_t *from, bq_msg_t *m)
 {
     char op[BQ_NAME_MAX];
@@ -789,6 +803,8 @@ static void on_cli(coord_t *c, const bq_peer_t *from, bq_msg_t *m)
             rc = bq_fail(&e, BQ_E_USAGE, "check needs a cluster");
         else if (!site[0])
             rc = bq_fail(&e, BQ_E_USAGE, "a job needs a cluster or a site");
+        else if (!coord_site_known(c, site))
+            rc = bq_fail(&e, BQ_E_NOTFOUND, "no site %s in the coordinator's config", site);
         else if (q->sleep_ms < 0 || q->sleep_ms > 86400000)
             rc = bq_fail(&e, BQ_E_USAGE, "sleep must be 0..86400000 ms");
         else
