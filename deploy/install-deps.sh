@@ -13,11 +13,11 @@ packages=(
     build-essential cmake pkg-config clang libclang-rt-14-dev
     # libraries
     libpq-dev libzmq3-dev libprotobuf-c-dev protobuf-c-compiler
-    liblmdb-dev lmdb-utils libsodium-dev libzstd-dev liblz4-dev libinih-dev
+    liblmdb-dev libsodium-dev libzstd-dev liblz4-dev libinih-dev
     libjansson-dev libcmocka-dev
     # the server every test runs against, and the tools tests and benches use
     postgresql-15 postgresql-client-15 postgresql-contrib
-    iproute2 procps util-linux
+    iproute2 procps util-linux python3 lmdb-utils
 )
 
 export DEBIAN_FRONTEND=noninteractive

@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# A local Barque fleet protecting a demo PostgreSQL 15, on loopback:
+# one coordinator, workers east-1 (site east) and west-1 (site west), cluster "demo" at east.
+# Builds Barque, starts everything in the background, prints `barque status` and a check.
+#
+#   bash deploy/demo.sh          start (again: stops a previous demo first)
+#   bash deploy/demo.sh stop     stop the demo and remove its directory
+#
+# State lives in /tmp/barque-demo (PostgreSQL runs as the postgres OS user, which cannot
+# enter /root, so nothing the demo runs lives under the repository).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+demo=/tmp/barque-demo
+pgbin=/usr/lib/postgresql/15/bin
+
+stop_demo() {
+    [[ -d $demo ]] || return 0
+    for pidfile in "$demo"/*.pid; do
+        [[ -f $pidfile ]] || continue
+        pid=$(cat "$pidfile")
+        kill -TERM "$pid" 2>/dev/null || true
+        for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null || true
+    done
+    if [[ -f $demo/pg/data/postmaster.pid ]]; then
+        runuser -u postgres -- "$pgbin/pg_ctl" -D "$demo/pg/data" -m fast stop >/dev/null 2>&1 || true
+    fi
+    rm -rf "$demo"
+}
+
+if [[ ${1:-} == stop ]]; then
+    stop_demo
+    echo "demo stopped"
+    exit 0
+fi
+stop_demo
+
+echo "== building Barque (build/demo)"
+cmake -S "$root" -B build/demo -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBQ_TESTS=OFF >/dev/null
+cmake --build build/demo -j2 >/dev/null
+bin=$root/build/demo
+coord=$bin/coordinator/barque-coordinator
+worker=$bin/worker/barque-worker
+cli=$bin/cli/barque
+
+free_port() {
+    local p
+    for _ in $(seq 1 200); do
+        p=$((20000 + RANDOM % 10000))
+        [[ -z $(ss -Htln "sport = :$p") ]] && { echo "$p"; return; }
+    done
+    echo "no free port" >&2
+    exit 1
+}
+
+mkdir -p "$demo/pg" "$demo/keys"
+chmod 755 "$demo"
+chmod 700 "$demo/keys"
+chown postgres: "$demo/pg"
+
+echo "== starting PostgreSQL 15 (demo cluster)"
+pgport=$(free_port)
+runuser -u postgres -- "$pgbin/initdb" -D "$demo/pg/data" --username=postgres --auth=trust \
+    --data-checksums >"$demo/pg/initdb.log"
+cat >>"$demo/pg/data/postgresql.conf" <<CONF
+listen_addresses = '127.0.0.1'
+port = $pgport
+unix_socket_directories = '$demo/pg'
+wal_level = replica
+max_wal_senders = 10
+max_replication_slots = 10
+CONF
+runuser -u postgres -- "$pgbin/pg_ctl" -D "$demo/pg/data" -l "$demo/pg/server.log" -w -t 60 start >/dev/null
+conninfo="host=127.0.0.1 port=$pgport user=postgres dbname=postgres"
+psql -X -q "$conninfo" -c "CREATE TABLE IF NOT EXISTS demo (id int PRIMARY KEY, note text);
+    INSERT INTO demo SELECT g, 'row ' || g FROM generate_series(1, 1000) g ON CONFLICT DO NOTHING;"
+
+echo "== keys and configs in $demo"
+for k in coordinator ops east-1 west-1; do "$cli" keygen "$k" --dir "$demo/keys" >/dev/null; done
+port=$(free_port)
+cat >"$demo/coordinator.conf" <<CONF
+[coordinator]
+listen = tcp://127.0.0.1:$port
+catalog = catalog
+secret_key_file = keys/coordinator.key
+
+[site east]
+[site west]
+
+[worker east-1]
+public_key_file = keys/east-1.pub
+site = east
+
+[worker west-1]
+public_key_file = keys/west-1.pub
+site = west
+
+[operator ops]
+public_key_file = keys/ops.pub
+
+[cluster demo]
+conninfo = $conninfo
+site = east
+CONF
+for w in east-1:east west-1:west; do
+    name=${w%%:*} site=${w##*:}
+    cat >"$demo/$name.conf" <<CONF
+[worker]
+name = $name
+site = $site
+coordinator = tcp://127.0.0.1:$port
+coordinator_public_key_file = keys/coordinator.pub
+secret_key_file = keys/$name.key
+store = stores/$name
+scratch = scratch/$name
+CONF
+done
+cat >"$demo/barque.conf" <<CONF
+[cli]
+coordinator = tcp://127.0.0.1:$port
+coordinator_public_key_file = keys/coordinator.pub
+secret_key_file = keys/ops.key
+CONF
+
+echo "== starting the coordinator and two workers"
+setsid "$coord" -c "$demo/coordinator.conf" </dev/null >>"$demo/coordinator.log" 2>&1 &
+echo $! >"$demo/coordinator.pid"
+for name in east-1 west-1; do
+    setsid "$worker" -c "$demo/$name.conf" </dev/null >>"$demo/$name.log" 2>&1 &
+    echo $! >"$demo/$name.pid"
+done
+export BARQUE_CONFIG=$demo/barque.conf
+for _ in $(seq 1 100); do
+    online=$("$cli" workers --json 2>/dev/null | grep -c '"online": true' || true)
+    [[ $online == 2 ]] && break
+    sleep 0.2
+done
+[[ ${online:-0} == 2 ]] || { echo "workers did not come online; see $demo/*.log" >&2; exit 1; }
+
+echo
+echo "\$ barque status"
+"$cli" status
+echo
+echo "\$ barque check demo"
+"$cli" check demo
+echo
+cat <<MSG
+The demo fleet keeps running in the background. Try:
+    export BARQUE_CONFIG=$demo/barque.conf
+    $cli workers
+    $cli jobs --all
+    $cli check demo --json
+Logs: $demo/*.log.   Stop it: bash deploy/demo.sh stop
+MSG

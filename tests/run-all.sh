@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Build Barque and run the whole suite, twice: once with -Werror, once under
+# AddressSanitizer + UndefinedBehaviorSanitizer; then a short libFuzzer run of every
+# fuzz target. Unit, integration (real PostgreSQL 15, real daemons on loopback), fuzz
+# replays and the bench smoke test are ctest tests. Ends with one line "N passed, N failed".
+#
+#   BQ_JOBS=2           parallel ctest jobs (default 2)
+#   BQ_FUZZ_SECONDS=20  libFuzzer time per target (0 skips the libFuzzer build)
+#   BQ_SKIP_ASAN=1      skip the sanitizer build (quicker local runs)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+jobs=${BQ_JOBS:-2}
+fuzz_seconds=${BQ_FUZZ_SECONDS:-20}
+passed=0
+failed=0
+status=0
+
+# run_ctest NAME BUILD_DIR CMAKE_ARGS...: configure, build, ctest; add up the counts.
+run_ctest() {
+    local name=$1 dir=$2
+    shift 2
+    echo "=== $name: configure and build in $dir"
+    if ! cmake -S "$root" -B "$dir" "$@" >"$dir.cmake.log" 2>&1; then
+        cat "$dir.cmake.log"
+        echo "=== $name: configure FAILED"
+        failed=$((failed + 1)); status=1; return
+    fi
+    if ! cmake --build "$dir" -j2 >"$dir.build.log" 2>&1; then
+        grep -E "error|warning" "$dir.build.log" | head -50
+        echo "=== $name: build FAILED (full log: $dir.build.log)"
+        failed=$((failed + 1)); status=1; return
+    fi
+    echo "=== $name: ctest"
+    local out
+    out=$(cd "$dir" && ctest -j"$jobs" --output-on-failure --timeout 600 2>&1)
+    local rc=$?
+    echo "$out"
+    local line p t
+    line=$(grep -E "tests passed, [0-9]+ tests failed out of [0-9]+" <<<"$out" | tail -1)
+    if [[ $line =~ ([0-9]+)\ tests\ failed\ out\ of\ ([0-9]+) ]]; then
+        t=${BASH_REMATCH[2]}
+        p=$((t - BASH_REMATCH[1]))
+        passed=$((passed + p))
+        failed=$((failed + BASH_REMATCH[1]))
+    else
+        failed=$((failed + 1))
+    fi
+    ((rc == 0)) || status=1
+}
+
+mkdir -p build
+run_ctest "werror" build/ci -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBQ_WERROR=ON
+if [[ ${BQ_SKIP_ASAN:-0} != 1 ]]; then
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+        run_ctest "asan+ubsan" build/asan -DCMAKE_BUILD_TYPE=Debug -DBQ_SANITIZE=ON
+fi
+
+if ((fuzz_seconds > 0)); then
+    echo "=== libFuzzer: build in build/fuzz"
+    if CC=clang cmake -S "$root" -B build/fuzz -DCMAKE_BUILD_TYPE=Debug -DBQ_FUZZ=ON \
+        >build/fuzz.cmake.log 2>&1 && cmake --build build/fuzz -j2 >build/fuzz.build.log 2>&1; then
+        for f in build/fuzz/tests/fuzz/fuzz_*; do
+            [[ -x $f ]] || continue
+            name=$(basename "$f")
+            work=$(mktemp -d)
+            cp -r "tests/fuzz/corpus/$name/." "$work/" 2>/dev/null || true
+            if "$f" -max_total_time="$fuzz_seconds" -timeout=10 -rss_limit_mb=2048 "$work" \
+                >"build/fuzz-$name.log" 2>&1; then
+                echo "libFuzzer $name: $(grep -Eo 'Done [0-9]+ runs' "build/fuzz-$name.log" | tail -1) in ${fuzz_seconds} s, no crash"
+                passed=$((passed + 1))
+            else
+                tail -40 "build/fuzz-$name.log"
+                echo "libFuzzer $name: FAILED (log build/fuzz-$name.log)"
+                failed=$((failed + 1)); status=1
+            fi
+            rm -rf "$work"
+        done
+    else
+        tail -30 build/fuzz.build.log
+        echo "libFuzzer build FAILED"
+        failed=$((failed + 1)); status=1
+    fi
+fi
+
+echo
+echo "${passed} passed, ${failed} failed"
+exit $status
