@@ -358,7 +358,7 @@ static int verb_check(cli_t *c)
     snprintf(req.verb, sizeof req.verb, "check");
     if (snprintf(req.cluster, sizeof req.cluster, "%s", c->o->args[0]) >= (int)sizeof req.cluster)
         return err_usage("check: cluster name too long");
-    uint64_t id;
+    uint64_t id = 0;
     int rc = submit(c, &req, &id);
     if (rc)
         return rc;
@@ -392,7 +392,7 @@ static int verb_job_sleep(cli_t *c)
         return err_usage("job sleep: site name too long");
     if (bq_duration_parse(c->o->args[1], &req.sleep_ms) != 0)
         return err_usage("job sleep: %s is not a duration (e.g. 500ms, 5s)", c->o->args[1]);
-    uint64_t id;
+    uint64_t id = 0;
     int rc = submit(c, &req, &id);
     if (rc)
         return rc;

@@ -1,1 +1,1128 @@
-/* placeholder: being written */
+/* Barque's plain C values <-> the protobuf-c messages of barque.proto.
+ *
+ * Encode builds the protobuf-c structs in a per-call arena (strings are borrowed from the
+ * C value, never copied), packs them into one malloc'd buffer and frees the arena in one
+ * call. Decode refuses oversized input before unpacking, unpacks with protobuf-c's
+ * default allocator, copies every field out into the C value with its bounds checked,
+ * and frees the unpacked tree. Each conversion (CheckResult, Job, Worker, Cluster, ...)
+ * is one function per direction, shared by the envelope path and the catalog records.
+ *
+ * Limits checked both ways, so that what one side encodes the other side decodes:
+ * strings must fit their C field with the NUL and hold no NUL byte inside (refused,
+ * never truncated), counts must fit their arrays, job type/state must be known values,
+ * and a whole message must be at most BQ_MSG_MAX bytes. Unknown fields are ignored
+ * (fields are only ever added).
+ *
+ * proto_msg_decode and proto_msg_error zero the bq_msg_t they are given without freeing
+ * it (it may be uninitialised): clear a decoded message before reusing it. */
+#include "proto.h"
+
+#include "barque.pb-c.h"
+
+#include <inttypes.h>
+#include <stdalign.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Rows of one kind (workers, clusters, jobs, sites) in a CLI reply. A Job can be a few
+ * bytes on the wire and ~10 KiB as a bq_job_t, so the count, not only the byte size,
+ * bounds what a reply may make the receiver allocate (~100 MiB at most). */
+#define CODEC_REPLY_ROWS_MAX 10000
+
+/* ---- an arena for the protobuf-c side of one encode ---------------------------------- */
+
+typedef struct codec_block {
+    struct codec_block *next;
+    size_t used, cap;
+    max_align_t data[];
+} codec_block_t;
+
+typedef struct {
+    codec_block_t *head;
+} codec_arena_t;
+
+#define CODEC_BLOCK_MIN ((size_t)64 << 10)
+
+/* n zeroed objects of size bytes, aligned for any type; NULL when out of memory.
+ * Freed with the arena. */
+static void *codec_arena_alloc(codec_arena_t *a, size_t n, size_t size)
+{
+    const size_t align = alignof(max_align_t);
+    if (size && n > (SIZE_MAX - align - sizeof(codec_block_t)) / size)
+        return NULL;
+    size_t bytes = (n * size + align - 1) / align * align;
+    if (bytes == 0)
+        bytes = align;
+    codec_block_t *b = a->head;
+    if (!b || b->cap - b->used < bytes) {
+        size_t cap = bytes > CODEC_BLOCK_MIN ? bytes : CODEC_BLOCK_MIN;
+        b = malloc(sizeof *b + cap);
+        if (!b)
+            return NULL;
+        b->next = a->head;
+        b->used = 0;
+        b->cap = cap;
+        a->head = b;
+    }
+    void *p = (unsigned char *)b->data + b->used;
+    b->used += bytes;
+    memset(p, 0, bytes);
+    return p;
+}
+
+static void codec_arena_free(codec_arena_t *a)
+{
+    while (a->head) {
+        codec_block_t *next = a->head->next;
+        free(a->head);
+        a->head = next;
+    }
+}
+
+#define ARENA_NEW(a, type) ((type *)codec_arena_alloc((a), 1, sizeof(type)))
+#define ARENA_ARRAY(a, n, type) ((type *)codec_arena_alloc((a), (n), sizeof(type)))
+
+static int codec_nomem(bq_errbuf_t *e)
+{
+    return bq_fail(e, BQ_E_NOMEM, "out of memory");
+}
+
+/* ---- field helpers ------------------------------------------------------------------- */
+
+/* Borrow a C string field for the protobuf-c side; refuse one that fills its array
+ * without a NUL (decode would refuse it on the other side). */
+static int codec_str_put(const char *src, size_t cap, const char *obj, const char *field,
+                         char **out, bq_errbuf_t *e)
+{
+    if (strnlen(src, cap) == cap)
+        return bq_fail(e, BQ_E_INVAL, "%s.%s is not NUL-terminated within its %zu bytes", obj,
+                       field, cap);
+    *out = (char *)src;
+    return 0;
+}
+
+/* Copy an unpacked string into a C field of cap bytes; refuse one that does not fit. */
+static int codec_str_get(char *dst, size_t cap, const char *src, const char *obj,
+                         const char *field, bq_errbuf_t *e)
+{
+    size_t n = src ? strlen(src) : 0;
+    if (n >= cap)
+        return bq_fail(e, BQ_E_PROTO, "%s.%s is %zu bytes, longer than its limit of %zu", obj,
+                       field, n, cap - 1);
+    if (n)
+        memcpy(dst, src, n);
+    dst[n] = '\0';
+    return 0;
+}
+
+/* Both expect locals named c (the C value), pb (the protobuf-c struct) and e. */
+#define STR_PUT(obj, f) codec_str_put(c->f, sizeof c->f, (obj), #f, &pb->f, e)
+#define STR_GET(obj, f) codec_str_get(c->f, sizeof c->f, pb->f, (obj), #f, e)
+
+static int codec_job_type_valid(int v)
+{
+    return v >= BQ_JOB_TYPE_NONE && v <= BQ_JOB_SLEEP;
+}
+
+static int codec_job_state_valid(int v)
+{
+    return v >= BQ_JOB_NONE && v <= BQ_JOB_CANCELLED;
+}
+
+/* ---- CheckResult --------------------------------------------------------------------- */
+
+static int codec_check_to_pb(codec_arena_t *a, const bq_check_result_t *c,
+                             Barque__CheckResult *pb, bq_errbuf_t *e)
+{
+    int rc;
+    barque__check_result__init(pb);
+    if ((rc = STR_PUT("CheckResult", server_version)) < 0 ||
+        (rc = STR_PUT("CheckResult", wal_level)) < 0 ||
+        (rc = STR_PUT("CheckResult", archive_mode)) < 0)
+        return rc;
+    pb->system_identifier = c->system_identifier;
+    pb->max_wal_senders = c->max_wal_senders;
+    pb->can_replicate = !!c->can_replicate;
+
+    /* slots: "a,b,c" -> ["a", "b", "c"]; "" -> [] */
+    size_t slen = strnlen(c->slots, sizeof c->slots);
+    if (slen == sizeof c->slots)
+        return bq_fail(e, BQ_E_INVAL, "CheckResult.slots is not NUL-terminated within its %zu bytes",
+                       sizeof c->slots);
+    if (slen) {
+        char *copy = ARENA_ARRAY(a, slen + 1, char);
+        size_t n = 1;
+        for (size_t i = 0; i < slen; i++)
+            n += c->slots[i] == ',';
+        char **slots = ARENA_ARRAY(a, n, char *);
+        if (!copy || !slots)
+            return codec_nomem(e);
+        memcpy(copy, c->slots, slen + 1);
+        size_t k = 0;
+        for (char *s = copy;; s++) {
+            char *comma = strchr(s, ',');
+            if (comma)
+                *comma = '\0';
+            if (!*s)
+                return bq_fail(e, BQ_E_INVAL, "CheckResult.slots \"%s\" has an empty slot name",
+                               c->slots);
+            slots[k++] = s;
+            if (!comma)
+                break;
+            s = comma;
+        }
+        pb->n_slots = k;
+        pb->slots = slots;
+    }
+
+    if (c->nitems > BQ_CHECK_ITEMS_MAX)
+        return bq_fail(e, BQ_E_INVAL, "CheckResult has %zu items, more than the limit of %d",
+                       c->nitems, BQ_CHECK_ITEMS_MAX);
+    if (c->nitems) {
+        Barque__CheckItem *items = ARENA_ARRAY(a, c->nitems, Barque__CheckItem);
+        Barque__CheckItem **ptrs = ARENA_ARRAY(a, c->nitems, Barque__CheckItem *);
+        if (!items || !ptrs)
+            return codec_nomem(e);
+        for (size_t i = 0; i < c->nitems; i++) {
+            const bq_check_item_t *it = &c->items[i];
+            barque__check_item__init(&items[i]);
+            if ((rc = codec_str_put(it->name, sizeof it->name, "CheckItem", "name", &items[i].name,
+                                    e)) < 0 ||
+                (rc = codec_str_put(it->detail, sizeof it->detail, "CheckItem", "detail",
+                                    &items[i].detail, e)) < 0)
+                return rc;
+            items[i].ok = !!it->ok;
+            ptrs[i] = &items[i];
+        }
+        pb->n_items = c->nitems;
+        pb->items = ptrs;
+    }
+    return 0;
+}
+
+static int codec_check_from_pb(const Barque__CheckResult *pb, bq_check_result_t *c,
+                               bq_errbuf_t *e)
+{
+    int rc;
+    memset(c, 0, sizeof *c);
+    if ((rc = STR_GET("CheckResult", server_version)) < 0 ||
+        (rc = STR_GET("CheckResult", wal_level)) < 0 ||
+        (rc = STR_GET("CheckResult", archive_mode)) < 0)
+        return rc;
+    c->system_identifier = pb->system_identifier;
+    c->max_wal_senders = pb->max_wal_senders;
+    c->can_replicate = !!pb->can_replicate;
+
+    /* ["a", "b", "c"] -> "a,b,c": names must be non-empty and comma-free to come back */
+    size_t used = 0;
+    for (size_t i = 0; i < pb->n_slots; i++) {
+        const char *s = pb->slots[i] ? pb->slots[i] : "";
+        size_t n = strlen(s);
+        if (n == 0)
+            return bq_fail(e, BQ_E_PROTO, "CheckResult.slots[%zu] is an empty slot name", i);
+        if (strchr(s, ','))
+            return bq_fail(e, BQ_E_PROTO, "CheckResult.slots[%zu] contains ','", i);
+        size_t need = used + (i ? 1 : 0) + n;
+        if (need >= sizeof c->slots || need < used)
+            return bq_fail(e, BQ_E_PROTO,
+                           "CheckResult.slots joined by ',' are longer than their limit of %zu bytes",
+                           sizeof c->slots - 1);
+        if (i)
+            c->slots[used++] = ',';
+        memcpy(c->slots + used, s, n);
+        used += n;
+    }
+    c->slots[used] = '\0';
+
+    if (pb->n_items > BQ_CHECK_ITEMS_MAX)
+        return bq_fail(e, BQ_E_PROTO, "CheckResult has %zu items, more than the limit of %d",
+                       pb->n_items, BQ_CHECK_ITEMS_MAX);
+    for (size_t i = 0; i < pb->n_items; i++) {
+        const Barque__CheckItem *it = pb->items[i];
+        bq_check_item_t *ci = &c->items[i];
+        if ((rc = codec_str_get(ci->name, sizeof ci->name, it->name, "CheckItem", "name", e)) < 0 ||
+            (rc = codec_str_get(ci->detail, sizeof ci->detail, it->detail, "CheckItem", "detail",
+                                e)) < 0)
+            return rc;
+        ci->ok = !!it->ok;
+    }
+    c->nitems = pb->n_items;
+    return 0;
+}
+
+/* ---- Job ----------------------------------------------------------------------------- */
+
+static int codec_job_to_pb(codec_arena_t *a, const bq_job_t *c, Barque__Job *pb, bq_errbuf_t *e)
+{
+    int rc;
+    barque__job__init(pb);
+    if (!codec_job_type_valid((int)c->type))
+        return bq_fail(e, BQ_E_INVAL, "Job.type has unknown value %d", (int)c->type);
+    if (!codec_job_state_valid((int)c->state))
+        return bq_fail(e, BQ_E_INVAL, "Job.state has unknown value %d", (int)c->state);
+    if ((rc = STR_PUT("Job", cluster)) < 0 || (rc = STR_PUT("Job", site)) < 0 ||
+        (rc = STR_PUT("Job", worker)) < 0 || (rc = STR_PUT("Job", error)) < 0 ||
+        (rc = STR_PUT("Job", conninfo)) < 0)
+        return rc;
+    pb->id = c->id;
+    pb->type = (Barque__JobType)c->type;
+    pb->state = (Barque__JobState)c->state;
+    pb->attempt = c->attempt;
+    pb->max_attempts = c->max_attempts;
+    pb->created_ms = c->created_ms;
+    pb->updated_ms = c->updated_ms;
+    pb->started_ms = c->started_ms;
+    pb->finished_ms = c->finished_ms;
+    pb->next_attempt_ms = c->next_attempt_ms;
+    pb->progress_done = c->progress_done;
+    pb->progress_total = c->progress_total;
+    pb->sleep_ms = c->sleep_ms;
+    pb->cancel_requested = !!c->cancel_requested;
+    if (c->has_check) {
+        Barque__CheckResult *check = ARENA_NEW(a, Barque__CheckResult);
+        if (!check)
+            return codec_nomem(e);
+        if ((rc = codec_check_to_pb(a, &c->check, check, e)) < 0)
+            return rc;
+        pb->check = check;
+    }
+    return 0;
+}
+
+static int codec_job_from_pb(const Barque__Job *pb, bq_job_t *c, bq_errbuf_t *e)
+{
+    int rc;
+    memset(c, 0, sizeof *c);
+    if (!codec_job_type_valid((int)pb->type))
+        return bq_fail(e, BQ_E_PROTO, "Job.type has unknown value %d", (int)pb->type);
+    if (!codec_job_state_valid((int)pb->state))
+        return bq_fail(e, BQ_E_PROTO, "Job.state has unknown value %d", (int)pb->state);
+    if ((rc = STR_GET("Job", cluster)) < 0 || (rc = STR_GET("Job", site)) < 0 ||
+        (rc = STR_GET("Job", worker)) < 0 || (rc = STR_GET("Job", error)) < 0 ||
+        (rc = STR_GET("Job", conninfo)) < 0)
+        return rc;
+    c->id = pb->id;
+    c->type = (bq_job_type_t)pb->type;
+    c->state = (bq_job_state_t)pb->state;
+    c->attempt = pb->attempt;
+    c->max_attempts = pb->max_attempts;
+    c->created_ms = pb->created_ms;
+    c->updated_ms = pb->updated_ms;
+    c->started_ms = pb->started_ms;
+    c->finished_ms = pb->finished_ms;
+    c->next_attempt_ms = pb->next_attempt_ms;
+    c->progress_done = pb->progress_done;
+    c->progress_total = pb->progress_total;
+    c->sleep_ms = pb->sleep_ms;
+    c->cancel_requested = !!pb->cancel_requested;
+    if (pb->check) {
+        if ((rc = codec_check_from_pb(pb->check, &c->check, e)) < 0)
+            return rc;
+        c->has_check = 1;
+    }
+    return 0;
+}
+
+/* ---- Worker, Cluster, JobRef --------------------------------------------------------- */
+
+static int codec_worker_to_pb(const bq_worker_t *c, Barque__Worker *pb, bq_errbuf_t *e)
+{
+    int rc;
+    barque__worker__init(pb);
+    if ((rc = STR_PUT("Worker", name)) < 0 || (rc = STR_PUT("Worker", site)) < 0 ||
+        (rc = STR_PUT("Worker", version)) < 0)
+        return rc;
+    pb->store_free = c->store_free;
+    pb->store_total = c->store_total;
+    pb->running = c->running;
+    pb->max_jobs = c->max_jobs;
+    pb->registered_ms = c->registered_ms;
+    pb->last_seen_ms = c->last_seen_ms;
+    pb->online = !!c->online;
+    return 0;
+}
+
+static int codec_worker_from_pb(const Barque__Worker *pb, bq_worker_t *c, bq_errbuf_t *e)
+{
+    int rc;
+    memset(c, 0, sizeof *c);
+    if ((rc = STR_GET("Worker", name)) < 0 || (rc = STR_GET("Worker", site)) < 0 ||
+        (rc = STR_GET("Worker", version)) < 0)
+        return rc;
+    c->store_free = pb->store_free;
+    c->store_total = pb->store_total;
+    c->running = pb->running;
+    c->max_jobs = pb->max_jobs;
+    c->registered_ms = pb->registered_ms;
+    c->last_seen_ms = pb->last_seen_ms;
+    c->online = !!pb->online;
+    return 0;
+}
+
+static int codec_cluster_to_pb(const bq_cluster_t *c, Barque__Cluster *pb, bq_errbuf_t *e)
+{
+    int rc;
+    barque__cluster__init(pb);
+    if ((rc = STR_PUT("Cluster", name)) < 0 || (rc = STR_PUT("Cluster", site)) < 0 ||
+        (rc = STR_PUT("Cluster", conninfo)) < 0)
+        return rc;
+    pb->system_identifier = c->system_identifier;
+    return 0;
+}
+
+static int codec_cluster_from_pb(const Barque__Cluster *pb, bq_cluster_t *c, bq_errbuf_t *e)
+{
+    int rc;
+    memset(c, 0, sizeof *c);
+    if ((rc = STR_GET("Cluster", name)) < 0 || (rc = STR_GET("Cluster", site)) < 0 ||
+        (rc = STR_GET("Cluster", conninfo)) < 0)
+        return rc;
+    c->system_identifier = pb->system_identifier;
+    return 0;
+}
+
+/* ---- packing and unpacking ----------------------------------------------------------- */
+
+/* Pack msg into a new malloc'd buffer; BQ_E_TOOBIG over BQ_MSG_MAX (the peer would refuse
+ * it, and ZMQ_MAXMSGSIZE would drop it without a word). */
+static int codec_pack(const ProtobufCMessage *msg, uint8_t **buf, size_t *len, bq_errbuf_t *e)
+{
+    size_t n = protobuf_c_message_get_packed_size(msg);
+    if (n > BQ_MSG_MAX)
+        return bq_fail(e, BQ_E_TOOBIG, "it would be %zu bytes, over the %u-byte limit", n,
+                       BQ_MSG_MAX);
+    uint8_t *b = malloc(n ? n : 1);
+    if (!b)
+        return codec_nomem(e);
+    size_t packed = protobuf_c_message_pack(msg, b);
+    if (packed != n) {
+        free(b);
+        return bq_fail(e, BQ_E_PROTO, "protobuf-c packed %zu bytes, expected %zu", packed, n);
+    }
+    *buf = b;
+    *len = n;
+    return 0;
+}
+
+/* Read a base-128 varint at *pos; -1 when it runs off the end or past 10 bytes. */
+static int codec_varint(const uint8_t *p, size_t len, size_t *pos, uint64_t *v)
+{
+    *v = 0;
+    for (unsigned shift = 0; shift < 70 && *pos < len; shift += 7) {
+        uint8_t b = p[(*pos)++];
+        *v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80))
+            return 0;
+    }
+    return -1;
+}
+
+/* protobuf-c hands a string back NUL-terminated but without its length, so "ab\0cd" would
+ * arrive as "ab": refuse a NUL inside any string field of desc (and of the messages it
+ * holds) by looking at the wire bytes. Runs after a successful unpack, so the framing is
+ * sound; unknown fields are skipped. The schema has no recursive messages. */
+static int codec_nul_check(const ProtobufCMessageDescriptor *desc, const uint8_t *p, size_t len,
+                           bq_errbuf_t *e)
+{
+    size_t pos = 0;
+    while (pos < len) {
+        uint64_t key, n;
+        if (codec_varint(p, len, &pos, &key) < 0)
+            return 0;
+        switch (key & 7) {
+        case 0: /* varint */
+            if (codec_varint(p, len, &pos, &n) < 0)
+                return 0;
+            break;
+        case 1: /* 64-bit */
+            if (len - pos < 8)
+                return 0;
+            pos += 8;
+            break;
+        case 5: /* 32-bit */
+            if (len - pos < 4)
+                return 0;
+            pos += 4;
+            break;
+        case 2: { /* length-delimited */
+            if (codec_varint(p, len, &pos, &n) < 0 || n > len - pos)
+                return 0;
+            const ProtobufCFieldDescriptor *f =
+                (key >> 3) <= UINT32_MAX
+                    ? protobuf_c_message_descriptor_get_field(desc, (unsigned)(key >> 3))
+                    : NULL;
+            if (f && f->type == PROTOBUF_C_TYPE_STRING && memchr(p + pos, 0, n))
+                return bq_fail(e, BQ_E_PROTO, "%s.%s contains a NUL byte", desc->short_name,
+                               f->name);
+            if (f && f->type == PROTOBUF_C_TYPE_MESSAGE) {
+                int rc = codec_nul_check(f->descriptor, p + pos, n, e);
+                if (rc < 0)
+                    return rc;
+            }
+            pos += n;
+            break;
+        }
+        default: /* groups: protobuf-c refuses them in unpack */
+            return 0;
+        }
+    }
+    return 0;
+}
+
+/* Unpack len bytes as desc (default allocator), after the size check. On failure *out is
+ * NULL and e says why. Free with protobuf_c_message_free_unpacked(*out, NULL). */
+static int codec_unpack(const ProtobufCMessageDescriptor *desc, const uint8_t *buf, size_t len,
+                        ProtobufCMessage **out, bq_errbuf_t *e)
+{
+    *out = NULL;
+    if (len > BQ_MSG_MAX)
+        return bq_fail(e, BQ_E_TOOBIG, "it is %zu bytes, over the %u-byte limit", len,
+                       BQ_MSG_MAX);
+    if (len && !buf)
+        return bq_fail(e, BQ_E_INVAL, "no buffer for %zu bytes", len);
+    *out = protobuf_c_message_unpack(desc, NULL, len, buf);
+    if (!*out)
+        return bq_fail(e, BQ_E_PROTO, "not a valid %s (%zu bytes)", desc->short_name, len);
+    int rc = codec_nul_check(desc, buf, len, e);
+    if (rc < 0) {
+        protobuf_c_message_free_unpacked(*out, NULL);
+        *out = NULL;
+    }
+    return rc;
+}
+
+/* ---- catalog records ----------------------------------------------------------------- */
+
+int proto_job_encode(const bq_job_t *j, uint8_t **buf, size_t *len, bq_errbuf_t *e)
+{
+    codec_arena_t a = {0};
+    Barque__Job pb;
+    bq_errbuf_t why;
+    int rc = codec_job_to_pb(&a, j, &pb, &why);
+    if (rc == 0)
+        rc = codec_pack(&pb.base, buf, len, &why);
+    codec_arena_free(&a);
+    if (rc < 0)
+        return bq_fail(e, rc, "could not encode Job record %" PRIu64 ": %s", j->id, why.msg);
+    return 0;
+}
+
+int proto_job_decode(const uint8_t *buf, size_t len, bq_job_t *j, bq_errbuf_t *e)
+{
+    ProtobufCMessage *msg;
+    bq_errbuf_t why;
+    memset(j, 0, sizeof *j);
+    int rc = codec_unpack(&barque__job__descriptor, buf, len, &msg, &why);
+    if (rc == 0) {
+        rc = codec_job_from_pb((const Barque__Job *)msg, j, &why);
+        protobuf_c_message_free_unpacked(msg, NULL);
+    }
+    if (rc < 0) {
+        memset(j, 0, sizeof *j);
+        return bq_fail(e, rc, "could not decode Job record: %s", why.msg);
+    }
+    return 0;
+}
+
+int proto_worker_encode(const bq_worker_t *w, uint8_t **buf, size_t *len, bq_errbuf_t *e)
+{
+    Barque__Worker pb;
+    bq_errbuf_t why;
+    int rc = codec_worker_to_pb(w, &pb, &why);
+    if (rc == 0)
+        rc = codec_pack(&pb.base, buf, len, &why);
+    if (rc < 0)
+        return bq_fail(e, rc, "could not encode Worker record: %s", why.msg);
+    return 0;
+}
+
+int proto_worker_decode(const uint8_t *buf, size_t len, bq_worker_t *w, bq_errbuf_t *e)
+{
+    ProtobufCMessage *msg;
+    bq_errbuf_t why;
+    memset(w, 0, sizeof *w);
+    int rc = codec_unpack(&barque__worker__descriptor, buf, len, &msg, &why);
+    if (rc == 0) {
+        rc = codec_worker_from_pb((const Barque__Worker *)msg, w, &why);
+        protobuf_c_message_free_unpacked(msg, NULL);
+    }
+    if (rc < 0) {
+        memset(w, 0, sizeof *w);
+        return bq_fail(e, rc, "could not decode Worker record: %s", why.msg);
+    }
+    return 0;
+}
+
+int proto_cluster_encode(const bq_cluster_t *c, uint8_t **buf, size_t *len, bq_errbuf_t *e)
+{
+    Barque__Cluster pb;
+    bq_errbuf_t why;
+    int rc = codec_cluster_to_pb(c, &pb, &why);
+    if (rc == 0)
+        rc = codec_pack(&pb.base, buf, len, &why);
+    if (rc < 0)
+        return bq_fail(e, rc, "could not encode Cluster record: %s", why.msg);
+    return 0;
+}
+
+int proto_cluster_decode(const uint8_t *buf, size_t len, bq_cluster_t *c, bq_errbuf_t *e)
+{
+    ProtobufCMessage *msg;
+    bq_errbuf_t why;
+    memset(c, 0, sizeof *c);
+    int rc = codec_unpack(&barque__cluster__descriptor, buf, len, &msg, &why);
+    if (rc == 0) {
+        rc = codec_cluster_from_pb((const Barque__Cluster *)msg, c, &why);
+        protobuf_c_message_free_unpacked(msg, NULL);
+    }
+    if (rc < 0) {
+        memset(c, 0, sizeof *c);
+        return bq_fail(e, rc, "could not decode Cluster record: %s", why.msg);
+    }
+    return 0;
+}
+
+/* ---- messages ------------------------------------------------------------------------ */
+
+/* The wire name and body descriptor of each message type. */
+static const struct {
+    const char *name;
+    const ProtobufCMessageDescriptor *body;
+} codec_types[] = {
+    [BQ_MSG_NONE] = {"NONE", NULL},
+    [BQ_MSG_REGISTER] = {"REGISTER", &barque__worker_hello__descriptor},
+    [BQ_MSG_HEARTBEAT] = {"HEARTBEAT", &barque__worker_hello__descriptor},
+    [BQ_MSG_HEARTBEAT_ACK] = {"HEARTBEAT_ACK", &barque__heartbeat_ack__descriptor},
+    [BQ_MSG_JOB_OFFER] = {"JOB_OFFER", &barque__job__descriptor},
+    [BQ_MSG_JOB_ACCEPT] = {"JOB_ACCEPT", &barque__job_ref__descriptor},
+    [BQ_MSG_JOB_PROGRESS] = {"JOB_PROGRESS", &barque__job_progress__descriptor},
+    [BQ_MSG_JOB_RESULT] = {"JOB_RESULT", &barque__job_result__descriptor},
+    [BQ_MSG_RESULT_ACK] = {"RESULT_ACK", &barque__result_ack__descriptor},
+    [BQ_MSG_JOB_CANCEL] = {"JOB_CANCEL", &barque__job_ref__descriptor},
+    [BQ_MSG_CLI_REQUEST] = {"CLI_REQUEST", &barque__cli_request__descriptor},
+    [BQ_MSG_CLI_REPLY] = {"CLI_REPLY", &barque__cli_reply__descriptor},
+    [BQ_MSG_ERROR] = {"ERROR", &barque__error__descriptor},
+};
+
+#define CODEC_NTYPES (sizeof codec_types / sizeof codec_types[0])
+
+/* Nonzero for a type that can travel (NONE cannot). */
+static int codec_type_known(int64_t type)
+{
+    return type > BQ_MSG_NONE && (uint64_t)type < CODEC_NTYPES;
+}
+
+void proto_msg_clear(bq_msg_t *m)
+{
+    if (!m)
+        return;
+    switch (m->type) {
+    case BQ_MSG_REGISTER:
+    case BQ_MSG_HEARTBEAT:
+        free(m->u.hello.running);
+        break;
+    case BQ_MSG_JOB_OFFER:
+        free(m->u.job);
+        break;
+    case BQ_MSG_JOB_RESULT:
+        free(m->u.result);
+        break;
+    case BQ_MSG_CLI_REPLY:
+        free(m->u.cli_reply.workers);
+        free(m->u.cli_reply.clusters);
+        free(m->u.cli_reply.jobs);
+        free(m->u.cli_reply.sites);
+        break;
+    default:
+        break;
+    }
+    memset(m, 0, sizeof *m);
+}
+
+void proto_msg_error(bq_msg_t *m, uint64_t seq, int code, const char *fmt, ...)
+{
+    /* m may be uninitialised: zero it, never free what it seems to hold */
+    memset(m, 0, sizeof *m);
+    m->type = BQ_MSG_ERROR;
+    m->seq = seq;
+    m->u.error.code = code;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(m->u.error.message, sizeof m->u.error.message, fmt, ap);
+    va_end(ap);
+}
+
+static int codec_rows_check(size_t n, const void *rows, const char *what, bq_errbuf_t *e)
+{
+    if (n > CODEC_REPLY_ROWS_MAX)
+        return bq_fail(e, BQ_E_INVAL, "CliReply has %zu %s, more than the limit of %d", n, what,
+                       CODEC_REPLY_ROWS_MAX);
+    if (n && !rows)
+        return bq_fail(e, BQ_E_INVAL, "CliReply has %zu %s but no array", n, what);
+    return 0;
+}
+
+/* Build the protobuf-c body of m in a. */
+static int codec_body_to_pb(codec_arena_t *a, const bq_msg_t *m, ProtobufCMessage **out,
+                            bq_errbuf_t *e)
+{
+    int rc;
+    switch (m->type) {
+    case BQ_MSG_REGISTER:
+    case BQ_MSG_HEARTBEAT: {
+        const bq_msg_hello_t *c = &m->u.hello;
+        Barque__WorkerHello *pb = ARENA_NEW(a, Barque__WorkerHello);
+        Barque__Worker *w = ARENA_NEW(a, Barque__Worker);
+        if (!pb || !w)
+            return codec_nomem(e);
+        barque__worker_hello__init(pb);
+        if ((rc = codec_worker_to_pb(&c->worker, w, e)) < 0)
+            return rc;
+        pb->worker = w;
+        if (c->nrunning > BQ_RUNNING_MAX)
+            return bq_fail(e, BQ_E_INVAL, "WorkerHello has %zu running jobs, more than the limit of %d",
+                           c->nrunning, BQ_RUNNING_MAX);
+        if (c->nrunning && !c->running)
+            return bq_fail(e, BQ_E_INVAL, "WorkerHello has %zu running jobs but no array",
+                           c->nrunning);
+        if (c->nrunning) {
+            Barque__JobRef *refs = ARENA_ARRAY(a, c->nrunning, Barque__JobRef);
+            Barque__JobRef **ptrs = ARENA_ARRAY(a, c->nrunning, Barque__JobRef *);
+            if (!refs || !ptrs)
+                return codec_nomem(e);
+            for (size_t i = 0; i < c->nrunning; i++) {
+                barque__job_ref__init(&refs[i]);
+                refs[i].job_id = c->running[i].job_id;
+                refs[i].attempt = c->running[i].attempt;
+                ptrs[i] = &refs[i];
+            }
+            pb->n_running = c->nrunning;
+            pb->running = ptrs;
+        }
+        *out = &pb->base;
+        return 0;
+    }
+    case BQ_MSG_HEARTBEAT_ACK: {
+        Barque__HeartbeatAck *pb = ARENA_NEW(a, Barque__HeartbeatAck);
+        if (!pb)
+            return codec_nomem(e);
+        barque__heartbeat_ack__init(pb);
+        pb->heartbeat_interval_ms = m->u.hb_ack.heartbeat_interval_ms;
+        pb->lease_ms = m->u.hb_ack.lease_ms;
+        *out = &pb->base;
+        return 0;
+    }
+    case BQ_MSG_JOB_OFFER: {
+        if (!m->u.job)
+            return bq_fail(e, BQ_E_INVAL, "it has no job");
+        Barque__Job *pb = ARENA_NEW(a, Barque__Job);
+        if (!pb)
+            return codec_nomem(e);
+        if ((rc = codec_job_to_pb(a, m->u.job, pb, e)) < 0)
+            return rc;
+        *out = &pb->base;
+        return 0;
+    }
+    case BQ_MSG_JOB_ACCEPT:
+    case BQ_MSG_JOB_CANCEL: {
+        Barque__JobRef *pb = ARENA_NEW(a, Barque__JobRef);
+        if (!pb)
+            return codec_nomem(e);
+        barque__job_ref__init(pb);
+        pb->job_id = m->u.ref.job_id;
+        pb->attempt = m->u.ref.attempt;
+        *out = &pb->base;
+        return 0;
+    }
+    case BQ_MSG_JOB_PROGRESS: {
+        const bq_msg_progress_t *c = &m->u.progress;
+        Barque__JobProgress *pb = ARENA_NEW(a, Barque__JobProgress);
+        if (!pb)
+            return codec_nomem(e);
+        barque__job_progress__init(pb);
+        if ((rc = STR_PUT("JobProgress", message)) < 0)
+            return rc;
+        pb->job_id = c->job_id;
+        pb->attempt = c->attempt;
+        pb->done = c->done;
+        pb->total = c->total;
+        *out = &pb->base;
+        return 0;
+    }
+    case BQ_MSG_JOB_RESULT: {
+        const bq_msg_result_t *c = m->u.result;
+        if (!c)
+            return bq_fail(e, BQ_E_INVAL, "it has no result");
+        Barque__JobResult *pb = ARENA_NEW(a, Barque__JobResult);
+        if (!pb)
+            return codec_nomem(e);
+        barque__job_result__init(pb);
+        if ((rc = STR_PUT("JobResult", error)) < 0)
+            return rc;
+        pb->job_id = c->job_id;
+        pb->attempt = c->attempt;
+        pb->ok = !!c->ok;
+        pb->retryable = !!c->retryable;
+        if (c->has_check) {
+            Barque__CheckResult *check = ARENA_NEW(a, Barque__CheckResult);
+            if (!check)
+                return codec_nomem(e);
+            if ((rc = codec_check_to_pb(a, &c->check, check, e)) < 0)
+                return rc;
+            pb->check = check;
+        }
+        *out = &pb->base;
+        return 0;
+    }
+    case BQ_MSG_RESULT_ACK: {
+        const bq_msg_result_ack_t *c = &m->u.result_ack;
+        Barque__ResultAck *pb = ARENA_NEW(a, Barque__ResultAck);
+        if (!pb)
+            return codec_nomem(e);
+        barque__result_ack__init(pb);
+        if ((rc = STR_PUT("ResultAck", reason)) < 0)
+            return rc;
+        pb->job_id = c->job_id;
+        pb->attempt = c->attempt;
+        pb->accepted = !!c->accepted;
+        *out = &pb->base;
+        return 0;
+    }
+    case BQ_MSG_CLI_REQUEST: {
+        const bq_msg_cli_request_t *c = &m->u.cli_req;
+        Barque__CliRequest *pb = ARENA_NEW(a, Barque__CliRequest);
+        if (!pb)
+            return codec_nomem(e);
+        barque__cli_request__init(pb);
+        if ((rc = STR_PUT("CliRequest", verb)) < 0 || (rc = STR_PUT("CliRequest", cluster)) < 0 ||
+            (rc = STR_PUT("CliRequest", site)) < 0)
+            return rc;
+        pb->job_id = c->job_id;
+        pb->all = !!c->all;
+        pb->sleep_ms = c->sleep_ms;
+        *out = &pb->base;
+        return 0;
+    }
+    case BQ_MSG_CLI_REPLY: {
+        const bq_msg_cli_reply_t *c = &m->u.cli_reply;
+        Barque__CliReply *pb = ARENA_NEW(a, Barque__CliReply);
+        if (!pb)
+            return codec_nomem(e);
+        barque__cli_reply__init(pb);
+        if ((rc = STR_PUT("CliReply", error)) < 0 ||
+            (rc = codec_rows_check(c->nworkers, c->workers, "workers", e)) < 0 ||
+            (rc = codec_rows_check(c->nclusters, c->clusters, "clusters", e)) < 0 ||
+            (rc = codec_rows_check(c->njobs, c->jobs, "jobs", e)) < 0 ||
+            (rc = codec_rows_check(c->nsites, c->sites, "sites", e)) < 0)
+            return rc;
+        pb->code = c->code;
+        pb->job_id = c->job_id;
+        if (c->nworkers) {
+            Barque__Worker *rows = ARENA_ARRAY(a, c->nworkers, Barque__Worker);
+            Barque__Worker **ptrs = ARENA_ARRAY(a, c->nworkers, Barque__Worker *);
+            if (!rows || !ptrs)
+                return codec_nomem(e);
+            for (size_t i = 0; i < c->nworkers; i++) {
+                if ((rc = codec_worker_to_pb(&c->workers[i], &rows[i], e)) < 0)
+                    return rc;
+                ptrs[i] = &rows[i];
+            }
+            pb->n_workers = c->nworkers;
+            pb->workers = ptrs;
+        }
+        if (c->nclusters) {
+            Barque__Cluster *rows = ARENA_ARRAY(a, c->nclusters, Barque__Cluster);
+            Barque__Cluster **ptrs = ARENA_ARRAY(a, c->nclusters, Barque__Cluster *);
+            if (!rows || !ptrs)
+                return codec_nomem(e);
+            for (size_t i = 0; i < c->nclusters; i++) {
+                if ((rc = codec_cluster_to_pb(&c->clusters[i], &rows[i], e)) < 0)
+                    return rc;
+                ptrs[i] = &rows[i];
+            }
+            pb->n_clusters = c->nclusters;
+            pb->clusters = ptrs;
+        }
+        if (c->njobs) {
+            Barque__Job *rows = ARENA_ARRAY(a, c->njobs, Barque__Job);
+            Barque__Job **ptrs = ARENA_ARRAY(a, c->njobs, Barque__Job *);
+            if (!rows || !ptrs)
+                return codec_nomem(e);
+            for (size_t i = 0; i < c->njobs; i++) {
+                if ((rc = codec_job_to_pb(a, &c->jobs[i], &rows[i], e)) < 0)
+                    return rc;
+                ptrs[i] = &rows[i];
+            }
+            pb->n_jobs = c->njobs;
+            pb->jobs = ptrs;
+        }
+        if (c->nsites) {
+            Barque__Site *rows = ARENA_ARRAY(a, c->nsites, Barque__Site);
+            Barque__Site **ptrs = ARENA_ARRAY(a, c->nsites, Barque__Site *);
+            if (!rows || !ptrs)
+                return codec_nomem(e);
+            for (size_t i = 0; i < c->nsites; i++) {
+                barque__site__init(&rows[i]);
+                if ((rc = codec_str_put(c->sites[i], sizeof c->sites[i], "Site", "name",
+                                        &rows[i].name, e)) < 0)
+                    return rc;
+                ptrs[i] = &rows[i];
+            }
+            pb->n_sites = c->nsites;
+            pb->sites = ptrs;
+        }
+        *out = &pb->base;
+        return 0;
+    }
+    case BQ_MSG_ERROR: {
+        const bq_msg_error_t *c = &m->u.error;
+        Barque__Error *pb = ARENA_NEW(a, Barque__Error);
+        if (!pb)
+            return codec_nomem(e);
+        barque__error__init(pb);
+        if ((rc = STR_PUT("Error", message)) < 0)
+            return rc;
+        pb->code = c->code;
+        *out = &pb->base;
+        return 0;
+    }
+    default:
+        return bq_fail(e, BQ_E_MSGTYPE, "unknown message type %d", (int)m->type);
+    }
+}
+
+int proto_msg_encode(const bq_msg_t *m, uint8_t **buf, size_t *len, bq_errbuf_t *e)
+{
+    codec_arena_t a = {0};
+    ProtobufCMessage *body = NULL;
+    bq_errbuf_t why;
+    *buf = NULL;
+    *len = 0;
+    int rc = codec_body_to_pb(&a, m, &body, &why);
+    if (rc == 0) {
+        Barque__Envelope env = BARQUE__ENVELOPE__INIT;
+        env.version = BQ_PROTO_VERSION;
+        env.type = (Barque__MsgType)m->type;
+        env.seq = m->seq;
+        size_t n = protobuf_c_message_get_packed_size(body);
+        if (n > BQ_MSG_MAX) {
+            rc = bq_fail(&why, BQ_E_TOOBIG, "its body would be %zu bytes, over the %u-byte limit",
+                         n, BQ_MSG_MAX);
+        } else if (n) {
+            env.body.data = ARENA_ARRAY(&a, n, uint8_t);
+            if (!env.body.data)
+                rc = codec_nomem(&why);
+            else
+                env.body.len = protobuf_c_message_pack(body, env.body.data);
+        }
+        if (rc == 0)
+            rc = codec_pack(&env.base, buf, len, &why);
+    }
+    codec_arena_free(&a);
+    if (rc < 0) {
+        const char *name = codec_type_known(m->type) ? codec_types[m->type].name : "a";
+        return bq_fail(e, rc, "could not encode %s message seq %" PRIu64 ": %s", name, m->seq,
+                       why.msg);
+    }
+    return 0;
+}
+
+static int codec_rows_limit(size_t n, const char *what, bq_errbuf_t *e)
+{
+    if (n > CODEC_REPLY_ROWS_MAX)
+        return bq_fail(e, BQ_E_PROTO, "CliReply has %zu %s, more than the limit of %d", n, what,
+                       CODEC_REPLY_ROWS_MAX);
+    return 0;
+}
+
+/* Copy an unpacked body into m (whose type is set and union zeroed); heap parts are
+ * attached to m as soon as they are allocated so that proto_msg_clear frees them. */
+static int codec_body_from_pb(const ProtobufCMessage *msg, bq_msg_t *m, bq_errbuf_t *e)
+{
+    int rc;
+    switch (m->type) {
+    case BQ_MSG_REGISTER:
+    case BQ_MSG_HEARTBEAT: {
+        const Barque__WorkerHello *pb = (const Barque__WorkerHello *)msg;
+        bq_msg_hello_t *c = &m->u.hello;
+        if (!pb->worker)
+            return bq_fail(e, BQ_E_PROTO, "WorkerHello.worker is missing");
+        if ((rc = codec_worker_from_pb(pb->worker, &c->worker, e)) < 0)
+            return rc;
+        if (pb->n_running > BQ_RUNNING_MAX)
+            return bq_fail(e, BQ_E_PROTO, "WorkerHello has %zu running jobs, more than the limit of %d",
+                           pb->n_running, BQ_RUNNING_MAX);
+        if (pb->n_running) {
+            c->running = calloc(pb->n_running, sizeof *c->running);
+            if (!c->running)
+                return codec_nomem(e);
+            for (size_t i = 0; i < pb->n_running; i++) {
+                c->running[i].job_id = pb->running[i]->job_id;
+                c->running[i].attempt = pb->running[i]->attempt;
+            }
+            c->nrunning = pb->n_running;
+        }
+        return 0;
+    }
+    case BQ_MSG_HEARTBEAT_ACK: {
+        const Barque__HeartbeatAck *pb = (const Barque__HeartbeatAck *)msg;
+        m->u.hb_ack.heartbeat_interval_ms = pb->heartbeat_interval_ms;
+        m->u.hb_ack.lease_ms = pb->lease_ms;
+        return 0;
+    }
+    case BQ_MSG_JOB_OFFER:
+        if (!(m->u.job = malloc(sizeof *m->u.job)))
+            return codec_nomem(e);
+        return codec_job_from_pb((const Barque__Job *)msg, m->u.job, e);
+    case BQ_MSG_JOB_ACCEPT:
+    case BQ_MSG_JOB_CANCEL: {
+        const Barque__JobRef *pb = (const Barque__JobRef *)msg;
+        m->u.ref.job_id = pb->job_id;
+        m->u.ref.attempt = pb->attempt;
+        return 0;
+    }
+    case BQ_MSG_JOB_PROGRESS: {
+        const Barque__JobProgress *pb = (const Barque__JobProgress *)msg;
+        bq_msg_progress_t *c = &m->u.progress;
+        if ((rc = STR_GET("JobProgress", message)) < 0)
+            return rc;
+        c->job_id = pb->job_id;
+        c->attempt = pb->attempt;
+        c->done = pb->done;
+        c->total = pb->total;
+        return 0;
+    }
+    case BQ_MSG_JOB_RESULT: {
+        const Barque__JobResult *pb = (const Barque__JobResult *)msg;
+        bq_msg_result_t *c = calloc(1, sizeof *c);
+        if (!(m->u.result = c))
+            return codec_nomem(e);
+        if ((rc = STR_GET("JobResult", error)) < 0)
+            return rc;
+        c->job_id = pb->job_id;
+        c->attempt = pb->attempt;
+        c->ok = !!pb->ok;
+        c->retryable = !!pb->retryable;
+        if (pb->check) {
+            if ((rc = codec_check_from_pb(pb->check, &c->check, e)) < 0)
+                return rc;
+            c->has_check = 1;
+        }
+        return 0;
+    }
+    case BQ_MSG_RESULT_ACK: {
+        const Barque__ResultAck *pb = (const Barque__ResultAck *)msg;
+        bq_msg_result_ack_t *c = &m->u.result_ack;
+        if ((rc = STR_GET("ResultAck", reason)) < 0)
+            return rc;
+        c->job_id = pb->job_id;
+        c->attempt = pb->attempt;
+        c->accepted = !!pb->accepted;
+        return 0;
+    }
+    case BQ_MSG_CLI_REQUEST: {
+        const Barque__CliRequest *pb = (const Barque__CliRequest *)msg;
+        bq_msg_cli_request_t *c = &m->u.cli_req;
+        if ((rc = STR_GET("CliRequest", verb)) < 0 || (rc = STR_GET("CliRequest", cluster)) < 0 ||
+            (rc = STR_GET("CliRequest", site)) < 0)
+            return rc;
+        c->job_id = pb->job_id;
+        c->all = !!pb->all;
+        c->sleep_ms = pb->sleep_ms;
+        return 0;
+    }
+    case BQ_MSG_CLI_REPLY: {
+        const Barque__CliReply *pb = (const Barque__CliReply *)msg;
+        bq_msg_cli_reply_t *c = &m->u.cli_reply;
+        if ((rc = STR_GET("CliReply", error)) < 0)
+            return rc;
+        c->code = pb->code;
+        c->job_id = pb->job_id;
+        if ((rc = codec_rows_limit(pb->n_workers, "workers", e)) < 0 ||
+            (rc = codec_rows_limit(pb->n_clusters, "clusters", e)) < 0 ||
+            (rc = codec_rows_limit(pb->n_jobs, "jobs", e)) < 0 ||
+            (rc = codec_rows_limit(pb->n_sites, "sites", e)) < 0)
+            return rc;
+        if ((pb->n_workers && !(c->workers = calloc(pb->n_workers, sizeof *c->workers))) ||
+            (pb->n_clusters && !(c->clusters = calloc(pb->n_clusters, sizeof *c->clusters))) ||
+            (pb->n_jobs && !(c->jobs = calloc(pb->n_jobs, sizeof *c->jobs))) ||
+            (pb->n_sites && !(c->sites = calloc(pb->n_sites, sizeof *c->sites))))
+            return codec_nomem(e);
+        for (; c->nworkers < pb->n_workers; c->nworkers++)
+            if ((rc = codec_worker_from_pb(pb->workers[c->nworkers], &c->workers[c->nworkers],
+                                           e)) < 0)
+                return rc;
+        for (; c->nclusters < pb->n_clusters; c->nclusters++)
+            if ((rc = codec_cluster_from_pb(pb->clusters[c->nclusters],
+                                            &c->clusters[c->nclusters], e)) < 0)
+                return rc;
+        for (; c->njobs < pb->n_jobs; c->njobs++)
+            if ((rc = codec_job_from_pb(pb->jobs[c->njobs], &c->jobs[c->njobs], e)) < 0)
+                return rc;
+        for (; c->nsites < pb->n_sites; c->nsites++)
+            if ((rc = codec_str_get(c->sites[c->nsites], sizeof c->sites[c->nsites],
+                                    pb->sites[c->nsites]->name, "Site", "name", e)) < 0)
+                return rc;
+        return 0;
+    }
+    case BQ_MSG_ERROR: {
+        const Barque__Error *pb = (const Barque__Error *)msg;
+        bq_msg_error_t *c = &m->u.error;
+        if ((rc = STR_GET("Error", message)) < 0)
+            return rc;
+        c->code = pb->code;
+        return 0;
+    }
+    default:
+        return bq_fail(e, BQ_E_MSGTYPE, "unknown message type %d", (int)m->type);
+    }
+}
+
+int proto_msg_decode(const uint8_t *buf, size_t len, bq_msg_t *m, bq_errbuf_t *e)
+{
+    memset(m, 0, sizeof *m);
+    if (len == 0)
+        return bq_fail(e, BQ_E_PROTO, "could not decode message: it is empty");
+
+    ProtobufCMessage *msg;
+    bq_errbuf_t why;
+    int rc = codec_unpack(&barque__envelope__descriptor, buf, len, &msg, &why);
+    if (rc < 0)
+        return bq_fail(e, rc, "could not decode message: %s", why.msg);
+    const Barque__Envelope *env = (const Barque__Envelope *)msg;
+    uint64_t seq = env->seq;
+    if (env->version != BQ_PROTO_VERSION) {
+        rc = bq_fail(e, BQ_E_VERSION,
+                     "could not decode message seq %" PRIu64
+                     ": unsupported protocol version %" PRIu32 " (this side speaks %d)",
+                     seq, env->version, BQ_PROTO_VERSION);
+        protobuf_c_message_free_unpacked(msg, NULL);
+        return rc;
+    }
+    if (!codec_type_known((int64_t)env->type)) {
+        rc = bq_fail(e, BQ_E_MSGTYPE, "could not decode message seq %" PRIu64
+                     ": unknown message type %d", seq, (int)env->type);
+        protobuf_c_message_free_unpacked(msg, NULL);
+        return rc;
+    }
+
+    m->type = (bq_msg_type_t)env->type;
+    m->seq = seq;
+    ProtobufCMessage *body;
+    rc = codec_unpack(codec_types[m->type].body, env->body.data, env->body.len, &body, &why);
+    if (rc == 0) {
+        rc = codec_body_from_pb(body, m, &why);
+        protobuf_c_message_free_unpacked(body, NULL);
+    }
+    protobuf_c_message_free_unpacked(msg, NULL);
+    if (rc < 0) {
+        const char *name = codec_types[m->type].name;
+        proto_msg_clear(m);
+        return bq_fail(e, rc, "could not decode %s message seq %" PRIu64 ": %s", name, seq,
+                       why.msg);
+    }
+    return 0;
+}

@@ -118,7 +118,8 @@ static void *thread_main(void *arg)
     if (proto_send(t.push, NULL, &m, &e) != 0)
         bq_error(COMP, jt->job.id, "could not hand the result to the loop: %s", e.msg);
     proto_sock_destroy(&t.push);
-    return NULL; /* res is freed by the loop via proto_msg_clear */
+    free(res); /* the loop receives its own decoded copy */
+    return NULL;
 }
 
 static int running_count(worker_t *w)

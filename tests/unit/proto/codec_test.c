@@ -1,0 +1,1033 @@
+/* proto/codec.c: every message type and catalog record round-trips with realistic values
+ * (strings at their longest, arrays full), and a table of malformed inputs each fails with
+ * its exact error code and message. Bad envelopes are crafted with protobuf-c directly,
+ * since the public API cannot express them. Run under ASan for leaks. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "proto.h"
+
+#include "barque.pb-c.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- helpers ------------------------------------------------------------------------- */
+
+/* Fill a char array with its longest string: cap-1 bytes of a repeating pattern. */
+#define FILL_MAX(arr, seed) fill_max((arr), sizeof(arr), (seed))
+static void fill_max(char *dst, size_t cap, char seed)
+{
+    for (size_t i = 0; i + 1 < cap; i++)
+        dst[i] = (char)('a' + (seed + i) % 26);
+    dst[cap - 1] = '\0';
+}
+
+static bq_check_result_t *check_full(bq_check_result_t *c)
+{
+    memset(c, 0, sizeof *c);
+    FILL_MAX(c->server_version, 1);
+    c->system_identifier = 7321345678901234567ULL;
+    snprintf(c->wal_level, sizeof c->wal_level, "replica");
+    FILL_MAX(c->archive_mode, 2);
+    c->max_wal_senders = 10;
+    /* 8 slot names of 63 bytes (PostgreSQL's longest) joined by ',' = 511 bytes */
+    size_t off = 0;
+    for (int i = 0; i < 8; i++) {
+        if (i)
+            c->slots[off++] = ',';
+        for (int k = 0; k < 63; k++)
+            c->slots[off++] = (char)('a' + (i + k) % 26);
+    }
+    c->slots[off] = '\0';
+    assert_int_equal(strlen(c->slots), BQ_SLOTS_MAX - 1);
+    c->can_replicate = 1;
+    c->nitems = BQ_CHECK_ITEMS_MAX;
+    for (size_t i = 0; i < c->nitems; i++) {
+        FILL_MAX(c->items[i].name, (char)i);
+        c->items[i].ok = (int)(i % 2);
+        FILL_MAX(c->items[i].detail, (char)(i + 3));
+    }
+    return c;
+}
+
+static void job_full(bq_job_t *j)
+{
+    memset(j, 0, sizeof *j);
+    j->id = 18446744073709551615ULL;
+    j->type = BQ_JOB_CHECK;
+    j->state = BQ_JOB_CANCELLED;
+    FILL_MAX(j->cluster, 1);
+    FILL_MAX(j->site, 2);
+    FILL_MAX(j->worker, 3);
+    j->attempt = 3;
+    j->max_attempts = 4294967295u;
+    j->created_ms = 1700000000000;
+    j->updated_ms = 1700000001000;
+    j->started_ms = 1700000002000;
+    j->finished_ms = 1700000003000;
+    j->next_attempt_ms = -1;
+    j->progress_done = 12345;
+    j->progress_total = 99999;
+    FILL_MAX(j->error, 4);
+    FILL_MAX(j->conninfo, 5);
+    j->sleep_ms = INT64_MIN;
+    j->has_check = 1;
+    check_full(&j->check);
+    j->cancel_requested = 1;
+}
+
+static void worker_full(bq_worker_t *w, char seed)
+{
+    memset(w, 0, sizeof *w);
+    FILL_MAX(w->name, seed);
+    FILL_MAX(w->site, (char)(seed + 1));
+    FILL_MAX(w->version, (char)(seed + 2));
+    w->store_free = 1ULL << 40;
+    w->store_total = UINT64_MAX;
+    w->running = 2;
+    w->max_jobs = 8;
+    w->registered_ms = 1700000000000;
+    w->last_seen_ms = INT64_MAX;
+    w->online = 1;
+}
+
+static void cluster_full(bq_cluster_t *c, char seed)
+{
+    memset(c, 0, sizeof *c);
+    FILL_MAX(c->name, seed);
+    FILL_MAX(c->site, (char)(seed + 1));
+    FILL_MAX(c->conninfo, (char)(seed + 2));
+    c->system_identifier = 7321345678901234567ULL + (uint64_t)seed;
+}
+
+/* Encode in, decode into out, and check that out encodes to the same bytes. */
+static void roundtrip(const bq_msg_t *in, bq_msg_t *out)
+{
+    bq_errbuf_t e = {{0}};
+    uint8_t *b1 = NULL, *b2 = NULL;
+    size_t n1 = 0, n2 = 0;
+    assert_int_equal(proto_msg_encode(in, &b1, &n1, &e), 0);
+    assert_true(n1 <= BQ_MSG_MAX);
+    int rc = proto_msg_decode(b1, n1, out, &e);
+    if (rc != 0)
+        fail_msg("decode: %s", e.msg);
+    assert_int_equal(out->type, in->type);
+    assert_true(out->seq == in->seq);
+    assert_int_equal(proto_msg_encode(out, &b2, &n2, &e), 0);
+    assert_int_equal(n1, n2);
+    assert_memory_equal(b1, b2, n1);
+    free(b1);
+    free(b2);
+}
+
+static int is_zero(const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++)
+        if (b[i])
+            return 0;
+    return 1;
+}
+
+/* ---- round trips --------------------------------------------------------------------- */
+
+static void test_hello(void **state)
+{
+    bq_msg_type_t types[] = {BQ_MSG_REGISTER, BQ_MSG_HEARTBEAT};
+    for (size_t t = 0; t < 2; t++) {
+        bq_msg_t in = {0}, out;
+        in.type = types[t];
+        in.seq = 42 + t;
+        worker_full(&in.u.hello.worker, 'w');
+        in.u.hello.nrunning = t == 0 ? BQ_RUNNING_MAX : 0; /* full, then none */
+        bq_job_ref_t *refs = calloc(BQ_RUNNING_MAX, sizeof *refs);
+        assert_non_null(refs);
+        for (size_t i = 0; i < BQ_RUNNING_MAX; i++)
+            refs[i] = (bq_job_ref_t){.job_id = 1000 + i, .attempt = (uint32_t)(i % 5)};
+        in.u.hello.running = refs;
+        roundtrip(&in, &out);
+        assert_memory_equal(&out.u.hello.worker, &in.u.hello.worker, sizeof(bq_worker_t));
+        assert_int_equal(out.u.hello.nrunning, in.u.hello.nrunning);
+        if (in.u.hello.nrunning)
+            assert_memory_equal(out.u.hello.running, refs, BQ_RUNNING_MAX * sizeof *refs);
+        else
+            assert_null(out.u.hello.running);
+        proto_msg_clear(&out);
+        assert_true(is_zero(&out, sizeof out));
+        proto_msg_clear(&in); /* frees refs */
+    }
+}
+
+static void test_hb_ack(void **state)
+{
+    bq_msg_t in = {.type = BQ_MSG_HEARTBEAT_ACK, .seq = UINT64_MAX}, out;
+    in.u.hb_ack.heartbeat_interval_ms = 5000;
+    in.u.hb_ack.lease_ms = 30000;
+    roundtrip(&in, &out);
+    assert_true(out.u.hb_ack.heartbeat_interval_ms == 5000);
+    assert_true(out.u.hb_ack.lease_ms == 30000);
+    proto_msg_clear(&out);
+}
+
+static void test_job_offer(void **state)
+{
+    bq_msg_t in = {.type = BQ_MSG_JOB_OFFER, .seq = 7}, out;
+    in.u.job = malloc(sizeof *in.u.job);
+    assert_non_null(in.u.job);
+    job_full(in.u.job);
+    roundtrip(&in, &out);
+    assert_non_null(out.u.job);
+    assert_memory_equal(out.u.job, in.u.job, sizeof(bq_job_t));
+    assert_int_equal(strlen(out.u.job->check.slots), BQ_SLOTS_MAX - 1);
+    proto_msg_clear(&out);
+
+    /* a sleep job without a check result */
+    memset(in.u.job, 0, sizeof *in.u.job);
+    in.u.job->id = 9;
+    in.u.job->type = BQ_JOB_SLEEP;
+    in.u.job->state = BQ_JOB_QUEUED;
+    in.u.job->sleep_ms = 250;
+    snprintf(in.u.job->cluster, sizeof in.u.job->cluster, "main");
+    roundtrip(&in, &out);
+    assert_memory_equal(out.u.job, in.u.job, sizeof(bq_job_t));
+    assert_int_equal(out.u.job->has_check, 0);
+    proto_msg_clear(&out);
+    proto_msg_clear(&in);
+}
+
+static void test_job_ref(void **state)
+{
+    bq_msg_type_t types[] = {BQ_MSG_JOB_ACCEPT, BQ_MSG_JOB_CANCEL};
+    for (size_t t = 0; t < 2; t++) {
+        bq_msg_t in = {.type = types[t], .seq = 3}, out;
+        in.u.ref.job_id = 77;
+        in.u.ref.attempt = 2;
+        roundtrip(&in, &out);
+        assert_true(out.u.ref.job_id == 77);
+        assert_int_equal(out.u.ref.attempt, 2);
+        proto_msg_clear(&out);
+    }
+}
+
+static void test_progress(void **state)
+{
+    bq_msg_t in = {.type = BQ_MSG_JOB_PROGRESS, .seq = 11}, out;
+    in.u.progress.job_id = 5;
+    in.u.progress.attempt = 1;
+    in.u.progress.done = 1ULL << 33;
+    in.u.progress.total = 1ULL << 34;
+    FILL_MAX(in.u.progress.message, 0);
+    roundtrip(&in, &out);
+    assert_memory_equal(&out.u.progress, &in.u.progress, sizeof in.u.progress);
+    proto_msg_clear(&out);
+}
+
+static void test_result(void **state)
+{
+    bq_msg_t in = {.type = BQ_MSG_JOB_RESULT, .seq = 12}, out;
+    in.u.result = calloc(1, sizeof *in.u.result);
+    assert_non_null(in.u.result);
+    in.u.result->job_id = 5;
+    in.u.result->attempt = 2;
+    in.u.result->ok = 1;
+    in.u.result->retryable = 1;
+    FILL_MAX(in.u.result->error, 9);
+    in.u.result->has_check = 1;
+    check_full(&in.u.result->check);
+    roundtrip(&in, &out);
+    assert_memory_equal(out.u.result, in.u.result, sizeof *in.u.result);
+    proto_msg_clear(&out);
+
+    /* failure without a check result; no slots at all */
+    memset(in.u.result, 0, sizeof *in.u.result);
+    in.u.result->job_id = 6;
+    in.u.result->retryable = 1;
+    snprintf(in.u.result->error, sizeof in.u.result->error,
+             "could not connect to cluster main: connection refused");
+    roundtrip(&in, &out);
+    assert_memory_equal(out.u.result, in.u.result, sizeof *in.u.result);
+    proto_msg_clear(&out);
+
+    /* one slot only */
+    in.u.result->has_check = 1;
+    snprintf(in.u.result->check.slots, sizeof in.u.result->check.slots, "barque_main");
+    roundtrip(&in, &out);
+    assert_string_equal(out.u.result->check.slots, "barque_main");
+    proto_msg_clear(&out);
+    proto_msg_clear(&in);
+}
+
+static void test_result_ack(void **state)
+{
+    bq_msg_t in = {.type = BQ_MSG_RESULT_ACK, .seq = 13}, out;
+    in.u.result_ack.job_id = 5;
+    in.u.result_ack.attempt = 2;
+    in.u.result_ack.accepted = 1;
+    FILL_MAX(in.u.result_ack.reason, 4);
+    roundtrip(&in, &out);
+    assert_memory_equal(&out.u.result_ack, &in.u.result_ack, sizeof in.u.result_ack);
+    proto_msg_clear(&out);
+}
+
+static void test_cli_request(void **state)
+{
+    bq_msg_t in = {.type = BQ_MSG_CLI_REQUEST, .seq = 1}, out;
+    FILL_MAX(in.u.cli_req.verb, 0);
+    FILL_MAX(in.u.cli_req.cluster, 1);
+    FILL_MAX(in.u.cli_req.site, 2);
+    in.u.cli_req.job_id = 99;
+    in.u.cli_req.all = 1;
+    in.u.cli_req.sleep_ms = 60000;
+    roundtrip(&in, &out);
+    assert_memory_equal(&out.u.cli_req, &in.u.cli_req, sizeof in.u.cli_req);
+    proto_msg_clear(&out);
+}
+
+static void test_cli_reply(void **state)
+{
+    bq_msg_t in = {.type = BQ_MSG_CLI_REPLY, .seq = 2}, out;
+    bq_msg_cli_reply_t *r = &in.u.cli_reply;
+    r->code = BQ_E_NOTFOUND;
+    FILL_MAX(r->error, 3);
+    r->job_id = 123;
+    r->nworkers = 3;
+    r->nclusters = 2;
+    r->njobs = 2;
+    r->nsites = 2;
+    r->workers = calloc(r->nworkers, sizeof *r->workers);
+    r->clusters = calloc(r->nclusters, sizeof *r->clusters);
+    r->jobs = calloc(r->njobs, sizeof *r->jobs);
+    r->sites = calloc(r->nsites, sizeof *r->sites);
+    assert_true(r->workers && r->clusters && r->jobs && r->sites);
+    for (size_t i = 0; i < r->nworkers; i++)
+        worker_full(&r->workers[i], (char)i);
+    for (size_t i = 0; i < r->nclusters; i++)
+        cluster_full(&r->clusters[i], (char)i);
+    job_full(&r->jobs[0]);
+    r->jobs[1].id = 2;
+    r->jobs[1].type = BQ_JOB_SLEEP;
+    r->jobs[1].state = BQ_JOB_RUNNING;
+    FILL_MAX(r->sites[0], 0);
+    snprintf(r->sites[1], sizeof r->sites[1], "dc2");
+    roundtrip(&in, &out);
+    bq_msg_cli_reply_t *o = &out.u.cli_reply;
+    assert_int_equal(o->code, BQ_E_NOTFOUND);
+    assert_string_equal(o->error, r->error);
+    assert_true(o->job_id == 123);
+    assert_int_equal(o->nworkers, 3);
+    assert_int_equal(o->nclusters, 2);
+    assert_int_equal(o->njobs, 2);
+    assert_int_equal(o->nsites, 2);
+    assert_memory_equal(o->workers, r->workers, 3 * sizeof *r->workers);
+    assert_memory_equal(o->clusters, r->clusters, 2 * sizeof *r->clusters);
+    assert_memory_equal(o->jobs, r->jobs, 2 * sizeof *r->jobs);
+    assert_memory_equal(o->sites, r->sites, 2 * sizeof *r->sites);
+    proto_msg_clear(&out);
+    proto_msg_clear(&in);
+
+    /* an empty reply has no arrays */
+    in.type = BQ_MSG_CLI_REPLY;
+    roundtrip(&in, &out);
+    assert_null(out.u.cli_reply.workers);
+    assert_null(out.u.cli_reply.jobs);
+    proto_msg_clear(&out);
+}
+
+static void test_error(void **state)
+{
+    bq_msg_t in, out;
+    proto_msg_error(&in, 88, BQ_E_STALE, "job %d attempt %d is stale", 5, 1);
+    assert_int_equal(in.type, BQ_MSG_ERROR);
+    roundtrip(&in, &out);
+    assert_true(out.seq == 88);
+    assert_int_equal(out.u.error.code, BQ_E_STALE);
+    assert_string_equal(out.u.error.message, "job 5 attempt 1 is stale");
+    proto_msg_clear(&out);
+
+    /* the longest message proto_msg_error can make still travels */
+    char big[2 * BQ_TEXT_MAX];
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    proto_msg_error(&in, 1, BQ_E_IO, "%s", big);
+    assert_int_equal(strlen(in.u.error.message), BQ_TEXT_MAX - 1);
+    roundtrip(&in, &out);
+    assert_string_equal(out.u.error.message, in.u.error.message);
+    proto_msg_clear(&out);
+}
+
+static void test_records(void **state)
+{
+    bq_errbuf_t e = {{0}};
+    uint8_t *buf;
+    size_t len;
+
+    bq_job_t *j = malloc(sizeof *j), *j2 = malloc(sizeof *j2);
+    assert_true(j && j2);
+    job_full(j);
+    assert_int_equal(proto_job_encode(j, &buf, &len, &e), 0);
+    assert_int_equal(proto_job_decode(buf, len, j2, &e), 0);
+    assert_memory_equal(j, j2, sizeof *j);
+    free(buf);
+    free(j);
+    free(j2);
+
+    bq_worker_t w, w2;
+    worker_full(&w, 'q');
+    assert_int_equal(proto_worker_encode(&w, &buf, &len, &e), 0);
+    assert_int_equal(proto_worker_decode(buf, len, &w2, &e), 0);
+    assert_memory_equal(&w, &w2, sizeof w);
+    free(buf);
+
+    /* an all-default record packs to 0 bytes and comes back */
+    memset(&w, 0, sizeof w);
+    assert_int_equal(proto_worker_encode(&w, &buf, &len, &e), 0);
+    assert_int_equal(len, 0);
+    assert_int_equal(proto_worker_decode(buf, len, &w2, &e), 0);
+    assert_memory_equal(&w, &w2, sizeof w);
+    free(buf);
+
+    bq_cluster_t c, c2;
+    cluster_full(&c, 'c');
+    assert_int_equal(proto_cluster_encode(&c, &buf, &len, &e), 0);
+    assert_int_equal(proto_cluster_decode(buf, len, &c2, &e), 0);
+    assert_memory_equal(&c, &c2, sizeof c);
+    free(buf);
+}
+
+/* Fields added by a newer peer are ignored, not refused. */
+static void test_unknown_fields(void **state)
+{
+    Barque__JobRef ref = BARQUE__JOB_REF__INIT;
+    ref.job_id = 5;
+    uint8_t body[64];
+    size_t blen = barque__job_ref__pack(&ref, body);
+    body[blen++] = (15 << 3) | 0; /* field 15, varint 1 */
+    body[blen++] = 1;
+    Barque__Envelope env = BARQUE__ENVELOPE__INIT;
+    env.version = BQ_PROTO_VERSION;
+    env.type = BARQUE__MSG_TYPE__MSG_JOB_ACCEPT;
+    env.seq = 4;
+    env.body.data = body;
+    env.body.len = blen;
+    uint8_t buf[128];
+    size_t len = barque__envelope__pack(&env, buf);
+    buf[len++] = (9 << 3) | 2; /* field 9, 3 bytes */
+    buf[len++] = 3;
+    buf[len++] = 'a';
+    buf[len++] = 'b';
+    buf[len++] = 'c';
+    bq_msg_t m;
+    bq_errbuf_t e;
+    assert_int_equal(proto_msg_decode(buf, len, &m, &e), 0);
+    assert_int_equal(m.type, BQ_MSG_JOB_ACCEPT);
+    assert_true(m.u.ref.job_id == 5);
+    proto_msg_clear(&m);
+}
+
+/* ---- encode refusals ----------------------------------------------------------------- */
+
+static void test_encode_refusals(void **state)
+{
+    bq_errbuf_t e;
+    uint8_t *buf = (uint8_t *)"untouched";
+    size_t len;
+    bq_msg_t m = {.type = (bq_msg_type_t)99, .seq = 5};
+    assert_int_equal(proto_msg_encode(&m, &buf, &len, &e), BQ_E_MSGTYPE);
+    assert_non_null(strstr(e.msg, "unknown message type 99"));
+    assert_null(buf);
+
+    m = (bq_msg_t){.type = BQ_MSG_JOB_OFFER};
+    assert_int_equal(proto_msg_encode(&m, &buf, &len, &e), BQ_E_INVAL);
+    assert_non_null(strstr(e.msg, "could not encode JOB_OFFER message seq 0: it has no job"));
+
+    bq_job_t *j = malloc(sizeof *j);
+    assert_non_null(j);
+    job_full(j);
+    m.u.job = j;
+    j->state = (bq_job_state_t)42;
+    assert_int_equal(proto_msg_encode(&m, &buf, &len, &e), BQ_E_INVAL);
+    assert_non_null(strstr(e.msg, "Job.state has unknown value 42"));
+    job_full(j);
+    j->check.nitems = BQ_CHECK_ITEMS_MAX + 1;
+    assert_int_equal(proto_msg_encode(&m, &buf, &len, &e), BQ_E_INVAL);
+    assert_non_null(strstr(e.msg, "CheckResult has 25 items"));
+    job_full(j);
+    memset(j->cluster, 'x', sizeof j->cluster); /* no NUL */
+    assert_int_equal(proto_msg_encode(&m, &buf, &len, &e), BQ_E_INVAL);
+    assert_non_null(strstr(e.msg, "Job.cluster is not NUL-terminated"));
+    job_full(j);
+    snprintf(j->check.slots, sizeof j->check.slots, "a,,b");
+    assert_int_equal(proto_msg_encode(&m, &buf, &len, &e), BQ_E_INVAL);
+    assert_non_null(strstr(e.msg, "CheckResult.slots \"a,,b\" has an empty slot name"));
+    assert_int_equal(proto_job_encode(j, &buf, &len, &e), BQ_E_INVAL);
+    assert_non_null(strstr(e.msg, "could not encode Job record"));
+    free(j);
+
+    m = (bq_msg_t){.type = BQ_MSG_HEARTBEAT};
+    m.u.hello.nrunning = BQ_RUNNING_MAX + 1;
+    assert_int_equal(proto_msg_encode(&m, &buf, &len, &e), BQ_E_INVAL);
+    assert_non_null(strstr(e.msg, "WorkerHello has 1025 running jobs"));
+
+    /* a reply over BQ_MSG_MAX is refused here rather than dropped by the socket */
+    m = (bq_msg_t){.type = BQ_MSG_CLI_REPLY, .seq = 6};
+    m.u.cli_reply.njobs = 3000;
+    m.u.cli_reply.jobs = calloc(3000, sizeof(bq_job_t));
+    assert_non_null(m.u.cli_reply.jobs);
+    for (size_t i = 0; i < 3000; i++) {
+        FILL_MAX(m.u.cli_reply.jobs[i].error, 0);
+        FILL_MAX(m.u.cli_reply.jobs[i].conninfo, 0);
+    }
+    assert_int_equal(proto_msg_encode(&m, &buf, &len, &e), BQ_E_TOOBIG);
+    assert_non_null(strstr(e.msg, "could not encode CLI_REPLY message seq 6"));
+    assert_non_null(strstr(e.msg, "over the 4194304-byte limit"));
+    proto_msg_clear(&m);
+}
+
+/* ---- the bad-input table ------------------------------------------------------------- */
+
+typedef struct {
+    uint8_t *buf;
+    size_t len;
+} bytes_t;
+
+static bytes_t pack_msg(const ProtobufCMessage *msg)
+{
+    bytes_t b;
+    b.len = protobuf_c_message_get_packed_size(msg);
+    b.buf = malloc(b.len ? b.len : 1);
+    assert_non_null(b.buf);
+    assert_int_equal(protobuf_c_message_pack(msg, b.buf), b.len);
+    return b;
+}
+
+/* An envelope around body (NULL: no body). */
+static bytes_t envelope(uint32_t version, int type, const ProtobufCMessage *body)
+{
+    Barque__Envelope env = BARQUE__ENVELOPE__INIT;
+    bytes_t bb = {NULL, 0};
+    if (body)
+        bb = pack_msg(body);
+    env.version = version;
+    env.type = (Barque__MsgType)type;
+    env.seq = 77;
+    env.body.data = bb.buf;
+    env.body.len = bb.len;
+    bytes_t b = pack_msg(&env.base);
+    free(bb.buf);
+    return b;
+}
+
+static char *str_of(size_t n)
+{
+    char *s = malloc(n + 1);
+    assert_non_null(s);
+    memset(s, 's', n);
+    s[n] = '\0';
+    return s;
+}
+
+static bytes_t bad_empty(void)
+{
+    return (bytes_t){malloc(1), 0};
+}
+
+static bytes_t bad_oversized(void)
+{
+    bytes_t b = {calloc(BQ_MSG_MAX + 1, 1), BQ_MSG_MAX + 1};
+    assert_non_null(b.buf);
+    return b;
+}
+
+static bytes_t bad_garbage(void)
+{
+    static const uint8_t g[] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                                0xff, 0xff, 0xff, 0xff, 0x01, 0x42, 0x13};
+    bytes_t b = {malloc(sizeof g), sizeof g};
+    memcpy(b.buf, g, sizeof g);
+    return b;
+}
+
+static bytes_t bad_truncated(void)
+{
+    Barque__JobProgress p = BARQUE__JOB_PROGRESS__INIT;
+    p.message = "copying base backup";
+    bytes_t b = envelope(BQ_PROTO_VERSION, BQ_MSG_JOB_PROGRESS, &p.base);
+    b.len -= 3;
+    return b;
+}
+
+static bytes_t bad_version2(void)
+{
+    Barque__JobRef r = BARQUE__JOB_REF__INIT;
+    return envelope(2, BQ_MSG_JOB_ACCEPT, &r.base);
+}
+
+static bytes_t bad_version0(void)
+{
+    Barque__JobRef r = BARQUE__JOB_REF__INIT;
+    return envelope(0, BQ_MSG_JOB_ACCEPT, &r.base);
+}
+
+static bytes_t bad_type99(void)
+{
+    Barque__JobRef r = BARQUE__JOB_REF__INIT;
+    return envelope(BQ_PROTO_VERSION, 99, &r.base);
+}
+
+static bytes_t bad_type_none(void)
+{
+    return envelope(BQ_PROTO_VERSION, 0, NULL);
+}
+
+static bytes_t bad_type_negative(void)
+{
+    return envelope(BQ_PROTO_VERSION, -3, NULL);
+}
+
+static bytes_t bad_wrong_body(void)
+{
+    Barque__Worker w = BARQUE__WORKER__INIT;
+    w.name = "w1";
+    return envelope(BQ_PROTO_VERSION, BQ_MSG_JOB_ACCEPT, &w.base); /* JobRef expected */
+}
+
+static bytes_t bad_garbage_body(void)
+{
+    Barque__Envelope env = BARQUE__ENVELOPE__INIT;
+    uint8_t junk[] = {0x0a, 0x7f, 0x01}; /* field 1 claims 127 bytes, has 1 */
+    env.version = BQ_PROTO_VERSION;
+    env.type = BARQUE__MSG_TYPE__MSG_JOB_OFFER;
+    env.body.data = junk;
+    env.body.len = sizeof junk;
+    return pack_msg(&env.base);
+}
+
+static bytes_t bad_hello_no_worker(void)
+{
+    Barque__WorkerHello h = BARQUE__WORKER_HELLO__INIT;
+    return envelope(BQ_PROTO_VERSION, BQ_MSG_REGISTER, &h.base);
+}
+
+static bytes_t bad_long_cluster(void)
+{
+    Barque__Job j = BARQUE__JOB__INIT;
+    j.cluster = str_of(BQ_NAME_MAX);
+    bytes_t b = envelope(BQ_PROTO_VERSION, BQ_MSG_JOB_OFFER, &j.base);
+    free(j.cluster);
+    return b;
+}
+
+static bytes_t bad_long_verb(void)
+{
+    Barque__CliRequest r = BARQUE__CLI_REQUEST__INIT;
+    r.verb = str_of(32);
+    bytes_t b = envelope(BQ_PROTO_VERSION, BQ_MSG_CLI_REQUEST, &r.base);
+    free(r.verb);
+    return b;
+}
+
+static bytes_t bad_long_error(void)
+{
+    Barque__Error er = BARQUE__ERROR__INIT;
+    er.message = str_of(BQ_TEXT_MAX);
+    bytes_t b = envelope(BQ_PROTO_VERSION, BQ_MSG_ERROR, &er.base);
+    free(er.message);
+    return b;
+}
+
+static bytes_t bad_long_worker_version(void)
+{
+    Barque__WorkerHello h = BARQUE__WORKER_HELLO__INIT;
+    Barque__Worker w = BARQUE__WORKER__INIT;
+    w.version = str_of(32);
+    h.worker = &w;
+    bytes_t b = envelope(BQ_PROTO_VERSION, BQ_MSG_HEARTBEAT, &h.base);
+    free(w.version);
+    return b;
+}
+
+static bytes_t bad_long_site_in_reply(void)
+{
+    Barque__CliReply r = BARQUE__CLI_REPLY__INIT;
+    Barque__Site s = BARQUE__SITE__INIT, *sp = &s;
+    s.name = str_of(BQ_NAME_MAX);
+    r.n_sites = 1;
+    r.sites = &sp;
+    bytes_t b = envelope(BQ_PROTO_VERSION, BQ_MSG_CLI_REPLY, &r.base);
+    free(s.name);
+    return b;
+}
+
+/* A JOB_RESULT whose check result is built by fn. */
+static bytes_t result_with(void (*fn)(Barque__CheckResult *))
+{
+    Barque__JobResult r = BARQUE__JOB_RESULT__INIT;
+    Barque__CheckResult c = BARQUE__CHECK_RESULT__INIT;
+    r.job_id = 1;
+    r.check = &c;
+    fn(&c);
+    bytes_t b = envelope(BQ_PROTO_VERSION, BQ_MSG_JOB_RESULT, &r.base);
+    free(c.items);
+    free(c.slots);
+    return b;
+}
+
+static Barque__CheckItem the_item = BARQUE__CHECK_ITEM__INIT;
+
+static void items_25(Barque__CheckResult *c)
+{
+    c->n_items = BQ_CHECK_ITEMS_MAX + 1;
+    c->items = calloc(c->n_items, sizeof *c->items);
+    for (size_t i = 0; i < c->n_items; i++)
+        c->items[i] = &the_item;
+}
+
+static char long_detail[BQ_DETAIL_MAX + 1];
+static Barque__CheckItem long_item = BARQUE__CHECK_ITEM__INIT;
+
+static void item_long_detail(Barque__CheckResult *c)
+{
+    memset(long_detail, 'd', BQ_DETAIL_MAX);
+    long_item.detail = long_detail;
+    c->n_items = 1;
+    c->items = calloc(1, sizeof *c->items);
+    c->items[0] = &long_item;
+}
+
+static char slot63[64];
+
+static void slots_too_long(Barque__CheckResult *c)
+{
+    memset(slot63, 'n', 63); /* 9 x 63 + 8 commas = 575 > 511 */
+    c->n_slots = 9;
+    c->slots = calloc(9, sizeof *c->slots);
+    for (size_t i = 0; i < 9; i++)
+        c->slots[i] = slot63;
+}
+
+static void slots_empty_name(Barque__CheckResult *c)
+{
+    c->n_slots = 2;
+    c->slots = calloc(2, sizeof *c->slots);
+    c->slots[0] = "barque_a";
+    c->slots[1] = "";
+}
+
+static void slots_comma(Barque__CheckResult *c)
+{
+    c->n_slots = 1;
+    c->slots = calloc(1, sizeof *c->slots);
+    c->slots[0] = "a,b";
+}
+
+static bytes_t bad_items(void) { return result_with(items_25); }
+static bytes_t bad_item_detail(void) { return result_with(item_long_detail); }
+static bytes_t bad_slots_long(void) { return result_with(slots_too_long); }
+static bytes_t bad_slots_empty(void) { return result_with(slots_empty_name); }
+static bytes_t bad_slots_comma(void) { return result_with(slots_comma); }
+
+static bytes_t bad_running(void)
+{
+    Barque__WorkerHello h = BARQUE__WORKER_HELLO__INIT;
+    Barque__Worker w = BARQUE__WORKER__INIT;
+    Barque__JobRef r = BARQUE__JOB_REF__INIT;
+    h.worker = &w;
+    h.n_running = BQ_RUNNING_MAX + 1;
+    h.running = calloc(h.n_running, sizeof *h.running);
+    for (size_t i = 0; i < h.n_running; i++)
+        h.running[i] = &r;
+    bytes_t b = envelope(BQ_PROTO_VERSION, BQ_MSG_REGISTER, &h.base);
+    free(h.running);
+    return b;
+}
+
+static bytes_t bad_reply_rows(void)
+{
+    Barque__CliReply r = BARQUE__CLI_REPLY__INIT;
+    Barque__Job j = BARQUE__JOB__INIT;
+    r.n_jobs = 10001;
+    r.jobs = calloc(r.n_jobs, sizeof *r.jobs);
+    for (size_t i = 0; i < r.n_jobs; i++)
+        r.jobs[i] = &j;
+    bytes_t b = envelope(BQ_PROTO_VERSION, BQ_MSG_CLI_REPLY, &r.base);
+    free(r.jobs);
+    return b;
+}
+
+static bytes_t job_offer_with(int type, int state)
+{
+    Barque__Job j = BARQUE__JOB__INIT;
+    j.type = (Barque__JobType)type;
+    j.state = (Barque__JobState)state;
+    return envelope(BQ_PROTO_VERSION, BQ_MSG_JOB_OFFER, &j.base);
+}
+
+static bytes_t bad_job_type(void) { return job_offer_with(3, 1); }
+static bytes_t bad_job_type_neg(void) { return job_offer_with(-1, 1); }
+static bytes_t bad_job_state(void) { return job_offer_with(1, 7); }
+
+/* a Job nested in a CLI reply goes through the same checks */
+static bytes_t bad_reply_job_state(void)
+{
+    Barque__CliReply r = BARQUE__CLI_REPLY__INIT;
+    Barque__Job j = BARQUE__JOB__INIT, *jp = &j;
+    j.state = (Barque__JobState)100;
+    r.n_jobs = 1;
+    r.jobs = &jp;
+    return envelope(BQ_PROTO_VERSION, BQ_MSG_CLI_REPLY, &r.base);
+}
+
+/* An envelope around raw body bytes (for what the generated structs cannot express). */
+static bytes_t envelope_raw(int type, const uint8_t *body, size_t n)
+{
+    Barque__Envelope env = BARQUE__ENVELOPE__INIT;
+    env.version = BQ_PROTO_VERSION;
+    env.type = (Barque__MsgType)type;
+    env.seq = 77;
+    env.body.data = (uint8_t *)body;
+    env.body.len = n;
+    return pack_msg(&env.base);
+}
+
+static bytes_t bad_nul_progress(void)
+{
+    static const uint8_t body[] = {0x2a, 3, 'a', 0, 'b'}; /* JobProgress.message "a\0b" */
+    return envelope_raw(BQ_MSG_JOB_PROGRESS, body, sizeof body);
+}
+
+static bytes_t bad_nul_nested(void)
+{
+    /* CliReply.workers[0] = Worker{name: "a\0b"} */
+    static const uint8_t body[] = {0x1a, 5, 0x0a, 3, 'a', 0, 'b'};
+    return envelope_raw(BQ_MSG_CLI_REPLY, body, sizeof body);
+}
+
+typedef struct {
+    const char *name;
+    bytes_t (*build)(void);
+    int code;
+    const char *msg; /* a substring of the error message */
+} bad_case_t;
+
+static const bad_case_t bad_msgs[] = {
+    {"empty input", bad_empty, BQ_E_PROTO, "could not decode message: it is empty"},
+    {"oversized input", bad_oversized, BQ_E_TOOBIG,
+     "could not decode message: it is 4194305 bytes, over the 4194304-byte limit"},
+    {"random garbage", bad_garbage, BQ_E_PROTO,
+     "could not decode message: not a valid Envelope (14 bytes)"},
+    {"truncated envelope", bad_truncated, BQ_E_PROTO, "not a valid Envelope"},
+    {"version 2", bad_version2, BQ_E_VERSION,
+     "could not decode message seq 77: unsupported protocol version 2 (this side speaks 1)"},
+    {"version missing", bad_version0, BQ_E_VERSION,
+     "unsupported protocol version 0 (this side speaks 1)"},
+    {"unknown type", bad_type99, BQ_E_MSGTYPE,
+     "could not decode message seq 77: unknown message type 99"},
+    {"type NONE", bad_type_none, BQ_E_MSGTYPE, "unknown message type 0"},
+    {"negative type", bad_type_negative, BQ_E_MSGTYPE, "unknown message type -3"},
+    {"body of wrong type", bad_wrong_body, BQ_E_PROTO,
+     "could not decode JOB_ACCEPT message seq 77: not a valid JobRef"},
+    {"garbage body", bad_garbage_body, BQ_E_PROTO,
+     "could not decode JOB_OFFER message seq 0: not a valid Job (3 bytes)"},
+    {"hello without worker", bad_hello_no_worker, BQ_E_PROTO,
+     "could not decode REGISTER message seq 77: WorkerHello.worker is missing"},
+    {"long Job.cluster", bad_long_cluster, BQ_E_PROTO,
+     "could not decode JOB_OFFER message seq 77: Job.cluster is 64 bytes, longer than its limit of 63"},
+    {"long CliRequest.verb", bad_long_verb, BQ_E_PROTO,
+     "CliRequest.verb is 32 bytes, longer than its limit of 31"},
+    {"long Error.message", bad_long_error, BQ_E_PROTO,
+     "Error.message is 1024 bytes, longer than its limit of 1023"},
+    {"long Worker.version", bad_long_worker_version, BQ_E_PROTO,
+     "could not decode HEARTBEAT message seq 77: Worker.version is 32 bytes"},
+    {"long Site.name", bad_long_site_in_reply, BQ_E_PROTO,
+     "could not decode CLI_REPLY message seq 77: Site.name is 64 bytes"},
+    {"long CheckItem.detail", bad_item_detail, BQ_E_PROTO,
+     "CheckItem.detail is 256 bytes, longer than its limit of 255"},
+    {"too many check items", bad_items, BQ_E_PROTO,
+     "could not decode JOB_RESULT message seq 77: CheckResult has 25 items, more than the limit of 24"},
+    {"slots too long", bad_slots_long, BQ_E_PROTO,
+     "CheckResult.slots joined by ',' are longer than their limit of 511 bytes"},
+    {"empty slot name", bad_slots_empty, BQ_E_PROTO, "CheckResult.slots[1] is an empty slot name"},
+    {"slot name with comma", bad_slots_comma, BQ_E_PROTO, "CheckResult.slots[0] contains ','"},
+    {"too many running refs", bad_running, BQ_E_PROTO,
+     "WorkerHello has 1025 running jobs, more than the limit of 1024"},
+    {"too many reply rows", bad_reply_rows, BQ_E_PROTO,
+     "CliReply has 10001 jobs, more than the limit of 10000"},
+    {"NUL inside a string", bad_nul_progress, BQ_E_PROTO,
+     "could not decode JOB_PROGRESS message seq 77: JobProgress.message contains a NUL byte"},
+    {"NUL inside a nested string", bad_nul_nested, BQ_E_PROTO,
+     "could not decode CLI_REPLY message seq 77: Worker.name contains a NUL byte"},
+    {"bad job type", bad_job_type, BQ_E_PROTO, "Job.type has unknown value 3"},
+    {"negative job type", bad_job_type_neg, BQ_E_PROTO, "Job.type has unknown value -1"},
+    {"bad job state", bad_job_state, BQ_E_PROTO, "Job.state has unknown value 7"},
+    {"bad job state in reply", bad_reply_job_state, BQ_E_PROTO,
+     "could not decode CLI_REPLY message seq 77: Job.state has unknown value 100"},
+};
+
+static void test_bad_msgs(void **state)
+{
+    for (size_t i = 0; i < sizeof bad_msgs / sizeof bad_msgs[0]; i++) {
+        const bad_case_t *c = &bad_msgs[i];
+        bytes_t b = c->build();
+        bq_msg_t m;
+        memset(&m, 0xa5, sizeof m); /* decode must clear whatever was there */
+        bq_errbuf_t e = {{0}};
+        int rc = proto_msg_decode(b.buf, b.len, &m, &e);
+        free(b.buf);
+        if (rc != c->code || !strstr(e.msg, c->msg))
+            fail_msg("case \"%s\": got %s \"%s\", want %s containing \"%s\"", c->name,
+                     bq_err_name(rc), e.msg, bq_err_name(c->code), c->msg);
+        if (!is_zero(&m, sizeof m))
+            fail_msg("case \"%s\": message not cleared after failure", c->name);
+    }
+}
+
+/* ---- bad records --------------------------------------------------------------------- */
+
+static bytes_t rec_job_state(void)
+{
+    Barque__Job j = BARQUE__JOB__INIT;
+    j.id = 3;
+    j.state = (Barque__JobState)9;
+    return pack_msg(&j.base);
+}
+
+static bytes_t rec_job_slots(void)
+{
+    Barque__Job j = BARQUE__JOB__INIT;
+    Barque__CheckResult c = BARQUE__CHECK_RESULT__INIT;
+    slots_comma(&c);
+    j.check = &c;
+    bytes_t b = pack_msg(&j.base);
+    free(c.slots);
+    return b;
+}
+
+static bytes_t rec_cluster_conninfo(void)
+{
+    Barque__Cluster c = BARQUE__CLUSTER__INIT;
+    c.conninfo = str_of(BQ_CONNINFO_MAX);
+    bytes_t b = pack_msg(&c.base);
+    free(c.conninfo);
+    return b;
+}
+
+static bytes_t rec_worker_name(void)
+{
+    Barque__Worker w = BARQUE__WORKER__INIT;
+    w.name = str_of(BQ_NAME_MAX + 100);
+    bytes_t b = pack_msg(&w.base);
+    free(w.name);
+    return b;
+}
+
+static bytes_t rec_cluster_nul(void)
+{
+    static const uint8_t rec[] = {0x0a, 5, 'a', 'b', 0, 'c', 'd'}; /* name "ab\0cd" */
+    bytes_t b = {malloc(sizeof rec), sizeof rec};
+    assert_non_null(b.buf);
+    memcpy(b.buf, rec, sizeof rec);
+    return b;
+}
+
+typedef enum { REC_JOB, REC_WORKER, REC_CLUSTER } rec_kind_t;
+
+typedef struct {
+    const char *name;
+    rec_kind_t kind;
+    bytes_t (*build)(void);
+    int code;
+    const char *msg;
+} bad_rec_t;
+
+static const bad_rec_t bad_recs[] = {
+    {"job garbage", REC_JOB, bad_garbage, BQ_E_PROTO, "could not decode Job record: not a valid Job"},
+    {"job oversized", REC_JOB, bad_oversized, BQ_E_TOOBIG,
+     "could not decode Job record: it is 4194305 bytes"},
+    {"job bad state", REC_JOB, rec_job_state, BQ_E_PROTO,
+     "could not decode Job record: Job.state has unknown value 9"},
+    {"job slot with comma", REC_JOB, rec_job_slots, BQ_E_PROTO, "CheckResult.slots[0] contains ','"},
+    {"worker garbage", REC_WORKER, bad_garbage, BQ_E_PROTO,
+     "could not decode Worker record: not a valid Worker"},
+    {"worker long name", REC_WORKER, rec_worker_name, BQ_E_PROTO,
+     "could not decode Worker record: Worker.name is 164 bytes, longer than its limit of 63"},
+    {"cluster long conninfo", REC_CLUSTER, rec_cluster_conninfo, BQ_E_PROTO,
+     "could not decode Cluster record: Cluster.conninfo is 1024 bytes, longer than its limit of 1023"},
+    {"cluster name with NUL", REC_CLUSTER, rec_cluster_nul, BQ_E_PROTO,
+     "could not decode Cluster record: Cluster.name contains a NUL byte"},
+    {"cluster oversized", REC_CLUSTER, bad_oversized, BQ_E_TOOBIG, "over the 4194304-byte limit"},
+};
+
+static void test_bad_records(void **state)
+{
+    for (size_t i = 0; i < sizeof bad_recs / sizeof bad_recs[0]; i++) {
+        const bad_rec_t *c = &bad_recs[i];
+        bytes_t b = c->build();
+        bq_errbuf_t e = {{0}};
+        static bq_job_t j;
+        bq_worker_t w;
+        bq_cluster_t cl;
+        void *out;
+        size_t outlen;
+        int rc;
+        switch (c->kind) {
+        case REC_JOB:
+            memset(&j, 0xa5, sizeof j);
+            rc = proto_job_decode(b.buf, b.len, &j, &e);
+            out = &j, outlen = sizeof j;
+            break;
+        case REC_WORKER:
+            memset(&w, 0xa5, sizeof w);
+            rc = proto_worker_decode(b.buf, b.len, &w, &e);
+            out = &w, outlen = sizeof w;
+            break;
+        default:
+            memset(&cl, 0xa5, sizeof cl);
+            rc = proto_cluster_decode(b.buf, b.len, &cl, &e);
+            out = &cl, outlen = sizeof cl;
+            break;
+        }
+        free(b.buf);
+        if (rc != c->code || !strstr(e.msg, c->msg))
+            fail_msg("case \"%s\": got %s \"%s\", want %s containing \"%s\"", c->name,
+                     bq_err_name(rc), e.msg, bq_err_name(c->code), c->msg);
+        if (!is_zero(out, outlen))
+            fail_msg("case \"%s\": record not cleared after failure", c->name);
+    }
+}
+
+static void test_clear_null(void **state)
+{
+    proto_msg_clear(NULL);
+    bq_msg_t m = {0};
+    proto_msg_clear(&m);
+    assert_true(is_zero(&m, sizeof m));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_hello),
+        cmocka_unit_test(test_hb_ack),
+        cmocka_unit_test(test_job_offer),
+        cmocka_unit_test(test_job_ref),
+        cmocka_unit_test(test_progress),
+        cmocka_unit_test(test_result),
+        cmocka_unit_test(test_result_ack),
+        cmocka_unit_test(test_cli_request),
+        cmocka_unit_test(test_cli_reply),
+        cmocka_unit_test(test_error),
+        cmocka_unit_test(test_records),
+        cmocka_unit_test(test_unknown_fields),
+        cmocka_unit_test(test_encode_refusals),
+        cmocka_unit_test(test_bad_msgs),
+        cmocka_unit_test(test_bad_records),
+        cmocka_unit_test(test_clear_null),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
