@@ -354,16 +354,11 @@ int catalog_open(const char *dir, uint64_t map_max, catalog_t **out, bq_errbuf_t
     }
     c->pid = getpid();
 
-    int dead = 0;
-    rc = mdb_reader_check(c->env, &dead);
+    rc = catalog_reader_check(c, e);
     if (rc) {
-        mdb_fail(c, e, rc, "check the readers of", NULL, NULL);
         catalog_destroy(&c);
-        return BQ_E_CATALOG;
+        return rc;
     }
-    if (dead > 0)
-        bq_info(CAT_LOG, 0, "catalog %s: cleared %d stale reader%s", dir, dead,
-                dead == 1 ? "" : "s");
 
     /* Not set before mdb_env_open, the map is the environment's own size (1 MiB for a new
      * one); take the bigger of that and min(64 MiB, map_max). */
@@ -876,6 +871,20 @@ int catalog_site_each(catalog_txn_t *t, catalog_site_fn fn, void *arg, bq_errbuf
 }
 
 /* ---- stats ---------------------------------------------------------------------------- */
+
+int catalog_reader_check(catalog_t *c, bq_errbuf_t *e)
+{
+    int dead = 0;
+    int rc = mdb_reader_check(c->env, &dead);
+    if (rc) {
+        mdb_fail(c, e, rc, "check the readers of", NULL, NULL);
+        return BQ_E_CATALOG;
+    }
+    if (dead > 0)
+        bq_info(CAT_LOG, 0, "catalog %s: cleared %d stale reader%s", c->dir, dead,
+                dead == 1 ? "" : "s");
+    return 0;
+}
 
 int catalog_stats(catalog_t *c, catalog_stats_t *out, bq_errbuf_t *e)
 {

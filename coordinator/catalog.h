@@ -1,6 +1,6 @@
 /* The coordinator's catalog: an LMDB environment with named databases
  *   meta      "schema_version" -> u32 BE, "next_job_id" -> u64 BE
- *   sites     name -> Site (protobuf)
+ *   sites     name -> name (raw bytes)
  *   clusters  name -> Cluster
  *   workers   name -> Worker
  *   jobs      u64 BE job id -> Job            (key order = creation order)
@@ -22,12 +22,17 @@ typedef struct catalog catalog_t;
 typedef struct catalog_txn catalog_txn_t;
 
 /* Open (creating the directory and environment if needed) the catalog at dir.
- * map_max is the largest the map may grow to (bytes); the initial map is min(64 MiB, map_max). */
+ * map_max is the largest the map may grow to (bytes, at least 1 MiB, else BQ_E_INVAL); the
+ * initial map is min(64 MiB, map_max), or the existing file's size when bigger (never shrunk).
+ * An LMDB environment that is not a Barque catalog, or of an unknown schema, is refused. */
 int catalog_open(const char *dir, uint64_t map_max, catalog_t **out, bq_errbuf_t *e);
 void catalog_destroy(catalog_t **self_p);
 
 /* Transactions. write=1 for the (single) write transaction. commit makes it durable
- * (fsync) before returning 0; abort discards. Both free the txn and null the pointer. */
+ * (fsync) before returning 0; abort discards. Both free the txn and null the pointer.
+ * A failed put/delete (other than BQ_E_NOTFOUND) kills the transaction: later calls on it
+ * return that error, and the caller must still commit or abort it to free it.
+ * BQ_E_STATE: a second write transaction, or use in a forked child. */
 int catalog_txn_begin(catalog_t *c, int write, catalog_txn_t **out, bq_errbuf_t *e);
 int catalog_txn_commit(catalog_txn_t **txn_p, bq_errbuf_t *e);
 void catalog_txn_abort(catalog_txn_t **txn_p);
@@ -38,10 +43,11 @@ int catalog_grow(catalog_t *c, bq_errbuf_t *e);
 
 /* Jobs. catalog_job_new assigns j->id from next_job_id (1, 2, ...) and stores j. */
 int catalog_job_new(catalog_txn_t *t, bq_job_t *j, bq_errbuf_t *e);
+/* Refuses id 0 and ids never handed out by catalog_job_new (BQ_E_INVAL). */
 int catalog_job_put(catalog_txn_t *t, const bq_job_t *j, bq_errbuf_t *e);
 int catalog_job_get(catalog_txn_t *t, uint64_t id, bq_job_t *out, bq_errbuf_t *e); /* BQ_E_NOTFOUND */
-/* Call fn for every job in id order (oldest first); fn returns nonzero to stop early
- * (that value is returned). The bq_job_t passed to fn is a copy valid during the call. */
+/* Call fn for every job in id order (oldest first); fn returns a positive value to stop
+ * early (that value is returned; negative values are taken as BQ_E_* errors). The bq_job_t passed to fn is a copy valid during the call. */
 typedef int (*catalog_job_fn)(const bq_job_t *j, void *arg);
 int catalog_job_each(catalog_txn_t *t, catalog_job_fn fn, void *arg, bq_errbuf_t *e);
 
@@ -53,6 +59,7 @@ int catalog_worker_each(catalog_txn_t *t, catalog_worker_fn fn, void *arg, bq_er
 
 int catalog_cluster_put(catalog_txn_t *t, const bq_cluster_t *c, bq_errbuf_t *e);
 int catalog_cluster_get(catalog_txn_t *t, const char *name, bq_cluster_t *out, bq_errbuf_t *e);
+/* BQ_E_NOTFOUND (transaction still usable) when absent. */
 int catalog_cluster_del(catalog_txn_t *t, const char *name, bq_errbuf_t *e);
 typedef int (*catalog_cluster_fn)(const bq_cluster_t *c, void *arg);
 int catalog_cluster_each(catalog_txn_t *t, catalog_cluster_fn fn, void *arg, bq_errbuf_t *e);
@@ -60,6 +67,10 @@ int catalog_cluster_each(catalog_txn_t *t, catalog_cluster_fn fn, void *arg, bq_
 int catalog_site_put(catalog_txn_t *t, const char *name, bq_errbuf_t *e);
 typedef int (*catalog_site_fn)(const char *name, void *arg);
 int catalog_site_each(catalog_txn_t *t, catalog_site_fn fn, void *arg, bq_errbuf_t *e);
+
+/* Clear reader slots left by dead processes (mdb_reader_check); logs how many. Runs at open;
+ * the coordinator also calls it periodically. */
+int catalog_reader_check(catalog_t *c, bq_errbuf_t *e);
 
 /* Figures for benchmarks and `status`: bytes in use (pages * page size) and entries per db. */
 typedef struct {

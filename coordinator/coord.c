@@ -22,6 +22,7 @@
 #define BATCH_MAX 512
 #define TICK_MS 100
 #define PERSIST_SEEN_MS 10000
+#define READER_CHECK_MS 60000
 #define JOBS_LIST_MAX 5000
 
 typedef struct {
@@ -72,6 +73,7 @@ struct coord {
 
     int dispatch_dirty;
     int64_t last_persist_mono;
+    int64_t last_reader_check_mono;
     uint64_t seq;
 };
 
@@ -864,6 +866,12 @@ static void timers(coord_t *c)
         for (size_t i = 0; i < c->nworkers; i++)
             if (c->workers[i].dirty)
                 worker_persist(c, &c->workers[i]);
+    }
+    if (now - c->last_reader_check_mono >= READER_CHECK_MS) {
+        bq_errbuf_t e;
+        c->last_reader_check_mono = now;
+        if (catalog_reader_check(c->cat, &e) != 0)
+            bq_error(COMP, 0, "%s", e.msg);
     }
     if (c->dispatch_dirty)
         dispatch(c);
