@@ -74,6 +74,21 @@ assert_contains "$out" "chmod 600"
 assert_not_contains "$out" "$(cat "$FLEET/keys/ops.key")"
 grep -qF "$(cat "$FLEET/keys/ops.key")" "$BQ_TMP"/*.log && fail "a secret key appears in a log"
 
+# --- SIGHUP: a newly listed operator key is admitted without a restart; a removed one is not --
+printf '\n[operator intruder]\npublic_key_file = keys/intruder.pub\n' >>"$FLEET/coordinator.conf"
+bq_kill "$FLEET_COORD_PID" HUP
+bq_wait_log "$BQ_TMP/coordinator.log" "config reloaded from" 10
+"$BQ_BIN_CLI" -c "$FLEET/intruder.conf" --timeout 5 status >/dev/null ||
+    fail "a key listed by a reload was not admitted"
+bq_pid_alive "$FLEET_COORD_PID" || fail "the coordinator died on SIGHUP"
+# a broken config on reload is refused and the running one kept
+cp "$FLEET/coordinator.conf" "$FLEET/coordinator.conf.good"
+echo "bogus line" >>"$FLEET/coordinator.conf"
+bq_kill "$FLEET_COORD_PID" HUP
+bq_wait_log "$BQ_TMP/coordinator.log" "reload refused, keeping the running config: .*coordinator.conf:[0-9]+: syntax error" 10
+fleet_cli status >/dev/null || fail "the coordinator stopped answering after a bad reload"
+cp "$FLEET/coordinator.conf.good" "$FLEET/coordinator.conf"
+
 # --- no ZAP handler: the coordinator refuses to listen ---------------------------------------
 bq_kill "$FLEET_COORD_PID" TERM
 rc=0
