@@ -179,6 +179,8 @@ int proto_client_handshake_state(proto_sock_t *s, bq_errbuf_t *e);
 /* Send m. On a server socket `to` names the peer; elsewhere pass NULL. Never blocks:
  * a full queue or a gone peer is BQ_E_ZMQ. */
 int proto_send(proto_sock_t *s, const bq_peer_t *to, const bq_msg_t *m, bq_errbuf_t *e);
+/* Send raw bytes as one message (tests and probes: malformed input on purpose). */
+int proto_send_bytes(proto_sock_t *s, const void *data, size_t len, bq_errbuf_t *e);
 /* Receive one message, waiting up to timeout_ms (-1 forever, 0 not at all): BQ_E_TIMEOUT
  * when none. A bad message is consumed and returned as its decode error, with `from`
  * filled so the caller can answer it with MSG_ERROR. */

@@ -250,6 +250,13 @@ int proto_send(proto_sock_t *s, const bq_peer_t *to, const bq_msg_t *m, bq_errbu
     return 0;
 }
 
+int proto_send_bytes(proto_sock_t *s, const void *data, size_t len, bq_errbuf_t *e)
+{
+    if (zmq_send(s->z, data, len, ZMQ_DONTWAIT) < 0)
+        return bq_fail(e, BQ_E_ZMQ, "could not send on %s: %s", s->endpoint, zmq_strerror(errno));
+    return 0;
+}
+
 /* Drain the remaining frames of a multipart message. */
 static void drain_more(void *z)
 {
