@@ -31,7 +31,7 @@
 #define CFG_LINE_MAX 4096              /* longest line, without its newline */
 #define CFG_LINE_BUF (CFG_LINE_MAX + 2) /* inih's line buffer: line, '\n', NUL */
 #define CFG_KEYS_MAX 16                /* keys of one section kind */
-#define CFG_SECTIONS_MAX 10000         /* sections in one file */
+#define CFG_SECTIONS_MAX 100000        /* sections in one file */
 
 /* ---- schema ---------------------------------------------------------------------------- */
 
@@ -230,9 +230,22 @@ typedef struct {
     char public_key[BQ_Z85_KEY_LEN + 1];
 } cfg_rec_t;
 
+/* Open-addressing index of records by a hash (sections by kind and name, keys by public
+ * key), so duplicate checks stay linear for fleets with tens of thousands of sections. */
+typedef struct {
+    uint64_t hash;
+    size_t rec1; /* record number + 1; 0 = empty slot */
+} cfg_slot_t;
+
+typedef struct {
+    cfg_slot_t *slots;
+    size_t cap, n;
+} cfg_idx_t;
+
 typedef struct {
     const cfg_schema_t *schema;
     void *cfg;
+    cfg_idx_t sections, keys;
     const char *path;      /* as given, for messages */
     char dir[PATH_MAX];    /* absolute directory of the file, for relative paths */
     FILE *f;
@@ -243,6 +256,73 @@ typedef struct {
     int rc;                /* first error; loading stops there */
     bq_errbuf_t *e;
 } cfg_ctx_t;
+
+static uint64_t cfg_hash(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 0x100000001b3ULL; /* FNV-1a */
+    return h;
+}
+
+/* Call eq(rec, arg) for each record whose hash matches; return the first record number for
+ * which it is true, or -1. */
+static long cfg_idx_find(const cfg_idx_t *ix, uint64_t h, const cfg_rec_t *recs,
+                         int (*eq)(const cfg_rec_t *r, const void *arg), const void *arg)
+{
+    if (!ix->cap)
+        return -1;
+    for (size_t i = h & (ix->cap - 1);; i = (i + 1) & (ix->cap - 1)) {
+        const cfg_slot_t *sl = &ix->slots[i];
+        if (!sl->rec1)
+            return -1;
+        if (sl->hash == h && eq(&recs[sl->rec1 - 1], arg))
+            return (long)(sl->rec1 - 1);
+    }
+}
+
+static int cfg_idx_add(cfg_idx_t *ix, uint64_t h, size_t rec)
+{
+    if ((ix->n + 1) * 2 > ix->cap) {
+        size_t cap = ix->cap ? ix->cap * 2 : 64;
+        cfg_slot_t *slots = calloc(cap, sizeof *slots);
+        if (!slots)
+            return BQ_E_NOMEM;
+        for (size_t i = 0; i < ix->cap; i++) {
+            if (!ix->slots[i].rec1)
+                continue;
+            size_t k = ix->slots[i].hash & (cap - 1);
+            while (slots[k].rec1)
+                k = (k + 1) & (cap - 1);
+            slots[k] = ix->slots[i];
+        }
+        free(ix->slots);
+        ix->slots = slots;
+        ix->cap = cap;
+    }
+    size_t k = h & (ix->cap - 1);
+    while (ix->slots[k].rec1)
+        k = (k + 1) & (ix->cap - 1);
+    ix->slots[k] = (cfg_slot_t){.hash = h, .rec1 = rec + 1};
+    ix->n++;
+    return 0;
+}
+
+typedef struct {
+    const cfg_section_t *sec;
+    const char *name;
+} cfg_sec_key_t;
+
+static int cfg_rec_is_section(const cfg_rec_t *r, const void *arg)
+{
+    const cfg_sec_key_t *k = arg;
+    return r->sec == k->sec && strcmp(r->name, k->name) == 0;
+}
+
+static int cfg_rec_has_key(const cfg_rec_t *r, const void *arg)
+{
+    return r->unique_key >= 0 && strcmp(r->public_key, (const char *)arg) == 0;
+}
 
 /* Record the first error as "FILE:LINE: [section] key: reason"; parts that are 0/NULL are
  * left out ("FILE: [coordinator]: reason", "FILE:LINE: reason"). */
@@ -594,10 +674,12 @@ static int cfg_section_open(cfg_ctx_t *c, const char *text)
                         "\"%s\" is not a valid name (use 1 to %d of A-Z a-z 0-9 _ . -, "
                         "not starting with . or -)",
                         name, BQ_NAME_MAX - 1);
-    for (size_t i = 0; i < c->nrecs; i++)
-        if (c->recs[i].sec == sec && strcmp(c->recs[i].name, name) == 0)
-            return cfg_fail(c, BQ_E_CONFIG, c->lineno, label, NULL,
-                            "duplicate section (first at line %d)", c->recs[i].line);
+    cfg_sec_key_t sk = {sec, name};
+    uint64_t sh = cfg_hash(cfg_hash(0xcbf29ce484222325ULL, &sec, sizeof sec), name, strlen(name));
+    long dup = cfg_idx_find(&c->sections, sh, c->recs, cfg_rec_is_section, &sk);
+    if (dup >= 0)
+        return cfg_fail(c, BQ_E_CONFIG, c->lineno, label, NULL,
+                        "duplicate section (first at line %d)", c->recs[dup].line);
     if (c->nrecs >= CFG_SECTIONS_MAX)
         return cfg_fail(c, BQ_E_CONFIG, c->lineno, label, NULL,
                         "too many sections (at most %d)", CFG_SECTIONS_MAX);
@@ -612,6 +694,8 @@ static int cfg_section_open(cfg_ctx_t *c, const char *text)
     }
     void *obj = sec->add ? sec->add(c->cfg) : c->cfg;
     if (!obj)
+        return cfg_fail(c, BQ_E_NOMEM, c->lineno, label, NULL, "out of memory");
+    if (cfg_idx_add(&c->sections, sh, c->nrecs) != 0)
         return cfg_fail(c, BQ_E_NOMEM, c->lineno, label, NULL, "out of memory");
     cfg_rec_t *r = &c->recs[c->nrecs++];
     memset(r, 0, sizeof *r);
@@ -769,17 +853,19 @@ static int cfg_handler(void *user, const char *section, const char *name, const 
     }
     if (k->unique) {
         const char *pk = (const char *)c->obj + k->key_off;
-        for (size_t j = 0; j + 1 < c->nrecs; j++) {
+        uint64_t kh = cfg_hash(0xcbf29ce484222325ULL, pk, strlen(pk));
+        long j = cfg_idx_find(&c->keys, kh, c->recs, cfg_rec_has_key, pk);
+        if (j >= 0) {
             const cfg_rec_t *o = &c->recs[j];
-            if (o->unique_key >= 0 && strcmp(o->public_key, pk) == 0) {
-                char other[2 * BQ_NAME_MAX];
-                return !cfg_fail(c, BQ_E_CONFIG, c->lineno, label, name,
-                                 "same public key as [%s] (line %d): each needs its own key pair",
-                                 cfg_rec_label(o, other, sizeof other), o->key_line[o->unique_key]);
-            }
+            char other[2 * BQ_NAME_MAX];
+            return !cfg_fail(c, BQ_E_CONFIG, c->lineno, label, name,
+                             "same public key as [%s] (line %d): each needs its own key pair",
+                             cfg_rec_label(o, other, sizeof other), o->key_line[o->unique_key]);
         }
         r->unique_key = (int)i;
         snprintf(r->public_key, sizeof r->public_key, "%s", pk);
+        if (cfg_idx_add(&c->keys, kh, c->nrecs - 1) != 0)
+            return !cfg_fail(c, BQ_E_NOMEM, c->lineno, label, name, "out of memory");
     }
     return 1;
 }
@@ -802,11 +888,14 @@ static int cfg_file_check(cfg_ctx_t *c)
         if (r->ref_key < 0)
             continue;
         const cfg_key_t *k = &r->sec->keys[r->ref_key];
-        size_t j = 0;
-        while (j < c->nrecs &&
-               !(strcmp(c->recs[j].sec->kind, k->ref) == 0 && strcmp(c->recs[j].name, r->ref) == 0))
-            j++;
-        if (j == c->nrecs) {
+        const cfg_section_t *target = NULL;
+        for (size_t t = 0; t < c->schema->nsections; t++)
+            if (strcmp(c->schema->sections[t].kind, k->ref) == 0)
+                target = &c->schema->sections[t];
+        cfg_sec_key_t sk = {target, r->ref};
+        uint64_t sh = cfg_hash(cfg_hash(0xcbf29ce484222325ULL, &target, sizeof target), r->ref,
+                               strlen(r->ref));
+        if (!target || cfg_idx_find(&c->sections, sh, c->recs, cfg_rec_is_section, &sk) < 0) {
             char label[2 * BQ_NAME_MAX];
             return cfg_fail(c, BQ_E_CONFIG, r->key_line[r->ref_key],
                             cfg_rec_label(r, label, sizeof label), k->key, "no [%s %s] section",
@@ -882,6 +971,8 @@ static int cfg_load(const cfg_schema_t *schema, const char *path, void *cfg, bq_
     if (!c.rc)
         cfg_file_check(&c);
     free(c.recs);
+    free(c.sections.slots);
+    free(c.keys.slots);
     if (c.rc) {
         if (schema->release)
             schema->release(cfg);

@@ -100,13 +100,15 @@ int proto_server_new(proto_ctx_t *ctx, const char *endpoint, const bq_keypair_t 
         return sock_fail(e, NULL, "create server socket for", endpoint);
     int one = 1;
     int hwm = 100000;
+    int backlog = 4096; /* a fleet reconnects at once after a restart (kernel caps at somaxconn) */
     if (sock_common_opts(s->z) != 0 ||
         zmq_setsockopt(s->z, ZMQ_CURVE_SERVER, &one, sizeof one) != 0 ||
         zmq_setsockopt(s->z, ZMQ_CURVE_SECRETKEY, keys->secret_z85, BQ_Z85_KEY_LEN) != 0 ||
         zmq_setsockopt(s->z, ZMQ_ZAP_DOMAIN, "barque", 6) != 0 ||
         zmq_setsockopt(s->z, ZMQ_ROUTER_MANDATORY, &one, sizeof one) != 0 ||
         zmq_setsockopt(s->z, ZMQ_SNDHWM, &hwm, sizeof hwm) != 0 ||
-        zmq_setsockopt(s->z, ZMQ_RCVHWM, &hwm, sizeof hwm) != 0)
+        zmq_setsockopt(s->z, ZMQ_RCVHWM, &hwm, sizeof hwm) != 0 ||
+        zmq_setsockopt(s->z, ZMQ_BACKLOG, &backlog, sizeof backlog) != 0)
         return sock_fail(e, s, "configure CURVE server socket for", endpoint);
     if (zmq_bind(s->z, endpoint) != 0)
         return sock_fail(e, s, "listen on", endpoint);
@@ -327,17 +329,21 @@ int proto_recv(proto_sock_t *s, bq_peer_t *from, bq_msg_t *m, int timeout_ms, bq
 
 int proto_poll(proto_sock_t **socks, size_t n, int *ready, int timeout_ms)
 {
-    zmq_pollitem_t items[16];
-    if (n > 16)
-        return BQ_E_INVAL;
+    zmq_pollitem_t local[16];
+    zmq_pollitem_t *items = n <= 16 ? local : calloc(n, sizeof *items);
+    if (!items)
+        return BQ_E_NOMEM;
     for (size_t i = 0; i < n; i++) {
         items[i] = (zmq_pollitem_t){.socket = socks[i]->z, .events = ZMQ_POLLIN};
         ready[i] = 0;
     }
     int rc = zmq_poll(items, (int)n, timeout_ms);
-    if (rc < 0)
-        return errno == EINTR ? BQ_E_SHUTDOWN : BQ_E_ZMQ;
-    for (size_t i = 0; i < n; i++)
+    int err = errno;
+    for (size_t i = 0; rc >= 0 && i < n; i++)
         ready[i] = (items[i].revents & ZMQ_POLLIN) != 0;
+    if (items != local)
+        free(items);
+    if (rc < 0)
+        return err == EINTR ? BQ_E_SHUTDOWN : BQ_E_ZMQ;
     return rc;
 }

@@ -98,7 +98,7 @@ static void usage(FILE *f)
             "  --burst B             submit B jobs at once every B/R seconds (default 1: steady)\n"
             "  --window W            submissions awaiting their reply at most (default 64)\n"
             "  --run-ms MIN-MAX      simulated run time of a job (default 0-50)\n"
-            "  --per-proc P          simulated workers per process, 1..330 (default 250)\n"
+            "  --per-proc P          simulated workers per process, 1..334 (default 250)\n"
             "  --poll-us U           a shard sleeps at most U us when a sweep of its sockets found\n"
             "                        nothing (default 2000; bounds the measurement's resolution)\n"
             "  --register-timeout-s  (default 60)   --drain-timeout-s (default 45)\n"
@@ -434,11 +434,13 @@ typedef struct {
     _Atomic int first_error_set;
     char first_error[384];
     hist_t reg_time;                 /* us from the run's start to a worker's first ack */
-    hist_t hb_rtt;                   /* us from a heartbeat to its ack */
+    hist_t hb_rtt_reg;               /* us from a heartbeat to its ack, before the jobs */
+    hist_t hb_rtt;                   /* the same while jobs are submitted and drained */
 } shard_t;
 
 typedef struct {
     _Atomic int stop;
+    _Atomic int64_t jobs_from_us;    /* when the operator started submitting; 0 before */
     int64_t t0_us;
     pid_t parent;
     int nshards;
@@ -600,7 +602,7 @@ typedef struct {
     const fleet_t *f;
     shard_t *sh;
     int64_t t0;
-    proto_sock_t *last_fail_sock;
+    shared_t *shm;
     uint64_t rng;
 } shard_ctx_t;
 
@@ -636,14 +638,17 @@ static int sim_hello(shard_ctx_t *x, sim_worker_t *w, bq_msg_type_t type)
     snprintf(r->site, sizeof r->site, "%s", w->fw->site);
     snprintf(r->version, sizeof r->version, "bench-fleet");
     r->max_jobs = (uint32_t)x->f->max_jobs;
-    r->running = (uint32_t)w->njobs;
     r->store_total = 1ull << 40;
     r->store_free = 1ull << 39;
     r->online = 1;
+    /* as barque-worker does: a job whose result is sent is no longer running */
+    size_t n = 0;
     for (size_t i = 0; i < w->njobs; i++)
-        running[i] = (bq_job_ref_t){w->jobs[i].job_id, w->jobs[i].attempt};
-    m.u.hello.nrunning = w->njobs;
-    m.u.hello.running = w->njobs ? running : NULL;
+        if (!w->jobs[i].result_sent)
+            running[n++] = (bq_job_ref_t){w->jobs[i].job_id, w->jobs[i].attempt};
+    r->running = (uint32_t)n;
+    m.u.hello.nrunning = n;
+    m.u.hello.running = n ? running : NULL;
     int rc = sim_send(x, w, &m);
     if (rc == 0) {
         w->hb_seq = w->seq;
@@ -673,7 +678,9 @@ static void sim_on_msg(shard_ctx_t *x, sim_worker_t *w, bq_msg_t *m, events_t *e
     case BQ_MSG_HEARTBEAT_ACK:
         ADD(sh, hb_acks, 1);
         if (m->seq == w->hb_seq && w->hb_sent_us) {
-            hist_add(&sh->hb_rtt, t - w->hb_sent_us);
+            int64_t from = atomic_load_explicit(&x->shm->jobs_from_us, memory_order_relaxed);
+            hist_add(from && w->hb_sent_us >= from ? &sh->hb_rtt : &sh->hb_rtt_reg,
+                     t - w->hb_sent_us);
             w->hb_sent_us = 0;
         }
         if (!w->registered) {
@@ -806,7 +813,7 @@ static int shard_write_events(const fleet_t *f, int k, const events_t *ev)
 static int shard_main(const opts_t *o, const fleet_t *f, shared_t *shm, int k, size_t lo, size_t hi)
 {
     shard_t *sh = &shm->shards[k];
-    shard_ctx_t x = {.o = o, .f = f, .sh = sh, .t0 = shm->t0_us,
+    shard_ctx_t x = {.o = o, .f = f, .sh = sh, .t0 = shm->t0_us, .shm = shm,
                      .rng = 0x9e3779b97f4a7c15ull ^ ((uint64_t)k << 32) ^ (uint64_t)getpid()};
     bq_errbuf_t e;
     events_t ev = {0};
@@ -988,6 +995,33 @@ static long long catalog_live_bytes(const catalog_sample_t *c)
     if (c->page_size <= 0 || c->pages_used < 0)
         return -1;
     return (c->pages_used - (c->pages_free > 0 ? c->pages_free : 0)) * c->page_size;
+}
+
+/* TcpExt ListenOverflows of this network namespace (/proc/net/netstat), -1 when unknown:
+ * connections refused because a listen queue was full (the client retries its SYN later). */
+static long long tcp_listen_overflows(void)
+{
+    FILE *f = fopen("/proc/net/netstat", "r");
+    if (!f)
+        return -1;
+    char names[8192], values[8192];
+    long long v = -1;
+    while (v < 0 && fgets(names, sizeof names, f) && fgets(values, sizeof values, f)) {
+        if (strncmp(names, "TcpExt:", 7) != 0)
+            continue;
+        char *sn, *sv;
+        char *n = strtok_r(names, " \n", &sn), *val = strtok_r(values, " \n", &sv);
+        while (n && val) {
+            if (strcmp(n, "ListenOverflows") == 0) {
+                v = strtoll(val, NULL, 10);
+                break;
+            }
+            n = strtok_r(NULL, " \n", &sn);
+            val = strtok_r(NULL, " \n", &sv);
+        }
+    }
+    fclose(f);
+    return v;
 }
 
 static void log_scan(const char *path, long *warnings, long *errors, char *first, size_t len)
@@ -1194,6 +1228,7 @@ static int run(const opts_t *o)
         return 2;
     }
     catalog_sample_t cat_start = catalog_sample(f.catalog);
+    long long overflows_start = tcp_listen_overflows();
     shm->parent = getpid();
     shm->t0_us = now_us();
     const int64_t t0 = shm->t0_us;
@@ -1257,6 +1292,7 @@ static int run(const opts_t *o)
         sleep_us(20000);
     }
     totals_t after_reg = totals(shm);
+    long long overflows_reg = tcp_listen_overflows();
     progress(shm, "register", 0, 0);
 
     /* the coordinator's own view, and a baseline before any job */
@@ -1283,6 +1319,7 @@ static int run(const opts_t *o)
     }
     long next = 0, replied = 0, outstanding = 0, submit_ok = 0;
     int64_t jobs_t0 = now_us();
+    atomic_store(&shm->jobs_from_us, jobs_t0);
     double interval_us = o->rate ? 1e6 * (double)o->burst / (double)o->rate : 0;
     while (replied < njobs && now_us() < hard_end) {
         int64_t n = now_us();
@@ -1442,10 +1479,11 @@ static int run(const opts_t *o)
 
     /* 5. figures */
     totals_t t = totals(shm);
-    hist_t reg_h = {0}, hb_h = {0};
+    static hist_t reg_h, hb_h, hbr_h; /* large: off the stack */
     for (int k = 0; k < nshards; k++) {
         hist_merge(&reg_h, &shm->shards[k].reg_time);
         hist_merge(&hb_h, &shm->shards[k].hb_rtt);
+        hist_merge(&hbr_h, &shm->shards[k].hb_rtt_reg);
     }
     int64_t *lat_reply = calloc((size_t)njobs + 1, sizeof(int64_t));
     int64_t *lat_submit = calloc((size_t)njobs + 1, sizeof(int64_t));
@@ -1512,6 +1550,8 @@ static int run(const opts_t *o)
            after_reg.registered >= (int64_t)f.nworkers ? "" : " (NOT all registered)");
     printf("register_p50_s: %.2f\nregister_p99_s: %.2f\n", (double)hist_pct(&reg_h, 50) / 1e6,
            (double)hist_pct(&reg_h, 99) / 1e6);
+    if (overflows_start >= 0 && overflows_reg >= 0)
+        printf("tcp_listen_overflows_during_register: %lld\n", overflows_reg - overflows_start);
     printf("jobs_requested: %ld\njobs_submitted: %ld\njobs_submit_replies: %ld\n"
            "jobs_submit_ok: %ld\njobs_submit_errors: %ld\n",
            njobs, next, replied, submit_ok, replied - submit_ok);
@@ -1538,8 +1578,12 @@ static int run(const opts_t *o)
     print_pcts("assign_latency_from_send", lat_submit, nlat);
     print_pcts("completion_latency_from_send", lat_done, ndone);
     printf("heartbeats_sent: %" PRId64 "\nheartbeat_acks: %" PRId64 "\n", t.hb_sent, t.hb_acks);
-    printf("heartbeat_rtt_p50_ms: %.1f\nheartbeat_rtt_p99_ms: %.1f\nheartbeat_rtt_max_ms: %.1f\n",
-           ms(hist_pct(&hb_h, 50)), ms(hist_pct(&hb_h, 99)), ms(hb_h.max));
+    printf("heartbeat_rtt_register_p50_ms: %.1f\nheartbeat_rtt_register_p99_ms: %.1f\n"
+           "heartbeat_rtt_register_max_ms: %.1f\n",
+           ms(hist_pct(&hbr_h, 50)), ms(hist_pct(&hbr_h, 99)), ms(hbr_h.max));
+    printf("heartbeat_rtt_jobs_p50_ms: %.1f\nheartbeat_rtt_jobs_p90_ms: %.1f\n"
+           "heartbeat_rtt_jobs_p99_ms: %.1f\nheartbeat_rtt_jobs_max_ms: %.1f\n",
+           ms(hist_pct(&hb_h, 50)), ms(hist_pct(&hb_h, 90)), ms(hist_pct(&hb_h, 99)), ms(hb_h.max));
     printf("heartbeat_send_late_max_ms: %.1f\n", ms(t.hb_late_max_us));
     printf("simulator_sweep_avg_ms: %.2f\nsimulator_sweep_max_ms: %.1f\nsimulator_poll_ms: %.1f\n",
            t.sweeps ? ms(t.sweep_us_total) / (double)t.sweeps : 0, ms(t.sweep_us_max),
