@@ -39,6 +39,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -663,138 +664,191 @@ int catalog_job_each(catalog_txn_t *t, catalog_job_fn fn, void *arg, bq_errbuf_t
     return rc;
 }
 
-/* ---- workers -------------------------------------------------------------------------- */
+/* ---- workers and clusters: records kept by name --------------------------------------- */
 
-int catalog_worker_put(catalog_txn_t *t, const bq_worker_t *w, bq_errbuf_t *e)
+/* Room for one decoded record of any kind kept by name. */
+typedef union {
+    bq_worker_t worker;
+    bq_cluster_t cluster;
+} named_rec_t;
+
+/* The callback of catalog_worker_each or catalog_cluster_each. */
+typedef union {
+    catalog_worker_fn worker;
+    catalog_cluster_fn cluster;
+} named_fn_t;
+
+/* One kind of record kept by name: its db (the offset of its handle in catalog_t), what
+ * its keys and its db are called in messages, its codec, and how a record of it is handed
+ * to an each callback. */
+typedef struct {
+    size_t dbi;
+    const char *what;
+    const char *db;
+    int (*encode)(const void *rec, uint8_t **buf, size_t *len, bq_errbuf_t *e);
+    int (*decode)(const uint8_t *buf, size_t len, void *rec, bq_errbuf_t *e);
+    int (*call)(named_fn_t fn, const named_rec_t *rec, void *arg);
+} named_kind_t;
+
+static int worker_encode(const void *r, uint8_t **b, size_t *n, bq_errbuf_t *e)
 {
-    int rc = txn_usable(t, 1, e);
-    MDB_val k, v;
-    if (rc || (rc = name_key(w->name, "worker", &k, e)) != 0)
+    return proto_worker_encode(r, b, n, e);
+}
+
+static int worker_decode(const uint8_t *b, size_t n, void *r, bq_errbuf_t *e)
+{
+    return proto_worker_decode(b, n, r, e);
+}
+
+static int worker_call(named_fn_t fn, const named_rec_t *r, void *arg)
+{
+    return fn.worker(&r->worker, arg);
+}
+
+static int cluster_encode(const void *r, uint8_t **b, size_t *n, bq_errbuf_t *e)
+{
+    return proto_cluster_encode(r, b, n, e);
+}
+
+static int cluster_decode(const uint8_t *b, size_t n, void *r, bq_errbuf_t *e)
+{
+    return proto_cluster_decode(b, n, r, e);
+}
+
+static int cluster_call(named_fn_t fn, const named_rec_t *r, void *arg)
+{
+    return fn.cluster(&r->cluster, arg);
+}
+
+static const named_kind_t named_workers = {offsetof(catalog_t, workers), "worker", "workers",
+                                           worker_encode, worker_decode, worker_call};
+static const named_kind_t named_clusters = {offsetof(catalog_t, clusters), "cluster",
+                                            "clusters", cluster_encode, cluster_decode,
+                                            cluster_call};
+
+static MDB_dbi named_dbi(const catalog_txn_t *t, const named_kind_t *kind)
+{
+    return *(const MDB_dbi *)((const char *)t->c + kind->dbi);
+}
+
+/* The key of name in kind's db, and how it is shown in messages. */
+static int named_key(catalog_txn_t *t, int write, const named_kind_t *kind, const char *name,
+                     MDB_val *k, char key[CAT_KEY_MAX], bq_errbuf_t *e)
+{
+    int rc = txn_usable(t, write, e);
+    if (rc || (rc = name_key(name, kind->what, k, e)) != 0)
         return rc;
+    name_show(key, CAT_KEY_MAX, kind->what, k);
+    return 0;
+}
+
+static int named_put(catalog_txn_t *t, const named_kind_t *kind, const char *name,
+                     const void *rec, bq_errbuf_t *e)
+{
+    MDB_val k, v;
     char key[CAT_KEY_MAX];
-    name_show(key, sizeof key, "worker", &k);
+    int rc = named_key(t, 1, kind, name, &k, key, e);
+    if (rc)
+        return rc;
     uint8_t *buf = NULL;
     size_t len = 0;
     bq_errbuf_t pe = {{0}};
-    rc = proto_worker_encode(w, &buf, &len, &pe);
+    rc = kind->encode(rec, &buf, &len, &pe);
     if (rc)
         return bq_fail(e, rc, "could not store %s in catalog %s: %s", key, t->c->dir, pe.msg);
     v.mv_data = buf;
     v.mv_size = len;
-    rc = txn_put(t, t->c->workers, "workers", key, &k, &v, 0, e);
+    rc = txn_put(t, named_dbi(t, kind), kind->db, key, &k, &v, 0, e);
     free(buf);
     return rc;
 }
 
-static int worker_decode(catalog_txn_t *t, const MDB_val *k, const MDB_val *v, bq_worker_t *out,
-                         bq_errbuf_t *e)
+static int named_decode(catalog_txn_t *t, const named_kind_t *kind, const MDB_val *k,
+                        const MDB_val *v, void *out, bq_errbuf_t *e)
 {
     bq_errbuf_t pe = {{0}};
-    int rc = proto_worker_decode(v->mv_data, v->mv_size, out, &pe);
+    int rc = kind->decode(v->mv_data, v->mv_size, out, &pe);
     if (rc) {
         char key[CAT_KEY_MAX];
-        name_show(key, sizeof key, "worker", k);
-        return bq_fail(e, BQ_E_CATALOG, "catalog %s: db workers, %s: %s", t->c->dir, key,
+        name_show(key, sizeof key, kind->what, k);
+        return bq_fail(e, BQ_E_CATALOG, "catalog %s: db %s, %s: %s", t->c->dir, kind->db, key,
                        pe.msg);
     }
     return 0;
+}
+
+static int named_get(catalog_txn_t *t, const named_kind_t *kind, const char *name, void *out,
+                     bq_errbuf_t *e)
+{
+    MDB_val k, v;
+    char key[CAT_KEY_MAX];
+    int rc = named_key(t, 0, kind, name, &k, key, e);
+    if (rc)
+        return rc;
+    rc = txn_get(t, named_dbi(t, kind), kind->db, key, &k, &v, e);
+    return rc ? rc : named_decode(t, kind, &k, &v, out, e);
+}
+
+typedef struct {
+    const named_kind_t *kind;
+    named_fn_t fn;
+    void *arg;
+} named_each_ctx_t;
+
+static int named_visit(catalog_txn_t *t, const MDB_val *k, const MDB_val *v, void *ctx,
+                       int *fnrc, bq_errbuf_t *e)
+{
+    named_each_ctx_t *x = ctx;
+    named_rec_t rec;
+    int rc = named_decode(t, x->kind, k, v, &rec, e);
+    if (rc)
+        return rc;
+    *fnrc = x->kind->call(x->fn, &rec, x->arg);
+    return 0;
+}
+
+static int named_each(catalog_txn_t *t, const named_kind_t *kind, named_fn_t fn, void *arg,
+                      bq_errbuf_t *e)
+{
+    int rc = txn_usable(t, 0, e);
+    if (rc)
+        return rc;
+    named_each_ctx_t x = {kind, fn, arg};
+    return cat_each(t, named_dbi(t, kind), kind->db, named_visit, &x, e);
+}
+
+int catalog_worker_put(catalog_txn_t *t, const bq_worker_t *w, bq_errbuf_t *e)
+{
+    return named_put(t, &named_workers, w->name, w, e);
 }
 
 int catalog_worker_get(catalog_txn_t *t, const char *name, bq_worker_t *out, bq_errbuf_t *e)
 {
-    int rc = txn_usable(t, 0, e);
-    MDB_val k, v;
-    if (rc || (rc = name_key(name, "worker", &k, e)) != 0)
-        return rc;
-    char key[CAT_KEY_MAX];
-    name_show(key, sizeof key, "worker", &k);
-    rc = txn_get(t, t->c->workers, "workers", key, &k, &v, e);
-    return rc ? rc : worker_decode(t, &k, &v, out, e);
-}
-
-typedef struct {
-    catalog_worker_fn fn;
-    void *arg;
-} worker_each_ctx_t;
-
-static int worker_visit(catalog_txn_t *t, const MDB_val *k, const MDB_val *v, void *ctx,
-                        int *fnrc, bq_errbuf_t *e)
-{
-    worker_each_ctx_t *x = ctx;
-    bq_worker_t w;
-    int rc = worker_decode(t, k, v, &w, e);
-    if (rc)
-        return rc;
-    *fnrc = x->fn(&w, x->arg);
-    return 0;
+    return named_get(t, &named_workers, name, out, e);
 }
 
 int catalog_worker_each(catalog_txn_t *t, catalog_worker_fn fn, void *arg, bq_errbuf_t *e)
 {
-    int rc = txn_usable(t, 0, e);
-    if (rc)
-        return rc;
-    worker_each_ctx_t x = {fn, arg};
-    return cat_each(t, t->c->workers, "workers", worker_visit, &x, e);
+    return named_each(t, &named_workers, (named_fn_t){.worker = fn}, arg, e);
 }
-
-/* ---- clusters ------------------------------------------------------------------------- */
 
 int catalog_cluster_put(catalog_txn_t *t, const bq_cluster_t *cl, bq_errbuf_t *e)
 {
-    int rc = txn_usable(t, 1, e);
-    MDB_val k, v;
-    if (rc || (rc = name_key(cl->name, "cluster", &k, e)) != 0)
-        return rc;
-    char key[CAT_KEY_MAX];
-    name_show(key, sizeof key, "cluster", &k);
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    bq_errbuf_t pe = {{0}};
-    rc = proto_cluster_encode(cl, &buf, &len, &pe);
-    if (rc)
-        return bq_fail(e, rc, "could not store %s in catalog %s: %s", key, t->c->dir, pe.msg);
-    v.mv_data = buf;
-    v.mv_size = len;
-    rc = txn_put(t, t->c->clusters, "clusters", key, &k, &v, 0, e);
-    free(buf);
-    return rc;
-}
-
-static int cluster_decode(catalog_txn_t *t, const MDB_val *k, const MDB_val *v, bq_cluster_t *out,
-                          bq_errbuf_t *e)
-{
-    bq_errbuf_t pe = {{0}};
-    int rc = proto_cluster_decode(v->mv_data, v->mv_size, out, &pe);
-    if (rc) {
-        char key[CAT_KEY_MAX];
-        name_show(key, sizeof key, "cluster", k);
-        return bq_fail(e, BQ_E_CATALOG, "catalog %s: db clusters, %s: %s", t->c->dir, key,
-                       pe.msg);
-    }
-    return 0;
+    return named_put(t, &named_clusters, cl->name, cl, e);
 }
 
 int catalog_cluster_get(catalog_txn_t *t, const char *name, bq_cluster_t *out, bq_errbuf_t *e)
 {
-    int rc = txn_usable(t, 0, e);
-    MDB_val k, v;
-    if (rc || (rc = name_key(name, "cluster", &k, e)) != 0)
-        return rc;
-    char key[CAT_KEY_MAX];
-    name_show(key, sizeof key, "cluster", &k);
-    rc = txn_get(t, t->c->clusters, "clusters", key, &k, &v, e);
-    return rc ? rc : cluster_decode(t, &k, &v, out, e);
+    return named_get(t, &named_clusters, name, out, e);
 }
 
 int catalog_cluster_del(catalog_txn_t *t, const char *name, bq_errbuf_t *e)
 {
-    int rc = txn_usable(t, 1, e);
     MDB_val k;
-    if (rc || (rc = name_key(name, "cluster", &k, e)) != 0)
-        return rc;
     char key[CAT_KEY_MAX];
-    name_show(key, sizeof key, "cluster", &k);
+    int rc = named_key(t, 1, &named_clusters, name, &k, key, e);
+    if (rc)
+        return rc;
     int mrc = mdb_del(t->txn, t->c->clusters, &k, NULL);
     if (mrc == 0)
         return 0;
@@ -802,30 +856,9 @@ int catalog_cluster_del(catalog_txn_t *t, const char *name, bq_errbuf_t *e)
     return mrc == MDB_NOTFOUND ? rc : txn_kill(t, rc, e);
 }
 
-typedef struct {
-    catalog_cluster_fn fn;
-    void *arg;
-} cluster_each_ctx_t;
-
-static int cluster_visit(catalog_txn_t *t, const MDB_val *k, const MDB_val *v, void *ctx,
-                         int *fnrc, bq_errbuf_t *e)
-{
-    cluster_each_ctx_t *x = ctx;
-    bq_cluster_t cl;
-    int rc = cluster_decode(t, k, v, &cl, e);
-    if (rc)
-        return rc;
-    *fnrc = x->fn(&cl, x->arg);
-    return 0;
-}
-
 int catalog_cluster_each(catalog_txn_t *t, catalog_cluster_fn fn, void *arg, bq_errbuf_t *e)
 {
-    int rc = txn_usable(t, 0, e);
-    if (rc)
-        return rc;
-    cluster_each_ctx_t x = {fn, arg};
-    return cat_each(t, t->c->clusters, "clusters", cluster_visit, &x, e);
+    return named_each(t, &named_clusters, (named_fn_t){.cluster = fn}, arg, e);
 }
 
 /* ---- sites ---------------------------------------------------------------------------- */

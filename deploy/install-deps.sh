@@ -14,7 +14,7 @@ packages=(
     # libraries
     libpq-dev libzmq3-dev libprotobuf-c-dev protobuf-c-compiler
     liblmdb-dev libsodium-dev libzstd-dev liblz4-dev libinih-dev
-    libjansson-dev libcmocka-dev
+    libjansson-dev libcmocka-dev libssl-dev
     # the server every test runs against, and the tools tests and benches use
     postgresql-15 postgresql-client-15 postgresql-contrib
     iproute2 procps util-linux python3 lmdb-utils

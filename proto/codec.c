@@ -496,93 +496,130 @@ static int codec_unpack(const ProtobufCMessageDescriptor *desc, const uint8_t *b
 
 /* ---- catalog records ----------------------------------------------------------------- */
 
-int proto_job_encode(const bq_job_t *j, uint8_t **buf, size_t *len, bq_errbuf_t *e)
+/* Room for the protobuf-c side of any catalog record. */
+typedef union {
+    ProtobufCMessage base; /* the first member of each */
+    Barque__Job job;
+    Barque__Worker worker;
+    Barque__Cluster cluster;
+} codec_record_pb_t;
+
+/* One kind of catalog record: its name in messages, its message and its conversions. */
+typedef struct {
+    const char *name;
+    const ProtobufCMessageDescriptor *desc;
+    int (*to_pb)(codec_arena_t *a, const void *c, codec_record_pb_t *pb, bq_errbuf_t *e);
+    int (*from_pb)(const ProtobufCMessage *pb, void *c, bq_errbuf_t *e);
+} codec_record_t;
+
+static int codec_job_rec_to_pb(codec_arena_t *a, const void *c, codec_record_pb_t *pb,
+                               bq_errbuf_t *e)
+{
+    return codec_job_to_pb(a, c, &pb->job, e);
+}
+
+static int codec_job_rec_from_pb(const ProtobufCMessage *pb, void *c, bq_errbuf_t *e)
+{
+    return codec_job_from_pb((const Barque__Job *)pb, c, e);
+}
+
+static int codec_worker_rec_to_pb(codec_arena_t *a, const void *c, codec_record_pb_t *pb,
+                                  bq_errbuf_t *e)
+{
+    return codec_worker_to_pb(c, &pb->worker, e);
+}
+
+static int codec_worker_rec_from_pb(const ProtobufCMessage *pb, void *c, bq_errbuf_t *e)
+{
+    return codec_worker_from_pb((const Barque__Worker *)pb, c, e);
+}
+
+static int codec_cluster_rec_to_pb(codec_arena_t *a, const void *c, codec_record_pb_t *pb,
+                                   bq_errbuf_t *e)
+{
+    return codec_cluster_to_pb(c, &pb->cluster, e);
+}
+
+static int codec_cluster_rec_from_pb(const ProtobufCMessage *pb, void *c, bq_errbuf_t *e)
+{
+    return codec_cluster_from_pb((const Barque__Cluster *)pb, c, e);
+}
+
+static const codec_record_t codec_rec_job = {"Job", &barque__job__descriptor,
+                                             codec_job_rec_to_pb, codec_job_rec_from_pb};
+static const codec_record_t codec_rec_worker = {"Worker", &barque__worker__descriptor,
+                                                codec_worker_rec_to_pb, codec_worker_rec_from_pb};
+static const codec_record_t codec_rec_cluster = {"Cluster", &barque__cluster__descriptor,
+                                                 codec_cluster_rec_to_pb,
+                                                 codec_cluster_rec_from_pb};
+
+/* Encode the C value c as a record of kind r into a new malloc'd *buf. id, when not NULL,
+ * names the record in the error message ("Job record 12"). */
+static int codec_record_encode(const codec_record_t *r, const void *c, const uint64_t *id,
+                               uint8_t **buf, size_t *len, bq_errbuf_t *e)
 {
     codec_arena_t a = {0};
-    Barque__Job pb;
+    codec_record_pb_t pb;
     bq_errbuf_t why;
-    int rc = codec_job_to_pb(&a, j, &pb, &why);
+    int rc = r->to_pb(&a, c, &pb, &why);
     if (rc == 0)
         rc = codec_pack(&pb.base, buf, len, &why);
     codec_arena_free(&a);
+    if (rc < 0 && id)
+        return bq_fail(e, rc, "could not encode %s record %" PRIu64 ": %s", r->name, *id,
+                       why.msg);
     if (rc < 0)
-        return bq_fail(e, rc, "could not encode Job record %" PRIu64 ": %s", j->id, why.msg);
+        return bq_fail(e, rc, "could not encode %s record: %s", r->name, why.msg);
     return 0;
+}
+
+/* Decode a record of kind r into the C value c of size bytes; c is zeroed on failure. */
+static int codec_record_decode(const codec_record_t *r, const uint8_t *buf, size_t len, void *c,
+                               size_t size, bq_errbuf_t *e)
+{
+    ProtobufCMessage *msg;
+    bq_errbuf_t why;
+    memset(c, 0, size);
+    int rc = codec_unpack(r->desc, buf, len, &msg, &why);
+    if (rc == 0) {
+        rc = r->from_pb(msg, c, &why);
+        protobuf_c_message_free_unpacked(msg, NULL);
+    }
+    if (rc < 0) {
+        memset(c, 0, size);
+        return bq_fail(e, rc, "could not decode %s record: %s", r->name, why.msg);
+    }
+    return 0;
+}
+
+int proto_job_encode(const bq_job_t *j, uint8_t **buf, size_t *len, bq_errbuf_t *e)
+{
+    return codec_record_encode(&codec_rec_job, j, &j->id, buf, len, e);
 }
 
 int proto_job_decode(const uint8_t *buf, size_t len, bq_job_t *j, bq_errbuf_t *e)
 {
-    ProtobufCMessage *msg;
-    bq_errbuf_t why;
-    memset(j, 0, sizeof *j);
-    int rc = codec_unpack(&barque__job__descriptor, buf, len, &msg, &why);
-    if (rc == 0) {
-        rc = codec_job_from_pb((const Barque__Job *)msg, j, &why);
-        protobuf_c_message_free_unpacked(msg, NULL);
-    }
-    if (rc < 0) {
-        memset(j, 0, sizeof *j);
-        return bq_fail(e, rc, "could not decode Job record: %s", why.msg);
-    }
-    return 0;
+    return codec_record_decode(&codec_rec_job, buf, len, j, sizeof *j, e);
 }
 
 int proto_worker_encode(const bq_worker_t *w, uint8_t **buf, size_t *len, bq_errbuf_t *e)
 {
-    Barque__Worker pb;
-    bq_errbuf_t why;
-    int rc = codec_worker_to_pb(w, &pb, &why);
-    if (rc == 0)
-        rc = codec_pack(&pb.base, buf, len, &why);
-    if (rc < 0)
-        return bq_fail(e, rc, "could not encode Worker record: %s", why.msg);
-    return 0;
+    return codec_record_encode(&codec_rec_worker, w, NULL, buf, len, e);
 }
 
 int proto_worker_decode(const uint8_t *buf, size_t len, bq_worker_t *w, bq_errbuf_t *e)
 {
-    ProtobufCMessage *msg;
-    bq_errbuf_t why;
-    memset(w, 0, sizeof *w);
-    int rc = codec_unpack(&barque__worker__descriptor, buf, len, &msg, &why);
-    if (rc == 0) {
-        rc = codec_worker_from_pb((const Barque__Worker *)msg, w, &why);
-        protobuf_c_message_free_unpacked(msg, NULL);
-    }
-    if (rc < 0) {
-        memset(w, 0, sizeof *w);
-        return bq_fail(e, rc, "could not decode Worker record: %s", why.msg);
-    }
-    return 0;
+    return codec_record_decode(&codec_rec_worker, buf, len, w, sizeof *w, e);
 }
 
 int proto_cluster_encode(const bq_cluster_t *c, uint8_t **buf, size_t *len, bq_errbuf_t *e)
 {
-    Barque__Cluster pb;
-    bq_errbuf_t why;
-    int rc = codec_cluster_to_pb(c, &pb, &why);
-    if (rc == 0)
-        rc = codec_pack(&pb.base, buf, len, &why);
-    if (rc < 0)
-        return bq_fail(e, rc, "could not encode Cluster record: %s", why.msg);
-    return 0;
+    return codec_record_encode(&codec_rec_cluster, c, NULL, buf, len, e);
 }
 
 int proto_cluster_decode(const uint8_t *buf, size_t len, bq_cluster_t *c, bq_errbuf_t *e)
 {
-    ProtobufCMessage *msg;
-    bq_errbuf_t why;
-    memset(c, 0, sizeof *c);
-    int rc = codec_unpack(&barque__cluster__descriptor, buf, len, &msg, &why);
-    if (rc == 0) {
-        rc = codec_cluster_from_pb((const Barque__Cluster *)msg, c, &why);
-        protobuf_c_message_free_unpacked(msg, NULL);
-    }
-    if (rc < 0) {
-        memset(c, 0, sizeof *c);
-        return bq_fail(e, rc, "could not decode Cluster record: %s", why.msg);
-    }
-    return 0;
+    return codec_record_decode(&codec_rec_cluster, buf, len, c, sizeof *c, e);
 }
 
 /* ---- messages ------------------------------------------------------------------------ */
