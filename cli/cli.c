@@ -24,6 +24,7 @@ enum {
     OPT_DIR = 1 << 2,
     OPT_WAIT_TIMEOUT = 1 << 3,
     OPT_WAIT = 1 << 4,
+    OPT_COUNT = 1 << 5,
 };
 
 typedef struct {
@@ -34,6 +35,7 @@ typedef struct {
     const char *dir;
     int64_t timeout_ms;      /* coordinator must answer within; 0 = config's */
     int64_t wait_timeout_ms; /* a job must finish within */
+    uint32_t count;          /* jobs to create at once */
     int help;
     int nargs;
     const char *args[8];
@@ -392,6 +394,9 @@ static int verb_job_sleep(cli_t *c)
         return err_usage("job sleep: site name too long");
     if (bq_duration_parse(c->o->args[1], &req.sleep_ms) != 0)
         return err_usage("job sleep: %s is not a duration (e.g. 500ms, 5s)", c->o->args[1]);
+    req.count = c->o->count;
+    if (req.count > 1 && c->o->wait)
+        return err_usage("job sleep: --wait waits for one job; leave it out with --count");
     uint64_t id = 0;
     int rc = submit(c, &req, &id);
     if (rc)
@@ -426,15 +431,16 @@ static const verb_t verbs[] = {
     {"clusters", 0, 0, OPT_JSON, verb_clusters, "clusters [--json]",
      "The clusters in the coordinator's config and their sites."},
     {"jobs", 0, 0, OPT_JSON | OPT_ALL, verb_jobs, "jobs [--all] [--json]",
-     "Queued and running jobs; with --all, finished ones too (the newest 5,000)."},
+     "Queued and running jobs; with --all, finished ones too (the newest 1,000)."},
     {"job show", 1, 1, OPT_JSON, verb_job_show, "job show ID [--json]",
      "Everything the catalog holds about one job."},
     {"job cancel", 1, 1, OPT_JSON, verb_job_cancel, "job cancel ID [--json]",
      "Cancel a queued job at once, or ask the worker running it to stop."},
-    {"job sleep", 2, 2, OPT_JSON | OPT_WAIT | OPT_WAIT_TIMEOUT, verb_job_sleep,
-     "job sleep SITE DURATION [--wait] [--wait-timeout SEC] [--json]",
+    {"job sleep", 2, 2, OPT_JSON | OPT_WAIT | OPT_WAIT_TIMEOUT | OPT_COUNT, verb_job_sleep,
+     "job sleep SITE DURATION [--count N] [--wait] [--wait-timeout SEC] [--json]",
      "Diagnostic: queue a job that holds a worker slot at SITE for DURATION (e.g. 5s).\n"
-     "Proves dispatch, leases and failover without touching a database."},
+     "Proves dispatch, leases and failover without touching a database. --count N queues\n"
+     "N such jobs in one request (1..100000); the job id printed is the last one's."},
     {"check", 1, 1, OPT_JSON | OPT_WAIT_TIMEOUT, verb_check, "check CLUSTER [--wait-timeout SEC] [--json]",
      "Run a check job on a worker at the cluster's site: connection, server version, system\n"
      "identifier, wal_level, archive_mode, max_wal_senders, replication slots and whether the\n"
@@ -485,6 +491,14 @@ int cli_main(int argc, char **argv)
         } else if (strcmp(a, "--wait") == 0) {
             o.wait = 1;
             seen |= OPT_WAIT;
+        } else if (strcmp(a, "--count") == 0) {
+            char *end;
+            unsigned long v = val ? strtoul(val, &end, 10) : 0;
+            if (!val || *end || v < 1 || v > 100000 || val[0] == '-')
+                return err_usage("--count needs a number from 1 to 100000");
+            o.count = (uint32_t)v;
+            seen |= OPT_COUNT;
+            i++;
         } else if (strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0 || strcmp(a, "--dir") == 0 ||
                    strcmp(a, "--timeout") == 0 || strcmp(a, "--wait-timeout") == 0) {
             if (!val)

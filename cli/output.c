@@ -205,11 +205,8 @@ static size_t status_sites(const bq_msg_cli_reply_t *r, site_sum_t *sums, size_t
 
 static void status_counts(const bq_msg_cli_reply_t *r, int *queued, int *running)
 {
-    *queued = *running = 0;
-    for (size_t i = 0; i < r->njobs; i++) {
-        *queued += r->jobs[i].state == BQ_JOB_QUEUED;
-        *running += r->jobs[i].state == BQ_JOB_ASSIGNED || r->jobs[i].state == BQ_JOB_RUNNING;
-    }
+    *queued = (int)r->jobs_queued;
+    *running = (int)r->jobs_running;
 }
 
 void out_status_text(FILE *f, const char *coordinator, const bq_msg_cli_reply_t *r)

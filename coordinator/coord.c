@@ -23,7 +23,8 @@
 #define TICK_MS 100
 #define PERSIST_SEEN_MS 10000
 #define READER_CHECK_MS 60000
-#define JOBS_LIST_MAX 5000
+#define JOBS_LIST_MAX 1000 /* jobs --all: the newest this many */
+#define JOBS_CREATE_MAX 100000
 
 typedef struct {
     bq_worker_t rec;          /* as last persisted or reported */
@@ -621,6 +622,7 @@ typedef struct {
     bq_msg_cli_reply_t *r;
     int all;
     size_t cap;
+    uint64_t seen; /* jobs offered to the list: with --all, a ring of the newest kept */
     int err;
 } list_ctx_t;
 
@@ -629,20 +631,38 @@ static int list_job(const bq_job_t *j, void *arg)
     list_ctx_t *l = arg;
     if (!l->all && bq_job_state_terminal(j->state))
         return 0;
-    if (l->r->njobs == l->cap) {
-        if (l->all && l->cap >= JOBS_LIST_MAX) {
-            /* keep the newest: drop the oldest */
-            memmove(&l->r->jobs[0], &l->r->jobs[1], (l->cap - 1) * sizeof *l->r->jobs);
-            l->r->njobs--;
-        } else if (grow((void **)&l->r->jobs, &l->cap, l->cap + 1, sizeof *l->r->jobs)) {
+    size_t slot = (size_t)(l->seen++ % JOBS_LIST_MAX);
+    if (slot >= l->r->njobs) {
+        if (grow((void **)&l->r->jobs, &l->cap, l->r->njobs + 1, sizeof *l->r->jobs)) {
             l->err = BQ_E_NOMEM;
             return 1;
         }
+        l->r->njobs++;
     }
-    l->r->jobs[l->r->njobs] = *j;
-    l->r->jobs[l->r->njobs].conninfo[0] = '\0'; /* may carry a password */
-    l->r->njobs++;
+    l->r->jobs[slot] = *j; /* past JOBS_LIST_MAX, overwrites the oldest */
+    l->r->jobs[slot].conninfo[0] = '\0'; /* may carry a password */
     return 0;
+}
+
+static void jobs_reverse(bq_job_t *a, size_t n)
+{
+    static bq_job_t tmp;
+    for (size_t i = 0; i < n / 2; i++) {
+        tmp = a[i];
+        a[i] = a[n - 1 - i];
+        a[n - 1 - i] = tmp;
+    }
+}
+
+/* Put a full ring back in id order: the oldest sits at seen % JOBS_LIST_MAX. */
+static void list_jobs_unring(list_ctx_t *l)
+{
+    size_t n = l->r->njobs, start = (size_t)(l->seen % JOBS_LIST_MAX);
+    if (l->seen <= JOBS_LIST_MAX || start == 0)
+        return;
+    jobs_reverse(l->r->jobs, start);
+    jobs_reverse(l->r->jobs + start, n - start);
+    jobs_reverse(l->r->jobs, n);
 }
 
 static int list_cluster(const bq_cluster_t *cl, void *arg)
@@ -750,9 +770,14 @@ static void on_cli(coord_t *c, const bq_peer_t *from, bq_msg_t *m)
             if (rc == 0)
                 rc = catalog_site_each(rt, list_site, &l, &e);
         }
+        for (size_t i = 0; i < c->njobs; i++) {
+            r->jobs_queued += c->jobs[i].state == BQ_JOB_QUEUED;
+            r->jobs_running += c->jobs[i].state == BQ_JOB_ASSIGNED || c->jobs[i].state == BQ_JOB_RUNNING;
+        }
         if (rc == 0 && (status || strcmp(q->verb, "jobs") == 0)) {
             l.cap = 0;
             rc = catalog_job_each(rt, list_job, &l, &e);
+            list_jobs_unring(&l);
         }
         if (rc == 0 && l.err)
             rc = bq_fail(&e, l.err, "out of memory listing");
@@ -809,7 +834,9 @@ static void on_cli(coord_t *c, const bq_peer_t *from, bq_msg_t *m)
             rc = bq_fail(&e, BQ_E_NOTFOUND, "no site %s in the coordinator's config", site);
         else if (q->sleep_ms < 0 || q->sleep_ms > 86400000)
             rc = bq_fail(&e, BQ_E_USAGE, "sleep must be 0..86400000 ms");
-        else
+        else if (q->count > JOBS_CREATE_MAX || (check && q->count > 1))
+            rc = bq_fail(&e, BQ_E_USAGE, "count must be 1..%d (and 1 for check)", JOBS_CREATE_MAX);
+        for (uint32_t k = 0; rc == 0 && k < (q->count ? q->count : 1); k++)
             rc = job_create(c, check ? BQ_JOB_CHECK : BQ_JOB_SLEEP, cl ? cl->name : "", site,
                             q->sleep_ms, &r->job_id, &e);
     } else {
@@ -899,16 +926,20 @@ static int load_job(const bq_job_t *j, void *arg)
     return job_index_add(c, j);
 }
 
-/* Rebuild the in-memory index from the catalog (at start, and after a failed batch). */
-static int coord_load(coord_t *c, bq_errbuf_t *e)
+/* Rebuild the in-memory index from the catalog: workers and jobs at start; after a failed
+ * batch only the jobs (the workers' connections and heartbeats are still what they were). */
+static int coord_load(coord_t *c, int jobs_only, bq_errbuf_t *e)
 {
     catalog_txn_t *t = NULL;
-    c->nworkers = 0;
     c->njobs = 0;
+    for (size_t i = 0; i < c->nworkers; i++)
+        c->workers[i].assigned = 0;
     int rc = catalog_txn_begin(c->cat, 0, &t, e);
-    if (rc == 0)
+    if (rc == 0 && !jobs_only) {
+        c->nworkers = 0;
         rc = catalog_worker_each(t, load_worker, c, e);
-    for (size_t i = 0; rc == 0 && i < c->nworkers; i++)
+    }
+    for (size_t i = 0; rc == 0 && !jobs_only && i < c->nworkers; i++)
         c->workers[i].rec.online = 0;
     if (rc == 0)
         rc = catalog_job_each(t, load_job, c, e);
@@ -1003,7 +1034,7 @@ int coord_new(const bq_coord_config_t *cfg, int skip_zap, coord_t **out, bq_errb
     if (rc == 0)
         rc = coord_sync_config(c, e);
     if (rc == 0)
-        rc = coord_load(c, e);
+        rc = coord_load(c, 0, e);
     if (rc == 0)
         rc = proto_ctx_new(&c->ctx, e);
     if (rc == 0 && !skip_zap) {
@@ -1070,6 +1101,18 @@ static void batch_finish(coord_t *c)
     if (c->batch_failed) {
         bq_error(COMP, 0, "catalog write failed, nothing of the last %zu replies was recorded: %s",
                  c->nout, c->batch_err.msg);
+        /* Grow now (no transaction is open), and tell the requester what it means. */
+        if (c->batch_failed == BQ_E_MAPFULL) {
+            char why[BQ_ERRMSG_MAX];
+            snprintf(why, sizeof why, "%s", c->batch_err.msg);
+            if (catalog_grow(c->cat, &e) != 0) {
+                bq_error(COMP, 0, "%s", e.msg);
+                snprintf(c->batch_err.msg, sizeof c->batch_err.msg, "%s; %s", why, e.msg);
+            } else {
+                snprintf(c->batch_err.msg, sizeof c->batch_err.msg,
+                         "%s; the catalog map has been grown: retry", why);
+            }
+        }
     }
     for (size_t i = 0; i < c->nout; i++) {
         out_msg_t *o = &c->out[i];
@@ -1093,11 +1136,8 @@ static void batch_finish(coord_t *c)
     }
     c->nout = 0;
     if (c->batch_failed) {
-        int failed = c->batch_failed;
         c->batch_failed = 0;
-        if (failed == BQ_E_MAPFULL && catalog_grow(c->cat, &e) != 0)
-            bq_error(COMP, 0, "%s", e.msg);
-        if (coord_load(c, &e) != 0)
+        if (coord_load(c, 1, &e) != 0)
             bq_error(COMP, 0, "could not reload the catalog: %s", e.msg);
     } else {
         job_index_compact(c);

@@ -840,6 +840,7 @@ static int codec_body_to_pb(codec_arena_t *a, const bq_msg_t *m, ProtobufCMessag
         pb->job_id = c->job_id;
         pb->all = !!c->all;
         pb->sleep_ms = c->sleep_ms;
+        pb->count = c->count;
         *out = &pb->base;
         return 0;
     }
@@ -857,6 +858,8 @@ static int codec_body_to_pb(codec_arena_t *a, const bq_msg_t *m, ProtobufCMessag
             return rc;
         pb->code = c->code;
         pb->job_id = c->job_id;
+        pb->jobs_queued = c->jobs_queued;
+        pb->jobs_running = c->jobs_running;
         if (c->nworkers) {
             Barque__Worker *rows = ARENA_ARRAY(a, c->nworkers, Barque__Worker);
             Barque__Worker **ptrs = ARENA_ARRAY(a, c->nworkers, Barque__Worker *);
@@ -1069,6 +1072,7 @@ static int codec_body_from_pb(const ProtobufCMessage *msg, bq_msg_t *m, bq_errbu
         c->job_id = pb->job_id;
         c->all = !!pb->all;
         c->sleep_ms = pb->sleep_ms;
+        c->count = pb->count;
         return 0;
     }
     case BQ_MSG_CLI_REPLY: {
@@ -1078,6 +1082,8 @@ static int codec_body_from_pb(const ProtobufCMessage *msg, bq_msg_t *m, bq_errbu
             return rc;
         c->code = pb->code;
         c->job_id = pb->job_id;
+        c->jobs_queued = pb->jobs_queued;
+        c->jobs_running = pb->jobs_running;
         if ((rc = codec_rows_limit(pb->n_workers, "workers", e)) < 0 ||
             (rc = codec_rows_limit(pb->n_clusters, "clusters", e)) < 0 ||
             (rc = codec_rows_limit(pb->n_jobs, "jobs", e)) < 0 ||

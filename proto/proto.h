@@ -79,6 +79,7 @@ typedef struct {
     int all;
     char site[BQ_NAME_MAX];
     int64_t sleep_ms;
+    uint32_t count; /* jobs to create at once (sleep only); 0 means 1 */
 } bq_msg_cli_request_t;
 
 typedef struct {
@@ -90,6 +91,7 @@ typedef struct {
     bq_job_t *jobs;
     char (*sites)[BQ_NAME_MAX];
     uint64_t job_id;
+    uint64_t jobs_queued, jobs_running; /* status: over all active jobs */
 } bq_msg_cli_reply_t;
 
 typedef struct {

@@ -16,7 +16,8 @@
 
 #define COMP "worker"
 #define INPROC "bq-worker-jobs"
-#define SHUTDOWN_GRACE_MS 10000
+#define SHUTDOWN_GRACE_MS 10000 /* for running jobs to stop */
+#define SHUTDOWN_ACK_MS 2000    /* then for the coordinator to acknowledge their results */
 #define RESULT_RESEND_MS 2000
 
 typedef struct job_thread {
@@ -345,7 +346,14 @@ int worker_run(worker_t *w, volatile sig_atomic_t *stop, volatile sig_atomic_t *
             for (job_thread_t *t = w->threads; t; t = t->next)
                 atomic_store(&t->cancel, 2);
         }
-        if (stop_deadline && ((running_count(w) == 0 && !w->pending) || now > stop_deadline))
+        if (stop_deadline && running_count(w) == 0 &&
+            (!w->pending || now > stop_deadline - SHUTDOWN_GRACE_MS + SHUTDOWN_ACK_MS)) {
+            if (w->pending)
+                bq_warn(COMP, 0, "stopping with unacknowledged results: the coordinator re-runs "
+                        "those jobs when their leases expire");
+            break;
+        }
+        if (stop_deadline && now > stop_deadline)
             break;
         if (*reload) {
             *reload = 0;
