@@ -4,9 +4,11 @@
 
 #include "clock.h"
 #include "config.h"
+#include "fsutil.h"
 #include "keys.h"
 #include "output.h"
 #include "proto.h"
+#include "store_keys.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -25,6 +27,7 @@ enum {
     OPT_WAIT_TIMEOUT = 1 << 3,
     OPT_WAIT = 1 << 4,
     OPT_COUNT = 1 << 5,
+    OPT_STORE_KEY = 1 << 6,
 };
 
 typedef struct {
@@ -36,6 +39,7 @@ typedef struct {
     int64_t timeout_ms;      /* coordinator must answer within; 0 = config's */
     int64_t wait_timeout_ms; /* a job must finish within */
     uint32_t count;          /* jobs to create at once */
+    int store_key;           /* keygen: a store master key instead of a CURVE pair */
     int help;
     int nargs;
     const char *args[8];
@@ -174,8 +178,24 @@ static int verb_keygen(cli_t *c)
     const char *dir = c->o->dir ? c->o->dir : ".";
     if (!bq_name_valid(name))
         return err_usage("keygen: %s is not a valid name (1-63 of A-Z a-z 0-9 _ . -)", name);
-    bq_keypair_t kp;
     bq_errbuf_t e;
+    if (c->o->store_key) {
+        char path[PATH_MAX + 80];
+        snprintf(path, sizeof path, "%s/%s.storekey", dir, name);
+        int rc = bq_mkdir_p(dir, 0700, &e);
+        if (rc == 0)
+            rc = store_master_key_generate(path, NULL, &e);
+        if (rc)
+            return fail(rc, e.msg);
+        if (c->o->json)
+            out_json_print(stdout, json_pack("{s:s}", "store_key_file", path));
+        else
+            printf("wrote %s (store master key, mode 0600): name it in store_key_file = of each "
+                   "worker's [worker] section; keep a copy somewhere safe: without it no backup "
+                   "can be read\n", path);
+        return 0;
+    }
+    bq_keypair_t kp;
     if (bq_keypair_generate(&kp) != 0)
         return fail(BQ_E_KEY, "keygen: could not generate a key pair");
     int rc = bq_keypair_write(dir, name, &kp, &e);
@@ -421,9 +441,12 @@ static int verb_job_sleep(cli_t *c)
 }
 
 static const verb_t verbs[] = {
-    {"keygen", 1, 1, OPT_DIR | OPT_JSON, verb_keygen, "keygen NAME [--dir DIR]",
+    {"keygen", 1, 1, OPT_DIR | OPT_JSON | OPT_STORE_KEY, verb_keygen,
+     "keygen NAME [--store-key] [--dir DIR]",
      "Write NAME.key (CURVE secret key, mode 0600) and NAME.pub (its public key, Z85) into DIR\n"
-     "(default: the current directory). Refuses to overwrite existing files."},
+     "(default: the current directory). With --store-key, write NAME.storekey instead: the\n"
+     "deployment's store master key (mode 0600), which wraps the keys that encrypt backups.\n"
+     "Refuses to overwrite existing files."},
     {"status", 0, 0, OPT_JSON, verb_status, "status [--json]",
      "Workers online/offline per site, clusters, queued and running jobs."},
     {"workers", 0, 0, OPT_JSON, verb_workers, "workers [--json]",
@@ -488,6 +511,9 @@ int cli_main(int argc, char **argv)
         } else if (strcmp(a, "--all") == 0) {
             o.all = 1;
             seen |= OPT_ALL;
+        } else if (strcmp(a, "--store-key") == 0) {
+            o.store_key = 1;
+            seen |= OPT_STORE_KEY;
         } else if (strcmp(a, "--wait") == 0) {
             o.wait = 1;
             seen |= OPT_WAIT;

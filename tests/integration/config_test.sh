@@ -102,4 +102,14 @@ out=$("$BQ_BIN_COORDINATOR" -c bad12.conf --check-config 2>&1) || true
 assert_contains "$out" "has mode 0644"
 assert_contains "$out" "chmod 600"
 assert_not_contains "$out" "$(cat keys/loose.key)"
+# keygen --store-key: a 0600 master key file, never overwritten
+"$BQ_BIN_CLI" keygen prod --store-key --dir skeys >/dev/null
+assert_eq 600 "$(stat -c %a skeys/prod.storekey)" "mode of the store key file"
+grep -Eq '^barque-store-key-1:.{40}$' skeys/prod.storekey || fail "store key file format"
+before=$(cat skeys/prod.storekey)
+rc=0
+out=$("$BQ_BIN_CLI" keygen prod --store-key --dir skeys 2>&1) || rc=$?
+assert_eq 1 "$rc" "exit status of keygen over an existing store key"
+assert_contains "$out" "already exists"
+assert_eq "$before" "$(cat skeys/prod.storekey)" "store key after a refused keygen"
 echo "config_test: OK ($n bad configs)"
