@@ -1,0 +1,634 @@
+/* The store's WAL area (store/wal.h): archive rules, names, damage. */
+#include "fsutil.h"
+#include "wal.h"
+
+#include <setjmp.h>
+#include <sodium.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#define MIB ((size_t)1 << 20)
+#define SEG (16 * MIB)
+#define SEGNAME "000000010000000000000001"
+
+typedef struct {
+    char root[256];
+    uint8_t idkey[STORE_KEY_BYTES];
+    store_datakey_t dk;
+    store_chunk_ctx_t *ctx;
+} fixture_t;
+
+static uint64_t rng_state = 0x853c49e6748fea9bULL;
+static uint64_t rng(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+/* WAL-like: mostly zero pages with some record-ish text. */
+static void fill_text(uint8_t *p, size_t len)
+{
+    static const char row[] = "INSERT INTO t VALUES (1234, 'barque');";
+    memset(p, 0, len);
+    for (size_t i = 0; i < len / 2; i++)
+        p[i] = (uint8_t)row[i % (sizeof row - 1)];
+    for (size_t i = 0; i + 8 < len; i += 4093)
+        p[i] = (uint8_t)rng();
+}
+
+static void fill_random(uint8_t *p, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        p[i] = (uint8_t)rng();
+}
+
+static int setup(void **state)
+{
+    fixture_t *f = calloc(1, sizeof *f);
+    if (!f || sodium_init() < 0)
+        return -1;
+    const char *tmp = getenv("TMPDIR");
+    snprintf(f->root, sizeof f->root, "%s/wal_test.XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(f->root))
+        return -1;
+    randombytes_buf(f->idkey, sizeof f->idkey);
+    f->dk.id = 0x2a;
+    randombytes_buf(f->dk.key, sizeof f->dk.key);
+    bq_errbuf_t e = {{0}};
+    if (store_chunk_ctx_new(f->idkey, &f->ctx, &e) != 0)
+        return -1;
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture_t *f = *state;
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->root);
+    int rc = system(cmd);
+    store_chunk_ctx_destroy(&f->ctx);
+    free(f);
+    return rc == 0 ? 0 : -1;
+}
+
+/* Key lookup: arg is the one key it knows. */
+static int lookup(void *arg, uint32_t key_id, store_datakey_t *out, bq_errbuf_t *e)
+{
+    const store_datakey_t *dk = arg;
+    if (key_id != dk->id)
+        return bq_fail(e, BQ_E_NOTFOUND, "no data key %08x", (unsigned)key_id);
+    *out = *dk;
+    return 0;
+}
+
+static void path_of(const fixture_t *f, const char *name, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s/wal/%.8s/%s", f->root, name, name);
+}
+
+static uint8_t *read_all(const char *path, size_t *len)
+{
+    char *buf = NULL;
+    bq_errbuf_t e = {{0}};
+    if (bq_file_read_small(path, 64 * MIB, &buf, len, &e) != 0)
+        fail_msg("could not read %s: %s", path, e.msg);
+    return (uint8_t *)buf;
+}
+
+static void write_all(const char *path, const void *data, size_t len)
+{
+    bq_errbuf_t e = {{0}};
+    if (bq_file_write_durable(path, data, len, 0600, 0, &e) != 0)
+        fail_msg("could not write %s: %s", path, e.msg);
+}
+
+static void sha_hex(const void *data, size_t len, char out[65])
+{
+    uint8_t sha[32];
+    crypto_hash_sha256(sha, data, len);
+    sodium_bin2hex(out, 65, sha, sizeof sha);
+}
+
+static void put_ok(fixture_t *f, store_comp_t comp, size_t seg, const char *name,
+                   const void *data, size_t len)
+{
+    bq_errbuf_t e = {{0}};
+    int rc = store_wal_put(f->root, f->ctx, &f->dk, comp, 0, seg, name, data, len, &e);
+    if (rc != 0)
+        fail_msg("put %s: %s", name, e.msg);
+}
+
+/* Get name and compare with data. */
+static void get_same(fixture_t *f, const char *name, const void *data, size_t len)
+{
+    bq_errbuf_t e = {{0}};
+    size_t cap = len ? len : 1, got = 0;
+    uint8_t *out = malloc(cap);
+    assert_non_null(out);
+    int rc = store_wal_get(f->root, f->ctx, lookup, &f->dk, name, out, cap, &got, &e);
+    if (rc != 0)
+        fail_msg("get %s: %s", name, e.msg);
+    assert_int_equal(got, len);
+    if (len)
+        assert_true(memcmp(out, data, len) == 0);
+    uint64_t slen = 0;
+    uint8_t sha[32], want[32];
+    assert_int_equal(store_wal_stat(f->root, name, &slen, sha, &e), 0);
+    assert_int_equal(slen, len);
+    crypto_hash_sha256(want, data, len);
+    assert_memory_equal(sha, want, 32);
+    free(out);
+}
+
+static void test_segment_16m(void **state)
+{
+    fixture_t *f = *state;
+    uint8_t *data = malloc(SEG);
+    assert_non_null(data);
+    char path[512];
+
+    fill_text(data, SEG);
+    put_ok(f, STORE_COMP_ZSTD, SEG, SEGNAME, data, SEG);
+    get_same(f, SEGNAME, data, SEG);
+    struct stat st;
+    path_of(f, SEGNAME, path, sizeof path);
+    assert_int_equal(stat(path, &st), 0);
+    assert_true((size_t)st.st_size < SEG / 4); /* compressed */
+    assert_int_equal(st.st_mode & 0777, 0600);
+
+    fill_random(data, SEG);
+    put_ok(f, STORE_COMP_LZ4, SEG, "000000010000000000000002", data, SEG);
+    get_same(f, "000000010000000000000002", data, SEG);
+    path_of(f, "000000010000000000000002", path, sizeof path);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal((size_t)st.st_size, STORE_WAL_HEADER_BYTES + STORE_WAL_PIECE_HEADER_BYTES +
+                                             STORE_CHUNK_OVERHEAD + SEG);
+    free(data);
+}
+
+/* A 64 MiB segment is sealed as 4 pieces (mostly zeros: cheap). */
+static void test_segment_pieces(void **state)
+{
+    fixture_t *f = *state;
+    size_t seg = 64 * MIB;
+    uint8_t *data = calloc(1, seg);
+    assert_non_null(data);
+    for (size_t i = 0; i < seg; i += 8191)
+        data[i] = (uint8_t)rng();
+    put_ok(f, STORE_COMP_ZSTD, seg, "000000030000000A00000003", data, seg);
+    get_same(f, "000000030000000A00000003", data, seg);
+    /* too small a buffer */
+    bq_errbuf_t e = {{0}};
+    size_t got = 0;
+    assert_int_equal(store_wal_get(f->root, f->ctx, lookup, &f->dk, "000000030000000A00000003",
+                                   data, seg - 1, &got, &e),
+                     BQ_E_TOOBIG);
+    free(data);
+}
+
+static void test_small_files(void **state)
+{
+    fixture_t *f = *state;
+    uint8_t *data = malloc(SEG);
+    assert_non_null(data);
+    fill_text(data, 123457);
+    put_ok(f, STORE_COMP_ZSTD, SEG, SEGNAME ".partial", data, 123457);
+    get_same(f, SEGNAME ".partial", data, 123457);
+    put_ok(f, STORE_COMP_NONE, SEG, "000000010000000000000009.partial", data, 0);
+    get_same(f, "000000010000000000000009.partial", data, 0);
+
+    const char *hist = "1\t0/3000000\tno recovery target specified\n";
+    put_ok(f, STORE_COMP_ZSTD, SEG, "00000002.history", hist, strlen(hist));
+    get_same(f, "00000002.history", hist, strlen(hist));
+
+    const char *label = "START WAL LOCATION: 0/2000028 (file 000000010000000000000002)\n"
+                        "STOP WAL LOCATION: 0/2000100 (file 000000010000000000000002)\n";
+    put_ok(f, STORE_COMP_LZ4, SEG, "000000010000000000000002.00000028.backup", label,
+           strlen(label));
+    get_same(f, "000000010000000000000002.00000028.backup", label, strlen(label));
+
+    /* the smallest segment size */
+    fill_random(data, MIB);
+    put_ok(f, STORE_COMP_ZSTD, MIB, "0000000100000000000003FF", data, MIB);
+    get_same(f, "0000000100000000000003FF", data, MIB);
+    free(data);
+}
+
+static void test_same_twice(void **state)
+{
+    fixture_t *f = *state;
+    size_t len = 200000;
+    uint8_t *data = malloc(len);
+    assert_non_null(data);
+    fill_text(data, len);
+    const char *name = "00000001000000000000000A.partial";
+    put_ok(f, STORE_COMP_ZSTD, SEG, name, data, len);
+    char path[512];
+    path_of(f, name, path, sizeof path);
+    struct stat st1, st2;
+    size_t n1, n2;
+    assert_int_equal(stat(path, &st1), 0);
+    uint8_t *b1 = read_all(path, &n1);
+
+    put_ok(f, STORE_COMP_ZSTD, SEG, name, data, len); /* the nonce would differ if rewritten */
+    assert_int_equal(stat(path, &st2), 0);
+    uint8_t *b2 = read_all(path, &n2);
+    assert_int_equal(st1.st_ino, st2.st_ino);
+    assert_int_equal(n1, n2);
+    assert_memory_equal(b1, b2, n1);
+    get_same(f, name, data, len);
+    free(b1);
+    free(b2);
+    free(data);
+}
+
+typedef struct {
+    uint32_t tli;
+    char name[STORE_WAL_NAME_MAX];
+} seen_t;
+
+typedef struct {
+    seen_t v[32];
+    size_t n;
+} seen_list_t;
+
+static int collect(uint32_t tli, const char *name, void *arg)
+{
+    seen_list_t *s = arg;
+    if (s->n < 32) {
+        s->v[s->n].tli = tli;
+        snprintf(s->v[s->n].name, sizeof s->v[s->n].name, "%s", name);
+    }
+    s->n++;
+    return 0;
+}
+
+static void test_conflict(void **state)
+{
+    fixture_t *f = *state;
+    size_t len = 100000;
+    uint8_t *a = malloc(len), *b = malloc(len);
+    assert_non_null(a);
+    assert_non_null(b);
+    fill_text(a, len);
+    memcpy(b, a, len);
+    b[len / 2] ^= 1;
+    const char *name = "000000010000000000000005.partial";
+    put_ok(f, STORE_COMP_ZSTD, SEG, name, a, len);
+    char path[512];
+    path_of(f, name, path, sizeof path);
+    size_t n1, n2;
+    uint8_t *before = read_all(path, &n1);
+
+    char ha[65], hb[65];
+    sha_hex(a, len, ha);
+    sha_hex(b, len, hb);
+    char cpath[600], want[1024];
+    snprintf(cpath, sizeof cpath, "%s.conflict-%.16s", path, hb);
+    snprintf(want, sizeof want,
+             "could not archive WAL file %s: %s holds other content (stored sha256 %s, new "
+             "sha256 %s); the new content is kept in %s",
+             name, path, ha, hb, cpath);
+    for (int round = 0; round < 2; round++) { /* archive_command retries */
+        bq_errbuf_t e = {{0}};
+        assert_int_equal(store_wal_put(f->root, f->ctx, &f->dk, STORE_COMP_ZSTD, 0, SEG, name, b,
+                                       len, &e),
+                         BQ_E_EXISTS);
+        assert_string_equal(e.msg, want);
+        uint8_t *after = read_all(path, &n2);
+        assert_int_equal(n1, n2);
+        assert_memory_equal(before, after, n1);
+        free(after);
+        assert_int_equal(access(cpath, F_OK), 0);
+    }
+    get_same(f, name, a, len);
+
+    /* listed as a conflict, not as a WAL file */
+    seen_list_t s = {0};
+    bq_errbuf_t e = {{0}};
+    assert_int_equal(store_wal_list(f->root, collect, &s, &e), 0);
+    assert_int_equal(s.n, 1);
+    assert_string_equal(s.v[0].name, name);
+    memset(&s, 0, sizeof s);
+    assert_int_equal(store_wal_conflicts(f->root, collect, &s, &e), 0);
+    assert_int_equal(s.n, 1);
+    assert_string_equal(s.v[0].name, strrchr(cpath, '/') + 1);
+    assert_int_equal(s.v[0].tli, 1);
+    free(before);
+    free(a);
+    free(b);
+}
+
+typedef struct {
+    const char *name;
+    size_t seg;
+    size_t len;
+    const char *msg;
+} bad_case_t;
+
+static void test_bad_names(void **state)
+{
+    fixture_t *f = *state;
+    static const bad_case_t cases[] = {
+        {"00000001000000000000000a", SEG, SEG,
+         "invalid WAL file name \"00000001000000000000000a\" (not a segment, .partial, .history "
+         "or .backup file name in uppercase hex)"},
+        {"00000001000000000000000", SEG, SEG,
+         "invalid WAL file name \"00000001000000000000000\" (not a segment, .partial, .history "
+         "or .backup file name in uppercase hex)"},
+        {"../x", SEG, 10,
+         "invalid WAL file name \"../x\" (not a segment, .partial, .history or .backup file "
+         "name in uppercase hex)"},
+        {"00000001/../../../etc/x", SEG, 10,
+         "invalid WAL file name \"00000001/../../../etc/x\" (not a segment, .partial, .history "
+         "or .backup file name in uppercase hex)"},
+        {"", SEG, 0, "invalid WAL file name \"\" (empty)"},
+        {"000000010000000000000001.tmp", SEG, 10,
+         "invalid WAL file name \"000000010000000000000001.tmp\" (not a segment, .partial, "
+         ".history or .backup file name in uppercase hex)"},
+        {"00000002.History", SEG, 10,
+         "invalid WAL file name \"00000002.History\" (not a segment, .partial, .history or "
+         ".backup file name in uppercase hex)"},
+        {"000000000000000000000001", SEG, SEG,
+         "invalid WAL file name \"000000000000000000000001\" (timeline 0)"},
+        {SEGNAME, SEG, SEG - 1,
+         "WAL segment 000000010000000000000001 holds 16777215 bytes, not the segment size "
+         "16777216"},
+        {SEGNAME, SEG, 0,
+         "WAL segment 000000010000000000000001 holds 0 bytes, not the segment size 16777216"},
+        {"000000010000000000000100", SEG, SEG,
+         "invalid WAL file name \"000000010000000000000100\" (segment number 00000100 is above "
+         "000000FF for a segment size of 16777216)"},
+        {SEGNAME ".partial", SEG, SEG + 1,
+         "partial WAL segment 000000010000000000000001.partial holds 16777217 bytes, more than "
+         "the segment size 16777216"},
+        {"00000002.history", SEG, MIB + 1,
+         "timeline history file 00000002.history holds 1048577 bytes, more than the limit of "
+         "1048576"},
+        {"000000010000000000000002.00000028.backup", SEG, MIB + 1,
+         "backup history file 000000010000000000000002.00000028.backup holds 1048577 bytes, "
+         "more than the limit of 1048576"},
+        {SEGNAME, 3 * MIB, 3 * MIB,
+         "invalid WAL segment size 3145728 for 000000010000000000000001 (a power of two from 1 "
+         "MiB to 1 GiB)"},
+        {SEGNAME, 512 * 1024, 512 * 1024,
+         "invalid WAL segment size 524288 for 000000010000000000000001 (a power of two from 1 "
+         "MiB to 1 GiB)"},
+        {SEGNAME, 2048 * MIB, 2048 * MIB,
+         "invalid WAL segment size 2147483648 for 000000010000000000000001 (a power of two "
+         "from 1 MiB to 1 GiB)"},
+    };
+    /* Lengths are only checked, never read, except for the small ones. */
+    uint8_t *data = calloc(1, SEG + 1);
+    assert_non_null(data);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const bad_case_t *c = &cases[i];
+        bq_errbuf_t e = {{0}};
+        int rc = store_wal_put(f->root, f->ctx, &f->dk, STORE_COMP_ZSTD, 0, c->seg, c->name, data,
+                               c->len, &e);
+        if (rc != BQ_E_INVAL || strcmp(e.msg, c->msg) != 0)
+            fail_msg("case %zu (%s): rc %d, message \"%s\"", i, c->name, rc, e.msg);
+    }
+    free(data);
+    /* nothing was written */
+    char wal[400];
+    snprintf(wal, sizeof wal, "%s/wal/00000001", f->root);
+    struct stat st;
+    if (stat(wal, &st) == 0) {
+        seen_list_t s = {0};
+        bq_errbuf_t e = {{0}};
+        assert_int_equal(store_wal_list(f->root, collect, &s, &e), 0);
+        assert_int_equal(s.n, 0);
+    }
+    /* and get refuses bad names the same way, never with NOTFOUND */
+    bq_errbuf_t e = {{0}};
+    uint8_t buf[16];
+    size_t got;
+    assert_int_equal(store_wal_get(f->root, f->ctx, lookup, &f->dk, "../x", buf, sizeof buf, &got,
+                                   &e),
+                     BQ_E_INVAL);
+}
+
+static void test_missing(void **state)
+{
+    fixture_t *f = *state;
+    bq_errbuf_t e = {{0}};
+    uint8_t buf[16];
+    size_t got;
+    /* no wal/ at all */
+    assert_int_equal(store_wal_get(f->root, f->ctx, lookup, &f->dk, SEGNAME, buf, sizeof buf,
+                                   &got, &e),
+                     BQ_E_NOTFOUND);
+    seen_list_t s = {0};
+    assert_int_equal(store_wal_list(f->root, collect, &s, &e), 0);
+    assert_int_equal(s.n, 0);
+    /* wal/00000001 exists, the name does not */
+    put_ok(f, STORE_COMP_NONE, SEG, "00000001.history", "x", 1);
+    assert_int_equal(store_wal_get(f->root, f->ctx, lookup, &f->dk, SEGNAME ".partial", buf,
+                                   sizeof buf, &got, &e),
+                     BQ_E_NOTFOUND);
+    char path[512];
+    path_of(f, SEGNAME ".partial", path, sizeof path);
+    assert_non_null(strstr(e.msg, path));
+    assert_int_equal(store_wal_stat(f->root, "00000002.history", NULL, NULL, &e), BQ_E_NOTFOUND);
+}
+
+/* Every byte that matters, flipped, cut or added, is BQ_E_IO naming the file. */
+static void test_damage(void **state)
+{
+    fixture_t *f = *state;
+    size_t len = 70000;
+    uint8_t *data = malloc(len), *out = malloc(len);
+    assert_non_null(data);
+    assert_non_null(out);
+    fill_text(data, len);
+    const char *name = "000000020000000000000007.partial";
+    put_ok(f, STORE_COMP_ZSTD, SEG, name, data, len);
+    char path[512];
+    path_of(f, name, path, sizeof path);
+    size_t n;
+    uint8_t *orig = read_all(path, &n);
+    size_t offsets[] = {0, 7, 8, 39, 40, 47, 48, 48 + 31, 48 + 32, 48 + 35, 48 + 36,
+                        48 + 37, 48 + 41, 48 + 45, n / 2, n - 17, n - 1};
+    for (size_t i = 0; i < sizeof offsets / sizeof offsets[0]; i++) {
+        uint8_t *bad = malloc(n);
+        assert_non_null(bad);
+        memcpy(bad, orig, n);
+        bad[offsets[i]] ^= 0x10;
+        write_all(path, bad, n);
+        bq_errbuf_t e = {{0}};
+        size_t got;
+        int rc = store_wal_get(f->root, f->ctx, lookup, &f->dk, name, out, len, &got, &e);
+        /* a flipped key id names a data key the store does not have: BQ_E_KEY */
+        int want = offsets[i] >= 48 + 37 && offsets[i] < 48 + 41 ? BQ_E_KEY : BQ_E_IO;
+        if (rc != want || !strstr(e.msg, path))
+            fail_msg("flip at %zu: rc %d, message \"%s\"", offsets[i], rc, e.msg);
+        free(bad);
+    }
+    size_t cuts[] = {0, 5, 47, 48, 60, 84, n - 1};
+    for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
+        write_all(path, orig, cuts[i]);
+        bq_errbuf_t e = {{0}};
+        size_t got;
+        int rc = store_wal_get(f->root, f->ctx, lookup, &f->dk, name, out, len, &got, &e);
+        if (rc != BQ_E_IO || !strstr(e.msg, path))
+            fail_msg("cut at %zu: rc %d, message \"%s\"", cuts[i], rc, e.msg);
+    }
+    uint8_t *longer = malloc(n + 1);
+    assert_non_null(longer);
+    memcpy(longer, orig, n);
+    longer[n] = 0;
+    write_all(path, longer, n + 1);
+    bq_errbuf_t e = {{0}};
+    size_t got;
+    assert_int_equal(store_wal_get(f->root, f->ctx, lookup, &f->dk, name, out, len, &got, &e),
+                     BQ_E_IO);
+    assert_non_null(strstr(e.msg, path));
+    /* a damaged stored file is never replaced by a put */
+    write_all(path, orig, 10);
+    assert_int_equal(store_wal_put(f->root, f->ctx, &f->dk, STORE_COMP_ZSTD, 0, SEG, name, data,
+                                   len, &e),
+                     BQ_E_IO);
+    assert_non_null(strstr(e.msg, path));
+    size_t n2;
+    uint8_t *still = read_all(path, &n2);
+    assert_int_equal(n2, 10);
+    free(still);
+    /* restored, it reads again */
+    write_all(path, orig, n);
+    get_same(f, name, data, len);
+    free(longer);
+    free(orig);
+    free(data);
+    free(out);
+}
+
+static int lookup_fail(void *arg, uint32_t key_id, store_datakey_t *out, bq_errbuf_t *e)
+{
+    (void)arg;
+    (void)out;
+    return bq_fail(e, BQ_E_NOTFOUND, "keys/%08x.datakey does not exist", (unsigned)key_id);
+}
+
+static void test_wrong_key(void **state)
+{
+    fixture_t *f = *state;
+    const char *hist = "1\t0/3000000\tno recovery target specified\n";
+    const char *name = "00000002.history";
+    put_ok(f, STORE_COMP_ZSTD, SEG, name, hist, strlen(hist));
+    char path[512];
+    path_of(f, name, path, sizeof path);
+    store_datakey_t other = f->dk;
+    other.key[0] ^= 1;
+    uint8_t out[256];
+    size_t got;
+    bq_errbuf_t e = {{0}};
+    assert_int_equal(store_wal_get(f->root, f->ctx, lookup, &other, name, out, sizeof out, &got,
+                                   &e),
+                     BQ_E_IO);
+    assert_non_null(strstr(e.msg, path));
+    assert_non_null(strstr(e.msg, "authentication failed"));
+    /* a missing data key is never BQ_E_NOTFOUND (that means "not archived") */
+    assert_int_equal(store_wal_get(f->root, f->ctx, lookup_fail, NULL, name, out, sizeof out,
+                                   &got, &e),
+                     BQ_E_KEY);
+    assert_non_null(strstr(e.msg, "keys/0000002a.datakey does not exist"));
+    /* another data key id */
+    other = f->dk;
+    other.id = 0x2b;
+    assert_int_equal(store_wal_get(f->root, f->ctx, lookup, &other, name, out, sizeof out, &got,
+                                   &e),
+                     BQ_E_KEY);
+}
+
+static void test_list(void **state)
+{
+    fixture_t *f = *state;
+    const char *names[] = {
+        "000000020000000000000004", "00000002.history", "000000010000000000000003.partial",
+        "000000010000000000000002", "00000001000000000000000A", "000000010000000000000002.00000028.backup",
+        "0000000A0000000000000001",
+    };
+    uint8_t *seg = calloc(1, MIB);
+    assert_non_null(seg);
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        size_t len = strlen(names[i]) == 24 ? MIB : 10;
+        put_ok(f, STORE_COMP_ZSTD, MIB, names[i], seg, len);
+    }
+    free(seg);
+    /* temp files and strangers are skipped */
+    char junk[512];
+    snprintf(junk, sizeof junk, "%s/wal/00000001/000000010000000000000009.tmp.123", f->root);
+    write_all(junk, "x", 1);
+    snprintf(junk, sizeof junk, "%s/wal/00000001/00000002.history", f->root); /* wrong dir */
+    write_all(junk, "x", 1);
+    snprintf(junk, sizeof junk, "%s/wal/junk", f->root);
+    assert_int_equal(mkdir(junk, 0700), 0);
+
+    seen_list_t s = {0};
+    bq_errbuf_t e = {{0}};
+    assert_int_equal(store_wal_list(f->root, collect, &s, &e), 0);
+    static const seen_t want[] = {
+        {1, "000000010000000000000002"},
+        {1, "000000010000000000000002.00000028.backup"},
+        {1, "000000010000000000000003.partial"},
+        {1, "00000001000000000000000A"},
+        {2, "00000002.history"},
+        {2, "000000020000000000000004"},
+        {10, "0000000A0000000000000001"},
+    };
+    assert_int_equal(s.n, sizeof want / sizeof want[0]);
+    for (size_t i = 0; i < s.n; i++) {
+        assert_int_equal(s.v[i].tli, want[i].tli);
+        assert_string_equal(s.v[i].name, want[i].name);
+    }
+}
+
+static int stop_at_two(uint32_t tli, const char *name, void *arg)
+{
+    (void)tli;
+    (void)name;
+    int *count = arg;
+    return ++*count == 2 ? 7 : 0;
+}
+
+static void test_list_stop(void **state)
+{
+    fixture_t *f = *state;
+    put_ok(f, STORE_COMP_NONE, SEG, "00000002.history", "a", 1);
+    put_ok(f, STORE_COMP_NONE, SEG, "00000003.history", "b", 1);
+    put_ok(f, STORE_COMP_NONE, SEG, "00000004.history", "c", 1);
+    int count = 0;
+    bq_errbuf_t e = {{0}};
+    assert_int_equal(store_wal_list(f->root, stop_at_two, &count, &e), 7);
+    assert_int_equal(count, 2);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_segment_16m, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_segment_pieces, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_small_files, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_same_twice, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_conflict, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_names, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_missing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_damage, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_wrong_key, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_list, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_list_stop, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
