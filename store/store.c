@@ -1,14 +1,25 @@
 #include "store.h"
 
 #include "fsutil.h"
+#include "index.h"
+#include "manifest.h"
+#include "pack.h"
 
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <zstd.h>
 
 #define STORE_MARKER "BARQUE_STORE"
 #define STORE_MARKER_MAX 4096
@@ -109,4 +120,1093 @@ int store_space(const char *dir, uint64_t *free_bytes, uint64_t *total_bytes, bq
     if (total_bytes)
         *total_bytes = (uint64_t)t;
     return 0;
+}
+
+/* ---- the store ---------------------------------------------------------------------------- */
+
+#define STORE_CONF "store.conf"
+#define STORE_CONF_MAX 4096
+#define STORE_INDEX_MAP_MAX ((uint64_t)16 << 30)
+#define STORE_KEY_CACHE_MAX 256
+
+struct store {
+    char dir[PATH_MAX];
+    store_master_t master;
+    uint8_t idkey[STORE_KEY_BYTES];
+    uint32_t chunk_size;
+    store_comp_t comp;
+    int level;
+    store_index_t *idx;
+    int lock_fd;
+};
+
+static int path_join(char *buf, size_t size, const char *dir, const char *name, bq_errbuf_t *e)
+{
+    if (snprintf(buf, size, "%s/%s", dir, name) >= (int)size)
+        return bq_fail(e, BQ_E_INVAL, "store path too long: %s/%s", dir, name);
+    return 0;
+}
+
+static int opts_check(const store_opts_t *o, bq_errbuf_t *e)
+{
+    if (o->chunk_size < STORE_CHUNK_SIZE_ALIGN || o->chunk_size > STORE_CHUNK_RAW_MAX ||
+        o->chunk_size % STORE_CHUNK_SIZE_ALIGN != 0)
+        return bq_fail(e, BQ_E_INVAL, "chunk size %" PRIu32 " is not a multiple of 8 KiB "
+                       "between 8 KiB and 16 MiB", o->chunk_size);
+    switch (o->comp) {
+    case STORE_COMP_NONE:
+        if (o->level != 0)
+            return bq_fail(e, BQ_E_INVAL, "compression none takes no level (got %d)", o->level);
+        return 0;
+    case STORE_COMP_ZSTD:
+        if (o->level < ZSTD_minCLevel() || o->level > ZSTD_maxCLevel())
+            return bq_fail(e, BQ_E_INVAL, "zstd level %d is not in %d..%d", o->level,
+                           ZSTD_minCLevel(), ZSTD_maxCLevel());
+        return 0;
+    case STORE_COMP_LZ4:
+        if (o->level < 0 || o->level > 65537)
+            return bq_fail(e, BQ_E_INVAL, "lz4 acceleration %d is not in 0..65537", o->level);
+        return 0;
+    }
+    return bq_fail(e, BQ_E_INVAL, "unknown compression %d", (int)o->comp);
+}
+
+static void hex_encode(const uint8_t *in, size_t n, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[in[i] >> 4];
+        out[2 * i + 1] = digits[in[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+static int hex_digit(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+int store_create(const char *dir, const store_master_t *master, const store_opts_t *opts,
+                 bq_errbuf_t *e)
+{
+    if (!dir || !*dir || !master)
+        return bq_fail(e, BQ_E_INVAL, "could not create store: missing argument");
+    store_opts_t o = {STORE_CHUNK_SIZE_DEFAULT, STORE_COMP_ZSTD, STORE_LEVEL_DEFAULT};
+    if (opts) {
+        o = *opts;
+        if (o.chunk_size == 0)
+            o.chunk_size = STORE_CHUNK_SIZE_DEFAULT;
+        if (o.comp == STORE_COMP_ZSTD && o.level == 0)
+            o.level = STORE_LEVEL_DEFAULT;
+    }
+    char conf[PATH_MAX], sub[PATH_MAX];
+    int rc = opts_check(&o, e);
+    if (rc == 0)
+        rc = path_join(conf, sizeof conf, dir, STORE_CONF, e);
+    if (rc != 0)
+        return rc;
+    struct stat st;
+    if (lstat(conf, &st) == 0)
+        return bq_fail(e, BQ_E_EXISTS, "could not create store %s: it already has %s", dir,
+                       STORE_CONF);
+    if (errno != ENOENT && errno != ENOTDIR)
+        return bq_fail(e, BQ_E_IO, "could not stat %s: %s", conf, strerror(errno));
+    if (sodium_init() < 0)
+        return bq_fail(e, BQ_E_KEY, "could not create store %s: libsodium cannot start", dir);
+    if ((rc = store_init(dir, e)) != 0)
+        return rc;
+
+    static const char *const dirs[] = {"keys", "backups"};
+    for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
+        if ((rc = path_join(sub, sizeof sub, dir, dirs[i], e)) != 0 ||
+            (rc = bq_mkdir_p(sub, 0700, e)) != 0)
+            return rc;
+    }
+    if ((rc = path_join(sub, sizeof sub, dir, "lock", e)) != 0)
+        return rc;
+    if (lstat(sub, &st) != 0 && (rc = bq_file_write_durable(sub, "", 0, 0600, 0, e)) != 0)
+        return rc;
+    if ((rc = bq_fsync_dir_of(dir, e)) != 0)
+        return rc;
+
+    store_index_t *idx = NULL;
+    if ((rc = store_index_open(dir, 0, STORE_INDEX_MAP_MAX, 0, &idx, e)) != 0)
+        return rc;
+    store_index_close(&idx);
+
+    uint8_t idkey[STORE_KEY_BYTES], wrapped[STORE_WRAPPED_BYTES];
+    randombytes_buf(idkey, sizeof idkey);
+    rc = store_key_wrap(master, STORE_LABEL_ID_KEY, idkey, wrapped, e);
+    sodium_memzero(idkey, sizeof idkey);
+    if (rc != 0)
+        return rc;
+    char hex[2 * STORE_WRAPPED_BYTES + 1];
+    hex_encode(wrapped, sizeof wrapped, hex);
+    char text[512];
+    int n = snprintf(text, sizeof text,
+                     "format=%d\nchunk_size=%" PRIu32 "\ncompression=%s\nlevel=%d\nid_key=%s\n",
+                     BQ_STORE_FORMAT, o.chunk_size, store_comp_name(o.comp), o.level, hex);
+    rc = bq_file_write_durable(conf, text, (size_t)n, 0600, 1, e);
+    if (rc == BQ_E_EXISTS)
+        return bq_fail(e, BQ_E_EXISTS, "could not create store %s: it already has %s", dir,
+                       STORE_CONF);
+    return rc;
+}
+
+/* Parse store.conf into s (chunk size, compression, level) and wrapped. */
+static int conf_parse(const char *path, char *text, store_t *s,
+                      uint8_t wrapped[STORE_WRAPPED_BYTES], bq_errbuf_t *e)
+{
+    enum { F_FORMAT = 1, F_CHUNK = 2, F_COMP = 4, F_LEVEL = 8, F_KEY = 16, F_ALL = 31 };
+    unsigned seen = 0;
+    int lineno = 0;
+    char *p = text;
+    while (*p) {
+        lineno++;
+        char *nl = strchr(p, '\n');
+        if (!nl)
+            return bq_fail(e, BQ_E_STATE, "store config %s is damaged: line %d: no newline at "
+                           "the end", path, lineno);
+        *nl = '\0';
+        char *line = p;
+        p = nl + 1;
+        char *eq = strchr(line, '=');
+        if (!eq)
+            return bq_fail(e, BQ_E_STATE, "store config %s is damaged: line %d: not key=value",
+                           path, lineno);
+        *eq = '\0';
+        const char *key = line, *val = eq + 1;
+        unsigned bit;
+        char *end = NULL;
+        long v = 0;
+        if (strcmp(key, "id_key") == 0) {
+            bit = F_KEY;
+            if (strlen(val) != 2 * STORE_WRAPPED_BYTES)
+                return bq_fail(e, BQ_E_STATE, "store config %s is damaged: line %d: id_key is "
+                               "not %d hex digits", path, lineno, 2 * STORE_WRAPPED_BYTES);
+            for (size_t i = 0; i < STORE_WRAPPED_BYTES; i++) {
+                int hi = hex_digit(val[2 * i]), lo = hex_digit(val[2 * i + 1]);
+                if (hi < 0 || lo < 0)
+                    return bq_fail(e, BQ_E_STATE, "store config %s is damaged: line %d: id_key "
+                                   "is not %d hex digits", path, lineno,
+                                   2 * STORE_WRAPPED_BYTES);
+                wrapped[i] = (uint8_t)(hi << 4 | lo);
+            }
+        } else if (strcmp(key, "compression") == 0) {
+            bit = F_COMP;
+            if (store_comp_parse(val, &s->comp) != 0)
+                return bq_fail(e, BQ_E_STATE, "store config %s is damaged: line %d: unknown "
+                               "compression \"%.32s\"", path, lineno, val);
+        } else if (strcmp(key, "format") == 0 || strcmp(key, "chunk_size") == 0 ||
+                   strcmp(key, "level") == 0) {
+            bit = key[0] == 'f' ? F_FORMAT : key[0] == 'c' ? F_CHUNK : F_LEVEL;
+            errno = 0;
+            if (*val && (isdigit((unsigned char)*val) || *val == '-'))
+                v = strtol(val, &end, 10);
+            if (!end || *end || errno != 0 || end == val)
+                return bq_fail(e, BQ_E_STATE, "store config %s is damaged: line %d: %s is not "
+                               "a number", path, lineno, key);
+            if (bit == F_FORMAT && v != BQ_STORE_FORMAT)
+                return bq_fail(e, BQ_E_VERSION, "store config %s has format %ld; this barque "
+                               "supports format %d", path, v, BQ_STORE_FORMAT);
+            if (bit == F_CHUNK) {
+                if (v < 0 || v > (long)STORE_CHUNK_RAW_MAX)
+                    return bq_fail(e, BQ_E_STATE, "store config %s is damaged: line %d: "
+                                   "chunk_size %ld is out of range", path, lineno, v);
+                s->chunk_size = (uint32_t)v;
+            } else if (bit == F_LEVEL) {
+                if (v < INT_MIN / 2 || v > INT_MAX / 2)
+                    return bq_fail(e, BQ_E_STATE, "store config %s is damaged: line %d: "
+                                   "level %ld is out of range", path, lineno, v);
+                s->level = (int)v;
+            }
+        } else {
+            char shown[64];
+            printable_line(shown, sizeof shown, key);
+            return bq_fail(e, BQ_E_STATE, "store config %s is damaged: line %d: unknown key "
+                           "\"%s\"", path, lineno, shown);
+        }
+        if (seen & bit)
+            return bq_fail(e, BQ_E_STATE, "store config %s is damaged: line %d: %s given twice",
+                           path, lineno, key);
+        seen |= bit;
+    }
+    if (seen != F_ALL) {
+        static const char *const names[] = {"format", "chunk_size", "compression", "level",
+                                            "id_key"};
+        size_t i = 0;
+        while (seen & (1u << i))
+            i++;
+        return bq_fail(e, BQ_E_STATE, "store config %s is damaged: line %d: %s is missing",
+                       path, lineno + 1, names[i]);
+    }
+    store_opts_t o = {s->chunk_size, s->comp, s->level};
+    bq_errbuf_t why;
+    if (opts_check(&o, &why) != 0)
+        return bq_fail(e, BQ_E_STATE, "store config %s is damaged: %s", path, why.msg);
+    return 0;
+}
+
+static int marker_require(const char *dir, bq_errbuf_t *e)
+{
+    char marker[PATH_MAX];
+    int rc = path_join(marker, sizeof marker, dir, STORE_MARKER, e);
+    if (rc != 0)
+        return rc;
+    struct stat st;
+    if (lstat(marker, &st) != 0) {
+        if (errno == ENOENT || errno == ENOTDIR)
+            return bq_fail(e, BQ_E_NOTFOUND, "%s is not a barque store (no %s)", dir,
+                           STORE_MARKER);
+        return bq_fail(e, BQ_E_IO, "could not stat %s: %s", marker, strerror(errno));
+    }
+    return marker_check(marker, e);
+}
+
+int store_open(const char *dir, const store_master_t *master, store_t **out, bq_errbuf_t *e)
+{
+    *out = NULL;
+    if (!dir || !*dir || !master)
+        return bq_fail(e, BQ_E_INVAL, "could not open store: missing argument");
+    if (sodium_init() < 0)
+        return bq_fail(e, BQ_E_KEY, "could not open store %s: libsodium cannot start", dir);
+    int rc = marker_require(dir, e);
+    if (rc != 0)
+        return rc;
+    store_t *s = calloc(1, sizeof *s);
+    if (!s)
+        return bq_fail(e, BQ_E_NOMEM, "out of memory opening store %s", dir);
+    s->lock_fd = -1;
+    if (snprintf(s->dir, sizeof s->dir, "%s", dir) >= (int)sizeof s->dir) {
+        free(s);
+        return bq_fail(e, BQ_E_INVAL, "store path too long: %s", dir);
+    }
+    s->master = *master;
+
+    char path[PATH_MAX];
+    char *text = NULL;
+    uint8_t wrapped[STORE_WRAPPED_BYTES];
+    if ((rc = path_join(path, sizeof path, dir, STORE_CONF, e)) != 0)
+        goto fail;
+    size_t len = 0;
+    rc = bq_file_read_small(path, STORE_CONF_MAX, &text, &len, e);
+    if (rc == BQ_E_TOOBIG)
+        rc = bq_fail(e, BQ_E_STATE, "store config %s is damaged: larger than %d bytes", path,
+                     STORE_CONF_MAX);
+    else if (rc == BQ_E_NOTFOUND && access(path, F_OK) != 0 && errno == ENOENT)
+        rc = bq_fail(e, BQ_E_NOTFOUND, "store %s has no %s (not created with store create, "
+                     "or its creation was interrupted)", dir, STORE_CONF);
+    if (rc != 0)
+        goto fail;
+    if (strlen(text) != len)
+        rc = bq_fail(e, BQ_E_STATE, "store config %s is damaged: it holds a NUL byte", path);
+    else
+        rc = conf_parse(path, text, s, wrapped, e);
+    free(text);
+    if (rc != 0)
+        goto fail;
+    bq_errbuf_t why;
+    if (store_key_unwrap(master, STORE_LABEL_ID_KEY, wrapped, s->idkey, "the id key", &why) !=
+        0) {
+        rc = bq_fail(e, BQ_E_KEY, "wrong store key for %s (the key in %s does not open the id "
+                     "key in %s)", dir, master->path, STORE_CONF);
+        goto fail;
+    }
+
+    if ((rc = path_join(path, sizeof path, dir, "lock", e)) != 0)
+        goto fail;
+    s->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (s->lock_fd < 0) {
+        rc = bq_fail(e, BQ_E_IO, "could not open %s: %s", path, strerror(errno));
+        goto fail;
+    }
+    if (flock(s->lock_fd, LOCK_SH | LOCK_NB) != 0) {
+        if (errno == EWOULDBLOCK)
+            rc = bq_fail(e, BQ_E_STATE, "store %s is held exclusively by another process (gc, "
+                         "delete or rotate-key)\nhint: try again when it is done", dir);
+        else
+            rc = bq_fail(e, BQ_E_IO, "could not lock %s: %s", path, strerror(errno));
+        goto fail;
+    }
+    if ((rc = store_index_open(dir, 0, STORE_INDEX_MAP_MAX, 0, &s->idx, e)) != 0)
+        goto fail;
+    *out = s;
+    return 0;
+fail:
+    store_close(&s);
+    return rc;
+}
+
+void store_close(store_t **s_p)
+{
+    if (!s_p || !*s_p)
+        return;
+    store_t *s = *s_p;
+    store_index_close(&s->idx);
+    if (s->lock_fd >= 0)
+        close(s->lock_fd); /* releases the flock */
+    sodium_memzero(s, sizeof *s);
+    free(s);
+    *s_p = NULL;
+}
+
+const char *store_dir(const store_t *s)
+{
+    return s->dir;
+}
+
+uint32_t store_chunk_size(const store_t *s)
+{
+    return s->chunk_size;
+}
+
+/* Backup ids as manifests require them (checked here too: the id becomes a file name). */
+static int backup_id_valid(const char *id)
+{
+    size_t n = id ? strlen(id) : 0;
+    if (n == 0 || n > STORE_MANIFEST_ID_MAX || id[0] == '.')
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)id[i];
+        if (!isalnum(c) && c != '.' && c != '_' && c != '-')
+            return 0;
+    }
+    return 1;
+}
+
+static int manifest_path(const store_t *s, const char *id, char *buf, size_t size, bq_errbuf_t *e)
+{
+    if (!backup_id_valid(id)) {
+        char shown[80];
+        printable_line(shown, sizeof shown, id ? id : "");
+        return bq_fail(e, BQ_E_INVAL, "backup id \"%s\" is not 1..64 characters of "
+                       "[A-Za-z0-9._-] not starting with '.'", shown);
+    }
+    if (snprintf(buf, size, "%s/backups/%s.manifest", s->dir, id) >= (int)size)
+        return bq_fail(e, BQ_E_INVAL, "store path too long: %s", s->dir);
+    return 0;
+}
+
+/* ---- writing a backup --------------------------------------------------------------------- */
+
+struct store_backup {
+    store_t *s;
+    char id[STORE_MANIFEST_ID_MAX + 1];
+    store_datakey_t dk;
+    store_chunk_ctx_t *ctx;
+    store_pack_writer_t *pack;
+    store_manifest_writer_t *man;
+    uint8_t *buf;     /* chunk_size bytes: the chunk being filled */
+    size_t buf_len;
+    uint8_t *sealed;  /* store_chunk_seal_bound(chunk_size) */
+    size_t sealed_cap;
+    /* Chunks appended since the last pack sync: their entries, and an open-addressing set of
+     * indexes into them (slot value = index + 1, 0 = empty) to dedup inside the backup. */
+    store_index_entry_t *pend;
+    size_t npend, pend_cap;
+    uint32_t *set;
+    size_t set_cap; /* a power of two, at least 2 * pend_cap */
+    int in_file;
+    crypto_hash_sha256_state sha;
+    uint64_t file_size;
+    int failed;
+    store_backup_stats_t st;
+};
+
+static uint64_t id_hash(const uint8_t id[STORE_CHUNK_ID_BYTES])
+{
+    uint64_t h; /* ids are keyed hashes: any 8 bytes are uniform */
+    memcpy(&h, id, sizeof h);
+    return h;
+}
+
+/* The pending entry of id, or NULL. */
+static const store_index_entry_t *pend_find(const store_backup_t *bw,
+                                            const uint8_t id[STORE_CHUNK_ID_BYTES])
+{
+    if (bw->set_cap == 0)
+        return NULL;
+    size_t mask = bw->set_cap - 1;
+    for (size_t i = id_hash(id) & mask;; i = (i + 1) & mask) {
+        uint32_t v = bw->set[i];
+        if (v == 0)
+            return NULL;
+        if (memcmp(bw->pend[v - 1].id, id, STORE_CHUNK_ID_BYTES) == 0)
+            return &bw->pend[v - 1];
+    }
+}
+
+static void set_insert(uint32_t *set, size_t cap, const uint8_t id[STORE_CHUNK_ID_BYTES],
+                       uint32_t value)
+{
+    size_t mask = cap - 1;
+    size_t i = id_hash(id) & mask;
+    while (set[i] != 0)
+        i = (i + 1) & mask;
+    set[i] = value;
+}
+
+static int pend_add(store_backup_t *bw, const store_index_entry_t *ent, bq_errbuf_t *e)
+{
+    if (bw->npend == bw->pend_cap) {
+        size_t cap = bw->pend_cap ? bw->pend_cap * 2 : 1024;
+        if (cap > UINT32_MAX / 4)
+            return bq_fail(e, BQ_E_NOMEM, "backup %s: too many chunks pending in one pack",
+                           bw->id);
+        store_index_entry_t *p = realloc(bw->pend, cap * sizeof *p);
+        uint32_t *set = calloc(cap * 2, sizeof *set);
+        if (!p || !set) {
+            if (p)
+                bw->pend = p;
+            free(set);
+            return bq_fail(e, BQ_E_NOMEM, "out of memory writing backup %s", bw->id);
+        }
+        bw->pend = p;
+        bw->pend_cap = cap;
+        free(bw->set);
+        bw->set = set;
+        bw->set_cap = cap * 2;
+        for (size_t i = 0; i < bw->npend; i++)
+            set_insert(bw->set, bw->set_cap, bw->pend[i].id, (uint32_t)i + 1);
+    }
+    bw->pend[bw->npend] = *ent;
+    bw->npend++;
+    set_insert(bw->set, bw->set_cap, ent->id, (uint32_t)bw->npend);
+    return 0;
+}
+
+/* Sync the pack, then index what it holds; close it when close_it. */
+static int pack_flush(store_backup_t *bw, int close_it, bq_errbuf_t *e)
+{
+    if (!bw->pack)
+        return 0;
+    int rc = store_pack_sync(bw->pack, e);
+    if (rc == 0 && bw->npend > 0)
+        rc = store_index_put_batch(bw->s->idx, bw->pend, bw->npend, e);
+    if (rc != 0)
+        return rc;
+    bw->npend = 0;
+    if (bw->set)
+        memset(bw->set, 0, bw->set_cap * sizeof *bw->set);
+    if (close_it)
+        rc = store_pack_close(&bw->pack, e);
+    return rc;
+}
+
+static int pack_start(store_backup_t *bw, bq_errbuf_t *e)
+{
+    for (int tries = 0; tries < 8; tries++) {
+        uint64_t pid = 0;
+        while (pid == 0)
+            randombytes_buf(&pid, sizeof pid);
+        int rc = store_pack_create(bw->s->dir, pid, &bw->pack, e);
+        if (rc != BQ_E_EXISTS)
+            return rc;
+    }
+    return bq_fail(e, BQ_E_IO, "backup %s: could not find a free pack id in %s", bw->id,
+                   bw->s->dir);
+}
+
+/* One chunk of the open file: reference it, sealing and appending it when it is new. */
+static int chunk_put(store_backup_t *bw, const uint8_t *data, size_t len, bq_errbuf_t *e)
+{
+    uint8_t id[STORE_CHUNK_ID_BYTES];
+    int rc = store_chunk_ctx_id(bw->ctx, data, len, id);
+    if (rc != 0)
+        return bq_fail(e, rc, "backup %s: could not hash a chunk", bw->id);
+    store_index_loc_t loc;
+    int known = pend_find(bw, id) != NULL;
+    if (!known) {
+        rc = store_index_get(bw->s->idx, id, &loc, e);
+        if (rc == 0)
+            known = 1;
+        else if (rc != BQ_E_NOTFOUND)
+            return rc;
+    }
+    if (known) {
+        bw->st.dedup_chunks++;
+        bw->st.dedup_bytes += len;
+    } else {
+        if (!bw->pack && (rc = pack_start(bw, e)) != 0)
+            return rc;
+        size_t body_len = 0;
+        rc = store_chunk_seal(bw->ctx, id, &bw->dk, bw->s->comp, bw->s->level, data, len,
+                              bw->sealed, bw->sealed_cap, &body_len, e);
+        store_index_entry_t ent;
+        memcpy(ent.id, id, sizeof id);
+        ent.loc.pack = store_pack_id(bw->pack);
+        ent.loc.raw_len = (uint32_t)len;
+        ent.loc.flags = 0;
+        if (rc == 0)
+            rc = store_pack_append(bw->pack, id, bw->sealed, body_len, &ent.loc.offset,
+                                   &ent.loc.rec_len, e);
+        if (rc == 0)
+            rc = pend_add(bw, &ent, e);
+        if (rc != 0)
+            return rc;
+        bw->st.new_chunks++;
+        bw->st.new_bytes += ent.loc.rec_len;
+        if (store_pack_size(bw->pack) >= STORE_PACK_TARGET && (rc = pack_flush(bw, 1, e)) != 0)
+            return rc;
+    }
+    bw->st.chunks++;
+    return store_manifest_file_chunk(bw->man, id, e);
+}
+
+void store_backup_abort(store_backup_t **bw_p)
+{
+    if (!bw_p || !*bw_p)
+        return;
+    store_backup_t *bw = *bw_p;
+    store_manifest_abort(&bw->man);
+    store_pack_abandon(&bw->pack);
+    store_chunk_ctx_destroy(&bw->ctx);
+    store_datakey_clear(&bw->dk);
+    if (bw->buf) {
+        sodium_memzero(bw->buf, bw->s->chunk_size);
+        free(bw->buf);
+    }
+    free(bw->sealed);
+    free(bw->pend);
+    free(bw->set);
+    free(bw);
+    *bw_p = NULL;
+}
+
+int store_backup_begin(store_t *s, const char *backup_id, store_backup_t **out, bq_errbuf_t *e)
+{
+    *out = NULL;
+    char path[PATH_MAX];
+    int rc = manifest_path(s, backup_id, path, sizeof path, e);
+    if (rc != 0)
+        return rc;
+    if (access(path, F_OK) == 0)
+        return bq_fail(e, BQ_E_EXISTS, "backup %s already exists in store %s", backup_id,
+                       s->dir);
+    store_backup_t *bw = calloc(1, sizeof *bw);
+    if (!bw)
+        return bq_fail(e, BQ_E_NOMEM, "out of memory starting backup %s", backup_id);
+    bw->s = s;
+    snprintf(bw->id, sizeof bw->id, "%s", backup_id);
+    bw->sealed_cap = store_chunk_seal_bound(s->chunk_size);
+    bw->buf = malloc(s->chunk_size);
+    bw->sealed = malloc(bw->sealed_cap);
+    if (!bw->buf || !bw->sealed) {
+        rc = bq_fail(e, BQ_E_NOMEM, "out of memory starting backup %s", backup_id);
+        goto fail;
+    }
+    char sub[PATH_MAX];
+    if ((rc = path_join(sub, sizeof sub, s->dir, "backups", e)) != 0 ||
+        (rc = bq_mkdir_p(sub, 0700, e)) != 0 ||
+        (rc = store_datakey_new(s->dir, &s->master, &bw->dk, e)) != 0 ||
+        (rc = store_chunk_ctx_new(s->idkey, &bw->ctx, e)) != 0)
+        goto fail;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    int64_t created = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+    rc = store_manifest_create(path, backup_id, created, s->chunk_size, bw->dk.id, bw->dk.key,
+                               &bw->man, e);
+    if (rc == BQ_E_EXISTS)
+        rc = bq_fail(e, BQ_E_EXISTS, "backup %s already exists in store %s", backup_id, s->dir);
+    if (rc != 0)
+        goto fail;
+    *out = bw;
+    return 0;
+fail:
+    store_backup_abort(&bw);
+    return rc;
+}
+
+/* Mark the writer failed when rc is an error (except where the caller says it stays usable). */
+static int bw_result(store_backup_t *bw, int rc)
+{
+    if (rc != 0)
+        bw->failed = 1;
+    return rc;
+}
+
+static int bw_usable(store_backup_t *bw, bq_errbuf_t *e)
+{
+    if (!bw)
+        return bq_fail(e, BQ_E_INVAL, "no backup writer");
+    if (bw->failed)
+        return bq_fail(e, BQ_E_STATE, "backup %s failed earlier; it can only be aborted",
+                       bw->id);
+    return 0;
+}
+
+int store_backup_file_begin(store_backup_t *bw, const char *path, uint32_t mode, int64_t mtime,
+                            bq_errbuf_t *e)
+{
+    int rc = bw_usable(bw, e);
+    if (rc != 0)
+        return rc;
+    if (bw->in_file)
+        return bq_fail(e, BQ_E_STATE, "backup %s: a file is already open", bw->id);
+    store_manifest_file_t f = {path, mode, mtime};
+    rc = store_manifest_file_begin(bw->man, &f, e);
+    if (rc == BQ_E_INVAL)
+        return rc; /* a bad path: nothing written, the writer stays usable */
+    if (rc != 0)
+        return bw_result(bw, rc);
+    bw->in_file = 1;
+    bw->buf_len = 0;
+    bw->file_size = 0;
+    crypto_hash_sha256_init(&bw->sha);
+    return 0;
+}
+
+int store_backup_file_write(store_backup_t *bw, const void *data, size_t len, bq_errbuf_t *e)
+{
+    int rc = bw_usable(bw, e);
+    if (rc != 0)
+        return rc;
+    if (!bw->in_file)
+        return bq_fail(e, BQ_E_STATE, "backup %s: no file is open", bw->id);
+    const uint8_t *p = data;
+    const size_t cs = bw->s->chunk_size;
+    crypto_hash_sha256_update(&bw->sha, p, len);
+    bw->file_size += len;
+    while (len > 0) {
+        if (bw->buf_len == 0 && len >= cs) { /* a whole chunk straight from the caller */
+            if ((rc = chunk_put(bw, p, cs, e)) != 0)
+                return bw_result(bw, rc);
+            p += cs;
+            len -= cs;
+            continue;
+        }
+        size_t n = cs - bw->buf_len < len ? cs - bw->buf_len : len;
+        memcpy(bw->buf + bw->buf_len, p, n);
+        bw->buf_len += n;
+        p += n;
+        len -= n;
+        if (bw->buf_len == cs) {
+            if ((rc = chunk_put(bw, bw->buf, cs, e)) != 0)
+                return bw_result(bw, rc);
+            bw->buf_len = 0;
+        }
+    }
+    return 0;
+}
+
+int store_backup_file_end(store_backup_t *bw, bq_errbuf_t *e)
+{
+    int rc = bw_usable(bw, e);
+    if (rc != 0)
+        return rc;
+    if (!bw->in_file)
+        return bq_fail(e, BQ_E_STATE, "backup %s: no file is open", bw->id);
+    if (bw->buf_len > 0 && (rc = chunk_put(bw, bw->buf, bw->buf_len, e)) != 0)
+        return bw_result(bw, rc);
+    bw->buf_len = 0;
+    uint8_t sha[crypto_hash_sha256_BYTES];
+    crypto_hash_sha256_final(&bw->sha, sha);
+    if ((rc = store_manifest_file_end(bw->man, sha, bw->file_size, e)) != 0)
+        return bw_result(bw, rc);
+    bw->in_file = 0;
+    bw->st.files++;
+    bw->st.logical_bytes += bw->file_size;
+    return 0;
+}
+
+int store_backup_meta(store_backup_t *bw, const char *key, const void *val, size_t len,
+                      bq_errbuf_t *e)
+{
+    int rc = bw_usable(bw, e);
+    if (rc != 0)
+        return rc;
+    if (bw->in_file)
+        return bq_fail(e, BQ_E_STATE, "backup %s: metadata cannot be added inside a file",
+                       bw->id);
+    rc = store_manifest_meta(bw->man, key, val, len, e);
+    if (rc == BQ_E_INVAL || rc == BQ_E_TOOBIG)
+        return rc; /* refused before anything was written */
+    return bw_result(bw, rc);
+}
+
+int store_backup_commit(store_backup_t **bw_p, store_backup_stats_t *stats, bq_errbuf_t *e)
+{
+    if (!bw_p || !*bw_p)
+        return bq_fail(e, BQ_E_INVAL, "no backup writer");
+    store_backup_t *bw = *bw_p;
+    int rc = bw_usable(bw, e);
+    if (rc == 0 && bw->in_file)
+        rc = bq_fail(e, BQ_E_STATE, "backup %s: file still open at commit", bw->id);
+    if (rc == 0)
+        rc = pack_flush(bw, 1, e);
+    if (rc == 0) {
+        rc = store_manifest_commit(&bw->man, e);
+        if (rc == BQ_E_EXISTS)
+            rc = bq_fail(e, BQ_E_EXISTS, "backup %s already exists in store %s (committed by "
+                         "another writer)", bw->id, bw->s->dir);
+    }
+    if (rc == 0 && stats)
+        *stats = bw->st;
+    store_backup_abort(bw_p);
+    return rc;
+}
+
+/* ---- reading ------------------------------------------------------------------------------ */
+
+typedef struct {
+    store_t *s;
+    store_datakey_t *keys;
+    size_t nkeys, cap;
+} key_cache_t;
+
+static int key_get(key_cache_t *kc, uint32_t id, const store_datakey_t **out, bq_errbuf_t *e)
+{
+    for (size_t i = 0; i < kc->nkeys; i++)
+        if (kc->keys[i].id == id) {
+            *out = &kc->keys[i];
+            return 0;
+        }
+    if (kc->nkeys == STORE_KEY_CACHE_MAX) { /* bounded: forget the oldest half */
+        size_t half = kc->nkeys / 2;
+        sodium_memzero(kc->keys, half * sizeof *kc->keys);
+        memmove(kc->keys, kc->keys + half, (kc->nkeys - half) * sizeof *kc->keys);
+        kc->nkeys -= half;
+    }
+    if (kc->nkeys == kc->cap) {
+        size_t cap = kc->cap ? kc->cap * 2 : 8;
+        store_datakey_t *k = sodium_malloc(cap * sizeof *k);
+        if (!k)
+            return bq_fail(e, BQ_E_NOMEM, "out of memory caching data keys");
+        if (kc->keys) {
+            memcpy(k, kc->keys, kc->nkeys * sizeof *k);
+            sodium_free(kc->keys);
+        }
+        kc->keys = k;
+        kc->cap = cap;
+    }
+    int rc = store_datakey_load(kc->s->dir, &kc->s->master, id, &kc->keys[kc->nkeys], e);
+    if (rc != 0)
+        return rc;
+    *out = &kc->keys[kc->nkeys++];
+    return 0;
+}
+
+static void key_cache_free(key_cache_t *kc)
+{
+    if (kc->keys)
+        sodium_free(kc->keys); /* wipes */
+    kc->keys = NULL;
+    kc->nkeys = kc->cap = 0;
+}
+
+static int manifest_key(void *arg, uint32_t key_id, uint8_t key[STORE_MANIFEST_DATA_KEY_BYTES],
+                        bq_errbuf_t *e)
+{
+    const store_datakey_t *dk = NULL;
+    int rc = key_get(arg, key_id, &dk, e);
+    if (rc == 0)
+        memcpy(key, dk->key, STORE_MANIFEST_DATA_KEY_BYTES);
+    return rc;
+}
+
+static int manifest_open(store_t *s, const char *backup_id, key_cache_t *kc,
+                         store_manifest_reader_t **r, bq_errbuf_t *e)
+{
+    char path[PATH_MAX];
+    int rc = manifest_path(s, backup_id, path, sizeof path, e);
+    if (rc != 0)
+        return rc;
+    if (access(path, F_OK) != 0 && errno == ENOENT)
+        return bq_fail(e, BQ_E_NOTFOUND, "backup %s does not exist in store %s", backup_id,
+                       s->dir);
+    return store_manifest_open(path, manifest_key, kc, r, e);
+}
+
+typedef struct {
+    char **names;
+    size_t n, cap;
+} name_list_t;
+
+static int cmp_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void names_free(name_list_t *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->names[i]);
+    free(l->names);
+}
+
+/* The ids of every backups/ID.manifest, sorted. A missing backups/ is no backups. */
+static int backup_names(const store_t *s, name_list_t *l, bq_errbuf_t *e)
+{
+    static const char suffix[] = ".manifest";
+    const size_t slen = sizeof suffix - 1;
+    memset(l, 0, sizeof *l);
+    char dir[PATH_MAX];
+    int rc = path_join(dir, sizeof dir, s->dir, "backups", e);
+    if (rc != 0)
+        return rc;
+    DIR *d = opendir(dir);
+    if (!d) {
+        if (errno == ENOENT)
+            return 0;
+        return bq_fail(e, BQ_E_IO, "could not list %s: %s", dir, strerror(errno));
+    }
+    struct dirent *de;
+    errno = 0;
+    while ((de = readdir(d)) != NULL) {
+        size_t n = strlen(de->d_name);
+        if (n <= slen || strcmp(de->d_name + n - slen, suffix) != 0)
+            continue;
+        char id[STORE_MANIFEST_ID_MAX + 1];
+        if (n - slen > STORE_MANIFEST_ID_MAX)
+            continue;
+        memcpy(id, de->d_name, n - slen);
+        id[n - slen] = '\0';
+        if (!backup_id_valid(id))
+            continue;
+        if (l->n == l->cap) {
+            size_t cap = l->cap ? l->cap * 2 : 16;
+            char **p = realloc(l->names, cap * sizeof *p);
+            if (!p) {
+                rc = bq_fail(e, BQ_E_NOMEM, "out of memory listing %s", dir);
+                break;
+            }
+            l->names = p;
+            l->cap = cap;
+        }
+        if (!(l->names[l->n] = strdup(id))) {
+            rc = bq_fail(e, BQ_E_NOMEM, "out of memory listing %s", dir);
+            break;
+        }
+        l->n++;
+        errno = 0;
+    }
+    if (rc == 0 && errno != 0)
+        rc = bq_fail(e, BQ_E_IO, "could not list %s: %s", dir, strerror(errno));
+    closedir(d);
+    if (rc != 0) {
+        names_free(l);
+        memset(l, 0, sizeof *l);
+        return rc;
+    }
+    if (l->n > 1)
+        qsort(l->names, l->n, sizeof *l->names, cmp_names);
+    return 0;
+}
+
+int store_backup_list(store_t *s, store_backup_list_fn fn, void *arg, bq_errbuf_t *e)
+{
+    name_list_t l;
+    int rc = backup_names(s, &l, e);
+    for (size_t i = 0; rc == 0 && i < l.n; i++)
+        rc = fn(l.names[i], arg);
+    names_free(&l);
+    return rc;
+}
+
+typedef struct {
+    store_t *s;
+    const char *backup_id;
+    key_cache_t kc;
+    store_chunk_ctx_t *ctx;
+    uint8_t *body;
+    size_t body_cap;
+    uint8_t *plain;
+    size_t plain_cap;
+    char *path; /* the open file, for messages */
+    crypto_hash_sha256_state sha;
+    uint64_t size;
+} reader_t;
+
+static int grow(uint8_t **buf, size_t *cap, size_t need, bq_errbuf_t *e)
+{
+    if (*cap >= need)
+        return 0;
+    uint8_t *p = realloc(*buf, need);
+    if (!p)
+        return bq_fail(e, BQ_E_NOMEM, "out of memory reading a chunk of %zu bytes", need);
+    *buf = p;
+    *cap = need;
+    return 0;
+}
+
+/* Read, open and hand over one chunk of the open file. */
+static int read_chunk(reader_t *r, const uint8_t id[STORE_CHUNK_ID_BYTES],
+                      const store_read_cb_t *cb, void *arg, bq_errbuf_t *e)
+{
+    char hex[STORE_CHUNK_ID_HEX];
+    bq_errbuf_t why = {{0}};
+    store_index_loc_t loc = {0};
+    int rc = store_index_get(r->s->idx, id, &loc, &why);
+    if (rc == BQ_E_NOTFOUND)
+        snprintf(why.msg, sizeof why.msg, "not in the index");
+    size_t body_len = 0, plain_len = 0;
+    if (rc == 0 && loc.rec_len < STORE_PACK_RECORD_OVERHEAD)
+        rc = bq_fail(&why, BQ_E_IO, "index gives a record of %" PRIu32 " bytes", loc.rec_len);
+    if (rc == 0)
+        rc = grow(&r->body, &r->body_cap, loc.rec_len - STORE_PACK_RECORD_OVERHEAD, &why);
+    if (rc == 0)
+        rc = store_pack_read(r->s->dir, loc.pack, loc.offset, loc.rec_len, id, NULL, r->body,
+                             r->body_cap, &body_len, &why);
+    char where[80];
+    snprintf(where, sizeof where, "in pack %016" PRIx64 " at offset %" PRIu64, loc.pack,
+             loc.offset);
+    store_chunk_head_t head;
+    if (rc == 0)
+        rc = store_chunk_head(id, r->body, body_len, &head, where, &why);
+    const store_datakey_t *dk = NULL;
+    if (rc == 0)
+        rc = key_get(&r->kc, head.key_id, &dk, &why);
+    if (rc == 0)
+        rc = grow(&r->plain, &r->plain_cap, head.raw_len ? head.raw_len : 1, &why);
+    if (rc == 0)
+        rc = store_chunk_open(r->ctx, id, dk, r->body, body_len, r->plain, r->plain_cap,
+                              &plain_len, where, &why);
+    if (rc == BQ_E_NOTFOUND || rc == BQ_E_TOOBIG)
+        rc = BQ_E_IO;
+    if (rc != 0)
+        return bq_fail(e, rc, "backup %s in store %s: file %s: chunk %s: %s", r->backup_id,
+                       r->s->dir, r->path, store_id_hex(id, hex), why.msg);
+    crypto_hash_sha256_update(&r->sha, r->plain, plain_len);
+    r->size += plain_len;
+    if (cb->data)
+        return cb->data(arg, r->plain, plain_len, e);
+    return 0;
+}
+
+int store_backup_read(store_t *s, const char *backup_id, const store_read_cb_t *cb, void *arg,
+                      bq_errbuf_t *e)
+{
+    static const store_read_cb_t none = {0};
+    if (!cb)
+        cb = &none;
+    reader_t r = {.s = s, .backup_id = backup_id, .kc = {.s = s}};
+    store_manifest_reader_t *mr = NULL;
+    int rc = store_chunk_ctx_new(s->idkey, &r.ctx, e);
+    if (rc == 0 && !(r.path = malloc(STORE_MANIFEST_PATH_MAX + 1)))
+        rc = bq_fail(e, BQ_E_NOMEM, "out of memory reading backup %s", backup_id);
+    if (rc == 0)
+        rc = manifest_open(s, backup_id, &r.kc, &mr, e);
+    while (rc == 0) {
+        store_manifest_item_t it;
+        if ((rc = store_manifest_next(mr, &it, e)) != 0)
+            break;
+        if (it.kind == STORE_MANIFEST_END)
+            break;
+        switch (it.kind) {
+        case STORE_MANIFEST_META:
+            if (cb->meta)
+                rc = cb->meta(arg, it.meta.key, it.meta.value, it.meta.len, e);
+            break;
+        case STORE_MANIFEST_FILE:
+            snprintf(r.path, STORE_MANIFEST_PATH_MAX + 1, "%s", it.file.path);
+            crypto_hash_sha256_init(&r.sha);
+            r.size = 0;
+            if (cb->file_begin)
+                rc = cb->file_begin(arg, it.file.path, it.file.mode, it.file.mtime, e);
+            break;
+        case STORE_MANIFEST_CHUNKS:
+            for (size_t i = 0; rc == 0 && i < it.chunks.n; i++)
+                rc = read_chunk(&r, it.chunks.ids + i * STORE_CHUNK_ID_BYTES, cb, arg, e);
+            break;
+        case STORE_MANIFEST_FILE_END: {
+            uint8_t sha[crypto_hash_sha256_BYTES];
+            crypto_hash_sha256_final(&r.sha, sha);
+            if (r.size != it.file_end.size)
+                rc = bq_fail(e, BQ_E_IO, "backup %s in store %s: file %s is damaged: its chunks "
+                             "hold %" PRIu64 " bytes, the manifest says %" PRIu64, backup_id,
+                             s->dir, r.path, r.size, it.file_end.size);
+            else if (sodium_memcmp(sha, it.file_end.sha256, sizeof sha) != 0)
+                rc = bq_fail(e, BQ_E_IO, "backup %s in store %s: file %s is damaged: its sha256 "
+                             "does not match the manifest", backup_id, s->dir, r.path);
+            else if (cb->file_end)
+                rc = cb->file_end(arg, it.file_end.path, it.file_end.size, sha, e);
+            break;
+        }
+        default:
+            break;
+        }
+    }
+    store_manifest_close(&mr);
+    store_chunk_ctx_destroy(&r.ctx);
+    key_cache_free(&r.kc);
+    if (r.plain) {
+        sodium_memzero(r.plain, r.plain_cap);
+        free(r.plain);
+    }
+    free(r.body);
+    free(r.path);
+    return rc;
+}
+
+/* ---- figures ------------------------------------------------------------------------------ */
+
+typedef struct {
+    const char *dir;
+    uint64_t bytes;
+    bq_errbuf_t *e;
+    int rc;
+} pack_sum_t;
+
+static int pack_add(uint64_t pack_id, void *arg)
+{
+    pack_sum_t *ps = arg;
+    char path[PATH_MAX];
+    struct stat st;
+    if (store_pack_path(ps->dir, pack_id, path, sizeof path) != 0) {
+        ps->rc = bq_fail(ps->e, BQ_E_INVAL, "store path too long: %s", ps->dir);
+        return 1;
+    }
+    if (stat(path, &st) != 0) {
+        if (errno == ENOENT)
+            return 0; /* removed meanwhile */
+        ps->rc = bq_fail(ps->e, BQ_E_IO, "could not stat %s: %s", path, strerror(errno));
+        return 1;
+    }
+    ps->bytes += (uint64_t)st.st_size;
+    return 0;
+}
+
+int store_stats(store_t *s, store_stats_t *st, bq_errbuf_t *e)
+{
+    memset(st, 0, sizeof *st);
+    int rc = store_index_count(s->idx, &st->chunks, e);
+    if (rc != 0)
+        return rc;
+    pack_sum_t ps = {s->dir, 0, e, 0};
+    rc = store_pack_list(s->dir, pack_add, &ps, e);
+    if (ps.rc != 0)
+        return ps.rc;
+    if (rc < 0)
+        return rc;
+    st->stored_bytes = ps.bytes;
+
+    name_list_t l;
+    if ((rc = backup_names(s, &l, e)) != 0)
+        return rc;
+    key_cache_t kc = {.s = s};
+    for (size_t i = 0; rc == 0 && i < l.n; i++) {
+        store_manifest_reader_t *mr = NULL;
+        rc = manifest_open(s, l.names[i], &kc, &mr, e);
+        if (rc == BQ_E_NOTFOUND) { /* deleted meanwhile */
+            rc = 0;
+            continue;
+        }
+        store_manifest_item_t it;
+        while (rc == 0 && (rc = store_manifest_next(mr, &it, e)) == 0 &&
+               it.kind != STORE_MANIFEST_END)
+            if (it.kind == STORE_MANIFEST_FILE_END)
+                st->logical_bytes += it.file_end.size;
+        store_manifest_close(&mr);
+        if (rc == 0)
+            st->backups++;
+    }
+    key_cache_free(&kc);
+    names_free(&l);
+    if (rc == 0 && st->stored_bytes > 0)
+        st->dedup_ratio = (double)st->logical_bytes / (double)st->stored_bytes;
+    return rc;
 }

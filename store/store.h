@@ -1,18 +1,160 @@
-/* A worker's store at its site. This issue only creates and describes it; chunks, packs,
- * manifests and the WAL area come with issue 3. Knows nothing of ZeroMQ or PostgreSQL. */
+/* A worker's store at its site (docs/store.md): the directory, its configuration and lock, and
+ * the backup writer and reader that tie chunks, packs, the index and manifests together.
+ * Knows nothing of ZeroMQ or PostgreSQL.
+ *
+ * Threads: one store_t may be shared by the threads of a process (the index is thread-safe and
+ * the rest of store_t is read-only after store_open). A backup writer, a read and a stats walk
+ * are each owned by one thread. Not usable after fork. */
 #ifndef BQ_STORE_H
 #define BQ_STORE_H
 
+#include "chunk.h"
 #include "err.h"
+#include "store_keys.h"
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define BQ_STORE_FORMAT 1
+
+#define STORE_CHUNK_SIZE_DEFAULT 65536u     /* a multiple of 8 KiB: chunks are page-aligned */
+#define STORE_CHUNK_SIZE_ALIGN 8192u
+#define STORE_PACK_TARGET ((uint64_t)64 << 20) /* a pack is synced and sealed past this size */
+#define STORE_LEVEL_DEFAULT 3
 
 /* Create dir (0700) and its format marker if absent; refuse a directory whose marker names
  * another format or is damaged. */
 int store_init(const char *dir, bq_errbuf_t *e);
 /* Free and total bytes of the filesystem holding the store. */
 int store_space(const char *dir, uint64_t *free_bytes, uint64_t *total_bytes, bq_errbuf_t *e);
+
+/* ---- the store ---------------------------------------------------------------------------- */
+
+/* What store_create writes into store.conf. */
+typedef struct {
+    uint32_t chunk_size; /* 8 KiB .. 16 MiB, a multiple of 8 KiB; 0: 64 KiB */
+    store_comp_t comp;   /* compression of new chunks */
+    int level;           /* zstd level (ZSTD_minCLevel..ZSTD_maxCLevel, 0: 3), lz4
+                            acceleration (0..65537, 0: default); 0 for none */
+} store_opts_t;
+
+typedef struct store store_t;
+
+/* Make a new store in dir: store_init (marker), keys/, backups/, an empty lock file, the index
+ * (opened once, so that it exists before the first pack), and last store.conf, durably:
+ *     format=1 / chunk_size=N / compression=NAME / level=N / id_key=HEX(72 wrapped bytes)
+ * with a fresh random id key wrapped under master. store.conf is written last, so a store
+ * whose creation was interrupted can be created again. opts may be NULL (64 KiB chunks, zstd
+ * level 3). BQ_E_EXISTS when dir already has store.conf, BQ_E_INVAL for bad opts, the errors
+ * of store_init, BQ_E_IO. */
+int store_create(const char *dir, const store_master_t *master, const store_opts_t *opts,
+                 bq_errbuf_t *e);
+
+/* Open the store in dir: checks the marker and store.conf (BQ_E_NOTFOUND when either is
+ * absent, BQ_E_STATE "store config DIR/store.conf is damaged: line N: WHY", BQ_E_VERSION),
+ * unwraps the id key (BQ_E_KEY "wrong store key for DIR (the key in M does not open the id key
+ * in store.conf)" — refused before any byte is written), takes a shared flock on DIR/lock
+ * (BQ_E_STATE when it is held exclusively: GC, delete and rotate-key take it exclusive), and
+ * opens the index (its errors: a damaged or lost index is BQ_E_IO). master is copied (to open
+ * data keys), wiped at close. *out is the caller's: store_close. */
+int store_open(const char *dir, const store_master_t *master, store_t **out, bq_errbuf_t *e);
+/* Close the index, release the lock, wipe the keys, free. Accepts NULL and *s_p == NULL; nulls
+ * *s_p. No backup writer or read of this store may be running. */
+void store_close(store_t **s_p);
+/* The store's directory and chunk size (borrowed / plain). */
+const char *store_dir(const store_t *s);
+uint32_t store_chunk_size(const store_t *s);
+
+/* ---- writing a backup --------------------------------------------------------------------- */
+
+typedef struct store_backup store_backup_t;
+
+typedef struct {
+    uint64_t files;         /* files written */
+    uint64_t logical_bytes; /* bytes of those files */
+    uint64_t chunks;        /* chunk references (all files) */
+    uint64_t new_chunks;    /* chunks sealed and appended to a pack by this backup */
+    uint64_t new_bytes;     /* pack bytes of those records */
+    uint64_t dedup_chunks;  /* references to chunks already stored (or written earlier by
+                               this backup): no compression or encryption work */
+    uint64_t dedup_bytes;   /* plaintext bytes of those references */
+} store_backup_stats_t;
+
+/* Start backup backup_id (1..64 of [A-Za-z0-9._-], not starting with '.'): a new data key
+ * (keys/K.datakey), a chunk context, and the temp manifest; its pack (fresh random id) is
+ * created with its first new chunk. BQ_E_INVAL for a bad id, BQ_E_EXISTS when the backup
+ * already has a manifest, BQ_E_IO, BQ_E_NOMEM. *out is the caller's: end it with
+ * store_backup_commit or store_backup_abort. s must outlive it.
+ *
+ * Each chunk's id is looked up in the index and among the chunks this writer appended since
+ * its last pack sync: a known chunk is only referenced. New chunks are sealed and appended;
+ * their index entries are put only after store_pack_sync returned 0 (when the pack passes
+ * STORE_PACK_TARGET, and at commit). Any failure leaves the writer unusable (every later
+ * call is BQ_E_STATE) and only store_backup_abort remains. */
+int store_backup_begin(store_t *s, const char *backup_id, store_backup_t **out, bq_errbuf_t *e);
+/* Start a file (path as store/manifest.h requires: relative, canonical; BQ_E_INVAL otherwise,
+ * the writer stays usable). BQ_E_STATE when a file is open. */
+int store_backup_file_begin(store_backup_t *bw, const char *path, uint32_t mode, int64_t mtime,
+                            bq_errbuf_t *e);
+/* Stream len bytes of the open file (any len; cut into chunk_size chunks, so relation files
+ * stay page-aligned; the sha256 of the whole file is computed as it streams). data is
+ * borrowed for the call. BQ_E_STATE outside a file, BQ_E_IO, BQ_E_MAPFULL, BQ_E_NOMEM. */
+int store_backup_file_write(store_backup_t *bw, const void *data, size_t len, bq_errbuf_t *e);
+/* End the open file: its last partial chunk, then size and sha256 into the manifest. */
+int store_backup_file_end(store_backup_t *bw, bq_errbuf_t *e);
+/* Opaque metadata key (1..255 bytes, no NUL) -> len bytes (at most 64 MiB), outside a file. */
+int store_backup_meta(store_backup_t *bw, const char *key, const void *val, size_t len,
+                      bq_errbuf_t *e);
+/* Finish, in this order: pack sync, index put of the new chunks, manifest commit (last: a
+ * backup exists only once its manifest does). Takes *bw in every case and nulls it; stats
+ * (may be NULL) are filled on success. On failure no manifest appears; chunks already in
+ * packs are orphans that GC reclaims. BQ_E_STATE when a file is still open or the writer
+ * failed earlier, BQ_E_EXISTS when another writer committed the same id first, BQ_E_IO. */
+int store_backup_commit(store_backup_t **bw, store_backup_stats_t *stats, bq_errbuf_t *e);
+/* Abandon: the temp manifest is removed, the pack closed without sync; its chunks (and the
+ * data key file) are orphans for GC. Accepts NULL and *bw == NULL; nulls *bw. */
+void store_backup_abort(store_backup_t **bw);
+
+/* ---- reading ------------------------------------------------------------------------------ */
+
+/* Called with each backup id, ascending (strcmp); non-zero stops the listing and is returned. */
+typedef int (*store_backup_list_fn)(const char *backup_id, void *arg);
+/* Every backup that has a manifest (temp manifests are not backups). */
+int store_backup_list(store_t *s, store_backup_list_fn fn, void *arg, bq_errbuf_t *e);
+
+/* Callbacks of store_backup_read; any may be NULL. Pointers are borrowed for the call. A
+ * callback returning non-zero stops the read, which returns that value (a negative BQ_E code
+ * with e filled, by convention). The size and sha256 of a file are known only at its end
+ * (manifest format), so file_end carries them, after they were checked. Data given before an
+ * error is unverified: a restore that gets an error fails as a whole. */
+typedef struct {
+    int (*meta)(void *arg, const char *key, const void *val, size_t len, bq_errbuf_t *e);
+    int (*file_begin)(void *arg, const char *path, uint32_t mode, int64_t mtime, bq_errbuf_t *e);
+    int (*data)(void *arg, const void *buf, size_t len, bq_errbuf_t *e); /* one chunk */
+    int (*file_end)(void *arg, const char *path, uint64_t size, const uint8_t sha256[32],
+                    bq_errbuf_t *e);
+} store_read_cb_t;
+
+/* Read backup backup_id: each chunk is looked up in the index, read from its pack (the id
+ * checked), opened with the data key its header names (loaded from keys/ and cached), and
+ * given to cb->data; each file's size and sha256 are checked at its end. Memory: one chunk
+ * buffer and the key cache. BQ_E_NOTFOUND when the backup does not exist, BQ_E_KEY when a key
+ * does not open, BQ_E_IO "backup B in store DIR: file F: chunk ID: WHY" (WHY from the index,
+ * the pack or the chunk: it names the pack and offset) for a missing or damaged chunk, and
+ * "backup B in store DIR: file F is damaged: WHY" for a size or sha256 that does not match. */
+int store_backup_read(store_t *s, const char *backup_id, const store_read_cb_t *cb, void *arg,
+                      bq_errbuf_t *e);
+
+typedef struct {
+    uint64_t backups;       /* manifests */
+    uint64_t chunks;        /* index entries */
+    uint64_t stored_bytes;  /* sum of the pack file sizes */
+    uint64_t logical_bytes; /* sum over every backup of its file sizes */
+    double dedup_ratio;     /* logical_bytes / stored_bytes (0 when nothing is stored) */
+} store_stats_t;
+
+/* Figures of the whole store; streams every manifest (bounded memory). Errors of the index,
+ * the packs' directory and the manifests (BQ_E_IO, BQ_E_KEY). */
+int store_stats(store_t *s, store_stats_t *st, bq_errbuf_t *e);
 
 #endif
