@@ -8,6 +8,7 @@
 #include "keys.h"
 #include "output.h"
 #include "proto.h"
+#include "store_cmd.h"
 #include "store_keys.h"
 
 #include <errno.h>
@@ -28,6 +29,14 @@ enum {
     OPT_WAIT = 1 << 4,
     OPT_COUNT = 1 << 5,
     OPT_STORE_KEY = 1 << 6,
+    OPT_KEY = 1 << 7,
+    OPT_COMPRESSION = 1 << 8,
+    OPT_LEVEL = 1 << 9,
+    OPT_CHUNK_SIZE = 1 << 10,
+};
+
+enum {
+    VERB_OFFLINE = 1 << 0, /* runs without the coordinator (no config, no connection) */
 };
 
 typedef struct {
@@ -40,20 +49,26 @@ typedef struct {
     int64_t wait_timeout_ms; /* a job must finish within */
     uint32_t count;          /* jobs to create at once */
     int store_key;           /* keygen: a store master key instead of a CURVE pair */
+    const char *key;         /* store verbs: --key FILE */
+    const char *compression; /* store init */
+    const char *level;       /* store init */
+    const char *chunk_size;  /* store init */
     int help;
     int nargs;
     const char *args[8];
 } cli_opts_t;
 
+typedef struct verb verb_t;
+
 typedef struct {
     cli_opts_t *o;
+    const verb_t *verb;
     bq_cli_config_t cfg;
     proto_ctx_t *ctx;
     proto_sock_t *sock;
     uint64_t seq;
 } cli_t;
 
-typedef struct verb verb_t;
 struct verb {
     const char *name;     /* "job show" for two-word verbs */
     int min_args, max_args;
@@ -61,6 +76,8 @@ struct verb {
     int (*run)(cli_t *c);
     const char *usage;
     const char *help;
+    unsigned flags;       /* VERB_* */
+    store_cmd_fn store;   /* run by verb_store: offline verbs on a store directory */
 };
 
 static int err_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -440,34 +457,72 @@ static int verb_job_sleep(cli_t *c)
     return (!c->o->wait || j.state == BQ_JOB_SUCCEEDED) ? 0 : 1;
 }
 
+/* The store verbs: their parsed options to store_cmd.c's function of the row. */
+static int verb_store(cli_t *c)
+{
+    store_cmd_opts_t so = {.json = c->o->json,
+                           .key_file = c->o->key,
+                           .compression = c->o->compression,
+                           .level = c->o->level,
+                           .chunk_size = c->o->chunk_size,
+                           .nargs = c->o->nargs,
+                           .args = c->o->args};
+    return c->verb->store(&so);
+}
+
+#define STORE_HELP_KEY                                                                          \
+    "--key FILE names the store master key (barque keygen NAME --store-key); no daemon is\n"    \
+    "needed: this reads the store directory directly (a shared lock: GC, delete and\n"          \
+    "rotate-key hold it exclusively)."
+
 static const verb_t verbs[] = {
     {"keygen", 1, 1, OPT_DIR | OPT_JSON | OPT_STORE_KEY, verb_keygen,
      "keygen NAME [--store-key] [--dir DIR]",
      "Write NAME.key (CURVE secret key, mode 0600) and NAME.pub (its public key, Z85) into DIR\n"
      "(default: the current directory). With --store-key, write NAME.storekey instead: the\n"
      "deployment's store master key (mode 0600), which wraps the keys that encrypt backups.\n"
-     "Refuses to overwrite existing files."},
+     "Refuses to overwrite existing files.", VERB_OFFLINE, NULL},
     {"status", 0, 0, OPT_JSON, verb_status, "status [--json]",
-     "Workers online/offline per site, clusters, queued and running jobs."},
+     "Workers online/offline per site, clusters, queued and running jobs.", 0, NULL},
     {"workers", 0, 0, OPT_JSON, verb_workers, "workers [--json]",
-     "Every worker the coordinator knows: site, online, jobs, store free space, last seen."},
+     "Every worker the coordinator knows: site, online, jobs, store free space, last seen.", 0, NULL},
     {"clusters", 0, 0, OPT_JSON, verb_clusters, "clusters [--json]",
-     "The clusters in the coordinator's config and their sites."},
+     "The clusters in the coordinator's config and their sites.", 0, NULL},
     {"jobs", 0, 0, OPT_JSON | OPT_ALL, verb_jobs, "jobs [--all] [--json]",
-     "Queued and running jobs; with --all, finished ones too (the newest 1,000)."},
+     "Queued and running jobs; with --all, finished ones too (the newest 1,000).", 0, NULL},
     {"job show", 1, 1, OPT_JSON, verb_job_show, "job show ID [--json]",
-     "Everything the catalog holds about one job."},
+     "Everything the catalog holds about one job.", 0, NULL},
     {"job cancel", 1, 1, OPT_JSON, verb_job_cancel, "job cancel ID [--json]",
-     "Cancel a queued job at once, or ask the worker running it to stop."},
+     "Cancel a queued job at once, or ask the worker running it to stop.", 0, NULL},
     {"job sleep", 2, 2, OPT_JSON | OPT_WAIT | OPT_WAIT_TIMEOUT | OPT_COUNT, verb_job_sleep,
      "job sleep SITE DURATION [--count N] [--wait] [--wait-timeout SEC] [--json]",
      "Diagnostic: queue a job that holds a worker slot at SITE for DURATION (e.g. 5s).\n"
      "Proves dispatch, leases and failover without touching a database. --count N queues\n"
-     "N such jobs in one request (1..100000); the job id printed is the last one's."},
+     "N such jobs in one request (1..100000); the job id printed is the last one's.", 0, NULL},
     {"check", 1, 1, OPT_JSON | OPT_WAIT_TIMEOUT, verb_check, "check CLUSTER [--wait-timeout SEC] [--json]",
      "Run a check job on a worker at the cluster's site: connection, server version, system\n"
      "identifier, wal_level, archive_mode, max_wal_senders, replication slots and whether the\n"
-     "role may replicate. Prints each item OK/FAILED with the reason; exit 1 if any failed."},
+     "role may replicate. Prints each item OK/FAILED with the reason; exit 1 if any failed.", 0, NULL},
+    {"store init", 1, 1, OPT_JSON | OPT_KEY | OPT_COMPRESSION | OPT_LEVEL | OPT_CHUNK_SIZE,
+     verb_store,
+     "store init PATH --key FILE [--compression zstd|lz4|none] [--level N] [--chunk-size SIZE] [--json]",
+     "Create a new, empty store in PATH (made 0700 if absent): its format marker, keys/,\n"
+     "backups/, index and store.conf, with a fresh id key wrapped under the master key.\n"
+     "New chunks are compressed with zstd level 3 unless --compression/--level say otherwise\n"
+     "(lz4: --level is the acceleration); --chunk-size is 8K..16M in steps of 8K (default\n"
+     "64K). An existing store is refused and left as it is.\n" STORE_HELP_KEY,
+     VERB_OFFLINE, store_cmd_init},
+    {"store ls", 1, 1, OPT_JSON | OPT_KEY, verb_store, "store ls PATH --key FILE [--json]",
+     "Every backup in the store at PATH: id, creation time, files and logical size.\n"
+     STORE_HELP_KEY, VERB_OFFLINE, store_cmd_ls},
+    {"store show", 2, 2, OPT_JSON | OPT_KEY, verb_store, "store show PATH BACKUP_ID --key FILE [--json]",
+     "One backup's manifest: creation time, chunk size, data key, totals, its meta keys with\n"
+     "their sizes, and each file with its mode, size and number of chunks.\n" STORE_HELP_KEY,
+     VERB_OFFLINE, store_cmd_show},
+    {"store stats", 1, 1, OPT_JSON | OPT_KEY, verb_store, "store stats PATH --key FILE [--json]",
+     "Figures of the whole store: backups, chunks, stored bytes (pack files), logical bytes\n"
+     "(every backup's files) and the dedup ratio (logical / stored).\n" STORE_HELP_KEY,
+     VERB_OFFLINE, store_cmd_stats},
 };
 
 static void usage_all(FILE *f)
@@ -484,7 +539,8 @@ static void usage_all(FILE *f)
 
 static void usage_verb(FILE *f, const verb_t *v)
 {
-    fprintf(f, "usage: barque [-c FILE] [--timeout SEC] %s\n\n%s\n", v->usage, v->help);
+    fprintf(f, "usage: barque %s%s\n\n%s\n",
+            (v->flags & VERB_OFFLINE) ? "" : "[-c FILE] [--timeout SEC] ", v->usage, v->help);
 }
 
 static int parse_seconds(const char *s, int64_t *ms)
@@ -525,6 +581,24 @@ int cli_main(int argc, char **argv)
             o.count = (uint32_t)v;
             seen |= OPT_COUNT;
             i++;
+        } else if (strcmp(a, "--key") == 0 || strcmp(a, "--compression") == 0 ||
+                   strcmp(a, "--level") == 0 || strcmp(a, "--chunk-size") == 0) {
+            if (!val)
+                return err_usage("option %s needs a value", a);
+            i++;
+            if (strcmp(a, "--key") == 0) {
+                o.key = val;
+                seen |= OPT_KEY;
+            } else if (strcmp(a, "--compression") == 0) {
+                o.compression = val;
+                seen |= OPT_COMPRESSION;
+            } else if (strcmp(a, "--level") == 0) {
+                o.level = val;
+                seen |= OPT_LEVEL;
+            } else {
+                o.chunk_size = val;
+                seen |= OPT_CHUNK_SIZE;
+            }
         } else if (strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0 || strcmp(a, "--dir") == 0 ||
                    strcmp(a, "--timeout") == 0 || strcmp(a, "--wait-timeout") == 0) {
             if (!val)
@@ -574,6 +648,16 @@ int cli_main(int argc, char **argv)
             fprintf(o.help ? stdout : stderr, "usage: barque job show ID | job cancel ID | job sleep SITE DURATION\n");
             return o.help ? 0 : 2;
         }
+        /* a group word alone ("store"): its verbs */
+        size_t glen = strlen(o.args[0]);
+        int group = 0;
+        for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)
+            if (strncmp(verbs[i].name, o.args[0], glen) == 0 && verbs[i].name[glen] == ' ') {
+                fprintf(o.help ? stdout : stderr, "%s barque %s\n", group++ ? "      " : "usage:",
+                        verbs[i].usage);
+            }
+        if (group)
+            return o.help ? 0 : 2;
         return err_usage("unknown verb %s (see barque --help)", o.args[0]);
     }
     if (o.help) {
@@ -593,8 +677,9 @@ int cli_main(int argc, char **argv)
     cli_t c;
     memset(&c, 0, sizeof c);
     c.o = &o;
+    c.verb = v;
     int rc;
-    if (v->run == verb_keygen) {
+    if (v->flags & VERB_OFFLINE) {
         rc = v->run(&c);
     } else {
         bq_errbuf_t e;

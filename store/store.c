@@ -1210,3 +1210,20 @@ int store_stats(store_t *s, store_stats_t *st, bq_errbuf_t *e)
         st->dedup_ratio = (double)st->logical_bytes / (double)st->stored_bytes;
     return rc;
 }
+
+/* ---- for the store's own modules (store/verify.c) ------------------------------------------ */
+
+store_index_t *store_index_handle(store_t *s)
+{
+    return s->idx;
+}
+
+int store_chunk_ctx_for(store_t *s, store_chunk_ctx_t **out, bq_errbuf_t *e)
+{
+    return store_chunk_ctx_new(s->idkey, out, e);
+}
+
+int store_datakey_get(store_t *s, uint32_t id, store_datakey_t *out, bq_errbuf_t *e)
+{
+    return store_datakey_load(s->dir, &s->master, id, out, e);
+}

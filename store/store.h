@@ -157,4 +157,80 @@ typedef struct {
  * the packs' directory and the manifests (BQ_E_IO, BQ_E_KEY). */
 int store_stats(store_t *s, store_stats_t *st, bq_errbuf_t *e);
 
+/* ---- verify (store/verify.c) -------------------------------------------------------------- */
+
+/* What a verify event is about. Every kind but STORE_VERIFY_WAL_CONFLICT and
+ * STORE_VERIFY_PACK_TORN is a problem; those two are warnings: the stored WAL file is intact
+ * (the other content is kept beside it), and a torn pack tail holds nothing any index entry
+ * or backup refers to. */
+typedef enum {
+    STORE_VERIFY_PACK_DAMAGED = 1,  /* a pack's scan stopped at a bad record (crc, magic,
+                                       length, truncation) or its header is bad */
+    STORE_VERIFY_CHUNK_DAMAGED = 2, /* a record that does not open (tag, id, key), or an
+                                       indexed record in a damaged pack that cannot be read */
+    STORE_VERIFY_CHUNK_MISSING = 3, /* a chunk a backup needs that the index lacks, or whose
+                                       index entry is dangling */
+    STORE_VERIFY_INDEX_DANGLING = 4,    /* an index entry whose pack or record is not there */
+    STORE_VERIFY_MANIFEST_DAMAGED = 5,  /* a manifest that does not open or read to its END */
+    STORE_VERIFY_WAL_DAMAGED = 6,       /* a WAL file that store_wal_get refuses */
+    STORE_VERIFY_WAL_CONFLICT = 7,      /* a NAME.conflict-* file (warning) */
+    STORE_VERIFY_PACK_TORN = 8,         /* a pack whose unfinished tail no index entry refers
+                                           to: a killed or running writer (warning; GC reclaims) */
+} store_verify_kind_t;
+
+/* One problem. Fields that do not apply are NULL (strings) or has_pack == 0. All pointers are
+ * borrowed for the callback only. CHUNK_DAMAGED and CHUNK_MISSING events come once for the
+ * chunk itself when the packs or the index show it (backup_id NULL), and once for every
+ * (backup, file) that references it (backup_id and path set). */
+typedef struct {
+    store_verify_kind_t kind;
+    int has_pack;            /* pack and offset are set */
+    uint64_t pack;           /* pack id */
+    uint64_t offset;         /* record offset in the pack (where a scan stopped) */
+    const char *chunk;       /* chunk id, 64 lowercase hex digits */
+    const char *backup_id;   /* the backup concerned */
+    const char *path;        /* the file of that backup */
+    const char *wal;         /* the WAL file name (a conflict: the conflict file's name) */
+    const char *message;     /* what is wrong, as an error message says it */
+} store_verify_event_t;
+
+/* Called once per event; non-zero stops the verify, which returns that value. */
+typedef int (*store_verify_fn)(const store_verify_event_t *ev, void *arg);
+
+typedef struct {
+    uint64_t packs;      /* packs scanned */
+    uint64_t records;    /* pack records read (crc) and opened (tag, id) */
+    uint64_t chunks;     /* index entries */
+    uint64_t chunk_refs; /* chunk references in manifests, each checked against the index */
+    uint64_t backups;    /* manifests read */
+    uint64_t files;      /* files in those manifests */
+    uint64_t wal_files;  /* WAL files read and checked */
+    uint64_t problems;   /* events other than warnings */
+    uint64_t warnings;   /* WAL conflict files */
+} store_verify_stats_t;
+
+/* Check the whole store s (opened, so holding the shared lock), streaming: (1) every pack:
+ * every record's crc, and every record opened with its data key (tag, re-hash to its id);
+ * (2) every index entry points at a good record of that id in a pack that exists; (3) every
+ * manifest read to its END, and every chunk it references is in the index and good; (4)
+ * every WAL file read back (store_wal_get), and WAL conflict files listed as warnings.
+ * Problems go to fn (may be NULL) as they are found; a damaged or missing chunk is reported
+ * with every backup and file that references it. Memory: a few chunk buffers, the largest
+ * WAL file, one timeline's WAL names, and per damage found (the damaged chunks' ids, the
+ * damaged packs' offsets): not the size of the store. st (may be NULL) gets the figures.
+ * Returns 0 when all is well (warnings allowed), BQ_E_IO "store DIR: N problems found
+ * (first: WHY)" when any problem was found; BQ_E_NOMEM, BQ_E_IO when a directory or the index
+ * cannot be read; fn's non-zero value. */
+int store_verify(store_t *s, store_verify_fn fn, void *arg, store_verify_stats_t *st,
+                 bq_errbuf_t *e);
+/* "pack damaged", "chunk damaged", ...: the kind for messages. */
+const char *store_verify_kind_name(store_verify_kind_t kind);
+
+/* Internals for the store's own modules (verify, GC): the index (borrowed from s), a chunk
+ * context under the store's id key (*out the caller's: store_chunk_ctx_destroy), and data key
+ * id loaded under the store's master key (wipe *out with store_datakey_clear). */
+struct store_index *store_index_handle(store_t *s);
+int store_chunk_ctx_for(store_t *s, store_chunk_ctx_t **out, bq_errbuf_t *e);
+int store_datakey_get(store_t *s, uint32_t id, store_datakey_t *out, bq_errbuf_t *e);
+
 #endif
