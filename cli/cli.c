@@ -523,6 +523,12 @@ static const verb_t verbs[] = {
      "Figures of the whole store: backups, chunks, stored bytes (pack files), logical bytes\n"
      "(every backup's files) and the dedup ratio (logical / stored).\n" STORE_HELP_KEY,
      VERB_OFFLINE, store_cmd_stats},
+    {"store verify", 1, 1, OPT_JSON | OPT_KEY, verb_store, "store verify PATH --key FILE [--json]",
+     "Re-read every pack record (crc, authentication tag, chunk id), every index entry, every\n"
+     "backup's manifest and every WAL file. Prints each damaged or missing chunk with every\n"
+     "backup and file that depends on it; exit 1 when anything is damaged. A torn pack tail that\n"
+     "nothing refers to (a killed writer's) is a warning.\n" STORE_HELP_KEY,
+     VERB_OFFLINE, store_cmd_verify},
 };
 
 static void usage_all(FILE *f)

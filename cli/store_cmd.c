@@ -514,3 +514,81 @@ int store_cmd_stats(const store_cmd_opts_t *o)
     }
     return 0;
 }
+
+/* store verify: one line per problem or warning as it is found (a JSON array of events with
+ * --json), then the counts. Exit 1 when any problem was found. */
+typedef struct {
+    int json;
+    json_t *events;
+} verify_out_t;
+
+static int verify_event(const store_verify_event_t *ev, void *arg)
+{
+    verify_out_t *v = arg;
+    int warning = ev->kind == STORE_VERIFY_WAL_CONFLICT || ev->kind == STORE_VERIFY_PACK_TORN;
+    if (v->json) {
+        json_t *o = json_pack("{s:s, s:b, s:s}", "kind", store_verify_kind_name(ev->kind),
+                              "warning", warning, "message", ev->message ? ev->message : "");
+        if (ev->chunk)
+            json_object_set_new(o, "chunk", json_string(ev->chunk));
+        if (ev->backup_id)
+            json_object_set_new(o, "backup", json_string(ev->backup_id));
+        if (ev->path)
+            json_object_set_new(o, "file", json_string(ev->path));
+        if (ev->wal)
+            json_object_set_new(o, "wal", json_string(ev->wal));
+        json_array_append_new(v->events, o);
+    } else {
+        printf("%s: %s", warning ? "WARNING" : "DAMAGED", store_verify_kind_name(ev->kind));
+        if (ev->backup_id)
+            printf(": backup %s file %s", ev->backup_id, ev->path ? ev->path : "-");
+        if (ev->chunk)
+            printf(": chunk %s", ev->chunk);
+        printf("\n    %s\n", ev->message ? ev->message : "");
+    }
+    return 0;
+}
+
+int store_cmd_verify(const store_cmd_opts_t *o)
+{
+    store_master_t m;
+    store_t *s = NULL;
+    int rc = open_store("verify", o, &m, &s);
+    if (rc) {
+        store_master_clear(&m);
+        return rc;
+    }
+    verify_out_t v = {.json = o->json, .events = o->json ? json_array() : NULL};
+    store_verify_stats_t st;
+    bq_errbuf_t e = {{0}};
+    rc = store_verify(s, verify_event, &v, &st, &e);
+    int done = rc == 0 || rc == BQ_E_IO; /* BQ_E_IO: it ran and found problems */
+    if (done && o->json) {
+        json_t *out = json_pack("{s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o}",
+                                "store", store_dir(s), "ok", rc == 0, "packs",
+                                (json_int_t)st.packs, "records", (json_int_t)st.records,
+                                "chunks", (json_int_t)st.chunks, "chunk_refs",
+                                (json_int_t)st.chunk_refs, "backups", (json_int_t)st.backups,
+                                "files", (json_int_t)st.files, "wal_files",
+                                (json_int_t)st.wal_files, "problems", (json_int_t)st.problems,
+                                "warnings", (json_int_t)st.warnings, "events", v.events);
+        v.events = NULL;
+        out_json_print(stdout, out);
+    } else if (done) {
+        printf("store %s: %s\n  %" PRIu64 " packs, %" PRIu64 " records, %" PRIu64
+               " indexed chunks, %" PRIu64 " backups, %" PRIu64 " files (%" PRIu64
+               " chunk references), %" PRIu64 " WAL files: %" PRIu64 " problems, %" PRIu64
+               " warnings\n",
+               store_dir(s), rc == 0 ? "OK" : "DAMAGED", st.packs, st.records, st.chunks,
+               st.backups, st.files, st.chunk_refs, st.wal_files, st.problems, st.warnings);
+    }
+    json_decref(v.events);
+    store_close(&s);
+    store_master_clear(&m);
+    if (rc) {
+        char msg[BQ_ERRMSG_MAX + 64];
+        snprintf(msg, sizeof msg, "store verify: %s", e.msg);
+        return fail(rc, msg);
+    }
+    return 0;
+}

@@ -33,5 +33,8 @@ int store_cmd_ls(const store_cmd_opts_t *o);
 int store_cmd_show(const store_cmd_opts_t *o);
 /* store stats PATH --key FILE: backups, chunks, stored and logical bytes, dedup ratio. */
 int store_cmd_stats(const store_cmd_opts_t *o);
+/* store verify PATH --key FILE: re-read every pack record, index entry, manifest and WAL file;
+ * print each problem with the backups and files it affects. Exit 1 when anything is damaged. */
+int store_cmd_verify(const store_cmd_opts_t *o);
 
 #endif

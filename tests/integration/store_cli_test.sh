@@ -97,6 +97,32 @@ json 'j["dedup_ratio"] > 1.9 and j["stored_bytes"] < 1.1 * '"$LOGICAL"' and abs(
     grep -qx True || fail "stats --json: two identical backups should dedup (ratio > 1.9): $out"
 ok "store stats: two identical backups dedup (ratio > 1.9)"
 
+# ---- verify: clean, then a flipped byte in a pack names the backups and files --------------------
+out=$("$B" store verify st --key $K) || fail "store verify of a clean store: $out"
+assert_contains "$out" ": OK"
+assert_contains "$out" "0 problems"
+cp -a st stbad
+pack=$(find stbad/packs -name '*.pack' | head -1)
+size=$(stat -c %s "$pack")
+python3 - "$pack" $((size / 2)) <<'PY'
+import sys
+p, off = sys.argv[1], int(sys.argv[2])
+with open(p, "r+b") as f:
+    f.seek(off); b = f.read(1); f.seek(off); f.write(bytes([b[0] ^ 0x40]))
+PY
+rc=0
+out=$("$B" store verify stbad --key $K) || rc=$?
+assert_eq 1 "$rc" "exit status of store verify on a damaged store"
+assert_contains "$out" "DAMAGED"
+assert_contains "$out" "backup b1 file"
+assert_contains "$out" "backup b2 file"
+rc=0
+out=$("$B" store verify stbad --key $K --json) || rc=$?
+assert_eq 1 "$rc" "exit status of store verify --json on a damaged store"
+json 'j["ok"] is False and j["problems"] > 0 and {"b1", "b2"} <= {e.get("backup") for e in j["events"]}' <<<"$out" |
+    grep -qx True || fail "store verify --json does not name both backups: $out"
+ok "store verify: clean store OK; one flipped pack byte names the chunk, both backups and the file"
+
 # ---- refusals -----------------------------------------------------------------------------------
 before=$(tree_sum st)
 for verb in "ls st" "stats st" "show st b1"; do
@@ -136,7 +162,7 @@ check 2 "usage: barque store init" store
 [[ ! -e st9 ]] || fail "a refused init left st9 behind"
 ok "bad arguments exit 2 and make nothing"
 
-for verb in init ls show stats; do
+for verb in init ls show stats verify; do
     out=$("$B" store $verb --help)
     assert_contains "$out" "usage: barque store $verb PATH"
     assert_contains "$out" "--key FILE"
