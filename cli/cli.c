@@ -33,6 +33,7 @@ enum {
     OPT_COMPRESSION = 1 << 8,
     OPT_LEVEL = 1 << 9,
     OPT_CHUNK_SIZE = 1 << 10,
+    OPT_NEW_KEY = 1 << 11,
 };
 
 enum {
@@ -50,6 +51,7 @@ typedef struct {
     uint32_t count;          /* jobs to create at once */
     int store_key;           /* keygen: a store master key instead of a CURVE pair */
     const char *key;         /* store verbs: --key FILE */
+    const char *new_key;     /* store rotate-key: --new-key FILE */
     const char *compression; /* store init */
     const char *level;       /* store init */
     const char *chunk_size;  /* store init */
@@ -462,6 +464,7 @@ static int verb_store(cli_t *c)
 {
     store_cmd_opts_t so = {.json = c->o->json,
                            .key_file = c->o->key,
+                           .new_key_file = c->o->new_key,
                            .compression = c->o->compression,
                            .level = c->o->level,
                            .chunk_size = c->o->chunk_size,
@@ -529,6 +532,22 @@ static const verb_t verbs[] = {
      "backup and file that depends on it; exit 1 when anything is damaged. A torn pack tail that\n"
      "nothing refers to (a killed writer's) is a warning.\n" STORE_HELP_KEY,
      VERB_OFFLINE, store_cmd_verify},
+    {"store gc", 1, 1, OPT_JSON | OPT_KEY, verb_store, "store gc PATH --key FILE [--json]",
+     "Reclaim the space of chunks no backup references any more (after backups were deleted):\n"
+     "their index entries go, packs with nothing live are deleted, and packs less than half\n"
+     "live are rewritten with only their live records (copied as they are, not re-encrypted).\n"
+     "Also removes the packs and temp manifests of killed writers. Needs the store to itself\n"
+     "(an exclusive lock: refused while a backup, WAL archiving or a reader runs). Data key\n"
+     "files and WAL files are never removed.\n" STORE_HELP_KEY,
+     VERB_OFFLINE, store_cmd_gc},
+    {"store rotate-key", 1, 1, OPT_JSON | OPT_KEY | OPT_NEW_KEY, verb_store,
+     "store rotate-key PATH --key OLD_FILE --new-key NEW_FILE [--json]",
+     "Re-wrap every data key and the id key of the store at PATH under the master key in\n"
+     "NEW_FILE (barque keygen NAME --store-key), one file at a time, durably; packs are not\n"
+     "rewritten. Needs the store to itself (an exclusive lock: no backup, WAL archiving or\n"
+     "reader may run). A wrong OLD_FILE changes nothing. If it is interrupted, run it again\n"
+     "with the same two keys: it finishes the job (until then, reading some backups fails\n"
+     "with a wrong-key error, and nothing is damaged).", VERB_OFFLINE, store_cmd_rotate_key},
 };
 
 static void usage_all(FILE *f)
@@ -588,13 +607,17 @@ int cli_main(int argc, char **argv)
             seen |= OPT_COUNT;
             i++;
         } else if (strcmp(a, "--key") == 0 || strcmp(a, "--compression") == 0 ||
-                   strcmp(a, "--level") == 0 || strcmp(a, "--chunk-size") == 0) {
+                   strcmp(a, "--level") == 0 || strcmp(a, "--chunk-size") == 0 ||
+                   strcmp(a, "--new-key") == 0) {
             if (!val)
                 return err_usage("option %s needs a value", a);
             i++;
             if (strcmp(a, "--key") == 0) {
                 o.key = val;
                 seen |= OPT_KEY;
+            } else if (strcmp(a, "--new-key") == 0) {
+                o.new_key = val;
+                seen |= OPT_NEW_KEY;
             } else if (strcmp(a, "--compression") == 0) {
                 o.compression = val;
                 seen |= OPT_COMPRESSION;

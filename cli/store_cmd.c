@@ -1,4 +1,5 @@
-/* barque store init|ls|show|stats: offline verbs on a store directory (see store_cmd.h). */
+/* barque store init|ls|show|stats|verify|rotate-key: offline verbs on a store directory (see
+ * store_cmd.h). */
 #include "store_cmd.h"
 
 #include "clock.h"
@@ -590,5 +591,90 @@ int store_cmd_verify(const store_cmd_opts_t *o)
         snprintf(msg, sizeof msg, "store verify: %s", e.msg);
         return fail(rc, msg);
     }
+    return 0;
+}
+
+/* store gc: store_gc (it opens the store itself, exclusively); prints what was reclaimed. */
+int store_cmd_gc(const store_cmd_opts_t *o)
+{
+    int rc = need_key("gc", o);
+    if (rc)
+        return rc;
+    store_master_t m;
+    store_gc_stats_t st;
+    bq_errbuf_t e;
+    memset(&m, 0, sizeof m);
+    rc = store_master_key_load(o->key_file, &m, &e);
+    if (rc == 0)
+        rc = store_gc(o->args[0], &m, NULL, &st, &e);
+    store_master_clear(&m);
+    if (rc) {
+        char msg[BQ_ERRMSG_MAX + 64];
+        snprintf(msg, sizeof msg, "store gc: %s", e.msg);
+        return fail(rc, msg);
+    }
+    if (o->json)
+        out_json_print(stdout,
+                       json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+                                 "store", o->args[0], "backups", (json_int_t)st.backups,
+                                 "live_chunks", (json_int_t)st.live_chunks, "chunks_removed",
+                                 (json_int_t)st.chunks_removed, "packs", (json_int_t)st.packs,
+                                 "packs_deleted", (json_int_t)st.packs_deleted, "packs_repacked",
+                                 (json_int_t)st.packs_repacked, "packs_written",
+                                 (json_int_t)st.packs_written, "packs_skipped",
+                                 (json_int_t)st.packs_skipped, "temp_manifests",
+                                 (json_int_t)st.temp_manifests, "bytes_reclaimed",
+                                 (json_int_t)st.bytes_reclaimed));
+    else
+        printf("store %s: %" PRIu64 " backups, %" PRIu64 " live chunks; removed %" PRIu64
+               " chunks, %" PRIu64 " of %" PRIu64 " packs deleted, %" PRIu64 " repacked into %"
+               PRIu64 " new, %" PRIu64 " temp manifests; %" PRIu64 " bytes reclaimed\n",
+               o->args[0], st.backups, st.live_chunks, st.chunks_removed, st.packs_deleted,
+               st.packs, st.packs_repacked, st.packs_written, st.temp_manifests,
+               st.bytes_reclaimed);
+    if (st.packs_skipped)
+        fprintf(stderr, "barque: store gc: %" PRIu64 " damaged packs were left as they are "
+                "(run barque store verify)\n", st.packs_skipped);
+    return 0;
+}
+
+/* store rotate-key: both keys loaded first (a bad file is refused before the store is
+ * touched), then store_rotate_key. */
+int store_cmd_rotate_key(const store_cmd_opts_t *o)
+{
+    int rc = need_key("rotate-key", o);
+    if (rc)
+        return rc;
+    if (!o->new_key_file)
+        return usage_err("store rotate-key: --new-key FILE is required (the new store master "
+                         "key, made by barque keygen NAME --store-key)");
+    store_master_t old_m, new_m;
+    store_rotate_stats_t st;
+    bq_errbuf_t e;
+    memset(&old_m, 0, sizeof old_m);
+    memset(&new_m, 0, sizeof new_m);
+    rc = store_master_key_load(o->key_file, &old_m, &e);
+    if (rc == 0)
+        rc = store_master_key_load(o->new_key_file, &new_m, &e);
+    if (rc == 0)
+        rc = store_rotate_key(o->args[0], &old_m, &new_m, &st, &e);
+    store_master_clear(&old_m);
+    store_master_clear(&new_m);
+    if (rc) {
+        char msg[BQ_ERRMSG_MAX + 64];
+        snprintf(msg, sizeof msg, "store rotate-key: %s", e.msg);
+        return fail(rc, msg);
+    }
+    if (o->json)
+        out_json_print(stdout, json_pack("{s:s, s:s, s:I, s:I, s:b}", "store", o->args[0],
+                                         "key_file", o->new_key_file, "data_keys",
+                                         (json_int_t)st.data_keys, "data_keys_rewrapped",
+                                         (json_int_t)st.data_keys_rewrapped, "id_key_rewrapped",
+                                         st.id_key_rewrapped));
+    else
+        printf("store %s: now under the key in %s (%" PRIu64 " of %" PRIu64 " data keys "
+               "re-wrapped, id key %s)\n",
+               o->args[0], o->new_key_file, st.data_keys_rewrapped, st.data_keys,
+               st.id_key_rewrapped ? "re-wrapped" : "already re-wrapped");
     return 0;
 }

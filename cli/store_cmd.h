@@ -14,6 +14,7 @@
 typedef struct {
     int json;                /* --json */
     const char *key_file;    /* --key FILE: the store master key (keygen --store-key) */
+    const char *new_key_file; /* --new-key FILE: rotate-key's new master key */
     const char *compression; /* --compression NAME, or NULL */
     const char *level;       /* --level N, or NULL */
     const char *chunk_size;  /* --chunk-size SIZE, or NULL */
@@ -36,5 +37,14 @@ int store_cmd_stats(const store_cmd_opts_t *o);
 /* store verify PATH --key FILE: re-read every pack record, index entry, manifest and WAL file;
  * print each problem with the backups and files it affects. Exit 1 when anything is damaged. */
 int store_cmd_verify(const store_cmd_opts_t *o);
+
+/* store gc PATH --key FILE: store_gc (exclusive lock: refused, exit 1, while a backup, WAL put
+ * or reader has the store open); prints the chunks and packs removed and the bytes reclaimed. */
+int store_cmd_gc(const store_cmd_opts_t *o);
+
+/* store rotate-key PATH --key OLD_FILE --new-key NEW_FILE: store_rotate_key; prints how many
+ * data keys were re-wrapped and whether the id key was. Exit 1 on a wrong key or a busy store,
+ * nothing changed. */
+int store_cmd_rotate_key(const store_cmd_opts_t *o);
 
 #endif

@@ -390,6 +390,23 @@ int store_open(const char *dir, const store_master_t *master, store_t **out, bq_
     char path[PATH_MAX];
     char *text = NULL;
     uint8_t wrapped[STORE_WRAPPED_BYTES];
+    /* The lock first: store.conf (the wrapped id key) is read under it, so a rotate-key that
+     * holds it exclusively cannot change the keys between that read and this open's writes. */
+    if ((rc = path_join(path, sizeof path, dir, "lock", e)) != 0)
+        goto fail;
+    s->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (s->lock_fd < 0) {
+        rc = bq_fail(e, BQ_E_IO, "could not open %s: %s", path, strerror(errno));
+        goto fail;
+    }
+    if (flock(s->lock_fd, LOCK_SH | LOCK_NB) != 0) {
+        if (errno == EWOULDBLOCK)
+            rc = bq_fail(e, BQ_E_STATE, "store %s is held exclusively by another process (gc, "
+                         "delete or rotate-key)\nhint: try again when it is done", dir);
+        else
+            rc = bq_fail(e, BQ_E_IO, "could not lock %s: %s", path, strerror(errno));
+        goto fail;
+    }
     if ((rc = path_join(path, sizeof path, dir, STORE_CONF, e)) != 0)
         goto fail;
     size_t len = 0;
@@ -417,21 +434,6 @@ int store_open(const char *dir, const store_master_t *master, store_t **out, bq_
         goto fail;
     }
 
-    if ((rc = path_join(path, sizeof path, dir, "lock", e)) != 0)
-        goto fail;
-    s->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (s->lock_fd < 0) {
-        rc = bq_fail(e, BQ_E_IO, "could not open %s: %s", path, strerror(errno));
-        goto fail;
-    }
-    if (flock(s->lock_fd, LOCK_SH | LOCK_NB) != 0) {
-        if (errno == EWOULDBLOCK)
-            rc = bq_fail(e, BQ_E_STATE, "store %s is held exclusively by another process (gc, "
-                         "delete or rotate-key)\nhint: try again when it is done", dir);
-        else
-            rc = bq_fail(e, BQ_E_IO, "could not lock %s: %s", path, strerror(errno));
-        goto fail;
-    }
     if ((rc = store_index_open(dir, 0, STORE_INDEX_MAP_MAX, 0, &s->idx, e)) != 0)
         goto fail;
     *out = s;
@@ -1226,4 +1228,17 @@ int store_chunk_ctx_for(store_t *s, store_chunk_ctx_t **out, bq_errbuf_t *e)
 int store_datakey_get(store_t *s, uint32_t id, store_datakey_t *out, bq_errbuf_t *e)
 {
     return store_datakey_load(s->dir, &s->master, id, out, e);
+}
+
+int store_lock_exclusive(store_t *s, const char *what, bq_errbuf_t *e)
+{
+    if (flock(s->lock_fd, LOCK_EX | LOCK_NB) == 0)
+        return 0;
+    int err = errno;
+    /* A conversion that fails may have dropped the shared lock (flock(2)): take it back. */
+    (void)flock(s->lock_fd, LOCK_SH | LOCK_NB);
+    if (err == EWOULDBLOCK)
+        return bq_fail(e, BQ_E_STATE, "store %s is in use (a backup or WAL put is running); %s "
+                       "not run\nhint: try again when it is done", s->dir, what);
+    return bq_fail(e, BQ_E_IO, "could not lock %s/lock: %s", s->dir, strerror(err));
 }

@@ -50,12 +50,12 @@ typedef struct store store_t;
 int store_create(const char *dir, const store_master_t *master, const store_opts_t *opts,
                  bq_errbuf_t *e);
 
-/* Open the store in dir: checks the marker and store.conf (BQ_E_NOTFOUND when either is
+/* Open the store in dir: checks the marker, takes a shared flock on DIR/lock (BQ_E_STATE when
+ * it is held exclusively: GC, delete and rotate-key take it exclusive; taken first, so that
+ * store.conf is read under it), checks store.conf (BQ_E_NOTFOUND when the marker or it is
  * absent, BQ_E_STATE "store config DIR/store.conf is damaged: line N: WHY", BQ_E_VERSION),
  * unwraps the id key (BQ_E_KEY "wrong store key for DIR (the key in M does not open the id key
- * in store.conf)" — refused before any byte is written), takes a shared flock on DIR/lock
- * (BQ_E_STATE when it is held exclusively: GC, delete and rotate-key take it exclusive), and
- * opens the index (its errors: a damaged or lost index is BQ_E_IO). master is copied (to open
+ * in store.conf)" — refused before any byte is written), and opens the index (its errors: a damaged or lost index is BQ_E_IO). master is copied (to open
  * data keys), wiped at close. *out is the caller's: store_close. */
 int store_open(const char *dir, const store_master_t *master, store_t **out, bq_errbuf_t *e);
 /* Close the index, release the lock, wipe the keys, free. Accepts NULL and *s_p == NULL; nulls
@@ -232,5 +232,97 @@ const char *store_verify_kind_name(store_verify_kind_t kind);
 struct store_index *store_index_handle(store_t *s);
 int store_chunk_ctx_for(store_t *s, store_chunk_ctx_t **out, bq_errbuf_t *e);
 int store_datakey_get(store_t *s, uint32_t id, store_datakey_t *out, bq_errbuf_t *e);
+
+/* ---- master key rotation (store/rotate.c) ------------------------------------------------- */
+
+typedef struct {
+    uint64_t data_keys;           /* data key files in keys/ (backups and WAL days) */
+    uint64_t data_keys_rewrapped; /* of those, re-wrapped by this run (the others were already
+                                     under the new key: an interrupted rotation run again) */
+    int id_key_rewrapped;         /* 1 when this run rewrote the id key in store.conf */
+} store_rotate_stats_t;
+
+/* Re-wrap every key of the store in dir from master key old_m to new_m (docs/store.md, "Keys"):
+ * each keys/K.datakey (store_keys_rewrap), then last the id key in store.conf (rewritten
+ * durably, every other line kept byte for byte). Packs, manifests, WAL files and the index are
+ * never touched: only wrapped keys change, so no chunk is rewritten.
+ *
+ * Takes dir/lock exclusively without waiting: BQ_E_STATE "store DIR is in use" when any
+ * store_open (a backup, WAL archiving, a reader) or another GC/rotation holds it.
+ *
+ * Before anything is written, the id key must open under old_m or new_m, and so must every data
+ * key file: otherwise BQ_E_KEY naming the file and both key files, and nothing is changed.
+ * old_m and new_m holding the same key is BQ_E_INVAL.
+ *
+ * Interrupted (crash, kill, I/O error) part way, the store is consistent but mixed: store.conf
+ * still holds the id key under old_m, some data key files are under new_m. Then store_open
+ * with old_m succeeds, but reading anything sealed with an already re-wrapped data key fails
+ * with BQ_E_KEY "wrong store key for DIR (the key in OLD does not open keys/K.datakey)"; new
+ * backups written meanwhile get data keys under old_m, which a later run re-wraps too.
+ * store_open with new_m is refused (BQ_E_KEY on the id key) before any byte is written. No
+ * read or write in that state damages anything: running store_rotate_key again with the same
+ * (old_m, new_m) finishes the job (files already under new_m are skipped). Running it on a
+ * store that is fully rotated is a success that changes nothing.
+ *
+ * st (may be NULL) receives the figures. Other errors: BQ_E_NOTFOUND when dir has no
+ * store.conf, BQ_E_STATE for a damaged store.conf, BQ_E_IO. */
+int store_rotate_key(const char *dir, const store_master_t *old_m, const store_master_t *new_m,
+                     store_rotate_stats_t *st, bq_errbuf_t *e);
+
+/* ---- garbage collection (store/gc.c) ------------------------------------------------------ */
+
+#define STORE_GC_REPACK_BELOW 0.5 /* default: repack a pack whose live bytes are below half */
+
+typedef struct {
+    double repack_below; /* repack a pack when live bytes / pack bytes is below this (0..1);
+                            0: STORE_GC_REPACK_BELOW; a negative value: never repack */
+} store_gc_opts_t;
+
+typedef struct {
+    uint64_t backups;          /* manifests read (mark) */
+    uint64_t live_chunks;      /* distinct chunk ids the manifests reference */
+    uint64_t chunks_removed;   /* index entries of chunks no manifest references, deleted */
+    uint64_t packs;            /* packs present when the sweep started */
+    uint64_t packs_deleted;    /* packs with nothing live (unreferenced, torn), removed */
+    uint64_t packs_repacked;   /* sparse packs whose live records were copied, then removed */
+    uint64_t packs_written;    /* new packs the repacking wrote */
+    uint64_t records_moved;    /* live records copied by the repacking */
+    uint64_t bytes_reclaimed;  /* bytes of the removed packs minus bytes of the new ones */
+    uint64_t temp_manifests;   /* backups/ID.manifest.tmp.* files removed */
+    uint64_t packs_skipped;    /* sparse packs left alone because their scan found damage */
+} store_gc_stats_t;
+
+/* Collect the garbage of the store in dir (docs/store.md, "GC"). Opens the store with master
+ * (store_open's checks and errors), then turns its shared lock into an exclusive one without
+ * waiting: BQ_E_STATE "store DIR is in use (a backup or WAL put is running); GC not run" when
+ * any other store_open (backup writer, WAL put, reader), GC or rotation holds it. Holding it
+ * exclusively is what makes it safe: no writer can have written or referenced a chunk that is
+ * not yet in a committed manifest.
+ *
+ * Steps, each leaving a store that verifies clean when interrupted:
+ *   1. remove backups/ID.manifest.tmp.* (temp manifests of writers that died);
+ *   2. mark: read every manifest to its END; the chunk ids they reference are the live set
+ *      (memory: a hash set of the 32-byte ids kept at most half full, 66..132 bytes per
+ *      live chunk: about 1 GiB for 10 million chunks, 640 GB at 64 KiB; plus 32 bytes per
+ *      pack holding live chunks). A manifest that does not read (damage, a missing or wrong
+ *      data key) stops GC before anything is deleted;
+ *   3. delete the index entries of chunks outside the live set (chunks_removed);
+ *   4. sweep every pack present at the start: a pack no index entry points into (all dead,
+ *      torn by a killed writer, or left by an interrupted repack) is unlinked, then its
+ *      directory fsynced; a pack whose live bytes are below repack_below of its size has its
+ *      live records copied as they are (sealed bodies, no re-encryption) into a new pack,
+ *      which is fsynced before the index is pointed at the copies, and only then is the old
+ *      pack unlinked. A sparse pack whose scan finds damage is left alone (verify reports it).
+ * Data key files are never deleted (manifests and WAL files use them; each is 72 bytes), nor
+ * is anything in the WAL area. opts may be NULL (defaults); st (may be NULL) gets the figures,
+ * also those of the work done before a failure. Errors: those of store_open, BQ_E_STATE (in
+ * use), BQ_E_IO, BQ_E_KEY (a manifest's data key), BQ_E_NOMEM, BQ_E_MAPFULL. */
+int store_gc(const char *dir, const store_master_t *master, const store_gc_opts_t *opts,
+             store_gc_stats_t *st, bq_errbuf_t *e);
+
+/* Internal (store/gc.c): turn s's shared lock into an exclusive one without waiting.
+ * BQ_E_STATE "store DIR is in use (a backup or WAL put is running); WHAT not run" when another
+ * holder has it, BQ_E_IO. After a failure s holds the shared lock again at best: close it. */
+int store_lock_exclusive(store_t *s, const char *what, bq_errbuf_t *e);
 
 #endif

@@ -123,6 +123,57 @@ json 'j["ok"] is False and j["problems"] > 0 and {"b1", "b2"} <= {e.get("backup"
     grep -qx True || fail "store verify --json does not name both backups: $out"
 ok "store verify: clean store OK; one flipped pack byte names the chunk, both backups and the file"
 
+# ---- gc: after retention removed b1 (its chunks are all shared with b2), then b2 too -------------
+cp -a st stgc
+rm stgc/backups/b1.manifest
+out=$("$B" store gc stgc --key $K --json) || fail "store gc: $out"
+json 'j["backups"] == 1 and j["chunks_removed"] == 0 and j["packs_deleted"] == 0' <<<"$out" |
+    grep -qx True || fail "store gc --json with b1 gone (all its chunks shared with b2): $out"
+out=$("$B" store verify stgc --key $K) || fail "store verify after gc: $out"
+assert_contains "$out" ": OK"
+out=$("$B" store ls stgc --key $K)
+assert_contains "$out" "b2"
+rm stgc/backups/b2.manifest
+out=$("$B" store gc stgc --key $K) || fail "store gc: $out"
+assert_contains "$out" "removed 7 chunks"
+[[ -z $(find stgc/packs -name '*.pack') ]] || fail "store gc left packs with no backup: $(find stgc/packs)"
+out=$("$B" store verify stgc --key $K) || fail "store verify after gc of everything: $out"
+assert_contains "$out" ": OK"
+ok "store gc: keeps shared chunks, reclaims the rest; verify OK after each run"
+
+# ---- rotate-key: a copy of st moves to a new master key; the old one is refused -----------------
+"$B" keygen rotated --store-key --dir keys >/dev/null
+cp -a st strot
+packs_before=$(cd strot && find packs -type f -printf '%p %s %T@\n' | sort && find packs -type f -exec sha256sum {} + | sort)
+out=$("$B" store rotate-key strot --key $K --new-key keys/rotated.storekey --json) ||
+    fail "store rotate-key: $out"
+json 'j["data_keys"] == j["data_keys_rewrapped"] and j["data_keys"] >= 2 and j["id_key_rewrapped"] is True' <<<"$out" |
+    grep -qx True || fail "store rotate-key --json: $out"
+out=$("$B" store ls strot --key keys/rotated.storekey) || fail "store ls with the new key: $out"
+assert_contains "$out" "b1"
+assert_contains "$out" "b2"
+"$B" store verify strot --key keys/rotated.storekey >/dev/null || fail "store verify with the new key"
+rc=0
+out=$("$B" store ls strot --key $K 2>&1) || rc=$?
+assert_eq 1 "$rc" "exit status of store ls with the old key after rotate-key"
+assert_contains "$out" "wrong store key"
+packs_after=$(cd strot && find packs -type f -printf '%p %s %T@\n' | sort && find packs -type f -exec sha256sum {} + | sort)
+assert_eq "$packs_before" "$packs_after" "packs after rotate-key"
+out=$("$B" store rotate-key strot --key $K --new-key keys/rotated.storekey) ||
+    fail "store rotate-key run again: $out"
+assert_contains "$out" "0 of"
+rc=0
+out=$("$B" store rotate-key strot --key keys/other.storekey --new-key $K 2>&1) || rc=$?
+assert_eq 1 "$rc" "exit status of store rotate-key with a wrong old key"
+assert_contains "$out" "nothing was changed"
+out=$("$B" store rotate-key --help)
+assert_contains "$out" "usage: barque store rotate-key PATH --key OLD_FILE --new-key NEW_FILE"
+rc=0
+out=$("$B" store rotate-key strot --key $K 2>&1) || rc=$?
+assert_eq 2 "$rc" "exit status of store rotate-key without --new-key"
+assert_contains "$out" "--new-key FILE is required"
+ok "store rotate-key: the new key opens the store, the old one is refused, packs untouched"
+
 # ---- refusals -----------------------------------------------------------------------------------
 before=$(tree_sum st)
 for verb in "ls st" "stats st" "show st b1"; do
@@ -162,7 +213,7 @@ check 2 "usage: barque store init" store
 [[ ! -e st9 ]] || fail "a refused init left st9 behind"
 ok "bad arguments exit 2 and make nothing"
 
-for verb in init ls show stats verify; do
+for verb in init ls show stats verify gc; do
     out=$("$B" store $verb --help)
     assert_contains "$out" "usage: barque store $verb PATH"
     assert_contains "$out" "--key FILE"
