@@ -160,9 +160,7 @@ static int packmap_add(packmap_t *m, uint64_t pack, uint32_t rec_len, bq_errbuf_
     int found;
     packslot_t *p = packmap_find(m, pack, &found);
     if (!found) {
-        memset(p, 0, sizeof *p);
-        p->used = 1;
-        p->pack = pack;
+        *p = (packslot_t){.used = 1, .pack = pack};
         m->n++;
     }
     p->live_n++;
