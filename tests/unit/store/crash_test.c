@@ -34,6 +34,8 @@
 
 #include <cmocka.h>
 
+#include "test_util.h"
+
 #define CS 16384u /* small chunks: more kill points per MiB written */
 #define KIB 1024u
 #define MAXF 16
@@ -216,9 +218,7 @@ static int teardown(void **state)
     free_tree(f->t2, &f->n2);
     free_tree(f->t3, &f->n3);
     store_master_clear(&f->m);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->root);
-    int rc = system(cmd);
+    int rc = test_rmtree(f->root);
     free(f);
     return rc == 0 ? 0 : -1;
 }

@@ -23,6 +23,8 @@
 
 #include <cmocka.h>
 
+#include "test_util.h"
+
 #define CS 8192u
 
 #define OK(call)                                                                                   \
@@ -74,9 +76,7 @@ static int group_setup(void **state)
 static int group_teardown(void **state)
 {
     (void)state;
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
-    int rc = system(cmd);
+    int rc = test_rmtree(root);
     for (size_t i = 0; i < NFILES; i++)
         free(files[i].data);
     return rc == 0 ? 0 : -1;

@@ -19,6 +19,8 @@
 
 #include <cmocka.h>
 
+#include "test_util.h"
+
 #define HINT "rebuild it with barque store verify --rebuild-index"
 #define GIB (1ull << 30)
 
@@ -52,9 +54,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fixture_t *f = *state;
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->root);
-    int rc = system(cmd);
+    int rc = test_rmtree(f->root);
     free(f);
     return rc == 0 ? 0 : -1;
 }

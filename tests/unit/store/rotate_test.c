@@ -22,6 +22,8 @@
 
 #include <cmocka.h>
 
+#include "test_util.h"
+
 #define CS 65536u
 #define SEG ((size_t)1 << 20)
 #define WAL_SEG "000000010000000000000001"
@@ -130,9 +132,7 @@ static int group_setup(void **state)
 static int group_teardown(void **state)
 {
     (void)state;
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", fx.root);
-    int rc = system(cmd);
+    int rc = test_rmtree(fx.root);
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
         free(files[i].data);
     free(fx.seg);

@@ -15,6 +15,8 @@
 
 #include <cmocka.h>
 
+#include "test_util.h"
+
 #define MIB ((size_t)1 << 20)
 #define SEG (16 * MIB)
 #define SEGNAME "000000010000000000000001"
@@ -74,9 +76,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fixture_t *f = *state;
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->root);
-    int rc = system(cmd);
+    int rc = test_rmtree(f->root);
     store_chunk_ctx_destroy(&f->ctx);
     free(f);
     return rc == 0 ? 0 : -1;
