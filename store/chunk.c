@@ -384,3 +384,53 @@ int store_chunk_open(store_chunk_ctx_t *ctx, const uint8_t id[STORE_CHUNK_ID_BYT
     *out_len = got;
     return 0;
 }
+
+/* ---- sha256 ---- */
+
+struct store_sha256 {
+    EVP_MD_CTX *md;
+    int failed;
+};
+
+int store_sha256_new(store_sha256_t **out, bq_errbuf_t *e)
+{
+    *out = NULL;
+    store_sha256_t *h = calloc(1, sizeof *h);
+    if (!h || !(h->md = EVP_MD_CTX_new())) {
+        free(h);
+        return bq_fail(e, BQ_E_NOMEM, "out of memory starting a sha256");
+    }
+    store_sha256_init(h);
+    *out = h;
+    return 0;
+}
+
+void store_sha256_destroy(store_sha256_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    EVP_MD_CTX_free((*self_p)->md);
+    free(*self_p);
+    *self_p = NULL;
+}
+
+void store_sha256_init(store_sha256_t *h)
+{
+    h->failed = EVP_DigestInit_ex(h->md, EVP_sha256(), NULL) != 1;
+}
+
+void store_sha256_update(store_sha256_t *h, const void *data, size_t len)
+{
+    if (len > 0 && !h->failed && EVP_DigestUpdate(h->md, data, len) != 1)
+        h->failed = 1;
+}
+
+int store_sha256_final(store_sha256_t *h, uint8_t out[32])
+{
+    unsigned int n = 0;
+    if (h->failed || EVP_DigestFinal_ex(h->md, out, &n) != 1 || n != 32) {
+        h->failed = 1;
+        return BQ_E_NOMEM;
+    }
+    return 0;
+}

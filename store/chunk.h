@@ -95,4 +95,18 @@ int store_chunk_open(store_chunk_ctx_t *ctx, const uint8_t id[STORE_CHUNK_ID_BYT
                      const store_datakey_t *dk, const void *body, size_t body_len, void *out,
                      size_t out_cap, size_t *out_len, const char *where, bq_errbuf_t *e);
 
+/* ---- sha256 of whole files (libcrypto: the CPU's SHA extensions, about 4x libsodium's
+ * portable sha256 here; docs/measurements.md) ---- */
+
+typedef struct store_sha256 store_sha256_t;
+
+/* A new hash state, started. *out the caller's: store_sha256_destroy. BQ_E_NOMEM. */
+int store_sha256_new(store_sha256_t **out, bq_errbuf_t *e);
+void store_sha256_destroy(store_sha256_t **self_p);
+/* Start again / add bytes / finish into out (the state must then be started again). A
+ * libcrypto failure is remembered and reported by store_sha256_final (BQ_E_NOMEM). */
+void store_sha256_init(store_sha256_t *h);
+void store_sha256_update(store_sha256_t *h, const void *data, size_t len);
+int store_sha256_final(store_sha256_t *h, uint8_t out[32]);
+
 #endif

@@ -1,7 +1,8 @@
-/* Garbage collection of a store (store/store.h "garbage collection", docs/store.md "GC"): under
- * the store's exclusive lock, mark the chunks every manifest references, delete the index
- * entries of the others, then remove the packs nothing live points into and repack the sparse
- * ones. Every step leaves a store that verifies clean: index entries go before the packs they
+/* Garbage collection of a store (store/store.h "garbage collection", docs/store.md "GC"),
+ * beside running writers: mark the chunks every manifest references; then, holding refs.lock
+ * exclusively, add what the live writer sessions noted and the manifests committed since,
+ * and delete the index entries of the others; then remove the packs nothing live points
+ * into and repack the sparse ones, leaving the live writers' packs alone. Every step leaves a store that verifies clean: index entries go before the packs they
  * point into, copies are fsynced before the index points at them, and a pack left behind by an
  * interruption is unreferenced, which the next run removes. */
 #include "store.h"
@@ -11,15 +12,18 @@
 #include "log.h"
 #include "manifest.h"
 #include "pack.h"
+#include "session.h"
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -63,6 +67,12 @@ typedef struct {
 
     uint64_t *pack_ids; /* the packs present when the sweep starts */
     size_t npack_ids, pack_ids_cap;
+    uint64_t *busy; /* packs of live writer sessions: never swept */
+    size_t nbusy, busy_cap;
+
+    char **marked; /* backups marked, sorted (strcmp) */
+    size_t nmarked, marked_cap;
+    int remark; /* the second listing: mark only backups not in marked */
 
     /* repacking */
     store_pack_writer_t *w;
@@ -184,8 +194,13 @@ static int remove_temp_manifests(gc_t *g)
     struct dirent *de;
     errno = 0;
     while ((de = readdir(d)) != NULL) {
-        if (de->d_name[0] == '.' || !strstr(de->d_name, ".manifest.tmp."))
+        const char *t = strstr(de->d_name, ".manifest.tmp.");
+        if (de->d_name[0] == '.' || !t)
             continue;
+        if (store_session_alive(g->dir, t + strlen(".manifest.tmp."))) {
+            errno = 0; /* (readdir's end is told by errno) */
+            continue; /* a writer at work */
+        }
         if (snprintf(path, sizeof path, "%s/%s", dir, de->d_name) >= (int)sizeof path)
             continue;
         if (unlink(path) != 0 && errno != ENOENT) {
@@ -218,9 +233,35 @@ static int manifest_key(void *arg, uint32_t key_id, uint8_t key[STORE_MANIFEST_D
     return rc;
 }
 
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static int marked_add(gc_t *g, const char *backup_id)
+{
+    if (g->nmarked == g->marked_cap) {
+        size_t cap = g->marked_cap ? g->marked_cap * 2 : 64;
+        char **p = realloc(g->marked, cap * sizeof *p);
+        if (!p)
+            return bq_fail(g->e, BQ_E_NOMEM, "out of memory listing the backups of %s", g->dir);
+        g->marked = p;
+        g->marked_cap = cap;
+    }
+    if (!(g->marked[g->nmarked] = strdup(backup_id)))
+        return bq_fail(g->e, BQ_E_NOMEM, "out of memory listing the backups of %s", g->dir);
+    g->nmarked++;
+    return 0;
+}
+
 static int mark_backup(const char *backup_id, void *arg)
 {
     gc_t *g = arg;
+    if (g->remark && g->nmarked > 0 &&
+        bsearch(&backup_id, g->marked, g->nmarked, sizeof *g->marked, cmp_str))
+        return 0; /* marked by the first listing */
+    if (!g->remark && (g->rc = marked_add(g, backup_id)) != 0)
+        return 1;
     char path[PATH_MAX];
     if (snprintf(path, sizeof path, "%s/backups/%s.manifest", g->dir, backup_id) >=
         (int)sizeof path) {
@@ -247,6 +288,38 @@ static int mark_backup(const char *backup_id, void *arg)
         return 1;
     }
     g->st.backups++;
+    return 0;
+}
+
+/* What live writer sessions rely on (store/session.h): their chunks are live, their packs
+ * busy. */
+static int session_chunk(void *arg, const uint8_t id[STORE_CHUNK_ID_BYTES])
+{
+    gc_t *g = arg;
+    return idset_add(&g->live, id, g->e);
+}
+
+static int session_pack(void *arg, uint64_t pack)
+{
+    gc_t *g = arg;
+    if (g->nbusy == g->busy_cap) {
+        size_t cap = g->busy_cap ? g->busy_cap * 2 : 16;
+        uint64_t *p = realloc(g->busy, cap * sizeof *p);
+        if (!p)
+            return bq_fail(g->e, BQ_E_NOMEM, "out of memory reading writer sessions of %s",
+                           g->dir);
+        g->busy = p;
+        g->busy_cap = cap;
+    }
+    g->busy[g->nbusy++] = pack;
+    return 0;
+}
+
+static int pack_busy(const gc_t *g, uint64_t pack)
+{
+    for (size_t i = 0; i < g->nbusy; i++)
+        if (g->busy[i] == pack)
+            return 1;
     return 0;
 }
 
@@ -415,6 +488,8 @@ static int repack(gc_t *g, uint64_t pack, const char *path, uint64_t size,
 
 static int sweep_pack(gc_t *g, uint64_t pack)
 {
+    if (pack_busy(g, pack))
+        return 0; /* a live writer's: its chunks are indexed only when it is durable */
     char path[PATH_MAX];
     if (store_pack_path(g->dir, pack, path, sizeof path) != 0)
         return bq_fail(g->e, BQ_E_INVAL, "store path too long: %s", g->dir);
@@ -438,8 +513,47 @@ static int sweep_pack(gc_t *g, uint64_t pack)
     return 0;
 }
 
-int store_gc(const char *dir, const store_master_t *master, const store_gc_opts_t *opts,
-             store_gc_stats_t *st, bq_errbuf_t *e)
+/* Steps 2b-3 under refs.lock held exclusively: no writer looks a chunk up meanwhile. */
+static int gc_exclusive(gc_t *g)
+{
+    int fd = -1;
+    int rc = store_refs_lock_exclusive(g->dir, &fd, g->e);
+    if (rc != 0)
+        return rc;
+    /* The packs first: a writer notes a pack before it creates it, so a pack listed here is
+     * in a note read below. */
+    rc = store_pack_list(g->dir, collect_pack, g, g->e);
+    if (g->rc != 0 || rc != 0)
+        rc = g->rc ? g->rc : rc;
+    uint64_t live = 0, dead = 0;
+    static const store_session_fn_t fns = {session_chunk, session_pack};
+    if (rc == 0)
+        rc = store_sessions_scan(g->dir, &fns, g, &live, &dead, g->e);
+    if (rc == 0) {
+        g->st.sessions_live = live;
+        /* Backups committed since the first listing (their writers' notes are gone). */
+        if (g->nmarked > 1)
+            qsort(g->marked, g->nmarked, sizeof *g->marked, cmp_str);
+        g->remark = 1;
+        rc = store_backup_list(g->s, mark_backup, g, g->e);
+        if (g->rc != 0 || rc != 0)
+            rc = g->rc ? g->rc : rc;
+    }
+    if (rc == 0) {
+        g->st.live_chunks = g->live.n;
+        rc = store_index_each(g->idx, on_entry, g, g->e);
+        if (g->rc != 0 || rc != 0)
+            rc = g->rc ? g->rc : rc;
+    }
+    if (rc == 0)
+        rc = del_flush(g);
+    if (rc == 0)
+        rc = store_sessions_reap(g->dir, &g->st.sessions_reaped, g->e);
+    close(fd);
+    return rc;
+}
+
+int store_gc_run(store_t *s, const store_gc_opts_t *opts, store_gc_stats_t *st, bq_errbuf_t *e)
 {
     if (st)
         memset(st, 0, sizeof *st);
@@ -448,40 +562,28 @@ int store_gc(const char *dir, const store_master_t *master, const store_gc_opts_
         g.repack_below = opts->repack_below;
     if (g.repack_below > 1)
         return bq_fail(e, BQ_E_INVAL, "GC: repack threshold %g is above 1", g.repack_below);
-    int rc = store_open(dir, master, &g.s, e);
-    if (rc != 0)
-        return rc;
+    g.s = s;
+    int rc, lock_fd = -1;
     g.dir = store_dir(g.s);
     g.idx = store_index_handle(g.s);
-    if ((rc = store_lock_exclusive(g.s, "GC", e)) != 0)
+    if ((rc = store_lock_gc(g.s, 1, "GC", &lock_fd, e)) != 0)
         goto out;
     if ((rc = remove_temp_manifests(&g)) != 0)
         goto out;
 
+    /* Step 2, beside the writers: the manifests that exist now. */
     rc = store_backup_list(g.s, mark_backup, &g, e);
     if (g.rc != 0 || rc != 0) {
         rc = g.rc ? g.rc : rc;
         goto out;
     }
-    g.st.live_chunks = g.live.n;
-
     if (!(g.del = malloc(GC_DEL_BATCH * sizeof *g.del))) {
         rc = bq_fail(e, BQ_E_NOMEM, "out of memory collecting garbage in %s", g.dir);
         goto out;
     }
-    rc = store_index_each(g.idx, on_entry, &g, e);
-    if (g.rc != 0 || rc != 0) {
-        rc = g.rc ? g.rc : rc;
-        goto out;
-    }
-    if ((rc = del_flush(&g)) != 0)
+    if ((rc = gc_exclusive(&g)) != 0)
         goto out;
 
-    rc = store_pack_list(g.dir, collect_pack, &g, e);
-    if (g.rc != 0 || rc != 0) {
-        rc = g.rc ? g.rc : rc;
-        goto out;
-    }
     g.st.packs = g.npack_ids;
     for (size_t i = 0; rc == 0 && i < g.npack_ids; i++)
         rc = sweep_pack(&g, g.pack_ids[i]);
@@ -501,7 +603,25 @@ out:
     free(g.packs.slots);
     free(g.del);
     free(g.pack_ids);
+    free(g.busy);
+    for (size_t i = 0; i < g.nmarked; i++)
+        free(g.marked[i]);
+    free(g.marked);
     free(g.moved);
-    store_close(&g.s);
+    if (lock_fd >= 0)
+        close(lock_fd);
+    return rc;
+}
+
+int store_gc(const char *dir, const store_master_t *master, const store_gc_opts_t *opts,
+             store_gc_stats_t *st, bq_errbuf_t *e)
+{
+    if (st)
+        memset(st, 0, sizeof *st);
+    store_t *s = NULL;
+    int rc = store_open(dir, master, &s, e);
+    if (rc == 0)
+        rc = store_gc_run(s, opts, st, e);
+    store_close(&s);
     return rc;
 }

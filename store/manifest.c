@@ -294,6 +294,17 @@ int store_manifest_create(const char *path_final, const char *backup_id, int64_t
                           const uint8_t key[STORE_MANIFEST_DATA_KEY_BYTES],
                           store_manifest_writer_t **out, bq_errbuf_t *e)
 {
+    char suffix[32];
+    snprintf(suffix, sizeof suffix, "%ld", (long)getpid());
+    return store_manifest_create_at(path_final, suffix, backup_id, created_ms, chunk_size, key_id,
+                                    key, out, e);
+}
+
+int store_manifest_create_at(const char *path_final, const char *tmp_suffix,
+                             const char *backup_id, int64_t created_ms, uint32_t chunk_size,
+                             uint32_t key_id, const uint8_t key[STORE_MANIFEST_DATA_KEY_BYTES],
+                             store_manifest_writer_t **out, bq_errbuf_t *e)
+{
     *out = NULL;
     if (!path_final || !backup_id || !key)
         return bq_fail(e, BQ_E_INVAL, "could not create manifest: missing argument");
@@ -318,7 +329,7 @@ int store_manifest_create(const char *path_final, const char *backup_id, int64_t
     w->fd = -1;
     if (snprintf(w->final_path, sizeof w->final_path, "%s", path_final) >=
             (int)sizeof w->final_path ||
-        snprintf(w->tmp_path, sizeof w->tmp_path, "%s.tmp.%ld", path_final, (long)getpid()) >=
+        snprintf(w->tmp_path, sizeof w->tmp_path, "%s.tmp.%s", path_final, tmp_suffix) >=
             (int)sizeof w->tmp_path) {
         free(w);
         return bq_fail(e, BQ_E_INVAL, "could not create manifest %s: path too long", path_final);
@@ -330,9 +341,9 @@ int store_manifest_create(const char *path_final, const char *backup_id, int64_t
     w->fd = open(w->tmp_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (w->fd < 0) {
         int err = errno;
+        bq_fail(e, BQ_E_IO, "could not create manifest %s: %s", w->tmp_path, strerror(err));
         free(w);
-        return bq_fail(e, BQ_E_IO, "could not create manifest %s.tmp.%ld: %s", path_final,
-                       (long)getpid(), strerror(err));
+        return BQ_E_IO;
     }
 
     /* file header: magic ‖ key id ‖ key check ‖ stream header */

@@ -97,6 +97,12 @@ int store_manifest_create(const char *path_final, const char *backup_id, int64_t
                           uint32_t chunk_size, uint32_t key_id,
                           const uint8_t key[STORE_MANIFEST_DATA_KEY_BYTES],
                           store_manifest_writer_t **out, bq_errbuf_t *e);
+/* The same, writing to path_final.tmp.<tmp_suffix> (the store names it after the writer's
+ * session, so GC can tell a live writer's temp manifest from a dead one's). */
+int store_manifest_create_at(const char *path_final, const char *tmp_suffix,
+                             const char *backup_id, int64_t created_ms, uint32_t chunk_size,
+                             uint32_t key_id, const uint8_t key[STORE_MANIFEST_DATA_KEY_BYTES],
+                             store_manifest_writer_t **out, bq_errbuf_t *e);
 /* Add a META record: key (NUL-terminated, 1..255 bytes) -> value (len bytes, at most 64 MiB;
  * value may be NULL when len is 0). Allowed anywhere outside a file (before, between or after
  * files). BQ_E_INVAL for a bad key, BQ_E_TOOBIG for a value above 64 MiB, BQ_E_STATE inside a

@@ -1,9 +1,11 @@
 #include "store.h"
 
+#include "crew.h"
 #include "fsutil.h"
 #include "index.h"
 #include "manifest.h"
 #include "pack.h"
+#include "session.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -138,6 +140,7 @@ struct store {
     int level;
     store_index_t *idx;
     int lock_fd;
+    unsigned threads; /* backup writer threads; 0: one per online CPU */
 };
 
 static int path_join(char *buf, size_t size, const char *dir, const char *name, bq_errbuf_t *e)
@@ -495,17 +498,63 @@ static int manifest_path(const store_t *s, const char *id, char *buf, size_t siz
 
 /* ---- writing a backup --------------------------------------------------------------------- */
 
+/* The writer collects the caller's files in a batch of chunk slots (about BATCH_BYTES), with
+ * the events that place them (file begin, chunk, file end). A full batch is processed in four
+ * steps: (1) the crew hashes every slot (chunk ids) while one task runs the files' sha256 over
+ * the batch in order; (2) in one reference section (store/session.h) each id is looked up (an
+ * earlier slot of the batch, the chunks appended since the last pack sync, then the index) and
+ * the ids the backup will rely on are noted for GC; (3) the crew seals the new chunks only;
+ * (4) in order, new chunks are appended to the pack and every event goes to the manifest. */
+#define BATCH_BYTES ((size_t)4 << 20)
+#define BATCH_SLOTS_MAX 512
+
+enum { EV_FILE_BEGIN = 1, EV_CHUNK = 2, EV_FILE_END = 3 };
+enum { SLOT_NEW = 1, SLOT_KNOWN = 2, SLOT_PEND = 3, SLOT_DUP = 4 };
+
+typedef struct {
+    uint8_t kind;
+    uint32_t arg;   /* EV_CHUNK: the slot; EV_FILE_BEGIN: offset of the path in paths */
+    uint32_t mode;  /* EV_FILE_BEGIN */
+    int64_t mtime;  /* EV_FILE_BEGIN */
+    uint64_t size;  /* EV_FILE_END */
+    uint8_t sha[32]; /* EV_FILE_END, set by step 1 */
+} wevent_t;
+
+typedef struct {
+    uint8_t *data; /* chunk_size bytes */
+    size_t len;
+    uint8_t id[STORE_CHUNK_ID_BYTES];
+    int verdict;
+    uint8_t *sealed; /* sealed_cap bytes */
+    size_t sealed_len;
+    int rc;
+    bq_errbuf_t err;
+} wslot_t;
+
 struct store_backup {
     store_t *s;
     char id[STORE_MANIFEST_ID_MAX + 1];
     store_datakey_t dk;
-    store_chunk_ctx_t *ctx;
+    store_crew_t *crew;
+    store_chunk_ctx_t *ctx[STORE_CREW_MAX]; /* one per crew thread */
+    store_session_t *ss;
     store_pack_writer_t *pack;
     store_manifest_writer_t *man;
-    uint8_t *buf;     /* chunk_size bytes: the chunk being filled */
-    size_t buf_len;
-    uint8_t *sealed;  /* store_chunk_seal_bound(chunk_size) */
     size_t sealed_cap;
+    /* the batch: slots[nslots] is the one being filled */
+    wslot_t *slots;
+    size_t nslots, slots_max;
+    wevent_t *ev;
+    size_t nev, ev_cap;
+    char *paths;
+    size_t paths_len, paths_cap;
+    uint32_t *bset; /* ids of the batch's slots (slot + 1), open addressing */
+    size_t bset_cap;
+    uint32_t *newslots; /* the slots step 3 seals */
+    size_t nnew;
+    uint8_t (*notes)[STORE_CHUNK_ID_BYTES];
+    store_sha256_t *fsha; /* the open file's sha256, advanced by step 1 */
+    int sha_rc;
     /* Chunks appended since the last pack sync: their entries, and an open-addressing set of
      * indexes into them (slot value = index + 1, 0 = empty) to dedup inside the backup. */
     store_index_entry_t *pend;
@@ -513,7 +562,6 @@ struct store_backup {
     uint32_t *set;
     size_t set_cap; /* a power of two, at least 2 * pend_cap */
     int in_file;
-    crypto_hash_sha256_state sha;
     uint64_t file_size;
     int failed;
     store_backup_stats_t st;
@@ -599,64 +647,199 @@ static int pack_flush(store_backup_t *bw, int close_it, bq_errbuf_t *e)
     return rc;
 }
 
+/* A new pack with a fresh random id, noted in the session before it exists. */
 static int pack_start(store_backup_t *bw, bq_errbuf_t *e)
 {
-    for (int tries = 0; tries < 8; tries++) {
+    int rc = store_session_enter(bw->ss, e);
+    for (int tries = 0; rc == 0; tries++) {
         uint64_t pid = 0;
         while (pid == 0)
             randombytes_buf(&pid, sizeof pid);
-        int rc = store_pack_create(bw->s->dir, pid, &bw->pack, e);
+        if ((rc = store_session_note_pack(bw->ss, pid, e)) != 0)
+            break;
+        rc = store_pack_create(bw->s->dir, pid, &bw->pack, e);
         if (rc != BQ_E_EXISTS)
-            return rc;
+            break;
+        if (tries >= 8) {
+            rc = bq_fail(e, BQ_E_IO, "backup %s: could not find a free pack id in %s", bw->id,
+                         bw->s->dir);
+            break;
+        }
+        rc = 0;
     }
-    return bq_fail(e, BQ_E_IO, "backup %s: could not find a free pack id in %s", bw->id,
-                   bw->s->dir);
+    store_session_leave(bw->ss);
+    return rc;
 }
 
-/* One chunk of the open file: reference it, sealing and appending it when it is new. */
-static int chunk_put(store_backup_t *bw, const uint8_t *data, size_t len, bq_errbuf_t *e)
+/* Step 1, on a crew thread: task 0 runs the files' sha256 over the batch, in order; task k
+ * hashes slot k - 1. */
+static void hash_task(void *arg, size_t task, unsigned thread)
 {
-    uint8_t id[STORE_CHUNK_ID_BYTES];
-    int rc = store_chunk_ctx_id(bw->ctx, data, len, id);
-    if (rc != 0)
-        return bq_fail(e, rc, "backup %s: could not hash a chunk", bw->id);
-    store_index_loc_t loc;
-    int known = pend_find(bw, id) != NULL;
-    if (!known) {
-        rc = store_index_get(bw->s->idx, id, &loc, e);
-        if (rc == 0)
-            known = 1;
-        else if (rc != BQ_E_NOTFOUND)
-            return rc;
+    store_backup_t *bw = arg;
+    if (task == 0) {
+        for (size_t i = 0; i < bw->nev; i++) {
+            wevent_t *ev = &bw->ev[i];
+            if (ev->kind == EV_FILE_BEGIN)
+                store_sha256_init(bw->fsha);
+            else if (ev->kind == EV_CHUNK)
+                store_sha256_update(bw->fsha, bw->slots[ev->arg].data, bw->slots[ev->arg].len);
+            else if (store_sha256_final(bw->fsha, ev->sha) != 0)
+                bw->sha_rc = BQ_E_NOMEM;
+        }
+        return;
     }
-    if (known) {
-        bw->st.dedup_chunks++;
-        bw->st.dedup_bytes += len;
-    } else {
-        if (!bw->pack && (rc = pack_start(bw, e)) != 0)
-            return rc;
-        size_t body_len = 0;
-        rc = store_chunk_seal(bw->ctx, id, &bw->dk, bw->s->comp, bw->s->level, data, len,
-                              bw->sealed, bw->sealed_cap, &body_len, e);
-        store_index_entry_t ent;
-        memcpy(ent.id, id, sizeof id);
-        ent.loc.pack = store_pack_id(bw->pack);
-        ent.loc.raw_len = (uint32_t)len;
-        ent.loc.flags = 0;
-        if (rc == 0)
-            rc = store_pack_append(bw->pack, id, bw->sealed, body_len, &ent.loc.offset,
-                                   &ent.loc.rec_len, e);
-        if (rc == 0)
-            rc = pend_add(bw, &ent, e);
-        if (rc != 0)
-            return rc;
-        bw->st.new_chunks++;
-        bw->st.new_bytes += ent.loc.rec_len;
-        if (store_pack_size(bw->pack) >= STORE_PACK_TARGET && (rc = pack_flush(bw, 1, e)) != 0)
-            return rc;
+    wslot_t *sl = &bw->slots[task - 1];
+    sl->rc = store_chunk_ctx_id(bw->ctx[thread], sl->data, sl->len, sl->id);
+    if (sl->rc != 0)
+        bq_fail(&sl->err, sl->rc, "backup %s: could not hash a chunk", bw->id);
+}
+
+/* Step 3, on a crew thread: seal one new chunk. */
+static void seal_task(void *arg, size_t task, unsigned thread)
+{
+    store_backup_t *bw = arg;
+    wslot_t *sl = &bw->slots[bw->newslots[task]];
+    sl->rc = store_chunk_seal(bw->ctx[thread], sl->id, &bw->dk, bw->s->comp, bw->s->level,
+                              sl->data, sl->len, sl->sealed, bw->sealed_cap, &sl->sealed_len,
+                              &sl->err);
+}
+
+static int slots_check(store_backup_t *bw, bq_errbuf_t *e)
+{
+    for (size_t i = 0; i < bw->nslots; i++)
+        if (bw->slots[i].rc != 0)
+            return bq_fail(e, bw->slots[i].rc, "%s", bw->slots[i].err.msg);
+    return 0;
+}
+
+/* Step 2: decide each slot's fate, and note what the backup will rely on. */
+static int batch_decide(store_backup_t *bw, bq_errbuf_t *e)
+{
+    size_t mask = bw->bset_cap - 1, nnotes = 0;
+    memset(bw->bset, 0, bw->bset_cap * sizeof *bw->bset);
+    bw->nnew = 0;
+    int rc = store_session_enter(bw->ss, e);
+    for (size_t k = 0; rc == 0 && k < bw->nslots; k++) {
+        wslot_t *sl = &bw->slots[k];
+        size_t i = id_hash(sl->id) & mask;
+        int dup = 0;
+        for (; bw->bset[i] != 0; i = (i + 1) & mask)
+            if (memcmp(bw->slots[bw->bset[i] - 1].id, sl->id, STORE_CHUNK_ID_BYTES) == 0) {
+                dup = 1;
+                break;
+            }
+        if (dup) {
+            sl->verdict = SLOT_DUP;
+            continue;
+        }
+        bw->bset[i] = (uint32_t)k + 1;
+        if (pend_find(bw, sl->id)) {
+            sl->verdict = SLOT_PEND; /* noted when it was new */
+            continue;
+        }
+        store_index_loc_t loc;
+        rc = store_index_get(bw->s->idx, sl->id, &loc, e);
+        if (rc == 0) {
+            sl->verdict = SLOT_KNOWN;
+        } else if (rc == BQ_E_NOTFOUND) {
+            sl->verdict = SLOT_NEW;
+            bw->newslots[bw->nnew++] = (uint32_t)k;
+            rc = 0;
+        } else {
+            break;
+        }
+        memcpy(bw->notes[nnotes++], sl->id, STORE_CHUNK_ID_BYTES);
     }
-    bw->st.chunks++;
-    return store_manifest_file_chunk(bw->man, id, e);
+    if (rc == 0)
+        rc = store_session_note_chunks(bw->ss, (const uint8_t(*)[STORE_CHUNK_ID_BYTES])bw->notes,
+                                       nnotes, e);
+    store_session_leave(bw->ss);
+    return rc;
+}
+
+/* Step 4: one new chunk into the pack. */
+static int chunk_append(store_backup_t *bw, wslot_t *sl, bq_errbuf_t *e)
+{
+    int rc;
+    if (!bw->pack && (rc = pack_start(bw, e)) != 0)
+        return rc;
+    store_index_entry_t ent;
+    memcpy(ent.id, sl->id, sizeof ent.id);
+    ent.loc.pack = store_pack_id(bw->pack);
+    ent.loc.raw_len = (uint32_t)sl->len;
+    ent.loc.flags = 0;
+    if ((rc = store_pack_append(bw->pack, sl->id, sl->sealed, sl->sealed_len, &ent.loc.offset,
+                                &ent.loc.rec_len, e)) != 0 ||
+        (rc = pend_add(bw, &ent, e)) != 0)
+        return rc;
+    bw->st.new_chunks++;
+    bw->st.new_bytes += ent.loc.rec_len;
+    if (store_pack_size(bw->pack) >= STORE_PACK_TARGET)
+        rc = pack_flush(bw, 1, e);
+    return rc;
+}
+
+/* Process the batch (steps 1-4) and empty it. */
+static int batch_run(store_backup_t *bw, bq_errbuf_t *e)
+{
+    if (bw->nev == 0)
+        return 0;
+    bw->sha_rc = 0;
+    store_crew_run(bw->crew, hash_task, bw, bw->nslots + 1);
+    int rc = slots_check(bw, e);
+    if (rc == 0 && bw->sha_rc != 0)
+        rc = bq_fail(e, bw->sha_rc, "backup %s: could not compute a file's sha256", bw->id);
+    if (rc == 0)
+        rc = batch_decide(bw, e);
+    if (rc == 0) {
+        store_crew_run(bw->crew, seal_task, bw, bw->nnew);
+        rc = slots_check(bw, e);
+    }
+    for (size_t i = 0; rc == 0 && i < bw->nev; i++) {
+        const wevent_t *ev = &bw->ev[i];
+        if (ev->kind == EV_FILE_BEGIN) {
+            store_manifest_file_t f = {bw->paths + ev->arg, ev->mode, ev->mtime};
+            rc = store_manifest_file_begin(bw->man, &f, e);
+        } else if (ev->kind == EV_FILE_END) {
+            rc = store_manifest_file_end(bw->man, ev->sha, ev->size, e);
+            bw->st.files++;
+            bw->st.logical_bytes += ev->size;
+        } else {
+            wslot_t *sl = &bw->slots[ev->arg];
+            if (sl->verdict == SLOT_NEW) {
+                rc = chunk_append(bw, sl, e);
+            } else {
+                bw->st.dedup_chunks++;
+                bw->st.dedup_bytes += sl->len;
+            }
+            bw->st.chunks++;
+            if (rc == 0)
+                rc = store_manifest_file_chunk(bw->man, sl->id, e);
+        }
+    }
+    for (size_t i = 0; i < bw->nslots; i++)
+        bw->slots[i].len = 0;
+    bw->nslots = 0;
+    bw->nev = 0;
+    bw->paths_len = 0;
+    return rc;
+}
+
+static wevent_t *ev_push(store_backup_t *bw, uint8_t kind, uint32_t arg)
+{
+    wevent_t *ev = &bw->ev[bw->nev++]; /* room is made by file_begin (see there) */
+    memset(ev, 0, sizeof *ev);
+    ev->kind = kind;
+    ev->arg = arg;
+    return ev;
+}
+
+/* The slot being filled is complete: into the batch, which runs when it is full. */
+static int slot_close(store_backup_t *bw, bq_errbuf_t *e)
+{
+    ev_push(bw, EV_CHUNK, (uint32_t)bw->nslots);
+    bw->nslots++;
+    return bw->nslots == bw->slots_max ? batch_run(bw, e) : 0;
 }
 
 void store_backup_abort(store_backup_t **bw_p)
@@ -666,17 +849,67 @@ void store_backup_abort(store_backup_t **bw_p)
     store_backup_t *bw = *bw_p;
     store_manifest_abort(&bw->man);
     store_pack_abandon(&bw->pack);
-    store_chunk_ctx_destroy(&bw->ctx);
+    store_session_end(&bw->ss); /* after the temp manifest is gone (docs/store.md, "GC") */
+    store_crew_destroy(&bw->crew);
+    for (unsigned i = 0; i < STORE_CREW_MAX; i++)
+        store_chunk_ctx_destroy(&bw->ctx[i]);
     store_datakey_clear(&bw->dk);
-    if (bw->buf) {
-        sodium_memzero(bw->buf, bw->s->chunk_size);
-        free(bw->buf);
+    if (bw->slots) {
+        for (size_t i = 0; i < bw->slots_max; i++) {
+            if (bw->slots[i].data) {
+                sodium_memzero(bw->slots[i].data, bw->s->chunk_size);
+                free(bw->slots[i].data);
+            }
+            free(bw->slots[i].sealed);
+        }
+        free(bw->slots);
     }
-    free(bw->sealed);
+    free(bw->ev);
+    free(bw->paths);
+    free(bw->bset);
+    free(bw->newslots);
+    free(bw->notes);
+    store_sha256_destroy(&bw->fsha);
     free(bw->pend);
     free(bw->set);
     free(bw);
     *bw_p = NULL;
+}
+
+void store_set_threads(store_t *s, unsigned n)
+{
+    s->threads = n > STORE_CREW_MAX ? STORE_CREW_MAX : n;
+}
+
+static int batch_alloc(store_backup_t *bw, bq_errbuf_t *e)
+{
+    const size_t cs = bw->s->chunk_size;
+    size_t n = BATCH_BYTES / cs;
+    unsigned threads = store_crew_size(bw->crew);
+    if (n < 2 * (size_t)threads)
+        n = 2 * (size_t)threads;
+    if (n > BATCH_SLOTS_MAX)
+        n = BATCH_SLOTS_MAX;
+    bw->slots_max = n;
+    bw->ev_cap = 3 * n + 8;
+    bw->paths_cap = 64 * 1024;
+    for (bw->bset_cap = 16; bw->bset_cap < 2 * n; bw->bset_cap *= 2)
+        ;
+    bw->slots = calloc(n, sizeof *bw->slots);
+    bw->ev = calloc(bw->ev_cap, sizeof *bw->ev);
+    bw->paths = malloc(bw->paths_cap);
+    bw->bset = calloc(bw->bset_cap, sizeof *bw->bset);
+    bw->newslots = calloc(n, sizeof *bw->newslots);
+    bw->notes = calloc(n, sizeof *bw->notes);
+    if (!bw->slots || !bw->ev || !bw->paths || !bw->bset || !bw->newslots || !bw->notes)
+        return bq_fail(e, BQ_E_NOMEM, "out of memory starting backup %s", bw->id);
+    for (size_t i = 0; i < n; i++) {
+        bw->slots[i].data = malloc(cs);
+        bw->slots[i].sealed = malloc(bw->sealed_cap);
+        if (!bw->slots[i].data || !bw->slots[i].sealed)
+            return bq_fail(e, BQ_E_NOMEM, "out of memory starting backup %s", bw->id);
+    }
+    return 0;
 }
 
 int store_backup_begin(store_t *s, const char *backup_id, store_backup_t **out, bq_errbuf_t *e)
@@ -695,23 +928,24 @@ int store_backup_begin(store_t *s, const char *backup_id, store_backup_t **out, 
     bw->s = s;
     snprintf(bw->id, sizeof bw->id, "%s", backup_id);
     bw->sealed_cap = store_chunk_seal_bound(s->chunk_size);
-    bw->buf = malloc(s->chunk_size);
-    bw->sealed = malloc(bw->sealed_cap);
-    if (!bw->buf || !bw->sealed) {
-        rc = bq_fail(e, BQ_E_NOMEM, "out of memory starting backup %s", backup_id);
-        goto fail;
-    }
+    unsigned threads = s->threads ? s->threads : store_crew_default_size();
     char sub[PATH_MAX];
+    if ((rc = store_crew_new(threads, &bw->crew, e)) != 0 || (rc = batch_alloc(bw, e)) != 0 ||
+        (rc = store_sha256_new(&bw->fsha, e)) != 0)
+        goto fail;
+    for (unsigned i = 0; i < threads; i++)
+        if ((rc = store_chunk_ctx_new(s->idkey, &bw->ctx[i], e)) != 0)
+            goto fail;
     if ((rc = path_join(sub, sizeof sub, s->dir, "backups", e)) != 0 ||
         (rc = bq_mkdir_p(sub, 0700, e)) != 0 ||
         (rc = store_datakey_new(s->dir, &s->master, &bw->dk, e)) != 0 ||
-        (rc = store_chunk_ctx_new(s->idkey, &bw->ctx, e)) != 0)
+        (rc = store_session_new(s->dir, &bw->ss, e)) != 0)
         goto fail;
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     int64_t created = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
-    rc = store_manifest_create(path, backup_id, created, s->chunk_size, bw->dk.id, bw->dk.key,
-                               &bw->man, e);
+    rc = store_manifest_create_at(path, store_session_name(bw->ss), backup_id, created,
+                                  s->chunk_size, bw->dk.id, bw->dk.key, &bw->man, e);
     if (rc == BQ_E_EXISTS)
         rc = bq_fail(e, BQ_E_EXISTS, "backup %s already exists in store %s", backup_id, s->dir);
     if (rc != 0)
@@ -749,16 +983,35 @@ int store_backup_file_begin(store_backup_t *bw, const char *path, uint32_t mode,
         return rc;
     if (bw->in_file)
         return bq_fail(e, BQ_E_STATE, "backup %s: a file is already open", bw->id);
-    store_manifest_file_t f = {path, mode, mtime};
-    rc = store_manifest_file_begin(bw->man, &f, e);
-    if (rc == BQ_E_INVAL)
-        return rc; /* a bad path: nothing written, the writer stays usable */
-    if (rc != 0)
-        return bw_result(bw, rc);
+    size_t plen = path ? strlen(path) : 0;
+    const char *why = path ? store_manifest_path_problem(path, plen) : "no path";
+    if (why) {
+        char pb[256];
+        printable_line(pb, sizeof pb, path ? path : "");
+        return bq_fail(e, BQ_E_INVAL, "backup %s: bad file path \"%s\": %s", bw->id, pb, why);
+    }
+    /* Room for this file's events whatever its size: its FILE_BEGIN, a chunk for each free
+     * slot and its FILE_END (a full batch runs before more are added). */
+    if (bw->nev + (bw->slots_max - bw->nslots) + 2 > bw->ev_cap ||
+        bw->paths_len + plen + 1 > bw->paths_cap) {
+        if ((rc = batch_run(bw, e)) != 0)
+            return bw_result(bw, rc);
+        if (plen + 1 > bw->paths_cap) {
+            char *p = realloc(bw->paths, plen + 1);
+            if (!p)
+                return bw_result(bw, bq_fail(e, BQ_E_NOMEM, "out of memory writing backup %s",
+                                             bw->id));
+            bw->paths = p;
+            bw->paths_cap = plen + 1;
+        }
+    }
+    wevent_t *ev = ev_push(bw, EV_FILE_BEGIN, (uint32_t)bw->paths_len);
+    ev->mode = mode;
+    ev->mtime = mtime;
+    memcpy(bw->paths + bw->paths_len, path, plen + 1);
+    bw->paths_len += plen + 1;
     bw->in_file = 1;
-    bw->buf_len = 0;
     bw->file_size = 0;
-    crypto_hash_sha256_init(&bw->sha);
     return 0;
 }
 
@@ -771,26 +1024,16 @@ int store_backup_file_write(store_backup_t *bw, const void *data, size_t len, bq
         return bq_fail(e, BQ_E_STATE, "backup %s: no file is open", bw->id);
     const uint8_t *p = data;
     const size_t cs = bw->s->chunk_size;
-    crypto_hash_sha256_update(&bw->sha, p, len);
     bw->file_size += len;
     while (len > 0) {
-        if (bw->buf_len == 0 && len >= cs) { /* a whole chunk straight from the caller */
-            if ((rc = chunk_put(bw, p, cs, e)) != 0)
-                return bw_result(bw, rc);
-            p += cs;
-            len -= cs;
-            continue;
-        }
-        size_t n = cs - bw->buf_len < len ? cs - bw->buf_len : len;
-        memcpy(bw->buf + bw->buf_len, p, n);
-        bw->buf_len += n;
+        wslot_t *sl = &bw->slots[bw->nslots];
+        size_t n = cs - sl->len < len ? cs - sl->len : len;
+        memcpy(sl->data + sl->len, p, n);
+        sl->len += n;
         p += n;
         len -= n;
-        if (bw->buf_len == cs) {
-            if ((rc = chunk_put(bw, bw->buf, cs, e)) != 0)
-                return bw_result(bw, rc);
-            bw->buf_len = 0;
-        }
+        if (sl->len == cs && (rc = slot_close(bw, e)) != 0)
+            return bw_result(bw, rc);
     }
     return 0;
 }
@@ -802,16 +1045,10 @@ int store_backup_file_end(store_backup_t *bw, bq_errbuf_t *e)
         return rc;
     if (!bw->in_file)
         return bq_fail(e, BQ_E_STATE, "backup %s: no file is open", bw->id);
-    if (bw->buf_len > 0 && (rc = chunk_put(bw, bw->buf, bw->buf_len, e)) != 0)
+    if (bw->slots[bw->nslots].len > 0 && (rc = slot_close(bw, e)) != 0)
         return bw_result(bw, rc);
-    bw->buf_len = 0;
-    uint8_t sha[crypto_hash_sha256_BYTES];
-    crypto_hash_sha256_final(&bw->sha, sha);
-    if ((rc = store_manifest_file_end(bw->man, sha, bw->file_size, e)) != 0)
-        return bw_result(bw, rc);
+    ev_push(bw, EV_FILE_END, 0)->size = bw->file_size;
     bw->in_file = 0;
-    bw->st.files++;
-    bw->st.logical_bytes += bw->file_size;
     return 0;
 }
 
@@ -824,6 +1061,8 @@ int store_backup_meta(store_backup_t *bw, const char *key, const void *val, size
     if (bw->in_file)
         return bq_fail(e, BQ_E_STATE, "backup %s: metadata cannot be added inside a file",
                        bw->id);
+    if ((rc = batch_run(bw, e)) != 0) /* the files before it go first */
+        return bw_result(bw, rc);
     rc = store_manifest_meta(bw->man, key, val, len, e);
     if (rc == BQ_E_INVAL || rc == BQ_E_TOOBIG)
         return rc; /* refused before anything was written */
@@ -839,7 +1078,13 @@ int store_backup_commit(store_backup_t **bw_p, store_backup_stats_t *stats, bq_e
     if (rc == 0 && bw->in_file)
         rc = bq_fail(e, BQ_E_STATE, "backup %s: file still open at commit", bw->id);
     if (rc == 0)
+        rc = batch_run(bw, e);
+    if (rc == 0)
         rc = pack_flush(bw, 1, e);
+    /* The manifest is linked and the session removed inside one reference section: a GC sees
+     * the one or the other (docs/store.md, "Concurrency"). */
+    if (rc == 0)
+        rc = store_session_enter(bw->ss, e);
     if (rc == 0) {
         rc = store_manifest_commit(&bw->man, e);
         if (rc == BQ_E_EXISTS)
@@ -1019,7 +1264,7 @@ typedef struct {
     uint8_t *plain;
     size_t plain_cap;
     char *path; /* the open file, for messages */
-    crypto_hash_sha256_state sha;
+    store_sha256_t *sha;
     uint64_t size;
 } reader_t;
 
@@ -1053,6 +1298,19 @@ static int read_chunk(reader_t *r, const uint8_t id[STORE_CHUNK_ID_BYTES],
     if (rc == 0)
         rc = store_pack_read(r->s->dir, loc.pack, loc.offset, loc.rec_len, id, NULL, r->body,
                              r->body_cap, &body_len, &why);
+    if (rc != 0 && loc.rec_len >= STORE_PACK_RECORD_OVERHEAD) {
+        /* A GC running beside us may have moved the chunk to a new pack and removed the old
+         * one (it points the index at the copy first): look again, once. */
+        store_index_loc_t again;
+        if (store_index_get(r->s->idx, id, &again, NULL) == 0 &&
+            (again.pack != loc.pack || again.offset != loc.offset) &&
+            again.rec_len >= STORE_PACK_RECORD_OVERHEAD &&
+            grow(&r->body, &r->body_cap, again.rec_len - STORE_PACK_RECORD_OVERHEAD, &why) == 0) {
+            loc = again;
+            rc = store_pack_read(r->s->dir, loc.pack, loc.offset, loc.rec_len, id, NULL,
+                                 r->body, r->body_cap, &body_len, &why);
+        }
+    }
     char where[80];
     snprintf(where, sizeof where, "in pack %016" PRIx64 " at offset %" PRIu64, loc.pack,
              loc.offset);
@@ -1072,7 +1330,7 @@ static int read_chunk(reader_t *r, const uint8_t id[STORE_CHUNK_ID_BYTES],
     if (rc != 0)
         return bq_fail(e, rc, "backup %s in store %s: file %s: chunk %s: %s", r->backup_id,
                        r->s->dir, r->path, store_id_hex(id, hex), why.msg);
-    crypto_hash_sha256_update(&r->sha, r->plain, plain_len);
+    store_sha256_update(r->sha, r->plain, plain_len);
     r->size += plain_len;
     if (cb->data)
         return cb->data(arg, r->plain, plain_len, e);
@@ -1091,6 +1349,8 @@ int store_backup_read(store_t *s, const char *backup_id, const store_read_cb_t *
     if (rc == 0 && !(r.path = malloc(STORE_MANIFEST_PATH_MAX + 1)))
         rc = bq_fail(e, BQ_E_NOMEM, "out of memory reading backup %s", backup_id);
     if (rc == 0)
+        rc = store_sha256_new(&r.sha, e);
+    if (rc == 0)
         rc = manifest_open(s, backup_id, &r.kc, &mr, e);
     while (rc == 0) {
         store_manifest_item_t it;
@@ -1105,7 +1365,7 @@ int store_backup_read(store_t *s, const char *backup_id, const store_read_cb_t *
             break;
         case STORE_MANIFEST_FILE:
             snprintf(r.path, STORE_MANIFEST_PATH_MAX + 1, "%s", it.file.path);
-            crypto_hash_sha256_init(&r.sha);
+            store_sha256_init(r.sha);
             r.size = 0;
             if (cb->file_begin)
                 rc = cb->file_begin(arg, it.file.path, it.file.mode, it.file.mtime, e);
@@ -1115,9 +1375,11 @@ int store_backup_read(store_t *s, const char *backup_id, const store_read_cb_t *
                 rc = read_chunk(&r, it.chunks.ids + i * STORE_CHUNK_ID_BYTES, cb, arg, e);
             break;
         case STORE_MANIFEST_FILE_END: {
-            uint8_t sha[crypto_hash_sha256_BYTES];
-            crypto_hash_sha256_final(&r.sha, sha);
-            if (r.size != it.file_end.size)
+            uint8_t sha[32];
+            if (store_sha256_final(r.sha, sha) != 0)
+                rc = bq_fail(e, BQ_E_NOMEM, "backup %s: could not compute the sha256 of %s",
+                             backup_id, r.path);
+            else if (r.size != it.file_end.size)
                 rc = bq_fail(e, BQ_E_IO, "backup %s in store %s: file %s is damaged: its chunks "
                              "hold %" PRIu64 " bytes, the manifest says %" PRIu64, backup_id,
                              s->dir, r.path, r.size, it.file_end.size);
@@ -1141,6 +1403,7 @@ int store_backup_read(store_t *s, const char *backup_id, const store_read_cb_t *
     }
     free(r.body);
     free(r.path);
+    store_sha256_destroy(&r.sha);
     return rc;
 }
 
@@ -1230,15 +1493,24 @@ int store_datakey_get(store_t *s, uint32_t id, store_datakey_t *out, bq_errbuf_t
     return store_datakey_load(s->dir, &s->master, id, out, e);
 }
 
-int store_lock_exclusive(store_t *s, const char *what, bq_errbuf_t *e)
+int store_lock_gc(store_t *s, int exclusive, const char *what, int *fd_out, bq_errbuf_t *e)
 {
-    if (flock(s->lock_fd, LOCK_EX | LOCK_NB) == 0)
+    char path[PATH_MAX];
+    int rc = path_join(path, sizeof path, s->dir, "gc.lock", e);
+    if (rc != 0)
+        return rc;
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return bq_fail(e, BQ_E_IO, "could not open %s: %s", path, strerror(errno));
+    if (flock(fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB) == 0) {
+        *fd_out = fd;
         return 0;
+    }
     int err = errno;
-    /* A conversion that fails may have dropped the shared lock (flock(2)): take it back. */
-    (void)flock(s->lock_fd, LOCK_SH | LOCK_NB);
+    close(fd);
     if (err == EWOULDBLOCK)
-        return bq_fail(e, BQ_E_STATE, "store %s is in use (a backup or WAL put is running); %s "
-                       "not run\nhint: try again when it is done", s->dir, what);
-    return bq_fail(e, BQ_E_IO, "could not lock %s/lock: %s", s->dir, strerror(err));
+        return bq_fail(e, BQ_E_STATE, "store %s: %s; %s not run\nhint: try again when it is "
+                       "done", s->dir, exclusive ? "a GC or a verify is running" :
+                       "a GC is running", what);
+    return bq_fail(e, BQ_E_IO, "could not lock %s: %s", path, strerror(err));
 }

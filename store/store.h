@@ -50,7 +50,8 @@ typedef struct store store_t;
 int store_create(const char *dir, const store_master_t *master, const store_opts_t *opts,
                  bq_errbuf_t *e);
 
-/* Open the store in dir: checks the marker, takes a shared flock on DIR/lock (BQ_E_STATE when
+/* Open the store in dir (once per process: its threads share the store_t; LMDB must not
+ * open the index twice in one process): checks the marker, takes a shared flock on DIR/lock (BQ_E_STATE when
  * it is held exclusively: GC, delete and rotate-key take it exclusive; taken first, so that
  * store.conf is read under it), checks store.conf (BQ_E_NOTFOUND when the marker or it is
  * absent, BQ_E_STATE "store config DIR/store.conf is damaged: line N: WHY", BQ_E_VERSION),
@@ -64,6 +65,10 @@ void store_close(store_t **s_p);
 /* The store's directory and chunk size (borrowed / plain). */
 const char *store_dir(const store_t *s);
 uint32_t store_chunk_size(const store_t *s);
+
+/* Threads a backup writer of s uses for hashing and sealing (store/crew.h), counting the
+ * caller: 0 (the default) means one per online CPU, at most 16. Set it before writers start. */
+void store_set_threads(store_t *s, unsigned n);
 
 /* ---- writing a backup --------------------------------------------------------------------- */
 
@@ -81,16 +86,21 @@ typedef struct {
 } store_backup_stats_t;
 
 /* Start backup backup_id (1..64 of [A-Za-z0-9._-], not starting with '.'): a new data key
- * (keys/K.datakey), a chunk context, and the temp manifest; its pack (fresh random id) is
- * created with its first new chunk. BQ_E_INVAL for a bad id, BQ_E_EXISTS when the backup
- * already has a manifest, BQ_E_IO, BQ_E_NOMEM. *out is the caller's: end it with
- * store_backup_commit or store_backup_abort. s must outlive it.
+ * (keys/K.datakey), a session (store/session.h: what GC must not remove), its crew of
+ * threads, and the temp manifest; its pack (fresh random id) is created with its first new
+ * chunk. BQ_E_INVAL for a bad id, BQ_E_EXISTS when the backup already has a manifest,
+ * BQ_E_IO, BQ_E_NOMEM. *out is the caller's: end it with store_backup_commit or
+ * store_backup_abort. s must outlive it.
  *
- * Each chunk's id is looked up in the index and among the chunks this writer appended since
- * its last pack sync: a known chunk is only referenced. New chunks are sealed and appended;
- * their index entries are put only after store_pack_sync returned 0 (when the pack passes
- * STORE_PACK_TARGET, and at commit). Any failure leaves the writer unusable (every later
- * call is BQ_E_STATE) and only store_backup_abort remains. */
+ * Data is gathered into batches of about 4 MiB of chunks, processed when full (and at a
+ * META, at commit): the crew hashes the chunks while one thread computes the files' sha256;
+ * each id is looked up among the batch, the chunks this writer appended since its last pack
+ * sync, and the index: a known chunk is only referenced (no compression or encryption work).
+ * New chunks are sealed by the crew and appended in order; their index entries are put only
+ * after store_pack_sync returned 0 (when the pack passes STORE_PACK_TARGET, and at commit).
+ * So an error may surface at a later call than the data that caused it. Any failure leaves
+ * the writer unusable (every later call is BQ_E_STATE) and only store_backup_abort
+ * remains. Memory: two buffers of chunk size per batch slot (about 8 MiB at 64 KiB chunks). */
 int store_backup_begin(store_t *s, const char *backup_id, store_backup_t **out, bq_errbuf_t *e);
 /* Start a file (path as store/manifest.h requires: relative, canonical; BQ_E_INVAL otherwise,
  * the writer stays usable). BQ_E_STATE when a file is open. */
@@ -290,39 +300,50 @@ typedef struct {
     uint64_t bytes_reclaimed;  /* bytes of the removed packs minus bytes of the new ones */
     uint64_t temp_manifests;   /* backups/ID.manifest.tmp.* files removed */
     uint64_t packs_skipped;    /* sparse packs left alone because their scan found damage */
+    uint64_t sessions_live;    /* backup writers at work when the index was swept */
+    uint64_t sessions_reaped;  /* notes of writers that died, removed */
 } store_gc_stats_t;
 
-/* Collect the garbage of the store in dir (docs/store.md, "GC"). Opens the store with master
- * (store_open's checks and errors), then turns its shared lock into an exclusive one without
- * waiting: BQ_E_STATE "store DIR is in use (a backup or WAL put is running); GC not run" when
- * any other store_open (backup writer, WAL put, reader), GC or rotation holds it. Holding it
- * exclusively is what makes it safe: no writer can have written or referenced a chunk that is
- * not yet in a committed manifest.
+/* Collect the garbage of the store in dir (docs/store.md, "GC"), beside running backup
+ * writers, WAL puts and readers. Opens the store with master (store_open's checks and
+ * errors), then takes STORE/gc.lock exclusively without waiting: BQ_E_STATE "store DIR: a GC
+ * or a verify is running; GC not run" otherwise. What makes it safe beside writers is their
+ * sessions (store/session.h): every chunk a writer relies on and every pack it creates is
+ * noted before it relies on it, and GC reads those notes while it holds refs.lock exclusively.
  *
  * Steps, each leaving a store that verifies clean when interrupted:
- *   1. remove backups/ID.manifest.tmp.* (temp manifests of writers that died);
+ *   1. remove backups/ID.manifest.tmp.S whose session S is dead (writers that died);
  *   2. mark: read every manifest to its END; the chunk ids they reference are the live set
  *      (memory: a hash set of the 32-byte ids kept at most half full, 66..132 bytes per
  *      live chunk: about 1 GiB for 10 million chunks, 640 GB at 64 KiB; plus 32 bytes per
  *      pack holding live chunks). A manifest that does not read (damage, a missing or wrong
  *      data key) stops GC before anything is deleted;
- *   3. delete the index entries of chunks outside the live set (chunks_removed);
- *   4. sweep every pack present at the start: a pack no index entry points into (all dead,
- *      torn by a killed writer, or left by an interrupted repack) is unlinked, then its
- *      directory fsynced; a pack whose live bytes are below repack_below of its size has its
- *      live records copied as they are (sealed bodies, no re-encryption) into a new pack,
+ *   3. holding refs.lock exclusively (writers wait at their next lookup, for as long as this
+ *      step takes: about a second per million index entries): list the packs; add the live
+ *      sessions' noted chunks to the live set and their packs to a busy set; mark the
+ *      manifests committed since step 2; delete the index entries of chunks outside the live
+ *      set (chunks_removed); remove the notes of dead sessions;
+ *   4. sweep every pack listed in step 3 but the busy ones: a pack no index entry points into
+ *      (all dead, torn by a killed writer, or left by an interrupted repack) is unlinked, then
+ *      its directory fsynced; a pack whose live bytes are below repack_below of its size has
+ *      its live records copied as they are (sealed bodies, no re-encryption) into a new pack,
  *      which is fsynced before the index is pointed at the copies, and only then is the old
- *      pack unlinked. A sparse pack whose scan finds damage is left alone (verify reports it).
+ *      pack unlinked (a reader that finds the old pack gone looks the chunk up again). A
+ *      sparse pack whose scan finds damage is left alone (verify reports it).
  * Data key files are never deleted (manifests and WAL files use them; each is 72 bytes), nor
  * is anything in the WAL area. opts may be NULL (defaults); st (may be NULL) gets the figures,
- * also those of the work done before a failure. Errors: those of store_open, BQ_E_STATE (in
- * use), BQ_E_IO, BQ_E_KEY (a manifest's data key), BQ_E_NOMEM, BQ_E_MAPFULL. */
+ * also those of the work done before a failure. Errors: those of store_open, BQ_E_STATE (a GC
+ * or verify running), BQ_E_IO, BQ_E_KEY (a manifest's data key), BQ_E_NOMEM, BQ_E_MAPFULL. */
 int store_gc(const char *dir, const store_master_t *master, const store_gc_opts_t *opts,
              store_gc_stats_t *st, bq_errbuf_t *e);
+/* The same on a store this process has open (a worker: its writers and GC share the one
+ * store_t, since LMDB must not open an environment twice in one process). */
+int store_gc_run(store_t *s, const store_gc_opts_t *opts, store_gc_stats_t *st, bq_errbuf_t *e);
 
-/* Internal (store/gc.c): turn s's shared lock into an exclusive one without waiting.
- * BQ_E_STATE "store DIR is in use (a backup or WAL put is running); WHAT not run" when another
- * holder has it, BQ_E_IO. After a failure s holds the shared lock again at best: close it. */
-int store_lock_exclusive(store_t *s, const char *what, bq_errbuf_t *e);
+/* Internal (GC, verify): take STORE/gc.lock without waiting, exclusively (GC) or shared
+ * (verify), so that GC never runs during a verify or another GC. *fd_out: close it to
+ * release. BQ_E_STATE "store DIR: a GC or a verify is running; WHAT not run" / "a GC is
+ * running", BQ_E_IO. */
+int store_lock_gc(store_t *s, int exclusive, const char *what, int *fd_out, bq_errbuf_t *e);
 
 #endif

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define VERIFY_KEY_CACHE 16
 
@@ -651,7 +652,10 @@ int store_verify(store_t *s, store_verify_fn fn, void *arg, store_verify_stats_t
                   .arg = arg, .e = e};
     if (st)
         memset(st, 0, sizeof *st);
-    int rc = store_chunk_ctx_for(s, &v.ctx, e);
+    int lock_fd = -1;
+    int rc = store_lock_gc(s, 0, "verify", &lock_fd, e);
+    if (rc == 0)
+        rc = store_chunk_ctx_for(s, &v.ctx, e);
     if (rc == 0 && !(v.keys = sodium_malloc(VERIFY_KEY_CACHE * sizeof *v.keys)))
         rc = bq_fail(e, BQ_E_NOMEM, "out of memory verifying store %s", v.dir);
     if (rc == 0 && !(v.path = calloc(1, STORE_MANIFEST_PATH_MAX + 1)))
@@ -695,5 +699,7 @@ int store_verify(store_t *s, store_verify_fn fn, void *arg, store_verify_stats_t
     }
     free(v.bad_packs);
     free(v.bad);
+    if (lock_fd >= 0)
+        close(lock_fd);
     return rc;
 }
