@@ -5,6 +5,8 @@ const char *bq_job_type_name(bq_job_type_t t)
     switch (t) {
     case BQ_JOB_CHECK: return "check";
     case BQ_JOB_SLEEP: return "sleep";
+    case BQ_JOB_BACKUP: return "backup";
+    case BQ_JOB_RESTORE: return "restore";
     default: return "?";
     }
 }
@@ -25,4 +27,15 @@ const char *bq_job_state_name(bq_job_state_t s)
 int bq_job_state_terminal(bq_job_state_t s)
 {
     return s == BQ_JOB_SUCCEEDED || s == BQ_JOB_FAILED || s == BQ_JOB_CANCELLED;
+}
+
+const char *bq_backup_state_name(bq_backup_state_t s)
+{
+    switch (s) {
+    case BQ_BACKUP_STARTED: return "STARTED";
+    case BQ_BACKUP_DONE: return "DONE";
+    case BQ_BACKUP_FAILED: return "FAILED";
+    case BQ_BACKUP_WAITING_FOR_WALS: return "WAITING_FOR_WALS";
+    default: return "?";
+    }
 }

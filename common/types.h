@@ -13,7 +13,20 @@ typedef enum {
     BQ_JOB_TYPE_NONE = 0,
     BQ_JOB_CHECK = 1,
     BQ_JOB_SLEEP = 2,
+    BQ_JOB_BACKUP = 3,  /* a base backup of job.cluster into the worker's store (issue 4) */
+    BQ_JOB_RESTORE = 4, /* a restore of job.backup_id to job.dest (issue 4) */
 } bq_job_type_t;
+
+/* States of a backup in the catalog (issue 4; WAITING_FOR_WALS comes with issue 5). */
+typedef enum {
+    BQ_BACKUP_NONE = 0,
+    BQ_BACKUP_STARTED = 1,
+    BQ_BACKUP_DONE = 2,
+    BQ_BACKUP_FAILED = 3,
+    BQ_BACKUP_WAITING_FOR_WALS = 4,
+} bq_backup_state_t;
+
+const char *bq_backup_state_name(bq_backup_state_t s); /* "STARTED", "DONE", ... "?" */
 
 typedef enum {
     BQ_JOB_NONE = 0,
@@ -52,6 +65,39 @@ typedef struct {
     bq_check_item_t items[BQ_CHECK_ITEMS_MAX];
 } bq_check_result_t;
 
+#define BQ_BACKUP_ID_MAX 32  /* "YYYYMMDDTHHMMSS" and room; ids sort by time */
+#define BQ_WAL_NAME_MAX 32   /* 24 hex digits and room */
+#define BQ_STORES_MAX 256    /* worker names joined by ',' */
+#define BQ_DEST_MAX 1024     /* a restore's target directory */
+
+/* What the catalog keeps per backup (issue 4). Sizes in bytes, times in ms since the epoch
+ * (wall clock), LSNs as 64-bit integers (print as X/X). */
+typedef struct {
+    char id[BQ_BACKUP_ID_MAX];      /* YYYYMMDDTHHMMSS (UTC) */
+    char cluster[BQ_NAME_MAX];
+    bq_backup_state_t state;
+    uint64_t job_id;                /* the job (and attempt) that took it */
+    uint32_t attempt;
+    char worker[BQ_NAME_MAX];       /* the worker that took it */
+    char site[BQ_NAME_MAX];
+    char stores[BQ_STORES_MAX];     /* workers whose store holds it, joined by ',' */
+    uint64_t system_identifier;
+    uint32_t pg_version;            /* server_version_num, e.g. 150004 */
+    uint32_t timeline;
+    uint64_t start_lsn, stop_lsn;
+    int64_t start_ms, stop_ms;      /* the backup's start and end (its job's run) */
+    char wal_begin[BQ_WAL_NAME_MAX];  /* first and last WAL segment it needs */
+    char wal_end[BQ_WAL_NAME_MAX];
+    uint64_t data_bytes;            /* logical bytes of the files (and WAL) backed up */
+    uint64_t stored_bytes;          /* pack bytes this backup added to the store */
+    uint64_t dedup_bytes;           /* plaintext bytes found already stored */
+    uint64_t files;
+    int64_t duration_ms;
+    uint64_t checksum_failures;     /* page checksum failures the server reported */
+    char checksum_detail[BQ_DETAIL_MAX]; /* the first few: "base/5/16384 block 3, ..." */
+    char error[BQ_TEXT_MAX];        /* FAILED: why */
+} bq_backup_t;
+
 typedef struct {
     uint64_t id;
     bq_job_type_t type;
@@ -70,6 +116,11 @@ typedef struct {
     int has_check;
     bq_check_result_t check;
     int cancel_requested;
+    /* backup and restore jobs (issue 4) */
+    char backup_id[BQ_BACKUP_ID_MAX]; /* backup: the id this attempt writes (set at offer);
+                                         restore: the backup to restore */
+    char checkpoint[8];               /* backup: "fast" or "spread" ("" = fast) */
+    char dest[BQ_DEST_MAX];           /* restore: the target directory */
 } bq_job_t;
 
 typedef struct {

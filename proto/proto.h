@@ -63,6 +63,8 @@ typedef struct {
     char error[BQ_TEXT_MAX];
     int has_check;
     bq_check_result_t check;
+    int has_backup;            /* backup jobs: what was taken (issue 4) */
+    bq_backup_t backup;
 } bq_msg_result_t;
 
 typedef struct {
