@@ -1,5 +1,6 @@
 /* Backup manifests (docs/store.md, "Manifests"): the list of every file of a backup (path,
- * mode, mtime, size, sha256 of the whole file, its chunk ids in order) and opaque metadata
+ * mode, mtime, size, checksum of the whole file (sha256 of its chunk ids), its chunk ids in
+ * order) and opaque metadata
  * (key -> bytes) for the layers above.
  *
  * A manifest may hold millions of chunk references: it is written and read as a stream, with
@@ -36,7 +37,7 @@ typedef struct {
     uint32_t key_id;     /* the data key the manifest is sealed with */
 } store_manifest_header_t;
 
-/* What a FILE record says when it starts; size, sha256 and the chunk count come at its end.
+/* What a FILE record says when it starts; size, checksum and the chunk count come at its end.
  * path: 1..4095 bytes, relative, canonical: no leading '/', no empty, '.' or '..' component,
  * no NUL. mode: st_mode (type and permission bits), as the layer above records it.
  * mtime: seconds since the epoch. */
@@ -117,7 +118,8 @@ int store_manifest_file_begin(store_manifest_writer_t *w, const store_manifest_f
  * 1024 ids. BQ_E_STATE outside a file, BQ_E_IO. */
 int store_manifest_file_chunk(store_manifest_writer_t *w, const uint8_t id[32], bq_errbuf_t *e);
 /* End the open file: its remaining CHUNKS, then its FILE_END record (number of chunk ids given,
- * size, sha256 of the whole file). BQ_E_STATE outside a file, BQ_E_IO. */
+ * size, checksum of the whole file: store.c makes it the sha256 of the chunk ids). BQ_E_STATE
+ * outside a file, BQ_E_IO. */
 int store_manifest_file_end(store_manifest_writer_t *w,
                             const uint8_t sha256[STORE_MANIFEST_SHA256_BYTES], uint64_t size,
                             bq_errbuf_t *e);

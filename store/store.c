@@ -500,11 +500,12 @@ static int manifest_path(const store_t *s, const char *id, char *buf, size_t siz
 
 /* The writer collects the caller's files in a batch of chunk slots (about BATCH_BYTES), with
  * the events that place them (file begin, chunk, file end). A full batch is processed in four
- * steps: (1) the crew hashes every slot (chunk ids) while one task runs the files' sha256 over
- * the batch in order; (2) in one reference section (store/session.h) each id is looked up (an
+ * steps: (1) the crew hashes every slot (chunk ids); (2) in one reference section (store/session.h) each id is looked up (an
  * earlier slot of the batch, the chunks appended since the last pack sync, then the index) and
  * the ids the backup will rely on are noted for GC; (3) the crew seals the new chunks only;
- * (4) in order, new chunks are appended to the pack and every event goes to the manifest. */
+ * (4) in order, new chunks are appended to the pack and every event goes to the manifest, each
+ * file's checksum (sha256 of its chunk ids, which are keyed hashes of its content: no second
+ * pass over the bytes) with its end. */
 #define BATCH_BYTES ((size_t)4 << 20)
 #define BATCH_SLOTS_MAX 512
 
@@ -517,7 +518,6 @@ typedef struct {
     uint32_t mode;  /* EV_FILE_BEGIN */
     int64_t mtime;  /* EV_FILE_BEGIN */
     uint64_t size;  /* EV_FILE_END */
-    uint8_t sha[32]; /* EV_FILE_END, set by step 1 */
 } wevent_t;
 
 typedef struct {
@@ -553,8 +553,7 @@ struct store_backup {
     uint32_t *newslots; /* the slots step 3 seals */
     size_t nnew;
     uint8_t (*notes)[STORE_CHUNK_ID_BYTES];
-    store_sha256_t *fsha; /* the open file's sha256, advanced by step 1 */
-    int sha_rc;
+    store_sha256_t *fsha; /* the open file's checksum: sha256 of its chunk ids, in order */
     /* Chunks appended since the last pack sync: their entries, and an open-addressing set of
      * indexes into them (slot value = index + 1, 0 = empty) to dedup inside the backup. */
     store_index_entry_t *pend;
@@ -671,24 +670,11 @@ static int pack_start(store_backup_t *bw, bq_errbuf_t *e)
     return rc;
 }
 
-/* Step 1, on a crew thread: task 0 runs the files' sha256 over the batch, in order; task k
- * hashes slot k - 1. */
+/* Step 1, on a crew thread: hash slot task. */
 static void hash_task(void *arg, size_t task, unsigned thread)
 {
     store_backup_t *bw = arg;
-    if (task == 0) {
-        for (size_t i = 0; i < bw->nev; i++) {
-            wevent_t *ev = &bw->ev[i];
-            if (ev->kind == EV_FILE_BEGIN)
-                store_sha256_init(bw->fsha);
-            else if (ev->kind == EV_CHUNK)
-                store_sha256_update(bw->fsha, bw->slots[ev->arg].data, bw->slots[ev->arg].len);
-            else if (store_sha256_final(bw->fsha, ev->sha) != 0)
-                bw->sha_rc = BQ_E_NOMEM;
-        }
-        return;
-    }
-    wslot_t *sl = &bw->slots[task - 1];
+    wslot_t *sl = &bw->slots[task];
     sl->rc = store_chunk_ctx_id(bw->ctx[thread], sl->data, sl->len, sl->id);
     if (sl->rc != 0)
         bq_fail(&sl->err, sl->rc, "backup %s: could not hash a chunk", bw->id);
@@ -784,11 +770,8 @@ static int batch_run(store_backup_t *bw, bq_errbuf_t *e)
 {
     if (bw->nev == 0)
         return 0;
-    bw->sha_rc = 0;
-    store_crew_run(bw->crew, hash_task, bw, bw->nslots + 1);
+    store_crew_run(bw->crew, hash_task, bw, bw->nslots);
     int rc = slots_check(bw, e);
-    if (rc == 0 && bw->sha_rc != 0)
-        rc = bq_fail(e, bw->sha_rc, "backup %s: could not compute a file's sha256", bw->id);
     if (rc == 0)
         rc = batch_decide(bw, e);
     if (rc == 0) {
@@ -800,8 +783,14 @@ static int batch_run(store_backup_t *bw, bq_errbuf_t *e)
         if (ev->kind == EV_FILE_BEGIN) {
             store_manifest_file_t f = {bw->paths + ev->arg, ev->mode, ev->mtime};
             rc = store_manifest_file_begin(bw->man, &f, e);
+            store_sha256_init(bw->fsha);
         } else if (ev->kind == EV_FILE_END) {
-            rc = store_manifest_file_end(bw->man, ev->sha, ev->size, e);
+            uint8_t sum[32];
+            if (store_sha256_final(bw->fsha, sum) != 0)
+                rc = bq_fail(e, BQ_E_NOMEM, "backup %s: could not compute a file's checksum",
+                             bw->id);
+            if (rc == 0)
+                rc = store_manifest_file_end(bw->man, sum, ev->size, e);
             bw->st.files++;
             bw->st.logical_bytes += ev->size;
         } else {
@@ -813,6 +802,7 @@ static int batch_run(store_backup_t *bw, bq_errbuf_t *e)
                 bw->st.dedup_bytes += sl->len;
             }
             bw->st.chunks++;
+            store_sha256_update(bw->fsha, sl->id, STORE_CHUNK_ID_BYTES);
             if (rc == 0)
                 rc = store_manifest_file_chunk(bw->man, sl->id, e);
         }
@@ -1330,7 +1320,7 @@ static int read_chunk(reader_t *r, const uint8_t id[STORE_CHUNK_ID_BYTES],
     if (rc != 0)
         return bq_fail(e, rc, "backup %s in store %s: file %s: chunk %s: %s", r->backup_id,
                        r->s->dir, r->path, store_id_hex(id, hex), why.msg);
-    store_sha256_update(r->sha, r->plain, plain_len);
+    store_sha256_update(r->sha, id, STORE_CHUNK_ID_BYTES); /* the id was re-hashed from the data */
     r->size += plain_len;
     if (cb->data)
         return cb->data(arg, r->plain, plain_len, e);
@@ -1377,14 +1367,14 @@ int store_backup_read(store_t *s, const char *backup_id, const store_read_cb_t *
         case STORE_MANIFEST_FILE_END: {
             uint8_t sha[32];
             if (store_sha256_final(r.sha, sha) != 0)
-                rc = bq_fail(e, BQ_E_NOMEM, "backup %s: could not compute the sha256 of %s",
+                rc = bq_fail(e, BQ_E_NOMEM, "backup %s: could not compute the checksum of %s",
                              backup_id, r.path);
             else if (r.size != it.file_end.size)
                 rc = bq_fail(e, BQ_E_IO, "backup %s in store %s: file %s is damaged: its chunks "
                              "hold %" PRIu64 " bytes, the manifest says %" PRIu64, backup_id,
                              s->dir, r.path, r.size, it.file_end.size);
             else if (sodium_memcmp(sha, it.file_end.sha256, sizeof sha) != 0)
-                rc = bq_fail(e, BQ_E_IO, "backup %s in store %s: file %s is damaged: its sha256 "
+                rc = bq_fail(e, BQ_E_IO, "backup %s in store %s: file %s is damaged: its checksum "
                              "does not match the manifest", backup_id, s->dir, r.path);
             else if (cb->file_end)
                 rc = cb->file_end(arg, it.file_end.path, it.file_end.size, sha, e);

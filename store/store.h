@@ -93,7 +93,7 @@ typedef struct {
  * store_backup_abort. s must outlive it.
  *
  * Data is gathered into batches of about 4 MiB of chunks, processed when full (and at a
- * META, at commit): the crew hashes the chunks while one thread computes the files' sha256;
+ * META, at commit): the crew hashes the chunks (ids);
  * each id is looked up among the batch, the chunks this writer appended since its last pack
  * sync, and the index: a known chunk is only referenced (no compression or encryption work).
  * New chunks are sealed by the crew and appended in order; their index entries are put only
@@ -107,10 +107,10 @@ int store_backup_begin(store_t *s, const char *backup_id, store_backup_t **out, 
 int store_backup_file_begin(store_backup_t *bw, const char *path, uint32_t mode, int64_t mtime,
                             bq_errbuf_t *e);
 /* Stream len bytes of the open file (any len; cut into chunk_size chunks, so relation files
- * stay page-aligned; the sha256 of the whole file is computed as it streams). data is
+ * stay page-aligned; the file's checksum is the sha256 of its chunk ids). data is
  * borrowed for the call. BQ_E_STATE outside a file, BQ_E_IO, BQ_E_MAPFULL, BQ_E_NOMEM. */
 int store_backup_file_write(store_backup_t *bw, const void *data, size_t len, bq_errbuf_t *e);
-/* End the open file: its last partial chunk, then size and sha256 into the manifest. */
+/* End the open file: its last partial chunk, then size and checksum into the manifest. */
 int store_backup_file_end(store_backup_t *bw, bq_errbuf_t *e);
 /* Opaque metadata key (1..255 bytes, no NUL) -> len bytes (at most 64 MiB), outside a file. */
 int store_backup_meta(store_backup_t *bw, const char *key, const void *val, size_t len,
@@ -134,24 +134,25 @@ int store_backup_list(store_t *s, store_backup_list_fn fn, void *arg, bq_errbuf_
 
 /* Callbacks of store_backup_read; any may be NULL. Pointers are borrowed for the call. A
  * callback returning non-zero stops the read, which returns that value (a negative BQ_E code
- * with e filled, by convention). The size and sha256 of a file are known only at its end
+ * with e filled, by convention). The size and checksum of a file are known only at its end
  * (manifest format), so file_end carries them, after they were checked. Data given before an
  * error is unverified: a restore that gets an error fails as a whole. */
 typedef struct {
     int (*meta)(void *arg, const char *key, const void *val, size_t len, bq_errbuf_t *e);
     int (*file_begin)(void *arg, const char *path, uint32_t mode, int64_t mtime, bq_errbuf_t *e);
     int (*data)(void *arg, const void *buf, size_t len, bq_errbuf_t *e); /* one chunk */
-    int (*file_end)(void *arg, const char *path, uint64_t size, const uint8_t sha256[32],
+    int (*file_end)(void *arg, const char *path, uint64_t size, const uint8_t checksum[32],
                     bq_errbuf_t *e);
 } store_read_cb_t;
 
 /* Read backup backup_id: each chunk is looked up in the index, read from its pack (the id
  * checked), opened with the data key its header names (loaded from keys/ and cached), and
- * given to cb->data; each file's size and sha256 are checked at its end. Memory: one chunk
+ * given to cb->data; each file's size and checksum (sha256 of its chunk ids, each re-hashed
+ * from the data) are checked at its end. Memory: one chunk
  * buffer and the key cache. BQ_E_NOTFOUND when the backup does not exist, BQ_E_KEY when a key
  * does not open, BQ_E_IO "backup B in store DIR: file F: chunk ID: WHY" (WHY from the index,
  * the pack or the chunk: it names the pack and offset) for a missing or damaged chunk, and
- * "backup B in store DIR: file F is damaged: WHY" for a size or sha256 that does not match. */
+ * "backup B in store DIR: file F is damaged: WHY" for a size or checksum that does not match. */
 int store_backup_read(store_t *s, const char *backup_id, const store_read_cb_t *cb, void *arg,
                       bq_errbuf_t *e);
 

@@ -123,6 +123,7 @@ typedef struct {
     size_t files_done;
     size_t blocks;
     int meta_seen;
+    store_t *s;        /* the store read: its id key gives the expected checksums */
 } collect_t;
 
 static int c_meta(void *arg, const char *key, const void *val, size_t len, bq_errbuf_t *e)
@@ -169,8 +170,22 @@ static int c_end(void *arg, const char *path, uint64_t size, const uint8_t sha[3
     assert_string_equal(path, t->path);
     assert_int_equal(size, t->len);
     assert_int_equal(c->off, t->len);
+    /* The checksum: sha256 of the file's chunk ids in order (docs/store.md, "Manifests"). */
+    bq_errbuf_t e2 = {{0}};
+    store_chunk_ctx_t *ctx = NULL;
+    assert_int_equal(store_chunk_ctx_for(c->s, &ctx, &e2), 0);
+    crypto_hash_sha256_state st;
+    crypto_hash_sha256_init(&st);
+    size_t cs = store_chunk_size(c->s);
+    for (size_t off = 0; off < t->len; off += cs) {
+        uint8_t id[STORE_CHUNK_ID_BYTES];
+        size_t n = t->len - off < cs ? t->len - off : cs;
+        assert_int_equal(store_chunk_ctx_id(ctx, t->data + off, n, id), 0);
+        crypto_hash_sha256_update(&st, id, sizeof id);
+    }
+    store_chunk_ctx_destroy(&ctx);
     uint8_t want[32];
-    crypto_hash_sha256(want, t->data, t->len);
+    crypto_hash_sha256_final(&st, want);
     assert_memory_equal(sha, want, 32);
     c->files_done++;
     return 0;
@@ -199,7 +214,7 @@ static int h_data(void *arg, const void *buf, size_t len, bq_errbuf_t *e)
 static void read_check(store_t *s, const char *id, const tfile_t *t, size_t n)
 {
     bq_errbuf_t e = {{0}};
-    collect_t c = {.want = t, .n = n};
+    collect_t c = {.want = t, .n = n, .s = s};
     OK(store_backup_read(s, id, &collect_cb, &c, &e));
     assert_int_equal(c.files_done, n);
     assert_true(c.meta_seen);
@@ -577,7 +592,7 @@ static void test_bad_calls(void **state)
     OK(store_backup_file_end(bw, &e));
     OK(store_backup_commit(&bw, NULL, &e));
     tfile_t empty = {"ok", NULL, 0};
-    collect_t c = {.want = &empty, .n = 1};
+    collect_t c = {.want = &empty, .n = 1, .s = s};
     OK(store_backup_read(s, "b2", &collect_cb, &c, &e));
     assert_int_equal(c.files_done, 1);
     assert_int_equal(store_backup_read(s, "nope", NULL, NULL, &e), BQ_E_NOTFOUND);
@@ -621,7 +636,7 @@ static void test_flipped_byte(void **state)
     char hex[STORE_CHUNK_ID_HEX];
     store_id_hex(id, hex);
 
-    collect_t c = {.want = &t, .n = 1};
+    collect_t c = {.want = &t, .n = 1, .s = s};
     assert_int_equal(store_backup_read(s, "b1", &collect_cb, &c, &e), BQ_E_IO);
     char want[600];
     snprintf(want, sizeof want, "backup b1 in store %s: file base/1/2619: chunk %s: ", f->store,

@@ -299,7 +299,8 @@ static int rb_end(void *arg, const char *path, uint64_t size, const uint8_t sha[
     const efile_t *w = &r->x->f[r->cur];
     if (strcmp(path, w->path) != 0 || size != w->size || r->off != w->size)
         return rb_fail(r, e, "size differs");
-    if (memcmp(got, w->sha, 32) != 0 || memcmp(sha, w->sha, 32) != 0)
+    (void)sha; /* the manifest's checksum (of chunk ids): store_backup_read checked it */
+    if (memcmp(got, w->sha, 32) != 0)
         return rb_fail(r, e, "sha256 differs");
     r->done++;
     return 0;
