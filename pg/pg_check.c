@@ -261,3 +261,33 @@ int pg_check_passed(const bq_check_result_t *r)
             return 0;
     return 1;
 }
+
+int pg_tablespaces_list(const char *conninfo, int connect_timeout_s, pg_tablespace_fn fn,
+                        void *arg, bq_errbuf_t *e)
+{
+    char timeout[16];
+    snprintf(timeout, sizeof timeout, "%d", connect_timeout_s > 0 ? connect_timeout_s : 10);
+    const char *keys[] = {"dbname", "connect_timeout", NULL};
+    const char *vals[] = {conninfo, timeout, NULL};
+    PGconn *c = PQconnectdbParams(keys, vals, 1);
+    if (!c || PQstatus(c) != CONNECTION_OK) {
+        char why[512];
+        first_line(why, sizeof why, c ? PQerrorMessage(c) : "out of memory");
+        int rc = bq_fail(e, BQ_E_PG, "could not connect to list the tablespaces: %s", why);
+        PQfinish(c);
+        return rc;
+    }
+    PGresult *r = PQexec(c, "SELECT oid, spcname FROM pg_tablespace "
+                            "WHERE spcname NOT IN ('pg_default', 'pg_global') ORDER BY oid");
+    int rc = 0;
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        char why[512];
+        first_line(why, sizeof why, PQerrorMessage(c));
+        rc = bq_fail(e, BQ_E_PG, "could not list the tablespaces: %s", why);
+    }
+    for (int i = 0; rc == 0 && i < PQntuples(r); i++)
+        rc = fn(arg, (uint32_t)strtoul(PQgetvalue(r, i, 0), NULL, 10), PQgetvalue(r, i, 1));
+    PQclear(r);
+    PQfinish(c);
+    return rc;
+}

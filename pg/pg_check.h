@@ -17,4 +17,11 @@ int pg_check_run(const char *conninfo, int connect_timeout_s, bq_check_result_t 
 /* 1 when every item of r is OK. */
 int pg_check_passed(const bq_check_result_t *r);
 
+/* The cluster's own tablespaces (not pg_default, pg_global), oid order: fn(arg, oid, name)
+ * for each; its non-zero return stops and is returned. BQ_E_PG naming the cluster's host when
+ * it cannot connect or query (connect_timeout_s bounds the connection). */
+typedef int (*pg_tablespace_fn)(void *arg, uint32_t oid, const char *name);
+int pg_tablespaces_list(const char *conninfo, int connect_timeout_s, pg_tablespace_fn fn,
+                        void *arg, bq_errbuf_t *e);
+
 #endif
