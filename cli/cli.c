@@ -34,6 +34,7 @@ enum {
     OPT_LEVEL = 1 << 9,
     OPT_CHUNK_SIZE = 1 << 10,
     OPT_NEW_KEY = 1 << 11,
+    OPT_SPREAD = 1 << 12,
 };
 
 enum {
@@ -55,6 +56,7 @@ typedef struct {
     const char *compression; /* store init */
     const char *level;       /* store init */
     const char *chunk_size;  /* store init */
+    int spread;              /* backup: spread checkpoint */
     int help;
     int nargs;
     const char *args[8];
@@ -459,6 +461,320 @@ static int verb_job_sleep(cli_t *c)
     return (!c->o->wait || j.state == BQ_JOB_SUCCEEDED) ? 0 : 1;
 }
 
+/* ---- backups ------------------------------------------------------------------------ */
+
+#define BACKUP_POLL_MS 1000
+#define BACKUP_PLAIN_EVERY_MS 10000
+#define BACKUP_WAIT_POLLS_MAX 100000000L /* ~3 years at one a second: no timeout of its own */
+
+/* One backup of cluster by id ("latest", "oldest" or an id) from the coordinator. */
+static int backup_get(cli_t *c, const char *cluster, const char *id, bq_backup_t *out,
+                      bq_errbuf_t *e)
+{
+    bq_msg_cli_request_t req;
+    memset(&req, 0, sizeof req);
+    snprintf(req.verb, sizeof req.verb, "show-backup");
+    snprintf(req.cluster, sizeof req.cluster, "%s", cluster);
+    snprintf(req.backup_id, sizeof req.backup_id, "%s", id);
+    bq_msg_t r;
+    int rc = cli_call(c, &req, &r, e);
+    if (rc)
+        return rc;
+    if (r.u.cli_reply.nbackups != 1) {
+        proto_msg_clear(&r);
+        return bq_fail(e, BQ_E_PROTO, "coordinator sent no backup in its reply");
+    }
+    *out = r.u.cli_reply.backups[0];
+    proto_msg_clear(&r);
+    return 0;
+}
+
+static int cluster_arg(const char *verb, const char *arg, char *dst, size_t cap)
+{
+    if (!bq_name_valid(arg))
+        return err_usage("%s: %s is not a valid cluster name (1-63 of A-Z a-z 0-9 _ . -)", verb,
+                         arg);
+    snprintf(dst, cap, "%s", arg);
+    return 0;
+}
+
+/* What --wait shows while a backup runs: rate over the current attempt's samples. */
+typedef struct {
+    int tty, json;
+    char id[BQ_BACKUP_ID_MAX];   /* the attempt's backup id */
+    int64_t t0;                  /* first sample of this attempt (monotonic) */
+    uint64_t d0;
+    int64_t last_plain;          /* when the last plain line was printed */
+    uint64_t last_done;
+    int drawn;                   /* a progress bar is on the terminal's line */
+} backup_watch_t;
+
+static void watch_clear_line(backup_watch_t *w)
+{
+    if (w->drawn) {
+        fputs("\r\033[K", stdout);
+        fflush(stdout);
+        w->drawn = 0;
+    }
+}
+
+static void watch_progress(backup_watch_t *w, const char *cluster, const bq_job_t *j)
+{
+    int64_t now = bq_mono_ms();
+    uint64_t done = j->progress_done, total = j->progress_total;
+    if (!w->t0 || done < w->d0) {
+        w->t0 = now;
+        w->d0 = done;
+    }
+    double secs = (double)(now - w->t0) / 1000;
+    double rate = secs >= 1 ? (double)(done - w->d0) / secs : 0; /* bytes/s */
+    double pct = total ? 100.0 * (double)done / (double)total : 0;
+    if (pct > 100)
+        pct = 100;
+    double eta = rate > 0 && total > done ? (double)(total - done) / rate : -1;
+    char bd[32], bt[32], etas[32];
+    out_bytes(done, bd, sizeof bd);
+    out_bytes(total, bt, sizeof bt);
+    if (eta >= 0)
+        out_duration((int64_t)(eta * 1000), etas, sizeof etas);
+    else
+        snprintf(etas, sizeof etas, "?");
+    if (w->json) {
+        if (done == w->last_done && w->last_plain)
+            return;
+        w->last_done = done;
+        w->last_plain = now;
+        json_t *o = json_pack("{s:s, s:I, s:s, s:s, s:I, s:I}", "event", "progress", "job_id",
+                              (json_int_t)j->id, "cluster", cluster, "backup_id", w->id,
+                              "done_bytes", (json_int_t)done, "total_bytes", (json_int_t)total);
+        json_object_set_new(o, "percent", total ? json_real(pct) : json_null());
+        json_object_set_new(o, "rate_bytes_per_s", json_real(rate));
+        json_object_set_new(o, "eta_s", eta >= 0 ? json_integer((json_int_t)eta) : json_null());
+        out_json_line(stdout, o);
+    } else if (w->tty) {
+        char bar[31];
+        int fill = total ? (int)(pct * 30 / 100) : 0;
+        for (int i = 0; i < 30; i++)
+            bar[i] = i < fill ? '#' : '.';
+        bar[30] = '\0';
+        printf("\r\033[K[%s] %5.1f%%  %s of %s  %.1f MB/s  ETA %s", bar, pct, bd,
+               total ? bt : "?", rate / 1e6, etas);
+        fflush(stdout);
+        w->drawn = 1;
+    } else if (!w->last_plain || now - w->last_plain >= BACKUP_PLAIN_EVERY_MS) {
+        w->last_plain = now;
+        printf("backup %s of cluster %s: %.1f%% (%s of %s), %.1f MB/s, ETA %s\n", w->id,
+               cluster, pct, bd, total ? bt : "?", rate / 1e6, etas);
+        fflush(stdout);
+    }
+}
+
+/* The job moved on to a new attempt: say how the previous one's backup ended. */
+static void watch_attempt_failed(backup_watch_t *w, const bq_backup_t *b)
+{
+    if (w->json) {
+        out_json_line(stdout, json_pack("{s:s, s:I, s:s, s:o}", "event", "attempt_failed",
+                                        "job_id", (json_int_t)b->job_id, "cluster", b->cluster,
+                                        "backup", out_backup_json(b)));
+        return;
+    }
+    watch_clear_line(w);
+    printf("backup %s of cluster %s %s (attempt %u): %s\n", b->id, b->cluster,
+           bq_backup_state_name(b->state), b->attempt, b->error[0] ? b->error : "-");
+    fflush(stdout);
+}
+
+/* A new attempt took the job: say which backup it writes. */
+static void watch_attempt(backup_watch_t *w, const char *cluster, const bq_job_t *j)
+{
+    int retry = w->id[0] != '\0';
+    snprintf(w->id, sizeof w->id, "%s", j->backup_id);
+    w->t0 = 0;
+    w->last_plain = 0;
+    w->last_done = 0;
+    if (w->json) {
+        out_json_line(stdout, json_pack("{s:s, s:I, s:s, s:s, s:i, s:s}", "event", "started",
+                                        "job_id", (json_int_t)j->id, "cluster", cluster,
+                                        "backup_id", w->id, "attempt", (int)j->attempt, "worker",
+                                        j->worker));
+        return;
+    }
+    watch_clear_line(w);
+    printf("backup %s of cluster %s: %s on worker %s (job %" PRIu64 ", attempt %u)\n", w->id,
+           cluster, retry ? "retrying" : "started", j->worker[0] ? j->worker : "-", j->id,
+           j->attempt);
+    fflush(stdout);
+}
+
+/* --wait: follow job_id until it ends; exit status 0 when its backup is DONE. */
+static int backup_wait(cli_t *c, const char *cluster, uint64_t job_id)
+{
+    static bq_job_t j;
+    static bq_backup_t b;
+    bq_errbuf_t e;
+    backup_watch_t w;
+    memset(&w, 0, sizeof w);
+    w.json = c->o->json;
+    w.tty = !w.json && isatty(STDOUT_FILENO);
+    int rc = 0;
+    for (long i = 0; i < BACKUP_WAIT_POLLS_MAX; i++) {
+        rc = job_get(c, job_id, &j, &e);
+        if (rc)
+            break;
+        if (j.backup_id[0] && strcmp(j.backup_id, w.id) != 0 &&
+            (j.state == BQ_JOB_ASSIGNED || j.state == BQ_JOB_RUNNING ||
+             bq_job_state_terminal(j.state))) {
+            if (w.id[0] && backup_get(c, cluster, w.id, &b, &e) == 0)
+                watch_attempt_failed(&w, &b);
+            watch_attempt(&w, cluster, &j);
+        }
+        if (j.state == BQ_JOB_RUNNING && w.id[0] && (j.progress_done || j.progress_total))
+            watch_progress(&w, cluster, &j);
+        if (bq_job_state_terminal(j.state))
+            break;
+        struct timespec ts = {BACKUP_POLL_MS / 1000, (BACKUP_POLL_MS % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    watch_clear_line(&w);
+    if (rc)
+        return fail(rc, e.msg);
+    if (!bq_job_state_terminal(j.state))
+        return fail(BQ_E_TIMEOUT, "gave up waiting for the backup job");
+    if (!j.backup_id[0]) {
+        char msg[BQ_TEXT_MAX + 128];
+        snprintf(msg, sizeof msg, "backup job %" PRIu64 " of cluster %s ended %s before a worker "
+                 "took it%s%s", job_id, cluster, bq_job_state_name(j.state),
+                 j.error[0] ? ": " : "", j.error);
+        if (w.json)
+            out_json_line(stdout, json_pack("{s:s, s:b, s:I, s:s, s:n, s:s}", "event", "done",
+                                            "ok", 0, "job_id", (json_int_t)job_id, "cluster",
+                                            cluster, "backup", "error", msg));
+        return fail(BQ_E_STATE, msg);
+    }
+    rc = backup_get(c, cluster, j.backup_id, &b, &e);
+    if (rc)
+        return fail(rc, e.msg);
+    int ok = j.state == BQ_JOB_SUCCEEDED && b.state == BQ_BACKUP_DONE;
+    char msg[BQ_TEXT_MAX + 256];
+    if (ok)
+        msg[0] = '\0';
+    else
+        snprintf(msg, sizeof msg, "backup %s of cluster %s %s: %s", b.id, cluster,
+                 bq_backup_state_name(b.state),
+                 b.error[0] ? b.error : j.error[0] ? j.error : bq_job_state_name(j.state));
+    if (w.json) {
+        json_t *o = json_pack("{s:s, s:b, s:I, s:s, s:o}", "event", "done", "ok", ok, "job_id",
+                              (json_int_t)job_id, "cluster", cluster, "backup",
+                              out_backup_json(&b));
+        json_object_set_new(o, "error", ok ? json_null() : json_string(msg));
+        out_json_line(stdout, o);
+    } else if (ok) {
+        char size[32], stored[32], dur[32];
+        printf("backup %s of cluster %s DONE: %s in %s (stored %s), WAL %s to %s, worker %s\n",
+               b.id, cluster, out_bytes(b.data_bytes, size, sizeof size),
+               out_duration(b.duration_ms, dur, sizeof dur),
+               out_bytes(b.stored_bytes, stored, sizeof stored), b.wal_begin[0] ? b.wal_begin : "-",
+               b.wal_end[0] ? b.wal_end : "-", b.worker);
+    }
+    return ok ? 0 : fail(BQ_E_STATE, msg);
+}
+
+static int verb_backup(cli_t *c)
+{
+    bq_msg_cli_request_t req;
+    memset(&req, 0, sizeof req);
+    snprintf(req.verb, sizeof req.verb, "backup");
+    if (cluster_arg("backup", c->o->args[0], req.cluster, sizeof req.cluster))
+        return 2;
+    snprintf(req.checkpoint, sizeof req.checkpoint, "%s", c->o->spread ? "spread" : "fast");
+    uint64_t id = 0;
+    int rc = submit(c, &req, &id);
+    if (rc)
+        return rc;
+    if (c->o->json && c->o->wait)
+        out_json_line(stdout, json_pack("{s:s, s:I, s:s}", "event", "queued", "job_id",
+                                        (json_int_t)id, "cluster", req.cluster));
+    else if (c->o->wait)
+        printf("backup job %" PRIu64 " of cluster %s queued\n", id, req.cluster);
+    if (c->o->wait)
+        return backup_wait(c, req.cluster, id);
+
+    /* The backup id comes when a worker takes the job: give dispatch a moment. */
+    static bq_job_t j;
+    bq_errbuf_t e;
+    for (int i = 0; i < 20; i++) {
+        rc = job_get(c, id, &j, &e);
+        if (rc)
+            return fail(rc, e.msg);
+        if (j.backup_id[0] || bq_job_state_terminal(j.state))
+            break;
+        struct timespec ts = {0, 100 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    if (c->o->json) {
+        json_t *o = json_pack("{s:I, s:s, s:s}", "job_id", (json_int_t)id, "cluster", req.cluster,
+                              "state", bq_job_state_name(j.state));
+        json_object_set_new(o, "backup_id", j.backup_id[0] ? json_string(j.backup_id) : json_null());
+        json_object_set_new(o, "worker", j.worker[0] ? json_string(j.worker) : json_null());
+        out_json_print(stdout, o);
+    } else if (j.backup_id[0]) {
+        printf("backup job %" PRIu64 " of cluster %s: backup %s on worker %s (follow it with: "
+               "barque job show %" PRIu64 ")\n", id, req.cluster, j.backup_id,
+               j.worker[0] ? j.worker : "-", id);
+    } else {
+        printf("backup job %" PRIu64 " of cluster %s queued: no worker has taken it yet, so it "
+               "has no backup id (follow it with: barque job show %" PRIu64 ")\n", id,
+               req.cluster, id);
+    }
+    return 0;
+}
+
+static int verb_list_backups(cli_t *c)
+{
+    bq_msg_cli_request_t req;
+    memset(&req, 0, sizeof req);
+    snprintf(req.verb, sizeof req.verb, "list-backups");
+    if (cluster_arg("list-backups", c->o->args[0], req.cluster, sizeof req.cluster))
+        return 2;
+    bq_msg_t r;
+    bq_errbuf_t e;
+    int rc = cli_call(c, &req, &r, &e);
+    if (rc)
+        return fail(rc, e.msg);
+    const bq_msg_cli_reply_t *p = &r.u.cli_reply;
+    if (c->o->json) {
+        json_t *a = json_array();
+        for (size_t i = p->nbackups; i-- > 0;) /* newest first, as the table */
+            json_array_append_new(a, out_backup_json(&p->backups[i]));
+        out_json_print(stdout, a);
+    } else {
+        out_backups_text(stdout, req.cluster, p);
+    }
+    proto_msg_clear(&r);
+    return 0;
+}
+
+static int verb_show_backup(cli_t *c)
+{
+    char cluster[BQ_NAME_MAX];
+    if (cluster_arg("show-backup", c->o->args[0], cluster, sizeof cluster))
+        return 2;
+    const char *id = c->o->args[1];
+    if (strcmp(id, "latest") != 0 && strcmp(id, "oldest") != 0 && !bq_backup_id_valid(id))
+        return err_usage("show-backup: %s is not a backup id (YYYYMMDDTHHMMSS, latest or oldest)",
+                         id);
+    static bq_backup_t b;
+    bq_errbuf_t e;
+    int rc = backup_get(c, cluster, id, &b, &e);
+    if (rc)
+        return fail(rc, e.msg);
+    if (c->o->json)
+        out_json_print(stdout, out_backup_json(&b));
+    else
+        out_backup_text(stdout, &b);
+    return 0;
+}
+
 /* The store verbs: their parsed options to store_cmd.c's function of the row. */
 static int verb_store(cli_t *c)
 {
@@ -506,6 +822,24 @@ static const verb_t verbs[] = {
      "Run a check job on a worker at the cluster's site: connection, server version, system\n"
      "identifier, wal_level, archive_mode, max_wal_senders, replication slots and whether the\n"
      "role may replicate. Prints each item OK/FAILED with the reason; exit 1 if any failed.", 0, NULL},
+    {"backup", 1, 1, OPT_JSON | OPT_WAIT | OPT_SPREAD, verb_backup,
+     "backup CLUSTER [--wait] [--spread] [--json]",
+     "Take a base backup of CLUSTER into the store of a worker at its site (a fast checkpoint\n"
+     "unless --spread). Prints the job id and, once a worker has taken it, the backup id\n"
+     "(YYYYMMDDTHHMMSS, UTC). With --wait, follows it to the end: a progress bar with rate and\n"
+     "ETA on a terminal, a plain line every 10 s otherwise, one JSON object per line and\n"
+     "event with --json; no time limit, but gives up when the coordinator does not answer\n"
+     "within the timeout. Exit 0 when the backup is DONE, 1 when it FAILED.", 0, NULL},
+    {"list-backups", 1, 1, OPT_JSON, verb_list_backups, "list-backups CLUSTER [--json]",
+     "The backups of CLUSTER in the catalog, newest first (the newest 1,000): id, state, end\n"
+     "time, size, stored size (what it added to the store), WAL range, and why it failed.", 0,
+     NULL},
+    {"show-backup", 2, 2, OPT_JSON, verb_show_backup,
+     "show-backup CLUSTER ID|latest|oldest [--json]",
+     "Everything the catalog knows about one backup of CLUSTER: state, job and worker, stores\n"
+     "holding it, system identifier, PostgreSQL version, timeline, begin/end LSN, time and WAL,\n"
+     "sizes, files, duration, page checksum failures. latest and oldest mean the newest and\n"
+     "oldest DONE backup. --json gives sizes in bytes.", 0, NULL},
     {"store init", 1, 1, OPT_JSON | OPT_KEY | OPT_COMPRESSION | OPT_LEVEL | OPT_CHUNK_SIZE,
      verb_store,
      "store init PATH --key FILE [--compression zstd|lz4|none] [--level N] [--chunk-size SIZE] [--json]",
@@ -598,6 +932,9 @@ int cli_main(int argc, char **argv)
         } else if (strcmp(a, "--wait") == 0) {
             o.wait = 1;
             seen |= OPT_WAIT;
+        } else if (strcmp(a, "--spread") == 0) {
+            o.spread = 1;
+            seen |= OPT_SPREAD;
         } else if (strcmp(a, "--count") == 0) {
             char *end;
             unsigned long v = val ? strtoul(val, &end, 10) : 0;

@@ -21,6 +21,38 @@ char *out_bytes(uint64_t n, char *buf, size_t len)
     return buf;
 }
 
+char *out_lsn(uint64_t lsn, char *buf, size_t len)
+{
+    snprintf(buf, len, "%X/%X", (unsigned)(lsn >> 32), (unsigned)(lsn & 0xffffffffu));
+    return buf;
+}
+
+char *out_duration(int64_t ms, char *buf, size_t len)
+{
+    if (ms < 0)
+        ms = 0;
+    int64_t s = ms / 1000;
+    if (ms < 60000)
+        snprintf(buf, len, "%.1f s", (double)ms / 1000);
+    else if (s < 3600)
+        snprintf(buf, len, "%lldm%02llds", (long long)(s / 60), (long long)(s % 60));
+    else
+        snprintf(buf, len, "%lldh%02lldm%02llds", (long long)(s / 3600),
+                 (long long)(s / 60 % 60), (long long)(s % 60));
+    return buf;
+}
+
+char *out_pg_version(uint32_t v, char *buf, size_t len)
+{
+    if (v == 0)
+        snprintf(buf, len, "-");
+    else if (v >= 100000)
+        snprintf(buf, len, "%u.%u", v / 10000, v % 10000);
+    else /* 9.6 and older: 90624 */
+        snprintf(buf, len, "%u.%u.%u", v / 10000, v / 100 % 100, v % 100);
+    return buf;
+}
+
 static json_t *time_json(int64_t ms)
 {
     char buf[32];
@@ -68,8 +100,60 @@ json_t *out_job_json(const bq_job_t *j)
     json_object_set_new(o, "cancel_requested", json_boolean(j->cancel_requested));
     if (j->type == BQ_JOB_SLEEP)
         json_object_set_new(o, "sleep_ms", json_integer(j->sleep_ms));
+    if (j->type == BQ_JOB_BACKUP || j->type == BQ_JOB_RESTORE)
+        json_object_set_new(o, "backup_id",
+                            j->backup_id[0] ? json_string(j->backup_id) : json_null());
+    if (j->type == BQ_JOB_BACKUP)
+        json_object_set_new(o, "checkpoint",
+                            json_string(j->checkpoint[0] ? j->checkpoint : "fast"));
+    if (j->type == BQ_JOB_RESTORE)
+        json_object_set_new(o, "dest", json_string(j->dest));
     if (j->has_check)
         json_object_set_new(o, "check", out_check_json(&j->check));
+    return o;
+}
+
+static json_t *str_or_null(const char *s)
+{
+    return s[0] ? json_string(s) : json_null();
+}
+
+json_t *out_backup_json(const bq_backup_t *b)
+{
+    char lsn1[32], lsn2[32], sysid[32], ver[32];
+    snprintf(sysid, sizeof sysid, "%" PRIu64, b->system_identifier);
+    json_t *stores = json_array();
+    char tmp[BQ_STORES_MAX];
+    snprintf(tmp, sizeof tmp, "%s", b->stores);
+    char *save = NULL;
+    for (char *s = strtok_r(tmp, ",", &save); s; s = strtok_r(NULL, ",", &save))
+        json_array_append_new(stores, json_string(s));
+    json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:i, s:s, s:s, s:o}", "id", b->id, "cluster",
+                          b->cluster, "state", bq_backup_state_name(b->state), "job_id",
+                          (json_int_t)b->job_id, "attempt", (int)b->attempt, "worker", b->worker,
+                          "site", b->site, "stores", stores);
+    json_object_set_new(o, "system_identifier", b->system_identifier ? json_string(sysid) : json_null());
+    json_object_set_new(o, "pg_version", b->pg_version ? json_integer(b->pg_version) : json_null());
+    json_object_set_new(o, "pg_version_text",
+                        b->pg_version ? json_string(out_pg_version(b->pg_version, ver, sizeof ver))
+                                      : json_null());
+    json_object_set_new(o, "timeline", b->timeline ? json_integer(b->timeline) : json_null());
+    json_object_set_new(o, "start_lsn",
+                        b->start_lsn ? json_string(out_lsn(b->start_lsn, lsn1, sizeof lsn1)) : json_null());
+    json_object_set_new(o, "stop_lsn",
+                        b->stop_lsn ? json_string(out_lsn(b->stop_lsn, lsn2, sizeof lsn2)) : json_null());
+    json_object_set_new(o, "start_time", time_json(b->start_ms));
+    json_object_set_new(o, "stop_time", time_json(b->stop_ms));
+    json_object_set_new(o, "wal_begin", str_or_null(b->wal_begin));
+    json_object_set_new(o, "wal_end", str_or_null(b->wal_end));
+    json_object_set_new(o, "data_bytes", json_integer((json_int_t)b->data_bytes));
+    json_object_set_new(o, "stored_bytes", json_integer((json_int_t)b->stored_bytes));
+    json_object_set_new(o, "dedup_bytes", json_integer((json_int_t)b->dedup_bytes));
+    json_object_set_new(o, "files", json_integer((json_int_t)b->files));
+    json_object_set_new(o, "duration_ms", json_integer(b->duration_ms));
+    json_object_set_new(o, "checksum_failures", json_integer((json_int_t)b->checksum_failures));
+    json_object_set_new(o, "checksum_detail", str_or_null(b->checksum_detail));
+    json_object_set_new(o, "error", str_or_null(b->error));
     return o;
 }
 
@@ -95,6 +179,78 @@ void out_json_print(FILE *f, json_t *v)
     json_dumpf(v, f, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     fputc('\n', f);
     json_decref(v);
+}
+
+void out_json_line(FILE *f, json_t *v)
+{
+    json_dumpf(v, f, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    fputc('\n', f);
+    fflush(f);
+    json_decref(v);
+}
+
+void out_backups_text(FILE *f, const char *cluster, const bq_msg_cli_reply_t *r)
+{
+    char end[32], size[32], stored[32], wal[2 * BQ_WAL_NAME_MAX + 2];
+    fprintf(f, "%-16s %-8s %-21s %-10s %-10s %-49s %s\n", "ID", "STATE", "END TIME", "SIZE",
+            "STORED", "WAL RANGE", "ERROR");
+    for (size_t i = r->nbackups; i-- > 0;) {
+        const bq_backup_t *b = &r->backups[i];
+        int sized = b->state == BQ_BACKUP_DONE || b->state == BQ_BACKUP_WAITING_FOR_WALS;
+        if (b->wal_begin[0])
+            snprintf(wal, sizeof wal, "%s-%s", b->wal_begin, b->wal_end[0] ? b->wal_end : "?");
+        else
+            snprintf(wal, sizeof wal, "-");
+        fprintf(f, "%-16s %-8s %-21s %-10s %-10s %-49s %s\n", b->id,
+                bq_backup_state_name(b->state),
+                b->state == BQ_BACKUP_STARTED ? "-" : time_text(b->stop_ms, end, sizeof end),
+                sized ? out_bytes(b->data_bytes, size, sizeof size) : "-",
+                sized ? out_bytes(b->stored_bytes, stored, sizeof stored) : "-", wal, b->error);
+    }
+    if (!r->nbackups)
+        fprintf(f, "(no backups of cluster %s)\n", cluster);
+}
+
+void out_backup_text(FILE *f, const bq_backup_t *b)
+{
+    char t[64], u[64];
+    fprintf(f, "Backup %s of cluster %s\n", b->id, b->cluster);
+    fprintf(f, "  state:              %s\n", bq_backup_state_name(b->state));
+    if (b->error[0])
+        fprintf(f, "  error:              %s\n", b->error);
+    fprintf(f, "  job:                %" PRIu64 " (attempt %u)\n", b->job_id, b->attempt);
+    fprintf(f, "  taken by:           worker %s at site %s\n", b->worker[0] ? b->worker : "-",
+            b->site[0] ? b->site : "-");
+    fprintf(f, "  stores:             %s\n", b->stores[0] ? b->stores : "-");
+    fprintf(f, "  begin time:         %s\n", time_text(b->start_ms, t, sizeof t));
+    fprintf(f, "  end time:           %s\n", time_text(b->stop_ms, t, sizeof t));
+    fprintf(f, "  duration:           %s\n",
+            b->duration_ms ? out_duration(b->duration_ms, t, sizeof t) : "-");
+    if (b->system_identifier)
+        fprintf(f, "  system identifier:  %" PRIu64 "\n", b->system_identifier);
+    else
+        fprintf(f, "  system identifier:  -\n");
+    fprintf(f, "  PostgreSQL version: %s\n", out_pg_version(b->pg_version, t, sizeof t));
+    if (b->timeline)
+        fprintf(f, "  timeline:           %u\n", b->timeline);
+    else
+        fprintf(f, "  timeline:           -\n");
+    fprintf(f, "  begin LSN:          %s\n", b->start_lsn ? out_lsn(b->start_lsn, t, sizeof t) : "-");
+    fprintf(f, "  end LSN:            %s\n", b->stop_lsn ? out_lsn(b->stop_lsn, t, sizeof t) : "-");
+    fprintf(f, "  begin WAL:          %s\n", b->wal_begin[0] ? b->wal_begin : "-");
+    fprintf(f, "  end WAL:            %s\n", b->wal_end[0] ? b->wal_end : "-");
+    fprintf(f, "  files:              %" PRIu64 "\n", b->files);
+    fprintf(f, "  size:               %s (%" PRIu64 " bytes)\n",
+            out_bytes(b->data_bytes, t, sizeof t), b->data_bytes);
+    fprintf(f, "  stored size:        %s (%" PRIu64 " bytes)\n",
+            out_bytes(b->stored_bytes, t, sizeof t), b->stored_bytes);
+    fprintf(f, "  deduplicated:       %s (%" PRIu64 " bytes)\n",
+            out_bytes(b->dedup_bytes, u, sizeof u), b->dedup_bytes);
+    if (b->duration_ms > 0 && b->data_bytes)
+        fprintf(f, "  throughput:         %.1f MB/s\n",
+                (double)b->data_bytes / 1e6 / ((double)b->duration_ms / 1000));
+    fprintf(f, "  checksum failures:  %" PRIu64 "%s%s\n", b->checksum_failures,
+            b->checksum_detail[0] ? ": " : "", b->checksum_detail);
 }
 
 void out_workers_text(FILE *f, const bq_msg_cli_reply_t *r)
@@ -157,6 +313,11 @@ void out_job_text(FILE *f, const bq_job_t *j)
     fprintf(f, "finished:     %s\n", time_text(j->finished_ms, t, sizeof t));
     if (j->progress_total)
         fprintf(f, "progress:     %" PRIu64 " of %" PRIu64 "\n", j->progress_done, j->progress_total);
+    if (j->type == BQ_JOB_BACKUP)
+        fprintf(f, "backup:       %s (%s checkpoint)\n", j->backup_id[0] ? j->backup_id : "-",
+                j->checkpoint[0] ? j->checkpoint : "fast");
+    if (j->type == BQ_JOB_RESTORE)
+        fprintf(f, "backup:       %s to %s\n", j->backup_id[0] ? j->backup_id : "-", j->dest);
     if (j->error[0])
         fprintf(f, "error:        %s\n", j->error);
     if (j->has_check)

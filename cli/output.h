@@ -12,9 +12,12 @@ json_t *out_job_json(const bq_job_t *j);
 json_t *out_worker_json(const bq_worker_t *w);
 json_t *out_cluster_json(const bq_cluster_t *c);
 json_t *out_check_json(const bq_check_result_t *r);
+json_t *out_backup_json(const bq_backup_t *b);
 
 /* Print v (stolen) as indented JSON with a final newline. */
 void out_json_print(FILE *f, json_t *v);
+/* Print v (stolen) as one line of JSON (an event of a stream), and flush. */
+void out_json_line(FILE *f, json_t *v);
 
 /* Text renderings. */
 void out_workers_text(FILE *f, const bq_msg_cli_reply_t *r);
@@ -26,7 +29,18 @@ json_t *out_status_json(const char *coordinator, const bq_msg_cli_reply_t *r);
 /* One line per check item: "  connection        OK      reason". */
 void out_check_text(FILE *f, const char *cluster, const bq_job_t *j);
 
+/* list-backups: a table, newest first (r->backups is oldest first). */
+void out_backups_text(FILE *f, const char *cluster, const bq_msg_cli_reply_t *r);
+/* show-backup: everything the catalog holds about one backup. */
+void out_backup_text(FILE *f, const bq_backup_t *b);
+
 /* "12.3 GiB" */
 char *out_bytes(uint64_t n, char *buf, size_t len);
+/* An LSN as PostgreSQL writes it: "16/B374D848" (upper and lower 32 bits in hex). */
+char *out_lsn(uint64_t lsn, char *buf, size_t len);
+/* "4.2 s", "12m05s", "3h02m10s" */
+char *out_duration(int64_t ms, char *buf, size_t len);
+/* server_version_num as "15.4" ("-" for 0). */
+char *out_pg_version(uint32_t v, char *buf, size_t len);
 
 #endif

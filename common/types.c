@@ -1,5 +1,7 @@
 #include "types.h"
 
+#include <string.h>
+
 const char *bq_job_type_name(bq_job_type_t t)
 {
     switch (t) {
@@ -38,4 +40,21 @@ const char *bq_backup_state_name(bq_backup_state_t s)
     case BQ_BACKUP_WAITING_FOR_WALS: return "WAITING_FOR_WALS";
     default: return "?";
     }
+}
+
+static int digits2(const char *p, int lo, int hi)
+{
+    if (p[0] < '0' || p[0] > '9' || p[1] < '0' || p[1] > '9')
+        return 0;
+    int v = (p[0] - '0') * 10 + (p[1] - '0');
+    return v >= lo && v <= hi;
+}
+
+int bq_backup_id_valid(const char *id)
+{
+    if (!id || strnlen(id, 16) != 15 || id[8] != 'T')
+        return 0;
+    return digits2(id, 0, 99) && digits2(id + 2, 0, 99) && digits2(id + 4, 1, 12) &&
+           digits2(id + 6, 1, 31) && digits2(id + 9, 0, 23) && digits2(id + 11, 0, 59) &&
+           digits2(id + 13, 0, 59);
 }

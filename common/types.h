@@ -66,6 +66,10 @@ typedef struct {
 } bq_check_result_t;
 
 #define BQ_BACKUP_ID_MAX 32  /* "YYYYMMDDTHHMMSS" and room; ids sort by time */
+
+/* Nonzero when id is a backup id: exactly YYYYMMDDTHHMMSS (15 characters, digits around a
+ * 'T', month 01-12, day 01-31, hour 00-23, minute and second 00-59). */
+int bq_backup_id_valid(const char *id);
 #define BQ_WAL_NAME_MAX 32   /* 24 hex digits and room */
 #define BQ_STORES_MAX 256    /* worker names joined by ',' */
 #define BQ_DEST_MAX 1024     /* a restore's target directory */
@@ -98,6 +102,15 @@ typedef struct {
     char error[BQ_TEXT_MAX];        /* FAILED: why */
 } bq_backup_t;
 
+/* What a restore did (issue 4): the figures its result carries. */
+typedef struct {
+    uint64_t files_written;   /* files written (all of them, or under --delta those that differed) */
+    uint64_t files_unchanged; /* --delta: files already right, not rewritten */
+    uint64_t files_removed;   /* --delta: files and directories the backup does not have */
+    uint64_t bytes;           /* bytes of the files in the backup (written or found right) */
+    int64_t duration_ms;
+} bq_restore_result_t;
+
 typedef struct {
     uint64_t id;
     bq_job_type_t type;
@@ -121,6 +134,9 @@ typedef struct {
                                          restore: the backup to restore */
     char checkpoint[8];               /* backup: "fast" or "spread" ("" = fast) */
     char dest[BQ_DEST_MAX];           /* restore: the target directory */
+    char tablespaces[BQ_TEXT_MAX];    /* restore: "NAME:PATH" relocations, joined by '\n' */
+    char owner[BQ_NAME_MAX];          /* restore: owner of the files ("": DEST's parent's) */
+    int delta;                        /* restore: rewrite only what differs */
 } bq_job_t;
 
 typedef struct {

@@ -6,7 +6,11 @@
  *             name, and proto/ has no Site codec; should Site grow fields, the value becomes
  *             the encoded Site message and schema_version goes to 2.
  *   clusters  name -> proto_cluster_encode, workers name -> proto_worker_encode,
- *   jobs      u64 BE id -> proto_job_encode.
+ *   jobs      u64 BE id -> proto_job_encode,
+ *   backups   cluster name, a NUL byte, backup id (YYYYMMDDTHHMMSS) -> proto_backup_encode:
+ *             one cluster's backups are adjacent and in id (= time) order. The db came
+ *             with issue 4 without a schema change: opening an older catalog creates it
+ *             (empty), and an older coordinator never opens it.
  * Name keys are the name's bytes without the NUL.
  *
  * Environment: MDB_NOTLS (reader slots belong to transactions, not threads), maxdbs 32,
@@ -43,13 +47,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define CAT_SCHEMA_VERSION 1u
 #define CAT_MAP_INITIAL (64ull << 20)
 #define CAT_MAXDBS 32
 #define CAT_MAXREADERS 126
-#define CAT_KEY_MAX (BQ_NAME_MAX + 32) /* a key as shown in messages */
+#define CAT_KEY_MAX (BQ_NAME_MAX + 64) /* a key as shown in messages */
+#define CAT_BACKUP_KEY_MAX (BQ_NAME_MAX + BQ_BACKUP_ID_MAX) /* cluster, NUL, id */
 
 static const char CAT_LOG[] = "catalog";
 static const char KEY_SCHEMA[] = "schema_version";
@@ -57,7 +63,7 @@ static const char KEY_NEXT_JOB[] = "next_job_id";
 
 struct catalog {
     MDB_env *env;
-    MDB_dbi meta, sites, clusters, workers, jobs;
+    MDB_dbi meta, sites, clusters, workers, jobs, backups;
     char dir[PATH_MAX];
     uint64_t map_max;
     uint64_t map_size;   /* the size LMDB maps now */
@@ -281,6 +287,8 @@ static int catalog_init(catalog_t *c, bq_errbuf_t *e)
         rc = dbi_open(t, "workers", MDB_CREATE, &c->workers, e);
     if (rc == 0)
         rc = dbi_open(t, "jobs", MDB_CREATE, &c->jobs, e);
+    if (rc == 0) /* issue 4: created in catalogs made before it too */
+        rc = dbi_open(t, "backups", MDB_CREATE, &c->backups, e);
     if (rc) {
         catalog_txn_abort(&t);
         return rc;
@@ -510,8 +518,10 @@ int catalog_grow(catalog_t *c, bq_errbuf_t *e)
 typedef int (*visit_fn)(catalog_txn_t *t, const MDB_val *k, const MDB_val *v, void *ctx,
                         int *fnrc, bq_errbuf_t *e);
 
-static int cat_each(catalog_txn_t *t, MDB_dbi dbi, const char *db, visit_fn visit, void *ctx,
-                    bq_errbuf_t *e)
+/* Visit every record of dbi in key order, or with prefix only those whose key starts with
+ * prefix's bytes. */
+static int cat_each(catalog_txn_t *t, MDB_dbi dbi, const char *db, const MDB_val *prefix,
+                    visit_fn visit, void *ctx, bq_errbuf_t *e)
 {
     int rc = txn_usable(t, 0, e);
     if (rc)
@@ -521,9 +531,16 @@ static int cat_each(catalog_txn_t *t, MDB_dbi dbi, const char *db, visit_fn visi
     if (rc)
         return mdb_fail(t->c, e, rc, "open a cursor on", db, NULL);
     MDB_val k, v;
+    if (prefix)
+        k = *prefix;
     int write = t->write;
-    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+    for (rc = mdb_cursor_get(cur, &k, &v, prefix ? MDB_SET_RANGE : MDB_FIRST); rc == 0;
          rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (prefix && (k.mv_size < prefix->mv_size ||
+                       memcmp(k.mv_data, prefix->mv_data, prefix->mv_size) != 0)) {
+            rc = MDB_NOTFOUND; /* past the prefix */
+            break;
+        }
         int fnrc = 0;
         int vrc = visit(t, &k, &v, ctx, &fnrc, e);
         if (!t->txn) {
@@ -659,7 +676,7 @@ int catalog_job_each(catalog_txn_t *t, catalog_job_fn fn, void *arg, bq_errbuf_t
     if (!x.job)
         return bq_fail(e, BQ_E_NOMEM, "out of memory listing the jobs of catalog %s",
                        t->c->dir);
-    rc = cat_each(t, t->c->jobs, "jobs", job_visit, &x, e);
+    rc = cat_each(t, t->c->jobs, "jobs", NULL, job_visit, &x, e);
     free(x.job);
     return rc;
 }
@@ -814,7 +831,7 @@ static int named_each(catalog_txn_t *t, const named_kind_t *kind, named_fn_t fn,
     if (rc)
         return rc;
     named_each_ctx_t x = {kind, fn, arg};
-    return cat_each(t, named_dbi(t, kind), kind->db, named_visit, &x, e);
+    return cat_each(t, named_dbi(t, kind), kind->db, NULL, named_visit, &x, e);
 }
 
 int catalog_worker_put(catalog_txn_t *t, const bq_worker_t *w, bq_errbuf_t *e)
@@ -861,6 +878,249 @@ int catalog_cluster_each(catalog_txn_t *t, catalog_cluster_fn fn, void *arg, bq_
     return named_each(t, &named_clusters, (named_fn_t){.cluster = fn}, arg, e);
 }
 
+/* ---- backups -------------------------------------------------------------------------- */
+
+/* The key of (cluster, id) into kb, and how it is shown in messages. */
+static int backup_key(catalog_txn_t *t, int write, const char *cluster, const char *id,
+                      uint8_t kb[CAT_BACKUP_KEY_MAX], MDB_val *k, char key[CAT_KEY_MAX],
+                      bq_errbuf_t *e)
+{
+    int rc = txn_usable(t, write, e);
+    if (rc)
+        return rc;
+    size_t cn = cluster ? strnlen(cluster, BQ_NAME_MAX) : 0;
+    if (cn == 0 || cn >= BQ_NAME_MAX)
+        return bq_fail(e, BQ_E_INVAL, "invalid cluster name for a backup in the catalog: %s",
+                       cn == 0 ? "empty" : "too long");
+    if (!bq_backup_id_valid(id))
+        return bq_fail(e, BQ_E_INVAL, "invalid backup id \"%.*s\" of cluster %s for the catalog: "
+                       "expected YYYYMMDDTHHMMSS", BQ_BACKUP_ID_MAX, id ? id : "", cluster);
+    size_t idn = strlen(id);
+    memcpy(kb, cluster, cn);
+    kb[cn] = '\0';
+    memcpy(kb + cn + 1, id, idn);
+    k->mv_data = kb;
+    k->mv_size = cn + 1 + idn;
+    snprintf(key, CAT_KEY_MAX, "backup %s of cluster \"%s\"", id, cluster);
+    return 0;
+}
+
+/* Split a stored key into cluster and id; BQ_E_CATALOG when it is not one of ours. */
+static int backup_key_parse(catalog_txn_t *t, const MDB_val *k, char cluster[BQ_NAME_MAX],
+                            char id[BQ_BACKUP_ID_MAX], bq_errbuf_t *e)
+{
+    const char *p = k->mv_data;
+    const char *nul = k->mv_size ? memchr(p, '\0', k->mv_size) : NULL;
+    size_t cn = nul ? (size_t)(nul - p) : 0;
+    size_t idn = nul ? k->mv_size - cn - 1 : 0;
+    if (!nul || cn == 0 || cn >= BQ_NAME_MAX || idn == 0 || idn >= BQ_BACKUP_ID_MAX ||
+        memchr(nul + 1, '\0', idn))
+        return bq_fail(e, BQ_E_CATALOG, "catalog %s: db backups has a key of %zu bytes that is "
+                       "not a cluster name, a NUL and a backup id", t->c->dir, k->mv_size);
+    memcpy(cluster, p, cn);
+    cluster[cn] = '\0';
+    memcpy(id, nul + 1, idn);
+    id[idn] = '\0';
+    if (!bq_backup_id_valid(id))
+        return bq_fail(e, BQ_E_CATALOG, "catalog %s: db backups has a key of cluster %s with "
+                       "backup id \"%s\", which is not YYYYMMDDTHHMMSS", t->c->dir, cluster, id);
+    return 0;
+}
+
+/* Decode a stored backup; cluster and id come from the key. */
+static int backup_decode(catalog_txn_t *t, const MDB_val *k, const MDB_val *v, bq_backup_t *out,
+                         bq_errbuf_t *e)
+{
+    char cluster[BQ_NAME_MAX], id[BQ_BACKUP_ID_MAX];
+    int rc = backup_key_parse(t, k, cluster, id, e);
+    if (rc)
+        return rc;
+    bq_errbuf_t pe = {{0}};
+    rc = proto_backup_decode(v->mv_data, v->mv_size, out, &pe);
+    if (rc)
+        return bq_fail(e, BQ_E_CATALOG, "catalog %s: db backups, backup %s of cluster %s: %s",
+                       t->c->dir, id, cluster, pe.msg);
+    memset(out->cluster, 0, sizeof out->cluster);
+    memset(out->id, 0, sizeof out->id);
+    snprintf(out->cluster, sizeof out->cluster, "%s", cluster);
+    snprintf(out->id, sizeof out->id, "%s", id);
+    return 0;
+}
+
+int catalog_backup_put(catalog_txn_t *t, const bq_backup_t *b, bq_errbuf_t *e)
+{
+    uint8_t kb[CAT_BACKUP_KEY_MAX];
+    MDB_val k, v;
+    char key[CAT_KEY_MAX];
+    int rc = backup_key(t, 1, b->cluster, b->id, kb, &k, key, e);
+    if (rc)
+        return rc;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    bq_errbuf_t pe = {{0}};
+    rc = proto_backup_encode(b, &buf, &len, &pe);
+    if (rc)
+        return bq_fail(e, rc, "could not store %s in catalog %s: %s", key, t->c->dir, pe.msg);
+    v.mv_data = buf;
+    v.mv_size = len;
+    rc = txn_put(t, t->c->backups, "backups", key, &k, &v, 0, e);
+    free(buf);
+    return rc;
+}
+
+int catalog_backup_get(catalog_txn_t *t, const char *cluster, const char *id, bq_backup_t *out,
+                       bq_errbuf_t *e)
+{
+    uint8_t kb[CAT_BACKUP_KEY_MAX];
+    MDB_val k, v;
+    char key[CAT_KEY_MAX];
+    int rc = backup_key(t, 0, cluster, id, kb, &k, key, e);
+    if (rc)
+        return rc;
+    rc = txn_get(t, t->c->backups, "backups", key, &k, &v, e);
+    return rc ? rc : backup_decode(t, &k, &v, out, e);
+}
+
+int catalog_backup_del(catalog_txn_t *t, const char *cluster, const char *id, bq_errbuf_t *e)
+{
+    uint8_t kb[CAT_BACKUP_KEY_MAX];
+    MDB_val k;
+    char key[CAT_KEY_MAX];
+    int rc = backup_key(t, 1, cluster, id, kb, &k, key, e);
+    if (rc)
+        return rc;
+    int mrc = mdb_del(t->txn, t->c->backups, &k, NULL);
+    if (mrc == 0)
+        return 0;
+    rc = mdb_fail(t->c, e, mrc, "delete", "backups", key);
+    return mrc == MDB_NOTFOUND ? rc : txn_kill(t, rc, e);
+}
+
+typedef struct {
+    catalog_backup_fn fn;
+    void *arg;
+    bq_backup_t *backup;
+} backup_each_ctx_t;
+
+static int backup_visit(catalog_txn_t *t, const MDB_val *k, const MDB_val *v, void *ctx,
+                        int *fnrc, bq_errbuf_t *e)
+{
+    backup_each_ctx_t *x = ctx;
+    int rc = backup_decode(t, k, v, x->backup, e);
+    if (rc)
+        return rc;
+    *fnrc = x->fn(x->backup, x->arg);
+    return 0;
+}
+
+/* The key prefix of cluster's backups (name and NUL) into kb. */
+static int backup_prefix(const char *cluster, uint8_t kb[CAT_BACKUP_KEY_MAX], MDB_val *k,
+                         bq_errbuf_t *e)
+{
+    size_t cn = strnlen(cluster, BQ_NAME_MAX);
+    if (cn == 0 || cn >= BQ_NAME_MAX)
+        return bq_fail(e, BQ_E_INVAL, "invalid cluster name for the backups in the catalog: %s",
+                       cn == 0 ? "empty" : "too long");
+    memcpy(kb, cluster, cn);
+    kb[cn] = '\0';
+    k->mv_data = kb;
+    k->mv_size = cn + 1;
+    return 0;
+}
+
+int catalog_backup_each(catalog_txn_t *t, const char *cluster, catalog_backup_fn fn, void *arg,
+                        bq_errbuf_t *e)
+{
+    int rc = txn_usable(t, 0, e);
+    if (rc)
+        return rc;
+    uint8_t kb[CAT_BACKUP_KEY_MAX];
+    MDB_val prefix;
+    if (cluster && (rc = backup_prefix(cluster, kb, &prefix, e)) != 0)
+        return rc;
+    backup_each_ctx_t x = {fn, arg, malloc(sizeof(bq_backup_t))}; /* ~2 KiB */
+    if (!x.backup)
+        return bq_fail(e, BQ_E_NOMEM, "out of memory listing the backups of catalog %s",
+                       t->c->dir);
+    rc = cat_each(t, t->c->backups, "backups", cluster ? &prefix : NULL, backup_visit, &x, e);
+    free(x.backup);
+    return rc;
+}
+
+/* Seconds since the epoch of a valid backup id (UTC). */
+static int64_t backup_id_time(const char *id)
+{
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    int v[6];
+    static const int at[6] = {0, 4, 6, 9, 11, 13}, len[6] = {4, 2, 2, 2, 2, 2};
+    for (int i = 0; i < 6; i++) {
+        v[i] = 0;
+        for (int k = 0; k < len[i]; k++)
+            v[i] = v[i] * 10 + (id[at[i] + k] - '0');
+    }
+    tm.tm_year = v[0] - 1900;
+    tm.tm_mon = v[1] - 1;
+    tm.tm_mday = v[2];
+    tm.tm_hour = v[3];
+    tm.tm_min = v[4];
+    tm.tm_sec = v[5];
+    return (int64_t)timegm(&tm);
+}
+
+static void backup_id_format(int64_t secs, char id[BQ_BACKUP_ID_MAX])
+{
+    time_t tt = (time_t)secs;
+    struct tm tm;
+    if (!gmtime_r(&tt, &tm) || strftime(id, BQ_BACKUP_ID_MAX, "%Y%m%dT%H%M%S", &tm) == 0)
+        id[0] = '\0';
+}
+
+int catalog_backup_id_new(catalog_txn_t *t, const char *cluster, int64_t now_ms,
+                          char id[BQ_BACKUP_ID_MAX], bq_errbuf_t *e)
+{
+    int rc = txn_usable(t, 0, e);
+    if (rc)
+        return rc;
+    uint8_t kb[CAT_BACKUP_KEY_MAX + 1];
+    MDB_val prefix;
+    if ((rc = backup_prefix(cluster, kb, &prefix, e)) != 0)
+        return rc;
+    backup_id_format(now_ms / 1000, id);
+
+    /* The cluster's last id: the key before the first one past "cluster\0\xff". */
+    MDB_cursor *cur;
+    if ((rc = mdb_cursor_open(t->txn, t->c->backups, &cur)) != 0)
+        return mdb_fail(t->c, e, rc, "open a cursor on", "backups", NULL);
+    kb[prefix.mv_size] = 0xff;
+    MDB_val k = {prefix.mv_size + 1, kb}, v;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    if (rc == 0)
+        rc = mdb_cursor_get(cur, &k, &v, MDB_PREV);
+    else if (rc == MDB_NOTFOUND)
+        rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+    char last[BQ_BACKUP_ID_MAX] = "";
+    if (rc == 0 && k.mv_size > prefix.mv_size &&
+        memcmp(k.mv_data, prefix.mv_data, prefix.mv_size) == 0) {
+        char kc[BQ_NAME_MAX];
+        rc = backup_key_parse(t, &k, kc, last, e);
+    } else if (rc == 0 || rc == MDB_NOTFOUND) {
+        rc = 0;
+    } else {
+        rc = mdb_fail(t->c, e, rc, "read the last backup of a cluster in", "backups", NULL);
+    }
+    mdb_cursor_close(cur);
+    if (rc)
+        return rc;
+    if (last[0] && (!bq_backup_id_valid(id) || strcmp(last, id) >= 0))
+        backup_id_format(backup_id_time(last) + 1, id);
+    if (!bq_backup_id_valid(id))
+        return bq_fail(e, BQ_E_CATALOG, "catalog %s: could not make a backup id for cluster %s "
+                       "(clock at %lld ms, last id \"%s\")", t->c->dir, cluster,
+                       (long long)now_ms, last);
+    return 0;
+}
+
 /* ---- sites ---------------------------------------------------------------------------- */
 
 int catalog_site_put(catalog_txn_t *t, const char *name, bq_errbuf_t *e)
@@ -900,7 +1160,7 @@ int catalog_site_each(catalog_txn_t *t, catalog_site_fn fn, void *arg, bq_errbuf
     if (rc)
         return rc;
     site_each_ctx_t x = {fn, arg};
-    return cat_each(t, t->c->sites, "sites", site_visit, &x, e);
+    return cat_each(t, t->c->sites, "sites", NULL, site_visit, &x, e);
 }
 
 /* ---- stats ---------------------------------------------------------------------------- */
@@ -943,6 +1203,7 @@ int catalog_stats(catalog_t *c, catalog_stats_t *out, bq_errbuf_t *e)
         {c->workers, "workers", &out->nworkers},
         {c->clusters, "clusters", &out->nclusters},
         {c->sites, "sites", &out->nsites},
+        {c->backups, "backups", &out->nbackups},
     };
     for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++) {
         if ((rc = mdb_stat(t->txn, dbs[i].dbi, &st)) != 0) {

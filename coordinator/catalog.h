@@ -4,6 +4,7 @@
  *   clusters  name -> Cluster
  *   workers   name -> Worker
  *   jobs      u64 BE job id -> Job            (key order = creation order)
+ *   backups   cluster name, NUL, backup id -> Backup (key order = per cluster, by time)
  * and room for later ones (maxdbs 32). Values are encoded with barque.proto (proto/).
  * One writer: the coordinator's event loop. Transactions are short; values are copied out.
  * mdb_reader_check runs on open. MDB_MAP_FULL aborts the transaction and is reported as
@@ -68,6 +69,25 @@ int catalog_site_put(catalog_txn_t *t, const char *name, bq_errbuf_t *e);
 typedef int (*catalog_site_fn)(const char *name, void *arg);
 int catalog_site_each(catalog_txn_t *t, catalog_site_fn fn, void *arg, bq_errbuf_t *e);
 
+/* Backups, keyed by (cluster, id); ids are YYYYMMDDTHHMMSS (bq_backup_id_valid, else
+ * BQ_E_INVAL). put replaces; get copies out (BQ_E_NOTFOUND when absent); del is
+ * BQ_E_NOTFOUND (transaction still usable) when absent. each calls fn for one cluster's
+ * backups in id order (= time order, oldest first), or for every cluster's (cluster by
+ * cluster, in name order) when cluster is NULL; fn's return value works as for jobs, and
+ * the bq_backup_t passed to fn is a copy valid during the call. */
+int catalog_backup_put(catalog_txn_t *t, const bq_backup_t *b, bq_errbuf_t *e);
+int catalog_backup_get(catalog_txn_t *t, const char *cluster, const char *id, bq_backup_t *out,
+                       bq_errbuf_t *e);
+int catalog_backup_del(catalog_txn_t *t, const char *cluster, const char *id, bq_errbuf_t *e);
+typedef int (*catalog_backup_fn)(const bq_backup_t *b, void *arg);
+int catalog_backup_each(catalog_txn_t *t, const char *cluster, catalog_backup_fn fn, void *arg,
+                        bq_errbuf_t *e);
+/* The id for a new backup of cluster taken at now_ms (wall clock): YYYYMMDDTHHMMSS in UTC,
+ * or, when the cluster already has that id or a later one, its last id + 1 second, so ids
+ * stay unique and ascending within the cluster whatever the clock does. Writes nothing. */
+int catalog_backup_id_new(catalog_txn_t *t, const char *cluster, int64_t now_ms,
+                          char id[BQ_BACKUP_ID_MAX], bq_errbuf_t *e);
+
 /* Clear reader slots left by dead processes (mdb_reader_check); logs how many. Runs at open;
  * the coordinator also calls it periodically. */
 int catalog_reader_check(catalog_t *c, bq_errbuf_t *e);
@@ -75,7 +95,7 @@ int catalog_reader_check(catalog_t *c, bq_errbuf_t *e);
 /* Figures for benchmarks and `status`: bytes in use (pages * page size) and entries per db. */
 typedef struct {
     uint64_t map_size, used_bytes;
-    uint64_t njobs, nworkers, nclusters, nsites;
+    uint64_t njobs, nworkers, nclusters, nsites, nbackups;
 } catalog_stats_t;
 int catalog_stats(catalog_t *c, catalog_stats_t *out, bq_errbuf_t *e);
 

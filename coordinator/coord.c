@@ -25,6 +25,7 @@
 #define READER_CHECK_MS 60000
 #define JOBS_LIST_MAX 1000 /* jobs --all: the newest this many */
 #define JOBS_CREATE_MAX 100000
+#define BACKUPS_LIST_MAX 1000 /* list-backups: the newest this many */
 
 typedef struct {
     bq_worker_t rec;          /* as last persisted or reported */
@@ -292,9 +293,119 @@ static void job_release(coord_t *c, job_state_t *s)
     c->dispatch_dirty = 1;
 }
 
+/* ---- backups in the catalog ---------------------------------------------------------- */
+
+/* A backup job is being offered (job j, already ASSIGNED in this batch): give this attempt a
+ * new backup id, record Backup{STARTED} and the id in the job, all in the batch. On failure
+ * e says why; the batch itself has failed only when c->batch_failed is set. */
+static int backup_begin(coord_t *c, bq_job_t *j, bq_errbuf_t *e)
+{
+    catalog_txn_t *t = wtxn(c);
+    if (!t)
+        return bq_fail(e, c->batch_failed, "%s", c->batch_err.msg);
+    static bq_backup_t b; /* ~2 KiB: off the stack; the loop is single-threaded */
+    memset(&b, 0, sizeof b);
+    int64_t now = bq_wall_ms();
+    int rc = catalog_backup_id_new(t, j->cluster, now, b.id, e);
+    if (rc == 0) {
+        b.state = BQ_BACKUP_STARTED;
+        snprintf(b.cluster, sizeof b.cluster, "%s", j->cluster);
+        b.job_id = j->id;
+        b.attempt = j->attempt;
+        snprintf(b.worker, sizeof b.worker, "%s", j->worker);
+        snprintf(b.site, sizeof b.site, "%s", j->site);
+        b.start_ms = now;
+        rc = catalog_backup_put(t, &b, e);
+    }
+    if (rc == 0) {
+        snprintf(j->backup_id, sizeof j->backup_id, "%s", b.id);
+        rc = catalog_job_put(t, j, e);
+    }
+    if (rc && rc != BQ_E_INVAL && rc != BQ_E_TOOBIG && rc != BQ_E_NOTFOUND)
+        batch_fail(c, rc, e); /* the transaction is gone (map full, I/O) */
+    return rc;
+}
+
+/* The attempt (job j, attempt) that took backup j->backup_id ended: the backup becomes
+ * state (DONE or FAILED). figures: what the worker reported (DONE), else NULL. error: why
+ * it failed; or, when lost is given, "worker W was lost (LOST)". A backup that is not this
+ * attempt's, or has already ended, is left as it is. */
+static void backup_end(coord_t *c, const bq_job_t *j, uint32_t attempt, bq_backup_state_t state,
+                       const bq_backup_t *figures, const char *error, const char *lost)
+{
+    if (!j->backup_id[0])
+        return;
+    catalog_txn_t *t = wtxn(c);
+    if (!t)
+        return;
+    static bq_backup_t b;
+    bq_errbuf_t e;
+    int rc = catalog_backup_get(t, j->cluster, j->backup_id, &b, &e);
+    if (rc) {
+        bq_error(COMP, j->id, "could not record the end of backup %s of cluster %s: %s",
+                 j->backup_id, j->cluster, e.msg);
+        return;
+    }
+    if (b.job_id != j->id || b.attempt != attempt || b.state != BQ_BACKUP_STARTED) {
+        bq_warn(COMP, j->id, "backup %s of cluster %s is %s for job %llu attempt %u: not ending "
+                "it for attempt %u", b.id, b.cluster, bq_backup_state_name(b.state),
+                (unsigned long long)b.job_id, b.attempt, attempt);
+        return;
+    }
+    int64_t now = bq_wall_ms();
+    if (figures) {
+        b.system_identifier = figures->system_identifier;
+        b.pg_version = figures->pg_version;
+        b.timeline = figures->timeline;
+        b.start_lsn = figures->start_lsn;
+        b.stop_lsn = figures->stop_lsn;
+        if (figures->start_ms)
+            b.start_ms = figures->start_ms;
+        b.stop_ms = figures->stop_ms;
+        memcpy(b.wal_begin, figures->wal_begin, sizeof b.wal_begin);
+        memcpy(b.wal_end, figures->wal_end, sizeof b.wal_end);
+        b.data_bytes = figures->data_bytes;
+        b.stored_bytes = figures->stored_bytes;
+        b.dedup_bytes = figures->dedup_bytes;
+        b.files = figures->files;
+        b.duration_ms = figures->duration_ms;
+        b.checksum_failures = figures->checksum_failures;
+        memcpy(b.checksum_detail, figures->checksum_detail, sizeof b.checksum_detail);
+    }
+    if (!b.stop_ms)
+        b.stop_ms = now;
+    if (!b.duration_ms && b.stop_ms > b.start_ms)
+        b.duration_ms = b.stop_ms - b.start_ms;
+    b.state = state;
+    if (state == BQ_BACKUP_DONE) {
+        /* the store that holds it: the worker that took it, as the coordinator knows it */
+        snprintf(b.stores, sizeof b.stores, "%s", b.worker);
+        b.error[0] = '\0';
+    } else if (lost) {
+        snprintf(b.error, sizeof b.error, "worker %s was lost (%s)", b.worker, lost);
+    } else {
+        /* the worker's "backup ID of cluster C: why" says again what the record says */
+        char prefix[BQ_NAME_MAX + BQ_BACKUP_ID_MAX + 32];
+        int n = snprintf(prefix, sizeof prefix, "backup %s of cluster %s: ", b.id, b.cluster);
+        if (error && n > 0 && strncmp(error, prefix, (size_t)n) == 0 && error[n])
+            error += n;
+        snprintf(b.error, sizeof b.error, "%s", error && error[0] ? error : "failed");
+    }
+    rc = catalog_backup_put(t, &b, &e);
+    if (rc == 0)
+        bq_log(state == BQ_BACKUP_DONE ? BQ_LOG_INFO : BQ_LOG_WARNING, COMP, j->id,
+               "backup %s of cluster %s is %s%s%s", b.id, b.cluster, bq_backup_state_name(state),
+               b.error[0] ? ": " : "", b.error);
+    else if (rc == BQ_E_INVAL || rc == BQ_E_TOOBIG)
+        bq_error(COMP, j->id, "%s", e.msg);
+    else
+        batch_fail(c, rc, &e);
+}
+
 /* The attempt ended without a result (worker gone, lease expired): queue it again, or
- * end it when it is out of attempts or was being cancelled. */
-static void job_requeue_lost(coord_t *c, job_state_t *s, const char *why)
+ * end it when it is out of attempts or was being cancelled. lost says what happened to the
+ * worker, for the backup the attempt was taking. */
+static void job_requeue_lost(coord_t *c, job_state_t *s, const char *why, const char *lost)
 {
     bq_job_t j;
     char msg[BQ_TEXT_MAX];
@@ -310,6 +421,9 @@ static void job_requeue_lost(coord_t *c, job_state_t *s, const char *why)
     if (job_edit(c, s->id, job_apply, &ch, &j) != 0)
         return;
     bq_warn(COMP, s->id, "%s; job is now %s", msg, bq_job_state_name(ch.state));
+    if (j.type == BQ_JOB_BACKUP) /* the retry, if any, takes a new backup */
+        backup_end(c, &j, s->attempt, BQ_BACKUP_FAILED, NULL, "cancelled",
+                   s->cancel_requested ? NULL : lost);
     job_release(c, s);
     s->state = ch.state;
     s->queued_mono = bq_mono_ms();
@@ -327,6 +441,24 @@ static void job_offer(coord_t *c, job_state_t *s, int wi)
         free(j);
         return;
     }
+    if (j->type == BQ_JOB_BACKUP) {
+        bq_errbuf_t e;
+        if (backup_begin(c, j, &e) != 0) {
+            char msg[BQ_TEXT_MAX];
+            snprintf(msg, sizeof msg, "could not start a backup of cluster %s: %s", j->cluster,
+                     e.msg);
+            free(j);
+            if (c->batch_failed)
+                return;
+            /* nothing to offer: end the job (its record says why) */
+            job_change_t fail = {.state = BQ_JOB_FAILED, .worker = "", .error = msg};
+            if (job_edit(c, s->id, job_apply, &fail, NULL) == 0) {
+                bq_error(COMP, s->id, "%s", msg);
+                s->state = BQ_JOB_FAILED;
+            }
+            return;
+        }
+    }
     const bq_cfg_cluster_t *cl = bq_coord_config_cluster(&c->cfg, j->cluster);
     if (cl)
         snprintf(j->conninfo, sizeof j->conninfo, "%s", cl->conninfo);
@@ -335,8 +467,9 @@ static void job_offer(coord_t *c, job_state_t *s, int wi)
     s->worker = wi;
     s->lease_deadline = bq_mono_ms() + c->cfg.job_lease_ms;
     w->assigned++;
-    bq_info(COMP, s->id, "assigned %s job (attempt %u) to worker %s after %lld ms queued",
-            bq_job_type_name(j->type), j->attempt, w->rec.name,
+    bq_info(COMP, s->id, "assigned %s job (attempt %u%s%s) to worker %s after %lld ms queued",
+            bq_job_type_name(j->type), j->attempt, j->type == BQ_JOB_BACKUP ? ", backup " : "",
+            j->type == BQ_JOB_BACKUP ? j->backup_id : "", w->rec.name,
             (long long)(bq_mono_ms() - s->queued_mono));
     bq_msg_t m = {.type = BQ_MSG_JOB_OFFER, .seq = ++c->seq};
     m.u.job = j;
@@ -406,9 +539,10 @@ static void worker_offline(coord_t *c, size_t wi, const char *why)
     for (size_t i = 0; i < c->njobs; i++) {
         job_state_t *s = &c->jobs[i];
         if (s->worker == (int)wi && (s->state == BQ_JOB_ASSIGNED || s->state == BQ_JOB_RUNNING)) {
-            char msg[BQ_DETAIL_MAX];
+            char msg[BQ_DETAIL_MAX], lost[BQ_DETAIL_MAX];
             snprintf(msg, sizeof msg, "worker %s went offline (%s)", w->rec.name, why);
-            job_requeue_lost(c, s, msg);
+            snprintf(lost, sizeof lost, "went offline: %s", why);
+            job_requeue_lost(c, s, msg, lost);
         }
     }
 }
@@ -601,8 +735,19 @@ static void on_result(coord_t *c, const bq_peer_t *from, bq_msg_t *m)
         ch.state = BQ_JOB_FAILED;
         ch.error = r->error;
     }
-    if (job_edit(c, s->id, job_apply, &ch, NULL) != 0)
+    static bq_job_t j; /* large: off the stack */
+    if (job_edit(c, s->id, job_apply, &ch, &j) != 0)
         return;
+    if (j.type == BQ_JOB_BACKUP) {
+        if (r->ok && r->has_backup)
+            backup_end(c, &j, s->attempt, BQ_BACKUP_DONE, &r->backup, NULL, NULL);
+        else if (r->ok)
+            backup_end(c, &j, s->attempt, BQ_BACKUP_FAILED, NULL,
+                       "the worker reported success without the backup's figures", NULL);
+        else
+            backup_end(c, &j, s->attempt, BQ_BACKUP_FAILED, NULL,
+                       ch.state == BQ_JOB_CANCELLED ? "cancelled" : r->error, NULL);
+    }
     bq_log(r->ok ? BQ_LOG_INFO : BQ_LOG_WARNING, COMP, s->id,
            "attempt %u on worker %s ended: %s%s%s", s->attempt, c->workers[wi].rec.name,
            bq_job_state_name(ch.state), r->ok ? "" : ": ", r->ok ? "" : r->error);
@@ -689,6 +834,85 @@ static int list_site(const char *name, void *arg)
     return 0;
 }
 
+/* list-backups: a ring of the cluster's newest BACKUPS_LIST_MAX backups (oldest first once
+ * unrung); show-backup latest/oldest: the newest/oldest DONE one. */
+typedef struct {
+    bq_msg_cli_reply_t *r;
+    size_t cap;
+    uint64_t seen;
+    int err;
+    int want_done;          /* 1: keep the oldest DONE one; 2: keep the newest DONE one */
+    int found;
+} backup_list_t;
+
+static int list_backup(const bq_backup_t *b, void *arg)
+{
+    backup_list_t *l = arg;
+    if (l->want_done) {
+        if (b->state != BQ_BACKUP_DONE)
+            return 0;
+        l->r->backups[0] = *b;
+        l->found = 1;
+        return l->want_done == 1 ? 1 : 0; /* oldest: the first one will do */
+    }
+    size_t slot = (size_t)(l->seen++ % BACKUPS_LIST_MAX);
+    if (slot >= l->r->nbackups) {
+        if (grow((void **)&l->r->backups, &l->cap, l->r->nbackups + 1, sizeof *l->r->backups)) {
+            l->err = BQ_E_NOMEM;
+            return 1;
+        }
+        l->r->nbackups++;
+    }
+    l->r->backups[slot] = *b; /* past BACKUPS_LIST_MAX, overwrites the oldest */
+    return 0;
+}
+
+static void backups_reverse(bq_backup_t *a, size_t n)
+{
+    static bq_backup_t tmp;
+    for (size_t i = 0; i < n / 2; i++) {
+        tmp = a[i];
+        a[i] = a[n - 1 - i];
+        a[n - 1 - i] = tmp;
+    }
+}
+
+/* Put a full ring back in id order: the oldest sits at seen % BACKUPS_LIST_MAX. */
+static void list_backups_unring(backup_list_t *l)
+{
+    size_t n = l->r->nbackups, start = (size_t)(l->seen % BACKUPS_LIST_MAX);
+    if (l->seen <= BACKUPS_LIST_MAX || start == 0)
+        return;
+    backups_reverse(l->r->backups, start);
+    backups_reverse(l->r->backups + start, n - start);
+    backups_reverse(l->r->backups, n);
+}
+
+static int first_backup(const bq_backup_t *b, void *arg)
+{
+    (void)b;
+    *(int *)arg = 1;
+    return 1;
+}
+
+/* The CLI names a cluster for its backups: one in the config, or one the catalog still has
+ * backups of. */
+static int cli_backup_cluster(coord_t *c, catalog_txn_t *rt, const char *verb,
+                              const char *cluster, bq_errbuf_t *e)
+{
+    if (!cluster[0])
+        return bq_fail(e, BQ_E_USAGE, "%s needs a cluster", verb);
+    if (bq_coord_config_cluster(&c->cfg, cluster))
+        return 0;
+    int any = 0;
+    int rc = catalog_backup_each(rt, cluster, first_backup, &any, e);
+    if (rc < 0)
+        return rc;
+    if (!any)
+        return bq_fail(e, BQ_E_NOTFOUND, "no cluster %s in the coordinator's config", cluster);
+    return 0;
+}
+
 static void reply_workers(coord_t *c, bq_msg_cli_reply_t *r)
 {
     r->workers = calloc(c->nworkers ? c->nworkers : 1, sizeof *r->workers);
@@ -705,8 +929,9 @@ static void reply_workers(coord_t *c, bq_msg_cli_reply_t *r)
     r->nworkers = c->nworkers;
 }
 
+/* Queue a new job. checkpoint: backup jobs' ("fast" or "spread"), else NULL. */
 static int job_create(coord_t *c, bq_job_type_t type, const char *cluster, const char *site,
-                      int64_t sleep_ms, uint64_t *id, bq_errbuf_t *e)
+                      int64_t sleep_ms, const char *checkpoint, uint64_t *id, bq_errbuf_t *e)
 {
     catalog_txn_t *t = wtxn(c);
     if (!t)
@@ -720,6 +945,8 @@ static int job_create(coord_t *c, bq_job_type_t type, const char *cluster, const
     j.max_attempts = (uint32_t)c->cfg.job_max_attempts;
     j.created_ms = j.updated_ms = bq_wall_ms();
     j.sleep_ms = sleep_ms;
+    if (checkpoint)
+        snprintf(j.checkpoint, sizeof j.checkpoint, "%s", checkpoint);
     int rc = catalog_job_new(t, &j, e);
     if (rc) {
         batch_fail(c, rc, e);
@@ -820,6 +1047,68 @@ static void on_cli(coord_t *c, const bq_peer_t *from, bq_msg_t *m)
         }
         if (rc == 0)
             r->job_id = q->job_id;
+    } else if (strcmp(q->verb, "backup") == 0) {
+        const bq_cfg_cluster_t *cl = q->cluster[0] ? bq_coord_config_cluster(&c->cfg, q->cluster) : NULL;
+        if (!q->cluster[0])
+            rc = bq_fail(&e, BQ_E_USAGE, "backup needs a cluster");
+        else if (!cl)
+            rc = bq_fail(&e, BQ_E_NOTFOUND, "could not back up cluster %s: no cluster %s in the "
+                         "coordinator's config", q->cluster, q->cluster);
+        else if (q->checkpoint[0] && strcmp(q->checkpoint, "fast") != 0 &&
+                 strcmp(q->checkpoint, "spread") != 0)
+            rc = bq_fail(&e, BQ_E_USAGE, "could not back up cluster %s: checkpoint must be fast "
+                         "or spread, not %s", cl->name, q->checkpoint);
+        else if (!coord_site_known(c, cl->site))
+            rc = bq_fail(&e, BQ_E_NOTFOUND, "could not back up cluster %s: no site %s in the "
+                         "coordinator's config", cl->name, cl->site);
+        else
+            rc = job_create(c, BQ_JOB_BACKUP, cl->name, cl->site, 0,
+                            q->checkpoint[0] ? q->checkpoint : "fast", &r->job_id, &e);
+        if (rc == 0)
+            bq_info(COMP, r->job_id, "backup of cluster %s requested by operator %s (%s "
+                    "checkpoint)", cl->name, op, q->checkpoint[0] ? q->checkpoint : "fast");
+    } else if (strcmp(q->verb, "list-backups") == 0) {
+        backup_list_t bl = {.r = r};
+        rc = catalog_txn_begin(c->cat, 0, &rt, &e);
+        if (rc == 0)
+            rc = cli_backup_cluster(c, rt, "list-backups", q->cluster, &e);
+        if (rc == 0)
+            rc = catalog_backup_each(rt, q->cluster, list_backup, &bl, &e);
+        if (rc == 0 && bl.err)
+            rc = bq_fail(&e, bl.err, "out of memory listing the backups of cluster %s",
+                         q->cluster);
+        else if (rc > 0)
+            rc = 0;
+        if (rc == 0)
+            list_backups_unring(&bl);
+    } else if (strcmp(q->verb, "show-backup") == 0) {
+        int oldest = strcmp(q->backup_id, "oldest") == 0;
+        int latest = strcmp(q->backup_id, "latest") == 0;
+        rc = catalog_txn_begin(c->cat, 0, &rt, &e);
+        if (rc == 0)
+            rc = cli_backup_cluster(c, rt, "show-backup", q->cluster, &e);
+        if (rc == 0 && !oldest && !latest && !bq_backup_id_valid(q->backup_id))
+            rc = bq_fail(&e, BQ_E_USAGE, "%s is not a backup id (YYYYMMDDTHHMMSS, latest or "
+                         "oldest)", q->backup_id[0] ? q->backup_id : "\"\"");
+        if (rc == 0 && !(r->backups = calloc(1, sizeof *r->backups)))
+            rc = bq_fail(&e, BQ_E_NOMEM, "out of memory");
+        if (rc == 0 && (oldest || latest)) {
+            backup_list_t bl = {.r = r, .want_done = oldest ? 1 : 2};
+            rc = catalog_backup_each(rt, q->cluster, list_backup, &bl, &e);
+            if (rc > 0)
+                rc = 0;
+            if (rc == 0 && !bl.found)
+                rc = bq_fail(&e, BQ_E_NOTFOUND, "cluster %s has no DONE backup, so no %s one "
+                             "(see: barque list-backups %s)", q->cluster, q->backup_id,
+                             q->cluster);
+        } else if (rc == 0) {
+            rc = catalog_backup_get(rt, q->cluster, q->backup_id, &r->backups[0], &e);
+            if (rc == BQ_E_NOTFOUND)
+                bq_fail(&e, rc, "no backup %s of cluster %s (see: barque list-backups %s)",
+                        q->backup_id, q->cluster, q->cluster);
+        }
+        if (rc == 0)
+            r->nbackups = 1;
     } else if (strcmp(q->verb, "check") == 0 || strcmp(q->verb, "sleep") == 0) {
         int check = strcmp(q->verb, "check") == 0;
         const bq_cfg_cluster_t *cl = q->cluster[0] ? bq_coord_config_cluster(&c->cfg, q->cluster) : NULL;
@@ -838,7 +1127,7 @@ static void on_cli(coord_t *c, const bq_peer_t *from, bq_msg_t *m)
             rc = bq_fail(&e, BQ_E_USAGE, "count must be 1..%d (and 1 for check)", JOBS_CREATE_MAX);
         for (uint32_t k = 0; rc == 0 && k < (q->count ? q->count : 1); k++)
             rc = job_create(c, check ? BQ_JOB_CHECK : BQ_JOB_SLEEP, cl ? cl->name : "", site,
-                            q->sleep_ms, &r->job_id, &e);
+                            q->sleep_ms, NULL, &r->job_id, &e);
     } else {
         rc = bq_fail(&e, BQ_E_USAGE, "unknown request %s", q->verb);
     }
@@ -886,7 +1175,7 @@ static void timers(coord_t *c)
     for (size_t i = 0; i < c->njobs; i++) {
         job_state_t *s = &c->jobs[i];
         if ((s->state == BQ_JOB_ASSIGNED || s->state == BQ_JOB_RUNNING) && s->lease_deadline < now)
-            job_requeue_lost(c, s, "lease expired");
+            job_requeue_lost(c, s, "lease expired", "lease expired");
     }
     if (now - c->last_persist_mono >= PERSIST_SEEN_MS) {
         c->last_persist_mono = now;

@@ -9,9 +9,9 @@
  *
  * Limits checked both ways, so that what one side encodes the other side decodes:
  * strings must fit their C field with the NUL and hold no NUL byte inside (refused,
- * never truncated), counts must fit their arrays, job type/state must be known values,
- * and a whole message must be at most BQ_MSG_MAX bytes. Unknown fields are ignored
- * (fields are only ever added).
+ * never truncated), counts must fit their arrays, job type/state and backup state must be
+ * known values, and a whole message must be at most BQ_MSG_MAX bytes. Unknown fields are
+ * ignored (fields are only ever added).
  *
  * proto_msg_decode and proto_msg_error zero the bq_msg_t they are given without freeing
  * it (it may be uninitialised): clear a decoded message before reusing it. */
@@ -27,7 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Rows of one kind (workers, clusters, jobs, sites) in a CLI reply. A Job can be a few
+/* Rows of one kind (workers, clusters, jobs, sites, backups) in a CLI reply. A Job can be a few
  * bytes on the wire and ~10 KiB as a bq_job_t, so the count, not only the byte size,
  * bounds what a reply may make the receiver allocate (~100 MiB at most). */
 #define CODEC_REPLY_ROWS_MAX 10000
@@ -124,7 +124,79 @@ static int codec_str_get(char *dst, size_t cap, const char *src, const char *obj
 
 static int codec_job_type_valid(int v)
 {
-    return v >= BQ_JOB_TYPE_NONE && v <= BQ_JOB_SLEEP;
+    return v >= BQ_JOB_TYPE_NONE && v <= BQ_JOB_RESTORE;
+}
+
+static int codec_backup_state_valid(int v)
+{
+    return v >= BQ_BACKUP_NONE && v <= BQ_BACKUP_WAITING_FOR_WALS;
+}
+
+/* A C string of names joined by ',' ("" = none) -> a repeated string field, borrowing an
+ * arena copy. Refuses an empty name ("a,,b"): it could not come back. noun names one
+ * element in messages ("slot name"). */
+static int codec_list_put(codec_arena_t *a, const char *src, size_t cap, const char *obj,
+                          const char *field, const char *noun, char ***out, size_t *nout,
+                          bq_errbuf_t *e)
+{
+    *out = NULL;
+    *nout = 0;
+    size_t slen = strnlen(src, cap);
+    if (slen == cap)
+        return bq_fail(e, BQ_E_INVAL, "%s.%s is not NUL-terminated within its %zu bytes", obj,
+                       field, cap);
+    if (!slen)
+        return 0;
+    char *copy = ARENA_ARRAY(a, slen + 1, char);
+    size_t n = 1;
+    for (size_t i = 0; i < slen; i++)
+        n += src[i] == ',';
+    char **list = ARENA_ARRAY(a, n, char *);
+    if (!copy || !list)
+        return codec_nomem(e);
+    memcpy(copy, src, slen + 1);
+    size_t k = 0;
+    for (char *s = copy; k < n; s++) {
+        char *comma = strchr(s, ',');
+        if (comma)
+            *comma = '\0';
+        if (!*s)
+            return bq_fail(e, BQ_E_INVAL, "%s.%s \"%s\" has an empty %s", obj, field, src, noun);
+        list[k++] = s;
+        if (!comma)
+            break;
+        s = comma;
+    }
+    *out = list;
+    *nout = k;
+    return 0;
+}
+
+/* A repeated string field -> names joined by ',' in dst (cap bytes). Each name must be
+ * non-empty and comma-free, and the joined string must fit. */
+static int codec_list_get(char *dst, size_t cap, char *const *list, size_t n, const char *obj,
+                          const char *field, const char *noun, bq_errbuf_t *e)
+{
+    size_t used = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *s = list[i] ? list[i] : "";
+        size_t len = strlen(s);
+        if (len == 0)
+            return bq_fail(e, BQ_E_PROTO, "%s.%s[%zu] is an empty %s", obj, field, i, noun);
+        if (strchr(s, ','))
+            return bq_fail(e, BQ_E_PROTO, "%s.%s[%zu] contains ','", obj, field, i);
+        size_t need = used + (i ? 1 : 0) + len;
+        if (need >= cap || need < used)
+            return bq_fail(e, BQ_E_PROTO,
+                           "%s.%s joined by ',' are longer than their limit of %zu bytes", obj,
+                           field, cap - 1);
+        if (i)
+            dst[used++] = ',';
+        memcpy(dst + used, s, len);
+        used += len;
+    }
+    dst[used] = '\0';
+    return 0;
 }
 
 static int codec_job_state_valid(int v)
@@ -148,35 +220,9 @@ static int codec_check_to_pb(codec_arena_t *a, const bq_check_result_t *c,
     pb->can_replicate = !!c->can_replicate;
 
     /* slots: "a,b,c" -> ["a", "b", "c"]; "" -> [] */
-    size_t slen = strnlen(c->slots, sizeof c->slots);
-    if (slen == sizeof c->slots)
-        return bq_fail(e, BQ_E_INVAL, "CheckResult.slots is not NUL-terminated within its %zu bytes",
-                       sizeof c->slots);
-    if (slen) {
-        char *copy = ARENA_ARRAY(a, slen + 1, char);
-        size_t n = 1;
-        for (size_t i = 0; i < slen; i++)
-            n += c->slots[i] == ',';
-        char **slots = ARENA_ARRAY(a, n, char *);
-        if (!copy || !slots)
-            return codec_nomem(e);
-        memcpy(copy, c->slots, slen + 1);
-        size_t k = 0;
-        for (char *s = copy;; s++) {
-            char *comma = strchr(s, ',');
-            if (comma)
-                *comma = '\0';
-            if (!*s)
-                return bq_fail(e, BQ_E_INVAL, "CheckResult.slots \"%s\" has an empty slot name",
-                               c->slots);
-            slots[k++] = s;
-            if (!comma)
-                break;
-            s = comma;
-        }
-        pb->n_slots = k;
-        pb->slots = slots;
-    }
+    if ((rc = codec_list_put(a, c->slots, sizeof c->slots, "CheckResult", "slots", "slot name",
+                             &pb->slots, &pb->n_slots, e)) < 0)
+        return rc;
 
     if (c->nitems > BQ_CHECK_ITEMS_MAX)
         return bq_fail(e, BQ_E_INVAL, "CheckResult has %zu items, more than the limit of %d",
@@ -217,25 +263,9 @@ static int codec_check_from_pb(const Barque__CheckResult *pb, bq_check_result_t 
     c->can_replicate = !!pb->can_replicate;
 
     /* ["a", "b", "c"] -> "a,b,c": names must be non-empty and comma-free to come back */
-    size_t used = 0;
-    for (size_t i = 0; i < pb->n_slots; i++) {
-        const char *s = pb->slots[i] ? pb->slots[i] : "";
-        size_t n = strlen(s);
-        if (n == 0)
-            return bq_fail(e, BQ_E_PROTO, "CheckResult.slots[%zu] is an empty slot name", i);
-        if (strchr(s, ','))
-            return bq_fail(e, BQ_E_PROTO, "CheckResult.slots[%zu] contains ','", i);
-        size_t need = used + (i ? 1 : 0) + n;
-        if (need >= sizeof c->slots || need < used)
-            return bq_fail(e, BQ_E_PROTO,
-                           "CheckResult.slots joined by ',' are longer than their limit of %zu bytes",
-                           sizeof c->slots - 1);
-        if (i)
-            c->slots[used++] = ',';
-        memcpy(c->slots + used, s, n);
-        used += n;
-    }
-    c->slots[used] = '\0';
+    if ((rc = codec_list_get(c->slots, sizeof c->slots, pb->slots, pb->n_slots, "CheckResult",
+                             "slots", "slot name", e)) < 0)
+        return rc;
 
     if (pb->n_items > BQ_CHECK_ITEMS_MAX)
         return bq_fail(e, BQ_E_PROTO, "CheckResult has %zu items, more than the limit of %d",
@@ -265,7 +295,8 @@ static int codec_job_to_pb(codec_arena_t *a, const bq_job_t *c, Barque__Job *pb,
         return bq_fail(e, BQ_E_INVAL, "Job.state has unknown value %d", (int)c->state);
     if ((rc = STR_PUT("Job", cluster)) < 0 || (rc = STR_PUT("Job", site)) < 0 ||
         (rc = STR_PUT("Job", worker)) < 0 || (rc = STR_PUT("Job", error)) < 0 ||
-        (rc = STR_PUT("Job", conninfo)) < 0)
+        (rc = STR_PUT("Job", conninfo)) < 0 || (rc = STR_PUT("Job", backup_id)) < 0 ||
+        (rc = STR_PUT("Job", checkpoint)) < 0 || (rc = STR_PUT("Job", dest)) < 0)
         return rc;
     pb->id = c->id;
     pb->type = (Barque__JobType)c->type;
@@ -302,7 +333,8 @@ static int codec_job_from_pb(const Barque__Job *pb, bq_job_t *c, bq_errbuf_t *e)
         return bq_fail(e, BQ_E_PROTO, "Job.state has unknown value %d", (int)pb->state);
     if ((rc = STR_GET("Job", cluster)) < 0 || (rc = STR_GET("Job", site)) < 0 ||
         (rc = STR_GET("Job", worker)) < 0 || (rc = STR_GET("Job", error)) < 0 ||
-        (rc = STR_GET("Job", conninfo)) < 0)
+        (rc = STR_GET("Job", conninfo)) < 0 || (rc = STR_GET("Job", backup_id)) < 0 ||
+        (rc = STR_GET("Job", checkpoint)) < 0 || (rc = STR_GET("Job", dest)) < 0)
         return rc;
     c->id = pb->id;
     c->type = (bq_job_type_t)pb->type;
@@ -323,6 +355,75 @@ static int codec_job_from_pb(const Barque__Job *pb, bq_job_t *c, bq_errbuf_t *e)
             return rc;
         c->has_check = 1;
     }
+    return 0;
+}
+
+/* ---- Backup -------------------------------------------------------------------------- */
+
+static int codec_backup_to_pb(codec_arena_t *a, const bq_backup_t *c, Barque__Backup *pb,
+                              bq_errbuf_t *e)
+{
+    int rc;
+    barque__backup__init(pb);
+    if (!codec_backup_state_valid((int)c->state))
+        return bq_fail(e, BQ_E_INVAL, "Backup.state has unknown value %d", (int)c->state);
+    if ((rc = STR_PUT("Backup", id)) < 0 || (rc = STR_PUT("Backup", cluster)) < 0 ||
+        (rc = STR_PUT("Backup", worker)) < 0 || (rc = STR_PUT("Backup", site)) < 0 ||
+        (rc = STR_PUT("Backup", wal_begin)) < 0 || (rc = STR_PUT("Backup", wal_end)) < 0 ||
+        (rc = STR_PUT("Backup", checksum_detail)) < 0 || (rc = STR_PUT("Backup", error)) < 0)
+        return rc;
+    if ((rc = codec_list_put(a, c->stores, sizeof c->stores, "Backup", "stores", "worker name",
+                             &pb->stores, &pb->n_stores, e)) < 0)
+        return rc;
+    pb->state = (Barque__BackupState)c->state;
+    pb->job_id = c->job_id;
+    pb->attempt = c->attempt;
+    pb->system_identifier = c->system_identifier;
+    pb->pg_version = c->pg_version;
+    pb->timeline = c->timeline;
+    pb->start_lsn = c->start_lsn;
+    pb->stop_lsn = c->stop_lsn;
+    pb->start_ms = c->start_ms;
+    pb->stop_ms = c->stop_ms;
+    pb->data_bytes = c->data_bytes;
+    pb->stored_bytes = c->stored_bytes;
+    pb->dedup_bytes = c->dedup_bytes;
+    pb->files = c->files;
+    pb->duration_ms = c->duration_ms;
+    pb->checksum_failures = c->checksum_failures;
+    return 0;
+}
+
+static int codec_backup_from_pb(const Barque__Backup *pb, bq_backup_t *c, bq_errbuf_t *e)
+{
+    int rc;
+    memset(c, 0, sizeof *c);
+    if (!codec_backup_state_valid((int)pb->state))
+        return bq_fail(e, BQ_E_PROTO, "Backup.state has unknown value %d", (int)pb->state);
+    if ((rc = STR_GET("Backup", id)) < 0 || (rc = STR_GET("Backup", cluster)) < 0 ||
+        (rc = STR_GET("Backup", worker)) < 0 || (rc = STR_GET("Backup", site)) < 0 ||
+        (rc = STR_GET("Backup", wal_begin)) < 0 || (rc = STR_GET("Backup", wal_end)) < 0 ||
+        (rc = STR_GET("Backup", checksum_detail)) < 0 || (rc = STR_GET("Backup", error)) < 0)
+        return rc;
+    if ((rc = codec_list_get(c->stores, sizeof c->stores, pb->stores, pb->n_stores, "Backup",
+                             "stores", "worker name", e)) < 0)
+        return rc;
+    c->state = (bq_backup_state_t)pb->state;
+    c->job_id = pb->job_id;
+    c->attempt = pb->attempt;
+    c->system_identifier = pb->system_identifier;
+    c->pg_version = pb->pg_version;
+    c->timeline = pb->timeline;
+    c->start_lsn = pb->start_lsn;
+    c->stop_lsn = pb->stop_lsn;
+    c->start_ms = pb->start_ms;
+    c->stop_ms = pb->stop_ms;
+    c->data_bytes = pb->data_bytes;
+    c->stored_bytes = pb->stored_bytes;
+    c->dedup_bytes = pb->dedup_bytes;
+    c->files = pb->files;
+    c->duration_ms = pb->duration_ms;
+    c->checksum_failures = pb->checksum_failures;
     return 0;
 }
 
@@ -502,6 +603,7 @@ typedef union {
     Barque__Job job;
     Barque__Worker worker;
     Barque__Cluster cluster;
+    Barque__Backup backup;
 } codec_record_pb_t;
 
 /* One kind of catalog record: its name in messages, its message and its conversions. */
@@ -545,6 +647,17 @@ static int codec_cluster_rec_from_pb(const ProtobufCMessage *pb, void *c, bq_err
     return codec_cluster_from_pb((const Barque__Cluster *)pb, c, e);
 }
 
+static int codec_backup_rec_to_pb(codec_arena_t *a, const void *c, codec_record_pb_t *pb,
+                                  bq_errbuf_t *e)
+{
+    return codec_backup_to_pb(a, c, &pb->backup, e);
+}
+
+static int codec_backup_rec_from_pb(const ProtobufCMessage *pb, void *c, bq_errbuf_t *e)
+{
+    return codec_backup_from_pb((const Barque__Backup *)pb, c, e);
+}
+
 static const codec_record_t codec_rec_job = {"Job", &barque__job__descriptor,
                                              codec_job_rec_to_pb, codec_job_rec_from_pb};
 static const codec_record_t codec_rec_worker = {"Worker", &barque__worker__descriptor,
@@ -552,6 +665,8 @@ static const codec_record_t codec_rec_worker = {"Worker", &barque__worker__descr
 static const codec_record_t codec_rec_cluster = {"Cluster", &barque__cluster__descriptor,
                                                  codec_cluster_rec_to_pb,
                                                  codec_cluster_rec_from_pb};
+static const codec_record_t codec_rec_backup = {"Backup", &barque__backup__descriptor,
+                                                codec_backup_rec_to_pb, codec_backup_rec_from_pb};
 
 /* Encode the C value c as a record of kind r into a new malloc'd *buf. id, when not NULL,
  * names the record in the error message ("Job record 12"). */
@@ -622,6 +737,16 @@ int proto_cluster_decode(const uint8_t *buf, size_t len, bq_cluster_t *c, bq_err
     return codec_record_decode(&codec_rec_cluster, buf, len, c, sizeof *c, e);
 }
 
+int proto_backup_encode(const bq_backup_t *b, uint8_t **buf, size_t *len, bq_errbuf_t *e)
+{
+    return codec_record_encode(&codec_rec_backup, b, NULL, buf, len, e);
+}
+
+int proto_backup_decode(const uint8_t *buf, size_t len, bq_backup_t *b, bq_errbuf_t *e)
+{
+    return codec_record_decode(&codec_rec_backup, buf, len, b, sizeof *b, e);
+}
+
 /* ---- messages ------------------------------------------------------------------------ */
 
 /* The wire name and body descriptor of each message type. */
@@ -667,11 +792,15 @@ void proto_msg_clear(bq_msg_t *m)
     case BQ_MSG_JOB_RESULT:
         free(m->u.result);
         break;
+    case BQ_MSG_CLI_REQUEST:
+        free(m->u.cli_req.tablespaces);
+        break;
     case BQ_MSG_CLI_REPLY:
         free(m->u.cli_reply.workers);
         free(m->u.cli_reply.clusters);
         free(m->u.cli_reply.jobs);
         free(m->u.cli_reply.sites);
+        free(m->u.cli_reply.backups);
         break;
     default:
         break;
@@ -811,6 +940,14 @@ static int codec_body_to_pb(codec_arena_t *a, const bq_msg_t *m, ProtobufCMessag
                 return rc;
             pb->check = check;
         }
+        if (c->has_backup) {
+            Barque__Backup *backup = ARENA_NEW(a, Barque__Backup);
+            if (!backup)
+                return codec_nomem(e);
+            if ((rc = codec_backup_to_pb(a, &c->backup, backup, e)) < 0)
+                return rc;
+            pb->backup = backup;
+        }
         *out = &pb->base;
         return 0;
     }
@@ -835,12 +972,34 @@ static int codec_body_to_pb(codec_arena_t *a, const bq_msg_t *m, ProtobufCMessag
             return codec_nomem(e);
         barque__cli_request__init(pb);
         if ((rc = STR_PUT("CliRequest", verb)) < 0 || (rc = STR_PUT("CliRequest", cluster)) < 0 ||
-            (rc = STR_PUT("CliRequest", site)) < 0)
+            (rc = STR_PUT("CliRequest", site)) < 0 ||
+            (rc = STR_PUT("CliRequest", backup_id)) < 0 ||
+            (rc = STR_PUT("CliRequest", dest)) < 0 || (rc = STR_PUT("CliRequest", worker)) < 0 ||
+            (rc = STR_PUT("CliRequest", owner)) < 0 ||
+            (rc = STR_PUT("CliRequest", checkpoint)) < 0)
             return rc;
         pb->job_id = c->job_id;
         pb->all = !!c->all;
         pb->sleep_ms = c->sleep_ms;
         pb->count = c->count;
+        pb->delta = !!c->delta;
+        if (c->ntablespaces > BQ_TABLESPACES_MAX)
+            return bq_fail(e, BQ_E_INVAL, "CliRequest has %zu tablespaces, more than the limit of %d",
+                           c->ntablespaces, BQ_TABLESPACES_MAX);
+        if (c->ntablespaces && !c->tablespaces)
+            return bq_fail(e, BQ_E_INVAL, "CliRequest has %zu tablespaces but no array",
+                           c->ntablespaces);
+        if (c->ntablespaces) {
+            char **ts = ARENA_ARRAY(a, c->ntablespaces, char *);
+            if (!ts)
+                return codec_nomem(e);
+            for (size_t i = 0; i < c->ntablespaces; i++)
+                if ((rc = codec_str_put(c->tablespaces[i], sizeof c->tablespaces[i], "CliRequest",
+                                        "tablespaces", &ts[i], e)) < 0)
+                    return rc;
+            pb->n_tablespaces = c->ntablespaces;
+            pb->tablespaces = ts;
+        }
         *out = &pb->base;
         return 0;
     }
@@ -854,7 +1013,8 @@ static int codec_body_to_pb(codec_arena_t *a, const bq_msg_t *m, ProtobufCMessag
             (rc = codec_rows_check(c->nworkers, c->workers, "workers", e)) < 0 ||
             (rc = codec_rows_check(c->nclusters, c->clusters, "clusters", e)) < 0 ||
             (rc = codec_rows_check(c->njobs, c->jobs, "jobs", e)) < 0 ||
-            (rc = codec_rows_check(c->nsites, c->sites, "sites", e)) < 0)
+            (rc = codec_rows_check(c->nsites, c->sites, "sites", e)) < 0 ||
+            (rc = codec_rows_check(c->nbackups, c->backups, "backups", e)) < 0)
             return rc;
         pb->code = c->code;
         pb->job_id = c->job_id;
@@ -913,6 +1073,19 @@ static int codec_body_to_pb(codec_arena_t *a, const bq_msg_t *m, ProtobufCMessag
             }
             pb->n_sites = c->nsites;
             pb->sites = ptrs;
+        }
+        if (c->nbackups) {
+            Barque__Backup *rows = ARENA_ARRAY(a, c->nbackups, Barque__Backup);
+            Barque__Backup **ptrs = ARENA_ARRAY(a, c->nbackups, Barque__Backup *);
+            if (!rows || !ptrs)
+                return codec_nomem(e);
+            for (size_t i = 0; i < c->nbackups; i++) {
+                if ((rc = codec_backup_to_pb(a, &c->backups[i], &rows[i], e)) < 0)
+                    return rc;
+                ptrs[i] = &rows[i];
+            }
+            pb->n_backups = c->nbackups;
+            pb->backups = ptrs;
         }
         *out = &pb->base;
         return 0;
@@ -1051,6 +1224,11 @@ static int codec_body_from_pb(const ProtobufCMessage *msg, bq_msg_t *m, bq_errbu
                 return rc;
             c->has_check = 1;
         }
+        if (pb->backup) {
+            if ((rc = codec_backup_from_pb(pb->backup, &c->backup, e)) < 0)
+                return rc;
+            c->has_backup = 1;
+        }
         return 0;
     }
     case BQ_MSG_RESULT_ACK: {
@@ -1067,12 +1245,29 @@ static int codec_body_from_pb(const ProtobufCMessage *msg, bq_msg_t *m, bq_errbu
         const Barque__CliRequest *pb = (const Barque__CliRequest *)msg;
         bq_msg_cli_request_t *c = &m->u.cli_req;
         if ((rc = STR_GET("CliRequest", verb)) < 0 || (rc = STR_GET("CliRequest", cluster)) < 0 ||
-            (rc = STR_GET("CliRequest", site)) < 0)
+            (rc = STR_GET("CliRequest", site)) < 0 ||
+            (rc = STR_GET("CliRequest", backup_id)) < 0 ||
+            (rc = STR_GET("CliRequest", dest)) < 0 || (rc = STR_GET("CliRequest", worker)) < 0 ||
+            (rc = STR_GET("CliRequest", owner)) < 0 ||
+            (rc = STR_GET("CliRequest", checkpoint)) < 0)
             return rc;
         c->job_id = pb->job_id;
         c->all = !!pb->all;
         c->sleep_ms = pb->sleep_ms;
         c->count = pb->count;
+        c->delta = !!pb->delta;
+        if (pb->n_tablespaces > BQ_TABLESPACES_MAX)
+            return bq_fail(e, BQ_E_PROTO, "CliRequest has %zu tablespaces, more than the limit of %d",
+                           pb->n_tablespaces, BQ_TABLESPACES_MAX);
+        if (pb->n_tablespaces &&
+            !(c->tablespaces = calloc(pb->n_tablespaces, sizeof *c->tablespaces)))
+            return codec_nomem(e);
+        for (; c->ntablespaces < pb->n_tablespaces; c->ntablespaces++)
+            if ((rc = codec_str_get(c->tablespaces[c->ntablespaces],
+                                    sizeof c->tablespaces[c->ntablespaces],
+                                    pb->tablespaces[c->ntablespaces], "CliRequest", "tablespaces",
+                                    e)) < 0)
+                return rc;
         return 0;
     }
     case BQ_MSG_CLI_REPLY: {
@@ -1087,12 +1282,14 @@ static int codec_body_from_pb(const ProtobufCMessage *msg, bq_msg_t *m, bq_errbu
         if ((rc = codec_rows_limit(pb->n_workers, "workers", e)) < 0 ||
             (rc = codec_rows_limit(pb->n_clusters, "clusters", e)) < 0 ||
             (rc = codec_rows_limit(pb->n_jobs, "jobs", e)) < 0 ||
-            (rc = codec_rows_limit(pb->n_sites, "sites", e)) < 0)
+            (rc = codec_rows_limit(pb->n_sites, "sites", e)) < 0 ||
+            (rc = codec_rows_limit(pb->n_backups, "backups", e)) < 0)
             return rc;
         if ((pb->n_workers && !(c->workers = calloc(pb->n_workers, sizeof *c->workers))) ||
             (pb->n_clusters && !(c->clusters = calloc(pb->n_clusters, sizeof *c->clusters))) ||
             (pb->n_jobs && !(c->jobs = calloc(pb->n_jobs, sizeof *c->jobs))) ||
-            (pb->n_sites && !(c->sites = calloc(pb->n_sites, sizeof *c->sites))))
+            (pb->n_sites && !(c->sites = calloc(pb->n_sites, sizeof *c->sites))) ||
+            (pb->n_backups && !(c->backups = calloc(pb->n_backups, sizeof *c->backups))))
             return codec_nomem(e);
         for (; c->nworkers < pb->n_workers; c->nworkers++)
             if ((rc = codec_worker_from_pb(pb->workers[c->nworkers], &c->workers[c->nworkers],
@@ -1108,6 +1305,10 @@ static int codec_body_from_pb(const ProtobufCMessage *msg, bq_msg_t *m, bq_errbu
         for (; c->nsites < pb->n_sites; c->nsites++)
             if ((rc = codec_str_get(c->sites[c->nsites], sizeof c->sites[c->nsites],
                                     pb->sites[c->nsites]->name, "Site", "name", e)) < 0)
+                return rc;
+        for (; c->nbackups < pb->n_backups; c->nbackups++)
+            if ((rc = codec_backup_from_pb(pb->backups[c->nbackups], &c->backups[c->nbackups],
+                                           e)) < 0)
                 return rc;
         return 0;
     }

@@ -65,6 +65,8 @@ typedef struct {
     bq_check_result_t check;
     int has_backup;            /* backup jobs: what was taken (issue 4) */
     bq_backup_t backup;
+    int has_restore;           /* restore jobs: what was written (issue 4) */
+    bq_restore_result_t restore;
 } bq_msg_result_t;
 
 typedef struct {
@@ -74,6 +76,9 @@ typedef struct {
     char reason[BQ_DETAIL_MAX];
 } bq_msg_result_ack_t;
 
+#define BQ_TABLESPACES_MAX 256                          /* recover --tablespace, at most */
+#define BQ_TABLESPACE_MAP_MAX (BQ_NAME_MAX + BQ_DEST_MAX) /* "NAME:PATH" */
+
 typedef struct {
     char verb[32];
     char cluster[BQ_NAME_MAX];
@@ -82,16 +87,25 @@ typedef struct {
     char site[BQ_NAME_MAX];
     int64_t sleep_ms;
     uint32_t count; /* jobs to create at once (sleep only); 0 means 1 */
+    char backup_id[BQ_BACKUP_ID_MAX]; /* show-backup, recover: an id, "latest", "oldest" */
+    char dest[BQ_DEST_MAX];           /* recover: target directory */
+    char worker[BQ_NAME_MAX];         /* recover: the worker that restores */
+    size_t ntablespaces;              /* recover: "NAME:PATH" relocations */
+    char (*tablespaces)[BQ_TABLESPACE_MAP_MAX]; /* owned by the message (proto_msg_clear) */
+    int delta;                        /* recover: rewrite only what differs */
+    char owner[BQ_NAME_MAX];          /* recover: owner of the restored files */
+    char checkpoint[8];               /* backup: "fast" (or "") or "spread" */
 } bq_msg_cli_request_t;
 
 typedef struct {
     int code;                  /* 0 or negative BQ_E_* */
     char error[BQ_TEXT_MAX];
-    size_t nworkers, nclusters, njobs, nsites;
+    size_t nworkers, nclusters, njobs, nsites, nbackups;
     bq_worker_t *workers;      /* all owned by the message */
     bq_cluster_t *clusters;
     bq_job_t *jobs;
     char (*sites)[BQ_NAME_MAX];
+    bq_backup_t *backups;      /* list-backups (oldest first), show-backup */
     uint64_t job_id;
     uint64_t jobs_queued, jobs_running; /* status: over all active jobs */
 } bq_msg_cli_reply_t;
@@ -125,13 +139,15 @@ int proto_msg_encode(const bq_msg_t *m, uint8_t **buf, size_t *len, bq_errbuf_t 
 /* Decode len bytes. On failure m is cleared and e says why. */
 int proto_msg_decode(const uint8_t *buf, size_t len, bq_msg_t *m, bq_errbuf_t *e);
 
-/* Catalog records use the same messages (Job, Worker, Cluster). */
+/* Catalog records use the same messages (Job, Worker, Cluster, Backup). */
 int proto_job_encode(const bq_job_t *j, uint8_t **buf, size_t *len, bq_errbuf_t *e);
 int proto_job_decode(const uint8_t *buf, size_t len, bq_job_t *j, bq_errbuf_t *e);
 int proto_worker_encode(const bq_worker_t *w, uint8_t **buf, size_t *len, bq_errbuf_t *e);
 int proto_worker_decode(const uint8_t *buf, size_t len, bq_worker_t *w, bq_errbuf_t *e);
 int proto_cluster_encode(const bq_cluster_t *c, uint8_t **buf, size_t *len, bq_errbuf_t *e);
 int proto_cluster_decode(const uint8_t *buf, size_t len, bq_cluster_t *c, bq_errbuf_t *e);
+int proto_backup_encode(const bq_backup_t *b, uint8_t **buf, size_t *len, bq_errbuf_t *e);
+int proto_backup_decode(const uint8_t *buf, size_t len, bq_backup_t *b, bq_errbuf_t *e);
 
 /* ---- sockets ------------------------------------------------------------------------- */
 

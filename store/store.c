@@ -1244,6 +1244,31 @@ int store_backup_list(store_t *s, store_backup_list_fn fn, void *arg, bq_errbuf_
     return rc;
 }
 
+int store_backup_walk(store_t *s, const char *backup_id, const store_read_cb_t *cb, void *arg,
+                      bq_errbuf_t *e)
+{
+    static const store_read_cb_t none = {0};
+    if (!cb)
+        cb = &none;
+    key_cache_t kc = {.s = s};
+    store_manifest_reader_t *mr = NULL;
+    int rc = manifest_open(s, backup_id, &kc, &mr, e);
+    while (rc == 0) {
+        store_manifest_item_t it;
+        if ((rc = store_manifest_next(mr, &it, e)) != 0 || it.kind == STORE_MANIFEST_END)
+            break;
+        if (it.kind == STORE_MANIFEST_META && cb->meta)
+            rc = cb->meta(arg, it.meta.key, it.meta.value, it.meta.len, e);
+        else if (it.kind == STORE_MANIFEST_FILE && cb->file_begin)
+            rc = cb->file_begin(arg, it.file.path, it.file.mode, it.file.mtime, e);
+        else if (it.kind == STORE_MANIFEST_FILE_END && cb->file_end)
+            rc = cb->file_end(arg, it.file_end.path, it.file_end.size, it.file_end.sha256, e);
+    }
+    store_manifest_close(&mr);
+    key_cache_free(&kc);
+    return rc;
+}
+
 typedef struct {
     store_t *s;
     const char *backup_id;
@@ -1342,12 +1367,17 @@ int store_backup_read(store_t *s, const char *backup_id, const store_read_cb_t *
         rc = store_sha256_new(&r.sha, e);
     if (rc == 0)
         rc = manifest_open(s, backup_id, &r.kc, &mr, e);
+    int skip = 0; /* file_begin said STORE_READ_SKIP: its chunks are not read */
     while (rc == 0) {
         store_manifest_item_t it;
         if ((rc = store_manifest_next(mr, &it, e)) != 0)
             break;
         if (it.kind == STORE_MANIFEST_END)
             break;
+        if (skip && (it.kind == STORE_MANIFEST_CHUNKS || it.kind == STORE_MANIFEST_FILE_END)) {
+            skip = it.kind != STORE_MANIFEST_FILE_END;
+            continue;
+        }
         switch (it.kind) {
         case STORE_MANIFEST_META:
             if (cb->meta)
@@ -1359,6 +1389,10 @@ int store_backup_read(store_t *s, const char *backup_id, const store_read_cb_t *
             r.size = 0;
             if (cb->file_begin)
                 rc = cb->file_begin(arg, it.file.path, it.file.mode, it.file.mtime, e);
+            if (rc == STORE_READ_SKIP) {
+                rc = 0;
+                skip = 1;
+            }
             break;
         case STORE_MANIFEST_CHUNKS:
             for (size_t i = 0; rc == 0 && i < it.chunks.n; i++)
@@ -1503,4 +1537,50 @@ int store_lock_gc(store_t *s, int exclusive, const char *what, int *fd_out, bq_e
                        "done", s->dir, exclusive ? "a GC or a verify is running" :
                        "a GC is running", what);
     return bq_fail(e, BQ_E_IO, "could not lock %s: %s", path, strerror(err));
+}
+
+int store_file_checksum(store_t *s, int fd, uint64_t *size, uint8_t out[32], bq_errbuf_t *e)
+{
+    store_chunk_ctx_t *ctx = NULL;
+    store_sha256_t *sha = NULL;
+    uint8_t *buf = malloc(s->chunk_size);
+    int rc = buf ? 0 : bq_fail(e, BQ_E_NOMEM, "out of memory reading a file");
+    if (rc == 0)
+        rc = store_chunk_ctx_new(s->idkey, &ctx, e);
+    if (rc == 0)
+        rc = store_sha256_new(&sha, e);
+    uint64_t total = 0;
+    for (int eof = 0; rc == 0 && !eof;) {
+        size_t have = 0;
+        while (have < s->chunk_size) { /* a whole chunk, as the writer cut it */
+            ssize_t n = read(fd, buf + have, s->chunk_size - have);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n < 0) {
+                rc = bq_fail(e, BQ_E_IO, "could not read: %s", strerror(errno));
+                break;
+            }
+            if (n == 0) {
+                eof = 1;
+                break;
+            }
+            have += (size_t)n;
+        }
+        if (rc == 0 && have > 0) {
+            uint8_t id[STORE_CHUNK_ID_BYTES];
+            if ((rc = store_chunk_ctx_id(ctx, buf, have, id)) != 0)
+                rc = bq_fail(e, rc, "could not hash a chunk");
+            else
+                store_sha256_update(sha, id, sizeof id);
+            total += have;
+        }
+    }
+    if (rc == 0 && store_sha256_final(sha, out) != 0)
+        rc = bq_fail(e, BQ_E_NOMEM, "could not compute a checksum");
+    if (rc == 0 && size)
+        *size = total;
+    store_sha256_destroy(&sha);
+    store_chunk_ctx_destroy(&ctx);
+    free(buf);
+    return rc;
 }

@@ -132,6 +132,10 @@ typedef int (*store_backup_list_fn)(const char *backup_id, void *arg);
 /* Every backup that has a manifest (temp manifests are not backups). */
 int store_backup_list(store_t *s, store_backup_list_fn fn, void *arg, bq_errbuf_t *e);
 
+/* file_begin may return this to skip the file: its chunks are not read and its file_end is
+ * not called (a delta restore skips files that are already right). */
+#define STORE_READ_SKIP 1
+
 /* Callbacks of store_backup_read; any may be NULL. Pointers are borrowed for the call. A
  * callback returning non-zero stops the read, which returns that value (a negative BQ_E code
  * with e filled, by convention). The size and checksum of a file are known only at its end
@@ -154,6 +158,18 @@ typedef struct {
  * the pack or the chunk: it names the pack and offset) for a missing or damaged chunk, and
  * "backup B in store DIR: file F is damaged: WHY" for a size or checksum that does not match. */
 int store_backup_read(store_t *s, const char *backup_id, const store_read_cb_t *cb, void *arg,
+                      bq_errbuf_t *e);
+
+/* The checksum a backup of s would record for the file open at fd (read from its current
+ * offset to its end): the sha256 of its chunk ids; *size (may be NULL) gets its length. A
+ * delta restore compares it with the manifest's. BQ_E_IO naming the reason, BQ_E_NOMEM. */
+int store_file_checksum(store_t *s, int fd, uint64_t *size, uint8_t out[32], bq_errbuf_t *e);
+
+/* Walk backup backup_id's manifest only: meta, file_begin and file_end (size and checksum as
+ * the manifest says them, not checked against chunks) in order; data is never called and no
+ * chunk is read. For listings and for the facts a restore needs before it writes. Errors as
+ * store_backup_read's manifest errors. */
+int store_backup_walk(store_t *s, const char *backup_id, const store_read_cb_t *cb, void *arg,
                       bq_errbuf_t *e);
 
 typedef struct {

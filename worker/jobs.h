@@ -4,6 +4,7 @@
 #define BQ_JOBS_H
 
 #include "proto.h"
+#include "store.h"
 
 #include <stdatomic.h>
 
@@ -12,9 +13,24 @@ struct jobs_ctx {
     atomic_int *cancel;                       /* nonzero: stop as soon as possible */
     void (*progress)(jobs_ctx_t *ctx, uint64_t done, uint64_t total, const char *message);
     void *arg;
+    const char *worker;                       /* this worker's name */
+    store_t *store;                           /* its store; NULL when it has none */
+    const char *no_store;                     /* why not, for messages */
 };
 
-/* Run job and fill res (ok, retryable, error, check). Never returns without filling res. */
+/* Run job and fill res (ok, retryable, error, check, backup). Never returns without filling
+ * res. */
 void jobs_run(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res);
+
+/* The backup job (worker/backup.c): a base backup of job->cluster at job->conninfo into
+ * ctx->store as backup job->backup_id, with the WAL from its start to its stop LSN, so that
+ * it restores with no archive. Fills res->backup. */
+void jobs_backup(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res);
+
+/* The restore job (worker/restore.c): backup job->backup_id of this worker's store written
+ * to job->dest as a data directory that starts (tablespaces relocated per job->tablespaces,
+ * files owned by job->owner or DEST's parent's owner, --delta rewriting only what differs).
+ * Fills res->restore. */
+void jobs_restore(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res);
 
 #endif

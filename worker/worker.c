@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <limits.h>
 
 #define COMP "worker"
 #define INPROC "bq-worker-jobs"
@@ -37,6 +39,8 @@ typedef struct pending {
 
 struct worker {
     bq_worker_config_t cfg;
+    store_t *store;             /* opened at start when store_key_file is set */
+    char no_store[BQ_TEXT_MAX]; /* else why there is none */
     proto_ctx_t *ctx;
     proto_sock_t *coord;
     proto_sock_t *pull;
@@ -49,6 +53,38 @@ struct worker {
     uint64_t seq;
 };
 
+/* Open (creating it on first start) the store with the master key of store_key_file. A
+ * wrong key or a damaged store stops the worker before it takes any job. Without a key file
+ * the worker runs (checks, drills) and refuses backups, saying why. */
+static int worker_store_open(worker_t *w, bq_errbuf_t *e)
+{
+    const bq_worker_config_t *cfg = &w->cfg;
+    if (!cfg->store_key_file[0]) {
+        snprintf(w->no_store, sizeof w->no_store, "worker %s has no store_key_file in its [worker] "
+                 "section (make one with barque keygen --store-key NAME)", cfg->name);
+        return store_init(cfg->store, e);
+    }
+    store_master_t master;
+    int rc = store_master_key_load(cfg->store_key_file, &master, e);
+    if (rc != 0)
+        return rc;
+    char conf[PATH_MAX + 16];
+    snprintf(conf, sizeof conf, "%s/store.conf", cfg->store);
+    if (access(conf, F_OK) != 0) {
+        rc = store_create(cfg->store, &master, NULL, e);
+        if (rc == 0)
+            bq_info(COMP, 0, "created store %s", cfg->store);
+    }
+    if (rc == 0)
+        rc = store_open(cfg->store, &master, &w->store, e);
+    store_master_clear(&master);
+    if (rc != 0)
+        return rc;
+    bq_info(COMP, 0, "store %s open (chunks of %u KiB)", cfg->store,
+            store_chunk_size(w->store) / 1024);
+    return 0;
+}
+
 int worker_new(const bq_worker_config_t *cfg, worker_t **out, bq_errbuf_t *e)
 {
     worker_t *w = calloc(1, sizeof *w);
@@ -56,7 +92,7 @@ int worker_new(const bq_worker_config_t *cfg, worker_t **out, bq_errbuf_t *e)
         return bq_fail(e, BQ_E_NOMEM, "out of memory");
     w->cfg = *cfg;
     w->interval_ms = cfg->heartbeat_interval_ms;
-    int rc = store_init(cfg->store, e);
+    int rc = worker_store_open(w, e);
     if (rc == 0)
         rc = proto_ctx_new(&w->ctx, e);
     if (rc == 0)
@@ -98,6 +134,9 @@ static void *thread_main(void *arg)
     thread_ctx_t t = {.jt = jt};
     t.base.cancel = &jt->cancel;
     t.base.progress = thread_progress;
+    t.base.worker = jt->w->cfg.name;
+    t.base.store = jt->w->store;
+    t.base.no_store = jt->w->no_store;
     bq_errbuf_t e;
     bq_msg_t m = {.type = BQ_MSG_JOB_RESULT};
     bq_msg_result_t *res = calloc(1, sizeof *res);
@@ -423,6 +462,7 @@ void worker_destroy(worker_t **self_p)
     proto_sock_destroy(&w->coord);
     proto_sock_destroy(&w->pull);
     proto_ctx_destroy(&w->ctx);
+    store_close(&w->store); /* after every job thread was joined */
     free(w);
     *self_p = NULL;
 }

@@ -410,6 +410,235 @@ static void test_workers_clusters_sites(void **state)
     catalog_destroy(&c);
 }
 
+/* ---- backups -------------------------------------------------------------------------- */
+
+static void backup_fill(bq_backup_t *b, const char *cluster, const char *id, bq_backup_state_t st)
+{
+    memset(b, 0, sizeof *b);
+    snprintf(b->cluster, sizeof b->cluster, "%s", cluster);
+    snprintf(b->id, sizeof b->id, "%s", id);
+    b->state = st;
+    b->job_id = 7;
+    b->attempt = 1;
+    snprintf(b->worker, sizeof b->worker, "east-1");
+    snprintf(b->site, sizeof b->site, "east");
+    b->start_ms = 1700000000000;
+    if (st == BQ_BACKUP_DONE) {
+        snprintf(b->stores, sizeof b->stores, "east-1");
+        b->system_identifier = 7301234567890123456ull;
+        b->pg_version = 150004;
+        b->timeline = 1;
+        b->start_lsn = 0x2000028;
+        b->stop_lsn = 0x2000100;
+        b->stop_ms = 1700000060000;
+        snprintf(b->wal_begin, sizeof b->wal_begin, "000000010000000000000002");
+        snprintf(b->wal_end, sizeof b->wal_end, "000000010000000000000002");
+        b->data_bytes = 31234567;
+        b->stored_bytes = 4123456;
+        b->files = 970;
+        b->duration_ms = 60000;
+    } else if (st == BQ_BACKUP_FAILED) {
+        snprintf(b->error, sizeof b->error, "worker east-1 was lost (lease expired)");
+    }
+}
+
+typedef struct {
+    char ids[16][48]; /* "cluster/id" */
+    size_t n;
+    size_t stop_after;
+} backup_names_t;
+
+static int collect_backup(const bq_backup_t *b, void *arg)
+{
+    backup_names_t *x = arg;
+    if (x->n < 16)
+        snprintf(x->ids[x->n], sizeof x->ids[0], "%s/%s", b->cluster, b->id);
+    x->n++;
+    return x->stop_after && x->n == x->stop_after ? 1 : 0;
+}
+
+static void id_new_is(catalog_txn_t *t, const char *cluster, int64_t now_ms, const char *want)
+{
+    char id[BQ_BACKUP_ID_MAX];
+    bq_errbuf_t e = {{0}};
+    int rc = catalog_backup_id_new(t, cluster, now_ms, id, &e);
+    if (rc)
+        fail_msg("catalog_backup_id_new(%s): %s", cluster, e.msg);
+    if (strcmp(id, want) != 0)
+        fail_msg("catalog_backup_id_new(%s, %lld): got %s, want %s", cluster, (long long)now_ms,
+                 id, want);
+}
+
+static void test_backups(void **state)
+{
+    fixture_t *f = *state;
+    catalog_t *c = open_ok(f->dir, 16 * MIB);
+    bq_errbuf_t e = {{0}};
+    static bq_backup_t b, b2;
+
+    /* 2023-11-14T22:13:20Z = 1700000000 s */
+    catalog_txn_t *t = begin_ok(c, 1);
+    id_new_is(t, "db1", 1700000000123, "20231114T221320"); /* nothing yet: the time */
+    const struct {
+        const char *cluster, *id;
+        bq_backup_state_t st;
+    } rows[] = {
+        {"db1", "20231114T221320", BQ_BACKUP_DONE},   {"db1", "20231101T000000", BQ_BACKUP_FAILED},
+        {"db1", "20231120T080000", BQ_BACKUP_STARTED}, {"db", "20990101T000000", BQ_BACKUP_DONE},
+        {"db10", "20231114T000000", BQ_BACKUP_DONE},  {"db1-x", "20991231T235959", BQ_BACKUP_DONE},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        backup_fill(&b, rows[i].cluster, rows[i].id, rows[i].st);
+        assert_int_equal(catalog_backup_put(t, &b, &e), 0);
+    }
+    /* bad keys are refused without harming the transaction */
+    backup_fill(&b, "db1", "2023-11-14", BQ_BACKUP_DONE);
+    assert_int_equal(catalog_backup_put(t, &b, &e), BQ_E_INVAL);
+    assert_contains(e.msg, "invalid backup id \"2023-11-14\" of cluster db1");
+    backup_fill(&b, "db1", "20231314T000000", BQ_BACKUP_DONE); /* month 13 */
+    assert_int_equal(catalog_backup_put(t, &b, &e), BQ_E_INVAL);
+    backup_fill(&b, "", "20231114T000000", BQ_BACKUP_DONE);
+    assert_int_equal(catalog_backup_put(t, &b, &e), BQ_E_INVAL);
+    assert_contains(e.msg, "invalid cluster name");
+    assert_int_equal(catalog_backup_get(t, "db1", "latest", &b, &e), BQ_E_INVAL);
+    commit_ok(&t);
+
+    t = begin_ok(c, 1);
+    /* one cluster's backups in id order; "db" and "db1-x", "db10" are other clusters */
+    backup_names_t x = {0};
+    assert_int_equal(catalog_backup_each(t, "db1", collect_backup, &x, &e), 0);
+    assert_int_equal(x.n, 3);
+    assert_string_equal(x.ids[0], "db1/20231101T000000");
+    assert_string_equal(x.ids[1], "db1/20231114T221320");
+    assert_string_equal(x.ids[2], "db1/20231120T080000");
+    backup_names_t all = {0};
+    assert_int_equal(catalog_backup_each(t, NULL, collect_backup, &all, &e), 0);
+    assert_int_equal(all.n, 6);
+    assert_string_equal(all.ids[0], "db/20990101T000000");
+    assert_string_equal(all.ids[1], "db1/20231101T000000");
+    assert_string_equal(all.ids[4], "db1-x/20991231T235959");
+    assert_string_equal(all.ids[5], "db10/20231114T000000");
+    backup_names_t none = {0};
+    assert_int_equal(catalog_backup_each(t, "db2", collect_backup, &none, &e), 0);
+    assert_int_equal(none.n, 0);
+    backup_names_t stop = {.stop_after = 2};
+    assert_int_equal(catalog_backup_each(t, "db1", collect_backup, &stop, &e), 1);
+    assert_int_equal(stop.n, 2);
+
+    /* get copies everything out; put replaces */
+    assert_int_equal(catalog_backup_get(t, "db1", "20231114T221320", &b, &e), 0);
+    backup_fill(&b2, "db1", "20231114T221320", BQ_BACKUP_DONE);
+    assert_memory_equal(&b, &b2, sizeof b);
+    assert_int_equal(catalog_backup_get(t, "db1", "20231120T080000", &b, &e), 0);
+    assert_int_equal(b.state, BQ_BACKUP_STARTED);
+    b.state = BQ_BACKUP_FAILED;
+    snprintf(b.error, sizeof b.error, "cancelled");
+    assert_int_equal(catalog_backup_put(t, &b, &e), 0);
+    assert_int_equal(catalog_backup_get(t, "db1", "20231120T080000", &b2, &e), 0);
+    assert_int_equal(b2.state, BQ_BACKUP_FAILED);
+    assert_string_equal(b2.error, "cancelled");
+    assert_int_equal(catalog_backup_get(t, "db1", "20231120T080001", &b2, &e), BQ_E_NOTFOUND);
+    assert_contains(e.msg, "backup 20231120T080001 of cluster \"db1\"");
+    assert_contains(e.msg, "db backups");
+    assert_int_equal(catalog_backup_get(t, "db2", "20231120T080000", &b2, &e), BQ_E_NOTFOUND);
+
+    /* new ids: the time, or the cluster's last id + 1 s when that is not earlier */
+    id_new_is(t, "db1", 1700000000123, "20231120T080001");       /* last is later */
+    id_new_is(t, "db1", 1700467200000, "20231120T080001");       /* == last: + 1 s */
+    id_new_is(t, "db1", 1700467205999, "20231120T080005");       /* after last: the time */
+    id_new_is(t, "db", 1700000000000, "20990101T000001");        /* its next key is db1's */
+    id_new_is(t, "db10", 1700000000000, "20231114T221320");      /* the db's last key */
+    id_new_is(t, "db1-", 1700000000000, "20231114T221320");      /* none of its own */
+    id_new_is(t, "zz", 1700000000000, "20231114T221320");        /* past every key */
+    char id[BQ_BACKUP_ID_MAX];
+    assert_int_equal(catalog_backup_id_new(t, "", 1700000000000, id, &e), BQ_E_INVAL);
+
+    /* del */
+    assert_int_equal(catalog_backup_del(t, "db10", "20231114T000000", &e), 0);
+    assert_int_equal(catalog_backup_del(t, "db10", "20231114T000000", &e), BQ_E_NOTFOUND);
+    assert_contains(e.msg, "backup 20231114T000000 of cluster \"db10\"");
+    /* a NOTFOUND delete leaves the transaction usable */
+    backup_fill(&b, "db10", "20231115T000000", BQ_BACKUP_DONE);
+    assert_int_equal(catalog_backup_put(t, &b, &e), 0);
+    commit_ok(&t);
+
+    /* writes in a read transaction */
+    t = begin_ok(c, 0);
+    assert_int_equal(catalog_backup_put(t, &b, &e), BQ_E_STATE);
+    assert_int_equal(catalog_backup_del(t, "db10", "20231115T000000", &e), BQ_E_STATE);
+    assert_int_equal(catalog_backup_get(t, "db10", "20231115T000000", &b2, &e), 0);
+    assert_memory_equal(&b, &b2, sizeof b);
+    catalog_txn_abort(&t);
+
+    catalog_stats_t st;
+    assert_int_equal(catalog_stats(c, &st, &e), 0);
+    assert_int_equal(st.nbackups, 6);
+    catalog_destroy(&c);
+}
+
+static void raw_drop(const char *dir, const char *db)
+{
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    assert_int_equal(mdb_env_create(&env), 0);
+    assert_int_equal(mdb_env_set_maxdbs(env, 32), 0);
+    assert_int_equal(mdb_env_open(env, dir, MDB_NOTLS, 0600), 0);
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    assert_int_equal(mdb_dbi_open(txn, db, 0, &dbi), 0);
+    assert_int_equal(mdb_drop(txn, dbi, 1), 0);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+}
+
+static void raw_put(const char *dir, const char *db, const char *key, const void *val,
+                    size_t len);
+
+/* A catalog made before issue 4 has no backups db: it opens, and gets one. A key that is not
+ * cluster NUL id is reported, not trusted. */
+static void test_backups_old_catalog(void **state)
+{
+    fixture_t *f = *state;
+    bq_errbuf_t e = {{0}};
+    catalog_t *c = open_ok(f->dir, 16 * MIB);
+    catalog_txn_t *t = begin_ok(c, 1);
+    bq_job_t *j = malloc(sizeof *j);
+    assert_non_null(j);
+    job_fill(j, "db1", 0);
+    assert_int_equal(catalog_job_new(t, j, &e), 0);
+    commit_ok(&t);
+    catalog_destroy(&c);
+    raw_drop(f->dir, "backups");
+
+    c = open_ok(f->dir, 16 * MIB);
+    t = begin_ok(c, 1);
+    assert_int_equal(catalog_job_get(t, 1, j, &e), 0);
+    assert_string_equal(j->cluster, "db1");
+    static bq_backup_t b;
+    backup_fill(&b, "db1", "20240229T120000", BQ_BACKUP_STARTED);
+    assert_int_equal(catalog_backup_put(t, &b, &e), 0);
+    commit_ok(&t);
+    catalog_destroy(&c);
+
+    raw_put(f->dir, "backups", "garbage", "x", 1);
+    c = open_ok(f->dir, 16 * MIB);
+    t = begin_ok(c, 0);
+    backup_names_t x = {0};
+    assert_int_equal(catalog_backup_each(t, NULL, collect_backup, &x, &e), BQ_E_CATALOG);
+    assert_contains(e.msg, "db backups has a key of 7 bytes that is not a cluster name, a NUL "
+                           "and a backup id");
+    x.n = 0;
+    assert_int_equal(catalog_backup_each(t, "db1", collect_backup, &x, &e), 0);
+    assert_int_equal(x.n, 1);
+    catalog_txn_abort(&t);
+    catalog_stats_t st;
+    assert_int_equal(catalog_stats(c, &st, &e), 0);
+    assert_int_equal(st.nbackups, 2);
+    assert_int_equal(st.njobs, 1);
+    free(j);
+    catalog_destroy(&c);
+}
+
 /* ---- map full, grow ------------------------------------------------------------------- */
 
 static int count_job(const bq_job_t *j, void *arg)
@@ -952,6 +1181,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_schema_version_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_foreign_environment_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bytes_per_job, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_backups, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_backups_old_catalog, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

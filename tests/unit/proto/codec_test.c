@@ -80,6 +80,48 @@ static void job_full(bq_job_t *j)
     j->has_check = 1;
     check_full(&j->check);
     j->cancel_requested = 1;
+    FILL_MAX(j->backup_id, 6);
+    FILL_MAX(j->checkpoint, 7);
+    FILL_MAX(j->dest, 8);
+}
+
+static void backup_full(bq_backup_t *b, char seed)
+{
+    memset(b, 0, sizeof *b);
+    FILL_MAX(b->id, seed);
+    FILL_MAX(b->cluster, (char)(seed + 1));
+    b->state = BQ_BACKUP_WAITING_FOR_WALS;
+    b->job_id = UINT64_MAX;
+    b->attempt = 4294967295u;
+    FILL_MAX(b->worker, (char)(seed + 2));
+    FILL_MAX(b->site, (char)(seed + 3));
+    /* 4 worker names of 63 bytes joined by ',' = 255 bytes, the longest */
+    size_t off = 0;
+    for (int i = 0; i < 4; i++) {
+        if (i)
+            b->stores[off++] = ',';
+        for (int k = 0; k < 63; k++)
+            b->stores[off++] = (char)('a' + (seed + i + k) % 26);
+    }
+    b->stores[off] = '\0';
+    assert_int_equal(strlen(b->stores), BQ_STORES_MAX - 1);
+    b->system_identifier = 7321345678901234567ULL;
+    b->pg_version = 150004;
+    b->timeline = 4294967295u;
+    b->start_lsn = 0x16B374D848ULL;
+    b->stop_lsn = UINT64_MAX;
+    b->start_ms = 1700000000000;
+    b->stop_ms = INT64_MAX;
+    FILL_MAX(b->wal_begin, (char)(seed + 4));
+    FILL_MAX(b->wal_end, (char)(seed + 5));
+    b->data_bytes = 1ULL << 40;
+    b->stored_bytes = UINT64_MAX;
+    b->dedup_bytes = 12345;
+    b->files = 987654;
+    b->duration_ms = INT64_MIN;
+    b->checksum_failures = 3;
+    FILL_MAX(b->checksum_detail, (char)(seed + 6));
+    FILL_MAX(b->error, (char)(seed + 7));
 }
 
 static void worker_full(bq_worker_t *w, char seed)
@@ -198,6 +240,20 @@ static void test_job_offer(void **state)
     assert_memory_equal(out.u.job, in.u.job, sizeof(bq_job_t));
     assert_int_equal(out.u.job->has_check, 0);
     proto_msg_clear(&out);
+
+    /* a backup job and a restore job */
+    in.u.job->type = BQ_JOB_BACKUP;
+    snprintf(in.u.job->backup_id, sizeof in.u.job->backup_id, "20240229T235959");
+    snprintf(in.u.job->checkpoint, sizeof in.u.job->checkpoint, "spread");
+    roundtrip(&in, &out);
+    assert_memory_equal(out.u.job, in.u.job, sizeof(bq_job_t));
+    proto_msg_clear(&out);
+    in.u.job->type = BQ_JOB_RESTORE;
+    FILL_MAX(in.u.job->dest, 1);
+    roundtrip(&in, &out);
+    assert_memory_equal(out.u.job, in.u.job, sizeof(bq_job_t));
+    assert_int_equal(strlen(out.u.job->dest), BQ_DEST_MAX - 1);
+    proto_msg_clear(&out);
     proto_msg_clear(&in);
 }
 
@@ -260,6 +316,32 @@ static void test_result(void **state)
     roundtrip(&in, &out);
     assert_string_equal(out.u.result->check.slots, "barque_main");
     proto_msg_clear(&out);
+
+    /* a backup job's result: every figure at its widest */
+    memset(in.u.result, 0, sizeof *in.u.result);
+    in.u.result->job_id = 7;
+    in.u.result->attempt = 1;
+    in.u.result->ok = 1;
+    in.u.result->has_backup = 1;
+    backup_full(&in.u.result->backup, 3);
+    roundtrip(&in, &out);
+    assert_memory_equal(out.u.result, in.u.result, sizeof *in.u.result);
+    assert_int_equal(out.u.result->has_check, 0);
+    proto_msg_clear(&out);
+
+    /* one store, and none */
+    memset(in.u.result->backup.stores, 0, sizeof in.u.result->backup.stores);
+    snprintf(in.u.result->backup.stores, sizeof in.u.result->backup.stores, "east-1");
+    roundtrip(&in, &out);
+    assert_memory_equal(out.u.result, in.u.result, sizeof *in.u.result);
+    assert_string_equal(out.u.result->backup.stores, "east-1");
+    proto_msg_clear(&out);
+    memset(in.u.result->backup.stores, 0, sizeof in.u.result->backup.stores);
+    in.u.result->backup.state = BQ_BACKUP_NONE;
+    roundtrip(&in, &out);
+    assert_memory_equal(out.u.result, in.u.result, sizeof *in.u.result);
+    assert_int_equal(out.u.result->has_backup, 1);
+    proto_msg_clear(&out);
     proto_msg_clear(&in);
 }
 
@@ -284,9 +366,34 @@ static void test_cli_request(void **state)
     in.u.cli_req.job_id = 99;
     in.u.cli_req.all = 1;
     in.u.cli_req.sleep_ms = 60000;
+    FILL_MAX(in.u.cli_req.backup_id, 3);
+    FILL_MAX(in.u.cli_req.dest, 4);
+    FILL_MAX(in.u.cli_req.worker, 5);
+    FILL_MAX(in.u.cli_req.owner, 6);
+    FILL_MAX(in.u.cli_req.checkpoint, 7);
+    in.u.cli_req.delta = 1;
     roundtrip(&in, &out);
     assert_memory_equal(&out.u.cli_req, &in.u.cli_req, sizeof in.u.cli_req);
     proto_msg_clear(&out);
+
+    /* recover's tablespace relocations: the most there may be, each at its longest */
+    in.u.cli_req.ntablespaces = BQ_TABLESPACES_MAX;
+    in.u.cli_req.tablespaces = calloc(BQ_TABLESPACES_MAX, sizeof *in.u.cli_req.tablespaces);
+    assert_non_null(in.u.cli_req.tablespaces);
+    for (size_t i = 0; i < BQ_TABLESPACES_MAX; i++)
+        FILL_MAX(in.u.cli_req.tablespaces[i], (char)i);
+    memset(in.u.cli_req.tablespaces[0], 0, sizeof in.u.cli_req.tablespaces[0]);
+    snprintf(in.u.cli_req.tablespaces[0], sizeof in.u.cli_req.tablespaces[0], "ts1:/srv/ts1");
+    roundtrip(&in, &out);
+    assert_int_equal(out.u.cli_req.ntablespaces, BQ_TABLESPACES_MAX);
+    assert_memory_equal(out.u.cli_req.tablespaces, in.u.cli_req.tablespaces,
+                        BQ_TABLESPACES_MAX * sizeof *in.u.cli_req.tablespaces);
+    assert_string_equal(out.u.cli_req.tablespaces[0], "ts1:/srv/ts1");
+    assert_string_equal(out.u.cli_req.dest, in.u.cli_req.dest);
+    assert_int_equal(out.u.cli_req.delta, 1);
+    proto_msg_clear(&out);
+    assert_true(is_zero(&out, sizeof out));
+    proto_msg_clear(&in); /* frees the tablespaces */
 }
 
 static void test_cli_reply(void **state)
@@ -315,6 +422,14 @@ static void test_cli_reply(void **state)
     r->jobs[1].state = BQ_JOB_RUNNING;
     FILL_MAX(r->sites[0], 0);
     snprintf(r->sites[1], sizeof r->sites[1], "dc2");
+    r->nbackups = 3;
+    r->backups = calloc(r->nbackups, sizeof *r->backups);
+    assert_non_null(r->backups);
+    backup_full(&r->backups[0], 0);
+    backup_full(&r->backups[1], 9);
+    snprintf(r->backups[2].id, sizeof r->backups[2].id, "20240101T000000");
+    snprintf(r->backups[2].cluster, sizeof r->backups[2].cluster, "db1");
+    r->backups[2].state = BQ_BACKUP_FAILED;
     roundtrip(&in, &out);
     bq_msg_cli_reply_t *o = &out.u.cli_reply;
     assert_int_equal(o->code, BQ_E_NOTFOUND);
@@ -328,6 +443,8 @@ static void test_cli_reply(void **state)
     assert_memory_equal(o->clusters, r->clusters, 2 * sizeof *r->clusters);
     assert_memory_equal(o->jobs, r->jobs, 2 * sizeof *r->jobs);
     assert_memory_equal(o->sites, r->sites, 2 * sizeof *r->sites);
+    assert_int_equal(o->nbackups, 3);
+    assert_memory_equal(o->backups, r->backups, 3 * sizeof *r->backups);
     proto_msg_clear(&out);
     proto_msg_clear(&in);
 
@@ -336,6 +453,7 @@ static void test_cli_reply(void **state)
     roundtrip(&in, &out);
     assert_null(out.u.cli_reply.workers);
     assert_null(out.u.cli_reply.jobs);
+    assert_null(out.u.cli_reply.backups);
     proto_msg_clear(&out);
 }
 
@@ -397,6 +515,22 @@ static void test_records(void **state)
     assert_int_equal(proto_cluster_encode(&c, &buf, &len, &e), 0);
     assert_int_equal(proto_cluster_decode(buf, len, &c2, &e), 0);
     assert_memory_equal(&c, &c2, sizeof c);
+    free(buf);
+
+    static bq_backup_t b, b2;
+    for (int st = BQ_BACKUP_NONE; st <= BQ_BACKUP_WAITING_FOR_WALS; st++) {
+        backup_full(&b, (char)st);
+        b.state = (bq_backup_state_t)st;
+        assert_int_equal(proto_backup_encode(&b, &buf, &len, &e), 0);
+        assert_int_equal(proto_backup_decode(buf, len, &b2, &e), 0);
+        assert_memory_equal(&b, &b2, sizeof b);
+        free(buf);
+    }
+    memset(&b, 0, sizeof b);
+    assert_int_equal(proto_backup_encode(&b, &buf, &len, &e), 0);
+    assert_int_equal(len, 0);
+    assert_int_equal(proto_backup_decode(buf, len, &b2, &e), 0);
+    assert_memory_equal(&b, &b2, sizeof b);
     free(buf);
 }
 
@@ -468,6 +602,38 @@ static void test_encode_refusals(void **state)
     assert_int_equal(proto_job_encode(j, &buf, &len, &e), BQ_E_INVAL);
     assert_non_null(strstr(e.msg, "could not encode Job record"));
     free(j);
+
+    static bq_backup_t b;
+    backup_full(&b, 1);
+    b.state = (bq_backup_state_t)42;
+    assert_int_equal(proto_backup_encode(&b, &buf, &len, &e), BQ_E_INVAL);
+    assert_non_null(strstr(e.msg, "could not encode Backup record: Backup.state has unknown value 42"));
+    backup_full(&b, 1);
+    snprintf(b.stores, sizeof b.stores, "east-1,,west-1");
+    assert_int_equal(proto_backup_encode(&b, &buf, &len, &e), BQ_E_INVAL);
+    assert_non_null(strstr(e.msg, "Backup.stores \"east-1,,west-1\" has an empty worker name"));
+    backup_full(&b, 1);
+    memset(b.id, '2', sizeof b.id); /* no NUL */
+    assert_int_equal(proto_backup_encode(&b, &buf, &len, &e), BQ_E_INVAL);
+    assert_non_null(strstr(e.msg, "Backup.id is not NUL-terminated within its 32 bytes"));
+
+    m = (bq_msg_t){.type = BQ_MSG_JOB_RESULT, .seq = 3};
+    m.u.result = calloc(1, sizeof *m.u.result);
+    assert_non_null(m.u.result);
+    m.u.result->has_backup = 1;
+    m.u.result->backup.state = (bq_backup_state_t)-1;
+    assert_int_equal(proto_msg_encode(&m, &buf, &len, &e), BQ_E_INVAL);
+    assert_non_null(strstr(e.msg, "could not encode JOB_RESULT message seq 3: Backup.state has unknown value -1"));
+    proto_msg_clear(&m);
+
+    m = (bq_msg_t){.type = BQ_MSG_CLI_REQUEST, .seq = 4};
+    m.u.cli_req.ntablespaces = BQ_TABLESPACES_MAX + 1;
+    assert_int_equal(proto_msg_encode(&m, &buf, &len, &e), BQ_E_INVAL);
+    assert_non_null(strstr(e.msg, "CliRequest has 257 tablespaces, more than the limit of 256"));
+    m.u.cli_req.ntablespaces = 2;
+    assert_int_equal(proto_msg_encode(&m, &buf, &len, &e), BQ_E_INVAL);
+    assert_non_null(strstr(e.msg, "CliRequest has 2 tablespaces but no array"));
+    m.u.cli_req.ntablespaces = 0;
 
     m = (bq_msg_t){.type = BQ_MSG_HEARTBEAT};
     m.u.hello.nrunning = BQ_RUNNING_MAX + 1;
@@ -768,7 +934,7 @@ static bytes_t job_offer_with(int type, int state)
     return envelope(BQ_PROTO_VERSION, BQ_MSG_JOB_OFFER, &j.base);
 }
 
-static bytes_t bad_job_type(void) { return job_offer_with(3, 1); }
+static bytes_t bad_job_type(void) { return job_offer_with(5, 1); }
 static bytes_t bad_job_type_neg(void) { return job_offer_with(-1, 1); }
 static bytes_t bad_job_state(void) { return job_offer_with(1, 7); }
 
@@ -781,6 +947,150 @@ static bytes_t bad_reply_job_state(void)
     r.n_jobs = 1;
     r.jobs = &jp;
     return envelope(BQ_PROTO_VERSION, BQ_MSG_CLI_REPLY, &r.base);
+}
+
+/* A JOB_RESULT whose backup is built by fn; a string fn allocates goes in backup_owned. */
+static char *backup_owned;
+
+static bytes_t result_backup_with(void (*fn)(Barque__Backup *))
+{
+    Barque__JobResult r = BARQUE__JOB_RESULT__INIT;
+    Barque__Backup b = BARQUE__BACKUP__INIT;
+    r.job_id = 1;
+    r.ok = 1;
+    r.backup = &b;
+    fn(&b);
+    bytes_t out = envelope(BQ_PROTO_VERSION, BQ_MSG_JOB_RESULT, &r.base);
+    free(backup_owned);
+    backup_owned = NULL;
+    free(b.stores);
+    return out;
+}
+
+static void backup_state_5(Barque__Backup *b) { b->state = (Barque__BackupState)5; }
+static void backup_state_neg(Barque__Backup *b) { b->state = (Barque__BackupState)-2; }
+static void backup_long_id(Barque__Backup *b) { b->id = backup_owned = str_of(BQ_BACKUP_ID_MAX); }
+static void backup_long_detail(Barque__Backup *b)
+{
+    b->checksum_detail = backup_owned = str_of(BQ_DETAIL_MAX);
+}
+
+static void backup_stores_empty(Barque__Backup *b)
+{
+    b->n_stores = 2;
+    b->stores = calloc(2, sizeof *b->stores);
+    b->stores[0] = "east-1";
+    b->stores[1] = "";
+}
+
+static void backup_stores_comma(Barque__Backup *b)
+{
+    b->n_stores = 1;
+    b->stores = calloc(1, sizeof *b->stores);
+    b->stores[0] = "east-1,west-1";
+}
+
+static char store63[64];
+
+static void backup_stores_long(Barque__Backup *b)
+{
+    memset(store63, 'w', 63); /* 5 x 63 + 4 commas = 319 > 255 */
+    b->n_stores = 5;
+    b->stores = calloc(5, sizeof *b->stores);
+    for (size_t i = 0; i < 5; i++)
+        b->stores[i] = store63;
+}
+
+static bytes_t bad_backup_state(void) { return result_backup_with(backup_state_5); }
+static bytes_t bad_backup_state_neg(void) { return result_backup_with(backup_state_neg); }
+static bytes_t bad_backup_id(void) { return result_backup_with(backup_long_id); }
+static bytes_t bad_backup_detail(void) { return result_backup_with(backup_long_detail); }
+static bytes_t bad_backup_stores_empty(void) { return result_backup_with(backup_stores_empty); }
+static bytes_t bad_backup_stores_comma(void) { return result_backup_with(backup_stores_comma); }
+static bytes_t bad_backup_stores_long(void) { return result_backup_with(backup_stores_long); }
+
+static bytes_t bad_reply_backup_state(void)
+{
+    Barque__CliReply r = BARQUE__CLI_REPLY__INIT;
+    Barque__Backup b = BARQUE__BACKUP__INIT, *bp = &b;
+    b.state = (Barque__BackupState)77;
+    r.n_backups = 1;
+    r.backups = &bp;
+    return envelope(BQ_PROTO_VERSION, BQ_MSG_CLI_REPLY, &r.base);
+}
+
+static bytes_t bad_reply_backup_rows(void)
+{
+    Barque__CliReply r = BARQUE__CLI_REPLY__INIT;
+    Barque__Backup b = BARQUE__BACKUP__INIT;
+    r.n_backups = 10001;
+    r.backups = calloc(r.n_backups, sizeof *r.backups);
+    for (size_t i = 0; i < r.n_backups; i++)
+        r.backups[i] = &b;
+    bytes_t out = envelope(BQ_PROTO_VERSION, BQ_MSG_CLI_REPLY, &r.base);
+    free(r.backups);
+    return out;
+}
+
+static bytes_t bad_long_job_dest(void)
+{
+    Barque__Job j = BARQUE__JOB__INIT;
+    j.type = BARQUE__JOB_TYPE__JOB_RESTORE;
+    j.dest = str_of(BQ_DEST_MAX);
+    bytes_t b = envelope(BQ_PROTO_VERSION, BQ_MSG_JOB_OFFER, &j.base);
+    free(j.dest);
+    return b;
+}
+
+static bytes_t bad_long_job_checkpoint(void)
+{
+    Barque__Job j = BARQUE__JOB__INIT;
+    j.type = BARQUE__JOB_TYPE__JOB_BACKUP;
+    j.checkpoint = "spreadly";
+    return envelope(BQ_PROTO_VERSION, BQ_MSG_JOB_OFFER, &j.base);
+}
+
+static bytes_t bad_long_request_backup_id(void)
+{
+    Barque__CliRequest r = BARQUE__CLI_REQUEST__INIT;
+    r.verb = "show-backup";
+    r.backup_id = str_of(BQ_BACKUP_ID_MAX);
+    bytes_t b = envelope(BQ_PROTO_VERSION, BQ_MSG_CLI_REQUEST, &r.base);
+    free(r.backup_id);
+    return b;
+}
+
+static bytes_t bad_long_request_owner(void)
+{
+    Barque__CliRequest r = BARQUE__CLI_REQUEST__INIT;
+    r.owner = str_of(BQ_NAME_MAX);
+    bytes_t b = envelope(BQ_PROTO_VERSION, BQ_MSG_CLI_REQUEST, &r.base);
+    free(r.owner);
+    return b;
+}
+
+static bytes_t bad_tablespaces_count(void)
+{
+    Barque__CliRequest r = BARQUE__CLI_REQUEST__INIT;
+    r.verb = "recover";
+    r.n_tablespaces = BQ_TABLESPACES_MAX + 1;
+    r.tablespaces = calloc(r.n_tablespaces, sizeof *r.tablespaces);
+    for (size_t i = 0; i < r.n_tablespaces; i++)
+        r.tablespaces[i] = "ts:/srv/ts";
+    bytes_t b = envelope(BQ_PROTO_VERSION, BQ_MSG_CLI_REQUEST, &r.base);
+    free(r.tablespaces);
+    return b;
+}
+
+static bytes_t bad_tablespace_long(void)
+{
+    Barque__CliRequest r = BARQUE__CLI_REQUEST__INIT;
+    char *ts[2] = {"ts1:/srv/ts1", str_of(BQ_TABLESPACE_MAP_MAX)};
+    r.n_tablespaces = 2;
+    r.tablespaces = ts;
+    bytes_t b = envelope(BQ_PROTO_VERSION, BQ_MSG_CLI_REQUEST, &r.base);
+    free(ts[1]);
+    return b;
 }
 
 /* An envelope around raw body bytes (for what the generated structs cannot express). */
@@ -862,11 +1172,40 @@ static const bad_case_t bad_msgs[] = {
      "could not decode JOB_PROGRESS message seq 77: JobProgress.message contains a NUL byte"},
     {"NUL inside a nested string", bad_nul_nested, BQ_E_PROTO,
      "could not decode CLI_REPLY message seq 77: Worker.name contains a NUL byte"},
-    {"bad job type", bad_job_type, BQ_E_PROTO, "Job.type has unknown value 3"},
+    {"bad job type", bad_job_type, BQ_E_PROTO, "Job.type has unknown value 5"},
     {"negative job type", bad_job_type_neg, BQ_E_PROTO, "Job.type has unknown value -1"},
     {"bad job state", bad_job_state, BQ_E_PROTO, "Job.state has unknown value 7"},
     {"bad job state in reply", bad_reply_job_state, BQ_E_PROTO,
      "could not decode CLI_REPLY message seq 77: Job.state has unknown value 100"},
+    {"bad backup state", bad_backup_state, BQ_E_PROTO,
+     "could not decode JOB_RESULT message seq 77: Backup.state has unknown value 5"},
+    {"negative backup state", bad_backup_state_neg, BQ_E_PROTO,
+     "Backup.state has unknown value -2"},
+    {"bad backup state in reply", bad_reply_backup_state, BQ_E_PROTO,
+     "could not decode CLI_REPLY message seq 77: Backup.state has unknown value 77"},
+    {"long Backup.id", bad_backup_id, BQ_E_PROTO,
+     "could not decode JOB_RESULT message seq 77: Backup.id is 32 bytes, longer than its limit of 31"},
+    {"long Backup.checksum_detail", bad_backup_detail, BQ_E_PROTO,
+     "Backup.checksum_detail is 256 bytes, longer than its limit of 255"},
+    {"empty store name", bad_backup_stores_empty, BQ_E_PROTO,
+     "Backup.stores[1] is an empty worker name"},
+    {"store name with comma", bad_backup_stores_comma, BQ_E_PROTO, "Backup.stores[0] contains ','"},
+    {"stores too long", bad_backup_stores_long, BQ_E_PROTO,
+     "Backup.stores joined by ',' are longer than their limit of 255 bytes"},
+    {"too many backup rows", bad_reply_backup_rows, BQ_E_PROTO,
+     "CliReply has 10001 backups, more than the limit of 10000"},
+    {"long Job.dest", bad_long_job_dest, BQ_E_PROTO,
+     "could not decode JOB_OFFER message seq 77: Job.dest is 1024 bytes, longer than its limit of 1023"},
+    {"long Job.checkpoint", bad_long_job_checkpoint, BQ_E_PROTO,
+     "Job.checkpoint is 8 bytes, longer than its limit of 7"},
+    {"long CliRequest.backup_id", bad_long_request_backup_id, BQ_E_PROTO,
+     "could not decode CLI_REQUEST message seq 77: CliRequest.backup_id is 32 bytes, longer than its limit of 31"},
+    {"long CliRequest.owner", bad_long_request_owner, BQ_E_PROTO,
+     "CliRequest.owner is 64 bytes, longer than its limit of 63"},
+    {"too many tablespaces", bad_tablespaces_count, BQ_E_PROTO,
+     "CliRequest has 257 tablespaces, more than the limit of 256"},
+    {"long tablespace mapping", bad_tablespace_long, BQ_E_PROTO,
+     "CliRequest.tablespaces is 1088 bytes, longer than its limit of 1087"},
 };
 
 static void test_bad_msgs(void **state)
@@ -935,7 +1274,33 @@ static bytes_t rec_cluster_nul(void)
     return b;
 }
 
-typedef enum { REC_JOB, REC_WORKER, REC_CLUSTER } rec_kind_t;
+static bytes_t rec_backup_state(void)
+{
+    Barque__Backup b = BARQUE__BACKUP__INIT;
+    b.id = "20240101T000000";
+    b.state = (Barque__BackupState)9;
+    return pack_msg(&b.base);
+}
+
+static bytes_t rec_backup_error(void)
+{
+    Barque__Backup b = BARQUE__BACKUP__INIT;
+    b.error = str_of(BQ_TEXT_MAX);
+    bytes_t out = pack_msg(&b.base);
+    free(b.error);
+    return out;
+}
+
+static bytes_t rec_backup_wal_nul(void)
+{
+    static const uint8_t rec[] = {0x82, 0x01, 3, '0', 0, '1'}; /* wal_begin (16) "0\01" */
+    bytes_t b = {malloc(sizeof rec), sizeof rec};
+    assert_non_null(b.buf);
+    memcpy(b.buf, rec, sizeof rec);
+    return b;
+}
+
+typedef enum { REC_JOB, REC_WORKER, REC_CLUSTER, REC_BACKUP } rec_kind_t;
 
 typedef struct {
     const char *name;
@@ -961,6 +1326,15 @@ static const bad_rec_t bad_recs[] = {
     {"cluster name with NUL", REC_CLUSTER, rec_cluster_nul, BQ_E_PROTO,
      "could not decode Cluster record: Cluster.name contains a NUL byte"},
     {"cluster oversized", REC_CLUSTER, bad_oversized, BQ_E_TOOBIG, "over the 4194304-byte limit"},
+    {"backup garbage", REC_BACKUP, bad_garbage, BQ_E_PROTO,
+     "could not decode Backup record: not a valid Backup"},
+    {"backup bad state", REC_BACKUP, rec_backup_state, BQ_E_PROTO,
+     "could not decode Backup record: Backup.state has unknown value 9"},
+    {"backup long error", REC_BACKUP, rec_backup_error, BQ_E_PROTO,
+     "could not decode Backup record: Backup.error is 1024 bytes, longer than its limit of 1023"},
+    {"backup WAL name with NUL", REC_BACKUP, rec_backup_wal_nul, BQ_E_PROTO,
+     "could not decode Backup record: Backup.wal_begin contains a NUL byte"},
+    {"backup oversized", REC_BACKUP, bad_oversized, BQ_E_TOOBIG, "over the 4194304-byte limit"},
 };
 
 static void test_bad_records(void **state)
@@ -970,6 +1344,7 @@ static void test_bad_records(void **state)
         bytes_t b = c->build();
         bq_errbuf_t e = {{0}};
         static bq_job_t j;
+        static bq_backup_t bk;
         bq_worker_t w;
         bq_cluster_t cl;
         void *out;
@@ -985,6 +1360,11 @@ static void test_bad_records(void **state)
             memset(&w, 0xa5, sizeof w);
             rc = proto_worker_decode(b.buf, b.len, &w, &e);
             out = &w, outlen = sizeof w;
+            break;
+        case REC_BACKUP:
+            memset(&bk, 0xa5, sizeof bk);
+            rc = proto_backup_decode(b.buf, b.len, &bk, &e);
+            out = &bk, outlen = sizeof bk;
             break;
         default:
             memset(&cl, 0xa5, sizeof cl);

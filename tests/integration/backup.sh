@@ -1,0 +1,69 @@
+# Backup helpers for integration tests. Source after lib.sh and fleet.sh, once the fleet
+# runs (fleet_coord_start, fleet_worker_start):
+#
+#     rc=0; id=$(backup_take db1) || rc=$?     # barque backup db1 --wait --json
+#     assert_eq DONE "$(backup_field db1 "$id" state)"
+#     backup_ids db1                           # every id, newest first
+#
+# backup_take keeps what the CLI said in $BQ_TMP/backup-last.{jsonl,err} (events on stdout,
+# errors on stderr), for assertions after it returned.
+
+# backup_take CLUSTER [ARGS...]: run `barque backup CLUSTER --wait --json ARGS...`, print the
+# id of the backup its last attempt wrote (empty when no worker took the job) and return the
+# CLI's exit status (0 DONE, 1 FAILED, 2 usage).
+backup_take() {
+    local cluster=$1 rc=0
+    shift
+    fleet_cli backup "$cluster" --wait --json "$@" >"$BQ_TMP/backup-last.jsonl" \
+        2>"$BQ_TMP/backup-last.err" || rc=$?
+    python3 - "$BQ_TMP/backup-last.jsonl" <<'PY' || return 3
+import json, sys
+events = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
+done = [e for e in events if e.get("event") == "done"]
+if done and done[-1].get("backup"):
+    print(done[-1]["backup"]["id"])
+PY
+    return "$rc"
+}
+
+# backup_events: the "event" of each line backup_take's CLI printed, space-separated.
+backup_events() {
+    python3 -c '
+import json, sys
+print(" ".join(json.loads(l)["event"] for l in open(sys.argv[1]) if l.strip()))' \
+        "$BQ_TMP/backup-last.jsonl"
+}
+
+# backup_field CLUSTER ID|latest|oldest FIELD: one field of `show-backup --json` ("" for null).
+backup_field() {
+    fleet_cli show-backup "$1" "$2" --json | python3 -c '
+import json, sys
+v = json.load(sys.stdin).get(sys.argv[1])
+print("" if v is None else v)' "$3"
+}
+
+# backup_ids CLUSTER: the ids of CLUSTER's backups, newest first, one a line.
+backup_ids() {
+    fleet_cli list-backups "$1" --json | python3 -c '
+import json, sys
+for b in json.load(sys.stdin):
+    print(b["id"])'
+}
+
+# backup_newest CLUSTER: the id of CLUSTER's newest backup, whatever its state ("" if none).
+backup_newest() {
+    fleet_cli list-backups "$1" --json | python3 -c '
+import json, sys
+b = json.load(sys.stdin)
+print(b[0]["id"] if b else "")'
+}
+
+# backup_state_is CLUSTER ID STATE (for bq_wait_for)
+backup_state_is() {
+    [[ $(backup_field "$1" "$2" state) == "$3" ]]
+}
+
+# backup_job_of CLUSTER ID: the job that took the backup.
+backup_job_of() {
+    backup_field "$1" "$2" job_id
+}

@@ -1,0 +1,716 @@
+/* The restore job (worker/jobs.h): a backup of this worker's store written out as a data
+ * directory that starts. The layout of a backup is worker/backup.c's:
+ *     data/PATH            -> DEST/PATH
+ *     tablespaces/OID/PATH -> the tablespace's directory (its location at backup time, or
+ *                             where a "NAME:PATH" relocation puts it), linked from
+ *                             DEST/pg_tblspc/OID
+ *     wal/NAME             -> DEST/pg_wal/NAME (so the server recovers with no archive)
+ * and data/backup_manifest lands in DEST, so pg_verifybackup DEST checks the result.
+ *
+ * Two passes over the backup: the manifest alone first (the facts: tablespaces and their
+ * names; the total size; for --delta every path with its size and checksum), so every
+ * refusal (unknown tablespace, DEST not empty, a server running in DEST) comes before a byte
+ * is written; then the data. Only symlinks at pg_tblspc/OID are made; files are created with
+ * O_EXCL (O_TRUNC under --delta) and O_NOFOLLOW, given their mode, owner and mtime, and each
+ * filesystem written is synced (syncfs) before the job reports success. */
+#include "jobs.h"
+
+#include "clock.h"
+#include "log.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define COMP "restore"
+#define TS_MAX 256
+#define PROGRESS_EVERY_MS 1000
+
+typedef struct {
+    uint32_t oid;
+    char name[BQ_NAME_MAX];
+    char location[PATH_MAX]; /* at backup time */
+    char target[PATH_MAX];   /* where it is restored */
+} rts_t;
+
+/* Paths of the backup under DEST and the tablespace targets (delta: what to keep). */
+typedef struct {
+    char *path;
+    uint64_t size;
+    uint8_t sum[32];
+    int is_file;
+} rent_t;
+
+typedef struct {
+    const bq_job_t *job;
+    jobs_ctx_t *ctx;
+    char dest[PATH_MAX];
+    rts_t ts[TS_MAX];
+    size_t nts;
+    uid_t uid;
+    gid_t gid;
+    int do_chown;
+    /* pass 1 */
+    uint64_t total;
+    rent_t *ents; /* open addressing on the path, delta only */
+    size_t nents, ents_cap;
+    /* pass 2: the file being written */
+    int fd;
+    int kind;     /* 0 none, 'f' file, 'd' directory, 'l' symlink */
+    char cur[PATH_MAX];
+    char bpath[PATH_MAX]; /* its path in the backup */
+    uint32_t mode;
+    int64_t mtime;
+    char link[PATH_MAX];
+    size_t link_len;
+    uint64_t done;
+    int64_t last_progress;
+    uint64_t files, skipped, removed;
+} rs_t;
+
+static uint64_t str_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++)
+        h = (h ^ (uint8_t)*s) * 1099511628211ull;
+    return h;
+}
+
+static rent_t *ent_find(rs_t *r, const char *path)
+{
+    if (r->ents_cap == 0)
+        return NULL;
+    for (size_t i = str_hash(path) & (r->ents_cap - 1);; i = (i + 1) & (r->ents_cap - 1)) {
+        if (!r->ents[i].path)
+            return NULL;
+        if (strcmp(r->ents[i].path, path) == 0)
+            return &r->ents[i];
+    }
+}
+
+static rent_t *ent_add(rs_t *r, const char *path, bq_errbuf_t *e)
+{
+    if ((r->nents + 1) * 2 > r->ents_cap) {
+        size_t cap = r->ents_cap ? r->ents_cap * 2 : 1024;
+        rent_t *n = calloc(cap, sizeof *n);
+        if (!n)
+            return bq_fail(e, BQ_E_NOMEM, "out of memory listing the backup"), NULL;
+        for (size_t i = 0; i < r->ents_cap; i++) {
+            if (!r->ents[i].path)
+                continue;
+            size_t j = str_hash(r->ents[i].path) & (cap - 1);
+            while (n[j].path)
+                j = (j + 1) & (cap - 1);
+            n[j] = r->ents[i];
+        }
+        free(r->ents);
+        r->ents = n;
+        r->ents_cap = cap;
+    }
+    size_t i = str_hash(path) & (r->ents_cap - 1);
+    while (r->ents[i].path) {
+        if (strcmp(r->ents[i].path, path) == 0)
+            return &r->ents[i];
+        i = (i + 1) & (r->ents_cap - 1);
+    }
+    if (!(r->ents[i].path = strdup(path)))
+        return bq_fail(e, BQ_E_NOMEM, "out of memory listing the backup"), NULL;
+    r->nents++;
+    return &r->ents[i];
+}
+
+static rts_t *ts_find(rs_t *r, uint32_t oid)
+{
+    for (size_t i = 0; i < r->nts; i++)
+        if (r->ts[i].oid == oid)
+            return &r->ts[i];
+    return NULL;
+}
+
+static rts_t *ts_get(rs_t *r, uint32_t oid, bq_errbuf_t *e)
+{
+    rts_t *t = ts_find(r, oid);
+    if (t)
+        return t;
+    if (r->nts == TS_MAX)
+        return bq_fail(e, BQ_E_TOOBIG, "the backup has more than %d tablespaces", TS_MAX), NULL;
+    t = &r->ts[r->nts++];
+    memset(t, 0, sizeof *t);
+    t->oid = oid;
+    return t;
+}
+
+/* "tablespace=OID LOCATION" and "tablespace_name=OID NAME" lines of pg.facts. */
+static int facts_parse(rs_t *r, const char *val, size_t len, bq_errbuf_t *e)
+{
+    const char *p = val, *end = val + len;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+        char line[PATH_MAX + 64];
+        if (n < sizeof line) {
+            memcpy(line, p, n);
+            line[n] = '\0';
+            int loc = strncmp(line, "tablespace=", 11) == 0;
+            int name = strncmp(line, "tablespace_name=", 16) == 0;
+            if (loc || name) {
+                char *rest = line + (loc ? 11 : 16), *sp = strchr(rest, ' ');
+                char *endp = NULL;
+                unsigned long oid = strtoul(rest, &endp, 10);
+                if (!sp || endp != sp || oid == 0 || oid > UINT32_MAX)
+                    return bq_fail(e, BQ_E_PROTO, "the backup's facts have a bad line: %s", line);
+                rts_t *t = ts_get(r, (uint32_t)oid, e);
+                if (!t)
+                    return BQ_E_TOOBIG;
+                if (loc)
+                    snprintf(t->location, sizeof t->location, "%s", sp + 1);
+                else
+                    snprintf(t->name, sizeof t->name, "%s", sp + 1);
+            }
+        }
+        p += n + 1;
+    }
+    return 0;
+}
+
+/* Where backup path bp goes; BQ_E_PROTO for a path outside the layout. */
+static int map_path(rs_t *r, const char *bp, char *out, size_t size, bq_errbuf_t *e)
+{
+    int n = -1;
+    if (strncmp(bp, "data/", 5) == 0) {
+        n = snprintf(out, size, "%s/%s", r->dest, bp + 5);
+    } else if (strncmp(bp, "wal/", 4) == 0 && !strchr(bp + 4, '/')) {
+        n = snprintf(out, size, "%s/pg_wal/%s", r->dest, bp + 4);
+    } else if (strncmp(bp, "tablespaces/", 12) == 0) {
+        char *endp = NULL;
+        unsigned long oid = strtoul(bp + 12, &endp, 10);
+        rts_t *t = endp && *endp == '/' ? ts_find(r, (uint32_t)oid) : NULL;
+        if (!t || !t->target[0])
+            return bq_fail(e, BQ_E_PROTO, "the backup holds %s, of a tablespace it does not "
+                           "describe", bp);
+        n = snprintf(out, size, "%s/%s", t->target, endp + 1);
+    }
+    if (n < 0)
+        return bq_fail(e, BQ_E_PROTO, "the backup holds %s, outside its layout", bp);
+    if ((size_t)n >= size)
+        return bq_fail(e, BQ_E_INVAL, "path too long: %s", out);
+    return 0;
+}
+
+/* ---- pass 1: the manifest ---- */
+
+static int p1_meta(void *arg, const char *key, const void *val, size_t len, bq_errbuf_t *e)
+{
+    return strcmp(key, "pg.facts") == 0 ? facts_parse(arg, val, len, e) : 0;
+}
+
+static int p1_end(void *arg, const char *path, uint64_t size, const uint8_t sum[32],
+                  bq_errbuf_t *e)
+{
+    rs_t *r = arg;
+    r->total += size;
+    if (!r->job->delta || strncmp(path, "tablespaces/", 12) == 0)
+        return 0; /* tablespace paths are mapped once the targets are known (pass 1b) */
+    char out[PATH_MAX];
+    int rc = map_path(r, path, out, sizeof out, e);
+    rent_t *en = rc == 0 ? ent_add(r, out, e) : NULL;
+    if (!en)
+        return rc ? rc : BQ_E_NOMEM;
+    en->size = size;
+    memcpy(en->sum, sum, 32);
+    return 0;
+}
+
+/* Pass 1b (delta): the tablespaces' paths, now that targets are known. Files and directories
+ * are told apart by mode, which file_begin gives. */
+static int p1b_begin(void *arg, const char *path, uint32_t mode, int64_t mtime, bq_errbuf_t *e)
+{
+    (void)mtime;
+    rs_t *r = arg;
+    char out[PATH_MAX];
+    int rc = map_path(r, path, out, sizeof out, e);
+    rent_t *en = rc == 0 ? ent_add(r, out, e) : NULL;
+    if (!en)
+        return rc ? rc : BQ_E_NOMEM;
+    en->is_file = S_ISREG(mode);
+    return 0;
+}
+
+static int p1b_end(void *arg, const char *path, uint64_t size, const uint8_t sum[32],
+                   bq_errbuf_t *e)
+{
+    rs_t *r = arg;
+    char out[PATH_MAX];
+    int rc = map_path(r, path, out, sizeof out, e);
+    rent_t *en = rc == 0 ? ent_find(r, out) : NULL;
+    if (en) {
+        en->size = size;
+        memcpy(en->sum, sum, 32);
+    }
+    return rc;
+}
+
+/* ---- checks before anything is written ---- */
+
+static int dir_empty(const char *path, int *empty, bq_errbuf_t *e)
+{
+    DIR *d = opendir(path);
+    if (!d)
+        return bq_fail(e, BQ_E_IO, "could not read %s: %s", path, strerror(errno));
+    struct dirent *de;
+    *empty = 1;
+    while ((de = readdir(d)) != NULL)
+        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0) {
+            *empty = 0;
+            break;
+        }
+    closedir(d);
+    return 0;
+}
+
+/* path must be absent (its parent existing) or an empty directory (any directory when
+ * delta); what: "destination", "tablespace X". */
+static int target_check(rs_t *r, const char *path, const char *what, bq_errbuf_t *e)
+{
+    if (path[0] != '/')
+        return bq_fail(e, BQ_E_INVAL, "%s %s is not an absolute path", what, path);
+    struct stat sb;
+    if (lstat(path, &sb) == 0) {
+        if (!S_ISDIR(sb.st_mode))
+            return bq_fail(e, BQ_E_INVAL, "%s %s exists and is not a directory", what, path);
+        int empty = 0, rc = dir_empty(path, &empty, e);
+        if (rc != 0)
+            return rc;
+        if (!empty && !r->job->delta)
+            return bq_fail(e, BQ_E_EXISTS, "%s %s is not empty (restore into an empty "
+                           "directory, or use --delta to rewrite only what differs)", what, path);
+        return 0;
+    }
+    if (errno != ENOENT)
+        return bq_fail(e, BQ_E_IO, "could not check %s %s: %s", what, path, strerror(errno));
+    char parent[PATH_MAX];
+    snprintf(parent, sizeof parent, "%s", path);
+    char *slash = strrchr(parent, '/');
+    if (slash == parent)
+        slash[1] = '\0';
+    else if (slash)
+        *slash = '\0';
+    if (stat(parent, &sb) != 0 || !S_ISDIR(sb.st_mode))
+        return bq_fail(e, BQ_E_NOTFOUND, "%s %s: its parent %s is not a directory", what, path,
+                       parent);
+    return 0;
+}
+
+static int owner_resolve(rs_t *r, bq_errbuf_t *e)
+{
+    if (r->job->owner[0]) {
+        struct passwd pw, *res = NULL;
+        char buf[4096];
+        if (getpwnam_r(r->job->owner, &pw, buf, sizeof buf, &res) != 0 || !res)
+            return bq_fail(e, BQ_E_NOTFOUND, "owner %s is not a user on worker %s", r->job->owner,
+                           r->ctx->worker ? r->ctx->worker : "?");
+        r->uid = pw.pw_uid;
+        r->gid = pw.pw_gid;
+    } else {
+        char parent[PATH_MAX];
+        snprintf(parent, sizeof parent, "%s", r->dest);
+        char *slash = strrchr(parent, '/');
+        if (slash == parent)
+            slash[1] = '\0';
+        else if (slash)
+            *slash = '\0';
+        struct stat sb;
+        if (stat(parent, &sb) != 0)
+            return bq_fail(e, BQ_E_NOTFOUND, "destination %s: its parent %s: %s", r->dest, parent,
+                           strerror(errno));
+        r->uid = sb.st_uid;
+        r->gid = sb.st_gid;
+    }
+    if (r->uid != geteuid() || r->gid != getegid()) {
+        if (geteuid() != 0)
+            return bq_fail(e, BQ_E_PERM, "cannot give the restored files to uid %u: worker %s does "
+                           "not run as root", (unsigned)r->uid, r->ctx->worker ? r->ctx->worker : "?");
+        r->do_chown = 1;
+    }
+    return 0;
+}
+
+/* Targets of the tablespaces: relocations "NAME:PATH" (NAME or OID) first, else where they
+ * were. */
+static int relocate(rs_t *r, bq_errbuf_t *e)
+{
+    for (size_t i = 0; i < r->nts; i++)
+        memcpy(r->ts[i].target, r->ts[i].location, sizeof r->ts[i].target);
+    const char *p = r->job->tablespaces;
+    while (*p) {
+        const char *nl = strchr(p, '\n');
+        size_t n = nl ? (size_t)(nl - p) : strlen(p);
+        char line[BQ_TEXT_MAX];
+        snprintf(line, sizeof line, "%.*s", (int)n, p);
+        p += n + (nl ? 1 : 0);
+        if (!line[0])
+            continue;
+        char *colon = strchr(line, ':');
+        if (!colon || colon == line || colon[1] != '/')
+            return bq_fail(e, BQ_E_USAGE, "tablespace relocation \"%s\" is not NAME:/ABSOLUTE/PATH",
+                           line);
+        *colon = '\0';
+        rts_t *t = NULL;
+        for (size_t i = 0; i < r->nts && !t; i++) {
+            char oid[16];
+            snprintf(oid, sizeof oid, "%u", r->ts[i].oid);
+            if (strcmp(r->ts[i].name, line) == 0 || strcmp(oid, line) == 0)
+                t = &r->ts[i];
+        }
+        if (!t) {
+            char have[512] = "";
+            for (size_t i = 0; i < r->nts; i++)
+                snprintf(have + strlen(have), sizeof have - strlen(have), "%s%s (%u)",
+                         i ? ", " : "", r->ts[i].name, r->ts[i].oid);
+            return bq_fail(e, BQ_E_NOTFOUND, "tablespace %s is not in backup %s (it has: %s)",
+                           line, r->job->backup_id, r->nts ? have : "none");
+        }
+        snprintf(t->target, sizeof t->target, "%s", colon + 1);
+    }
+    for (size_t i = 0; i < r->nts; i++) {
+        if (!r->ts[i].target[0])
+            return bq_fail(e, BQ_E_PROTO, "backup %s does not say where tablespace %u was",
+                           r->job->backup_id, r->ts[i].oid);
+        if (strncmp(r->ts[i].target, r->dest, strlen(r->dest)) == 0 &&
+            (r->ts[i].target[strlen(r->dest)] == '/' || !r->ts[i].target[strlen(r->dest)]))
+            return bq_fail(e, BQ_E_INVAL, "tablespace %s would be restored inside the destination "
+                           "(%s): relocate it with --tablespace %s:PATH", r->ts[i].name,
+                           r->ts[i].target, r->ts[i].name);
+    }
+    return 0;
+}
+
+/* ---- pass 2: the data ---- */
+
+static void progress(rs_t *r, int force)
+{
+    int64_t now = bq_mono_ms();
+    if (!force && now - r->last_progress < PROGRESS_EVERY_MS)
+        return;
+    r->last_progress = now;
+    r->ctx->progress(r->ctx, r->done, r->total > r->done ? r->total : r->done, "restoring");
+}
+
+static int mkdirs(const char *path, bq_errbuf_t *e) /* the parents of path */
+{
+    char tmp[PATH_MAX];
+    snprintf(tmp, sizeof tmp, "%s", path);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(tmp, 0700) != 0 && errno != EEXIST)
+            return bq_fail(e, BQ_E_IO, "could not create %s: %s", tmp, strerror(errno));
+        *p = '/';
+    }
+    return 0;
+}
+
+static int own(rs_t *r, const char *path, int fd, bq_errbuf_t *e)
+{
+    if (!r->do_chown)
+        return 0;
+    int rc = fd >= 0 ? fchown(fd, r->uid, r->gid) : lchown(path, r->uid, r->gid);
+    if (rc != 0)
+        return bq_fail(e, BQ_E_IO, "could not give %s to uid %u: %s", path, (unsigned)r->uid,
+                       strerror(errno));
+    return 0;
+}
+
+static int same_file(rs_t *r, const char *path, bq_errbuf_t *e)
+{
+    rent_t *en = ent_find(r, path);
+    if (!en)
+        return 0;
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    struct stat sb;
+    int same = 0;
+    if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && (uint64_t)sb.st_size == en->size) {
+        uint8_t sum[32];
+        uint64_t size = 0;
+        if (store_file_checksum(r->ctx->store, fd, &size, sum, e) == 0)
+            same = size == en->size && memcmp(sum, en->sum, 32) == 0;
+    }
+    close(fd);
+    return same;
+}
+
+static int p2_begin(void *arg, const char *path, uint32_t mode, int64_t mtime, bq_errbuf_t *e)
+{
+    rs_t *r = arg;
+    int rc = map_path(r, path, r->cur, sizeof r->cur, e);
+    if (rc != 0)
+        return rc;
+    snprintf(r->bpath, sizeof r->bpath, "%s", path);
+    r->mode = mode;
+    r->mtime = mtime;
+    if (S_ISDIR(mode)) {
+        r->kind = 'd';
+        if (mkdir(r->cur, 0700) != 0 && errno == ENOENT && (rc = mkdirs(r->cur, e)) == 0)
+            (void)mkdir(r->cur, 0700);
+        if (rc != 0)
+            return rc;
+        struct stat sb;
+        if (lstat(r->cur, &sb) != 0 || !S_ISDIR(sb.st_mode))
+            return bq_fail(e, BQ_E_IO, "could not create directory %s: %s", r->cur,
+                           errno ? strerror(errno) : "something else is there");
+        return 0;
+    }
+    if (S_ISLNK(mode)) {
+        r->kind = 'l';
+        r->link_len = 0;
+        return 0;
+    }
+    if (!S_ISREG(mode))
+        return bq_fail(e, BQ_E_PROTO, "the backup holds %s of an unknown type (mode %o)", path,
+                       mode);
+    r->kind = 'f';
+    if (r->job->delta && same_file(r, r->cur, e)) {
+        r->skipped++;
+        r->kind = 0;
+        struct stat sb;
+        if (stat(r->cur, &sb) == 0)
+            r->done += (uint64_t)sb.st_size;
+        return STORE_READ_SKIP;
+    }
+    int flags = O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC | (r->job->delta ? O_TRUNC : O_EXCL);
+    r->fd = open(r->cur, flags, 0600);
+    if (r->fd < 0 && errno == ENOENT && (rc = mkdirs(r->cur, e)) == 0)
+        r->fd = open(r->cur, flags, 0600);
+    if (rc != 0)
+        return rc;
+    if (r->fd < 0)
+        return bq_fail(e, BQ_E_IO, "could not create %s: %s", r->cur, strerror(errno));
+    return 0;
+}
+
+static int p2_data(void *arg, const void *buf, size_t len, bq_errbuf_t *e)
+{
+    rs_t *r = arg;
+    if (r->kind == 'l') {
+        if (r->link_len + len >= sizeof r->link)
+            return bq_fail(e, BQ_E_PROTO, "symlink %s has a target too long", r->bpath);
+        memcpy(r->link + r->link_len, buf, len);
+        r->link_len += len;
+        return 0;
+    }
+    const uint8_t *p = buf;
+    while (len > 0) {
+        ssize_t n = write(r->fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return bq_fail(e, BQ_E_IO, "could not write %s: %s", r->cur,
+                           n < 0 ? strerror(errno) : "no progress");
+        p += n;
+        len -= (size_t)n;
+        r->done += (uint64_t)n;
+    }
+    progress(r, 0);
+    return 0;
+}
+
+static int p2_end(void *arg, const char *path, uint64_t size, const uint8_t sum[32],
+                  bq_errbuf_t *e)
+{
+    (void)path, (void)size, (void)sum;
+    rs_t *r = arg;
+    int rc = 0;
+    if (r->kind == 'f') {
+        struct timespec ts[2] = {{r->mtime, 0}, {r->mtime, 0}};
+        if (fchmod(r->fd, r->mode & 07777) != 0 || futimens(r->fd, ts) != 0)
+            rc = bq_fail(e, BQ_E_IO, "could not set the mode or time of %s: %s", r->cur,
+                         strerror(errno));
+        if (rc == 0)
+            rc = own(r, r->cur, r->fd, e);
+        if (close(r->fd) != 0 && rc == 0)
+            rc = bq_fail(e, BQ_E_IO, "could not write %s: %s", r->cur, strerror(errno));
+        r->fd = -1;
+        r->files++;
+    } else if (r->kind == 'd') {
+        if (chmod(r->cur, r->mode & 07777) != 0)
+            rc = bq_fail(e, BQ_E_IO, "could not set the mode of %s: %s", r->cur, strerror(errno));
+        if (rc == 0)
+            rc = own(r, r->cur, -1, e);
+    } else if (r->kind == 'l') {
+        /* Only the links of pg_tblspc: to the tablespace's (relocated) directory. */
+        char *endp = NULL;
+        unsigned long oid = strncmp(r->bpath, "data/pg_tblspc/", 15) == 0
+                                ? strtoul(r->bpath + 15, &endp, 10) : 0;
+        rts_t *t = oid && endp && !*endp ? ts_find(r, (uint32_t)oid) : NULL;
+        if (!t)
+            return bq_fail(e, BQ_E_PROTO, "the backup holds a symlink at %s; only the links of "
+                           "pg_tblspc to known tablespaces are restored", r->bpath);
+        if (r->job->delta)
+            (void)unlink(r->cur);
+        if (mkdirs(t->target, e) != 0 || (mkdir(t->target, 0700) != 0 && errno != EEXIST))
+            return bq_fail(e, BQ_E_IO, "could not create tablespace directory %s: %s", t->target,
+                           strerror(errno));
+        if (symlink(t->target, r->cur) != 0)
+            return bq_fail(e, BQ_E_IO, "could not link %s to %s: %s", r->cur, t->target,
+                           strerror(errno));
+        rc = own(r, r->cur, -1, e);
+        if (rc == 0)
+            rc = own(r, t->target, -1, e);
+    }
+    r->kind = 0;
+    return rc;
+}
+
+/* ---- delta: what the backup does not have goes ---- */
+
+static rs_t *g_walk; /* nftw has no argument: one delta walk at a time per process */
+static pthread_mutex_t g_walk_mu = PTHREAD_MUTEX_INITIALIZER;
+static bq_errbuf_t g_walk_err;
+
+static int walk_one(const char *path, const struct stat *sb, int type, struct FTW *ftw)
+{
+    (void)sb;
+    if (ftw->level == 0)
+        return 0;
+    rs_t *r = g_walk;
+    if (ent_find(r, path))
+        return 0;
+    int rc = type == FTW_DP ? rmdir(path) : unlink(path);
+    if (rc != 0 && errno != ENOENT) {
+        bq_fail(&g_walk_err, BQ_E_IO, "could not remove %s: %s", path, strerror(errno));
+        return 1;
+    }
+    r->removed++;
+    return 0;
+}
+
+static int delta_remove(rs_t *r, const char *root, bq_errbuf_t *e)
+{
+    pthread_mutex_lock(&g_walk_mu);
+    g_walk = r;
+    int rc = nftw(root, walk_one, 32, FTW_PHYS | FTW_DEPTH);
+    if (rc != 0)
+        rc = bq_fail(e, BQ_E_IO, "%s", g_walk_err.msg[0] ? g_walk_err.msg : "could not walk");
+    g_walk = NULL;
+    pthread_mutex_unlock(&g_walk_mu);
+    return rc;
+}
+
+static int sync_fs(const char *path, bq_errbuf_t *e)
+{
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return bq_fail(e, BQ_E_IO, "could not open %s: %s", path, strerror(errno));
+    int rc = syncfs(fd) == 0 ? 0 : bq_fail(e, BQ_E_IO, "could not sync %s: %s", path,
+                                            strerror(errno));
+    close(fd);
+    return rc;
+}
+
+void jobs_restore(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res)
+{
+    bq_errbuf_t e = {{0}};
+    rs_t *r = calloc(1, sizeof *r);
+    int rc = r ? 0 : bq_fail(&e, BQ_E_NOMEM, "out of memory");
+    int64_t t0 = bq_mono_ms();
+    if (rc == 0) {
+        r->job = job;
+        r->ctx = ctx;
+        r->fd = -1;
+        if (!ctx->store)
+            rc = bq_fail(&e, BQ_E_CONFIG, "%s", ctx->no_store ? ctx->no_store : "no store");
+        else if (job->dest[0] != '/')
+            rc = bq_fail(&e, BQ_E_INVAL, "destination %s is not an absolute path", job->dest);
+        else
+            snprintf(r->dest, sizeof r->dest, "%s", job->dest);
+    }
+    size_t dl = r ? strlen(r->dest) : 0;
+    while (dl > 1 && r->dest[dl - 1] == '/')
+        r->dest[--dl] = '\0';
+    static const store_read_cb_t p1 = {.meta = p1_meta, .file_end = p1_end};
+    if (rc == 0)
+        rc = store_backup_walk(ctx->store, job->backup_id, &p1, r, &e);
+    if (rc == BQ_E_NOTFOUND)
+        rc = bq_fail(&e, BQ_E_NOTFOUND, "backup %s is not in the store of worker %s",
+                     job->backup_id, ctx->worker ? ctx->worker : "?");
+    if (rc == 0)
+        rc = relocate(r, &e);
+    if (rc == 0 && job->delta) {
+        static const store_read_cb_t p1b = {.file_begin = p1b_begin, .file_end = p1b_end};
+        rc = store_backup_walk(ctx->store, job->backup_id, &p1b, r, &e);
+    }
+    if (rc == 0)
+        rc = target_check(r, r->dest, "destination", &e);
+    char pid[PATH_MAX + 32];
+    snprintf(pid, sizeof pid, "%s/postmaster.pid", r ? r->dest : "");
+    if (rc == 0 && access(pid, F_OK) == 0)
+        rc = bq_fail(&e, BQ_E_STATE, "destination %s has a postmaster.pid: stop the server "
+                     "running there first", r->dest);
+    for (size_t i = 0; rc == 0 && i < r->nts; i++) {
+        char what[BQ_NAME_MAX + 16];
+        snprintf(what, sizeof what, "tablespace %s", r->ts[i].name[0] ? r->ts[i].name : "?");
+        rc = target_check(r, r->ts[i].target, what, &e);
+    }
+    if (rc == 0)
+        rc = owner_resolve(r, &e);
+    if (rc == 0 && mkdir(r->dest, 0700) != 0 && errno != EEXIST)
+        rc = bq_fail(&e, BQ_E_IO, "could not create destination %s: %s", r->dest, strerror(errno));
+    if (rc == 0)
+        rc = own(r, r->dest, -1, &e);
+    if (rc == 0) {
+        progress(r, 1);
+        static const store_read_cb_t p2 = {.file_begin = p2_begin, .data = p2_data,
+                                           .file_end = p2_end};
+        rc = store_backup_read(ctx->store, job->backup_id, &p2, r, &e);
+        if (r->fd >= 0)
+            close(r->fd);
+    }
+    if (rc == 0 && job->delta) {
+        rc = delta_remove(r, r->dest, &e);
+        for (size_t i = 0; rc == 0 && i < r->nts; i++)
+            rc = delta_remove(r, r->ts[i].target, &e);
+    }
+    if (rc == 0)
+        rc = sync_fs(r->dest, &e);
+    for (size_t i = 0; rc == 0 && i < r->nts; i++)
+        rc = sync_fs(r->ts[i].target, &e);
+    if (rc == 0) {
+        progress(r, 1);
+        bq_info(COMP, job->id, "restore of backup %s of %s to %s: done in %.1f s, %" PRIu64
+                " files written, %" PRIu64 " unchanged, %" PRIu64 " removed, %.1f MB",
+                job->backup_id, job->cluster, r->dest, (double)(bq_mono_ms() - t0) / 1000,
+                r->files, r->skipped, r->removed, (double)r->done / 1e6);
+        res->ok = 1;
+        res->has_restore = 1;
+        res->restore.files_written = r->files;
+        res->restore.files_unchanged = r->skipped;
+        res->restore.files_removed = r->removed;
+        res->restore.bytes = r->done;
+        res->restore.duration_ms = bq_mono_ms() - t0;
+    } else {
+        res->ok = 0;
+        res->retryable = rc == BQ_E_IO || rc == BQ_E_NOMEM;
+        snprintf(res->error, sizeof res->error, "restore of backup %s of cluster %s to %s: %s",
+                 job->backup_id, job->cluster, job->dest, e.msg);
+    }
+    if (r) {
+        for (size_t i = 0; i < r->ents_cap; i++)
+            free(r->ents[i].path);
+        free(r->ents);
+    }
+    free(r);
+}
