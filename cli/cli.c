@@ -35,7 +35,13 @@ enum {
     OPT_CHUNK_SIZE = 1 << 10,
     OPT_NEW_KEY = 1 << 11,
     OPT_SPREAD = 1 << 12,
+    OPT_WORKER = 1 << 13,
+    OPT_TABLESPACE = 1 << 14,
+    OPT_DELTA = 1 << 15,
+    OPT_OWNER = 1 << 16,
 };
+
+#define CLI_TABLESPACES_MAX 64
 
 enum {
     VERB_OFFLINE = 1 << 0, /* runs without the coordinator (no config, no connection) */
@@ -57,6 +63,11 @@ typedef struct {
     const char *level;       /* store init */
     const char *chunk_size;  /* store init */
     int spread;              /* backup: spread checkpoint */
+    const char *worker;      /* recover: --worker */
+    const char *tablespaces[CLI_TABLESPACES_MAX]; /* recover: --tablespace NAME:PATH */
+    int ntablespaces;
+    int delta;               /* recover: --delta */
+    const char *owner;       /* recover: --owner */
     int help;
     int nargs;
     const char *args[8];
@@ -507,6 +518,7 @@ typedef struct {
     int64_t last_plain;          /* when the last plain line was printed */
     uint64_t last_done;
     int drawn;                   /* a progress bar is on the terminal's line */
+    char label[BQ_TEXT_MAX];     /* plain lines: what is watched ("" = the backup) */
 } backup_watch_t;
 
 static void watch_clear_line(backup_watch_t *w)
@@ -563,8 +575,12 @@ static void watch_progress(backup_watch_t *w, const char *cluster, const bq_job_
         w->drawn = 1;
     } else if (!w->last_plain || now - w->last_plain >= BACKUP_PLAIN_EVERY_MS) {
         w->last_plain = now;
-        printf("backup %s of cluster %s: %.1f%% (%s of %s), %.1f MB/s, ETA %s\n", w->id,
-               cluster, pct, bd, total ? bt : "?", rate / 1e6, etas);
+        if (w->label[0])
+            printf("%s: %.1f%% (%s of %s), %.1f MB/s, ETA %s\n", w->label, pct, bd,
+                   total ? bt : "?", rate / 1e6, etas);
+        else
+            printf("backup %s of cluster %s: %.1f%% (%s of %s), %.1f MB/s, ETA %s\n", w->id,
+                   cluster, pct, bd, total ? bt : "?", rate / 1e6, etas);
         fflush(stdout);
     }
 }
@@ -729,6 +745,125 @@ static int verb_backup(cli_t *c)
     return 0;
 }
 
+/* recover --wait: follow the restore job to its end. */
+static int recover_wait(cli_t *c, const char *cluster, const char *id, uint64_t job_id,
+                        const char *dest)
+{
+    bq_errbuf_t e;
+    static bq_job_t j;
+    backup_watch_t w;
+    memset(&w, 0, sizeof w);
+    w.tty = isatty(STDOUT_FILENO) && !c->o->json;
+    w.json = c->o->json;
+    snprintf(w.id, sizeof w.id, "%s", id);
+    snprintf(w.label, sizeof w.label, "restore of backup %s of cluster %s to %s", id, cluster,
+             dest);
+    int rc = 0;
+    /* Restores can take hours: no time limit, but a coordinator that stops answering ends it
+     * (job_get's timeout); at most a month of 1 s polls. */
+    for (int i = 0; i < 31 * 86400; i++) {
+        if ((rc = job_get(c, job_id, &j, &e)) != 0)
+            break;
+        if (bq_job_state_terminal(j.state))
+            break;
+        if (j.state == BQ_JOB_RUNNING && j.progress_total)
+            watch_progress(&w, cluster, &j);
+        struct timespec ts = {1, 0};
+        nanosleep(&ts, NULL);
+    }
+    watch_clear_line(&w);
+    if (rc != 0)
+        return fail(rc, e.msg);
+    if (!bq_job_state_terminal(j.state))
+        return fail(BQ_E_TIMEOUT, "gave up waiting for the restore job");
+    const bq_restore_result_t *r = &j.restore;
+    if (c->o->json) {
+        json_t *o = json_pack("{s:s, s:I, s:s, s:s, s:s, s:s, s:s}", "event", "done", "job_id",
+                              (json_int_t)job_id, "cluster", cluster, "backup_id", id, "dest",
+                              dest, "worker", j.worker, "state", bq_job_state_name(j.state));
+        if (j.state != BQ_JOB_SUCCEEDED)
+            json_object_set_new(o, "error", json_string(j.error));
+        if (j.has_restore)
+            json_object_set_new(o, "restore", json_pack("{s:I, s:I, s:I, s:I, s:I}",
+                "files_written", (json_int_t)r->files_written, "files_unchanged",
+                (json_int_t)r->files_unchanged, "files_removed", (json_int_t)r->files_removed,
+                "bytes", (json_int_t)r->bytes, "duration_ms", (json_int_t)r->duration_ms));
+        out_json_line(stdout, o);
+    }
+    if (j.state != BQ_JOB_SUCCEEDED) {
+        char msg[BQ_TEXT_MAX + 128];
+        snprintf(msg, sizeof msg, "restore job %" PRIu64 " %s: %s", job_id,
+                 bq_job_state_name(j.state), j.error[0] ? j.error : "-");
+        return fail(BQ_E_IO, msg);
+    }
+    if (!c->o->json) {
+        char b[32], d[32];
+        out_bytes(r->bytes, b, sizeof b);
+        out_duration(r->duration_ms, d, sizeof d);
+        printf("restored backup %s of cluster %s to %s on worker %s: %s in %s, %" PRIu64
+               " files written, %" PRIu64 " unchanged, %" PRIu64 " removed\n", id, cluster, dest,
+               j.worker, b, d, r->files_written, r->files_unchanged, r->files_removed);
+    }
+    return 0;
+}
+
+static int verb_recover(cli_t *c)
+{
+    bq_msg_cli_request_t req;
+    memset(&req, 0, sizeof req);
+    snprintf(req.verb, sizeof req.verb, "recover");
+    const char *id = c->o->args[1], *dest = c->o->args[2];
+    if (cluster_arg("recover", c->o->args[0], req.cluster, sizeof req.cluster))
+        return 2;
+    if (strcmp(id, "latest") != 0 && strcmp(id, "oldest") != 0 && !bq_backup_id_valid(id))
+        return err_usage("recover: %s is not a backup id (YYYYMMDDTHHMMSS, latest or oldest)", id);
+    if (dest[0] != '/')
+        return err_usage("recover: DEST %s must be an absolute path (it is on the worker's host)",
+                         dest);
+    if (strlen(dest) >= sizeof req.dest)
+        return err_usage("recover: DEST is longer than %zu bytes", sizeof req.dest - 1);
+    if (!c->o->worker)
+        return err_usage("recover needs --worker NAME: the worker that writes DEST");
+    if (!bq_name_valid(c->o->worker))
+        return err_usage("recover: %s is not a valid worker name", c->o->worker);
+    snprintf(req.backup_id, sizeof req.backup_id, "%s", id);
+    snprintf(req.dest, sizeof req.dest, "%s", dest);
+    snprintf(req.worker, sizeof req.worker, "%s", c->o->worker);
+    if (c->o->owner)
+        snprintf(req.owner, sizeof req.owner, "%s", c->o->owner);
+    req.delta = c->o->delta;
+    char maps[CLI_TABLESPACES_MAX][BQ_TABLESPACE_MAP_MAX];
+    for (int i = 0; i < c->o->ntablespaces; i++) {
+        const char *m = c->o->tablespaces[i], *colon = strchr(m, ':');
+        if (!colon || colon == m || colon[1] != '/' || strlen(m) >= sizeof maps[0])
+            return err_usage("recover: --tablespace %s is not NAME:/ABSOLUTE/PATH", m);
+        snprintf(maps[i], sizeof maps[i], "%s", m);
+    }
+    req.tablespaces = maps;
+    req.ntablespaces = (size_t)c->o->ntablespaces;
+    bq_msg_t r;
+    bq_errbuf_t e;
+    int rc = cli_call(c, &req, &r, &e);
+    if (rc)
+        return fail(rc, e.msg);
+    uint64_t job_id = r.u.cli_reply.job_id;
+    char bid[BQ_BACKUP_ID_MAX];
+    snprintf(bid, sizeof bid, "%s", r.u.cli_reply.nbackups ? r.u.cli_reply.backups[0].id : id);
+    proto_msg_clear(&r);
+    if (c->o->json && !c->o->wait) {
+        out_json_line(stdout, json_pack("{s:s, s:I, s:s, s:s, s:s, s:s}", "event", "queued",
+                                        "job_id", (json_int_t)job_id, "cluster", req.cluster,
+                                        "backup_id", bid, "dest", dest, "worker", req.worker));
+        return 0;
+    }
+    if (!c->o->json)
+        printf("restore job %" PRIu64 ": backup %s of cluster %s to %s on worker %s queued\n",
+               job_id, bid, req.cluster, dest, req.worker);
+    if (!c->o->wait)
+        return 0;
+    return recover_wait(c, req.cluster, bid, job_id, dest);
+}
+
 static int verb_list_backups(cli_t *c)
 {
     bq_msg_cli_request_t req;
@@ -830,6 +965,19 @@ static const verb_t verbs[] = {
      "ETA on a terminal, a plain line every 10 s otherwise, one JSON object per line and\n"
      "event with --json; no time limit, but gives up when the coordinator does not answer\n"
      "within the timeout. Exit 0 when the backup is DONE, 1 when it FAILED.", 0, NULL},
+    {"recover", 3, 3, OPT_JSON | OPT_WAIT | OPT_WORKER | OPT_TABLESPACE | OPT_DELTA | OPT_OWNER,
+     verb_recover,
+     "recover CLUSTER BACKUP_ID|latest|oldest DEST --worker NAME [--tablespace NAME:PATH]...\n"
+     "               [--delta] [--owner USER] [--wait] [--json]",
+     "Restore a DONE backup of CLUSTER (latest, oldest: the newest/oldest DONE one) into DEST, an\n"
+     "absolute path on the host of worker NAME, as a data directory that starts: files with\n"
+     "their modes, owned by USER (default: the owner of DEST's parent), the WAL the backup needs\n"
+     "in pg_wal (no archive needed), the server's backup_manifest (pg_verifybackup DEST checks\n"
+     "it), and tablespaces where they were, or at PATH for each --tablespace NAME:PATH. DEST\n"
+     "must be empty or absent; with --delta, only files whose content differs are rewritten and\n"
+     "files the backup does not have are removed. The worker must hold the backup in its store\n"
+     "(show-backup lists the stores). --wait follows it with a progress bar; exit 0 when DEST is\n"
+     "restored and synced, 1 when the restore failed.", 0, NULL},
     {"list-backups", 1, 1, OPT_JSON, verb_list_backups, "list-backups CLUSTER [--json]",
      "The backups of CLUSTER in the catalog, newest first (the newest 1,000): id, state, end\n"
      "time, size, stored size (what it added to the store), WAL range, and why it failed.", 0,
@@ -935,6 +1083,26 @@ int cli_main(int argc, char **argv)
         } else if (strcmp(a, "--spread") == 0) {
             o.spread = 1;
             seen |= OPT_SPREAD;
+        } else if (strcmp(a, "--delta") == 0) {
+            o.delta = 1;
+            seen |= OPT_DELTA;
+        } else if (strcmp(a, "--worker") == 0 || strcmp(a, "--owner") == 0 ||
+                   strcmp(a, "--tablespace") == 0) {
+            if (!val)
+                return err_usage("option %s needs a value", a);
+            i++;
+            if (strcmp(a, "--worker") == 0) {
+                o.worker = val;
+                seen |= OPT_WORKER;
+            } else if (strcmp(a, "--owner") == 0) {
+                o.owner = val;
+                seen |= OPT_OWNER;
+            } else {
+                if (o.ntablespaces == CLI_TABLESPACES_MAX)
+                    return err_usage("at most %d --tablespace options", CLI_TABLESPACES_MAX);
+                o.tablespaces[o.ntablespaces++] = val;
+                seen |= OPT_TABLESPACE;
+            }
         } else if (strcmp(a, "--count") == 0) {
             char *end;
             unsigned long v = val ? strtoul(val, &end, 10) : 0;

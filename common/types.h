@@ -137,6 +137,9 @@ typedef struct {
     char tablespaces[BQ_TEXT_MAX];    /* restore: "NAME:PATH" relocations, joined by '\n' */
     char owner[BQ_NAME_MAX];          /* restore: owner of the files ("": DEST's parent's) */
     int delta;                        /* restore: rewrite only what differs */
+    char pin_worker[BQ_NAME_MAX];     /* only this worker may run it ("" = any of the site) */
+    int has_restore;                  /* restore: what the last attempt wrote */
+    bq_restore_result_t restore;
 } bq_job_t;
 
 typedef struct {

@@ -41,6 +41,7 @@ typedef struct {
     uint64_t id;
     bq_job_state_t state;
     char site[BQ_NAME_MAX];
+    char pin[BQ_NAME_MAX];    /* only this worker may run it ("" = any of the site) */
     int worker;               /* index into workers, -1 when none */
     uint32_t attempt;
     int64_t lease_deadline;   /* monotonic */
@@ -142,6 +143,7 @@ static int job_index_add(coord_t *c, const bq_job_t *j)
     s->id = j->id;
     s->state = j->state;
     snprintf(s->site, sizeof s->site, "%s", j->site);
+    snprintf(s->pin, sizeof s->pin, "%s", j->pin_worker);
     s->worker = j->worker[0] ? worker_find(c, j->worker) : -1;
     s->attempt = j->attempt;
     s->cancel_requested = j->cancel_requested;
@@ -281,6 +283,10 @@ static void job_apply(bq_job_t *j, void *arg)
     if (ch->result && ch->result->has_check) {
         j->has_check = 1;
         j->check = ch->result->check;
+    }
+    if (ch->result && ch->result->has_restore) {
+        j->has_restore = 1;
+        j->restore = ch->result->restore;
     }
 }
 
@@ -491,14 +497,14 @@ static void dispatch(coord_t *c)
             c->dispatch_dirty = 1; /* look again when it is due */
             continue;
         }
-        if (strcmp(s->site, full_site) == 0)
+        if (!s->pin[0] && strcmp(s->site, full_site) == 0)
             continue;
         int best = -1;
         uint32_t best_free = 0;
         for (size_t k = 0; k < c->nworkers; k++) {
             worker_state_t *w = &c->workers[k];
             if (!w->rec.online || w->last_seen_mono < online_after || w->assigned >= w->cap ||
-                strcmp(w->rec.site, s->site) != 0)
+                strcmp(w->rec.site, s->site) != 0 || (s->pin[0] && strcmp(w->rec.name, s->pin) != 0))
                 continue;
             uint32_t free_slots = w->cap - w->assigned;
             if (best < 0 || free_slots > best_free ||
@@ -508,7 +514,8 @@ static void dispatch(coord_t *c)
             }
         }
         if (best < 0) {
-            snprintf(full_site, sizeof full_site, "%s", s->site);
+            if (!s->pin[0]) /* a pinned job says nothing of the site's other workers */
+                snprintf(full_site, sizeof full_site, "%s", s->site);
             continue;
         }
         job_offer(c, s, best);
@@ -913,6 +920,68 @@ static int cli_backup_cluster(coord_t *c, catalog_txn_t *rt, const char *verb,
     return 0;
 }
 
+static int job_insert(coord_t *c, bq_job_t *jp, uint64_t *id, bq_errbuf_t *e);
+
+/* 1 when name is one of the comma-separated names in list. */
+static int name_in_list(const char *list, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = list; *p;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        if (len == n && strncmp(p, name, n) == 0)
+            return 1;
+        p += len + (comma ? 1 : 0);
+    }
+    return 0;
+}
+
+/* A restore job for recover: backup b (resolved by the caller) to q->dest on q->worker. */
+static int recover_create(coord_t *c, const bq_msg_cli_request_t *q, const bq_backup_t *b,
+                          uint64_t *id, bq_errbuf_t *e)
+{
+    const bq_cfg_worker_ref_t *w = q->worker[0] ? bq_coord_config_worker(&c->cfg, q->worker) : NULL;
+    if (b->state != BQ_BACKUP_DONE)
+        return bq_fail(e, BQ_E_STATE, "could not recover backup %s of cluster %s: it is %s, not "
+                       "DONE", b->id, q->cluster, bq_backup_state_name(b->state));
+    if (!q->worker[0])
+        return bq_fail(e, BQ_E_USAGE, "recover needs --worker NAME: the worker that writes DEST");
+    if (!w)
+        return bq_fail(e, BQ_E_NOTFOUND, "could not recover cluster %s: no worker %s in the "
+                       "coordinator's config", q->cluster, q->worker);
+    if (q->dest[0] != '/')
+        return bq_fail(e, BQ_E_USAGE, "could not recover cluster %s: destination \"%s\" is not an "
+                       "absolute path", q->cluster, q->dest);
+    if (!name_in_list(b->stores, w->name))
+        return bq_fail(e, BQ_E_STATE, "could not recover backup %s of cluster %s on worker %s: "
+                       "only the store of %s holds it, and a restore through another worker "
+                       "(fetching the chunks from that store) is not built yet\nhint: use "
+                       "--worker with one of: %s", b->id, q->cluster, w->name, b->stores, b->stores);
+    static bq_job_t j; /* large: off the stack */
+    memset(&j, 0, sizeof j);
+    j.type = BQ_JOB_RESTORE;
+    snprintf(j.cluster, sizeof j.cluster, "%s", q->cluster);
+    snprintf(j.site, sizeof j.site, "%s", w->site);
+    snprintf(j.pin_worker, sizeof j.pin_worker, "%s", w->name);
+    snprintf(j.backup_id, sizeof j.backup_id, "%s", b->id);
+    snprintf(j.dest, sizeof j.dest, "%s", q->dest);
+    snprintf(j.owner, sizeof j.owner, "%s", q->owner);
+    j.delta = q->delta;
+    size_t off = 0;
+    for (size_t i = 0; i < q->ntablespaces; i++) {
+        const char *m = q->tablespaces[i], *colon = strchr(m, ':');
+        if (!colon || colon == m || colon[1] != '/' || strchr(m, '\n'))
+            return bq_fail(e, BQ_E_USAGE, "tablespace relocation \"%s\" is not NAME:/ABSOLUTE/PATH",
+                           m);
+        int n = snprintf(j.tablespaces + off, sizeof j.tablespaces - off, "%s%s", off ? "\n" : "", m);
+        if (n < 0 || (size_t)n >= sizeof j.tablespaces - off)
+            return bq_fail(e, BQ_E_USAGE, "tablespace relocations: more than %zu bytes in all",
+                           sizeof j.tablespaces - 1);
+        off += (size_t)n;
+    }
+    return job_insert(c, &j, id, e);
+}
+
 static void reply_workers(coord_t *c, bq_msg_cli_reply_t *r)
 {
     r->workers = calloc(c->nworkers ? c->nworkers : 1, sizeof *r->workers);
@@ -930,23 +999,35 @@ static void reply_workers(coord_t *c, bq_msg_cli_reply_t *r)
 }
 
 /* Queue a new job. checkpoint: backup jobs' ("fast" or "spread"), else NULL. */
+/* Queue job j (type, cluster, site and the type's own fields set by the caller). */
+static int job_insert(coord_t *c, bq_job_t *jp, uint64_t *id, bq_errbuf_t *e);
+
 static int job_create(coord_t *c, bq_job_type_t type, const char *cluster, const char *site,
                       int64_t sleep_ms, const char *checkpoint, uint64_t *id, bq_errbuf_t *e)
+{
+    static bq_job_t j;
+    memset(&j, 0, sizeof j);
+    j.type = type;
+    snprintf(j.cluster, sizeof j.cluster, "%s", cluster);
+    snprintf(j.site, sizeof j.site, "%s", site);
+    j.sleep_ms = sleep_ms;
+    if (checkpoint)
+        snprintf(j.checkpoint, sizeof j.checkpoint, "%s", checkpoint);
+    return job_insert(c, &j, id, e);
+}
+
+static int job_insert(coord_t *c, bq_job_t *jp, uint64_t *id, bq_errbuf_t *e)
 {
     catalog_txn_t *t = wtxn(c);
     if (!t)
         return bq_fail(e, c->batch_failed, "%s", c->batch_err.msg);
-    static bq_job_t j;
-    memset(&j, 0, sizeof j);
-    j.type = type;
+    static bq_job_t j; /* large: off the stack */
+    j = *jp;
+    bq_job_type_t type = j.type;
+    const char *cluster = jp->cluster, *site = jp->site;
     j.state = BQ_JOB_QUEUED;
-    snprintf(j.cluster, sizeof j.cluster, "%s", cluster);
-    snprintf(j.site, sizeof j.site, "%s", site);
     j.max_attempts = (uint32_t)c->cfg.job_max_attempts;
     j.created_ms = j.updated_ms = bq_wall_ms();
-    j.sleep_ms = sleep_ms;
-    if (checkpoint)
-        snprintf(j.checkpoint, sizeof j.checkpoint, "%s", checkpoint);
     int rc = catalog_job_new(t, &j, e);
     if (rc) {
         batch_fail(c, rc, e);
@@ -1081,12 +1162,13 @@ static void on_cli(coord_t *c, const bq_peer_t *from, bq_msg_t *m)
             rc = 0;
         if (rc == 0)
             list_backups_unring(&bl);
-    } else if (strcmp(q->verb, "show-backup") == 0) {
+    } else if (strcmp(q->verb, "show-backup") == 0 || strcmp(q->verb, "recover") == 0) {
+        int recover = strcmp(q->verb, "recover") == 0;
         int oldest = strcmp(q->backup_id, "oldest") == 0;
         int latest = strcmp(q->backup_id, "latest") == 0;
         rc = catalog_txn_begin(c->cat, 0, &rt, &e);
         if (rc == 0)
-            rc = cli_backup_cluster(c, rt, "show-backup", q->cluster, &e);
+            rc = cli_backup_cluster(c, rt, q->verb, q->cluster, &e);
         if (rc == 0 && !oldest && !latest && !bq_backup_id_valid(q->backup_id))
             rc = bq_fail(&e, BQ_E_USAGE, "%s is not a backup id (YYYYMMDDTHHMMSS, latest or "
                          "oldest)", q->backup_id[0] ? q->backup_id : "\"\"");
@@ -1109,6 +1191,14 @@ static void on_cli(coord_t *c, const bq_peer_t *from, bq_msg_t *m)
         }
         if (rc == 0)
             r->nbackups = 1;
+        if (rc == 0 && recover) {
+            catalog_txn_abort(&rt); /* the job is written in the batch's own transaction */
+            rc = recover_create(c, q, &r->backups[0], &r->job_id, &e);
+            if (rc == 0)
+                bq_info(COMP, r->job_id, "restore of backup %s of cluster %s to %s on worker %s "
+                        "requested by operator %s%s", r->backups[0].id, q->cluster, q->dest,
+                        q->worker, op, q->delta ? " (delta)" : "");
+        }
     } else if (strcmp(q->verb, "check") == 0 || strcmp(q->verb, "sleep") == 0) {
         int check = strcmp(q->verb, "check") == 0;
         const bq_cfg_cluster_t *cl = q->cluster[0] ? bq_coord_config_cluster(&c->cfg, q->cluster) : NULL;

@@ -283,6 +283,27 @@ static int codec_check_from_pb(const Barque__CheckResult *pb, bq_check_result_t 
     return 0;
 }
 
+/* ---- RestoreResult (plain numbers) ------------------------------------------------------ */
+
+static void codec_restore_to_pb(const bq_restore_result_t *c, Barque__RestoreResult *pb)
+{
+    barque__restore_result__init(pb);
+    pb->files_written = c->files_written;
+    pb->files_unchanged = c->files_unchanged;
+    pb->files_removed = c->files_removed;
+    pb->bytes = c->bytes;
+    pb->duration_ms = c->duration_ms;
+}
+
+static void codec_restore_from_pb(const Barque__RestoreResult *pb, bq_restore_result_t *c)
+{
+    c->files_written = pb->files_written;
+    c->files_unchanged = pb->files_unchanged;
+    c->files_removed = pb->files_removed;
+    c->bytes = pb->bytes;
+    c->duration_ms = pb->duration_ms;
+}
+
 /* ---- Job ----------------------------------------------------------------------------- */
 
 static int codec_job_to_pb(codec_arena_t *a, const bq_job_t *c, Barque__Job *pb, bq_errbuf_t *e)
@@ -296,8 +317,18 @@ static int codec_job_to_pb(codec_arena_t *a, const bq_job_t *c, Barque__Job *pb,
     if ((rc = STR_PUT("Job", cluster)) < 0 || (rc = STR_PUT("Job", site)) < 0 ||
         (rc = STR_PUT("Job", worker)) < 0 || (rc = STR_PUT("Job", error)) < 0 ||
         (rc = STR_PUT("Job", conninfo)) < 0 || (rc = STR_PUT("Job", backup_id)) < 0 ||
-        (rc = STR_PUT("Job", checkpoint)) < 0 || (rc = STR_PUT("Job", dest)) < 0)
+        (rc = STR_PUT("Job", checkpoint)) < 0 || (rc = STR_PUT("Job", dest)) < 0 ||
+        (rc = STR_PUT("Job", tablespaces)) < 0 || (rc = STR_PUT("Job", owner)) < 0 ||
+        (rc = STR_PUT("Job", pin_worker)) < 0)
         return rc;
+    pb->delta = !!c->delta;
+    if (c->has_restore) {
+        Barque__RestoreResult *rr = ARENA_NEW(a, Barque__RestoreResult);
+        if (!rr)
+            return codec_nomem(e);
+        codec_restore_to_pb(&c->restore, rr);
+        pb->restore = rr;
+    }
     pb->id = c->id;
     pb->type = (Barque__JobType)c->type;
     pb->state = (Barque__JobState)c->state;
@@ -334,8 +365,15 @@ static int codec_job_from_pb(const Barque__Job *pb, bq_job_t *c, bq_errbuf_t *e)
     if ((rc = STR_GET("Job", cluster)) < 0 || (rc = STR_GET("Job", site)) < 0 ||
         (rc = STR_GET("Job", worker)) < 0 || (rc = STR_GET("Job", error)) < 0 ||
         (rc = STR_GET("Job", conninfo)) < 0 || (rc = STR_GET("Job", backup_id)) < 0 ||
-        (rc = STR_GET("Job", checkpoint)) < 0 || (rc = STR_GET("Job", dest)) < 0)
+        (rc = STR_GET("Job", checkpoint)) < 0 || (rc = STR_GET("Job", dest)) < 0 ||
+        (rc = STR_GET("Job", tablespaces)) < 0 || (rc = STR_GET("Job", owner)) < 0 ||
+        (rc = STR_GET("Job", pin_worker)) < 0)
         return rc;
+    c->delta = !!pb->delta;
+    if (pb->restore) {
+        codec_restore_from_pb(pb->restore, &c->restore);
+        c->has_restore = 1;
+    }
     c->id = pb->id;
     c->type = (bq_job_type_t)pb->type;
     c->state = (bq_job_state_t)pb->state;
@@ -948,6 +986,13 @@ static int codec_body_to_pb(codec_arena_t *a, const bq_msg_t *m, ProtobufCMessag
                 return rc;
             pb->backup = backup;
         }
+        if (c->has_restore) {
+            Barque__RestoreResult *rr = ARENA_NEW(a, Barque__RestoreResult);
+            if (!rr)
+                return codec_nomem(e);
+            codec_restore_to_pb(&c->restore, rr);
+            pb->restore = rr;
+        }
         *out = &pb->base;
         return 0;
     }
@@ -1228,6 +1273,10 @@ static int codec_body_from_pb(const ProtobufCMessage *msg, bq_msg_t *m, bq_errbu
             if ((rc = codec_backup_from_pb(pb->backup, &c->backup, e)) < 0)
                 return rc;
             c->has_backup = 1;
+        }
+        if (pb->restore) {
+            codec_restore_from_pb(pb->restore, &c->restore);
+            c->has_restore = 1;
         }
         return 0;
     }

@@ -297,6 +297,9 @@ static int target_check(rs_t *r, const char *path, const char *what, bq_errbuf_t
                            "directory, or use --delta to rewrite only what differs)", what, path);
         return 0;
     }
+    if (errno == ENOTDIR)
+        return bq_fail(e, BQ_E_INVAL, "%s %s: a component of its path is not a directory", what,
+                       path);
     if (errno != ENOENT)
         return bq_fail(e, BQ_E_IO, "could not check %s %s: %s", what, path, strerror(errno));
     char parent[PATH_MAX];

@@ -72,6 +72,13 @@ heartbeat_interval = 200ms
 CONF
 }
 
+# fleet_worker_store_key NAME: a store master key for worker NAME (keys/NAME.storekey), named
+# by store_key_file in its config, so it can take backups. Call after fleet_worker_conf.
+fleet_worker_store_key() {
+    "$BQ_BIN_CLI" keygen "$1" --store-key --dir "$FLEET/keys" >/dev/null
+    printf 'store_key_file = keys/%s.storekey\n' "$1" >>"$FLEET/$1.conf"
+}
+
 # fleet_coord_start: start the coordinator, wait until it listens; sets FLEET_COORD_PID.
 fleet_coord_start() {
     FLEET_COORD_PID=$(bq_spawn coordinator "$BQ_BIN_COORDINATOR" -c "$FLEET/coordinator.conf")

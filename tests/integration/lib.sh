@@ -388,7 +388,9 @@ pg_stop() {
     bq__pg_name "$name"
     local dir=$BQ_TMP/$name
     [[ -f $dir/pid ]] || fail "pg_stop $name: no such cluster was started"
-    if ! (cd "$dir" && bq__as_pg "$BQ_PGBIN/pg_ctl" -D "$dir/data" -m fast -w -t 60 stop) \
+    local data=$dir/data
+    [[ ! -f $dir/datadir ]] || data=$(cat "$dir/datadir")
+    if ! (cd "$dir" && bq__as_pg "$BQ_PGBIN/pg_ctl" -D "$data" -m fast -w -t 60 stop) \
         >>"$dir/pg_ctl.log" 2>&1; then
         tail -n 5 "$dir/pg_ctl.log" >&2
         fail "could not stop PostgreSQL cluster $name"
@@ -399,6 +401,36 @@ pg_stop() {
 }
 
 bq__pid_gone() { ! bq_pid_alive "$1"; }
+
+# pg_start_dir NAME DATA: start PostgreSQL on an existing data directory DATA (a restore), on
+# a free 127.0.0.1 port with its socket in $BQ_TMP/NAME, registered for cleanup like pg_start;
+# pg_psql, pg_conninfo and pg_stop then work on NAME. DATA must belong to the postgres user
+# when run as root. Fails (showing the log) when the server does not start within 120 s.
+pg_start_dir() {
+    bq__need_tmp
+    local name=$1 data=$2
+    bq__pg_name "$name"
+    local dir=$BQ_TMP/$name
+    mkdir -p "$dir"
+    chmod 700 "$dir"
+    ((EUID != 0)) || chown postgres:postgres "$dir"
+    local port
+    port=$(bq_free_port)
+    if ! (cd "$dir" && bq__as_pg "$BQ_PGBIN/pg_ctl" -D "$data" -l "$dir/postgres.log" -w -t 120 \
+        -o "-c port=$port -c listen_addresses=127.0.0.1 -c unix_socket_directories=$dir" \
+        start) >>"$dir/pg_ctl.log" 2>&1; then
+        cat "$dir/pg_ctl.log" >&2
+        [[ -f $dir/postgres.log ]] && tail -n 30 "$dir/postgres.log" >&2
+        fail "could not start PostgreSQL $name on $data"
+    fi
+    local pid
+    pid=$(head -n 1 "$data/postmaster.pid")
+    bq__register "$pid" pg
+    echo "$data" >"$dir/datadir"
+    echo "$port" >"$dir/port"
+    echo "$pid" >"$dir/pid"
+    echo "host=127.0.0.1 port=$port user=postgres dbname=postgres" >"$dir/conninfo"
+}
 
 # pg_conninfo NAME, pg_port NAME, pg_pid NAME: what pg_start recorded (usable anywhere).
 pg_conninfo() { cat "$BQ_TMP/$1/conninfo"; }
