@@ -23,9 +23,11 @@ stop_demo() {
         for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
         kill -KILL "$pid" 2>/dev/null || true
     done
-    if [[ -f $demo/pg/data/postmaster.pid ]]; then
-        runuser -u postgres -- "$pgbin/pg_ctl" -D "$demo/pg/data" -m fast stop >/dev/null 2>&1 || true
-    fi
+    for data in "$demo/pg/data" "$demo/restore/data"; do
+        if [[ -f $data/postmaster.pid ]]; then
+            runuser -u postgres -- "$pgbin/pg_ctl" -D "$data" -m fast stop >/dev/null 2>&1 || true
+        fi
+    done
     rm -rf "$demo"
 }
 
@@ -78,6 +80,7 @@ psql -X -q "$conninfo" -c "CREATE TABLE IF NOT EXISTS demo (id int PRIMARY KEY, 
 
 echo "== keys and configs in $demo"
 for k in coordinator ops east-1 west-1; do "$cli" keygen "$k" --dir "$demo/keys" >/dev/null; done
+for k in east-1 west-1; do "$cli" keygen "$k" --store-key --dir "$demo/keys" >/dev/null; done
 port=$(free_port)
 cat >"$demo/coordinator.conf" <<CONF
 [coordinator]
@@ -113,6 +116,7 @@ coordinator = tcp://127.0.0.1:$port
 coordinator_public_key_file = keys/coordinator.pub
 secret_key_file = keys/$name.key
 store = stores/$name
+store_key_file = keys/$name.storekey
 scratch = scratch/$name
 CONF
 done
@@ -144,6 +148,29 @@ echo "\$ barque status"
 echo
 echo "\$ barque check demo"
 "$cli" check demo
+echo
+echo "\$ barque backup demo --wait"
+"$cli" backup demo --wait
+echo
+echo "\$ barque list-backups demo"
+"$cli" list-backups demo
+echo
+restore=$demo/restore
+rm -rf "$restore"
+mkdir -p "$restore"
+chown postgres: "$restore"
+echo "\$ barque recover demo latest $restore/data --worker east-1 --wait"
+"$cli" recover demo latest "$restore/data" --worker east-1 --wait
+echo
+echo "\$ pg_verifybackup $restore/data"
+runuser -u postgres -- "$pgbin/pg_verifybackup" "$restore/data"
+echo
+rport=$(free_port)
+runuser -u postgres -- "$pgbin/pg_ctl" -D "$restore/data" -l "$restore/server.log" -w -t 60 \
+    -o "-c port=$rport -c unix_socket_directories=$restore" start >/dev/null
+echo "\$ psql (the restored copy, port $rport): SELECT count(*) FROM demo"
+psql -X -At "host=127.0.0.1 port=$rport user=postgres dbname=postgres" -c "SELECT count(*) FROM demo"
+runuser -u postgres -- "$pgbin/pg_ctl" -D "$restore/data" -m fast -w stop >/dev/null
 echo
 cat <<MSG
 The demo fleet keeps running in the background. Try:
