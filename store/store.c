@@ -1244,6 +1244,26 @@ int store_backup_list(store_t *s, store_backup_list_fn fn, void *arg, bq_errbuf_
     return rc;
 }
 
+int store_backup_delete(store_t *s, const char *backup_id, bq_errbuf_t *e)
+{
+    char path[PATH_MAX];
+    int rc = manifest_path(s, backup_id, path, sizeof path, e);
+    if (rc != 0)
+        return rc;
+    if (unlink(path) != 0) {
+        if (errno == ENOENT)
+            return bq_fail(e, BQ_E_NOTFOUND, "backup %s does not exist in store %s", backup_id,
+                           s->dir);
+        return bq_fail(e, BQ_E_IO, "could not delete backup %s from store %s: unlink %s: %s",
+                       backup_id, s->dir, path, strerror(errno));
+    }
+    bq_errbuf_t why;
+    if ((rc = bq_fsync_dir_of(path, &why)) != 0)
+        return bq_fail(e, rc, "could not delete backup %s from store %s durably: %s", backup_id,
+                       s->dir, why.msg);
+    return 0;
+}
+
 int store_backup_walk(store_t *s, const char *backup_id, const store_read_cb_t *cb, void *arg,
                       bq_errbuf_t *e)
 {
@@ -1261,6 +1281,8 @@ int store_backup_walk(store_t *s, const char *backup_id, const store_read_cb_t *
             rc = cb->meta(arg, it.meta.key, it.meta.value, it.meta.len, e);
         else if (it.kind == STORE_MANIFEST_FILE && cb->file_begin)
             rc = cb->file_begin(arg, it.file.path, it.file.mode, it.file.mtime, e);
+        else if (it.kind == STORE_MANIFEST_CHUNKS && cb->chunks)
+            rc = cb->chunks(arg, it.chunks.ids, it.chunks.n, e);
         else if (it.kind == STORE_MANIFEST_FILE_END && cb->file_end)
             rc = cb->file_end(arg, it.file_end.path, it.file_end.size, it.file_end.sha256, e);
     }
@@ -1269,15 +1291,20 @@ int store_backup_walk(store_t *s, const char *backup_id, const store_read_cb_t *
     return rc;
 }
 
-typedef struct {
+struct store_reader {
     store_t *s;
-    const char *backup_id;
     key_cache_t kc;
     store_chunk_ctx_t *ctx;
     uint8_t *body;
     size_t body_cap;
     uint8_t *plain;
     size_t plain_cap;
+};
+
+typedef struct {
+    store_t *s;
+    const char *backup_id;
+    store_reader_t *rd;
     char *path; /* the open file, for messages */
     store_sha256_t *sha;
     uint64_t size;
@@ -1295,9 +1322,41 @@ static int grow(uint8_t **buf, size_t *cap, size_t need, bq_errbuf_t *e)
     return 0;
 }
 
-/* Read, open and hand over one chunk of the open file. */
-static int read_chunk(reader_t *r, const uint8_t id[STORE_CHUNK_ID_BYTES],
-                      const store_read_cb_t *cb, void *arg, bq_errbuf_t *e)
+int store_reader_new(store_t *s, store_reader_t **out, bq_errbuf_t *e)
+{
+    *out = NULL;
+    store_reader_t *r = calloc(1, sizeof *r);
+    if (!r)
+        return bq_fail(e, BQ_E_NOMEM, "out of memory starting a store reader");
+    r->s = s;
+    r->kc.s = s;
+    int rc = store_chunk_ctx_new(s->idkey, &r->ctx, e);
+    if (rc != 0) {
+        free(r);
+        return rc;
+    }
+    *out = r;
+    return 0;
+}
+
+void store_reader_destroy(store_reader_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    store_reader_t *r = *self_p;
+    store_chunk_ctx_destroy(&r->ctx);
+    key_cache_free(&r->kc);
+    if (r->plain) {
+        sodium_memzero(r->plain, r->plain_cap);
+        free(r->plain);
+    }
+    free(r->body);
+    free(r);
+    *self_p = NULL;
+}
+
+int store_reader_chunk(store_reader_t *r, const uint8_t id[STORE_CHUNK_ID_BYTES],
+                       const uint8_t **data, size_t *len, bq_errbuf_t *e)
 {
     char hex[STORE_CHUNK_ID_HEX];
     bq_errbuf_t why = {{0}};
@@ -1343,12 +1402,27 @@ static int read_chunk(reader_t *r, const uint8_t id[STORE_CHUNK_ID_BYTES],
     if (rc == BQ_E_NOTFOUND || rc == BQ_E_TOOBIG)
         rc = BQ_E_IO;
     if (rc != 0)
-        return bq_fail(e, rc, "backup %s in store %s: file %s: chunk %s: %s", r->backup_id,
-                       r->s->dir, r->path, store_id_hex(id, hex), why.msg);
+        return bq_fail(e, rc, "chunk %s: %s", store_id_hex(id, hex), why.msg);
+    *data = r->plain;
+    *len = plain_len;
+    return 0;
+}
+
+/* Read, open and hand over one chunk of the open file. */
+static int read_chunk(reader_t *r, const uint8_t id[STORE_CHUNK_ID_BYTES],
+                      const store_read_cb_t *cb, void *arg, bq_errbuf_t *e)
+{
+    bq_errbuf_t why = {{0}};
+    const uint8_t *data = NULL;
+    size_t len = 0;
+    int rc = store_reader_chunk(r->rd, id, &data, &len, &why);
+    if (rc != 0)
+        return bq_fail(e, rc, "backup %s in store %s: file %s: %s", r->backup_id, r->s->dir,
+                       r->path, why.msg);
     store_sha256_update(r->sha, id, STORE_CHUNK_ID_BYTES); /* the id was re-hashed from the data */
-    r->size += plain_len;
+    r->size += len;
     if (cb->data)
-        return cb->data(arg, r->plain, plain_len, e);
+        return cb->data(arg, data, len, e);
     return 0;
 }
 
@@ -1358,15 +1432,16 @@ int store_backup_read(store_t *s, const char *backup_id, const store_read_cb_t *
     static const store_read_cb_t none = {0};
     if (!cb)
         cb = &none;
-    reader_t r = {.s = s, .backup_id = backup_id, .kc = {.s = s}};
+    reader_t r = {.s = s, .backup_id = backup_id};
     store_manifest_reader_t *mr = NULL;
-    int rc = store_chunk_ctx_new(s->idkey, &r.ctx, e);
+    key_cache_t mkc = {.s = s}; /* the manifest's key */
+    int rc = store_reader_new(s, &r.rd, e);
     if (rc == 0 && !(r.path = malloc(STORE_MANIFEST_PATH_MAX + 1)))
         rc = bq_fail(e, BQ_E_NOMEM, "out of memory reading backup %s", backup_id);
     if (rc == 0)
         rc = store_sha256_new(&r.sha, e);
     if (rc == 0)
-        rc = manifest_open(s, backup_id, &r.kc, &mr, e);
+        rc = manifest_open(s, backup_id, &mkc, &mr, e);
     int skip = 0; /* file_begin said STORE_READ_SKIP: its chunks are not read */
     while (rc == 0) {
         store_manifest_item_t it;
@@ -1419,13 +1494,8 @@ int store_backup_read(store_t *s, const char *backup_id, const store_read_cb_t *
         }
     }
     store_manifest_close(&mr);
-    store_chunk_ctx_destroy(&r.ctx);
-    key_cache_free(&r.kc);
-    if (r.plain) {
-        sodium_memzero(r.plain, r.plain_cap);
-        free(r.plain);
-    }
-    free(r.body);
+    store_reader_destroy(&r.rd);
+    key_cache_free(&mkc);
     free(r.path);
     store_sha256_destroy(&r.sha);
     return rc;

@@ -132,6 +132,15 @@ typedef int (*store_backup_list_fn)(const char *backup_id, void *arg);
 /* Every backup that has a manifest (temp manifests are not backups). */
 int store_backup_list(store_t *s, store_backup_list_fn fn, void *arg, bq_errbuf_t *e);
 
+/* Delete backup backup_id: unlink backups/ID.manifest and fsync backups/, so the deletion is
+ * durable when this returns 0. Its chunks stay until a GC (store_gc_run) finds no other
+ * manifest referencing them; its data key file is kept (docs/store.md, "GC"). A reader that
+ * already opened the manifest reads on; a GC marking at the same moment stops before it deletes
+ * anything (the manifest it listed no longer reads), so the next GC reclaims the chunks.
+ * BQ_E_INVAL for a bad id, BQ_E_NOTFOUND "backup B does not exist in store DIR" when it has no
+ * manifest (a temp manifest of a running writer is not a backup and is left alone), BQ_E_IO. */
+int store_backup_delete(store_t *s, const char *backup_id, bq_errbuf_t *e);
+
 /* file_begin may return this to skip the file: its chunks are not read and its file_end is
  * not called (a delta restore skips files that are already right). */
 #define STORE_READ_SKIP 1
@@ -147,6 +156,9 @@ typedef struct {
     int (*data)(void *arg, const void *buf, size_t len, bq_errbuf_t *e); /* one chunk */
     int (*file_end)(void *arg, const char *path, uint64_t size, const uint8_t checksum[32],
                     bq_errbuf_t *e);
+    /* store_backup_walk only: the open file's chunk ids, n of them (32 bytes each), in order,
+     * in one or more calls. */
+    int (*chunks)(void *arg, const uint8_t *ids, size_t n, bq_errbuf_t *e);
 } store_read_cb_t;
 
 /* Read backup backup_id: each chunk is looked up in the index, read from its pack (the id
@@ -165,12 +177,24 @@ int store_backup_read(store_t *s, const char *backup_id, const store_read_cb_t *
  * delta restore compares it with the manifest's. BQ_E_IO naming the reason, BQ_E_NOMEM. */
 int store_file_checksum(store_t *s, int fd, uint64_t *size, uint8_t out[32], bq_errbuf_t *e);
 
-/* Walk backup backup_id's manifest only: meta, file_begin and file_end (size and checksum as
- * the manifest says them, not checked against chunks) in order; data is never called and no
- * chunk is read. For listings and for the facts a restore needs before it writes. Errors as
+/* Walk backup backup_id's manifest only: meta, file_begin, chunks (the ids) and file_end
+ * (size and checksum as the manifest says them, not checked against chunks) in order; data is
+ * never called and no chunk is read. For listings and for the facts a restore needs before it writes. Errors as
  * store_backup_read's manifest errors. */
 int store_backup_walk(store_t *s, const char *backup_id, const store_read_cb_t *cb, void *arg,
                       bq_errbuf_t *e);
+
+/* A chunk reader for one thread (a parallel restore reads the chunks a walk listed): the
+ * chunk context, the data keys it loaded (cached, bounded) and one chunk buffer. *out is the
+ * caller's: store_reader_destroy. BQ_E_NOMEM. */
+typedef struct store_reader store_reader_t;
+int store_reader_new(store_t *s, store_reader_t **out, bq_errbuf_t *e);
+void store_reader_destroy(store_reader_t **self_p);
+/* Chunk id's plaintext, checked (AEAD tag, re-hashed to its id): *data is the reader's, valid
+ * until its next call. BQ_E_IO "chunk ID: WHY" for a missing or damaged chunk, BQ_E_KEY for a
+ * data key that does not open, BQ_E_NOMEM. A chunk a GC moved meanwhile is found again. */
+int store_reader_chunk(store_reader_t *r, const uint8_t id[STORE_CHUNK_ID_BYTES],
+                       const uint8_t **data, size_t *len, bq_errbuf_t *e);
 
 typedef struct {
     uint64_t backups;       /* manifests */

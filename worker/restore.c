@@ -25,6 +25,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +37,7 @@
 #define COMP "restore"
 #define TS_MAX 256
 #define PROGRESS_EVERY_MS 1000
+#define RESTORE_THREADS_MAX 8
 
 typedef struct {
     uint32_t oid;
@@ -65,8 +67,7 @@ typedef struct {
     uint64_t total;
     rent_t *ents; /* open addressing on the path, delta only */
     size_t nents, ents_cap;
-    /* pass 2: the file being written */
-    int fd;
+    /* pass 2, the walk (this thread): the entry being walked */
     int kind;     /* 0 none, 'f' file, 'd' directory, 'l' symlink */
     char cur[PATH_MAX];
     char bpath[PATH_MAX]; /* its path in the backup */
@@ -74,10 +75,32 @@ typedef struct {
     int64_t mtime;
     char link[PATH_MAX];
     size_t link_len;
-    uint64_t done;
+    struct rtask *task;   /* the file being listed */
+    store_reader_t *rd;   /* this thread's (link targets) */
+    /* the queue of files for the writer threads, under mu */
+    pthread_mutex_t mu;
+    pthread_cond_t cv_pop, cv_push;
+    struct rtask *head, *tail;
+    size_t queued, queue_max, busy;
+    int closing;
+    int failed;           /* the first error (rc) of any thread, its message in err */
+    bq_errbuf_t err;
+    _Atomic uint64_t done;
     int64_t last_progress;
     uint64_t files, skipped, removed;
 } rs_t;
+
+/* A file for a writer thread: where, what, and its chunk ids. */
+typedef struct rtask {
+    struct rtask *next;
+    char *path;  /* where it is written */
+    char *bpath; /* its path in the backup */
+    uint32_t mode;
+    int64_t mtime;
+    uint64_t size;
+    uint8_t *ids;
+    size_t nids, cap;
+} rtask_t;
 
 static uint64_t str_hash(const char *s)
 {
@@ -407,7 +430,8 @@ static void progress(rs_t *r, int force)
     if (!force && now - r->last_progress < PROGRESS_EVERY_MS)
         return;
     r->last_progress = now;
-    r->ctx->progress(r->ctx, r->done, r->total > r->done ? r->total : r->done, "restoring");
+    uint64_t done = atomic_load(&r->done);
+    r->ctx->progress(r->ctx, done, r->total > done ? r->total : done, "restoring");
 }
 
 static int mkdirs(const char *path, bq_errbuf_t *e) /* the parents of path */
@@ -436,6 +460,8 @@ static int own(rs_t *r, const char *path, int fd, bq_errbuf_t *e)
     return 0;
 }
 
+/* ---- pass 2, the workers: regular files in parallel ---- */
+
 static int same_file(rs_t *r, const char *path, bq_errbuf_t *e)
 {
     rent_t *en = ent_find(r, path);
@@ -456,15 +482,160 @@ static int same_file(rs_t *r, const char *path, bq_errbuf_t *e)
     return same;
 }
 
+static void fail_set(rs_t *r, int rc, const bq_errbuf_t *e)
+{
+    if (!r->failed) {
+        r->failed = rc;
+        r->err = *e;
+    }
+}
+
+/* Write one file: its chunks read with rd, then mode, owner, mtime. */
+static int task_write(rs_t *r, store_reader_t *rd, rtask_t *t, bq_errbuf_t *e)
+{
+    if (r->job->delta && same_file(r, t->path, e)) {
+        atomic_fetch_add(&r->done, t->size);
+        pthread_mutex_lock(&r->mu);
+        r->skipped++;
+        pthread_mutex_unlock(&r->mu);
+        return 0;
+    }
+    int rc = 0;
+    int flags = O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC | (r->job->delta ? O_TRUNC : O_EXCL);
+    int fd = open(t->path, flags, 0600);
+    if (fd < 0 && errno == ENOENT && (rc = mkdirs(t->path, e)) == 0)
+        fd = open(t->path, flags, 0600);
+    if (rc != 0)
+        return rc;
+    if (fd < 0)
+        return bq_fail(e, BQ_E_IO, "could not create %s: %s", t->path, strerror(errno));
+    uint64_t written = 0;
+    bq_errbuf_t why;
+    for (size_t i = 0; rc == 0 && i < t->nids; i++) {
+        const uint8_t *data = NULL;
+        size_t len = 0;
+        if ((rc = store_reader_chunk(rd, t->ids + i * STORE_CHUNK_ID_BYTES, &data, &len, &why)) != 0) {
+            rc = bq_fail(e, rc, "backup %s: file %s: %s", r->job->backup_id, t->bpath, why.msg);
+            break;
+        }
+        while (len > 0) {
+            ssize_t n = write(fd, data, len);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0) {
+                rc = bq_fail(e, BQ_E_IO, "could not write %s: %s", t->path,
+                             n < 0 ? strerror(errno) : "no progress");
+                break;
+            }
+            data += n;
+            len -= (size_t)n;
+            written += (uint64_t)n;
+            atomic_fetch_add(&r->done, (uint64_t)n);
+        }
+    }
+    if (rc == 0 && written != t->size)
+        rc = bq_fail(e, BQ_E_IO, "backup %s: file %s: its chunks hold %" PRIu64 " bytes, the "
+                     "manifest says %" PRIu64, r->job->backup_id, t->bpath, written, t->size);
+    struct timespec ts[2] = {{t->mtime, 0}, {t->mtime, 0}};
+    if (rc == 0 && (fchmod(fd, t->mode & 07777) != 0 || futimens(fd, ts) != 0))
+        rc = bq_fail(e, BQ_E_IO, "could not set the mode or time of %s: %s", t->path,
+                     strerror(errno));
+    if (rc == 0)
+        rc = own(r, t->path, fd, e);
+    if (close(fd) != 0 && rc == 0)
+        rc = bq_fail(e, BQ_E_IO, "could not write %s: %s", t->path, strerror(errno));
+    if (rc == 0) {
+        pthread_mutex_lock(&r->mu);
+        r->files++;
+        pthread_mutex_unlock(&r->mu);
+    }
+    return rc;
+}
+
+static void task_free(rtask_t *t)
+{
+    if (!t)
+        return;
+    free(t->path);
+    free(t->bpath);
+    free(t->ids);
+    free(t);
+}
+
+static void *writer_main(void *arg)
+{
+    rs_t *r = arg;
+    bq_errbuf_t e = {{0}};
+    store_reader_t *rd = NULL;
+    int rc = store_reader_new(r->ctx->store, &rd, &e);
+    pthread_mutex_lock(&r->mu);
+    if (rc != 0)
+        fail_set(r, rc, &e);
+    for (;;) {
+        while (!r->head && !r->closing)
+            pthread_cond_wait(&r->cv_pop, &r->mu);
+        if (!r->head)
+            break;
+        rtask_t *t = r->head;
+        r->head = t->next;
+        if (!r->head)
+            r->tail = NULL;
+        r->queued--;
+        r->busy++;
+        pthread_cond_broadcast(&r->cv_push);
+        int skip = r->failed != 0 || !rd;
+        pthread_mutex_unlock(&r->mu);
+        rc = skip ? 0 : task_write(r, rd, t, &e);
+        task_free(t);
+        pthread_mutex_lock(&r->mu);
+        r->busy--;
+        if (rc != 0)
+            fail_set(r, rc, &e);
+        pthread_cond_broadcast(&r->cv_push);
+    }
+    pthread_mutex_unlock(&r->mu);
+    store_reader_destroy(&rd);
+    return NULL;
+}
+
+/* Wait (reporting progress every second) until done(r) holds; called with r->mu held. */
+static void wait_reporting(rs_t *r, int (*done)(const rs_t *r))
+{
+    for (int i = 0; i < 100000000 && !done(r); i++) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 1;
+        pthread_cond_timedwait(&r->cv_push, &r->mu, &ts);
+        pthread_mutex_unlock(&r->mu);
+        progress(r, 0); /* this (the job's) thread only: its socket is not shared */
+        pthread_mutex_lock(&r->mu);
+    }
+}
+
+static int room_or_failed(const rs_t *r)
+{
+    return r->failed || r->queued < r->queue_max;
+}
+
+static int all_done(const rs_t *r)
+{
+    return !r->head && r->busy == 0;
+}
+
+/* ---- pass 2, the walk: directories and links here, files to the workers ---- */
+
 static int p2_begin(void *arg, const char *path, uint32_t mode, int64_t mtime, bq_errbuf_t *e)
 {
     rs_t *r = arg;
+    if (r->failed)
+        return bq_fail(e, r->failed, "%s", r->err.msg);
     int rc = map_path(r, path, r->cur, sizeof r->cur, e);
     if (rc != 0)
         return rc;
     snprintf(r->bpath, sizeof r->bpath, "%s", path);
     r->mode = mode;
     r->mtime = mtime;
+    r->kind = 0;
     if (S_ISDIR(mode)) {
         r->kind = 'd';
         if (mkdir(r->cur, 0700) != 0 && errno == ENOENT && (rc = mkdirs(r->cur, e)) == 0)
@@ -486,68 +657,77 @@ static int p2_begin(void *arg, const char *path, uint32_t mode, int64_t mtime, b
         return bq_fail(e, BQ_E_PROTO, "the backup holds %s of an unknown type (mode %o)", path,
                        mode);
     r->kind = 'f';
-    if (r->job->delta && same_file(r, r->cur, e)) {
-        r->skipped++;
-        r->kind = 0;
-        struct stat sb;
-        if (stat(r->cur, &sb) == 0)
-            r->done += (uint64_t)sb.st_size;
-        return STORE_READ_SKIP;
+    rtask_t *t = calloc(1, sizeof *t);
+    if (!t || !(t->path = strdup(r->cur)) || !(t->bpath = strdup(path))) {
+        task_free(t);
+        return bq_fail(e, BQ_E_NOMEM, "out of memory restoring %s", path);
     }
-    int flags = O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC | (r->job->delta ? O_TRUNC : O_EXCL);
-    r->fd = open(r->cur, flags, 0600);
-    if (r->fd < 0 && errno == ENOENT && (rc = mkdirs(r->cur, e)) == 0)
-        r->fd = open(r->cur, flags, 0600);
-    if (rc != 0)
-        return rc;
-    if (r->fd < 0)
-        return bq_fail(e, BQ_E_IO, "could not create %s: %s", r->cur, strerror(errno));
+    t->mode = mode;
+    t->mtime = mtime;
+    r->task = t;
     return 0;
 }
 
-static int p2_data(void *arg, const void *buf, size_t len, bq_errbuf_t *e)
+static int p2_chunks(void *arg, const uint8_t *ids, size_t n, bq_errbuf_t *e)
 {
     rs_t *r = arg;
-    if (r->kind == 'l') {
-        if (r->link_len + len >= sizeof r->link)
-            return bq_fail(e, BQ_E_PROTO, "symlink %s has a target too long", r->bpath);
-        memcpy(r->link + r->link_len, buf, len);
-        r->link_len += len;
+    if (r->kind == 'l') { /* a link's target: read at once (links are few and small) */
+        for (size_t i = 0; i < n; i++) {
+            const uint8_t *data = NULL;
+            size_t len = 0;
+            int rc = store_reader_chunk(r->rd, ids + i * STORE_CHUNK_ID_BYTES, &data, &len, e);
+            if (rc != 0)
+                return rc;
+            if (r->link_len + len >= sizeof r->link)
+                return bq_fail(e, BQ_E_PROTO, "symlink %s has a target too long", r->bpath);
+            memcpy(r->link + r->link_len, data, len);
+            r->link_len += len;
+        }
         return 0;
     }
-    const uint8_t *p = buf;
-    while (len > 0) {
-        ssize_t n = write(r->fd, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return bq_fail(e, BQ_E_IO, "could not write %s: %s", r->cur,
-                           n < 0 ? strerror(errno) : "no progress");
-        p += n;
-        len -= (size_t)n;
-        r->done += (uint64_t)n;
+    rtask_t *t = r->task;
+    if (r->kind != 'f' || !t)
+        return 0;
+    if (t->nids + n > t->cap) {
+        size_t cap = t->cap ? t->cap * 2 : 64;
+        while (cap < t->nids + n)
+            cap *= 2;
+        uint8_t *p = realloc(t->ids, cap * STORE_CHUNK_ID_BYTES);
+        if (!p)
+            return bq_fail(e, BQ_E_NOMEM, "out of memory restoring %s", r->bpath);
+        t->ids = p;
+        t->cap = cap;
     }
-    progress(r, 0);
+    memcpy(t->ids + t->nids * STORE_CHUNK_ID_BYTES, ids, n * STORE_CHUNK_ID_BYTES);
+    t->nids += n;
     return 0;
 }
 
 static int p2_end(void *arg, const char *path, uint64_t size, const uint8_t sum[32],
                   bq_errbuf_t *e)
 {
-    (void)path, (void)size, (void)sum;
+    (void)path, (void)sum;
     rs_t *r = arg;
     int rc = 0;
     if (r->kind == 'f') {
-        struct timespec ts[2] = {{r->mtime, 0}, {r->mtime, 0}};
-        if (fchmod(r->fd, r->mode & 07777) != 0 || futimens(r->fd, ts) != 0)
-            rc = bq_fail(e, BQ_E_IO, "could not set the mode or time of %s: %s", r->cur,
-                         strerror(errno));
-        if (rc == 0)
-            rc = own(r, r->cur, r->fd, e);
-        if (close(r->fd) != 0 && rc == 0)
-            rc = bq_fail(e, BQ_E_IO, "could not write %s: %s", r->cur, strerror(errno));
-        r->fd = -1;
-        r->files++;
+        rtask_t *t = r->task;
+        r->task = NULL;
+        t->size = size;
+        pthread_mutex_lock(&r->mu);
+        wait_reporting(r, room_or_failed);
+        if (r->failed) {
+            rc = bq_fail(e, r->failed, "%s", r->err.msg);
+            task_free(t);
+        } else {
+            if (r->tail)
+                r->tail->next = t;
+            else
+                r->head = t;
+            r->tail = t;
+            r->queued++;
+            pthread_cond_signal(&r->cv_pop);
+        }
+        pthread_mutex_unlock(&r->mu);
     } else if (r->kind == 'd') {
         if (chmod(r->cur, r->mode & 07777) != 0)
             rc = bq_fail(e, BQ_E_IO, "could not set the mode of %s: %s", r->cur, strerror(errno));
@@ -575,7 +755,44 @@ static int p2_end(void *arg, const char *path, uint64_t size, const uint8_t sum[
             rc = own(r, t->target, -1, e);
     }
     r->kind = 0;
+    progress(r, 0);
     return rc;
+}
+
+/* Pass 2: the walk in this thread, the files written by nthreads workers. */
+static int write_all(rs_t *r, unsigned nthreads, bq_errbuf_t *e)
+{
+    pthread_t th[RESTORE_THREADS_MAX];
+    unsigned started = 0;
+    r->queue_max = 4 * (size_t)nthreads;
+    int rc = store_reader_new(r->ctx->store, &r->rd, e);
+    for (unsigned i = 0; rc == 0 && i < nthreads; i++) {
+        int err = pthread_create(&th[i], NULL, writer_main, r);
+        if (err != 0)
+            rc = bq_fail(e, BQ_E_IO, "could not start restore thread: %s", strerror(err));
+        else
+            started++;
+    }
+    if (rc == 0) {
+        static const store_read_cb_t p2 = {.file_begin = p2_begin, .chunks = p2_chunks,
+                                           .file_end = p2_end};
+        rc = store_backup_walk(r->ctx->store, r->job->backup_id, &p2, r, e);
+        task_free(r->task);
+        r->task = NULL;
+    }
+    pthread_mutex_lock(&r->mu);
+    if (rc != 0 && !r->failed)
+        fail_set(r, rc, e); /* the workers drop what is queued */
+    wait_reporting(r, all_done);
+    r->closing = 1;
+    pthread_cond_broadcast(&r->cv_pop);
+    pthread_mutex_unlock(&r->mu);
+    for (unsigned i = 0; i < started; i++)
+        pthread_join(th[i], NULL);
+    store_reader_destroy(&r->rd);
+    if (r->failed)
+        return bq_fail(e, r->failed, "%s", r->err.msg);
+    return started == nthreads ? rc : BQ_E_IO;
 }
 
 /* ---- delta: what the backup does not have goes ---- */
@@ -633,7 +850,9 @@ void jobs_restore(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res)
     if (rc == 0) {
         r->job = job;
         r->ctx = ctx;
-        r->fd = -1;
+        pthread_mutex_init(&r->mu, NULL);
+        pthread_cond_init(&r->cv_pop, NULL);
+        pthread_cond_init(&r->cv_push, NULL);
         if (!ctx->store)
             rc = bq_fail(&e, BQ_E_CONFIG, "%s", ctx->no_store ? ctx->no_store : "no store");
         else if (job->dest[0] != '/')
@@ -676,11 +895,9 @@ void jobs_restore(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res)
         rc = own(r, r->dest, -1, &e);
     if (rc == 0) {
         progress(r, 1);
-        static const store_read_cb_t p2 = {.file_begin = p2_begin, .data = p2_data,
-                                           .file_end = p2_end};
-        rc = store_backup_read(ctx->store, job->backup_id, &p2, r, &e);
-        if (r->fd >= 0)
-            close(r->fd);
+        long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+        unsigned n = ncpu < 1 ? 1 : ncpu > RESTORE_THREADS_MAX ? RESTORE_THREADS_MAX : (unsigned)ncpu;
+        rc = write_all(r, n, &e);
     }
     if (rc == 0 && job->delta) {
         rc = delta_remove(r, r->dest, &e);
@@ -696,13 +913,13 @@ void jobs_restore(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res)
         bq_info(COMP, job->id, "restore of backup %s of %s to %s: done in %.1f s, %" PRIu64
                 " files written, %" PRIu64 " unchanged, %" PRIu64 " removed, %.1f MB",
                 job->backup_id, job->cluster, r->dest, (double)(bq_mono_ms() - t0) / 1000,
-                r->files, r->skipped, r->removed, (double)r->done / 1e6);
+                r->files, r->skipped, r->removed, (double)atomic_load(&r->done) / 1e6);
         res->ok = 1;
         res->has_restore = 1;
         res->restore.files_written = r->files;
         res->restore.files_unchanged = r->skipped;
         res->restore.files_removed = r->removed;
-        res->restore.bytes = r->done;
+        res->restore.bytes = atomic_load(&r->done);
         res->restore.duration_ms = bq_mono_ms() - t0;
     } else {
         res->ok = 0;
@@ -714,6 +931,9 @@ void jobs_restore(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res)
         for (size_t i = 0; i < r->ents_cap; i++)
             free(r->ents[i].path);
         free(r->ents);
+        pthread_cond_destroy(&r->cv_push);
+        pthread_cond_destroy(&r->cv_pop);
+        pthread_mutex_destroy(&r->mu);
     }
     free(r);
 }

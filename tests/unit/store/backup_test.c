@@ -191,7 +191,8 @@ static int c_end(void *arg, const char *path, uint64_t size, const uint8_t sha[3
     return 0;
 }
 
-static const store_read_cb_t collect_cb = {c_meta, c_begin, c_data, c_end};
+static const store_read_cb_t collect_cb = {.meta = c_meta, .file_begin = c_begin, .data = c_data,
+                                           .file_end = c_end};
 
 /* Heap high-water mark of a read, seen from its data callback. */
 typedef struct {
@@ -769,6 +770,67 @@ static void test_list_and_stats(void **state)
     free_tree(t, 2);
 }
 
+/* store_backup_delete: the manifest goes (durably), reads are NOTFOUND, GC reclaims what only
+ * the deleted backup referenced, and the other backup reads back whole. */
+static void test_delete(void **state)
+{
+    fixture_t *f = *state;
+    bq_errbuf_t e = {{0}};
+    store_t *s = open_store(f, NULL);
+    tfile_t shared[1] = {{"base/1/shared", random_bytes(MIB), MIB}};
+    tfile_t own[2] = {{"base/1/shared", shared[0].data, MIB}, {"base/1/own", random_bytes(MIB), MIB}};
+    backup_tree(s, "b-keep", shared, 1, 65536, NULL);
+    backup_tree(s, "a-gone", own, 2, 65536, NULL);
+    store_stats_t ss;
+    OK(store_stats(s, &ss, &e));
+    assert_int_equal(ss.backups, 2);
+    assert_int_equal(ss.chunks, 32);
+
+    OK(store_backup_delete(s, "a-gone", &e));
+    char path[600];
+    snprintf(path, sizeof path, "%s/backups/a-gone.manifest", f->store);
+    assert_int_equal(access(path, F_OK), -1);
+    collect_t c = {.want = own, .n = 2, .s = s};
+    assert_int_equal(store_backup_read(s, "a-gone", &collect_cb, &c, &e), BQ_E_NOTFOUND);
+    assert_non_null(strstr(e.msg, "backup a-gone does not exist"));
+    assert_int_equal(store_backup_walk(s, "a-gone", NULL, NULL, &e), BQ_E_NOTFOUND);
+    idlist_t l = {0};
+    OK(store_backup_list(s, list_ids, &l, &e));
+    assert_int_equal(l.n, 1);
+    assert_string_equal(l.ids[0], "b-keep");
+
+    /* again: NOTFOUND (a delete job takes it as done); bad ids are refused */
+    assert_int_equal(store_backup_delete(s, "a-gone", &e), BQ_E_NOTFOUND);
+    assert_non_null(strstr(e.msg, "does not exist in store"));
+    assert_int_equal(store_backup_delete(s, "../store.conf", &e), BQ_E_INVAL);
+    assert_int_equal(store_backup_delete(s, ".hidden", &e), BQ_E_INVAL);
+    assert_int_equal(store_backup_delete(s, "", &e), BQ_E_INVAL);
+
+    store_gc_stats_t gs;
+    OK(store_gc_run(s, NULL, &gs, &e));
+    assert_int_equal(gs.backups, 1);
+    assert_int_equal(gs.chunks_removed, 16);
+    OK(store_stats(s, &ss, &e));
+    assert_int_equal(ss.backups, 1);
+    assert_int_equal(ss.chunks, 16);
+    read_check(s, "b-keep", shared, 1);
+    store_verify_stats_t vs;
+    OK(store_verify(s, NULL, NULL, &vs, &e));
+    assert_int_equal(vs.problems, 0);
+
+    /* the last backup too: GC leaves an empty store that verifies */
+    OK(store_backup_delete(s, "b-keep", &e));
+    OK(store_gc_run(s, NULL, &gs, &e));
+    assert_int_equal(gs.chunks_removed, 16);
+    OK(store_stats(s, &ss, &e));
+    assert_int_equal(ss.backups, 0);
+    assert_int_equal(ss.chunks, 0);
+    OK(store_verify(s, NULL, NULL, &vs, &e));
+    store_close(&s);
+    free(shared[0].data);
+    free(own[1].data);
+}
+
 /* A backup larger than a pack: the pack is synced, indexed and closed at ~64 MiB and the
  * next chunks go to a new one; chunks of the first pack are found in the index afterwards. */
 static void test_pack_rotation(void **state)
@@ -827,6 +889,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_lock, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_and_stats, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pack_rotation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_delete, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

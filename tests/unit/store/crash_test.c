@@ -306,7 +306,7 @@ static int rb_end(void *arg, const char *path, uint64_t size, const uint8_t sha[
     return 0;
 }
 
-static const store_read_cb_t rb_cb = {NULL, rb_begin, rb_data, rb_end};
+static const store_read_cb_t rb_cb = {.file_begin = rb_begin, .data = rb_data, .file_end = rb_end};
 
 static void read_back(store_t *s, const expect_t *x, const char *when)
 {

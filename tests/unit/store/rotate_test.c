@@ -238,7 +238,7 @@ static int cb_end(void *arg, const char *path, uint64_t size, const uint8_t sha2
     return 0;
 }
 
-static const store_read_cb_t check_cb = {NULL, cb_begin, cb_data, cb_end};
+static const store_read_cb_t check_cb = {.file_begin = cb_begin, .data = cb_data, .file_end = cb_end};
 
 static int wal_key(void *arg, uint32_t key_id, store_datakey_t *out, bq_errbuf_t *e)
 {
