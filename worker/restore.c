@@ -890,7 +890,8 @@ void jobs_restore(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res)
     if (rc == 0)
         rc = owner_resolve(r, &e);
     if (rc == 0 && mkdir(r->dest, 0700) != 0 && errno != EEXIST)
-        rc = bq_fail(&e, BQ_E_IO, "could not create destination %s: %s", r->dest, strerror(errno));
+        rc = bq_fail(&e, errno == EACCES || errno == EPERM || errno == EROFS ? BQ_E_PERM : BQ_E_IO,
+                     "could not create destination %s: %s", r->dest, strerror(errno));
     if (rc == 0)
         rc = own(r, r->dest, -1, &e);
     if (rc == 0) {

@@ -180,6 +180,9 @@ expect_fail "recover into a non-empty DEST" "is not empty" \
 expect_fail "recover under a file" "is not a directory" \
     fleet_cli recover db1 latest "$BQ_TMP/pgbench-init.log/data" --worker east-1 \
     --tablespace "ts1:$BQ_TMP/r4/ts" --wait
+expect_fail "recover where it may not write" "could not create destination /sys/barque-test-$$" \
+    fleet_cli recover db1 latest "/sys/barque-test-$$" --worker east-1 \
+    --tablespace "ts1:$BQ_TMP/r4/ts" --wait
 expect_fail "recover to the tablespace's own place" "is not empty" \
     fleet_cli recover db1 latest "$BQ_TMP/r4/data" --worker east-1 --wait
 expect_fail "recover relocating an unknown tablespace" "tablespace nots is not in backup" \
