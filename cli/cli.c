@@ -910,6 +910,229 @@ static int verb_show_backup(cli_t *c)
     return 0;
 }
 
+/* ---- list-files and delete ---------------------------------------------------------- */
+
+#define LIST_FILES_PAGES_MAX 1000000 /* 5 billion files: a bound, not a limit */
+
+/* One page of list-files from offset: a list-files job (the worker reads the manifest), then
+ * the page it produced, fetched from the coordinator (list-files-page). req carries the
+ * cluster and backup id; *id_out gets the id the coordinator resolved (latest, oldest). */
+static int list_files_page(cli_t *c, bq_msg_cli_request_t *req, uint64_t offset, bq_msg_t *page,
+                           char id_out[BQ_BACKUP_ID_MAX], bq_errbuf_t *e)
+{
+    bq_msg_t r;
+    snprintf(req->verb, sizeof req->verb, "list-files");
+    req->offset = offset;
+    int rc = cli_call(c, req, &r, e);
+    if (rc)
+        return rc;
+    uint64_t job_id = r.u.cli_reply.job_id;
+    if (r.u.cli_reply.nbackups == 1)
+        snprintf(id_out, BQ_BACKUP_ID_MAX, "%s", r.u.cli_reply.backups[0].id);
+    proto_msg_clear(&r);
+    static bq_job_t j;
+    if ((rc = job_wait(c, job_id, &j, e)) != 0)
+        return rc;
+    if (j.state != BQ_JOB_SUCCEEDED)
+        return bq_fail(e, BQ_E_STATE, "list-files job %" PRIu64 " %s: %s", job_id,
+                       bq_job_state_name(j.state), j.error[0] ? j.error : "-");
+    bq_msg_cli_request_t q;
+    memset(&q, 0, sizeof q);
+    snprintf(q.verb, sizeof q.verb, "list-files-page");
+    q.job_id = job_id;
+    return cli_call(c, &q, page, e);
+}
+
+static int verb_list_files(cli_t *c)
+{
+    bq_msg_cli_request_t req;
+    memset(&req, 0, sizeof req);
+    if (cluster_arg("list-files", c->o->args[0], req.cluster, sizeof req.cluster))
+        return 2;
+    const char *id = c->o->args[1];
+    if (strcmp(id, "latest") != 0 && strcmp(id, "oldest") != 0 && !bq_backup_id_valid(id))
+        return err_usage("list-files: %s is not a backup id (YYYYMMDDTHHMMSS, latest or oldest)",
+                         id);
+    snprintf(req.backup_id, sizeof req.backup_id, "%s", id);
+    bq_errbuf_t e;
+    int rc = 0, opened = 0;
+    uint64_t offset = 0, total = 0;
+    for (long page = 0; page < LIST_FILES_PAGES_MAX; page++) {
+        bq_msg_t r;
+        char resolved[BQ_BACKUP_ID_MAX] = "";
+        if ((rc = list_files_page(c, &req, offset, &r, resolved, &e)) != 0)
+            break;
+        if (resolved[0]) /* later pages: the same backup, even when "latest" moves */
+            snprintf(req.backup_id, sizeof req.backup_id, "%s", resolved);
+        const bq_msg_cli_reply_t *p = &r.u.cli_reply;
+        if (p->files_offset != offset) {
+            proto_msg_clear(&r);
+            rc = bq_fail(&e, BQ_E_PROTO, "the coordinator sent files from #%" PRIu64 ", not #%"
+                         PRIu64, p->files_offset, offset);
+            break;
+        }
+        if (c->o->json && !opened)
+            fputs("[", stdout);
+        else if (!c->o->json && !opened)
+            printf("%-10s %12s %-20s %s\n", "MODE", "SIZE", "MODIFIED", "PATH");
+        for (size_t i = 0; i < p->nfiles; i++) {
+            if (c->o->json) {
+                json_t *o = out_file_json(&p->files[i]);
+                char *text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+                json_decref(o);
+                if (!text) {
+                    rc = bq_fail(&e, BQ_E_NOMEM, "out of memory");
+                    break;
+                }
+                printf("%s\n%s", opened || i ? "," : "", text);
+                free(text);
+            } else {
+                out_file_text(stdout, &p->files[i]);
+            }
+        }
+        opened = 1;
+        offset += p->nfiles;
+        total = p->files_total;
+        size_t n = p->nfiles;
+        proto_msg_clear(&r);
+        if (rc || n == 0 || offset >= total)
+            break;
+    }
+    if (c->o->json && opened)
+        fputs("]\n", stdout);
+    fflush(stdout);
+    if (rc)
+        return fail(rc, e.msg);
+    if (offset < total)
+        return fail(BQ_E_STATE, "list-files stopped before the end of the backup");
+    return 0;
+}
+
+/* delete --wait: follow the delete jobs to their end; 0 when every one SUCCEEDED. */
+static int delete_wait(cli_t *c, const char *cluster, const char *id, const bq_job_t *jobs,
+                       size_t njobs)
+{
+    bq_errbuf_t e;
+    static bq_job_t j;
+    json_t *arr = c->o->json ? json_array() : NULL;
+    int failed = 0, rc = 0;
+    char why[BQ_TEXT_MAX + 128] = "";
+    for (size_t k = 0; k < njobs && rc == 0; k++) {
+        /* GC of a large store takes a while: no time limit, but a coordinator that stops
+         * answering ends it (job_get's timeout); at most a month of 500 ms polls. */
+        for (long i = 0; i < 31L * 86400 * 2; i++) {
+            if ((rc = job_get(c, jobs[k].id, &j, &e)) != 0 || bq_job_state_terminal(j.state))
+                break;
+            struct timespec ts = {0, 500 * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+        if (rc)
+            break;
+        if (arr)
+            json_array_append_new(arr, out_job_json(&j));
+        if (j.state != BQ_JOB_SUCCEEDED) {
+            failed = 1;
+            snprintf(why, sizeof why, "delete job %" PRIu64 " on worker %s %s: %s", j.id,
+                     j.pin_worker[0] ? j.pin_worker : j.worker, bq_job_state_name(j.state),
+                     j.error[0] ? j.error : "-");
+        } else if (!c->o->json) {
+            char b[32];
+            if (j.del.gc_run)
+                printf("worker %s: backup %s %s; GC removed %" PRIu64 " chunks, reclaimed %s\n",
+                       j.worker, id, j.del.was_absent ? "was already gone" : "deleted",
+                       j.del.chunks_removed, out_bytes(j.del.bytes_reclaimed, b, sizeof b));
+            else
+                printf("worker %s: backup %s %s; %s (the next GC reclaims its space)\n",
+                       j.worker, id, j.del.was_absent ? "was already gone" : "deleted",
+                       j.del.gc_note);
+        }
+    }
+    if (rc) {
+        json_decref(arr);
+        return fail(rc, e.msg);
+    }
+    if (arr)
+        out_json_print(stdout, json_pack("{s:s, s:s, s:s, s:o}", "cluster", cluster, "backup_id",
+                                         id, "state", failed ? "DELETING" : "DELETED", "jobs",
+                                         arr));
+    else if (!failed)
+        printf("backup %s of cluster %s deleted\n", id, cluster);
+    if (failed) {
+        char msg[sizeof why + 128];
+        snprintf(msg, sizeof msg, "%s\nhint: the backup stays DELETING; run delete again once "
+                 "the cause is fixed", why);
+        return fail(BQ_E_STATE, msg);
+    }
+    return 0;
+}
+
+static int verb_delete(cli_t *c)
+{
+    bq_msg_cli_request_t req;
+    memset(&req, 0, sizeof req);
+    snprintf(req.verb, sizeof req.verb, "delete");
+    if (cluster_arg("delete", c->o->args[0], req.cluster, sizeof req.cluster))
+        return 2;
+    const char *id = c->o->args[1];
+    if (!bq_backup_id_valid(id))
+        return err_usage("delete: %s is not a backup id (YYYYMMDDTHHMMSS; latest and oldest are "
+                         "not accepted here)", id);
+    snprintf(req.backup_id, sizeof req.backup_id, "%s", id);
+    bq_msg_t r;
+    bq_errbuf_t e;
+    int rc = cli_call(c, &req, &r, &e);
+    if (rc)
+        return fail(rc, e.msg);
+    const bq_msg_cli_reply_t *p = &r.u.cli_reply;
+    static bq_backup_t b;
+    if (p->nbackups != 1) {
+        proto_msg_clear(&r);
+        return fail(BQ_E_PROTO, "coordinator sent no backup in its reply");
+    }
+    b = p->backups[0];
+    if (p->njobs == 0) { /* no store held it: the record is gone already */
+        if (c->o->json)
+            out_json_print(stdout, json_pack("{s:s, s:s, s:s, s:s, s:[]}", "cluster", req.cluster,
+                                             "backup_id", id, "state", "DELETED", "was",
+                                             bq_backup_state_name(b.state), "jobs"));
+        else
+            printf("backup %s of cluster %s (%s) deleted: no store held it, its catalog record "
+                   "is removed\n", id, req.cluster, bq_backup_state_name(b.state));
+        proto_msg_clear(&r);
+        return 0;
+    }
+    size_t njobs = p->njobs;
+    bq_job_t *jobs = malloc(njobs * sizeof *jobs);
+    if (!jobs) {
+        proto_msg_clear(&r);
+        return fail(BQ_E_NOMEM, "out of memory");
+    }
+    memcpy(jobs, p->jobs, njobs * sizeof *jobs);
+    proto_msg_clear(&r);
+    if (c->o->wait) {
+        if (!c->o->json)
+            for (size_t k = 0; k < njobs; k++)
+                printf("backup %s of cluster %s is DELETING: delete job %" PRIu64 " queued on "
+                       "worker %s\n", id, req.cluster, jobs[k].id, jobs[k].pin_worker);
+        fflush(stdout);
+        rc = delete_wait(c, req.cluster, id, jobs, njobs);
+    } else if (c->o->json) {
+        json_t *a = json_array();
+        for (size_t k = 0; k < njobs; k++)
+            json_array_append_new(a, json_pack("{s:I, s:s}", "job_id", (json_int_t)jobs[k].id,
+                                               "worker", jobs[k].pin_worker));
+        out_json_print(stdout, json_pack("{s:s, s:s, s:s, s:o}", "cluster", req.cluster,
+                                         "backup_id", id, "state", "DELETING", "jobs", a));
+    } else {
+        for (size_t k = 0; k < njobs; k++)
+            printf("backup %s of cluster %s is DELETING: delete job %" PRIu64 " queued on worker "
+                   "%s (follow it with: barque job show %" PRIu64 ")\n", id, req.cluster,
+                   jobs[k].id, jobs[k].pin_worker, jobs[k].id);
+    }
+    free(jobs);
+    return rc;
+}
+
 /* The store verbs: their parsed options to store_cmd.c's function of the row. */
 static int verb_store(cli_t *c)
 {
@@ -988,6 +1211,25 @@ static const verb_t verbs[] = {
      "holding it, system identifier, PostgreSQL version, timeline, begin/end LSN, time and WAL,\n"
      "sizes, files, duration, page checksum failures. latest and oldest mean the newest and\n"
      "oldest DONE backup. --json gives sizes in bytes.", 0, NULL},
+    {"list-files", 2, 2, OPT_JSON | OPT_WAIT_TIMEOUT, verb_list_files,
+     "list-files CLUSTER ID|latest|oldest [--wait-timeout SEC] [--json]",
+     "The files of a DONE backup of CLUSTER, in the backup's order: mode, size, modification\n"
+     "time (UTC) and path. Paths are where `barque recover` writes each file, relative to the\n"
+     "restored data directory: PG_VERSION, base/5/16384, backup_manifest, pg_tblspc/OID/... for\n"
+     "other tablespaces (recover links pg_tblspc/OID to the tablespace's directory), pg_wal/NAME\n"
+     "for the WAL the backup carries. Directories and symlinks are listed too, so the count is\n"
+     "show-backup's files. A worker whose store holds the backup reads its manifest (no data is\n"
+     "read), 5,000 files per job; each page must come within --wait-timeout (default 120 s).\n"
+     "--json prints one array of {path, type, mode, size, mtime, modified}.", 0, NULL},
+    {"delete", 2, 2, OPT_JSON | OPT_WAIT, verb_delete, "delete CLUSTER ID [--wait] [--json]",
+     "Delete backup ID of CLUSTER (an id: latest and oldest are not accepted). Refused while the\n"
+     "backup is STARTED or a restore, list-files or delete of it is queued or running. The\n"
+     "backup becomes DELETING and each worker whose store holds it removes its manifest, then\n"
+     "runs GC to reclaim the chunks no other backup uses (GC beside running jobs; skipped, not\n"
+     "failed, when a GC or verify already runs: the next GC reclaims them). Once every store\n"
+     "has it removed, the catalog record goes. A backup no store holds (FAILED) is removed at\n"
+     "once. --wait follows the delete jobs; exit 1 when one failed: the backup stays DELETING\n"
+     "with the reason, and delete can be run again.", 0, NULL},
     {"store init", 1, 1, OPT_JSON | OPT_KEY | OPT_COMPRESSION | OPT_LEVEL | OPT_CHUNK_SIZE,
      verb_store,
      "store init PATH --key FILE [--compression zstd|lz4|none] [--level N] [--chunk-size SIZE] [--json]",

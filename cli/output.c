@@ -4,6 +4,7 @@
 
 #include <inttypes.h>
 #include <string.h>
+#include <sys/stat.h>
 
 char *out_bytes(uint64_t n, char *buf, size_t len)
 {
@@ -100,7 +101,8 @@ json_t *out_job_json(const bq_job_t *j)
     json_object_set_new(o, "cancel_requested", json_boolean(j->cancel_requested));
     if (j->type == BQ_JOB_SLEEP)
         json_object_set_new(o, "sleep_ms", json_integer(j->sleep_ms));
-    if (j->type == BQ_JOB_BACKUP || j->type == BQ_JOB_RESTORE)
+    if (j->type == BQ_JOB_BACKUP || j->type == BQ_JOB_RESTORE || j->type == BQ_JOB_LIST_FILES ||
+        j->type == BQ_JOB_DELETE)
         json_object_set_new(o, "backup_id",
                             j->backup_id[0] ? json_string(j->backup_id) : json_null());
     if (j->type == BQ_JOB_BACKUP)
@@ -108,8 +110,21 @@ json_t *out_job_json(const bq_job_t *j)
                             json_string(j->checkpoint[0] ? j->checkpoint : "fast"));
     if (j->type == BQ_JOB_RESTORE)
         json_object_set_new(o, "dest", json_string(j->dest));
+    if (j->type == BQ_JOB_LIST_FILES)
+        json_object_set_new(o, "offset", json_integer((json_int_t)j->offset));
+    if (j->has_delete)
+        json_object_set_new(o, "delete", out_delete_json(&j->del));
     if (j->has_check)
         json_object_set_new(o, "check", out_check_json(&j->check));
+    return o;
+}
+
+json_t *out_delete_json(const bq_delete_result_t *d)
+{
+    json_t *o = json_pack("{s:b, s:b, s:I, s:I}", "was_absent", d->was_absent, "gc_run",
+                          d->gc_run, "chunks_removed", (json_int_t)d->chunks_removed,
+                          "bytes_reclaimed", (json_int_t)d->bytes_reclaimed);
+    json_object_set_new(o, "gc_note", d->gc_note[0] ? json_string(d->gc_note) : json_null());
     return o;
 }
 
@@ -196,7 +211,8 @@ void out_backups_text(FILE *f, const char *cluster, const bq_msg_cli_reply_t *r)
             "STORED", "WAL RANGE", "ERROR");
     for (size_t i = r->nbackups; i-- > 0;) {
         const bq_backup_t *b = &r->backups[i];
-        int sized = b->state == BQ_BACKUP_DONE || b->state == BQ_BACKUP_WAITING_FOR_WALS;
+        int sized = b->state == BQ_BACKUP_DONE || b->state == BQ_BACKUP_WAITING_FOR_WALS ||
+                    b->state == BQ_BACKUP_DELETING;
         if (b->wal_begin[0])
             snprintf(wal, sizeof wal, "%s-%s", b->wal_begin, b->wal_end[0] ? b->wal_end : "?");
         else
@@ -318,6 +334,13 @@ void out_job_text(FILE *f, const bq_job_t *j)
                 j->checkpoint[0] ? j->checkpoint : "fast");
     if (j->type == BQ_JOB_RESTORE)
         fprintf(f, "backup:       %s to %s\n", j->backup_id[0] ? j->backup_id : "-", j->dest);
+    if (j->type == BQ_JOB_LIST_FILES)
+        fprintf(f, "backup:       %s (files from #%" PRIu64 ")\n", j->backup_id, j->offset);
+    if (j->type == BQ_JOB_DELETE)
+        fprintf(f, "backup:       %s\n", j->backup_id);
+    if (j->has_delete)
+        fprintf(f, "deleted:      %s; %s\n", j->del.was_absent ? "was already gone" : "manifest removed",
+                j->del.gc_run ? "GC ran" : j->del.gc_note);
     if (j->error[0])
         fprintf(f, "error:        %s\n", j->error);
     if (j->has_check)
@@ -415,4 +438,41 @@ json_t *out_status_json(const char *coordinator, const bq_msg_cli_reply_t *r)
     return json_pack("{s:s, s:o, s:o, s:o, s:{s:i, s:i}}", "coordinator", coordinator, "sites",
                      sites, "workers", workers, "clusters", clusters, "jobs", "queued", queued,
                      "running", running);
+}
+
+/* ---- list-files ------------------------------------------------------------------------ */
+
+static const char *file_type(uint32_t mode)
+{
+    switch (mode & S_IFMT) {
+    case S_IFREG: return "file";
+    case S_IFDIR: return "directory";
+    case S_IFLNK: return "symlink";
+    default: return "other";
+    }
+}
+
+json_t *out_file_json(const bq_file_entry_t *f)
+{
+    char mode[8], when[32];
+    snprintf(mode, sizeof mode, "%04o", (unsigned)(f->mode & 07777));
+    json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:I}", "path", f->path, "type",
+                          file_type(f->mode), "mode", mode, "size", (json_int_t)f->size, "mtime",
+                          (json_int_t)f->mtime);
+    json_object_set_new(o, "modified", json_string(bq_wall_format(f->mtime * 1000, when,
+                                                                  sizeof when)));
+    return o;
+}
+
+void out_file_text(FILE *out, const bq_file_entry_t *f)
+{
+    char m[11], when[32];
+    uint32_t t = f->mode & S_IFMT;
+    m[0] = t == S_IFDIR ? 'd' : t == S_IFLNK ? 'l' : t == S_IFREG ? '-' : '?';
+    static const char rwx[] = "rwxrwxrwx";
+    for (int i = 0; i < 9; i++)
+        m[1 + i] = (f->mode & (0400u >> i)) ? rwx[i] : '-';
+    m[10] = '\0';
+    fprintf(out, "%s %12" PRIu64 " %s %s\n", m, f->size,
+            bq_wall_format(f->mtime * 1000, when, sizeof when), f->path);
 }

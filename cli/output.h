@@ -9,6 +9,13 @@
 
 /* JSON values of the domain types; the caller owns the returned reference. */
 json_t *out_job_json(const bq_job_t *j);
+/* What a delete job did: was_absent, gc_run, chunks_removed, bytes_reclaimed, gc_note. */
+json_t *out_delete_json(const bq_delete_result_t *d);
+/* One file of list-files: {path, type (file, directory, symlink, other), mode ("0600"), size,
+ * mtime (epoch seconds), modified (the same as text)}; as text, an ls -l like line:
+ * "-rw-------            3 2024-05-01 12:00:00 PG_VERSION". */
+json_t *out_file_json(const bq_file_entry_t *f);
+void out_file_text(FILE *out, const bq_file_entry_t *f);
 json_t *out_worker_json(const bq_worker_t *w);
 json_t *out_cluster_json(const bq_cluster_t *c);
 json_t *out_check_json(const bq_check_result_t *r);

@@ -1,5 +1,6 @@
 #include "types.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 const char *bq_job_type_name(bq_job_type_t t)
@@ -9,6 +10,8 @@ const char *bq_job_type_name(bq_job_type_t t)
     case BQ_JOB_SLEEP: return "sleep";
     case BQ_JOB_BACKUP: return "backup";
     case BQ_JOB_RESTORE: return "restore";
+    case BQ_JOB_LIST_FILES: return "list-files";
+    case BQ_JOB_DELETE: return "delete";
     default: return "?";
     }
 }
@@ -38,6 +41,7 @@ const char *bq_backup_state_name(bq_backup_state_t s)
     case BQ_BACKUP_DONE: return "DONE";
     case BQ_BACKUP_FAILED: return "FAILED";
     case BQ_BACKUP_WAITING_FOR_WALS: return "WAITING_FOR_WALS";
+    case BQ_BACKUP_DELETING: return "DELETING";
     default: return "?";
     }
 }
@@ -57,4 +61,13 @@ int bq_backup_id_valid(const char *id)
     return digits2(id, 0, 99) && digits2(id + 2, 0, 99) && digits2(id + 4, 1, 12) &&
            digits2(id + 6, 1, 31) && digits2(id + 9, 0, 23) && digits2(id + 11, 0, 59) &&
            digits2(id + 13, 0, 59);
+}
+
+void bq_files_free(bq_file_entry_t *files, size_t n)
+{
+    if (!files)
+        return;
+    for (size_t i = 0; i < n; i++)
+        free(files[i].path);
+    free(files);
 }

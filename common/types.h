@@ -15,6 +15,8 @@ typedef enum {
     BQ_JOB_SLEEP = 2,
     BQ_JOB_BACKUP = 3,  /* a base backup of job.cluster into the worker's store (issue 4) */
     BQ_JOB_RESTORE = 4, /* a restore of job.backup_id to job.dest (issue 4) */
+    BQ_JOB_LIST_FILES = 5, /* one page of the files of job.backup_id, from job.offset */
+    BQ_JOB_DELETE = 6,     /* delete job.backup_id from the worker's store, then GC it */
 } bq_job_type_t;
 
 /* States of a backup in the catalog (issue 4; WAITING_FOR_WALS comes with issue 5). */
@@ -24,6 +26,7 @@ typedef enum {
     BQ_BACKUP_DONE = 2,
     BQ_BACKUP_FAILED = 3,
     BQ_BACKUP_WAITING_FOR_WALS = 4,
+    BQ_BACKUP_DELETING = 5, /* delete jobs are removing it from its stores */
 } bq_backup_state_t;
 
 const char *bq_backup_state_name(bq_backup_state_t s); /* "STARTED", "DONE", ... "?" */
@@ -111,6 +114,32 @@ typedef struct {
     int64_t duration_ms;
 } bq_restore_result_t;
 
+/* One file of a backup, as list-files shows it. path is owned by the list it is in: free a
+ * list with bq_files_free. */
+typedef struct {
+    char *path;      /* relative to the restored data directory (PG_VERSION, pg_wal/NAME) */
+    uint32_t mode;   /* type and permission bits: S_IFREG | 0600, S_IFDIR | 0700, ... */
+    uint64_t size;
+    int64_t mtime;   /* seconds since the epoch */
+} bq_file_entry_t;
+
+#define BQ_FILE_PATH_MAX 4352          /* a file's path, bytes with the NUL */
+#define BQ_FILES_PAGE_MAX 5000          /* list-files: files per page, at most */
+#define BQ_FILES_PAGE_BYTES (2u << 20)  /* and path bytes per page, at most (the wire's
+                                           limit is 4 MiB) */
+
+/* Free n entries' paths and the array. Accepts NULL. */
+void bq_files_free(bq_file_entry_t *files, size_t n);
+
+/* What a delete job did on its worker's store. */
+typedef struct {
+    int was_absent;                 /* the store no longer had the backup */
+    int gc_run;                     /* GC ran after the delete */
+    char gc_note[BQ_DETAIL_MAX];    /* why GC did not run, or failed ("" when it ran) */
+    uint64_t chunks_removed;
+    uint64_t bytes_reclaimed;
+} bq_delete_result_t;
+
 typedef struct {
     uint64_t id;
     bq_job_type_t type;
@@ -140,6 +169,9 @@ typedef struct {
     char pin_worker[BQ_NAME_MAX];     /* only this worker may run it ("" = any of the site) */
     int has_restore;                  /* restore: what the last attempt wrote */
     bq_restore_result_t restore;
+    uint64_t offset;                  /* list-files: the first file of the page */
+    int has_delete;                   /* delete: what the last attempt did */
+    bq_delete_result_t del;
 } bq_job_t;
 
 typedef struct {

@@ -26,6 +26,8 @@
 #define JOBS_LIST_MAX 1000 /* jobs --all: the newest this many */
 #define JOBS_CREATE_MAX 100000
 #define BACKUPS_LIST_MAX 1000 /* list-backups: the newest this many */
+#define LISTINGS_MAX 16       /* list-files pages held until the CLI fetches them */
+#define LISTING_TTL_MS 600000 /* ... or for this long */
 
 typedef struct {
     bq_worker_t rec;          /* as last persisted or reported */
@@ -39,7 +41,10 @@ typedef struct {
 
 typedef struct {
     uint64_t id;
+    bq_job_type_t type;
     bq_job_state_t state;
+    char cluster[BQ_NAME_MAX];
+    char backup_id[BQ_BACKUP_ID_MAX]; /* backup, restore, list-files, delete: the backup */
     char site[BQ_NAME_MAX];
     char pin[BQ_NAME_MAX];    /* only this worker may run it ("" = any of the site) */
     int worker;               /* index into workers, -1 when none */
@@ -55,6 +60,16 @@ typedef struct {
     bq_msg_t msg;
     int cli;                  /* a CLI reply: turned into an error if the batch fails */
 } out_msg_t;
+
+/* One page of a list-files job's result, held (in memory only, never in the catalog) until
+ * the CLI fetches it with list-files-page, for at most LISTING_TTL_MS. */
+typedef struct {
+    uint64_t job_id;
+    uint64_t offset, total;
+    size_t nfiles;
+    bq_file_entry_t *files;   /* owned */
+    int64_t expires_mono;
+} listing_t;
 
 struct coord {
     bq_coord_config_t cfg;
@@ -73,6 +88,9 @@ struct coord {
     bq_errbuf_t batch_err;
     out_msg_t *out;
     size_t nout, out_cap;
+
+    listing_t listings[LISTINGS_MAX];
+    size_t nlistings;
 
     int dispatch_dirty;
     int64_t last_persist_mono;
@@ -141,7 +159,10 @@ static int job_index_add(coord_t *c, const bq_job_t *j)
     job_state_t *s = &c->jobs[pos];
     memset(s, 0, sizeof *s);
     s->id = j->id;
+    s->type = j->type;
     s->state = j->state;
+    snprintf(s->cluster, sizeof s->cluster, "%s", j->cluster);
+    snprintf(s->backup_id, sizeof s->backup_id, "%s", j->backup_id);
     snprintf(s->site, sizeof s->site, "%s", j->site);
     snprintf(s->pin, sizeof s->pin, "%s", j->pin_worker);
     s->worker = j->worker[0] ? worker_find(c, j->worker) : -1;
@@ -288,6 +309,10 @@ static void job_apply(bq_job_t *j, void *arg)
         j->has_restore = 1;
         j->restore = ch->result->restore;
     }
+    if (ch->result && ch->result->has_delete) {
+        j->has_delete = 1;
+        j->del = ch->result->del;
+    }
 }
 
 /* Take a job away from its worker's capacity count. */
@@ -408,6 +433,130 @@ static void backup_end(coord_t *c, const bq_job_t *j, uint32_t attempt, bq_backu
         batch_fail(c, rc, &e);
 }
 
+/* Remove name from list (names joined by ','), in place. */
+static void name_list_remove(char *list, const char *name)
+{
+    size_t n = strlen(name);
+    char *p = list;
+    while (*p) {
+        char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        if (len == n && strncmp(p, name, n) == 0) {
+            if (comma)
+                memmove(p, comma + 1, strlen(comma + 1) + 1);
+            else if (p > list)
+                p[-1] = '\0'; /* the last one: drop its leading comma */
+            else
+                *p = '\0';
+            return;
+        }
+        p += len + (comma ? 1 : 0);
+    }
+}
+
+/* Delete job j (record as just edited) ended: ok, the store of its worker no longer holds
+ * the backup, which leaves Backup.stores, and the catalog record goes with the last store;
+ * else the backup stays DELETING with error as its reason (delete may be run again). */
+static void delete_end(coord_t *c, const bq_job_t *j, int ok, const char *error)
+{
+    catalog_txn_t *t = wtxn(c);
+    if (!t)
+        return;
+    static bq_backup_t b;
+    bq_errbuf_t e;
+    int rc = catalog_backup_get(t, j->cluster, j->backup_id, &b, &e);
+    if (rc == BQ_E_NOTFOUND) {
+        bq_info(COMP, j->id, "backup %s of cluster %s is already gone from the catalog",
+                j->backup_id, j->cluster);
+        return;
+    }
+    if (rc) {
+        batch_fail(c, rc, &e);
+        return;
+    }
+    if (b.state != BQ_BACKUP_DELETING) {
+        bq_warn(COMP, j->id, "backup %s of cluster %s is %s: not ending its delete", b.id,
+                b.cluster, bq_backup_state_name(b.state));
+        return;
+    }
+    if (ok) {
+        name_list_remove(b.stores, j->pin_worker);
+        if (!b.stores[0]) {
+            rc = catalog_backup_del(t, b.cluster, b.id, &e);
+            if (rc && rc != BQ_E_NOTFOUND)
+                batch_fail(c, rc, &e);
+            else
+                bq_info(COMP, j->id, "backup %s of cluster %s deleted: no store holds it, its "
+                        "catalog record is removed", b.id, b.cluster);
+            return;
+        }
+        bq_info(COMP, j->id, "backup %s of cluster %s deleted from the store of worker %s; "
+                "still in: %s", b.id, b.cluster, j->pin_worker, b.stores);
+    } else {
+        snprintf(b.error, sizeof b.error, "delete on worker %s failed: %s", j->pin_worker,
+                 error && error[0] ? error : "?");
+        bq_warn(COMP, j->id, "backup %s of cluster %s stays DELETING: %s", b.id, b.cluster,
+                b.error);
+    }
+    rc = catalog_backup_put(t, &b, &e);
+    if (rc)
+        batch_fail(c, rc, &e);
+}
+
+/* ---- list-files pages held for the CLI ------------------------------------------------- */
+
+static listing_t *listing_find(coord_t *c, uint64_t job_id)
+{
+    for (size_t i = 0; i < c->nlistings; i++)
+        if (c->listings[i].job_id == job_id)
+            return &c->listings[i];
+    return NULL;
+}
+
+static void listing_drop(coord_t *c, listing_t *l)
+{
+    bq_files_free(l->files, l->nfiles);
+    *l = c->listings[--c->nlistings];
+}
+
+/* Hold the page of result r (list-files job job_id at offset): takes r's files. A full table
+ * drops the page that would expire first. */
+static void listing_put(coord_t *c, uint64_t job_id, uint64_t offset, bq_msg_result_t *r)
+{
+    listing_t *l = listing_find(c, job_id);
+    if (l) {
+        listing_drop(c, l);
+    } else if (c->nlistings == LISTINGS_MAX) {
+        listing_t *old = &c->listings[0];
+        for (size_t i = 1; i < c->nlistings; i++)
+            if (c->listings[i].expires_mono < old->expires_mono)
+                old = &c->listings[i];
+        bq_warn(COMP, old->job_id, "dropping its unfetched file list: %d newer ones wait",
+                LISTINGS_MAX);
+        listing_drop(c, old);
+    }
+    l = &c->listings[c->nlistings++];
+    l->job_id = job_id;
+    l->offset = offset;
+    l->total = r->files_total;
+    l->nfiles = r->nfiles;
+    l->files = r->files;
+    l->expires_mono = bq_mono_ms() + LISTING_TTL_MS;
+    r->files = NULL;
+    r->nfiles = 0;
+}
+
+static void listings_expire(coord_t *c)
+{
+    int64_t now = bq_mono_ms();
+    for (size_t i = c->nlistings; i-- > 0;)
+        if (c->listings[i].expires_mono < now) {
+            bq_info(COMP, c->listings[i].job_id, "its file list was not fetched within %d s: "
+                    "dropped", LISTING_TTL_MS / 1000);
+            listing_drop(c, &c->listings[i]);
+        }
+}
+
 /* The attempt ended without a result (worker gone, lease expired): queue it again, or
  * end it when it is out of attempts or was being cancelled. lost says what happened to the
  * worker, for the backup the attempt was taking. */
@@ -430,6 +579,8 @@ static void job_requeue_lost(coord_t *c, job_state_t *s, const char *why, const 
     if (j.type == BQ_JOB_BACKUP) /* the retry, if any, takes a new backup */
         backup_end(c, &j, s->attempt, BQ_BACKUP_FAILED, NULL, "cancelled",
                    s->cancel_requested ? NULL : lost);
+    if (j.type == BQ_JOB_DELETE && bq_job_state_terminal(ch.state))
+        delete_end(c, &j, 0, ch.error);
     job_release(c, s);
     s->state = ch.state;
     s->queued_mono = bq_mono_ms();
@@ -464,6 +615,7 @@ static void job_offer(coord_t *c, job_state_t *s, int wi)
             }
             return;
         }
+        snprintf(s->backup_id, sizeof s->backup_id, "%s", j->backup_id);
     }
     const bq_cfg_cluster_t *cl = bq_coord_config_cluster(&c->cfg, j->cluster);
     if (cl)
@@ -726,6 +878,11 @@ static void on_result(coord_t *c, const bq_peer_t *from, bq_msg_t *m)
         return;
     }
     job_change_t ch = {.result = r};
+    if (s->type == BQ_JOB_LIST_FILES && r->ok) { /* the job shows how far the listing got */
+        ch.progress = 1;
+        ch.done = r->nfiles;
+        ch.total = r->files_total;
+    }
     if (r->ok) {
         ch.state = BQ_JOB_SUCCEEDED;
         ch.error = "";
@@ -755,6 +912,11 @@ static void on_result(coord_t *c, const bq_peer_t *from, bq_msg_t *m)
             backup_end(c, &j, s->attempt, BQ_BACKUP_FAILED, NULL,
                        ch.state == BQ_JOB_CANCELLED ? "cancelled" : r->error, NULL);
     }
+    if (j.type == BQ_JOB_DELETE && bq_job_state_terminal(ch.state))
+        delete_end(c, &j, ch.state == BQ_JOB_SUCCEEDED,
+                   ch.state == BQ_JOB_CANCELLED ? "cancelled" : r->error);
+    if (j.type == BQ_JOB_LIST_FILES && ch.state == BQ_JOB_SUCCEEDED)
+        listing_put(c, j.id, j.offset, m->u.result);
     bq_log(r->ok ? BQ_LOG_INFO : BQ_LOG_WARNING, COMP, s->id,
            "attempt %u on worker %s ended: %s%s%s", s->attempt, c->workers[wi].rec.name,
            bq_job_state_name(ch.state), r->ok ? "" : ": ", r->ok ? "" : r->error);
@@ -982,6 +1144,139 @@ static int recover_create(coord_t *c, const bq_msg_cli_request_t *q, const bq_ba
     return job_insert(c, &j, id, e);
 }
 
+/* Worker name is online now (its heartbeats are recent). */
+static int worker_online(coord_t *c, const char *name)
+{
+    int wi = worker_find(c, name);
+    return wi >= 0 && c->workers[wi].rec.online &&
+           c->workers[wi].last_seen_mono >= bq_mono_ms() - c->cfg.worker_timeout_ms;
+}
+
+/* A list-files job for one page of backup b (resolved by the caller) from q->offset, pinned
+ * to the first online worker whose store holds b. */
+static int list_files_create(coord_t *c, const bq_msg_cli_request_t *q, const bq_backup_t *b,
+                             uint64_t *id, bq_errbuf_t *e)
+{
+    if (b->state != BQ_BACKUP_DONE)
+        return bq_fail(e, BQ_E_STATE, "could not list the files of backup %s of cluster %s: it "
+                       "is %s, not DONE", b->id, b->cluster, bq_backup_state_name(b->state));
+    const bq_cfg_worker_ref_t *w = NULL;
+    char name[BQ_NAME_MAX];
+    for (const char *p = b->stores; *p && !w;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        snprintf(name, sizeof name, "%.*s", (int)(len < sizeof name ? len : sizeof name - 1), p);
+        const bq_cfg_worker_ref_t *ref = bq_coord_config_worker(&c->cfg, name);
+        if (ref && worker_online(c, name))
+            w = ref;
+        p += len + (comma ? 1 : 0);
+    }
+    if (!w)
+        return bq_fail(e, BQ_E_STATE, "could not list the files of backup %s of cluster %s: no "
+                       "online worker holds it (stores: %s)", b->id, b->cluster,
+                       b->stores[0] ? b->stores : "none");
+    static bq_job_t j; /* large: off the stack */
+    memset(&j, 0, sizeof j);
+    j.type = BQ_JOB_LIST_FILES;
+    snprintf(j.cluster, sizeof j.cluster, "%s", b->cluster);
+    snprintf(j.site, sizeof j.site, "%s", w->site);
+    snprintf(j.pin_worker, sizeof j.pin_worker, "%s", w->name);
+    snprintf(j.backup_id, sizeof j.backup_id, "%s", b->id);
+    j.offset = q->offset;
+    return job_insert(c, &j, id, e);
+}
+
+/* delete: refuse while the backup is being written, read or already deleted; else mark it
+ * DELETING and queue a delete job for each store holding it (its jobs in r->jobs), or, when
+ * no store holds it, remove its record at once. b: the backup as the catalog has it. */
+static int delete_create(coord_t *c, const bq_backup_t *b0, bq_msg_cli_reply_t *r,
+                         bq_errbuf_t *e)
+{
+    static bq_backup_t b;
+    b = *b0;
+    if (b.state == BQ_BACKUP_STARTED)
+        return bq_fail(e, BQ_E_STATE, "could not delete backup %s of cluster %s: it is STARTED "
+                       "(backup job %llu is writing it)\nhint: cancel it first (barque job "
+                       "cancel %llu); a cancelled backup is FAILED and can be deleted", b.id,
+                       b.cluster, (unsigned long long)b.job_id, (unsigned long long)b.job_id);
+    for (size_t i = 0; i < c->njobs; i++) {
+        const job_state_t *s = &c->jobs[i];
+        if (bq_job_state_terminal(s->state) || strcmp(s->backup_id, b.id) != 0 ||
+            strcmp(s->cluster, b.cluster) != 0)
+            continue;
+        const char *what = s->type == BQ_JOB_RESTORE      ? "a restore of it is running"
+                           : s->type == BQ_JOB_LIST_FILES ? "a list-files of it is running"
+                           : s->type == BQ_JOB_DELETE     ? "a delete of it is already running"
+                                                          : "a job on it is running";
+        return bq_fail(e, BQ_E_STATE, "could not delete backup %s of cluster %s: %s (%s job "
+                       "%llu is %s)\nhint: wait for it to end (barque job show %llu) or cancel it",
+                       b.id, b.cluster, what, bq_job_type_name(s->type),
+                       (unsigned long long)s->id, bq_job_state_name(s->state),
+                       (unsigned long long)s->id);
+    }
+    size_t nstores = 0;
+    char names[BQ_STORES_MAX / 2][BQ_NAME_MAX];
+    const bq_cfg_worker_ref_t *refs[BQ_STORES_MAX / 2];
+    for (const char *p = b.stores; *p;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        if (nstores == BQ_STORES_MAX / 2)
+            return bq_fail(e, BQ_E_STATE, "backup %s of cluster %s: too many stores", b.id,
+                           b.cluster);
+        snprintf(names[nstores], BQ_NAME_MAX, "%.*s", (int)(len < BQ_NAME_MAX ? len : BQ_NAME_MAX - 1), p);
+        if (!(refs[nstores] = bq_coord_config_worker(&c->cfg, names[nstores])))
+            return bq_fail(e, BQ_E_STATE, "could not delete backup %s of cluster %s: worker %s, "
+                           "whose store holds it, is not in the coordinator's config", b.id,
+                           b.cluster, names[nstores]);
+        nstores++;
+        p += len + (comma ? 1 : 0);
+    }
+    catalog_txn_t *t = wtxn(c);
+    if (!t)
+        return bq_fail(e, c->batch_failed, "%s", c->batch_err.msg);
+    if (!(r->backups = calloc(1, sizeof *r->backups)) ||
+        (nstores && !(r->jobs = calloc(nstores, sizeof *r->jobs))))
+        return bq_fail(e, BQ_E_NOMEM, "out of memory");
+    int rc;
+    if (!nstores) { /* nothing in any store (a FAILED backup): the record goes now */
+        rc = catalog_backup_del(t, b.cluster, b.id, e);
+        if (rc && rc != BQ_E_NOTFOUND) {
+            batch_fail(c, rc, e);
+            return rc;
+        }
+        r->backups[0] = b;
+        r->nbackups = 1;
+        return 0;
+    }
+    b.state = BQ_BACKUP_DELETING;
+    b.error[0] = '\0';
+    if ((rc = catalog_backup_put(t, &b, e)) != 0) {
+        batch_fail(c, rc, e);
+        return rc;
+    }
+    r->backups[0] = b;
+    r->nbackups = 1;
+    static bq_job_t j;
+    for (size_t i = 0; i < nstores; i++) {
+        memset(&j, 0, sizeof j);
+        j.type = BQ_JOB_DELETE;
+        snprintf(j.cluster, sizeof j.cluster, "%s", b.cluster);
+        snprintf(j.site, sizeof j.site, "%s", refs[i]->site);
+        snprintf(j.pin_worker, sizeof j.pin_worker, "%s", refs[i]->name);
+        snprintf(j.backup_id, sizeof j.backup_id, "%s", b.id);
+        uint64_t id;
+        if ((rc = job_insert(c, &j, &id, e)) != 0)
+            return rc;
+        r->jobs[r->njobs] = j;
+        r->jobs[r->njobs].id = id;
+        r->jobs[r->njobs].state = BQ_JOB_QUEUED;
+        r->njobs++;
+        if (!r->job_id)
+            r->job_id = id;
+    }
+    return 0;
+}
+
 static void reply_workers(coord_t *c, bq_msg_cli_reply_t *r)
 {
     r->workers = calloc(c->nworkers ? c->nworkers : 1, sizeof *r->workers);
@@ -1162,8 +1457,57 @@ static void on_cli(coord_t *c, const bq_peer_t *from, bq_msg_t *m)
             rc = 0;
         if (rc == 0)
             list_backups_unring(&bl);
-    } else if (strcmp(q->verb, "show-backup") == 0 || strcmp(q->verb, "recover") == 0) {
+    } else if (strcmp(q->verb, "list-files-page") == 0) {
+        listing_t *lp = listing_find(c, q->job_id);
+        if (lp) {
+            r->files = lp->files;
+            r->nfiles = lp->nfiles;
+            r->files_total = lp->total;
+            r->files_offset = lp->offset;
+            lp->files = NULL;
+            lp->nfiles = 0;
+            listing_drop(c, lp);
+        } else {
+            static bq_job_t lj;
+            rc = catalog_txn_begin(c->cat, 0, &rt, &e);
+            if (rc == 0 && (rc = catalog_job_get(rt, q->job_id, &lj, &e)) == BQ_E_NOTFOUND)
+                bq_fail(&e, rc, "no job %llu", (unsigned long long)q->job_id);
+            else if (rc == 0 && lj.type != BQ_JOB_LIST_FILES)
+                rc = bq_fail(&e, BQ_E_USAGE, "job %llu is a %s job, not list-files",
+                             (unsigned long long)q->job_id, bq_job_type_name(lj.type));
+            else if (rc == 0 && lj.state != BQ_JOB_SUCCEEDED)
+                rc = bq_fail(&e, BQ_E_STATE, "list-files job %llu is %s%s%s",
+                             (unsigned long long)q->job_id, bq_job_state_name(lj.state),
+                             lj.error[0] ? ": " : "", lj.error);
+            else if (rc == 0)
+                rc = bq_fail(&e, BQ_E_NOTFOUND, "the file list of job %llu is no longer held by "
+                             "the coordinator (fetched already, not fetched within %d s, or the "
+                             "coordinator restarted): run list-files again",
+                             (unsigned long long)q->job_id, LISTING_TTL_MS / 1000);
+        }
+    } else if (strcmp(q->verb, "delete") == 0) {
+        static bq_backup_t db;
+        rc = catalog_txn_begin(c->cat, 0, &rt, &e);
+        if (rc == 0)
+            rc = cli_backup_cluster(c, rt, q->verb, q->cluster, &e);
+        if (rc == 0 && !bq_backup_id_valid(q->backup_id))
+            rc = bq_fail(&e, BQ_E_USAGE, "delete needs a backup id (YYYYMMDDTHHMMSS), not %s",
+                         q->backup_id[0] ? q->backup_id : "\"\"");
+        if (rc == 0 && (rc = catalog_backup_get(rt, q->cluster, q->backup_id, &db, &e)) ==
+                           BQ_E_NOTFOUND)
+            bq_fail(&e, rc, "could not delete backup %s of cluster %s: there is no such backup "
+                    "(see: barque list-backups %s)", q->backup_id, q->cluster, q->cluster);
+        catalog_txn_abort(&rt); /* the changes are written in the batch's own transaction */
+        if (rc == 0)
+            rc = delete_create(c, &db, r, &e);
+        if (rc == 0)
+            bq_info(COMP, r->job_id, "delete of backup %s (%s) of cluster %s requested by "
+                    "operator %s: %s", db.id, bq_backup_state_name(db.state), q->cluster, op,
+                    r->njobs ? "delete jobs queued" : "no store holds it, record removed");
+    } else if (strcmp(q->verb, "show-backup") == 0 || strcmp(q->verb, "recover") == 0 ||
+               strcmp(q->verb, "list-files") == 0) {
         int recover = strcmp(q->verb, "recover") == 0;
+        int list_files = strcmp(q->verb, "list-files") == 0;
         int oldest = strcmp(q->backup_id, "oldest") == 0;
         int latest = strcmp(q->backup_id, "latest") == 0;
         rc = catalog_txn_begin(c->cat, 0, &rt, &e);
@@ -1198,6 +1542,10 @@ static void on_cli(coord_t *c, const bq_peer_t *from, bq_msg_t *m)
                 bq_info(COMP, r->job_id, "restore of backup %s of cluster %s to %s on worker %s "
                         "requested by operator %s%s", r->backups[0].id, q->cluster, q->dest,
                         q->worker, op, q->delta ? " (delta)" : "");
+        }
+        if (rc == 0 && list_files) {
+            catalog_txn_abort(&rt);
+            rc = list_files_create(c, q, &r->backups[0], &r->job_id, &e);
         }
     } else if (strcmp(q->verb, "check") == 0 || strcmp(q->verb, "sleep") == 0) {
         int check = strcmp(q->verb, "check") == 0;
@@ -1279,6 +1627,8 @@ static void timers(coord_t *c)
         if (catalog_reader_check(c->cat, &e) != 0)
             bq_error(COMP, 0, "%s", e.msg);
     }
+    if (c->nlistings)
+        listings_expire(c);
     if (c->dispatch_dirty)
         dispatch(c);
 }
@@ -1574,6 +1924,8 @@ void coord_destroy(coord_t **self_p)
     proto_ctx_destroy(&c->ctx);
     catalog_destroy(&c->cat);
     bq_coord_config_free(&c->cfg);
+    while (c->nlistings)
+        listing_drop(c, &c->listings[0]);
     free(c->workers);
     free(c->jobs);
     free(c->out);

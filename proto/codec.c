@@ -124,12 +124,12 @@ static int codec_str_get(char *dst, size_t cap, const char *src, const char *obj
 
 static int codec_job_type_valid(int v)
 {
-    return v >= BQ_JOB_TYPE_NONE && v <= BQ_JOB_RESTORE;
+    return v >= BQ_JOB_TYPE_NONE && v <= BQ_JOB_DELETE;
 }
 
 static int codec_backup_state_valid(int v)
 {
-    return v >= BQ_BACKUP_NONE && v <= BQ_BACKUP_WAITING_FOR_WALS;
+    return v >= BQ_BACKUP_NONE && v <= BQ_BACKUP_DELETING;
 }
 
 /* A C string of names joined by ',' ("" = none) -> a repeated string field, borrowing an
@@ -304,6 +304,103 @@ static void codec_restore_from_pb(const Barque__RestoreResult *pb, bq_restore_re
     c->duration_ms = pb->duration_ms;
 }
 
+/* ---- DeleteResult ---------------------------------------------------------------------- */
+
+static int codec_delete_to_pb(const bq_delete_result_t *c, Barque__DeleteResult *pb,
+                              bq_errbuf_t *e)
+{
+    int rc;
+    barque__delete_result__init(pb);
+    if ((rc = STR_PUT("DeleteResult", gc_note)) < 0)
+        return rc;
+    pb->was_absent = !!c->was_absent;
+    pb->gc_run = !!c->gc_run;
+    pb->chunks_removed = c->chunks_removed;
+    pb->bytes_reclaimed = c->bytes_reclaimed;
+    return 0;
+}
+
+static int codec_delete_from_pb(const Barque__DeleteResult *pb, bq_delete_result_t *c,
+                                bq_errbuf_t *e)
+{
+    int rc;
+    memset(c, 0, sizeof *c);
+    if ((rc = STR_GET("DeleteResult", gc_note)) < 0)
+        return rc;
+    c->was_absent = !!pb->was_absent;
+    c->gc_run = !!pb->gc_run;
+    c->chunks_removed = pb->chunks_removed;
+    c->bytes_reclaimed = pb->bytes_reclaimed;
+    return 0;
+}
+
+/* ---- FileEntry (list-files pages) ------------------------------------------------------- */
+
+/* n entries -> a repeated FileEntry field in the arena (paths borrowed). obj names the
+ * message holding them. */
+static int codec_files_to_pb(codec_arena_t *a, const bq_file_entry_t *files, size_t n,
+                             const char *obj, Barque__FileEntry ***out, size_t *nout,
+                             bq_errbuf_t *e)
+{
+    *out = NULL;
+    *nout = 0;
+    if (n > BQ_FILES_PAGE_MAX)
+        return bq_fail(e, BQ_E_INVAL, "%s has %zu files, more than the limit of %d", obj, n,
+                       BQ_FILES_PAGE_MAX);
+    if (!n)
+        return 0;
+    if (!files)
+        return bq_fail(e, BQ_E_INVAL, "%s has %zu files but no array", obj, n);
+    Barque__FileEntry *rows = ARENA_ARRAY(a, n, Barque__FileEntry);
+    Barque__FileEntry **ptrs = ARENA_ARRAY(a, n, Barque__FileEntry *);
+    if (!rows || !ptrs)
+        return codec_nomem(e);
+    for (size_t i = 0; i < n; i++) {
+        barque__file_entry__init(&rows[i]);
+        if (!files[i].path || strnlen(files[i].path, BQ_FILE_PATH_MAX) == BQ_FILE_PATH_MAX)
+            return bq_fail(e, BQ_E_INVAL, "%s.files[%zu] has no path or one of %d bytes or more",
+                           obj, i, BQ_FILE_PATH_MAX);
+        rows[i].path = files[i].path;
+        rows[i].mode = files[i].mode;
+        rows[i].size = files[i].size;
+        rows[i].mtime = files[i].mtime;
+        ptrs[i] = &rows[i];
+    }
+    *out = ptrs;
+    *nout = n;
+    return 0;
+}
+
+/* A repeated FileEntry field -> a new array (*out, with *nout entries attached as soon as
+ * they are made, so the caller's clear frees them on failure). */
+static int codec_files_from_pb(Barque__FileEntry *const *pb, size_t n, const char *obj,
+                               bq_file_entry_t **out, size_t *nout, bq_errbuf_t *e)
+{
+    *out = NULL;
+    *nout = 0;
+    if (n > BQ_FILES_PAGE_MAX)
+        return bq_fail(e, BQ_E_PROTO, "%s has %zu files, more than the limit of %d", obj, n,
+                       BQ_FILES_PAGE_MAX);
+    if (!n)
+        return 0;
+    if (!(*out = calloc(n, sizeof **out)))
+        return codec_nomem(e);
+    for (size_t i = 0; i < n; i++) {
+        const char *path = pb[i]->path ? pb[i]->path : "";
+        size_t len = strlen(path);
+        if (len == 0 || len >= BQ_FILE_PATH_MAX)
+            return bq_fail(e, BQ_E_PROTO, "%s.files[%zu].path is %zu bytes, not 1..%d", obj, i,
+                           len, BQ_FILE_PATH_MAX - 1);
+        if (!((*out)[i].path = strdup(path)))
+            return codec_nomem(e);
+        (*out)[i].mode = pb[i]->mode;
+        (*out)[i].size = pb[i]->size;
+        (*out)[i].mtime = pb[i]->mtime;
+        *nout = i + 1;
+    }
+    return 0;
+}
+
 /* ---- Job ----------------------------------------------------------------------------- */
 
 static int codec_job_to_pb(codec_arena_t *a, const bq_job_t *c, Barque__Job *pb, bq_errbuf_t *e)
@@ -329,6 +426,15 @@ static int codec_job_to_pb(codec_arena_t *a, const bq_job_t *c, Barque__Job *pb,
         codec_restore_to_pb(&c->restore, rr);
         pb->restore = rr;
     }
+    if (c->has_delete) {
+        Barque__DeleteResult *dr = ARENA_NEW(a, Barque__DeleteResult);
+        if (!dr)
+            return codec_nomem(e);
+        if ((rc = codec_delete_to_pb(&c->del, dr, e)) < 0)
+            return rc;
+        pb->deletion = dr;
+    }
+    pb->offset = c->offset;
     pb->id = c->id;
     pb->type = (Barque__JobType)c->type;
     pb->state = (Barque__JobState)c->state;
@@ -374,6 +480,12 @@ static int codec_job_from_pb(const Barque__Job *pb, bq_job_t *c, bq_errbuf_t *e)
         codec_restore_from_pb(pb->restore, &c->restore);
         c->has_restore = 1;
     }
+    if (pb->deletion) {
+        if ((rc = codec_delete_from_pb(pb->deletion, &c->del, e)) < 0)
+            return rc;
+        c->has_delete = 1;
+    }
+    c->offset = pb->offset;
     c->id = pb->id;
     c->type = (bq_job_type_t)pb->type;
     c->state = (bq_job_state_t)pb->state;
@@ -815,6 +927,15 @@ static int codec_type_known(int64_t type)
     return type > BQ_MSG_NONE && (uint64_t)type < CODEC_NTYPES;
 }
 
+void proto_result_clear(bq_msg_result_t *r)
+{
+    if (!r)
+        return;
+    bq_files_free(r->files, r->nfiles);
+    r->files = NULL;
+    r->nfiles = 0;
+}
+
 void proto_msg_clear(bq_msg_t *m)
 {
     if (!m)
@@ -828,6 +949,7 @@ void proto_msg_clear(bq_msg_t *m)
         free(m->u.job);
         break;
     case BQ_MSG_JOB_RESULT:
+        proto_result_clear(m->u.result);
         free(m->u.result);
         break;
     case BQ_MSG_CLI_REQUEST:
@@ -839,6 +961,7 @@ void proto_msg_clear(bq_msg_t *m)
         free(m->u.cli_reply.jobs);
         free(m->u.cli_reply.sites);
         free(m->u.cli_reply.backups);
+        bq_files_free(m->u.cli_reply.files, m->u.cli_reply.nfiles);
         break;
     default:
         break;
@@ -993,6 +1116,18 @@ static int codec_body_to_pb(codec_arena_t *a, const bq_msg_t *m, ProtobufCMessag
             codec_restore_to_pb(&c->restore, rr);
             pb->restore = rr;
         }
+        if (c->has_delete) {
+            Barque__DeleteResult *dr = ARENA_NEW(a, Barque__DeleteResult);
+            if (!dr)
+                return codec_nomem(e);
+            if ((rc = codec_delete_to_pb(&c->del, dr, e)) < 0)
+                return rc;
+            pb->deletion = dr;
+        }
+        if ((rc = codec_files_to_pb(a, c->files, c->nfiles, "JobResult", &pb->files,
+                                    &pb->n_files, e)) < 0)
+            return rc;
+        pb->files_total = c->files_total;
         *out = &pb->base;
         return 0;
     }
@@ -1028,6 +1163,7 @@ static int codec_body_to_pb(codec_arena_t *a, const bq_msg_t *m, ProtobufCMessag
         pb->sleep_ms = c->sleep_ms;
         pb->count = c->count;
         pb->delta = !!c->delta;
+        pb->offset = c->offset;
         if (c->ntablespaces > BQ_TABLESPACES_MAX)
             return bq_fail(e, BQ_E_INVAL, "CliRequest has %zu tablespaces, more than the limit of %d",
                            c->ntablespaces, BQ_TABLESPACES_MAX);
@@ -1132,6 +1268,11 @@ static int codec_body_to_pb(codec_arena_t *a, const bq_msg_t *m, ProtobufCMessag
             pb->n_backups = c->nbackups;
             pb->backups = ptrs;
         }
+        if ((rc = codec_files_to_pb(a, c->files, c->nfiles, "CliReply", &pb->files,
+                                    &pb->n_files, e)) < 0)
+            return rc;
+        pb->files_total = c->files_total;
+        pb->files_offset = c->files_offset;
         *out = &pb->base;
         return 0;
     }
@@ -1278,7 +1419,13 @@ static int codec_body_from_pb(const ProtobufCMessage *msg, bq_msg_t *m, bq_errbu
             codec_restore_from_pb(pb->restore, &c->restore);
             c->has_restore = 1;
         }
-        return 0;
+        if (pb->deletion) {
+            if ((rc = codec_delete_from_pb(pb->deletion, &c->del, e)) < 0)
+                return rc;
+            c->has_delete = 1;
+        }
+        c->files_total = pb->files_total;
+        return codec_files_from_pb(pb->files, pb->n_files, "JobResult", &c->files, &c->nfiles, e);
     }
     case BQ_MSG_RESULT_ACK: {
         const Barque__ResultAck *pb = (const Barque__ResultAck *)msg;
@@ -1305,6 +1452,7 @@ static int codec_body_from_pb(const ProtobufCMessage *msg, bq_msg_t *m, bq_errbu
         c->sleep_ms = pb->sleep_ms;
         c->count = pb->count;
         c->delta = !!pb->delta;
+        c->offset = pb->offset;
         if (pb->n_tablespaces > BQ_TABLESPACES_MAX)
             return bq_fail(e, BQ_E_PROTO, "CliRequest has %zu tablespaces, more than the limit of %d",
                            pb->n_tablespaces, BQ_TABLESPACES_MAX);
@@ -1359,7 +1507,9 @@ static int codec_body_from_pb(const ProtobufCMessage *msg, bq_msg_t *m, bq_errbu
             if ((rc = codec_backup_from_pb(pb->backups[c->nbackups], &c->backups[c->nbackups],
                                            e)) < 0)
                 return rc;
-        return 0;
+        c->files_total = pb->files_total;
+        c->files_offset = pb->files_offset;
+        return codec_files_from_pb(pb->files, pb->n_files, "CliReply", &c->files, &c->nfiles, e);
     }
     case BQ_MSG_ERROR: {
         const Barque__Error *pb = (const Barque__Error *)msg;

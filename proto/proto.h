@@ -67,7 +67,16 @@ typedef struct {
     bq_backup_t backup;
     int has_restore;           /* restore jobs: what was written (issue 4) */
     bq_restore_result_t restore;
+    size_t nfiles;             /* list-files jobs: one page (at most BQ_FILES_PAGE_MAX) */
+    bq_file_entry_t *files;    /* owned by the result: proto_result_clear */
+    uint64_t files_total;      /* list-files jobs: files in the whole backup */
+    int has_delete;            /* delete jobs: what was done */
+    bq_delete_result_t del;
 } bq_msg_result_t;
+
+/* Free what a result owns (its files) and zero those fields; the rest is left as it is.
+ * Accepts NULL. A result copied with '=' shares its files: clear only one of the copies. */
+void proto_result_clear(bq_msg_result_t *r);
 
 typedef struct {
     uint64_t job_id;
@@ -95,6 +104,7 @@ typedef struct {
     int delta;                        /* recover: rewrite only what differs */
     char owner[BQ_NAME_MAX];          /* recover: owner of the restored files */
     char checkpoint[8];               /* backup: "fast" (or "") or "spread" */
+    uint64_t offset;                  /* list-files: the first file wanted */
 } bq_msg_cli_request_t;
 
 typedef struct {
@@ -108,6 +118,9 @@ typedef struct {
     bq_backup_t *backups;      /* list-backups (oldest first), show-backup */
     uint64_t job_id;
     uint64_t jobs_queued, jobs_running; /* status: over all active jobs */
+    size_t nfiles;             /* list-files-page: one page */
+    bq_file_entry_t *files;    /* owned by the message */
+    uint64_t files_total, files_offset;
 } bq_msg_cli_reply_t;
 
 typedef struct {

@@ -135,8 +135,8 @@ int store_backup_list(store_t *s, store_backup_list_fn fn, void *arg, bq_errbuf_
 /* Delete backup backup_id: unlink backups/ID.manifest and fsync backups/, so the deletion is
  * durable when this returns 0. Its chunks stay until a GC (store_gc_run) finds no other
  * manifest referencing them; its data key file is kept (docs/store.md, "GC"). A reader that
- * already opened the manifest reads on; a GC marking at the same moment stops before it deletes
- * anything (the manifest it listed no longer reads), so the next GC reclaims the chunks.
+ * already opened the manifest reads on (until GC reclaims its chunks: delete only a backup
+ * nothing reads); a GC marking at the same moment skips it, like a manifest removed by hand.
  * BQ_E_INVAL for a bad id, BQ_E_NOTFOUND "backup B does not exist in store DIR" when it has no
  * manifest (a temp manifest of a running writer is not a backup and is left alone), BQ_E_IO. */
 int store_backup_delete(store_t *s, const char *backup_id, bq_errbuf_t *e);

@@ -58,6 +58,8 @@ void jobs_run(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res)
     case BQ_JOB_SLEEP: run_sleep(job, ctx, res); break;
     case BQ_JOB_BACKUP: jobs_backup(job, ctx, res); break;
     case BQ_JOB_RESTORE: jobs_restore(job, ctx, res); break;
+    case BQ_JOB_LIST_FILES: jobs_list_files(job, ctx, res); break;
+    case BQ_JOB_DELETE: jobs_delete(job, ctx, res); break;
     default:
         res->ok = 0;
         res->retryable = 0;

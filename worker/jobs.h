@@ -33,4 +33,14 @@ void jobs_backup(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res);
  * Fills res->restore. */
 void jobs_restore(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res);
 
+/* The maintenance jobs (worker/maint.c). list-files: one page of the files of backup
+ * job->backup_id from the manifest alone (no chunk read), from file job->offset: at most
+ * BQ_FILES_PAGE_MAX files and BQ_FILES_PAGE_BYTES of paths in res->files, with the backup's
+ * file count in res->files_total; paths as the restore writes them (PATH, pg_tblspc/OID/PATH,
+ * pg_wal/NAME). delete: the backup's manifest removed durably from the store (already gone is
+ * success), then GC; a GC that cannot run (another GC or a verify) or fails leaves the delete
+ * a success and says why in res->del.gc_note. */
+void jobs_list_files(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res);
+void jobs_delete(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res);
+
 #endif

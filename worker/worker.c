@@ -158,7 +158,8 @@ static void *thread_main(void *arg)
     if (proto_send(t.push, NULL, &m, &e) != 0)
         bq_error(COMP, jt->job.id, "could not hand the result to the loop: %s", e.msg);
     proto_sock_destroy(&t.push);
-    free(res); /* the loop receives its own decoded copy */
+    proto_result_clear(res); /* the loop receives its own decoded copy */
+    free(res);
     return NULL;
 }
 
@@ -282,6 +283,7 @@ static void pending_drop(worker_t *w, uint64_t id, uint32_t attempt)
         if ((*pp)->result.job_id == id && (*pp)->result.attempt == attempt) {
             pending_t *p = *pp;
             *pp = p->next;
+            proto_result_clear(&p->result);
             free(p);
             return;
         }
@@ -335,7 +337,9 @@ static void on_thread_msg(worker_t *w, bq_msg_t *m)
            r->attempt, r->ok ? "ok" : "failed: ", r->ok ? "" : r->error);
     pending_t *p = calloc(1, sizeof *p);
     if (p) {
-        p->result = *r;
+        p->result = *r; /* takes the result's files: the message must not free them */
+        r->files = NULL;
+        r->nfiles = 0;
         p->next = w->pending;
         w->pending = p;
         send_result(w, p);
@@ -457,6 +461,7 @@ void worker_destroy(worker_t **self_p)
     }
     for (pending_t *p = w->pending, *next; p; p = next) {
         next = p->next;
+        proto_result_clear(&p->result);
         free(p);
     }
     proto_sock_destroy(&w->coord);

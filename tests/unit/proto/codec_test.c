@@ -56,6 +56,8 @@ static bq_check_result_t *check_full(bq_check_result_t *c)
     return c;
 }
 
+static char *str_of(size_t n);
+
 static void job_full(bq_job_t *j)
 {
     memset(j, 0, sizeof *j);
@@ -83,6 +85,13 @@ static void job_full(bq_job_t *j)
     FILL_MAX(j->backup_id, 6);
     FILL_MAX(j->checkpoint, 7);
     FILL_MAX(j->dest, 8);
+    j->offset = UINT64_MAX;
+    j->has_delete = 1;
+    j->del.was_absent = 1;
+    j->del.gc_run = 1;
+    FILL_MAX(j->del.gc_note, 9);
+    j->del.chunks_removed = UINT64_MAX;
+    j->del.bytes_reclaimed = 1ULL << 40;
 }
 
 static void backup_full(bq_backup_t *b, char seed)
@@ -342,6 +351,64 @@ static void test_result(void **state)
     assert_memory_equal(out.u.result, in.u.result, sizeof *in.u.result);
     assert_int_equal(out.u.result->has_backup, 1);
     proto_msg_clear(&out);
+
+    /* a list-files page at its largest: BQ_FILES_PAGE_MAX files whose paths add up to
+     * BQ_FILES_PAGE_BYTES (what the worker may send) fits the wire's limit */
+    memset(in.u.result, 0, sizeof *in.u.result);
+    in.u.result->job_id = 8;
+    in.u.result->attempt = 1;
+    in.u.result->ok = 1;
+    in.u.result->files_total = UINT64_MAX;
+    in.u.result->nfiles = BQ_FILES_PAGE_MAX;
+    in.u.result->files = calloc(BQ_FILES_PAGE_MAX, sizeof *in.u.result->files);
+    assert_non_null(in.u.result->files);
+    size_t each = BQ_FILES_PAGE_BYTES / BQ_FILES_PAGE_MAX;
+    for (size_t i = 0; i < BQ_FILES_PAGE_MAX; i++) {
+        bq_file_entry_t *f = &in.u.result->files[i];
+        f->path = malloc(each + 1);
+        assert_non_null(f->path);
+        memset(f->path, 'a' + (int)(i % 26), each);
+        f->path[each] = '\0';
+        f->mode = 0170777u;
+        f->size = UINT64_MAX - i;
+        f->mtime = INT64_MIN + (int64_t)i;
+    }
+    free(in.u.result->files[1].path); /* and one at the longest a path may be */
+    in.u.result->files[1].path = str_of(BQ_FILE_PATH_MAX - 1);
+    in.u.result->has_delete = 1;
+    in.u.result->del.gc_run = 1;
+    FILL_MAX(in.u.result->del.gc_note, 2);
+    in.u.result->del.chunks_removed = 3;
+    in.u.result->del.bytes_reclaimed = UINT64_MAX;
+    roundtrip(&in, &out);
+    bq_msg_result_t *o = out.u.result;
+    assert_int_equal(o->nfiles, BQ_FILES_PAGE_MAX);
+    assert_true(o->files_total == UINT64_MAX);
+    for (size_t i = 0; i < BQ_FILES_PAGE_MAX; i++) {
+        assert_string_equal(o->files[i].path, in.u.result->files[i].path);
+        assert_int_equal(o->files[i].mode, 0170777u);
+        assert_true(o->files[i].size == UINT64_MAX - i);
+        assert_true(o->files[i].mtime == INT64_MIN + (int64_t)i);
+    }
+    assert_int_equal(o->has_delete, 1);
+    assert_memory_equal(&o->del, &in.u.result->del, sizeof o->del);
+    proto_msg_clear(&out);
+    proto_result_clear(in.u.result);
+    assert_null(in.u.result->files);
+    assert_int_equal(in.u.result->nfiles, 0);
+    proto_result_clear(NULL);
+
+    /* more files than a page may hold: refused at encode */
+    in.u.result->nfiles = BQ_FILES_PAGE_MAX + 1;
+    in.u.result->files = calloc(BQ_FILES_PAGE_MAX + 1, sizeof *in.u.result->files);
+    bq_errbuf_t e = {{0}};
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    assert_int_equal(proto_msg_encode(&in, &buf, &len, &e), BQ_E_INVAL);
+    assert_non_null(strstr(e.msg, "JobResult has 5001 files, more than the limit of 5000"));
+    in.u.result->nfiles = 1; /* and a file without a path */
+    assert_int_equal(proto_msg_encode(&in, &buf, &len, &e), BQ_E_INVAL);
+    assert_non_null(strstr(e.msg, "JobResult.files[0] has no path"));
     proto_msg_clear(&in);
 }
 
@@ -372,6 +439,7 @@ static void test_cli_request(void **state)
     FILL_MAX(in.u.cli_req.owner, 6);
     FILL_MAX(in.u.cli_req.checkpoint, 7);
     in.u.cli_req.delta = 1;
+    in.u.cli_req.offset = UINT64_MAX - 1;
     roundtrip(&in, &out);
     assert_memory_equal(&out.u.cli_req, &in.u.cli_req, sizeof in.u.cli_req);
     proto_msg_clear(&out);
@@ -429,7 +497,14 @@ static void test_cli_reply(void **state)
     backup_full(&r->backups[1], 9);
     snprintf(r->backups[2].id, sizeof r->backups[2].id, "20240101T000000");
     snprintf(r->backups[2].cluster, sizeof r->backups[2].cluster, "db1");
-    r->backups[2].state = BQ_BACKUP_FAILED;
+    r->backups[2].state = BQ_BACKUP_DELETING;
+    r->files_total = 1ULL << 40;
+    r->files_offset = (1ULL << 40) - 2;
+    r->nfiles = 2;
+    r->files = calloc(2, sizeof *r->files);
+    assert_non_null(r->files);
+    r->files[0] = (bq_file_entry_t){strdup("PG_VERSION"), 0100600, 3, 1700000000};
+    r->files[1] = (bq_file_entry_t){strdup("pg_tblspc/16384/PG_15_202209061"), 040700, 0, -1};
     roundtrip(&in, &out);
     bq_msg_cli_reply_t *o = &out.u.cli_reply;
     assert_int_equal(o->code, BQ_E_NOTFOUND);
@@ -445,6 +520,14 @@ static void test_cli_reply(void **state)
     assert_memory_equal(o->sites, r->sites, 2 * sizeof *r->sites);
     assert_int_equal(o->nbackups, 3);
     assert_memory_equal(o->backups, r->backups, 3 * sizeof *r->backups);
+    assert_int_equal(o->nfiles, 2);
+    assert_true(o->files_total == 1ULL << 40 && o->files_offset == (1ULL << 40) - 2);
+    assert_string_equal(o->files[0].path, "PG_VERSION");
+    assert_int_equal(o->files[0].mode, 0100600);
+    assert_true(o->files[0].size == 3 && o->files[0].mtime == 1700000000);
+    assert_string_equal(o->files[1].path, "pg_tblspc/16384/PG_15_202209061");
+    assert_int_equal(o->files[1].mode, 040700);
+    assert_true(o->files[1].mtime == -1);
     proto_msg_clear(&out);
     proto_msg_clear(&in);
 
@@ -454,6 +537,7 @@ static void test_cli_reply(void **state)
     assert_null(out.u.cli_reply.workers);
     assert_null(out.u.cli_reply.jobs);
     assert_null(out.u.cli_reply.backups);
+    assert_null(out.u.cli_reply.files);
     proto_msg_clear(&out);
 }
 
@@ -492,6 +576,17 @@ static void test_records(void **state)
     assert_int_equal(proto_job_decode(buf, len, j2, &e), 0);
     assert_memory_equal(j, j2, sizeof *j);
     free(buf);
+    /* the job types of list-files and delete */
+    bq_job_type_t types[] = {BQ_JOB_LIST_FILES, BQ_JOB_DELETE};
+    for (size_t i = 0; i < 2; i++) {
+        j->type = types[i];
+        assert_int_equal(proto_job_encode(j, &buf, &len, &e), 0);
+        assert_int_equal(proto_job_decode(buf, len, j2, &e), 0);
+        assert_memory_equal(j, j2, sizeof *j);
+        free(buf);
+    }
+    j->type = (bq_job_type_t)(BQ_JOB_DELETE + 1);
+    assert_int_equal(proto_job_encode(j, &buf, &len, &e), BQ_E_INVAL);
     free(j);
     free(j2);
 
@@ -518,7 +613,7 @@ static void test_records(void **state)
     free(buf);
 
     static bq_backup_t b, b2;
-    for (int st = BQ_BACKUP_NONE; st <= BQ_BACKUP_WAITING_FOR_WALS; st++) {
+    for (int st = BQ_BACKUP_NONE; st <= BQ_BACKUP_DELETING; st++) {
         backup_full(&b, (char)st);
         b.state = (bq_backup_state_t)st;
         assert_int_equal(proto_backup_encode(&b, &buf, &len, &e), 0);
@@ -926,6 +1021,46 @@ static bytes_t bad_reply_rows(void)
     return b;
 }
 
+/* list-files pages: too many files, and paths that cannot come back */
+static bytes_t result_files_with(size_t n, const char *path)
+{
+    Barque__JobResult r = BARQUE__JOB_RESULT__INIT;
+    Barque__FileEntry f = BARQUE__FILE_ENTRY__INIT;
+    f.path = (char *)path;
+    r.ok = 1;
+    r.n_files = n;
+    r.files = calloc(n, sizeof *r.files);
+    for (size_t i = 0; i < n; i++)
+        r.files[i] = &f;
+    bytes_t b = envelope(BQ_PROTO_VERSION, BQ_MSG_JOB_RESULT, &r.base);
+    free(r.files);
+    return b;
+}
+
+static bytes_t bad_files_many(void) { return result_files_with(BQ_FILES_PAGE_MAX + 1, "PG_VERSION"); }
+static bytes_t bad_files_empty_path(void) { return result_files_with(2, ""); }
+static char *long_path;
+static bytes_t bad_files_long_path(void)
+{
+    free(long_path);
+    long_path = str_of(BQ_FILE_PATH_MAX);
+    return result_files_with(1, long_path);
+}
+
+static bytes_t bad_reply_files_many(void)
+{
+    Barque__CliReply r = BARQUE__CLI_REPLY__INIT;
+    Barque__FileEntry f = BARQUE__FILE_ENTRY__INIT;
+    f.path = "base/1/1259";
+    r.n_files = BQ_FILES_PAGE_MAX + 1;
+    r.files = calloc(r.n_files, sizeof *r.files);
+    for (size_t i = 0; i < r.n_files; i++)
+        r.files[i] = &f;
+    bytes_t b = envelope(BQ_PROTO_VERSION, BQ_MSG_CLI_REPLY, &r.base);
+    free(r.files);
+    return b;
+}
+
 static bytes_t job_offer_with(int type, int state)
 {
     Barque__Job j = BARQUE__JOB__INIT;
@@ -934,7 +1069,7 @@ static bytes_t job_offer_with(int type, int state)
     return envelope(BQ_PROTO_VERSION, BQ_MSG_JOB_OFFER, &j.base);
 }
 
-static bytes_t bad_job_type(void) { return job_offer_with(5, 1); }
+static bytes_t bad_job_type(void) { return job_offer_with(7, 1); }
 static bytes_t bad_job_type_neg(void) { return job_offer_with(-1, 1); }
 static bytes_t bad_job_state(void) { return job_offer_with(1, 7); }
 
@@ -967,7 +1102,7 @@ static bytes_t result_backup_with(void (*fn)(Barque__Backup *))
     return out;
 }
 
-static void backup_state_5(Barque__Backup *b) { b->state = (Barque__BackupState)5; }
+static void backup_state_6(Barque__Backup *b) { b->state = (Barque__BackupState)6; }
 static void backup_state_neg(Barque__Backup *b) { b->state = (Barque__BackupState)-2; }
 static void backup_long_id(Barque__Backup *b) { b->id = backup_owned = str_of(BQ_BACKUP_ID_MAX); }
 static void backup_long_detail(Barque__Backup *b)
@@ -1001,7 +1136,7 @@ static void backup_stores_long(Barque__Backup *b)
         b->stores[i] = store63;
 }
 
-static bytes_t bad_backup_state(void) { return result_backup_with(backup_state_5); }
+static bytes_t bad_backup_state(void) { return result_backup_with(backup_state_6); }
 static bytes_t bad_backup_state_neg(void) { return result_backup_with(backup_state_neg); }
 static bytes_t bad_backup_id(void) { return result_backup_with(backup_long_id); }
 static bytes_t bad_backup_detail(void) { return result_backup_with(backup_long_detail); }
@@ -1172,13 +1307,21 @@ static const bad_case_t bad_msgs[] = {
      "could not decode JOB_PROGRESS message seq 77: JobProgress.message contains a NUL byte"},
     {"NUL inside a nested string", bad_nul_nested, BQ_E_PROTO,
      "could not decode CLI_REPLY message seq 77: Worker.name contains a NUL byte"},
-    {"bad job type", bad_job_type, BQ_E_PROTO, "Job.type has unknown value 5"},
+    {"too many files in a result", bad_files_many, BQ_E_PROTO,
+     "could not decode JOB_RESULT message seq 77: JobResult has 5001 files, more than the limit of 5000"},
+    {"empty file path", bad_files_empty_path, BQ_E_PROTO,
+     "JobResult.files[0].path is 0 bytes, not 1..4351"},
+    {"file path too long", bad_files_long_path, BQ_E_PROTO,
+     "JobResult.files[0].path is 4352 bytes, not 1..4351"},
+    {"too many files in a reply", bad_reply_files_many, BQ_E_PROTO,
+     "could not decode CLI_REPLY message seq 77: CliReply has 5001 files, more than the limit of 5000"},
+    {"bad job type", bad_job_type, BQ_E_PROTO, "Job.type has unknown value 7"},
     {"negative job type", bad_job_type_neg, BQ_E_PROTO, "Job.type has unknown value -1"},
     {"bad job state", bad_job_state, BQ_E_PROTO, "Job.state has unknown value 7"},
     {"bad job state in reply", bad_reply_job_state, BQ_E_PROTO,
      "could not decode CLI_REPLY message seq 77: Job.state has unknown value 100"},
     {"bad backup state", bad_backup_state, BQ_E_PROTO,
-     "could not decode JOB_RESULT message seq 77: Backup.state has unknown value 5"},
+     "could not decode JOB_RESULT message seq 77: Backup.state has unknown value 6"},
     {"negative backup state", bad_backup_state_neg, BQ_E_PROTO,
      "Backup.state has unknown value -2"},
     {"bad backup state in reply", bad_reply_backup_state, BQ_E_PROTO,
