@@ -623,6 +623,17 @@ static void watch_attempt(backup_watch_t *w, const char *cluster, const bq_job_t
 }
 
 /* --wait: follow job_id until it ends; exit status 0 when its backup is DONE. */
+/* The pause before poll i + 1 of a job being followed: 100 ms for the first 10 s, 250 ms
+ * for the next 50 s, then BACKUP_POLL_MS: a short job is seen ending within 0.1 s, a long
+ * one costs a request a second. (A poll is one small request; the coordinator answers
+ * thousands a second.) */
+static void poll_pause(long i)
+{
+    long ms = i < 100 ? 100 : i < 300 ? 250 : BACKUP_POLL_MS;
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
 static int backup_wait(cli_t *c, const char *cluster, uint64_t job_id)
 {
     static bq_job_t j;
@@ -648,8 +659,7 @@ static int backup_wait(cli_t *c, const char *cluster, uint64_t job_id)
             watch_progress(&w, cluster, &j);
         if (bq_job_state_terminal(j.state))
             break;
-        struct timespec ts = {BACKUP_POLL_MS / 1000, (BACKUP_POLL_MS % 1000) * 1000000L};
-        nanosleep(&ts, NULL);
+        poll_pause(i);
     }
     watch_clear_line(&w);
     if (rc)
@@ -768,8 +778,7 @@ static int recover_wait(cli_t *c, const char *cluster, const char *id, uint64_t 
             break;
         if (j.state == BQ_JOB_RUNNING && j.progress_total)
             watch_progress(&w, cluster, &j);
-        struct timespec ts = {1, 0};
-        nanosleep(&ts, NULL);
+        poll_pause(i);
     }
     watch_clear_line(&w);
     if (rc != 0)

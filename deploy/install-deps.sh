@@ -17,7 +17,9 @@ packages=(
     libjansson-dev libcmocka-dev libssl-dev
     # the server every test runs against, and the tools tests and benches use
     postgresql-15 postgresql-client-15 postgresql-contrib
-    iproute2 procps util-linux python3 lmdb-utils
+    iproute2 procps util-linux python3 lmdb-utils zstd
+    # what tests/bench/backup.sh compares Barque with (pg_basebackup is in postgresql-15)
+    pgbackrest
 )
 
 export DEBIAN_FRONTEND=noninteractive
