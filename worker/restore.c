@@ -38,6 +38,7 @@
 #define TS_MAX 256
 #define PROGRESS_EVERY_MS 1000
 #define RESTORE_THREADS_MAX 8
+#define PIECE_CHUNKS 512 /* 32 MiB at 64 KiB chunks */
 
 typedef struct {
     uint32_t oid;
@@ -80,7 +81,8 @@ typedef struct {
     /* the queue of files for the writer threads, under mu */
     pthread_mutex_t mu;
     pthread_cond_t cv_pop, cv_push;
-    struct rtask *head, *tail;
+    struct rpiece *head, *tail;
+    uint32_t chunk_size;
     size_t queued, queue_max, busy;
     int closing;
     int failed;           /* the first error (rc) of any thread, its message in err */
@@ -100,7 +102,20 @@ typedef struct rtask {
     uint64_t size;
     uint8_t *ids;
     size_t nids, cap;
+    int split;                    /* written in pieces, by several threads at once */
+    _Atomic int pieces_left;      /* the last piece to end finishes the file and frees it */
+    _Atomic uint64_t written;
+    _Atomic int piece_failed;
 } rtask_t;
+
+/* What a writer thread takes: chunks [first, first + n) of a file. A file of more than
+ * PIECE_CHUNKS chunks is cut into pieces written in parallel at their offsets (a 1 GiB
+ * relation segment would otherwise take one thread alone). */
+typedef struct rpiece {
+    struct rpiece *next;
+    rtask_t *t;
+    size_t first, n;
+} rpiece_t;
 
 static uint64_t str_hash(const char *s)
 {
@@ -562,6 +577,96 @@ static void task_free(rtask_t *t)
     free(t);
 }
 
+/* One piece of a split file (created by the walk): its chunks at their offsets. */
+static int piece_write(rs_t *r, store_reader_t *rd, const rpiece_t *p, bq_errbuf_t *e)
+{
+    rtask_t *t = p->t;
+    int fd = open(t->path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return bq_fail(e, BQ_E_IO, "could not open %s: %s", t->path, strerror(errno));
+    int rc = 0;
+    uint64_t off = (uint64_t)p->first * r->chunk_size;
+    bq_errbuf_t why;
+    for (size_t i = 0; rc == 0 && i < p->n; i++) {
+        size_t k = p->first + i;
+        const uint8_t *data = NULL;
+        size_t len = 0;
+        if ((rc = store_reader_chunk(rd, t->ids + k * STORE_CHUNK_ID_BYTES, &data, &len, &why)) != 0) {
+            rc = bq_fail(e, rc, "backup %s: file %s: %s", r->job->backup_id, t->bpath, why.msg);
+            break;
+        }
+        if (k + 1 < t->nids && len != r->chunk_size) {
+            rc = bq_fail(e, BQ_E_IO, "backup %s: file %s: chunk %zu holds %zu bytes, not the "
+                         "store's chunk size %u", r->job->backup_id, t->bpath, k, len,
+                         r->chunk_size);
+            break;
+        }
+        while (len > 0) {
+            ssize_t n = pwrite(fd, data, len, (off_t)off);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0) {
+                rc = bq_fail(e, BQ_E_IO, "could not write %s: %s", t->path,
+                             n < 0 ? strerror(errno) : "no progress");
+                break;
+            }
+            data += n;
+            len -= (size_t)n;
+            off += (uint64_t)n;
+            atomic_fetch_add(&t->written, (uint64_t)n);
+            atomic_fetch_add(&r->done, (uint64_t)n);
+        }
+    }
+    if (close(fd) != 0 && rc == 0)
+        rc = bq_fail(e, BQ_E_IO, "could not write %s: %s", t->path, strerror(errno));
+    return rc;
+}
+
+/* The last piece of a split file ended well: check its size, give it mode, time, owner. */
+static int split_finish(rs_t *r, rtask_t *t, bq_errbuf_t *e)
+{
+    uint64_t written = atomic_load(&t->written);
+    if (written != t->size)
+        return bq_fail(e, BQ_E_IO, "backup %s: file %s: its chunks hold %" PRIu64 " bytes, the "
+                       "manifest says %" PRIu64, r->job->backup_id, t->bpath, written, t->size);
+    int fd = open(t->path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return bq_fail(e, BQ_E_IO, "could not open %s: %s", t->path, strerror(errno));
+    int rc = 0;
+    struct timespec ts[2] = {{t->mtime, 0}, {t->mtime, 0}};
+    if (fchmod(fd, t->mode & 07777) != 0 || futimens(fd, ts) != 0)
+        rc = bq_fail(e, BQ_E_IO, "could not set the mode or time of %s: %s", t->path,
+                     strerror(errno));
+    if (rc == 0)
+        rc = own(r, t->path, fd, e);
+    if (close(fd) != 0 && rc == 0)
+        rc = bq_fail(e, BQ_E_IO, "could not write %s: %s", t->path, strerror(errno));
+    if (rc == 0) {
+        pthread_mutex_lock(&r->mu);
+        r->files++;
+        pthread_mutex_unlock(&r->mu);
+    }
+    return rc;
+}
+
+/* Run piece p (unless skip), then, if it was its file's last, finish and free the file. */
+static int piece_run(rs_t *r, store_reader_t *rd, rpiece_t *p, int skip, bq_errbuf_t *e)
+{
+    rtask_t *t = p->t;
+    int rc = 0;
+    if (!skip)
+        rc = t->split ? piece_write(r, rd, p, e) : task_write(r, rd, t, e);
+    if (rc != 0 || skip)
+        atomic_store(&t->piece_failed, 1);
+    if (atomic_fetch_sub(&t->pieces_left, 1) == 1) {
+        if (t->split && !atomic_load(&t->piece_failed))
+            rc = split_finish(r, t, e);
+        task_free(t);
+    }
+    free(p);
+    return rc;
+}
+
 static void *writer_main(void *arg)
 {
     rs_t *r = arg;
@@ -576,8 +681,8 @@ static void *writer_main(void *arg)
             pthread_cond_wait(&r->cv_pop, &r->mu);
         if (!r->head)
             break;
-        rtask_t *t = r->head;
-        r->head = t->next;
+        rpiece_t *p = r->head;
+        r->head = p->next;
         if (!r->head)
             r->tail = NULL;
         r->queued--;
@@ -585,8 +690,7 @@ static void *writer_main(void *arg)
         pthread_cond_broadcast(&r->cv_push);
         int skip = r->failed != 0 || !rd;
         pthread_mutex_unlock(&r->mu);
-        rc = skip ? 0 : task_write(r, rd, t, &e);
-        task_free(t);
+        rc = piece_run(r, rd, p, skip, &e);
         pthread_mutex_lock(&r->mu);
         r->busy--;
         if (rc != 0)
@@ -713,21 +817,52 @@ static int p2_end(void *arg, const char *path, uint64_t size, const uint8_t sum[
         rtask_t *t = r->task;
         r->task = NULL;
         t->size = size;
-        pthread_mutex_lock(&r->mu);
-        wait_reporting(r, room_or_failed);
-        if (r->failed) {
-            rc = bq_fail(e, r->failed, "%s", r->err.msg);
-            task_free(t);
-        } else {
+        size_t npieces = 1;
+        if (!r->job->delta && t->nids > PIECE_CHUNKS) { /* made here, written in pieces */
+            t->split = 1;
+            npieces = (t->nids + PIECE_CHUNKS - 1) / PIECE_CHUNKS;
+            int fd = open(t->path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+            if (fd < 0 && errno == ENOENT && (rc = mkdirs(t->path, e)) == 0)
+                fd = open(t->path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+            if (rc == 0 && fd < 0)
+                rc = bq_fail(e, BQ_E_IO, "could not create %s: %s", t->path, strerror(errno));
+            if (fd >= 0)
+                close(fd);
+            if (rc != 0) {
+                task_free(t);
+                return rc;
+            }
+        }
+        atomic_store(&t->pieces_left, (int)npieces);
+        for (size_t k = 0; k < npieces; k++) {
+            rpiece_t *p = calloc(1, sizeof *p);
+            pthread_mutex_lock(&r->mu);
+            wait_reporting(r, room_or_failed);
+            if (!p || r->failed) {
+                rc = r->failed ? bq_fail(e, r->failed, "%s", r->err.msg)
+                               : bq_fail(e, BQ_E_NOMEM, "out of memory restoring %s", r->bpath);
+                pthread_mutex_unlock(&r->mu);
+                free(p);
+                /* the pieces not queued will never end: count them off; the last frees t */
+                int left = atomic_fetch_sub(&t->pieces_left, (int)(npieces - k));
+                if (left == (int)(npieces - k))
+                    task_free(t);
+                break;
+            }
+            p->t = t;
+            p->first = k * PIECE_CHUNKS;
+            p->n = t->split ? (t->nids - p->first < PIECE_CHUNKS ? t->nids - p->first
+                                                                  : PIECE_CHUNKS)
+                            : t->nids;
             if (r->tail)
-                r->tail->next = t;
+                r->tail->next = p;
             else
-                r->head = t;
-            r->tail = t;
+                r->head = p;
+            r->tail = p;
             r->queued++;
             pthread_cond_signal(&r->cv_pop);
+            pthread_mutex_unlock(&r->mu);
         }
-        pthread_mutex_unlock(&r->mu);
     } else if (r->kind == 'd') {
         if (chmod(r->cur, r->mode & 07777) != 0)
             rc = bq_fail(e, BQ_E_IO, "could not set the mode of %s: %s", r->cur, strerror(errno));
@@ -765,6 +900,7 @@ static int write_all(rs_t *r, unsigned nthreads, bq_errbuf_t *e)
     pthread_t th[RESTORE_THREADS_MAX];
     unsigned started = 0;
     r->queue_max = 4 * (size_t)nthreads;
+    r->chunk_size = store_chunk_size(r->ctx->store);
     int rc = store_reader_new(r->ctx->store, &r->rd, e);
     for (unsigned i = 0; rc == 0 && i < nthreads; i++) {
         int err = pthread_create(&th[i], NULL, writer_main, r);

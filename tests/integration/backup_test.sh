@@ -23,7 +23,7 @@ C=$(pg_start main)
 chmod 755 "$BQ_TMP"
 pg_dir "$BQ_TMP/ts1"
 pg_psql main -c "CREATE TABLESPACE ts1 LOCATION '$BQ_TMP/ts1'"
-"$BQ_PGBIN/pgbench" -i -s 2 -q "$C" >"$BQ_TMP/pgbench-init.log" 2>&1
+"$BQ_PGBIN/pgbench" -i -s 5 -q "$C" >"$BQ_TMP/pgbench-init.log" 2>&1 # accounts: 1,200 chunks, restored in pieces
 pg_psql main -c "CREATE TABLE marker (note text) TABLESPACE ts1;
                  INSERT INTO marker VALUES ('committed before the backup');
                  CREATE ROLE norepl LOGIN"
