@@ -172,6 +172,10 @@ typedef struct {
     uint64_t offset;                  /* list-files: the first file of the page */
     int has_delete;                   /* delete: what the last attempt did */
     bq_delete_result_t del;
+    /* restore from another worker's store (filled by the coordinator at each offer) */
+    char peer_worker[BQ_NAME_MAX];       /* the holder ("" = the restoring worker's store) */
+    char peer_endpoint[BQ_ENDPOINT_MAX]; /* its data endpoint */
+    char peer_public_key[48];            /* its CURVE public key, Z85 (40 characters) */
 } bq_job_t;
 
 typedef struct {
@@ -182,6 +186,7 @@ typedef struct {
     uint32_t running, max_jobs;
     int64_t registered_ms, last_seen_ms;
     int online;
+    char data_endpoint[BQ_ENDPOINT_MAX]; /* where peers reach its store ("" = none) */
 } bq_worker_t;
 
 typedef struct {

@@ -416,7 +416,8 @@ static int codec_job_to_pb(codec_arena_t *a, const bq_job_t *c, Barque__Job *pb,
         (rc = STR_PUT("Job", conninfo)) < 0 || (rc = STR_PUT("Job", backup_id)) < 0 ||
         (rc = STR_PUT("Job", checkpoint)) < 0 || (rc = STR_PUT("Job", dest)) < 0 ||
         (rc = STR_PUT("Job", tablespaces)) < 0 || (rc = STR_PUT("Job", owner)) < 0 ||
-        (rc = STR_PUT("Job", pin_worker)) < 0)
+        (rc = STR_PUT("Job", pin_worker)) < 0 || (rc = STR_PUT("Job", peer_worker)) < 0 ||
+        (rc = STR_PUT("Job", peer_endpoint)) < 0 || (rc = STR_PUT("Job", peer_public_key)) < 0)
         return rc;
     pb->delta = !!c->delta;
     if (c->has_restore) {
@@ -473,7 +474,8 @@ static int codec_job_from_pb(const Barque__Job *pb, bq_job_t *c, bq_errbuf_t *e)
         (rc = STR_GET("Job", conninfo)) < 0 || (rc = STR_GET("Job", backup_id)) < 0 ||
         (rc = STR_GET("Job", checkpoint)) < 0 || (rc = STR_GET("Job", dest)) < 0 ||
         (rc = STR_GET("Job", tablespaces)) < 0 || (rc = STR_GET("Job", owner)) < 0 ||
-        (rc = STR_GET("Job", pin_worker)) < 0)
+        (rc = STR_GET("Job", pin_worker)) < 0 || (rc = STR_GET("Job", peer_worker)) < 0 ||
+        (rc = STR_GET("Job", peer_endpoint)) < 0 || (rc = STR_GET("Job", peer_public_key)) < 0)
         return rc;
     c->delta = !!pb->delta;
     if (pb->restore) {
@@ -584,7 +586,7 @@ static int codec_worker_to_pb(const bq_worker_t *c, Barque__Worker *pb, bq_errbu
     int rc;
     barque__worker__init(pb);
     if ((rc = STR_PUT("Worker", name)) < 0 || (rc = STR_PUT("Worker", site)) < 0 ||
-        (rc = STR_PUT("Worker", version)) < 0)
+        (rc = STR_PUT("Worker", version)) < 0 || (rc = STR_PUT("Worker", data_endpoint)) < 0)
         return rc;
     pb->store_free = c->store_free;
     pb->store_total = c->store_total;
@@ -601,7 +603,7 @@ static int codec_worker_from_pb(const Barque__Worker *pb, bq_worker_t *c, bq_err
     int rc;
     memset(c, 0, sizeof *c);
     if ((rc = STR_GET("Worker", name)) < 0 || (rc = STR_GET("Worker", site)) < 0 ||
-        (rc = STR_GET("Worker", version)) < 0)
+        (rc = STR_GET("Worker", version)) < 0 || (rc = STR_GET("Worker", data_endpoint)) < 0)
         return rc;
     c->store_free = pb->store_free;
     c->store_total = pb->store_total;
@@ -917,6 +919,9 @@ static const struct {
     [BQ_MSG_CLI_REQUEST] = {"CLI_REQUEST", &barque__cli_request__descriptor},
     [BQ_MSG_CLI_REPLY] = {"CLI_REPLY", &barque__cli_reply__descriptor},
     [BQ_MSG_ERROR] = {"ERROR", &barque__error__descriptor},
+    [BQ_MSG_PEER_KEYS] = {"PEER_KEYS", &barque__peer_keys__descriptor},
+    [BQ_MSG_DATA_REQUEST] = {"DATA_REQUEST", &barque__data_request__descriptor},
+    [BQ_MSG_DATA_REPLY] = {"DATA_REPLY", &barque__data_reply__descriptor},
 };
 
 #define CODEC_NTYPES (sizeof codec_types / sizeof codec_types[0])
@@ -963,6 +968,16 @@ void proto_msg_clear(bq_msg_t *m)
         free(m->u.cli_reply.backups);
         bq_files_free(m->u.cli_reply.files, m->u.cli_reply.nfiles);
         break;
+    case BQ_MSG_PEER_KEYS:
+        free(m->u.peer_keys.keys);
+        break;
+    case BQ_MSG_DATA_REQUEST:
+        free(m->u.data_req.ids);
+        break;
+    case BQ_MSG_DATA_REPLY:
+        free(m->u.data_reply.data);
+        free(m->u.data_reply.key_ids);
+        break;
     default:
         break;
     }
@@ -989,6 +1004,204 @@ static int codec_rows_check(size_t n, const void *rows, const char *what, bq_err
                        CODEC_REPLY_ROWS_MAX);
     if (n && !rows)
         return bq_fail(e, BQ_E_INVAL, "CliReply has %zu %s but no array", n, what);
+    return 0;
+}
+
+/* ---- PeerKeys, DataRequest, DataReply (the data port) --------------------------------- */
+
+static int codec_peer_keys_to_pb(codec_arena_t *a, const bq_msg_peer_keys_t *c,
+                                 ProtobufCMessage **out, bq_errbuf_t *e)
+{
+    int rc;
+    Barque__PeerKeys *pb = ARENA_NEW(a, Barque__PeerKeys);
+    if (!pb)
+        return codec_nomem(e);
+    barque__peer_keys__init(pb);
+    pb->version = c->version;
+    if (c->nkeys > BQ_PEER_KEYS_MAX)
+        return bq_fail(e, BQ_E_INVAL, "PeerKeys has %zu keys, more than the limit of %d", c->nkeys,
+                       BQ_PEER_KEYS_MAX);
+    if (c->nkeys && !c->keys)
+        return bq_fail(e, BQ_E_INVAL, "PeerKeys has %zu keys but no array", c->nkeys);
+    if (c->nkeys) {
+        Barque__PeerKey *ks = ARENA_ARRAY(a, c->nkeys, Barque__PeerKey);
+        Barque__PeerKey **ptrs = ARENA_ARRAY(a, c->nkeys, Barque__PeerKey *);
+        if (!ks || !ptrs)
+            return codec_nomem(e);
+        for (size_t i = 0; i < c->nkeys; i++) {
+            barque__peer_key__init(&ks[i]);
+            if ((rc = codec_str_put(c->keys[i].name, sizeof c->keys[i].name, "PeerKey", "name",
+                                    &ks[i].name, e)) < 0 ||
+                (rc = codec_str_put(c->keys[i].public_key, sizeof c->keys[i].public_key,
+                                    "PeerKey", "public_key", &ks[i].public_key, e)) < 0)
+                return rc;
+            ptrs[i] = &ks[i];
+        }
+        pb->n_keys = c->nkeys;
+        pb->keys = ptrs;
+    }
+    *out = &pb->base;
+    return 0;
+}
+
+static int codec_peer_keys_from_pb(const Barque__PeerKeys *pb, bq_msg_peer_keys_t *c,
+                                   bq_errbuf_t *e)
+{
+    int rc;
+    c->version = pb->version;
+    if (pb->n_keys > BQ_PEER_KEYS_MAX)
+        return bq_fail(e, BQ_E_PROTO, "PeerKeys has %zu keys, more than the limit of %d",
+                       pb->n_keys, BQ_PEER_KEYS_MAX);
+    if (!pb->n_keys)
+        return 0;
+    if (!(c->keys = calloc(pb->n_keys, sizeof *c->keys)))
+        return codec_nomem(e);
+    for (size_t i = 0; i < pb->n_keys; i++) {
+        bq_peer_key_t *k = &c->keys[i];
+        if ((rc = codec_str_get(k->name, sizeof k->name, pb->keys[i]->name, "PeerKey", "name",
+                                e)) < 0 ||
+            (rc = codec_str_get(k->public_key, sizeof k->public_key, pb->keys[i]->public_key,
+                                "PeerKey", "public_key", e)) < 0)
+            return rc;
+        if (strlen(k->public_key) != BQ_Z85_KEY_LEN)
+            return bq_fail(e, BQ_E_PROTO, "PeerKey.public_key of %s is %zu characters, not %d",
+                           k->name, strlen(k->public_key), BQ_Z85_KEY_LEN);
+        c->nkeys = i + 1;
+    }
+    return 0;
+}
+
+static int codec_data_req_to_pb(codec_arena_t *a, const bq_msg_data_req_t *c,
+                                ProtobufCMessage **out, bq_errbuf_t *e)
+{
+    int rc;
+    Barque__DataRequest *pb = ARENA_NEW(a, Barque__DataRequest);
+    if (!pb)
+        return codec_nomem(e);
+    barque__data_request__init(pb);
+    if ((rc = STR_PUT("DataRequest", op)) < 0 || (rc = STR_PUT("DataRequest", name)) < 0)
+        return rc;
+    pb->offset = c->offset;
+    if (c->nids > BQ_DATA_IDS_MAX)
+        return bq_fail(e, BQ_E_INVAL, "DataRequest has %zu ids, more than the limit of %d",
+                       c->nids, BQ_DATA_IDS_MAX);
+    if (c->nids && !c->ids)
+        return bq_fail(e, BQ_E_INVAL, "DataRequest has %zu ids but no array", c->nids);
+    if (c->nids) {
+        ProtobufCBinaryData *ids = ARENA_ARRAY(a, c->nids, ProtobufCBinaryData);
+        if (!ids)
+            return codec_nomem(e);
+        for (size_t i = 0; i < c->nids; i++) {
+            ids[i].data = (uint8_t *)c->ids[i];
+            ids[i].len = BQ_CHUNK_ID_BYTES;
+        }
+        pb->n_ids = c->nids;
+        pb->ids = ids;
+    }
+    *out = &pb->base;
+    return 0;
+}
+
+static int codec_data_req_from_pb(const Barque__DataRequest *pb, bq_msg_data_req_t *c,
+                                  bq_errbuf_t *e)
+{
+    int rc;
+    if ((rc = STR_GET("DataRequest", op)) < 0 || (rc = STR_GET("DataRequest", name)) < 0)
+        return rc;
+    c->offset = pb->offset;
+    if (pb->n_ids > BQ_DATA_IDS_MAX)
+        return bq_fail(e, BQ_E_PROTO, "DataRequest has %zu ids, more than the limit of %d",
+                       pb->n_ids, BQ_DATA_IDS_MAX);
+    if (!pb->n_ids)
+        return 0;
+    if (!(c->ids = calloc(pb->n_ids, sizeof *c->ids)))
+        return codec_nomem(e);
+    for (size_t i = 0; i < pb->n_ids; i++) {
+        if (pb->ids[i].len != BQ_CHUNK_ID_BYTES)
+            return bq_fail(e, BQ_E_PROTO, "DataRequest.ids[%zu] is %zu bytes, not %d", i,
+                           pb->ids[i].len, BQ_CHUNK_ID_BYTES);
+        memcpy(c->ids[i], pb->ids[i].data, BQ_CHUNK_ID_BYTES);
+    }
+    c->nids = pb->n_ids;
+    return 0;
+}
+
+static int codec_data_reply_to_pb(codec_arena_t *a, const bq_msg_data_reply_t *c,
+                                  ProtobufCMessage **out, bq_errbuf_t *e)
+{
+    int rc;
+    Barque__DataReply *pb = ARENA_NEW(a, Barque__DataReply);
+    if (!pb)
+        return codec_nomem(e);
+    barque__data_reply__init(pb);
+    if ((rc = STR_PUT("DataReply", error)) < 0)
+        return rc;
+    pb->code = c->code;
+    if (c->len > BQ_DATA_PIECE_MAX)
+        return bq_fail(e, BQ_E_INVAL, "DataReply carries %zu bytes, more than the limit of %u",
+                       c->len, BQ_DATA_PIECE_MAX);
+    if (c->len && !c->data)
+        return bq_fail(e, BQ_E_INVAL, "DataReply has %zu bytes but no buffer", c->len);
+    pb->data.data = c->data;
+    pb->data.len = c->len;
+    pb->offset = c->offset;
+    pb->total = c->total;
+    if (c->has_id) {
+        pb->id.data = (uint8_t *)c->id;
+        pb->id.len = BQ_CHUNK_ID_BYTES;
+    }
+    pb->index = c->index;
+    pb->last = !!c->last;
+    if (c->nkey_ids > BQ_DATA_KEYS_MAX)
+        return bq_fail(e, BQ_E_INVAL, "DataReply has %zu key ids, more than the limit of %d",
+                       c->nkey_ids, BQ_DATA_KEYS_MAX);
+    if (c->nkey_ids && !c->key_ids)
+        return bq_fail(e, BQ_E_INVAL, "DataReply has %zu key ids but no array", c->nkey_ids);
+    pb->n_key_ids = c->nkey_ids;
+    pb->key_ids = c->key_ids;
+    *out = &pb->base;
+    return 0;
+}
+
+static int codec_data_reply_from_pb(const Barque__DataReply *pb, bq_msg_data_reply_t *c,
+                                    bq_errbuf_t *e)
+{
+    int rc;
+    if ((rc = STR_GET("DataReply", error)) < 0)
+        return rc;
+    c->code = pb->code;
+    if (c->code > 0)
+        return bq_fail(e, BQ_E_PROTO, "DataReply.code is %d, not 0 or negative", c->code);
+    if (pb->data.len > BQ_DATA_PIECE_MAX)
+        return bq_fail(e, BQ_E_PROTO, "DataReply carries %zu bytes, more than the limit of %u",
+                       pb->data.len, BQ_DATA_PIECE_MAX);
+    if (pb->offset > UINT64_MAX - pb->data.len || pb->offset + pb->data.len > pb->total)
+        return bq_fail(e, BQ_E_PROTO, "DataReply's %zu bytes at offset %" PRIu64 " run past its "
+                       "total of %" PRIu64, pb->data.len, pb->offset, pb->total);
+    if (pb->id.len != 0 && pb->id.len != BQ_CHUNK_ID_BYTES)
+        return bq_fail(e, BQ_E_PROTO, "DataReply.id is %zu bytes, not %d", pb->id.len,
+                       BQ_CHUNK_ID_BYTES);
+    if (pb->n_key_ids > BQ_DATA_KEYS_MAX)
+        return bq_fail(e, BQ_E_PROTO, "DataReply has %zu key ids, more than the limit of %d",
+                       pb->n_key_ids, BQ_DATA_KEYS_MAX);
+    c->offset = pb->offset;
+    c->total = pb->total;
+    c->index = pb->index;
+    c->last = !!pb->last;
+    if ((c->has_id = pb->id.len == BQ_CHUNK_ID_BYTES))
+        memcpy(c->id, pb->id.data, BQ_CHUNK_ID_BYTES);
+    if (pb->data.len) {
+        if (!(c->data = malloc(pb->data.len)))
+            return codec_nomem(e);
+        memcpy(c->data, pb->data.data, pb->data.len);
+        c->len = pb->data.len;
+    }
+    if (pb->n_key_ids) {
+        if (!(c->key_ids = malloc(pb->n_key_ids * sizeof *c->key_ids)))
+            return codec_nomem(e);
+        memcpy(c->key_ids, pb->key_ids, pb->n_key_ids * sizeof *c->key_ids);
+        c->nkey_ids = pb->n_key_ids;
+    }
     return 0;
 }
 
@@ -1029,6 +1242,7 @@ static int codec_body_to_pb(codec_arena_t *a, const bq_msg_t *m, ProtobufCMessag
             pb->n_running = c->nrunning;
             pb->running = ptrs;
         }
+        pb->peers_version = c->peers_version;
         *out = &pb->base;
         return 0;
     }
@@ -1039,6 +1253,7 @@ static int codec_body_to_pb(codec_arena_t *a, const bq_msg_t *m, ProtobufCMessag
         barque__heartbeat_ack__init(pb);
         pb->heartbeat_interval_ms = m->u.hb_ack.heartbeat_interval_ms;
         pb->lease_ms = m->u.hb_ack.lease_ms;
+        pb->peers_version = m->u.hb_ack.peers_version;
         *out = &pb->base;
         return 0;
     }
@@ -1276,6 +1491,12 @@ static int codec_body_to_pb(codec_arena_t *a, const bq_msg_t *m, ProtobufCMessag
         *out = &pb->base;
         return 0;
     }
+    case BQ_MSG_PEER_KEYS:
+        return codec_peer_keys_to_pb(a, &m->u.peer_keys, out, e);
+    case BQ_MSG_DATA_REQUEST:
+        return codec_data_req_to_pb(a, &m->u.data_req, out, e);
+    case BQ_MSG_DATA_REPLY:
+        return codec_data_reply_to_pb(a, &m->u.data_reply, out, e);
     case BQ_MSG_ERROR: {
         const bq_msg_error_t *c = &m->u.error;
         Barque__Error *pb = ARENA_NEW(a, Barque__Error);
@@ -1364,14 +1585,22 @@ static int codec_body_from_pb(const ProtobufCMessage *msg, bq_msg_t *m, bq_errbu
             }
             c->nrunning = pb->n_running;
         }
+        c->peers_version = pb->peers_version;
         return 0;
     }
     case BQ_MSG_HEARTBEAT_ACK: {
         const Barque__HeartbeatAck *pb = (const Barque__HeartbeatAck *)msg;
         m->u.hb_ack.heartbeat_interval_ms = pb->heartbeat_interval_ms;
         m->u.hb_ack.lease_ms = pb->lease_ms;
+        m->u.hb_ack.peers_version = pb->peers_version;
         return 0;
     }
+    case BQ_MSG_PEER_KEYS:
+        return codec_peer_keys_from_pb((const Barque__PeerKeys *)msg, &m->u.peer_keys, e);
+    case BQ_MSG_DATA_REQUEST:
+        return codec_data_req_from_pb((const Barque__DataRequest *)msg, &m->u.data_req, e);
+    case BQ_MSG_DATA_REPLY:
+        return codec_data_reply_from_pb((const Barque__DataReply *)msg, &m->u.data_reply, e);
     case BQ_MSG_JOB_OFFER:
         if (!(m->u.job = malloc(sizeof *m->u.job)))
             return codec_nomem(e);

@@ -33,6 +33,9 @@ typedef enum {
     BQ_MSG_CLI_REQUEST = 10,
     BQ_MSG_CLI_REPLY = 11,
     BQ_MSG_ERROR = 12,
+    BQ_MSG_PEER_KEYS = 13,
+    BQ_MSG_DATA_REQUEST = 14,
+    BQ_MSG_DATA_REPLY = 15,
 } bq_msg_type_t;
 
 #define BQ_RUNNING_MAX 1024
@@ -41,12 +44,56 @@ typedef struct {               /* MSG_REGISTER and MSG_HEARTBEAT */
     bq_worker_t worker;
     size_t nrunning;
     bq_job_ref_t *running;     /* owned by the message */
+    uint64_t peers_version;    /* the PeerKeys version the worker applied (0 = none) */
 } bq_msg_hello_t;
 
 typedef struct {
     int64_t heartbeat_interval_ms;
     int64_t lease_ms;
+    uint64_t peers_version;    /* the current PeerKeys version */
 } bq_msg_hb_ack_t;
+
+/* MSG_PEER_KEYS: the workers whose keys a worker's data port admits. */
+#define BQ_PEER_KEYS_MAX 100000
+typedef struct {
+    char name[BQ_NAME_MAX];
+    char public_key[BQ_Z85_KEY_LEN + 1];
+} bq_peer_key_t;
+
+typedef struct {
+    uint64_t version;
+    size_t nkeys;
+    bq_peer_key_t *keys;       /* owned by the message */
+} bq_msg_peer_keys_t;
+
+/* MSG_DATA_REQUEST / MSG_DATA_REPLY: a worker reading a peer's store over its data port. */
+#define BQ_CHUNK_ID_BYTES 32
+#define BQ_DATA_IDS_MAX 256            /* chunk ids per request */
+#define BQ_DATA_PIECE_MAX (1u << 20)   /* bytes of data per reply */
+#define BQ_DATA_KEYS_MAX 200000        /* key ids in a "keys" reply */
+#define BQ_DATA_NAME_MAX 128
+
+typedef struct {
+    char op[16];                       /* "read", "keys", "chunks" */
+    char name[BQ_DATA_NAME_MAX];       /* read: the store file */
+    uint64_t offset;                   /* read: from where */
+    size_t nids;                       /* chunks: at most BQ_DATA_IDS_MAX */
+    uint8_t (*ids)[BQ_CHUNK_ID_BYTES]; /* owned by the message */
+} bq_msg_data_req_t;
+
+typedef struct {
+    int code;                          /* 0 or negative BQ_E_* */
+    char error[BQ_TEXT_MAX];
+    size_t len;                        /* at most BQ_DATA_PIECE_MAX */
+    uint8_t *data;                     /* owned by the message (NULL when len is 0) */
+    uint64_t offset, total;
+    int has_id;
+    uint8_t id[BQ_CHUNK_ID_BYTES];
+    uint32_t index;
+    int last;
+    size_t nkey_ids;
+    uint32_t *key_ids;                 /* owned by the message */
+} bq_msg_data_reply_t;
 
 typedef struct {
     uint64_t job_id;
@@ -143,6 +190,9 @@ typedef struct {
         bq_msg_cli_request_t cli_req;    /* CLI_REQUEST */
         bq_msg_cli_reply_t cli_reply;    /* CLI_REPLY */
         bq_msg_error_t error;            /* ERROR */
+        bq_msg_peer_keys_t peer_keys;    /* PEER_KEYS */
+        bq_msg_data_req_t data_req;      /* DATA_REQUEST */
+        bq_msg_data_reply_t data_reply;  /* DATA_REPLY */
     } u;
 } bq_msg_t;
 

@@ -1355,23 +1355,23 @@ void store_reader_destroy(store_reader_t **self_p)
     *self_p = NULL;
 }
 
-int store_reader_chunk(store_reader_t *r, const uint8_t id[STORE_CHUNK_ID_BYTES],
-                       const uint8_t **data, size_t *len, bq_errbuf_t *e)
+/* Find chunk id (index, then its pack record) into r->body: *body_len bytes; where says
+ * where it was found, for messages. */
+static int reader_fetch(store_reader_t *r, const uint8_t id[STORE_CHUNK_ID_BYTES],
+                        size_t *body_len, char *where, size_t where_len, bq_errbuf_t *why)
 {
-    char hex[STORE_CHUNK_ID_HEX];
-    bq_errbuf_t why = {{0}};
     store_index_loc_t loc = {0};
-    int rc = store_index_get(r->s->idx, id, &loc, &why);
+    int rc = store_index_get(r->s->idx, id, &loc, why);
     if (rc == BQ_E_NOTFOUND)
-        snprintf(why.msg, sizeof why.msg, "not in the index");
-    size_t body_len = 0, plain_len = 0;
+        snprintf(why->msg, sizeof why->msg, "not in the index");
+    *body_len = 0;
     if (rc == 0 && loc.rec_len < STORE_PACK_RECORD_OVERHEAD)
-        rc = bq_fail(&why, BQ_E_IO, "index gives a record of %" PRIu32 " bytes", loc.rec_len);
+        rc = bq_fail(why, BQ_E_IO, "index gives a record of %" PRIu32 " bytes", loc.rec_len);
     if (rc == 0)
-        rc = grow(&r->body, &r->body_cap, loc.rec_len - STORE_PACK_RECORD_OVERHEAD, &why);
+        rc = grow(&r->body, &r->body_cap, loc.rec_len - STORE_PACK_RECORD_OVERHEAD, why);
     if (rc == 0)
         rc = store_pack_read(r->s->dir, loc.pack, loc.offset, loc.rec_len, id, NULL, r->body,
-                             r->body_cap, &body_len, &why);
+                             r->body_cap, body_len, why);
     if (rc != 0 && loc.rec_len >= STORE_PACK_RECORD_OVERHEAD) {
         /* A GC running beside us may have moved the chunk to a new pack and removed the old
          * one (it points the index at the copy first): look again, once. */
@@ -1379,26 +1379,79 @@ int store_reader_chunk(store_reader_t *r, const uint8_t id[STORE_CHUNK_ID_BYTES]
         if (store_index_get(r->s->idx, id, &again, NULL) == 0 &&
             (again.pack != loc.pack || again.offset != loc.offset) &&
             again.rec_len >= STORE_PACK_RECORD_OVERHEAD &&
-            grow(&r->body, &r->body_cap, again.rec_len - STORE_PACK_RECORD_OVERHEAD, &why) == 0) {
+            grow(&r->body, &r->body_cap, again.rec_len - STORE_PACK_RECORD_OVERHEAD, why) == 0) {
             loc = again;
             rc = store_pack_read(r->s->dir, loc.pack, loc.offset, loc.rec_len, id, NULL,
-                                 r->body, r->body_cap, &body_len, &why);
+                                 r->body, r->body_cap, body_len, why);
         }
     }
-    char where[80];
-    snprintf(where, sizeof where, "in pack %016" PRIx64 " at offset %" PRIu64, loc.pack,
+    snprintf(where, where_len, "in pack %016" PRIx64 " at offset %" PRIu64, loc.pack,
              loc.offset);
+    return rc;
+}
+
+/* Open sealed body (len bytes) of chunk id into r->plain. */
+static int reader_open(store_reader_t *r, const uint8_t id[STORE_CHUNK_ID_BYTES],
+                       const uint8_t *body, size_t body_len, const char *where, size_t *plain_len,
+                       bq_errbuf_t *why)
+{
     store_chunk_head_t head;
-    if (rc == 0)
-        rc = store_chunk_head(id, r->body, body_len, &head, where, &why);
+    int rc = store_chunk_head(id, body, body_len, &head, where, why);
     const store_datakey_t *dk = NULL;
     if (rc == 0)
-        rc = key_get(&r->kc, head.key_id, &dk, &why);
+        rc = key_get(&r->kc, head.key_id, &dk, why);
     if (rc == 0)
-        rc = grow(&r->plain, &r->plain_cap, head.raw_len ? head.raw_len : 1, &why);
+        rc = grow(&r->plain, &r->plain_cap, head.raw_len ? head.raw_len : 1, why);
     if (rc == 0)
-        rc = store_chunk_open(r->ctx, id, dk, r->body, body_len, r->plain, r->plain_cap,
-                              &plain_len, where, &why);
+        rc = store_chunk_open(r->ctx, id, dk, body, body_len, r->plain, r->plain_cap, plain_len,
+                              where, why);
+    return rc;
+}
+
+int store_reader_chunk(store_reader_t *r, const uint8_t id[STORE_CHUNK_ID_BYTES],
+                       const uint8_t **data, size_t *len, bq_errbuf_t *e)
+{
+    char hex[STORE_CHUNK_ID_HEX];
+    bq_errbuf_t why = {{0}};
+    char where[80];
+    size_t body_len = 0, plain_len = 0;
+    int rc = reader_fetch(r, id, &body_len, where, sizeof where, &why);
+    if (rc == 0)
+        rc = reader_open(r, id, r->body, body_len, where, &plain_len, &why);
+    if (rc == BQ_E_NOTFOUND || rc == BQ_E_TOOBIG)
+        rc = BQ_E_IO;
+    if (rc != 0)
+        return bq_fail(e, rc, "chunk %s: %s", store_id_hex(id, hex), why.msg);
+    *data = r->plain;
+    *len = plain_len;
+    return 0;
+}
+
+int store_reader_sealed(store_reader_t *r, const uint8_t id[STORE_CHUNK_ID_BYTES],
+                        const uint8_t **body, size_t *len, bq_errbuf_t *e)
+{
+    char hex[STORE_CHUNK_ID_HEX];
+    bq_errbuf_t why = {{0}};
+    char where[80];
+    size_t body_len = 0;
+    int rc = reader_fetch(r, id, &body_len, where, sizeof where, &why);
+    if (rc == BQ_E_TOOBIG)
+        rc = BQ_E_IO;
+    if (rc != 0)
+        return bq_fail(e, rc, "chunk %s: %s", store_id_hex(id, hex), why.msg);
+    *body = r->body;
+    *len = body_len;
+    return 0;
+}
+
+int store_reader_open(store_reader_t *r, const uint8_t id[STORE_CHUNK_ID_BYTES],
+                      const uint8_t *body, size_t body_len, const char *where,
+                      const uint8_t **data, size_t *len, bq_errbuf_t *e)
+{
+    char hex[STORE_CHUNK_ID_HEX];
+    bq_errbuf_t why = {{0}};
+    size_t plain_len = 0;
+    int rc = reader_open(r, id, body, body_len, where, &plain_len, &why);
     if (rc == BQ_E_NOTFOUND || rc == BQ_E_TOOBIG)
         rc = BQ_E_IO;
     if (rc != 0)

@@ -195,6 +195,42 @@ void store_reader_destroy(store_reader_t **self_p);
  * data key that does not open, BQ_E_NOMEM. A chunk a GC moved meanwhile is found again. */
 int store_reader_chunk(store_reader_t *r, const uint8_t id[STORE_CHUNK_ID_BYTES],
                        const uint8_t **data, size_t *len, bq_errbuf_t *e);
+/* Chunk id's sealed body as stored (still compressed and encrypted, unchecked but for its
+ * pack record's crc): *body is the reader's, valid until its next call. What a peer is sent.
+ * BQ_E_IO "chunk ID: not in the index" (or damaged record), BQ_E_NOMEM. */
+int store_reader_sealed(store_reader_t *r, const uint8_t id[STORE_CHUNK_ID_BYTES],
+                        const uint8_t **body, size_t *len, bq_errbuf_t *e);
+/* Open a sealed body that came from elsewhere (a peer's store) as chunk id: the tag checked
+ * under the data key it names (from this store's keys/), decompressed, re-hashed to id with
+ * this store's id key. where names its origin in messages ("from worker east-1"). *data is
+ * the reader's, valid until its next call. BQ_E_IO "chunk ID: WHY", BQ_E_KEY, BQ_E_NOMEM. */
+int store_reader_open(store_reader_t *r, const uint8_t id[STORE_CHUNK_ID_BYTES],
+                      const uint8_t *body, size_t len, const char *where, const uint8_t **data,
+                      size_t *dlen, bq_errbuf_t *e);
+
+/* ---- a store served to peers, and a view of a peer's store (store/export.c) ------------- */
+
+/* Whether name is a store file a peer may read: "store.conf", "keys/XXXXXXXX.datakey"
+ * (8 lowercase hex digits), "backups/ID.manifest" (ID: 1..64 of [A-Za-z0-9._-], not starting
+ * with '.'). */
+int store_export_name_valid(const char *name);
+/* Read at most cap bytes of store file name from offset: *n bytes into buf, *total the file's
+ * size. BQ_E_INVAL for a name store_export_name_valid refuses, BQ_E_NOTFOUND when absent,
+ * BQ_E_IO. */
+int store_export_read(store_t *s, const char *name, uint64_t offset, uint8_t *buf, size_t cap,
+                      size_t *n, uint64_t *total, bq_errbuf_t *e);
+/* Make dir (which must not exist; its parent must) a view of a peer's store: the format
+ * marker, keys/, backups/ and conf (the peer's store.conf, len bytes) so that store_open with
+ * the deployment's master key opens it (its id key is the peer's). Its files come with
+ * store_view_put; its chunks from the peer (store_reader_open). BQ_E_EXISTS, BQ_E_IO. */
+int store_view_create(const char *dir, const void *conf, size_t len, bq_errbuf_t *e);
+/* Write len bytes at offset of view file name (a name store_export_name_valid accepts but
+ * store.conf); offset 0 creates the file, a later offset must be its size (pieces in order).
+ * Not synced: a view is scratch. BQ_E_INVAL, BQ_E_IO. */
+int store_view_put(const char *dir, const char *name, uint64_t offset, const void *data,
+                   size_t len, bq_errbuf_t *e);
+/* Remove view dir and everything in it (absent: success). BQ_E_IO. */
+int store_view_remove(const char *dir, bq_errbuf_t *e);
 
 typedef struct {
     uint64_t backups;       /* manifests */
