@@ -793,10 +793,12 @@ static int recover_wait(cli_t *c, const char *cluster, const char *id, uint64_t 
         if (j.state != BQ_JOB_SUCCEEDED)
             json_object_set_new(o, "error", json_string(j.error));
         if (j.has_restore)
-            json_object_set_new(o, "restore", json_pack("{s:I, s:I, s:I, s:I, s:I}",
+            json_object_set_new(o, "restore", json_pack("{s:I, s:I, s:I, s:I, s:I, s:s, s:I}",
                 "files_written", (json_int_t)r->files_written, "files_unchanged",
                 (json_int_t)r->files_unchanged, "files_removed", (json_int_t)r->files_removed,
-                "bytes", (json_int_t)r->bytes, "duration_ms", (json_int_t)r->duration_ms));
+                "bytes", (json_int_t)r->bytes, "duration_ms", (json_int_t)r->duration_ms,
+                "read_from", r->peer_worker[0] ? r->peer_worker : j.worker,
+                "peer_bytes", (json_int_t)r->peer_bytes));
         out_json_line(stdout, o);
     }
     if (j.state != BQ_JOB_SUCCEEDED) {
@@ -812,6 +814,12 @@ static int recover_wait(cli_t *c, const char *cluster, const char *id, uint64_t 
         printf("restored backup %s of cluster %s to %s on worker %s: %s in %s, %" PRIu64
                " files written, %" PRIu64 " unchanged, %" PRIu64 " removed\n", id, cluster, dest,
                j.worker, b, d, r->files_written, r->files_unchanged, r->files_removed);
+        if (r->peer_worker[0]) {
+            char pb[32];
+            out_bytes(r->peer_bytes, pb, sizeof pb);
+            printf("read from the store of worker %s over its data port: %s received\n",
+                   r->peer_worker, pb);
+        }
     }
     return 0;
 }

@@ -181,6 +181,7 @@ static const cfg_key_t worker_keys[] = {
     KEY_SECRET(worker_t, "secret_key_file", secret_key_file, keys),
     KEY_TEXT(worker_t, "store", CFG_PATH, true, store),
     KEY_TEXT(worker_t, "data_listen", CFG_ENDPOINT, false, data_listen),
+    KEY_TEXT(worker_t, "data_advertise", CFG_ENDPOINT, false, data_advertise),
     KEY_TEXT(worker_t, "scratch", CFG_PATH, false, scratch),
     /* the store's key (issue 3) has its own format: only the path is resolved here */
     KEY_TEXT(worker_t, "store_key_file", CFG_PATH, false, store_key_file),

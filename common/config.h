@@ -76,7 +76,9 @@ typedef struct {
     char secret_key_file[PATH_MAX];           /* required */
     bq_keypair_t keys;
     char store[PATH_MAX];                     /* required, directory */
-    char data_listen[BQ_ENDPOINT_MAX];        /* optional, tcp://HOST:PORT */
+    char data_listen[BQ_ENDPOINT_MAX];        /* optional, tcp://HOST:PORT: the data port */
+    char data_advertise[BQ_ENDPOINT_MAX];     /* optional: where peers reach it (default
+                                                 data_listen, which then names one host) */
     char scratch[PATH_MAX];                   /* optional, directory */
     char store_key_file[PATH_MAX];            /* optional (used by the store, issue 3) */
     int max_jobs;                             /* optional, default 4 */

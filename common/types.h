@@ -112,6 +112,8 @@ typedef struct {
     uint64_t files_removed;   /* --delta: files and directories the backup does not have */
     uint64_t bytes;           /* bytes of the files in the backup (written or found right) */
     int64_t duration_ms;
+    char peer_worker[BQ_NAME_MAX]; /* the worker whose store it was read from ("" = its own) */
+    uint64_t peer_bytes;      /* bytes received from that worker (sealed chunks and files) */
 } bq_restore_result_t;
 
 /* One file of a backup, as list-files shows it. path is owned by the list it is in: free a

@@ -92,6 +92,7 @@ struct coord {
     listing_t listings[LISTINGS_MAX];
     size_t nlistings;
 
+    uint64_t peers_version;   /* of the worker keys in cfg, as PeerKeys (never 0) */
     int dispatch_dirty;
     int64_t last_persist_mono;
     int64_t last_reader_check_mono;
@@ -587,6 +588,8 @@ static void job_requeue_lost(coord_t *c, job_state_t *s, const char *why, const 
     s->next_attempt = s->queued_mono;
 }
 
+static int restore_peer(coord_t *c, bq_job_t *j, bq_errbuf_t *e);
+
 static void job_offer(coord_t *c, job_state_t *s, int wi)
 {
     worker_state_t *w = &c->workers[wi];
@@ -598,12 +601,13 @@ static void job_offer(coord_t *c, job_state_t *s, int wi)
         free(j);
         return;
     }
-    if (j->type == BQ_JOB_BACKUP) {
+    if (j->type == BQ_JOB_BACKUP || j->type == BQ_JOB_RESTORE) {
         bq_errbuf_t e;
-        if (backup_begin(c, j, &e) != 0) {
+        int backup = j->type == BQ_JOB_BACKUP;
+        if ((backup ? backup_begin(c, j, &e) : restore_peer(c, j, &e)) != 0) {
             char msg[BQ_TEXT_MAX];
-            snprintf(msg, sizeof msg, "could not start a backup of cluster %s: %s", j->cluster,
-                     e.msg);
+            snprintf(msg, sizeof msg, "could not start a %s of cluster %s: %s",
+                     backup ? "backup" : "restore", j->cluster, e.msg);
             free(j);
             if (c->batch_failed)
                 return;
@@ -615,7 +619,8 @@ static void job_offer(coord_t *c, job_state_t *s, int wi)
             }
             return;
         }
-        snprintf(s->backup_id, sizeof s->backup_id, "%s", j->backup_id);
+        if (backup)
+            snprintf(s->backup_id, sizeof s->backup_id, "%s", j->backup_id);
     }
     const bq_cfg_cluster_t *cl = bq_coord_config_cluster(&c->cfg, j->cluster);
     if (cl)
@@ -706,6 +711,8 @@ static void worker_offline(coord_t *c, size_t wi, const char *why)
     }
 }
 
+static void peer_keys_send(coord_t *c, const bq_peer_t *to, const char *name);
+
 static void on_hello(coord_t *c, const bq_peer_t *from, bq_msg_t *m)
 {
     char name[BQ_NAME_MAX];
@@ -786,7 +793,48 @@ static void on_hello(coord_t *c, const bq_peer_t *from, bq_msg_t *m)
     bq_msg_t ack = {.type = BQ_MSG_HEARTBEAT_ACK, .seq = m->seq};
     ack.u.hb_ack.heartbeat_interval_ms = c->cfg.heartbeat_interval_ms;
     ack.u.hb_ack.lease_ms = c->cfg.job_lease_ms;
+    ack.u.hb_ack.peers_version = c->peers_version;
     out_push(c, from, &ack, 0);
+    /* A worker with a data port admits the fleet's worker keys: send them until it says it
+     * has this version. */
+    if (h->worker.data_endpoint[0] && h->peers_version != c->peers_version)
+        peer_keys_send(c, from, name);
+}
+
+/* The PeerKeys version of the worker keys in the config: a hash of names and keys. */
+static uint64_t peers_version_of(const bq_coord_config_t *cfg)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < cfg->nworkers; i++) {
+        for (const char *p = cfg->workers[i].name; *p; p++)
+            h = (h ^ (uint8_t)*p) * 1099511628211ull;
+        h = (h ^ 0xff) * 1099511628211ull;
+        for (const char *p = cfg->workers[i].public_key; *p; p++)
+            h = (h ^ (uint8_t)*p) * 1099511628211ull;
+        h = (h ^ 0xfe) * 1099511628211ull;
+    }
+    return h ? h : 1;
+}
+
+/* PEER_KEYS to worker `name`: every worker of the config (the coordinator vouches for them),
+ * which its data port then admits. */
+static void peer_keys_send(coord_t *c, const bq_peer_t *to, const char *name)
+{
+    bq_msg_t m = {.type = BQ_MSG_PEER_KEYS, .seq = ++c->seq};
+    size_t n = c->cfg.nworkers < BQ_PEER_KEYS_MAX ? c->cfg.nworkers : BQ_PEER_KEYS_MAX;
+    m.u.peer_keys.version = c->peers_version;
+    m.u.peer_keys.keys = calloc(n ? n : 1, sizeof *m.u.peer_keys.keys);
+    if (!m.u.peer_keys.keys)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        snprintf(m.u.peer_keys.keys[i].name, sizeof m.u.peer_keys.keys[i].name, "%s",
+                 c->cfg.workers[i].name);
+        snprintf(m.u.peer_keys.keys[i].public_key, sizeof m.u.peer_keys.keys[i].public_key, "%s",
+                 c->cfg.workers[i].public_key);
+    }
+    m.u.peer_keys.nkeys = n;
+    bq_debug(COMP, 0, "sending worker %s the %zu worker keys its data port admits", name, n);
+    out_push(c, to, &m, 0);
 }
 
 /* A message about (job_id, attempt) from a worker: is it the current attempt on it? */
@@ -1098,6 +1146,70 @@ static int name_in_list(const char *list, const char *name)
     return 0;
 }
 
+static int worker_online(coord_t *c, const char *name);
+
+/* The worker that serves backup b to a worker whose store lacks it: the first of b's stores
+ * that is online, has a data port and is in the config (whose key the coordinator vouches
+ * for). 0 with *wi its index; BQ_E_NOTFOUND with why listing each store and what it lacks. */
+static int restore_source(coord_t *c, const bq_backup_t *b, int *wi, char *why, size_t whylen)
+{
+    char name[BQ_NAME_MAX];
+    size_t off = 0;
+    why[0] = '\0';
+    for (const char *p = b->stores; *p;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        snprintf(name, sizeof name, "%.*s", (int)(len < sizeof name ? len : sizeof name - 1), p);
+        p += len + (comma ? 1 : 0);
+        int k = worker_find(c, name);
+        const char *lacks = !bq_coord_config_worker(&c->cfg, name) ? "not in the config"
+                            : k < 0 || !worker_online(c, name)      ? "offline"
+                            : !c->workers[k].rec.data_endpoint[0]   ? "no data_listen"
+                                                                    : NULL;
+        if (!lacks) {
+            *wi = k;
+            return 0;
+        }
+        int n = snprintf(why + off, whylen - off, "%s%s: %s", off ? ", " : "", name, lacks);
+        if (n > 0 && (size_t)n < whylen - off)
+            off += (size_t)n;
+    }
+    if (!off)
+        snprintf(why, whylen, "no store holds it");
+    return BQ_E_NOTFOUND;
+}
+
+/* A restore job is being offered (j, ASSIGNED in this batch): when its worker's store lacks
+ * the backup, name the worker that serves it (peer_*), recorded in the job; else clear them.
+ * On failure e says why; the batch has failed only when c->batch_failed is set. */
+static int restore_peer(coord_t *c, bq_job_t *j, bq_errbuf_t *e)
+{
+    catalog_txn_t *t = wtxn(c);
+    if (!t)
+        return bq_fail(e, c->batch_failed, "%s", c->batch_err.msg);
+    static bq_backup_t b;
+    int rc = catalog_backup_get(t, j->cluster, j->backup_id, &b, e);
+    if (rc != 0)
+        return rc;
+    j->peer_worker[0] = j->peer_endpoint[0] = j->peer_public_key[0] = '\0';
+    if (!name_in_list(b.stores, j->worker)) {
+        int wi = -1;
+        char why[BQ_TEXT_MAX / 2];
+        if (restore_source(c, &b, &wi, why, sizeof why) != 0)
+            return bq_fail(e, BQ_E_STATE, "the store of worker %s lacks backup %s and no worker "
+                           "holding it can serve it (%s)", j->worker, b.id, why);
+        const worker_state_t *src = &c->workers[wi];
+        const bq_cfg_worker_ref_t *ref = bq_coord_config_worker(&c->cfg, src->rec.name);
+        snprintf(j->peer_worker, sizeof j->peer_worker, "%s", src->rec.name);
+        snprintf(j->peer_endpoint, sizeof j->peer_endpoint, "%s", src->rec.data_endpoint);
+        snprintf(j->peer_public_key, sizeof j->peer_public_key, "%s", ref->public_key);
+    }
+    rc = catalog_job_put(t, j, e);
+    if (rc && rc != BQ_E_INVAL && rc != BQ_E_TOOBIG && rc != BQ_E_NOTFOUND)
+        batch_fail(c, rc, e);
+    return rc;
+}
+
 /* A restore job for recover: backup b (resolved by the caller) to q->dest on q->worker. */
 static int recover_create(coord_t *c, const bq_msg_cli_request_t *q, const bq_backup_t *b,
                           uint64_t *id, bq_errbuf_t *e)
@@ -1114,11 +1226,15 @@ static int recover_create(coord_t *c, const bq_msg_cli_request_t *q, const bq_ba
     if (q->dest[0] != '/')
         return bq_fail(e, BQ_E_USAGE, "could not recover cluster %s: destination \"%s\" is not an "
                        "absolute path", q->cluster, q->dest);
-    if (!name_in_list(b->stores, w->name))
-        return bq_fail(e, BQ_E_STATE, "could not recover backup %s of cluster %s on worker %s: "
-                       "only the store of %s holds it, and a restore through another worker "
-                       "(fetching the chunks from that store) is not built yet\nhint: use "
-                       "--worker with one of: %s", b->id, q->cluster, w->name, b->stores, b->stores);
+    if (!name_in_list(b->stores, w->name)) {
+        int src = -1;
+        char why[BQ_TEXT_MAX / 2];
+        if (restore_source(c, b, &src, why, sizeof why) != 0)
+            return bq_fail(e, BQ_E_STATE, "could not recover backup %s of cluster %s on worker %s: "
+                           "its store lacks the backup and no worker holding it can serve it "
+                           "(%s)\nhint: start one of them (with data_listen set), or use --worker "
+                           "with one of: %s", b->id, q->cluster, w->name, why, b->stores);
+    }
     static bq_job_t j; /* large: off the stack */
     memset(&j, 0, sizeof j);
     j.type = BQ_JOB_RESTORE;
@@ -1759,6 +1875,7 @@ int coord_new(const bq_coord_config_t *cfg, int skip_zap, coord_t **out, bq_errb
     if (!c)
         return bq_fail(e, BQ_E_NOMEM, "out of memory");
     c->cfg = *cfg; /* takes over the arrays: the caller must not free cfg */
+    c->peers_version = peers_version_of(&c->cfg);
     int rc = catalog_open(cfg->catalog, cfg->catalog_max_size, &c->cat, e);
     if (rc == 0)
         rc = coord_sync_config(c, e);
@@ -1803,6 +1920,7 @@ static void coord_reload(coord_t *c)
     nc.keys = c->cfg.keys;
     bq_coord_config_free(&c->cfg);
     c->cfg = nc;
+    c->peers_version = peers_version_of(&c->cfg);
     bq_log_set_level(nc.log_level);
     if (coord_zap_allow(c) != 0)
         bq_error(COMP, 0, "reload: could not update the admitted keys");

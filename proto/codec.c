@@ -285,23 +285,35 @@ static int codec_check_from_pb(const Barque__CheckResult *pb, bq_check_result_t 
 
 /* ---- RestoreResult (plain numbers) ------------------------------------------------------ */
 
-static void codec_restore_to_pb(const bq_restore_result_t *c, Barque__RestoreResult *pb)
+static int codec_restore_to_pb(const bq_restore_result_t *c, Barque__RestoreResult *pb,
+                               bq_errbuf_t *e)
 {
+    int rc;
     barque__restore_result__init(pb);
+    if ((rc = STR_PUT("RestoreResult", peer_worker)) < 0)
+        return rc;
+    pb->peer_bytes = c->peer_bytes;
     pb->files_written = c->files_written;
     pb->files_unchanged = c->files_unchanged;
     pb->files_removed = c->files_removed;
     pb->bytes = c->bytes;
     pb->duration_ms = c->duration_ms;
+    return 0;
 }
 
-static void codec_restore_from_pb(const Barque__RestoreResult *pb, bq_restore_result_t *c)
+static int codec_restore_from_pb(const Barque__RestoreResult *pb, bq_restore_result_t *c,
+                                 bq_errbuf_t *e)
 {
+    int rc;
+    if ((rc = STR_GET("RestoreResult", peer_worker)) < 0)
+        return rc;
+    c->peer_bytes = pb->peer_bytes;
     c->files_written = pb->files_written;
     c->files_unchanged = pb->files_unchanged;
     c->files_removed = pb->files_removed;
     c->bytes = pb->bytes;
     c->duration_ms = pb->duration_ms;
+    return 0;
 }
 
 /* ---- DeleteResult ---------------------------------------------------------------------- */
@@ -424,7 +436,8 @@ static int codec_job_to_pb(codec_arena_t *a, const bq_job_t *c, Barque__Job *pb,
         Barque__RestoreResult *rr = ARENA_NEW(a, Barque__RestoreResult);
         if (!rr)
             return codec_nomem(e);
-        codec_restore_to_pb(&c->restore, rr);
+        if ((rc = codec_restore_to_pb(&c->restore, rr, e)) < 0)
+            return rc;
         pb->restore = rr;
     }
     if (c->has_delete) {
@@ -479,7 +492,8 @@ static int codec_job_from_pb(const Barque__Job *pb, bq_job_t *c, bq_errbuf_t *e)
         return rc;
     c->delta = !!pb->delta;
     if (pb->restore) {
-        codec_restore_from_pb(pb->restore, &c->restore);
+        if ((rc = codec_restore_from_pb(pb->restore, &c->restore, e)) < 0)
+            return rc;
         c->has_restore = 1;
     }
     if (pb->deletion) {
@@ -1328,7 +1342,8 @@ static int codec_body_to_pb(codec_arena_t *a, const bq_msg_t *m, ProtobufCMessag
             Barque__RestoreResult *rr = ARENA_NEW(a, Barque__RestoreResult);
             if (!rr)
                 return codec_nomem(e);
-            codec_restore_to_pb(&c->restore, rr);
+            if ((rc = codec_restore_to_pb(&c->restore, rr, e)) < 0)
+                return rc;
             pb->restore = rr;
         }
         if (c->has_delete) {
@@ -1645,7 +1660,8 @@ static int codec_body_from_pb(const ProtobufCMessage *msg, bq_msg_t *m, bq_errbu
             c->has_backup = 1;
         }
         if (pb->restore) {
-            codec_restore_from_pb(pb->restore, &c->restore);
+            if ((rc = codec_restore_from_pb(pb->restore, &c->restore, e)) < 0)
+                return rc;
             c->has_restore = 1;
         }
         if (pb->deletion) {

@@ -16,6 +16,9 @@ struct jobs_ctx {
     const char *worker;                       /* this worker's name */
     store_t *store;                           /* its store; NULL when it has none */
     const char *no_store;                     /* why not, for messages */
+    proto_ctx_t *zctx;                        /* for sockets of the job's own (peers) */
+    const bq_keypair_t *keys;                 /* this worker's CURVE keys */
+    const char *store_key_file;               /* the master key ("" = none) */
 };
 
 /* Run job and fill res (ok, retryable, error, check, backup). Never returns without filling

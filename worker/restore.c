@@ -17,6 +17,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "peer.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -55,9 +56,21 @@ typedef struct {
     int is_file;
 } rent_t;
 
+/* Where a thread reads chunks: its reader of the store, and when the backup is in a peer's
+ * store, its client of that peer (bodies come sealed and are opened by the reader). */
+typedef struct {
+    store_reader_t *rd;
+    peer_client_t *pc;
+} rsrc_t;
+
 typedef struct {
     const bq_job_t *job;
     jobs_ctx_t *ctx;
+    store_t *store;       /* what is read: ctx->store, or the view of the peer's store */
+    store_t *view;
+    char view_dir[PATH_MAX];
+    char where[BQ_NAME_MAX + 32]; /* "from worker NAME", for chunk messages */
+    _Atomic uint64_t peer_bytes;
     char dest[PATH_MAX];
     rts_t ts[TS_MAX];
     size_t nts;
@@ -77,7 +90,7 @@ typedef struct {
     char link[PATH_MAX];
     size_t link_len;
     struct rtask *task;   /* the file being listed */
-    store_reader_t *rd;   /* this thread's (link targets) */
+    rsrc_t src;           /* this thread's (link targets) */
     /* the queue of files for the writer threads, under mu */
     pthread_mutex_t mu;
     pthread_cond_t cv_pop, cv_push;
@@ -490,7 +503,7 @@ static int same_file(rs_t *r, const char *path, bq_errbuf_t *e)
     if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && (uint64_t)sb.st_size == en->size) {
         uint8_t sum[32];
         uint64_t size = 0;
-        if (store_file_checksum(r->ctx->store, fd, &size, sum, e) == 0)
+        if (store_file_checksum(r->store, fd, &size, sum, e) == 0)
             same = size == en->size && memcmp(sum, en->sum, 32) == 0;
     }
     close(fd);
@@ -505,8 +518,47 @@ static void fail_set(rs_t *r, int rc, const bq_errbuf_t *e)
     }
 }
 
-/* Write one file: its chunks read with rd, then mode, owner, mtime. */
-static int task_write(rs_t *r, store_reader_t *rd, rtask_t *t, bq_errbuf_t *e)
+/* Ask the peer for n chunk ids ahead of chunk_get (nothing for a local store). */
+static int chunks_want(rsrc_t *src, const uint8_t *ids, size_t n, bq_errbuf_t *e)
+{
+    return src->pc ? peer_chunks_want(src->pc, ids, n, e) : 0;
+}
+
+/* Chunk id's plaintext (checked) from the store, or sealed from the peer and opened here. */
+static int chunk_get(rs_t *r, rsrc_t *src, const uint8_t *id, const uint8_t **data, size_t *len,
+                     bq_errbuf_t *e)
+{
+    if (!src->pc)
+        return store_reader_chunk(src->rd, id, data, len, e);
+    const uint8_t *body = NULL;
+    size_t blen = 0;
+    int rc = peer_chunk_next(src->pc, id, &body, &blen, e);
+    if (rc == 0) {
+        atomic_fetch_add(&r->peer_bytes, blen);
+        rc = store_reader_open(src->rd, id, body, blen, r->where, data, len, e);
+    }
+    return rc;
+}
+
+/* This thread's reader (and peer client): rsrc_done frees them. */
+static int rsrc_open(rs_t *r, rsrc_t *src, bq_errbuf_t *e)
+{
+    memset(src, 0, sizeof *src);
+    int rc = store_reader_new(r->store, &src->rd, e);
+    if (rc == 0 && r->job->peer_worker[0])
+        rc = peer_client_new(r->ctx->zctx, r->job->peer_worker, r->job->peer_endpoint,
+                             r->job->peer_public_key, r->ctx->keys, &src->pc, e);
+    return rc;
+}
+
+static void rsrc_done(rsrc_t *src)
+{
+    store_reader_destroy(&src->rd);
+    peer_client_destroy(&src->pc);
+}
+
+/* Write one file: its chunks read from src, then mode, owner, mtime. */
+static int task_write(rs_t *r, rsrc_t *src, rtask_t *t, bq_errbuf_t *e)
 {
     if (r->job->delta && same_file(r, t->path, e)) {
         atomic_fetch_add(&r->done, t->size);
@@ -526,10 +578,12 @@ static int task_write(rs_t *r, store_reader_t *rd, rtask_t *t, bq_errbuf_t *e)
         return bq_fail(e, BQ_E_IO, "could not create %s: %s", t->path, strerror(errno));
     uint64_t written = 0;
     bq_errbuf_t why;
+    if ((rc = chunks_want(src, t->ids, t->nids, &why)) != 0)
+        rc = bq_fail(e, rc, "backup %s: file %s: %s", r->job->backup_id, t->bpath, why.msg);
     for (size_t i = 0; rc == 0 && i < t->nids; i++) {
         const uint8_t *data = NULL;
         size_t len = 0;
-        if ((rc = store_reader_chunk(rd, t->ids + i * STORE_CHUNK_ID_BYTES, &data, &len, &why)) != 0) {
+        if ((rc = chunk_get(r, src, t->ids + i * STORE_CHUNK_ID_BYTES, &data, &len, &why)) != 0) {
             rc = bq_fail(e, rc, "backup %s: file %s: %s", r->job->backup_id, t->bpath, why.msg);
             break;
         }
@@ -578,7 +632,7 @@ static void task_free(rtask_t *t)
 }
 
 /* One piece of a split file (created by the walk): its chunks at their offsets. */
-static int piece_write(rs_t *r, store_reader_t *rd, const rpiece_t *p, bq_errbuf_t *e)
+static int piece_write(rs_t *r, rsrc_t *src, const rpiece_t *p, bq_errbuf_t *e)
 {
     rtask_t *t = p->t;
     int fd = open(t->path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
@@ -587,11 +641,13 @@ static int piece_write(rs_t *r, store_reader_t *rd, const rpiece_t *p, bq_errbuf
     int rc = 0;
     uint64_t off = (uint64_t)p->first * r->chunk_size;
     bq_errbuf_t why;
+    if ((rc = chunks_want(src, t->ids + p->first * STORE_CHUNK_ID_BYTES, p->n, &why)) != 0)
+        rc = bq_fail(e, rc, "backup %s: file %s: %s", r->job->backup_id, t->bpath, why.msg);
     for (size_t i = 0; rc == 0 && i < p->n; i++) {
         size_t k = p->first + i;
         const uint8_t *data = NULL;
         size_t len = 0;
-        if ((rc = store_reader_chunk(rd, t->ids + k * STORE_CHUNK_ID_BYTES, &data, &len, &why)) != 0) {
+        if ((rc = chunk_get(r, src, t->ids + k * STORE_CHUNK_ID_BYTES, &data, &len, &why)) != 0) {
             rc = bq_fail(e, rc, "backup %s: file %s: %s", r->job->backup_id, t->bpath, why.msg);
             break;
         }
@@ -650,12 +706,12 @@ static int split_finish(rs_t *r, rtask_t *t, bq_errbuf_t *e)
 }
 
 /* Run piece p (unless skip), then, if it was its file's last, finish and free the file. */
-static int piece_run(rs_t *r, store_reader_t *rd, rpiece_t *p, int skip, bq_errbuf_t *e)
+static int piece_run(rs_t *r, rsrc_t *src, rpiece_t *p, int skip, bq_errbuf_t *e)
 {
     rtask_t *t = p->t;
     int rc = 0;
     if (!skip)
-        rc = t->split ? piece_write(r, rd, p, e) : task_write(r, rd, t, e);
+        rc = t->split ? piece_write(r, src, p, e) : task_write(r, src, t, e);
     if (rc != 0 || skip)
         atomic_store(&t->piece_failed, 1);
     if (atomic_fetch_sub(&t->pieces_left, 1) == 1) {
@@ -671,8 +727,8 @@ static void *writer_main(void *arg)
 {
     rs_t *r = arg;
     bq_errbuf_t e = {{0}};
-    store_reader_t *rd = NULL;
-    int rc = store_reader_new(r->ctx->store, &rd, &e);
+    rsrc_t src;
+    int rc = rsrc_open(r, &src, &e);
     pthread_mutex_lock(&r->mu);
     if (rc != 0)
         fail_set(r, rc, &e);
@@ -688,9 +744,9 @@ static void *writer_main(void *arg)
         r->queued--;
         r->busy++;
         pthread_cond_broadcast(&r->cv_push);
-        int skip = r->failed != 0 || !rd;
+        int skip = r->failed != 0 || !src.rd || (r->job->peer_worker[0] && !src.pc);
         pthread_mutex_unlock(&r->mu);
-        rc = piece_run(r, rd, p, skip, &e);
+        rc = piece_run(r, &src, p, skip, &e);
         pthread_mutex_lock(&r->mu);
         r->busy--;
         if (rc != 0)
@@ -698,7 +754,7 @@ static void *writer_main(void *arg)
         pthread_cond_broadcast(&r->cv_push);
     }
     pthread_mutex_unlock(&r->mu);
-    store_reader_destroy(&rd);
+    rsrc_done(&src);
     return NULL;
 }
 
@@ -779,7 +835,7 @@ static int p2_chunks(void *arg, const uint8_t *ids, size_t n, bq_errbuf_t *e)
         for (size_t i = 0; i < n; i++) {
             const uint8_t *data = NULL;
             size_t len = 0;
-            int rc = store_reader_chunk(r->rd, ids + i * STORE_CHUNK_ID_BYTES, &data, &len, e);
+            int rc = chunk_get(r, &r->src, ids + i * STORE_CHUNK_ID_BYTES, &data, &len, e);
             if (rc != 0)
                 return rc;
             if (r->link_len + len >= sizeof r->link)
@@ -900,8 +956,8 @@ static int write_all(rs_t *r, unsigned nthreads, bq_errbuf_t *e)
     pthread_t th[RESTORE_THREADS_MAX];
     unsigned started = 0;
     r->queue_max = 4 * (size_t)nthreads;
-    r->chunk_size = store_chunk_size(r->ctx->store);
-    int rc = store_reader_new(r->ctx->store, &r->rd, e);
+    r->chunk_size = store_chunk_size(r->store);
+    int rc = rsrc_open(r, &r->src, e);
     for (unsigned i = 0; rc == 0 && i < nthreads; i++) {
         int err = pthread_create(&th[i], NULL, writer_main, r);
         if (err != 0)
@@ -912,7 +968,7 @@ static int write_all(rs_t *r, unsigned nthreads, bq_errbuf_t *e)
     if (rc == 0) {
         static const store_read_cb_t p2 = {.file_begin = p2_begin, .chunks = p2_chunks,
                                            .file_end = p2_end};
-        rc = store_backup_walk(r->ctx->store, r->job->backup_id, &p2, r, e);
+        rc = store_backup_walk(r->store, r->job->backup_id, &p2, r, e);
         task_free(r->task);
         r->task = NULL;
     }
@@ -925,7 +981,7 @@ static int write_all(rs_t *r, unsigned nthreads, bq_errbuf_t *e)
     pthread_mutex_unlock(&r->mu);
     for (unsigned i = 0; i < started; i++)
         pthread_join(th[i], NULL);
-    store_reader_destroy(&r->rd);
+    rsrc_done(&r->src);
     if (r->failed)
         return bq_fail(e, r->failed, "%s", r->err.msg);
     return started == nthreads ? rc : BQ_E_IO;
@@ -977,6 +1033,97 @@ static int sync_fs(const char *path, bq_errbuf_t *e)
     return rc;
 }
 
+/* ---- a backup in a peer's store: a view of it here ---- */
+
+/* Make r->view_dir a view of the peer's store holding backup job->backup_id (its store.conf,
+ * data key files and manifest, fetched over the peer's data port) and open it with this
+ * worker's master key, which must be the peer's too (the deployment's). Chunks come later,
+ * sealed, one thread's client each. */
+static int view_open(rs_t *r, bq_errbuf_t *e)
+{
+    const bq_job_t *job = r->job;
+    jobs_ctx_t *ctx = r->ctx;
+    const char *me = ctx->worker ? ctx->worker : "?";
+    if (!ctx->store_key_file || !ctx->store_key_file[0])
+        return bq_fail(e, BQ_E_CONFIG, "worker %s has no store_key_file: it cannot open the "
+                       "chunks of worker %s's store", me, job->peer_worker);
+    if (!ctx->zctx || !ctx->keys)
+        return bq_fail(e, BQ_E_STATE, "worker %s cannot reach its peers", me);
+    snprintf(r->where, sizeof r->where, "from worker %s", job->peer_worker);
+    char views[PATH_MAX];
+    snprintf(views, sizeof views, "%s/views", store_dir(ctx->store));
+    if (mkdir(views, 0700) != 0 && errno != EEXIST)
+        return bq_fail(e, BQ_E_IO, "could not create %s: %s", views, strerror(errno));
+    if (snprintf(r->view_dir, sizeof r->view_dir, "%s/restore-%" PRIu64 "-%u", views, job->id,
+                 job->attempt) >= (int)sizeof r->view_dir)
+        return bq_fail(e, BQ_E_INVAL, "path too long: %s", views);
+    int rc = store_view_remove(r->view_dir, e); /* an earlier run of this attempt */
+    peer_client_t *pc = NULL;
+    if (rc == 0)
+        rc = peer_client_new(ctx->zctx, job->peer_worker, job->peer_endpoint,
+                             job->peer_public_key, ctx->keys, &pc, e);
+    uint8_t *conf = NULL;
+    size_t conf_len = 0;
+    if (rc == 0)
+        rc = peer_fetch_file(pc, "store.conf", NULL, 4096, &conf, &conf_len, e);
+    if (rc == 0)
+        rc = store_view_create(r->view_dir, conf, conf_len, e);
+    free(conf);
+    uint32_t *ids = NULL;
+    size_t nids = 0;
+    if (rc == 0)
+        rc = peer_key_ids(pc, &ids, &nids, e);
+    for (size_t i = 0; rc == 0 && i < nids; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "keys/%08x.datakey", (unsigned)ids[i]);
+        rc = peer_fetch_file(pc, name, r->view_dir, 0, NULL, NULL, e);
+    }
+    free(ids);
+    char man[BQ_BACKUP_ID_MAX + 32];
+    snprintf(man, sizeof man, "backups/%s.manifest", job->backup_id);
+    if (rc == 0) {
+        bq_errbuf_t why;
+        rc = peer_fetch_file(pc, man, r->view_dir, 0, NULL, NULL, &why);
+        if (rc == BQ_E_NOTFOUND)
+            rc = bq_fail(e, BQ_E_NOTFOUND, "backup %s is not in the store of worker %s",
+                         job->backup_id, job->peer_worker);
+        else if (rc != 0)
+            rc = bq_fail(e, rc, "%s", why.msg);
+    }
+    atomic_fetch_add(&r->peer_bytes, peer_client_bytes(pc));
+    peer_client_destroy(&pc);
+    store_master_t master;
+    if (rc == 0)
+        rc = store_master_key_load(ctx->store_key_file, &master, e);
+    if (rc == 0) {
+        bq_errbuf_t why;
+        rc = store_open(r->view_dir, &master, &r->view, &why);
+        store_master_clear(&master);
+        if (rc == BQ_E_KEY)
+            rc = bq_fail(e, BQ_E_KEY, "the store key of worker %s (%s) does not open the store of "
+                         "worker %s\nhint: workers that restore each other's backups need the "
+                         "same store master key (store_key_file)", me, ctx->store_key_file,
+                         job->peer_worker);
+        else if (rc != 0)
+            rc = bq_fail(e, rc, "could not open the view of worker %s's store: %s",
+                         job->peer_worker, why.msg);
+    }
+    if (rc == 0) {
+        r->store = r->view;
+        bq_info(COMP, job->id, "backup %s is read from worker %s (%s)", job->backup_id,
+                job->peer_worker, job->peer_endpoint);
+    }
+    return rc;
+}
+
+static void view_close(rs_t *r)
+{
+    store_close(&r->view);
+    bq_errbuf_t e;
+    if (r->view_dir[0] && store_view_remove(r->view_dir, &e) != 0)
+        bq_warn(COMP, r->job->id, "%s", e.msg);
+}
+
 void jobs_restore(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res)
 {
     bq_errbuf_t e = {{0}};
@@ -995,21 +1142,25 @@ void jobs_restore(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res)
             rc = bq_fail(&e, BQ_E_INVAL, "destination %s is not an absolute path", job->dest);
         else
             snprintf(r->dest, sizeof r->dest, "%s", job->dest);
+        r->store = ctx->store;
     }
+    if (rc == 0 && job->peer_worker[0])
+        rc = view_open(r, &e);
     size_t dl = r ? strlen(r->dest) : 0;
     while (dl > 1 && r->dest[dl - 1] == '/')
         r->dest[--dl] = '\0';
     static const store_read_cb_t p1 = {.meta = p1_meta, .file_end = p1_end};
     if (rc == 0)
-        rc = store_backup_walk(ctx->store, job->backup_id, &p1, r, &e);
+        rc = store_backup_walk(r->store, job->backup_id, &p1, r, &e);
     if (rc == BQ_E_NOTFOUND)
         rc = bq_fail(&e, BQ_E_NOTFOUND, "backup %s is not in the store of worker %s",
-                     job->backup_id, ctx->worker ? ctx->worker : "?");
+                     job->backup_id, job->peer_worker[0] ? job->peer_worker
+                                     : ctx->worker ? ctx->worker : "?");
     if (rc == 0)
         rc = relocate(r, &e);
     if (rc == 0 && job->delta) {
         static const store_read_cb_t p1b = {.file_begin = p1b_begin, .file_end = p1b_end};
-        rc = store_backup_walk(ctx->store, job->backup_id, &p1b, r, &e);
+        rc = store_backup_walk(r->store, job->backup_id, &p1b, r, &e);
     }
     if (rc == 0)
         rc = target_check(r, r->dest, "destination", &e);
@@ -1048,9 +1199,11 @@ void jobs_restore(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res)
     if (rc == 0) {
         progress(r, 1);
         bq_info(COMP, job->id, "restore of backup %s of %s to %s: done in %.1f s, %" PRIu64
-                " files written, %" PRIu64 " unchanged, %" PRIu64 " removed, %.1f MB",
+                " files written, %" PRIu64 " unchanged, %" PRIu64 " removed, %.1f MB%s%s%s",
                 job->backup_id, job->cluster, r->dest, (double)(bq_mono_ms() - t0) / 1000,
-                r->files, r->skipped, r->removed, (double)atomic_load(&r->done) / 1e6);
+                r->files, r->skipped, r->removed, (double)atomic_load(&r->done) / 1e6,
+                job->peer_worker[0] ? " (read from worker " : "", job->peer_worker,
+                job->peer_worker[0] ? ")" : "");
         res->ok = 1;
         res->has_restore = 1;
         res->restore.files_written = r->files;
@@ -1058,6 +1211,9 @@ void jobs_restore(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res)
         res->restore.files_removed = r->removed;
         res->restore.bytes = atomic_load(&r->done);
         res->restore.duration_ms = bq_mono_ms() - t0;
+        res->restore.peer_bytes = atomic_load(&r->peer_bytes);
+        snprintf(res->restore.peer_worker, sizeof res->restore.peer_worker, "%s",
+                 job->peer_worker);
     } else {
         res->ok = 0;
         res->retryable = rc == BQ_E_IO || rc == BQ_E_NOMEM;
@@ -1065,6 +1221,7 @@ void jobs_restore(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res)
                  job->backup_id, job->cluster, job->dest, e.msg);
     }
     if (r) {
+        view_close(r);
         for (size_t i = 0; i < r->ents_cap; i++)
             free(r->ents[i].path);
         free(r->ents);

@@ -5,9 +5,11 @@
 #include "clock.h"
 #include "jobs.h"
 #include "log.h"
+#include "peer.h"
 #include "proto.h"
 #include "store.h"
 
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -42,6 +44,9 @@ struct worker {
     store_t *store;             /* opened at start when store_key_file is set */
     char no_store[BQ_TEXT_MAX]; /* else why there is none */
     proto_ctx_t *ctx;
+    peer_server_t *data;        /* the data port, when data_listen is set and there is a store */
+    char data_endpoint[BQ_ENDPOINT_MAX]; /* where peers reach it (told to the coordinator) */
+    uint64_t peers_version;     /* of the PeerKeys the data port admits */
     proto_sock_t *coord;
     proto_sock_t *pull;
     job_thread_t *threads;
@@ -85,6 +90,24 @@ static int worker_store_open(worker_t *w, bq_errbuf_t *e)
     return 0;
 }
 
+/* The data port: peers read this store through it (restores at another worker, geo copies).
+ * Peers are told data_advertise, or data_listen when it names one host. */
+static int worker_data_start(worker_t *w, bq_errbuf_t *e)
+{
+    const bq_worker_config_t *cfg = &w->cfg;
+    const char *adv = cfg->data_advertise[0] ? cfg->data_advertise : cfg->data_listen;
+    if (strstr(adv, "://*") || strstr(adv, "://0.0.0.0") || strstr(adv, "://[::]"))
+        return bq_fail(e, BQ_E_CONFIG, "%s: [worker] data_listen %s binds every address: set "
+                       "data_advertise = tcp://HOST:PORT, where the other workers reach it",
+                       cfg->path, cfg->data_listen);
+    snprintf(w->data_endpoint, sizeof w->data_endpoint, "%s", adv);
+    int rc = peer_server_start(w->ctx, w->store, cfg->data_listen, &cfg->keys, &w->data, e);
+    if (rc != 0)
+        return bq_fail(e, rc, "could not open the data port %s: %s", cfg->data_listen, e->msg);
+    bq_info(COMP, 0, "data port listening on %s (peers reach it at %s)", cfg->data_listen, adv);
+    return 0;
+}
+
 int worker_new(const bq_worker_config_t *cfg, worker_t **out, bq_errbuf_t *e)
 {
     worker_t *w = calloc(1, sizeof *w);
@@ -100,6 +123,8 @@ int worker_new(const bq_worker_config_t *cfg, worker_t **out, bq_errbuf_t *e)
     if (rc == 0)
         rc = proto_client_new(w->ctx, cfg->coordinator, cfg->coordinator_public_key, &cfg->keys,
                               &w->coord, e);
+    if (rc == 0 && cfg->data_listen[0] && w->store)
+        rc = worker_data_start(w, e);
     if (rc) {
         worker_destroy(&w);
         return rc;
@@ -137,6 +162,9 @@ static void *thread_main(void *arg)
     t.base.worker = jt->w->cfg.name;
     t.base.store = jt->w->store;
     t.base.no_store = jt->w->no_store;
+    t.base.zctx = jt->w->ctx;
+    t.base.keys = &jt->w->cfg.keys;
+    t.base.store_key_file = jt->w->cfg.store_key_file;
     bq_errbuf_t e;
     bq_msg_t m = {.type = BQ_MSG_JOB_RESULT};
     bq_msg_result_t *res = calloc(1, sizeof *res);
@@ -199,6 +227,8 @@ static void send_hello(worker_t *w, bq_msg_type_t type)
     snprintf(h->worker.version, sizeof h->worker.version, "%s", BQ_VERSION_STRING);
     store_space(w->cfg.store, &h->worker.store_free, &h->worker.store_total, NULL);
     h->worker.max_jobs = (uint32_t)w->cfg.max_jobs;
+    snprintf(h->worker.data_endpoint, sizeof h->worker.data_endpoint, "%s", w->data_endpoint);
+    h->peers_version = w->peers_version;
     size_t n = (size_t)running_count(w);
     h->running = calloc(n ? n : 1, sizeof *h->running);
     for (job_thread_t *t = w->threads; t && h->running; t = t->next) {
@@ -302,6 +332,18 @@ static void on_coord_msg(worker_t *w, bq_msg_t *m)
         w->last_ack = bq_mono_ms();
         if (m->u.hb_ack.heartbeat_interval_ms > 0)
             w->interval_ms = m->u.hb_ack.heartbeat_interval_ms;
+        break;
+    case BQ_MSG_PEER_KEYS:
+        if (!w->data)
+            break;
+        if (peer_server_allow(w->data, &m->u.peer_keys) != 0) {
+            bq_error(COMP, 0, "could not update the keys the data port admits");
+            break;
+        }
+        if (w->peers_version != m->u.peer_keys.version)
+            bq_info(COMP, 0, "data port admits %zu worker key(s) (version %" PRIu64 ")",
+                    m->u.peer_keys.nkeys, m->u.peer_keys.version);
+        w->peers_version = m->u.peer_keys.version;
         break;
     case BQ_MSG_JOB_OFFER: on_offer(w, m); break;
     case BQ_MSG_JOB_CANCEL: on_cancel(w, &m->u.ref); break;
@@ -464,6 +506,7 @@ void worker_destroy(worker_t **self_p)
         proto_result_clear(&p->result);
         free(p);
     }
+    peer_server_stop(&w->data);
     proto_sock_destroy(&w->coord);
     proto_sock_destroy(&w->pull);
     proto_ctx_destroy(&w->ctx);

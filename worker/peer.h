@@ -1,0 +1,55 @@
+/* The data port (worker to worker): a worker's store served to its peers, and the client
+ * with which a worker reads a peer's store. Store files (store.conf, data key files,
+ * manifests) and chunk bodies travel exactly as stored: still compressed and encrypted, to be
+ * checked where they land (store_reader_open). The port is a CURVE server whose ZAP handler
+ * admits only the worker keys the coordinator sent (PeerKeys); until they come, nobody. */
+#ifndef BQ_PEER_H
+#define BQ_PEER_H
+
+#include "proto.h"
+#include "store.h"
+
+/* ---- the server ---- */
+
+typedef struct peer_server peer_server_t;
+
+/* Start the ZAP handler on ctx (probed: BQ_E_AUTH when it does not answer), bind endpoint
+ * with keys, and serve store on a thread of its own. *out is the caller's:
+ * peer_server_stop (before the store is closed). BQ_E_ZMQ (address in use, bad endpoint). */
+int peer_server_start(proto_ctx_t *ctx, store_t *store, const char *endpoint,
+                      const bq_keypair_t *keys, peer_server_t **out, bq_errbuf_t *e);
+/* Admit exactly the workers of pk (thread-safe). BQ_E_NOMEM. */
+int peer_server_allow(peer_server_t *srv, const bq_msg_peer_keys_t *pk);
+void peer_server_stop(peer_server_t **self_p);
+
+/* ---- the client (one per thread) ---- */
+
+typedef struct peer_client peer_client_t;
+
+/* Connect to worker `name` at endpoint, whose CURVE public key (Z85) is public_key, as keys.
+ * Nothing is sent yet. *out is the caller's: peer_client_destroy. */
+int peer_client_new(proto_ctx_t *ctx, const char *name, const char *endpoint,
+                    const char *public_key, const bq_keypair_t *keys, peer_client_t **out,
+                    bq_errbuf_t *e);
+void peer_client_destroy(peer_client_t **self_p);
+
+/* Store file `name` of the peer (see store_export_name_valid) written into store view
+ * view_dir (store_view_put), in pieces; or, when view_dir is NULL, into a new buffer of at
+ * most max bytes (*buf, the caller frees). BQ_E_NOTFOUND when the peer has no such file,
+ * BQ_E_TIMEOUT when the peer does not answer, the peer's errors, BQ_E_IO. */
+int peer_fetch_file(peer_client_t *c, const char *name, const char *view_dir, size_t max,
+                    uint8_t **buf, size_t *len, bq_errbuf_t *e);
+/* The peer store's data key ids: *ids is the caller's (free). */
+int peer_key_ids(peer_client_t *c, uint32_t **ids, size_t *n, bq_errbuf_t *e);
+
+/* Chunks, pipelined: peer_chunks_want queues n ids (asked for a few batches ahead);
+ * peer_chunk_next hands the sealed body of the next queued id, which must be id (*body is
+ * the client's, valid until its next call). A chunk the peer cannot give fails naming it.
+ * BQ_E_IO, BQ_E_TIMEOUT, BQ_E_NOMEM. */
+int peer_chunks_want(peer_client_t *c, const uint8_t *ids, size_t n, bq_errbuf_t *e);
+int peer_chunk_next(peer_client_t *c, const uint8_t id[BQ_CHUNK_ID_BYTES],
+                    const uint8_t **body, size_t *len, bq_errbuf_t *e);
+/* Bytes of sealed bodies received so far. */
+uint64_t peer_client_bytes(const peer_client_t *c);
+
+#endif
