@@ -11,9 +11,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define COMP "data"
 #define PEER_TIMEOUT_MS 30000  /* a peer silent this long is gone */
+#define PEER_CONNECT_MS 10000 /* to complete the CURVE handshake */
 #define PEER_WINDOW 4          /* chunk requests in flight per client */
 #define PEER_BATCH_BYTES (2u << 20) /* chunk bytes asked for per request, about */
 #define PEER_BODY_MAX ((16u << 20) + (64u << 10)) /* a sealed chunk of 16 MiB and its header */
@@ -274,7 +276,25 @@ int peer_client_new(proto_ctx_t *ctx, const char *name, const char *endpoint,
     snprintf(c->endpoint, sizeof c->endpoint, "%s", endpoint);
     c->per_req = 32;
     int rc = proto_client_new(ctx, endpoint, public_key, keys, &c->sock, e);
+    /* Sends never block: wait for the CURVE handshake, which also tells a refusal at once. */
+    int64_t deadline = bq_mono_ms() + PEER_CONNECT_MS;
+    bq_errbuf_t hs = {{0}};
+    int state = BQ_E_TIMEOUT;
+    for (int i = 0; rc == 0 && i < 100000; i++) {
+        state = proto_client_handshake_state(c->sock, &hs);
+        if (state != BQ_E_TIMEOUT || bq_mono_ms() >= deadline)
+            break;
+        struct timespec ts = {0, 5 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    if (rc == 0 && state == BQ_E_AUTH)
+        rc = bq_fail(e, BQ_E_AUTH, "worker %s (%s) refused this worker's key: %s", name, endpoint,
+                     hs.msg);
+    else if (rc == 0 && state != 0)
+        rc = bq_fail(e, BQ_E_TIMEOUT, "could not reach the data port of worker %s at %s within "
+                     "%d s", name, endpoint, PEER_CONNECT_MS / 1000);
     if (rc != 0) {
+        proto_sock_destroy(&c->sock);
         free(c);
         return rc;
     }
