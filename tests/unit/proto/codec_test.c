@@ -226,6 +226,88 @@ static void test_hb_ack(void **state)
     proto_msg_clear(&out);
 }
 
+static void test_peer_keys(void **state)
+{
+    bq_msg_t in = {.type = BQ_MSG_PEER_KEYS, .seq = 9}, out;
+    in.u.peer_keys.version = UINT64_MAX;
+    in.u.peer_keys.nkeys = 3;
+    in.u.peer_keys.keys = calloc(3, sizeof *in.u.peer_keys.keys);
+    assert_non_null(in.u.peer_keys.keys);
+    for (size_t i = 0; i < 3; i++) {
+        FILL_MAX(in.u.peer_keys.keys[i].name, (char)('a' + i));
+        FILL_MAX(in.u.peer_keys.keys[i].public_key, (char)('K' + i));
+    }
+    roundtrip(&in, &out);
+    assert_true(out.u.peer_keys.version == UINT64_MAX);
+    assert_int_equal(out.u.peer_keys.nkeys, 3);
+    assert_memory_equal(out.u.peer_keys.keys, in.u.peer_keys.keys, 3 * sizeof *in.u.peer_keys.keys);
+    proto_msg_clear(&out);
+    assert_true(is_zero(&out, sizeof out));
+    proto_msg_clear(&in);
+}
+
+static void test_data_msgs(void **state)
+{
+    uint8_t ids[BQ_DATA_IDS_MAX][BQ_CHUNK_ID_BYTES];
+    for (size_t i = 0; i < BQ_DATA_IDS_MAX; i++)
+        memset(ids[i], (int)i, BQ_CHUNK_ID_BYTES);
+    bq_msg_t in = {.type = BQ_MSG_DATA_REQUEST, .seq = 5}, out;
+    snprintf(in.u.data_req.op, sizeof in.u.data_req.op, "chunks");
+    FILL_MAX(in.u.data_req.name, 'n');
+    in.u.data_req.offset = 1ULL << 40;
+    in.u.data_req.ids = ids;
+    in.u.data_req.nids = BQ_DATA_IDS_MAX;
+    roundtrip(&in, &out);
+    assert_string_equal(out.u.data_req.op, "chunks");
+    assert_string_equal(out.u.data_req.name, in.u.data_req.name);
+    assert_true(out.u.data_req.offset == 1ULL << 40);
+    assert_int_equal(out.u.data_req.nids, BQ_DATA_IDS_MAX);
+    assert_memory_equal(out.u.data_req.ids, ids, sizeof ids);
+    proto_msg_clear(&out);
+
+    uint8_t *piece = malloc(BQ_DATA_PIECE_MAX);
+    assert_non_null(piece);
+    memset(piece, 0x5a, BQ_DATA_PIECE_MAX);
+    uint32_t keys[3] = {1, 0x2a, UINT32_MAX};
+    bq_msg_t r = {.type = BQ_MSG_DATA_REPLY, .seq = 5};
+    r.u.data_reply.data = piece;
+    r.u.data_reply.len = BQ_DATA_PIECE_MAX;
+    r.u.data_reply.offset = 3;
+    r.u.data_reply.total = 3 + BQ_DATA_PIECE_MAX + 7;
+    r.u.data_reply.has_id = 1;
+    memset(r.u.data_reply.id, 0xee, BQ_CHUNK_ID_BYTES);
+    r.u.data_reply.index = 255;
+    r.u.data_reply.last = 1;
+    r.u.data_reply.key_ids = keys;
+    r.u.data_reply.nkey_ids = 3;
+    roundtrip(&r, &out);
+    const bq_msg_data_reply_t *d = &out.u.data_reply;
+    assert_int_equal(d->len, BQ_DATA_PIECE_MAX);
+    assert_memory_equal(d->data, piece, BQ_DATA_PIECE_MAX);
+    assert_true(d->offset == 3 && d->total == 3 + BQ_DATA_PIECE_MAX + 7);
+    assert_true(d->has_id && d->index == 255 && d->last);
+    assert_memory_equal(d->id, r.u.data_reply.id, BQ_CHUNK_ID_BYTES);
+    assert_int_equal(d->nkey_ids, 3);
+    assert_memory_equal(d->key_ids, keys, sizeof keys);
+    proto_msg_clear(&out);
+    bq_msg_t err = {.type = BQ_MSG_DATA_REPLY, .seq = 6};
+    err.u.data_reply.code = BQ_E_NOTFOUND;
+    snprintf(err.u.data_reply.error, sizeof err.u.data_reply.error, "no such file");
+    roundtrip(&err, &out);
+    assert_int_equal(out.u.data_reply.code, BQ_E_NOTFOUND);
+    assert_string_equal(out.u.data_reply.error, "no such file");
+    assert_null(out.u.data_reply.data);
+    proto_msg_clear(&out);
+    /* over the piece limit: refused on encode, never truncated */
+    r.u.data_reply.len = BQ_DATA_PIECE_MAX + 1;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    bq_errbuf_t e = {{0}};
+    assert_int_equal(proto_msg_encode(&r, &buf, &len, &e), BQ_E_INVAL);
+    assert_non_null(strstr(e.msg, "more than the limit"));
+    free(piece);
+}
+
 static void test_job_offer(void **state)
 {
     bq_msg_t in = {.type = BQ_MSG_JOB_OFFER, .seq = 7}, out;
@@ -1260,6 +1342,58 @@ typedef struct {
     const char *msg; /* a substring of the error message */
 } bad_case_t;
 
+static bytes_t bad_data_id_len(void)
+{
+    Barque__DataRequest q = BARQUE__DATA_REQUEST__INIT;
+    ProtobufCBinaryData id = {.len = 31, .data = (uint8_t *)"0123456789012345678901234567890"};
+    q.op = "chunks";
+    q.n_ids = 1;
+    q.ids = &id;
+    return envelope(BQ_PROTO_VERSION, BQ_MSG_DATA_REQUEST, &q.base);
+}
+
+static bytes_t bad_data_too_many_ids(void)
+{
+    static ProtobufCBinaryData ids[BQ_DATA_IDS_MAX + 1];
+    static uint8_t id[BQ_CHUNK_ID_BYTES];
+    for (size_t i = 0; i <= BQ_DATA_IDS_MAX; i++)
+        ids[i] = (ProtobufCBinaryData){.len = BQ_CHUNK_ID_BYTES, .data = id};
+    Barque__DataRequest q = BARQUE__DATA_REQUEST__INIT;
+    q.op = "chunks";
+    q.n_ids = BQ_DATA_IDS_MAX + 1;
+    q.ids = ids;
+    return envelope(BQ_PROTO_VERSION, BQ_MSG_DATA_REQUEST, &q.base);
+}
+
+static bytes_t bad_data_past_total(void)
+{
+    Barque__DataReply r = BARQUE__DATA_REPLY__INIT;
+    r.data.len = 10;
+    r.data.data = (uint8_t *)"0123456789";
+    r.offset = 5;
+    r.total = 12;
+    return envelope(BQ_PROTO_VERSION, BQ_MSG_DATA_REPLY, &r.base);
+}
+
+static bytes_t bad_data_code(void)
+{
+    Barque__DataReply r = BARQUE__DATA_REPLY__INIT;
+    r.code = 3;
+    return envelope(BQ_PROTO_VERSION, BQ_MSG_DATA_REPLY, &r.base);
+}
+
+static bytes_t bad_peer_key(void)
+{
+    Barque__PeerKey k = BARQUE__PEER_KEY__INIT, *kp = &k;
+    k.name = "east-1";
+    k.public_key = "short";
+    Barque__PeerKeys p = BARQUE__PEER_KEYS__INIT;
+    p.version = 1;
+    p.n_keys = 1;
+    p.keys = &kp;
+    return envelope(BQ_PROTO_VERSION, BQ_MSG_PEER_KEYS, &p.base);
+}
+
 static const bad_case_t bad_msgs[] = {
     {"empty input", bad_empty, BQ_E_PROTO, "could not decode message: it is empty"},
     {"oversized input", bad_oversized, BQ_E_TOOBIG,
@@ -1271,6 +1405,15 @@ static const bad_case_t bad_msgs[] = {
      "could not decode message seq 77: unsupported protocol version 2 (this side speaks 1)"},
     {"version missing", bad_version0, BQ_E_VERSION,
      "unsupported protocol version 0 (this side speaks 1)"},
+    {"chunk id of 31 bytes", bad_data_id_len, BQ_E_PROTO,
+     "could not decode DATA_REQUEST message seq 77: DataRequest.ids[0] is 31 bytes, not 32"},
+    {"too many chunk ids", bad_data_too_many_ids, BQ_E_PROTO,
+     "DataRequest has 257 ids, more than the limit of 256"},
+    {"data past its total", bad_data_past_total, BQ_E_PROTO,
+     "DataReply's 10 bytes at offset 5 run past its total of 12"},
+    {"positive reply code", bad_data_code, BQ_E_PROTO, "DataReply.code is 3, not 0 or negative"},
+    {"short peer key", bad_peer_key, BQ_E_PROTO,
+     "PeerKey.public_key of east-1 is 5 characters, not 40"},
     {"unknown type", bad_type99, BQ_E_MSGTYPE,
      "could not decode message seq 77: unknown message type 99"},
     {"type NONE", bad_type_none, BQ_E_MSGTYPE, "unknown message type 0"},
@@ -1537,6 +1680,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hello),
         cmocka_unit_test(test_hb_ack),
+        cmocka_unit_test(test_peer_keys),
+        cmocka_unit_test(test_data_msgs),
         cmocka_unit_test(test_job_offer),
         cmocka_unit_test(test_job_ref),
         cmocka_unit_test(test_progress),
