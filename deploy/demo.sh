@@ -80,7 +80,9 @@ psql -X -q "$conninfo" -c "CREATE TABLE IF NOT EXISTS demo (id int PRIMARY KEY, 
 
 echo "== keys and configs in $demo"
 for k in coordinator ops east-1 west-1; do "$cli" keygen "$k" --dir "$demo/keys" >/dev/null; done
-for k in east-1 west-1; do "$cli" keygen "$k" --store-key --dir "$demo/keys" >/dev/null; done
+# One store master key for the deployment: a worker can then read another's store (restores
+# at another site, geo copies), the chunks travelling still encrypted.
+"$cli" keygen fleet --store-key --dir "$demo/keys" >/dev/null
 port=$(free_port)
 cat >"$demo/coordinator.conf" <<CONF
 [coordinator]
@@ -108,6 +110,7 @@ site = east
 CONF
 for w in east-1:east west-1:west; do
     name=${w%%:*} site=${w##*:}
+    dport=$(free_port)
     cat >"$demo/$name.conf" <<CONF
 [worker]
 name = $name
@@ -116,7 +119,8 @@ coordinator = tcp://127.0.0.1:$port
 coordinator_public_key_file = keys/coordinator.pub
 secret_key_file = keys/$name.key
 store = stores/$name
-store_key_file = keys/$name.storekey
+store_key_file = keys/fleet.storekey
+data_listen = tcp://127.0.0.1:$dport
 scratch = scratch/$name
 CONF
 done
@@ -159,8 +163,9 @@ restore=$demo/restore
 rm -rf "$restore"
 mkdir -p "$restore"
 chown postgres: "$restore"
-echo "\$ barque recover demo latest $restore/data --worker east-1 --wait"
-"$cli" recover demo latest "$restore/data" --worker east-1 --wait
+# west-1 (site west) restores a backup held by east-1's store: it reads it over east-1's data port.
+echo "\$ barque recover demo latest $restore/data --worker west-1 --wait"
+"$cli" recover demo latest "$restore/data" --worker west-1 --wait
 echo
 echo "\$ pg_verifybackup $restore/data"
 runuser -u postgres -- "$pgbin/pg_verifybackup" "$restore/data"
