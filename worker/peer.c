@@ -455,6 +455,8 @@ int peer_key_ids(peer_client_t *c, uint32_t **ids, size_t *n, bq_errbuf_t *e)
 
 int peer_chunks_want(peer_client_t *c, const uint8_t *ids, size_t n, bq_errbuf_t *e)
 {
+    if (n == 0)
+        return 0;
     if (c->got == c->nwant) /* all taken: start over, so the queue stays bounded */
         c->nwant = c->sent = c->got = 0;
     if (c->nwant + n > c->cap) {

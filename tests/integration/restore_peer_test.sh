@@ -47,32 +47,6 @@ fleet_coord_start
 for w in east-1 west-1 west-2; do fleet_worker_start $w; done
 for w in east-1 west-1 west-2; do bq_wait_for "$w online" 15 fleet_worker_online $w; done
 
-tables_hash() {
-    local name=$1 t out=""
-    for t in pgbench_accounts pgbench_branches pgbench_tellers pgbench_history marker; do
-        out+="$t $(pg_psql "$name" -c "SELECT md5(coalesce(string_agg(x::text, '|' ORDER BY x::text), ''))
-                                       FROM $t x")"$'\n'
-    done
-    printf '%s' "$out"
-}
-
-# recover_json ARGS...: barque recover ARGS --wait --json; prints the done event's restore
-# figures as "written unchanged removed read_from peer_bytes".
-recover_json() {
-    local rc=0
-    fleet_cli recover "$@" --wait --json >"$BQ_TMP/recover-last.jsonl" \
-        2>"$BQ_TMP/recover-last.err" || rc=$?
-    python3 - "$BQ_TMP/recover-last.jsonl" <<'PY' || return 3
-import json, sys
-ev = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-done = [e for e in ev if e.get("event") == "done"]
-r = done[-1].get("restore") if done else None
-if r:
-    print(r["files_written"], r["files_unchanged"], r["files_removed"], r["read_from"], r["peer_bytes"])
-PY
-    return "$rc"
-}
-
 store_listing() { find "$FLEET/$1/store" -path '*/views' -prune -o -printf '%P %s\n' | sort | md5sum; }
 
 # ---- 1. a backup at east, recovered by west-1 through east-1's data port ------------------------
