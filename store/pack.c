@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -548,9 +549,40 @@ static int crc_check(const char *rel, uint64_t off, const uint8_t pre[STORE_PACK
     return 0;
 }
 
-int store_pack_read(const char *store_dir, uint64_t pack_id, uint64_t offset, uint32_t rec_len,
-                    const uint8_t *expect_id, uint8_t id_out[STORE_CHUNK_ID_BYTES],
-                    void *body_buf, size_t cap, size_t *body_len, bq_errbuf_t *e)
+/* Read the record's prefix, body and crc with one preadv. */
+static int pread_record(int fd, uint8_t *pre, void *body, size_t len, uint8_t *tail,
+                        uint64_t offset)
+{
+    struct iovec iov[3] = {{pre, STORE_PACK_RECORD_PREFIX}, {body, len}, {tail, 4}};
+    size_t want = STORE_PACK_RECORD_PREFIX + len + 4;
+    ssize_t n;
+    do
+        n = preadv(fd, iov, 3, (off_t)offset);
+    while (n < 0 && errno == EINTR);
+    if (n == (ssize_t)want)
+        return 0;
+    if (n >= 0) { /* short (a file that shrank?): fall back to the careful path */
+        if (pread_all(fd, pre, STORE_PACK_RECORD_PREFIX, offset) != 0 ||
+            (len && pread_all(fd, body, len, offset + STORE_PACK_RECORD_PREFIX) != 0) ||
+            pread_all(fd, tail, 4, offset + STORE_PACK_RECORD_PREFIX + len) != 0)
+            return -1;
+        return 0;
+    }
+    return -1;
+}
+
+void store_pack_cache_close(store_pack_cache_t *pc)
+{
+    if (pc && pc->fd >= 0)
+        close(pc->fd);
+    if (pc)
+        *pc = (store_pack_cache_t)STORE_PACK_CACHE_INIT;
+}
+
+int store_pack_read_cached(store_pack_cache_t *pc, const char *store_dir, uint64_t pack_id,
+                           uint64_t offset, uint32_t rec_len, const uint8_t *expect_id,
+                           uint8_t id_out[STORE_CHUNK_ID_BYTES], void *body_buf, size_t cap,
+                           size_t *body_len, bq_errbuf_t *e)
 {
     char rel[STORE_PACK_PATH_REL_MAX];
     rel_path(pack_id, rel);
@@ -558,11 +590,25 @@ int store_pack_read(const char *store_dir, uint64_t pack_id, uint64_t offset, ui
         *body_len = 0;
     if (cap && !body_buf)
         return bq_fail(e, BQ_E_INVAL, "pack %s: no buffer for a record body", rel);
-    int fd;
-    uint64_t size;
-    int rc = pack_open_ro(store_dir, pack_id, rel, &fd, &size, e);
-    if (rc)
-        return rc;
+    int fd = -1;
+    uint64_t size = 0;
+    int rc = 0;
+    if (pc && pc->fd >= 0 && pc->pack_id == pack_id) {
+        fd = pc->fd;
+        size = pc->size;
+        struct stat st;
+        if ((offset > size || rec_len > size - offset) && fstat(fd, &st) == 0)
+            size = pc->size = (uint64_t)st.st_size; /* a pack still being written grew */
+    } else {
+        store_pack_cache_close(pc);
+        if ((rc = pack_open_ro(store_dir, pack_id, rel, &fd, &size, e)) != 0)
+            return rc;
+        if (pc) {
+            pc->fd = fd;
+            pc->pack_id = pack_id;
+            pc->size = size;
+        }
+    }
     uint8_t pre[STORE_PACK_RECORD_PREFIX], tail[4];
     uint32_t len = 0;
     if (offset < STORE_PACK_HEADER_LEN) {
@@ -576,7 +622,12 @@ int store_pack_read(const char *store_dir, uint64_t pack_id, uint64_t offset, ui
         rc = bq_fail(e, BQ_E_IO, "pack %s: record at offset %" PRIu64 ": %" PRIu32 " bytes "
                      "would end past the end of the file (%" PRIu64 " bytes)", rel, offset,
                      rec_len, size);
-    } else if (pread_all(fd, pre, sizeof pre, offset) != 0) {
+    } else if (rec_len - STORE_PACK_RECORD_OVERHEAD > cap) {
+        rc = bq_fail(e, BQ_E_TOOBIG, "pack %s: record at offset %" PRIu64 ": body of %" PRIu32
+                     " bytes does not fit a buffer of %zu", rel, offset,
+                     rec_len - STORE_PACK_RECORD_OVERHEAD, cap);
+    } else if (pread_record(fd, pre, body_buf, rec_len - STORE_PACK_RECORD_OVERHEAD, tail,
+                            offset) != 0) {
         rc = bq_fail(e, BQ_E_IO, "pack %s: record at offset %" PRIu64 ": could not read: %s",
                      rel, offset, read_error());
     } else if ((rc = prefix_check(rel, offset, pre, &len, e)) != 0) {
@@ -585,13 +636,6 @@ int store_pack_read(const char *store_dir, uint64_t pack_id, uint64_t offset, ui
         rc = bq_fail(e, BQ_E_IO, "pack %s: record at offset %" PRIu64 ": length mismatch "
                      "(expected %" PRIu32 " bytes, the record holds %" PRIu32 ")", rel, offset,
                      rec_len, len + STORE_PACK_RECORD_OVERHEAD);
-    } else if (len > cap) {
-        rc = bq_fail(e, BQ_E_TOOBIG, "pack %s: record at offset %" PRIu64 ": body of %" PRIu32
-                     " bytes does not fit a buffer of %zu", rel, offset, len, cap);
-    } else if ((len && pread_all(fd, body_buf, len, offset + sizeof pre) != 0) ||
-               pread_all(fd, tail, sizeof tail, offset + sizeof pre + len) != 0) {
-        rc = bq_fail(e, BQ_E_IO, "pack %s: record at offset %" PRIu64 ": could not read: %s",
-                     rel, offset, read_error());
     } else if ((rc = crc_check(rel, offset, pre, body_buf, len, tail, e)) != 0) {
         /* reported */
     } else if (expect_id && memcmp(expect_id, pre + 8, STORE_CHUNK_ID_BYTES) != 0) {
@@ -601,7 +645,10 @@ int store_pack_read(const char *store_dir, uint64_t pack_id, uint64_t offset, ui
         rc = bq_fail(e, BQ_E_IO, "pack %s: record at offset %" PRIu64 ": holds chunk %s, "
                      "expected %s", rel, offset, got, want);
     }
-    close(fd);
+    if (!pc)
+        close(fd);
+    else if (rc)
+        store_pack_cache_close(pc); /* look again from scratch next time */
     if (rc)
         return rc;
     if (id_out)
@@ -609,6 +656,14 @@ int store_pack_read(const char *store_dir, uint64_t pack_id, uint64_t offset, ui
     if (body_len)
         *body_len = len;
     return 0;
+}
+
+int store_pack_read(const char *store_dir, uint64_t pack_id, uint64_t offset, uint32_t rec_len,
+                    const uint8_t *expect_id, uint8_t id_out[STORE_CHUNK_ID_BYTES],
+                    void *body_buf, size_t cap, size_t *body_len, bq_errbuf_t *e)
+{
+    return store_pack_read_cached(NULL, store_dir, pack_id, offset, rec_len, expect_id, id_out,
+                                  body_buf, cap, body_len, e);
 }
 
 /* ---- scan ----------------------------------------------------------------------------- */

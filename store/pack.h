@@ -103,6 +103,21 @@ typedef int (*store_pack_scan_fn)(const uint8_t id[STORE_CHUNK_ID_BYTES], uint64
                                   uint32_t rec_len, const void *body, size_t body_len,
                                   void *arg);
 
+/* A reader's open pack, kept between store_pack_read_cached calls (one thread's). */
+typedef struct {
+    int fd;            /* -1: none */
+    uint64_t pack_id;
+    uint64_t size;     /* as last seen (re-read when a record seems to end past it) */
+} store_pack_cache_t;
+#define STORE_PACK_CACHE_INIT {-1, 0, 0}
+/* store_pack_read, keeping the pack open in *pc for the next read of the same pack (records of
+ * one backup are mostly read in pack order), and reading each record with one preadv. An error
+ * closes the cached pack. pc NULL: store_pack_read. */
+int store_pack_read_cached(store_pack_cache_t *pc, const char *store_dir, uint64_t pack_id,
+                           uint64_t offset, uint32_t rec_len, const uint8_t *expect_id,
+                           uint8_t id_out[STORE_CHUNK_ID_BYTES], void *body_buf, size_t cap,
+                           size_t *body_len, bq_errbuf_t *e);
+void store_pack_cache_close(store_pack_cache_t *pc);
 /* Walk every record of pack_id in order, checking each as store_pack_read does. Stops at
  * the first damaged record with BQ_E_IO naming it; a file that ends inside a record (the
  * torn tail a crash leaves) is "truncated record at offset N". *good_end (may be NULL)

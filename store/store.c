@@ -1299,6 +1299,7 @@ struct store_reader {
     size_t body_cap;
     uint8_t *plain;
     size_t plain_cap;
+    store_pack_cache_t pc; /* the pack read last, kept open */
 };
 
 typedef struct {
@@ -1330,6 +1331,7 @@ int store_reader_new(store_t *s, store_reader_t **out, bq_errbuf_t *e)
         return bq_fail(e, BQ_E_NOMEM, "out of memory starting a store reader");
     r->s = s;
     r->kc.s = s;
+    r->pc = (store_pack_cache_t)STORE_PACK_CACHE_INIT;
     int rc = store_chunk_ctx_new(s->idkey, &r->ctx, e);
     if (rc != 0) {
         free(r);
@@ -1344,6 +1346,7 @@ void store_reader_destroy(store_reader_t **self_p)
     if (!self_p || !*self_p)
         return;
     store_reader_t *r = *self_p;
+    store_pack_cache_close(&r->pc);
     store_chunk_ctx_destroy(&r->ctx);
     key_cache_free(&r->kc);
     if (r->plain) {
@@ -1370,8 +1373,8 @@ static int reader_fetch(store_reader_t *r, const uint8_t id[STORE_CHUNK_ID_BYTES
     if (rc == 0)
         rc = grow(&r->body, &r->body_cap, loc.rec_len - STORE_PACK_RECORD_OVERHEAD, why);
     if (rc == 0)
-        rc = store_pack_read(r->s->dir, loc.pack, loc.offset, loc.rec_len, id, NULL, r->body,
-                             r->body_cap, body_len, why);
+        rc = store_pack_read_cached(&r->pc, r->s->dir, loc.pack, loc.offset, loc.rec_len, id,
+                                    NULL, r->body, r->body_cap, body_len, why);
     if (rc != 0 && loc.rec_len >= STORE_PACK_RECORD_OVERHEAD) {
         /* A GC running beside us may have moved the chunk to a new pack and removed the old
          * one (it points the index at the copy first): look again, once. */
@@ -1381,8 +1384,8 @@ static int reader_fetch(store_reader_t *r, const uint8_t id[STORE_CHUNK_ID_BYTES
             again.rec_len >= STORE_PACK_RECORD_OVERHEAD &&
             grow(&r->body, &r->body_cap, again.rec_len - STORE_PACK_RECORD_OVERHEAD, why) == 0) {
             loc = again;
-            rc = store_pack_read(r->s->dir, loc.pack, loc.offset, loc.rec_len, id, NULL,
-                                 r->body, r->body_cap, body_len, why);
+            rc = store_pack_read_cached(&r->pc, r->s->dir, loc.pack, loc.offset, loc.rec_len,
+                                        id, NULL, r->body, r->body_cap, body_len, why);
         }
     }
     snprintf(where, where_len, "in pack %016" PRIx64 " at offset %" PRIu64, loc.pack,
