@@ -1181,12 +1181,14 @@ void jobs_restore(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res)
                      "could not create destination %s: %s", r->dest, strerror(errno));
     if (rc == 0)
         rc = own(r, r->dest, -1, &e);
+    int64_t t_write = bq_mono_ms(), t_sync = t_write, t_end = t_write;
     if (rc == 0) {
         progress(r, 1);
         long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
         unsigned n = ncpu < 1 ? 1 : ncpu > RESTORE_THREADS_MAX ? RESTORE_THREADS_MAX : (unsigned)ncpu;
         rc = write_all(r, n, &e);
     }
+    t_sync = bq_mono_ms();
     if (rc == 0 && job->delta) {
         rc = delta_remove(r, r->dest, &e);
         for (size_t i = 0; rc == 0 && i < r->nts; i++)
@@ -1196,12 +1198,16 @@ void jobs_restore(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res)
         rc = sync_fs(r->dest, &e);
     for (size_t i = 0; rc == 0 && i < r->nts; i++)
         rc = sync_fs(r->ts[i].target, &e);
+    t_end = bq_mono_ms();
     if (rc == 0) {
         progress(r, 1);
-        bq_info(COMP, job->id, "restore of backup %s of %s to %s: done in %.1f s, %" PRIu64
-                " files written, %" PRIu64 " unchanged, %" PRIu64 " removed, %.1f MB%s%s%s",
-                job->backup_id, job->cluster, r->dest, (double)(bq_mono_ms() - t0) / 1000,
-                r->files, r->skipped, r->removed, (double)atomic_load(&r->done) / 1e6,
+        bq_info(COMP, job->id, "restore of backup %s of %s to %s: done in %.2f s (checks %.2f, "
+                "write %.2f, delta and sync %.2f), %" PRIu64 " files written, %" PRIu64
+                " unchanged, %" PRIu64 " removed, %.1f MB%s%s%s",
+                job->backup_id, job->cluster, r->dest, (double)(t_end - t0) / 1000,
+                (double)(t_write - t0) / 1000, (double)(t_sync - t_write) / 1000,
+                (double)(t_end - t_sync) / 1000, r->files, r->skipped, r->removed,
+                (double)atomic_load(&r->done) / 1e6,
                 job->peer_worker[0] ? " (read from worker " : "", job->peer_worker,
                 job->peer_worker[0] ? ")" : "");
         res->ok = 1;
