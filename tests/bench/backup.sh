@@ -274,6 +274,7 @@ print(f[sys.argv[1]])' "$2"
 # run_backup TOOL RUN: one timed full backup; appends to bt[TOOL], bsize[TOOL], bload[TOOL].
 run_backup() {
     local tool=$1 r=$2 t size id repo before
+    sync # every tool starts from a clean page cache: none pays for the writeback of another
     case $tool in
     barque)
         # A fresh store every run: a second full into the same store would find every chunk
@@ -366,6 +367,7 @@ pgbr_restore() { pgbr_cmd --repo="$1" --pg1-path="$2" restore && sync; }
 run_restore() {
     local tool=$1 r=$2 t dest=$restore_dir/$1
     rm -rf "$dest"
+    sync # as for the backups: the previous restore's removal is not this one's to write back
     case $tool in
     barque)
         t=$(timed "barque recover db1 $bq_last" "$work/recover-r$r.jsonl" bq_recover "$dest")
