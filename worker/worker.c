@@ -87,6 +87,13 @@ static int worker_store_open(worker_t *w, bq_errbuf_t *e)
         return rc;
     bq_info(COMP, 0, "store %s open (chunks of %u KiB)", cfg->store,
             store_chunk_size(w->store) / 1024);
+    /* Views of peers' stores are scratch of jobs that no longer run (a worker killed during a
+     * restore leaves its view): remove them. */
+    char views[PATH_MAX + 8];
+    snprintf(views, sizeof views, "%s/views", cfg->store);
+    bq_errbuf_t why;
+    if (store_view_remove(views, &why) != 0)
+        bq_warn(COMP, 0, "%s", why.msg);
     return 0;
 }
 

@@ -8,6 +8,7 @@
 #   - a worker with another store master key is refused, naming both workers, nothing written;
 #   - the data port: a key the coordinator does not vouch for gets no answer, a vouched one
 #     does, and hostile requests get error replies naming the problem;
+#   - a store view left by a killed worker is removed when it starts again;
 #   - the holder offline: recover is refused at once, naming it.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/fleet.sh"
@@ -122,7 +123,15 @@ rc=0; recover_json db1 "$id" "$BQ_TMP/r3/data" --worker west-1 \
     --tablespace "ts1:$BQ_TMP/r3/ts1" >/dev/null || rc=$?
 assert_eq 0 "$rc" "recover after the hostile requests: $(cat "$BQ_TMP/recover-last.err")"
 
-# ---- 5. the holder offline: refused at once, naming it -----------------------------------------
+# ---- 5. a view left by a killed worker goes at its next start ------------------------------------
+bq_kill "$FLEET_PID_west_1" KILL
+mkdir -p "$FLEET/west-1/store/views/restore-99-1/keys"
+echo partial >"$FLEET/west-1/store/views/restore-99-1/keys/0000002a.datakey"
+fleet_worker_start west-1
+bq_wait_for "west-1 online again" 15 fleet_worker_online west-1
+[[ -z $(ls -A "$FLEET/west-1/store/views" 2>/dev/null) ]] || fail "west-1 kept a dead job's store view"
+
+# ---- 6. the holder offline: refused at once, naming it -----------------------------------------
 bq_kill "$FLEET_PID_east_1" TERM
 bq_wait_for "east-1 offline" 15 fleet_worker_offline east-1
 pg_dir "$BQ_TMP/r4"
