@@ -203,8 +203,15 @@ FLEET_JOB_LEASE=60s
 FLEET_LOG_LEVEL=info
 fleet_init
 fleet_site east
+fleet_site west
 fleet_worker_conf east-1 east 2
 fleet_worker_store_key east-1
+printf 'data_listen = tcp://127.0.0.1:%s\n' "$(bq_free_port)" >>"$FLEET/east-1.conf"
+# west-1 (site west, its own store, the same master key) restores east-1's backup over
+# east-1's data port: the restore from a peer's store, beside the local one.
+fleet_worker_conf west-1 west 2
+printf 'store_key_file = keys/east-1.storekey\ndata_listen = tcp://127.0.0.1:%s\n' \
+    "$(bq_free_port)" >>"$FLEET/west-1.conf"
 fleet_cluster db1 east "$conn"
 fleet_coord_start
 store=$FLEET/east-1/store
@@ -349,20 +356,24 @@ for tool in "${tools[@]}"; do status["backup $tool"]=ok; done
 # The worker restarts (its store kept) so that its VmHWM after the restores is theirs.
 worker_stop
 worker_start
-rtools=(barque pgbr_block pgbr_plain cp_sync)
+fleet_worker_start west-1
+bq_wait_for "worker west-1 online" 30 fleet_worker_online west-1
+rtools=(barque pgbr_block pgbr_plain cp_sync barque_peer)
 declare -A rlabel=(
     [barque]="barque recover --wait (+ sync)"
+    [barque_peer]="barque recover --worker west-1 --wait (+ sync): west-1 reads east-1's store over its data port"
     [pgbr_block]="pgBackRest restore, repo1 (bundle + block), process-max 2 (+ sync)"
     [pgbr_plain]="pgBackRest restore, repo2 (plain lz4), process-max 2 (+ sync)"
     [cp_sync]="cp -a + sync"
 )
 bq_restore_ms=()
+bq_peer_ms=() # "duration_ms peer_bytes read_from" of each restore by west-1
 restore_dir=$work/restore
 pg_dir "$restore_dir"
 verify_result="not run"
 # The timed restores: each ends with a sync (Barque syncs what it wrote; pgBackRest fsyncs its
 # files; the sync makes the three comparable with cp -a + sync).
-bq_recover() { "$BQ_BIN_CLI" -c "$FLEET/cli.conf" recover db1 "$bq_last" "$1" --worker east-1 --wait --json && sync; }
+bq_recover() { "$BQ_BIN_CLI" -c "$FLEET/cli.conf" recover db1 "$bq_last" "$1" --worker "${2:-east-1}" --wait --json && sync; }
 pgbr_restore() { pgbr_cmd --repo="$1" --pg1-path="$2" restore && sync; }
 run_restore() {
     local tool=$1 r=$2 t dest=$restore_dir/$1
@@ -385,6 +396,15 @@ print([e for e in ev if e.get("event") == "done"][-1]["restore"]["duration_ms"])
                 verify_result="FAILED: $(echo "$v" | head -n 3 | tr '\n' ' ')"
             fi
         fi
+        ;;
+    barque_peer)
+        t=$(timed "barque recover db1 $bq_last --worker west-1" "$work/recover-peer-r$r.jsonl" \
+            bq_recover "$dest" west-1)
+        bq_peer_ms+=("$(python3 -c '
+import json, sys
+ev = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+r = [e for e in ev if e.get("event") == "done"][-1]["restore"]
+print(r["duration_ms"], r["peer_bytes"], r["read_from"])' "$work/recover-peer-r$r.jsonl")")
         ;;
     pgbr_block | pgbr_plain)
         local repo=1
@@ -503,6 +523,9 @@ sum barque_backup_worker_duration "$bq_dur_med s (median of the worker's duratio
 sum barque_full_stored "$(mb "$bq_full_dir") MB store dir ($(mb "$bq_full_stored") MB new packs by show-backup), ratio $(calc "$data_bytes / $bq_full_dir" 2)"
 sum barque_restore_worker_duration "$bq_rdur_med s (median of the restore's duration_ms:$(printf ' %s' "${bq_restore_ms[@]}"))"
 sum barque_restore_pg_verifybackup "$verify_result"
+peer_durs=$(printf '%s\n' "${bq_peer_ms[@]}" | awk '{ print $1 }' | tr '\n' ' ')
+# shellcheck disable=SC2086
+sum barque_restore_from_peer "${rmed[barque_peer]} s wall, $(calc "$(median $peer_durs) / 1000" 2) s worker (median of the durations: ${peer_durs% }), $(calc "${rmed[barque_peer]} / ${rmed[barque]}" 3)x the local restore; $(mb "$(echo "${bq_peer_ms[-1]}" | awk '{ print $2 }')") MB received from $(echo "${bq_peer_ms[-1]}" | awk '{ print $3 }') (sealed chunks and store files)"
 sum worker_vmhwm "after the full backups $(calc "$hwm_backup / 1024" 1) MiB (max of $runs fresh workers); after $runs restores $(calc "$hwm_restore / 1024" 1) MiB; after the restores and the second backup $(calc "$hwm_after_second / 1024" 1) MiB"
 
 # Goals of issue 4, as ratios (3 decimals are judged). pgBackRest's best of its two repos counts.
@@ -580,7 +603,8 @@ if ((check)); then
     for k in git_at_start tools data_set data_bytes tar_zstd1 pgbench_writes barque_second_backup \
         pgbr_block_incr pgbr_plain_incr backup_barque backup_pgbr_block backup_pgbr_plain \
         backup_pgbb_plain backup_pgbb_lz4 backup_cp_sync restore_barque restore_pgbr_block \
-        restore_pgbr_plain restore_cp_sync barque_backup_worker_duration barque_full_stored \
+        restore_pgbr_plain restore_cp_sync restore_barque_peer barque_restore_from_peer \
+        barque_backup_worker_duration barque_full_stored \
         barque_restore_worker_duration barque_restore_pg_verifybackup worker_vmhwm \
         goal_full_backup_vs_pgbackrest goal_full_backup_vs_pg_basebackup_lz4 \
         goal_restore_vs_pgbackrest goal_second_backup_vs_pgbackrest_block_incr \
