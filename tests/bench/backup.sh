@@ -88,7 +88,6 @@ gitstate() {
 }
 bytes_of_tree() { find "$1" -type f -printf '%s\n' | awk '{ s += $1 } END { printf "%.0f", s }'; }
 goal() { awk -v v="$1" -v g="$2" -v op="$3" 'BEGIN { ok = (op == ">=") ? v >= g : (op == "<") ? v < g : v <= g; print ok ? "PASS" : "MISS" }'; }
-as_pg() { if ((EUID == 0)); then runuser -u postgres -- "$@"; else "$@"; fi; }
 pg_dir() { mkdir -p "$1"; ((EUID != 0)) || chown postgres:postgres "$1"; chmod 700 "$1"; }
 
 summary=()   # "key: value" lines, printed together at the end

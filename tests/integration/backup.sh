@@ -8,6 +8,11 @@
 # backup_take keeps what the CLI said in $BQ_TMP/backup-last.{jsonl,err} (events on stdout,
 # errors on stderr), for assertions after it returned.
 
+# as_pg COMMAND...: run it as the postgres user (when root).
+as_pg() { if ((EUID == 0)); then runuser -u postgres -- "$@"; else "$@"; fi; }
+# pg_dir DIR: a directory the postgres user owns (restored files take DEST's parent's owner).
+pg_dir() { mkdir -p "$1"; ((EUID != 0)) || chown postgres:postgres "$1"; }
+
 # backup_take CLUSTER [ARGS...]: run `barque backup CLUSTER --wait --json ARGS...`, print the
 # id of the backup its last attempt wrote (empty when no worker took the job) and return the
 # CLI's exit status (0 DONE, 1 FAILED, 2 usage).

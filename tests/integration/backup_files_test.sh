@@ -14,9 +14,6 @@ source "$(dirname "${BASH_SOURCE[0]}")/backup.sh"
 bq_require_bins
 bq_tmpdir
 
-as_pg() { if ((EUID == 0)); then runuser -u postgres -- "$@"; else "$@"; fi; }
-pg_dir() { mkdir -p "$1"; ((EUID != 0)) || chown postgres:postgres "$1"; }
-
 C=$(pg_start main)
 chmod 755 "$BQ_TMP"
 "$BQ_PGBIN/pgbench" -i -s 1 -q "$C" >"$BQ_TMP/pgbench-init.log" 2>&1

@@ -15,10 +15,6 @@ source "$(dirname "${BASH_SOURCE[0]}")/backup.sh"
 bq_require_bins
 bq_tmpdir
 
-as_pg() { if ((EUID == 0)); then runuser -u postgres -- "$@"; else "$@"; fi; }
-# A directory the postgres user owns (the restored files take its owner).
-pg_dir() { mkdir -p "$1"; ((EUID != 0)) || chown postgres:postgres "$1"; }
-
 C=$(pg_start main)
 chmod 755 "$BQ_TMP"
 pg_dir "$BQ_TMP/ts1"

@@ -17,9 +17,6 @@ bq_require_bins
 bq_tmpdir
 [[ -x ${BQ_DATA_PROBE:-} ]] || fail "BQ_DATA_PROBE is not set to the data_probe binary"
 
-as_pg() { if ((EUID == 0)); then runuser -u postgres -- "$@"; else "$@"; fi; }
-pg_dir() { mkdir -p "$1"; ((EUID != 0)) || chown postgres:postgres "$1"; }
-
 C=$(pg_start main)
 chmod 755 "$BQ_TMP"
 pg_dir "$BQ_TMP/ts1"
