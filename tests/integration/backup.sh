@@ -101,3 +101,14 @@ if r:
 PY
     return "$rc"
 }
+
+# delta_damage SERVER DIR: change a restored copy DIR of SERVER's data directory the way the
+# delta tests expect: one file changed (pgbench_accounts, 6 bytes at offset 100), one deleted
+# (PG_VERSION), one added (not-in-the-backup). A delta restore must rewrite 2 and remove 1.
+delta_damage() {
+    local rel
+    rel=$(pg_psql "$1" -c "SELECT pg_relation_filepath('pgbench_accounts')")
+    printf 'damage' | dd of="$2/$rel" bs=1 seek=100 conv=notrunc status=none
+    rm "$2/PG_VERSION"
+    echo junk >"$2/not-in-the-backup"
+}

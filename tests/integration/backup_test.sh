@@ -94,10 +94,7 @@ pg_dir "$BQ_TMP/r3"
 rc=0; recover_json db1 "$id2" "$BQ_TMP/r3/data" --worker east-1 \
     --tablespace "ts1:$BQ_TMP/r3/ts1" >/dev/null || rc=$?
 assert_eq 0 "$rc" "recover into r3"
-rel=$(pg_psql main -c "SELECT pg_relation_filepath('pgbench_accounts')")
-printf 'damage' | dd of="$BQ_TMP/r3/data/$rel" bs=1 seek=100 conv=notrunc status=none
-rm "$BQ_TMP/r3/data/PG_VERSION"
-echo junk >"$BQ_TMP/r3/data/not-in-the-backup"
+delta_damage main "$BQ_TMP/r3/data"
 rc=0; counts=$(recover_json db1 "$id2" "$BQ_TMP/r3/data" --worker east-1 \
     --tablespace "ts1:$BQ_TMP/r3/ts1" --delta) || rc=$?
 assert_eq 0 "$rc" "delta recover: $(cat "$BQ_TMP/recover-last.err")"

@@ -80,10 +80,7 @@ assert_contains "$text" "read from the store of worker east-1 over its data port
 # ---- 2. a delta restore through the peer -------------------------------------------------------
 rm -rf "$BQ_TMP/r1"
 cp -a "$BQ_TMP/r1.pristine" "$BQ_TMP/r1"
-rel=$(pg_psql main -c "SELECT pg_relation_filepath('pgbench_accounts')")
-printf 'damage' | dd of="$BQ_TMP/r1/data/$rel" bs=1 seek=100 conv=notrunc status=none
-rm "$BQ_TMP/r1/data/PG_VERSION"
-echo junk >"$BQ_TMP/r1/data/not-in-the-backup"
+delta_damage main "$BQ_TMP/r1/data"
 rc=0; out=$(recover_json db1 "$id" "$BQ_TMP/r1/data" --worker west-1 \
     --tablespace "ts1:$BQ_TMP/r1/ts1" --delta) || rc=$?
 assert_eq 0 "$rc" "delta recover by west-1: $(cat "$BQ_TMP/recover-last.err")"
