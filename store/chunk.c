@@ -13,6 +13,7 @@
 #include <zstd_errors.h>
 
 #define AD_BYTES (STORE_CHUNK_ID_BYTES + 4)
+#define AD_DELTA_BYTES (AD_BYTES + STORE_CHUNK_ID_BYTES)
 #define NONCE_OFF 9
 #define SCRATCH_MIN (256u << 10)
 
@@ -84,6 +85,8 @@ const char *store_comp_name(store_comp_t comp)
         return "zstd";
     case STORE_COMP_LZ4:
         return "lz4";
+    case STORE_COMP_ZSTD_DELTA:
+        return "zstd-delta";
     }
     return "unknown";
 }
@@ -278,6 +281,65 @@ int store_chunk_seal(store_chunk_ctx_t *ctx, const uint8_t id[STORE_CHUNK_ID_BYT
     return 0;
 }
 
+int store_chunk_seal_delta(store_chunk_ctx_t *ctx, const uint8_t id[STORE_CHUNK_ID_BYTES],
+                           const store_datakey_t *dk, int level, const void *data, size_t len,
+                           const uint8_t base_id[STORE_CHUNK_ID_BYTES], const void *base,
+                           size_t base_len, size_t max_body, void *out, size_t out_cap,
+                           size_t *out_len, bq_errbuf_t *e)
+{
+    char hex[STORE_CHUNK_ID_HEX];
+    if (len > STORE_CHUNK_RAW_MAX || base_len > STORE_CHUNK_RAW_MAX)
+        return bq_fail(e, BQ_E_TOOBIG, "could not seal chunk %s: %zu bytes (base %zu), more "
+                       "than %u", store_id_hex(id, hex), len, base_len, STORE_CHUNK_RAW_MAX);
+    if (out_cap < store_chunk_seal_bound(len))
+        return bq_fail(e, BQ_E_INVAL,
+                       "could not seal chunk %s: output buffer of %zu bytes, need %zu",
+                       store_id_hex(id, hex), out_cap, store_chunk_seal_bound(len));
+    if (level < ZSTD_minCLevel() || level > ZSTD_maxCLevel())
+        return bq_fail(e, BQ_E_INVAL, "zstd level %d is out of range (%d to %d)", level,
+                       ZSTD_minCLevel(), ZSTD_maxCLevel());
+    if (memcmp(base_id, id, STORE_CHUNK_ID_BYTES) == 0)
+        return bq_fail(e, BQ_E_INVAL, "chunk %s cannot be a delta against itself",
+                       store_id_hex(id, hex));
+    /* Kept only when shorter than max_body, and than raw_len (as every compressed body). */
+    size_t room = max_body < out_cap ? max_body : out_cap;
+    if (room <= STORE_CHUNK_DELTA_OVERHEAD + 1 || len < 2)
+        return 1;
+    room -= STORE_CHUNK_DELTA_OVERHEAD + 1;
+    if (room > len - 1)
+        room = len - 1;
+    uint8_t *o = out;
+    uint8_t *payload = o + STORE_CHUNK_DELTA_HEADER_BYTES;
+    size_t r = ZSTD_CCtx_reset(ctx->zc, ZSTD_reset_session_and_parameters);
+    if (!ZSTD_isError(r))
+        r = ZSTD_CCtx_setParameter(ctx->zc, ZSTD_c_compressionLevel, level);
+    if (!ZSTD_isError(r) && base_len > 0)
+        r = ZSTD_CCtx_refPrefix(ctx->zc, base, base_len);
+    if (!ZSTD_isError(r))
+        r = ZSTD_compress2(ctx->zc, payload, room, data, len);
+    ZSTD_CCtx_reset(ctx->zc, ZSTD_reset_session_and_parameters); /* no prefix left behind */
+    if (ZSTD_isError(r)) {
+        if (ZSTD_getErrorCode(r) == ZSTD_error_dstSize_tooSmall)
+            return 1;
+        return bq_fail(e, BQ_E_IO, "could not compress chunk %s: zstd: %s",
+                       store_id_hex(id, hex), ZSTD_getErrorName(r));
+    }
+    size_t plen = r;
+    o[0] = (uint8_t)STORE_COMP_ZSTD_DELTA;
+    put32le(o + 1, dk->id);
+    put32le(o + 5, (uint32_t)len);
+    randombytes_buf(o + NONCE_OFF, crypto_aead_xchacha20poly1305_ietf_NPUBBYTES);
+    memcpy(o + STORE_CHUNK_HEADER_BYTES, base_id, STORE_CHUNK_ID_BYTES);
+    uint8_t ad[AD_DELTA_BYTES];
+    make_ad(ad, id, dk->id);
+    memcpy(ad + AD_BYTES, base_id, STORE_CHUNK_ID_BYTES);
+    unsigned long long clen = 0;
+    crypto_aead_xchacha20poly1305_ietf_encrypt(payload, &clen, payload, plen, ad, sizeof ad, NULL,
+                                               o + NONCE_OFF, dk->key);
+    *out_len = STORE_CHUNK_DELTA_HEADER_BYTES + (size_t)clen;
+    return 0;
+}
+
 /* ---- open ---- */
 
 static int damaged(bq_errbuf_t *e, const uint8_t id[STORE_CHUNK_ID_BYTES], const char *where,
@@ -304,12 +366,26 @@ int store_chunk_head(const uint8_t id[STORE_CHUNK_ID_BYTES], const void *body, s
                        body_len, STORE_CHUNK_OVERHEAD);
     uint8_t comp = b[0];
     uint32_t raw_len = get32le(b + 5);
-    if (comp != STORE_COMP_NONE && comp != STORE_COMP_ZSTD && comp != STORE_COMP_LZ4)
+    if (comp != STORE_COMP_NONE && comp != STORE_COMP_ZSTD && comp != STORE_COMP_LZ4 &&
+        comp != STORE_COMP_ZSTD_DELTA)
         return damaged(e, id, where, "unknown compression %u", (unsigned)comp);
     if (raw_len > STORE_CHUNK_RAW_MAX)
         return damaged(e, id, where, "raw length %u is above the %u-byte limit", (unsigned)raw_len,
                        STORE_CHUNK_RAW_MAX);
-    size_t plen = body_len - STORE_CHUNK_OVERHEAD;
+    size_t overhead = STORE_CHUNK_OVERHEAD;
+    head->delta = comp == STORE_COMP_ZSTD_DELTA;
+    if (head->delta) {
+        overhead = STORE_CHUNK_DELTA_OVERHEAD;
+        if (body_len < overhead)
+            return damaged(e, id, where, "delta body of %zu bytes, shorter than the %d-byte "
+                           "minimum", body_len, STORE_CHUNK_DELTA_OVERHEAD);
+        memcpy(head->base, b + STORE_CHUNK_HEADER_BYTES, STORE_CHUNK_ID_BYTES);
+        if (memcmp(head->base, id, STORE_CHUNK_ID_BYTES) == 0)
+            return damaged(e, id, where, "a delta whose base is the chunk itself");
+    } else {
+        memset(head->base, 0, sizeof head->base);
+    }
+    size_t plen = body_len - overhead;
     /* none: the payload is the chunk; compressed: kept only when it shrank (1..raw_len-1). */
     if (comp == STORE_COMP_NONE ? plen != raw_len : (plen == 0 || plen >= raw_len))
         return damaged(e, id, where,
@@ -321,15 +397,37 @@ int store_chunk_head(const uint8_t id[STORE_CHUNK_ID_BYTES], const void *body, s
     return 0;
 }
 
+int store_chunk_body_base(const void *body, size_t body_len,
+                          uint8_t base_out[STORE_CHUNK_ID_BYTES])
+{
+    const uint8_t *b = body;
+    if (body_len < STORE_CHUNK_DELTA_OVERHEAD || b[0] != STORE_COMP_ZSTD_DELTA)
+        return 0;
+    memcpy(base_out, b + STORE_CHUNK_HEADER_BYTES, STORE_CHUNK_ID_BYTES);
+    return 1;
+}
+
 int store_chunk_open(store_chunk_ctx_t *ctx, const uint8_t id[STORE_CHUNK_ID_BYTES],
                      const store_datakey_t *dk, const void *body, size_t body_len, void *out,
                      size_t out_cap, size_t *out_len, const char *where, bq_errbuf_t *e)
+{
+    return store_chunk_open_delta(ctx, id, dk, body, body_len, NULL, 0, out, out_cap, out_len,
+                                  where, e);
+}
+
+int store_chunk_open_delta(store_chunk_ctx_t *ctx, const uint8_t id[STORE_CHUNK_ID_BYTES],
+                           const store_datakey_t *dk, const void *body, size_t body_len,
+                           const void *base, size_t base_len, void *out, size_t out_cap,
+                           size_t *out_len, const char *where, bq_errbuf_t *e)
 {
     char hex[STORE_CHUNK_ID_HEX];
     store_chunk_head_t h;
     int rc = store_chunk_head(id, body, body_len, &h, where, e);
     if (rc)
         return rc;
+    if (h.delta && !base)
+        return damaged(e, id, where, "a delta against %s, opened without that base",
+                       store_id_hex(h.base, hex));
     if (h.key_id != dk->id)
         return bq_fail(e, BQ_E_KEY, "chunk %s%s%s is sealed with data key %08x, not %08x",
                        store_id_hex(id, hex), where && *where ? " " : "", where ? where : "",
@@ -340,11 +438,14 @@ int store_chunk_open(store_chunk_ctx_t *ctx, const uint8_t id[STORE_CHUNK_ID_BYT
 
     const uint8_t *b = body;
     const uint8_t *nonce = b + NONCE_OFF;
-    const uint8_t *cipher = b + STORE_CHUNK_HEADER_BYTES;
-    size_t clen = body_len - STORE_CHUNK_HEADER_BYTES; /* ciphertext and tag */
+    size_t hlen = h.delta ? STORE_CHUNK_DELTA_HEADER_BYTES : STORE_CHUNK_HEADER_BYTES;
+    const uint8_t *cipher = b + hlen;
+    size_t clen = body_len - hlen; /* ciphertext and tag */
     size_t plen = clen - STORE_CHUNK_TAG_BYTES;
-    uint8_t ad[AD_BYTES];
+    uint8_t ad[AD_DELTA_BYTES];
     make_ad(ad, id, h.key_id);
+    if (h.delta)
+        memcpy(ad + AD_BYTES, h.base, STORE_CHUNK_ID_BYTES);
     uint8_t *plain = out; /* none: straight into the caller's buffer */
     if (h.comp != STORE_COMP_NONE) {
         if (scratch_reserve(ctx, plen) != 0)
@@ -353,13 +454,24 @@ int store_chunk_open(store_chunk_ctx_t *ctx, const uint8_t id[STORE_CHUNK_ID_BYT
     }
     unsigned long long mlen = 0;
     if (crypto_aead_xchacha20poly1305_ietf_decrypt(plain, &mlen, NULL, cipher, clen, ad,
-                                                   sizeof ad, nonce, dk->key) != 0 ||
+                                                   h.delta ? AD_DELTA_BYTES : AD_BYTES, nonce,
+                                                   dk->key) != 0 ||
         mlen != plen)
         return damaged(e, id, where, "authentication failed with data key %08x",
                        (unsigned)dk->id);
 
     size_t got = plen;
-    if (h.comp == STORE_COMP_ZSTD) {
+    if (h.comp == STORE_COMP_ZSTD_DELTA) {
+        /* The prefix serves the next frame only: set once the body has authenticated. */
+        size_t r = base_len > 0 ? ZSTD_DCtx_refPrefix(ctx->zd, base, base_len) : 0;
+        if (!ZSTD_isError(r))
+            r = ZSTD_decompressDCtx(ctx->zd, out, h.raw_len, plain, plen);
+        ZSTD_DCtx_reset(ctx->zd, ZSTD_reset_session_and_parameters);
+        if (ZSTD_isError(r))
+            return damaged(e, id, where, "zstd delta against %s: %s", store_id_hex(h.base, hex),
+                           ZSTD_getErrorName(r));
+        got = r;
+    } else if (h.comp == STORE_COMP_ZSTD) {
         size_t r = ZSTD_decompressDCtx(ctx->zd, out, h.raw_len, plain, plen);
         if (ZSTD_isError(r))
             return damaged(e, id, where, "zstd: %s", ZSTD_getErrorName(r));

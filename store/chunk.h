@@ -10,6 +10,14 @@
  * when comp is none; compression is kept only when it makes the chunk smaller. A chunk holds
  * at most STORE_CHUNK_RAW_MAX bytes.
  *
+ * A delta body (comp 3, zstd-delta) is a chunk compressed against another chunk, its base
+ * (in practice: the same 64 KiB of the same file in an earlier backup), with the base's
+ * plaintext as a zstd prefix:
+ *     3 ‖ key_id(u32) ‖ raw_len(u32) ‖ nonce(24) ‖ base id(32) ‖ ciphertext ‖ tag(16)
+ * associated data = id(32) ‖ key_id(u32 LE) ‖ base id(32). The base is in the clear so that
+ * GC, verify and a peer can find it without a key; it is never itself a delta (one level:
+ * reading a chunk costs at most two records), and never the chunk itself.
+ *
  * A store_chunk_ctx_t carries the id key and the reusable state (HMAC, zstd contexts, lz4
  * state, a scratch buffer): one per thread, never shared. */
 #ifndef BQ_STORE_CHUNK_H
@@ -27,11 +35,14 @@
 #define STORE_CHUNK_HEADER_BYTES 33 /* comp, key_id, raw_len, nonce */
 #define STORE_CHUNK_TAG_BYTES 16
 #define STORE_CHUNK_OVERHEAD (STORE_CHUNK_HEADER_BYTES + STORE_CHUNK_TAG_BYTES) /* 49 */
+#define STORE_CHUNK_DELTA_HEADER_BYTES (STORE_CHUNK_HEADER_BYTES + STORE_CHUNK_ID_BYTES) /* 65 */
+#define STORE_CHUNK_DELTA_OVERHEAD (STORE_CHUNK_DELTA_HEADER_BYTES + STORE_CHUNK_TAG_BYTES)
 
 typedef enum {
     STORE_COMP_NONE = 0,
     STORE_COMP_ZSTD = 1,
     STORE_COMP_LZ4 = 2,
+    STORE_COMP_ZSTD_DELTA = 3, /* a body's, never a store's setting */
 } store_comp_t;
 
 typedef struct store_chunk_ctx store_chunk_ctx_t;
@@ -41,13 +52,16 @@ typedef struct {
     store_comp_t comp;
     uint32_t key_id;
     uint32_t raw_len;
+    int delta;                          /* comp is STORE_COMP_ZSTD_DELTA: base is set */
+    uint8_t base[STORE_CHUNK_ID_BYTES]; /* the base chunk's id */
 } store_chunk_head_t;
 
 /* Lowercase hex of an id into out (65 bytes); returns out. */
 char *store_id_hex(const uint8_t id[STORE_CHUNK_ID_BYTES], char out[STORE_CHUNK_ID_HEX]);
 /* Parse 64 hex digits (either case) into id. BQ_E_INVAL otherwise. */
 int store_id_parse(const char *hex, uint8_t id[STORE_CHUNK_ID_BYTES]);
-/* "none", "zstd", "lz4"; and the reverse (BQ_E_INVAL for another name). */
+/* "none", "zstd", "lz4" ("zstd-delta"); and the reverse for a store's setting (BQ_E_INVAL
+ * for another name, zstd-delta included). */
 const char *store_comp_name(store_comp_t comp);
 int store_comp_parse(const char *name, store_comp_t *out);
 
@@ -78,6 +92,16 @@ int store_chunk_seal(store_chunk_ctx_t *ctx, const uint8_t id[STORE_CHUNK_ID_BYT
                      const store_datakey_t *dk, store_comp_t comp, int level, const void *data,
                      size_t len, void *out, size_t out_cap, size_t *out_len, bq_errbuf_t *e);
 
+/* Seal len bytes of chunk id as a delta against base (base_len bytes, the plaintext of chunk
+ * base_id, which must not be id) at zstd level (0: default), when that gives a body shorter
+ * than max_body bytes: 0 and *out_len, or 1 when it would not be shorter (out then holds
+ * nothing of use). out_cap as for store_chunk_seal. Errors as store_chunk_seal. */
+int store_chunk_seal_delta(store_chunk_ctx_t *ctx, const uint8_t id[STORE_CHUNK_ID_BYTES],
+                           const store_datakey_t *dk, int level, const void *data, size_t len,
+                           const uint8_t base_id[STORE_CHUNK_ID_BYTES], const void *base,
+                           size_t base_len, size_t max_body, void *out, size_t out_cap,
+                           size_t *out_len, bq_errbuf_t *e);
+
 /* Read a body's header without opening it (to find which data key opens it, or how large its
  * plaintext is). BQ_E_IO naming id when the body is too short, names an unknown compression or
  * a length above STORE_CHUNK_RAW_MAX, or its length does not fit its header. where (may be
@@ -85,15 +109,28 @@ int store_chunk_seal(store_chunk_ctx_t *ctx, const uint8_t id[STORE_CHUNK_ID_BYT
  * 4096". */
 int store_chunk_head(const uint8_t id[STORE_CHUNK_ID_BYTES], const void *body, size_t body_len,
                      store_chunk_head_t *head, const char *where, bq_errbuf_t *e);
+/* 1 and base_out when body (body_len bytes, unchecked) is a delta, else 0. */
+int store_chunk_body_base(const void *body, size_t body_len,
+                          uint8_t base_out[STORE_CHUNK_ID_BYTES]);
+
 /* Open a sealed body of the chunk id with data key dk into out (out_cap bytes): checks the
  * header (as store_chunk_head), the data key id (BQ_E_KEY when the body names another), the
  * tag, decompresses into at most raw_len bytes, checks the length, and re-hashes the plaintext
  * to check the id. Every damage is BQ_E_IO "chunk ID [where] is damaged (why)"; an out_cap
  * smaller than raw_len is BQ_E_TOOBIG. *out_len receives raw_len. body and out must not
- * overlap. The body is treated as hostile: every length in it is bounded. */
+ * overlap. The body is treated as hostile: every length in it is bounded. A delta body is
+ * damage here (BQ_E_IO): open it with store_chunk_open_delta. */
 int store_chunk_open(store_chunk_ctx_t *ctx, const uint8_t id[STORE_CHUNK_ID_BYTES],
                      const store_datakey_t *dk, const void *body, size_t body_len, void *out,
                      size_t out_cap, size_t *out_len, const char *where, bq_errbuf_t *e);
+
+/* Open a body as store_chunk_open does; a delta body (head.delta) with base, the plaintext
+ * of its base chunk (base_len bytes; the caller opened it, checked, from head.base). base may
+ * be NULL for a body that is not a delta. */
+int store_chunk_open_delta(store_chunk_ctx_t *ctx, const uint8_t id[STORE_CHUNK_ID_BYTES],
+                           const store_datakey_t *dk, const void *body, size_t body_len,
+                           const void *base, size_t base_len, void *out, size_t out_cap,
+                           size_t *out_len, const char *where, bq_errbuf_t *e);
 
 /* ---- sha256 of whole files (libcrypto: the CPU's SHA extensions, about 4x libsodium's
  * portable sha256 here; docs/measurements.md) ---- */

@@ -338,6 +338,20 @@ static int del_flush(gc_t *g)
     return rc;
 }
 
+/* A live delta keeps its base live (bases are never deltas: one pass is enough). */
+static int on_base(const uint8_t id[STORE_CHUNK_ID_BYTES], const store_index_loc_t *loc,
+                   void *arg)
+{
+    gc_t *g = arg;
+    if ((loc->flags & STORE_INDEX_F_DELTA) && idset_has(&g->live, id) &&
+        !idset_has(&g->live, loc->base)) {
+        g->rc = idset_add(&g->live, loc->base, g->e);
+        g->st.bases_kept++;
+        return g->rc != 0;
+    }
+    return 0;
+}
+
 static int on_entry(const uint8_t id[STORE_CHUNK_ID_BYTES], const store_index_loc_t *loc,
                     void *arg)
 {
@@ -536,6 +550,11 @@ static int gc_exclusive(gc_t *g)
             qsort(g->marked, g->nmarked, sizeof *g->marked, cmp_str);
         g->remark = 1;
         rc = store_backup_list(g->s, mark_backup, g, g->e);
+        if (g->rc != 0 || rc != 0)
+            rc = g->rc ? g->rc : rc;
+    }
+    if (rc == 0) {
+        rc = store_index_each(g->idx, on_base, g, g->e);
         if (g->rc != 0 || rc != 0)
             rc = g->rc ? g->rc : rc;
     }

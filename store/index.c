@@ -2,7 +2,7 @@
  *
  * Environment: STORE/index/ (0700; files 0600), MDB_NOTLS, maxdbs 4, default durability
  * (every commit fsyncs). Dbs:
- *   chunks  id (32) -> 28-byte location (store_index_loc_encode)
+ *   chunks  id (32) -> 28-byte location, 60 with a delta's base (store_index_loc_encode)
  *   meta    "format" -> u32 LE (1); "rebuild" -> present while a rebuild is under way
  *
  * Locks (one index shared by the threads of one process):
@@ -15,6 +15,7 @@
  * A write that hits MDB_MAP_FULL is aborted, the map doubled (up to map_max) and the whole
  * batch written again, so a batch is all or nothing. */
 #include "index.h"
+#include "chunk.h"
 
 #include "fsutil.h"
 #include "log.h"
@@ -129,13 +130,17 @@ static void map_size_refresh(store_index_t *idx)
 
 /* ---- locations ------------------------------------------------------------------------ */
 
-void store_index_loc_encode(const store_index_loc_t *loc, uint8_t out[STORE_INDEX_VALUE_LEN])
+size_t store_index_loc_encode(const store_index_loc_t *loc, uint8_t *out)
 {
     le64_put(out, loc->pack);
     le64_put(out + 8, loc->offset);
     le32_put(out + 16, loc->rec_len);
     le32_put(out + 20, loc->raw_len);
     le32_put(out + 24, loc->flags);
+    if (!(loc->flags & STORE_INDEX_F_DELTA))
+        return STORE_INDEX_VALUE_LEN;
+    memcpy(out + STORE_INDEX_VALUE_LEN, loc->base, STORE_CHUNK_ID_BYTES);
+    return STORE_INDEX_VALUE_DELTA_LEN;
 }
 
 /* Why loc cannot be a record, or NULL when it can. */
@@ -156,9 +161,9 @@ static const char *loc_invalid(const store_index_loc_t *loc, char *why, size_t l
 
 int store_index_loc_decode(const void *buf, size_t len, store_index_loc_t *loc, bq_errbuf_t *e)
 {
-    if (len != STORE_INDEX_VALUE_LEN)
-        return bq_fail(e, BQ_E_IO, "index value of %zu bytes, expected %d", len,
-                       STORE_INDEX_VALUE_LEN);
+    if (len != STORE_INDEX_VALUE_LEN && len != STORE_INDEX_VALUE_DELTA_LEN)
+        return bq_fail(e, BQ_E_IO, "index value of %zu bytes, expected %d or %d", len,
+                       STORE_INDEX_VALUE_LEN, STORE_INDEX_VALUE_DELTA_LEN);
     const uint8_t *b = buf;
     store_index_loc_t l = {
         .pack = le64_get(b),
@@ -167,6 +172,12 @@ int store_index_loc_decode(const void *buf, size_t len, store_index_loc_t *loc, 
         .raw_len = le32_get(b + 20),
         .flags = le32_get(b + 24),
     };
+    int delta = (l.flags & STORE_INDEX_F_DELTA) != 0;
+    if (delta != (len == STORE_INDEX_VALUE_DELTA_LEN))
+        return bq_fail(e, BQ_E_IO, "index value of %zu bytes %s the delta flag", len,
+                       delta ? "with" : "without");
+    if (delta)
+        memcpy(l.base, b + STORE_INDEX_VALUE_LEN, STORE_CHUNK_ID_BYTES);
     char why[128];
     if (loc_invalid(&l, why, sizeof why))
         return bq_fail(e, BQ_E_IO, "index value names an impossible record: %s", why);
@@ -567,10 +578,10 @@ static int put_body(store_index_t *idx, MDB_txn *txn, void *ctx, bq_errbuf_t *e)
     put_ctx_t *pc = ctx;
     pc->existing = 0;
     for (size_t i = 0; i < pc->n; i++) {
-        uint8_t val[STORE_INDEX_VALUE_LEN];
-        store_index_loc_encode(&pc->entries[i].loc, val);
+        uint8_t val[STORE_INDEX_VALUE_MAX];
+        size_t vlen = store_index_loc_encode(&pc->entries[i].loc, val);
         MDB_val k = {STORE_CHUNK_ID_BYTES, (void *)pc->entries[i].id};
-        MDB_val v = {sizeof val, val};
+        MDB_val v = {vlen, val};
         int rc = mdb_put(txn, idx->chunks, &k, &v, pc->put_flags);
         if (rc == MDB_KEYEXIST && (pc->put_flags & MDB_NOOVERWRITE)) {
             pc->existing++;
@@ -602,8 +613,8 @@ static int entries_check(store_index_t *idx, const store_index_entry_t *entries,
     return 0;
 }
 
-int store_index_put_batch(store_index_t *idx, const store_index_entry_t *entries, size_t n,
-                          bq_errbuf_t *e)
+static int put_entries(store_index_t *idx, const store_index_entry_t *entries, size_t n,
+                       unsigned put_flags, bq_errbuf_t *e)
 {
     int rc = usable(idx, e);
     if (rc || n == 0)
@@ -612,10 +623,22 @@ int store_index_put_batch(store_index_t *idx, const store_index_entry_t *entries
         return bq_fail(e, BQ_E_INVAL, "index %s: no entries to put", idx->dir);
     if ((rc = entries_check(idx, entries, n, e)) != 0)
         return rc;
-    put_ctx_t pc = {.entries = entries, .n = n};
+    put_ctx_t pc = {.entries = entries, .n = n, .put_flags = put_flags};
     char what[64];
     snprintf(what, sizeof what, "put %zu entr%s", n, n == 1 ? "y" : "ies");
     return index_write(idx, put_body, &pc, what, e);
+}
+
+int store_index_put_batch(store_index_t *idx, const store_index_entry_t *entries, size_t n,
+                          bq_errbuf_t *e)
+{
+    return put_entries(idx, entries, n, 0, e);
+}
+
+int store_index_put_new(store_index_t *idx, const store_index_entry_t *entries, size_t n,
+                        bq_errbuf_t *e)
+{
+    return put_entries(idx, entries, n, MDB_NOOVERWRITE, e);
 }
 
 typedef struct {
@@ -822,6 +845,13 @@ static int rebuild_record(const uint8_t id[STORE_CHUNK_ID_BYTES], uint64_t offse
                                bq_err_text(rc));
             return r->cb_rc;
         }
+    }
+    store_chunk_head_t head;
+    bq_errbuf_t why;
+    en->loc.flags &= ~STORE_INDEX_F_DELTA;
+    if (store_chunk_head(id, body, body_len, &head, NULL, &why) == 0 && head.delta) {
+        en->loc.flags |= STORE_INDEX_F_DELTA;
+        memcpy(en->loc.base, head.base, STORE_CHUNK_ID_BYTES);
     }
     if (++r->n == IDX_REBUILD_BATCH && (r->cb_rc = rebuild_flush(r)) != 0)
         return r->cb_rc;

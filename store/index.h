@@ -1,6 +1,7 @@
 /* The chunk index (docs/store.md, "Index"): LMDB environment STORE/index/, db "chunks",
  * chunk id (32 bytes) -> pack id u64 ‖ offset u64 ‖ record length u32 ‖ raw length u32 ‖
- * flags u32 (28 bytes, little-endian). Entries are added only after the pack bytes they
+ * flags u32 (28 bytes, little-endian), followed for a delta chunk (flag STORE_INDEX_F_DELTA)
+ * by its base chunk's id (60 bytes). Entries are added only after the pack bytes they
  * point at are fsynced (store_pack_sync); the index can be rebuilt from the packs.
  *
  * Threads: one store_index_t is shared by the threads of a worker. Each call is its own
@@ -22,6 +23,9 @@
 #include <stdint.h>
 
 #define STORE_INDEX_VALUE_LEN 28
+#define STORE_INDEX_VALUE_DELTA_LEN (STORE_INDEX_VALUE_LEN + STORE_CHUNK_ID_BYTES) /* 60 */
+#define STORE_INDEX_VALUE_MAX STORE_INDEX_VALUE_DELTA_LEN
+#define STORE_INDEX_F_DELTA 1u /* the record is a delta against base (store/chunk.h) */
 #define STORE_INDEX_MAP_INITIAL (64ull << 20)
 
 /* Where a chunk is: a plain value. */
@@ -30,7 +34,8 @@ typedef struct {
     uint64_t offset;    /* offset of the record's magic in the pack */
     uint32_t rec_len;   /* whole record: 44 + body length */
     uint32_t raw_len;   /* the chunk's plaintext length */
-    uint32_t flags;     /* opaque to the index */
+    uint32_t flags;     /* STORE_INDEX_F_DELTA; the other bits opaque to the index */
+    uint8_t base[STORE_CHUNK_ID_BYTES]; /* with STORE_INDEX_F_DELTA: the base chunk's id */
 } store_index_loc_t;
 
 typedef struct {
@@ -40,10 +45,12 @@ typedef struct {
 
 typedef struct store_index store_index_t;
 
-/* Encode loc as the 28-byte index value. */
-void store_index_loc_encode(const store_index_loc_t *loc, uint8_t out[STORE_INDEX_VALUE_LEN]);
+/* Encode loc as the index value into out (STORE_INDEX_VALUE_MAX bytes); returns its length:
+ * 28, or 60 with STORE_INDEX_F_DELTA. */
+size_t store_index_loc_encode(const store_index_loc_t *loc, uint8_t *out);
 
-/* Decode an index value of len bytes. BQ_E_IO when len is not 28, or when the location
+/* Decode an index value of len bytes. BQ_E_IO when len is not 28 (without the delta flag)
+ * or 60 (with it), or when the location
  * cannot be a record (offset inside the pack header, record length outside 44 .. 44 + 16 MiB,
  * offset + length overflowing); the message says why (callers prefix the index and chunk). */
 int store_index_loc_decode(const void *buf, size_t len, store_index_loc_t *loc, bq_errbuf_t *e);
@@ -79,6 +86,12 @@ int store_index_get(store_index_t *idx, const uint8_t id[STORE_CHUNK_ID_BYTES],
 int store_index_put_batch(store_index_t *idx, const store_index_entry_t *entries, size_t n,
                           bq_errbuf_t *e);
 
+/* The same, but an id already present keeps its entry (a backup writer's puts: a chunk that
+ * another writer indexed first stays where it is, so a delta's base never changes under it;
+ * the copy left unindexed is garbage for GC). */
+int store_index_put_new(store_index_t *idx, const store_index_entry_t *entries, size_t n,
+                        bq_errbuf_t *e);
+
 /* Delete n ids in one write transaction; ids not present are skipped. *deleted (may be NULL)
  * gets how many were there. */
 int store_index_del_batch(store_index_t *idx, const uint8_t (*ids)[STORE_CHUNK_ID_BYTES], size_t n,
@@ -98,7 +111,8 @@ int store_index_each(store_index_t *idx, store_index_each_fn fn, void *arg, bq_e
 int store_index_count(store_index_t *idx, uint64_t *n, bq_errbuf_t *e);
 
 /* Fills raw_len and flags of a record found by a rebuild from its (opaque) body: 0 to index
- * it, 1 to skip it (counted in skipped), a negative BQ_E code to stop the rebuild. */
+ * it, 1 to skip it (counted in skipped), a negative BQ_E code to stop the rebuild. The
+ * rebuild itself sets STORE_INDEX_F_DELTA and the base from a delta body's header. */
 typedef int (*store_index_derive_fn)(const uint8_t id[STORE_CHUNK_ID_BYTES], const void *body,
                                      size_t body_len, uint32_t *raw_len, uint32_t *flags,
                                      void *arg);

@@ -3,6 +3,7 @@
 #include "crew.h"
 #include "fsutil.h"
 #include "index.h"
+#include "log.h"
 #include "manifest.h"
 #include "pack.h"
 #include "session.h"
@@ -14,6 +15,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <sodium.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -170,6 +172,8 @@ static int opts_check(const store_opts_t *o, bq_errbuf_t *e)
         if (o->level < 0 || o->level > 65537)
             return bq_fail(e, BQ_E_INVAL, "lz4 acceleration %d is not in 0..65537", o->level);
         return 0;
+    case STORE_COMP_ZSTD_DELTA:
+        break; /* a body's, not a store's */
     }
     return bq_fail(e, BQ_E_INVAL, "unknown compression %d", (int)o->comp);
 }
@@ -496,6 +500,77 @@ static int manifest_path(const store_t *s, const char *id, char *buf, size_t siz
     return 0;
 }
 
+/* ---- data keys and manifests (writer and readers) ----------------------------------------- */
+
+typedef struct {
+    store_t *s;
+    store_datakey_t *keys;
+    size_t nkeys, cap;
+} key_cache_t;
+
+static int key_get(key_cache_t *kc, uint32_t id, const store_datakey_t **out, bq_errbuf_t *e)
+{
+    for (size_t i = 0; i < kc->nkeys; i++)
+        if (kc->keys[i].id == id) {
+            *out = &kc->keys[i];
+            return 0;
+        }
+    if (kc->nkeys == STORE_KEY_CACHE_MAX) { /* bounded: forget the oldest half */
+        size_t half = kc->nkeys / 2;
+        sodium_memzero(kc->keys, half * sizeof *kc->keys);
+        memmove(kc->keys, kc->keys + half, (kc->nkeys - half) * sizeof *kc->keys);
+        kc->nkeys -= half;
+    }
+    if (kc->nkeys == kc->cap) {
+        size_t cap = kc->cap ? kc->cap * 2 : 8;
+        store_datakey_t *k = sodium_malloc(cap * sizeof *k);
+        if (!k)
+            return bq_fail(e, BQ_E_NOMEM, "out of memory caching data keys");
+        if (kc->keys) {
+            memcpy(k, kc->keys, kc->nkeys * sizeof *k);
+            sodium_free(kc->keys);
+        }
+        kc->keys = k;
+        kc->cap = cap;
+    }
+    int rc = store_datakey_load(kc->s->dir, &kc->s->master, id, &kc->keys[kc->nkeys], e);
+    if (rc != 0)
+        return rc;
+    *out = &kc->keys[kc->nkeys++];
+    return 0;
+}
+
+static void key_cache_free(key_cache_t *kc)
+{
+    if (kc->keys)
+        sodium_free(kc->keys); /* wipes */
+    kc->keys = NULL;
+    kc->nkeys = kc->cap = 0;
+}
+
+static int manifest_key(void *arg, uint32_t key_id, uint8_t key[STORE_MANIFEST_DATA_KEY_BYTES],
+                        bq_errbuf_t *e)
+{
+    const store_datakey_t *dk = NULL;
+    int rc = key_get(arg, key_id, &dk, e);
+    if (rc == 0)
+        memcpy(key, dk->key, STORE_MANIFEST_DATA_KEY_BYTES);
+    return rc;
+}
+
+static int manifest_open(store_t *s, const char *backup_id, key_cache_t *kc,
+                         store_manifest_reader_t **r, bq_errbuf_t *e)
+{
+    char path[PATH_MAX];
+    int rc = manifest_path(s, backup_id, path, sizeof path, e);
+    if (rc != 0)
+        return rc;
+    if (access(path, F_OK) != 0 && errno == ENOENT)
+        return bq_fail(e, BQ_E_NOTFOUND, "backup %s does not exist in store %s", backup_id,
+                       s->dir);
+    return store_manifest_open(path, manifest_key, kc, r, e);
+}
+
 /* ---- writing a backup --------------------------------------------------------------------- */
 
 /* The writer collects the caller's files in a batch of chunk slots (about BATCH_BYTES), with
@@ -529,7 +604,30 @@ typedef struct {
     size_t sealed_len;
     int rc;
     bq_errbuf_t err;
+    /* deltas: the base backup's chunk at the same place, the base chosen, the outcome */
+    uint8_t has_prev, has_base, delta;
+    uint8_t prev[STORE_CHUNK_ID_BYTES];
+    uint8_t base[STORE_CHUNK_ID_BYTES];
 } wslot_t;
+
+/* The base backup of a writer (store_backup_set_base): its files by path hash, and a cursor
+ * that walks its manifest alongside the backup (files come in the same order from one
+ * backup to the next: PostgreSQL sends them in directory order). */
+#define BASE_FILES_MAX ((size_t)1 << 20)
+
+typedef struct {
+    key_cache_t kc;
+    store_manifest_reader_t *mr; /* the cursor; NULL once it ended or failed */
+    uint64_t *hash;              /* path hashes (0: an empty slot) */
+    uint32_t *ord;               /* their file numbers (UINT32_MAX: two paths, one hash) */
+    size_t cap, n;
+    int64_t cur;                 /* the number of the last FILE read (-1: none yet) */
+    int fresh;                   /* no CHUNKS of that file read yet */
+    int active;                  /* the backup's open file is that file: chunks follow */
+    uint8_t ids[STORE_MANIFEST_CHUNKS_PER_RECORD][STORE_CHUNK_ID_BYTES];
+    size_t nids, pos;
+    char name[STORE_MANIFEST_ID_MAX + 1];
+} wbase_t;
 
 struct store_backup {
     store_t *s;
@@ -563,6 +661,12 @@ struct store_backup {
     int in_file;
     uint64_t file_size;
     int failed;
+    int started;                            /* a file was begun */
+    wbase_t *base;                          /* store_backup_set_base, or NULL */
+    store_reader_t *rd[STORE_CREW_MAX];     /* with a base: one per crew thread */
+    uint8_t *dbuf[STORE_CREW_MAX];          /* with a base: delta bodies, sealed_cap bytes */
+    int delta_level;
+    _Atomic uint64_t base_errors;
     store_backup_stats_t st;
 };
 
@@ -641,7 +745,7 @@ static int pack_flush(store_backup_t *bw, int close_it, bq_errbuf_t *e)
 {
     int rc = bw->pack ? store_pack_sync(bw->pack, e) : 0;
     if (rc == 0 && bw->npend > 0)
-        rc = store_index_put_batch(bw->s->idx, bw->pend, bw->npend, e);
+        rc = store_index_put_new(bw->s->idx, bw->pend, bw->npend, e);
     if (rc != 0)
         return rc;
     bw->npend = 0;
@@ -685,6 +789,221 @@ static int pack_start(store_backup_t *bw, bq_errbuf_t *e)
     return rc;
 }
 
+/* ---- the base backup ---- */
+
+static int bw_usable(store_backup_t *bw, bq_errbuf_t *e);
+
+static uint64_t path_hash(const char *path)
+{
+    uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
+    for (const unsigned char *p = (const unsigned char *)path; *p; p++)
+        h = (h ^ *p) * 0x100000001b3ull;
+    return h | 1; /* never 0: 0 marks an empty slot */
+}
+
+static void base_free(wbase_t **b_p)
+{
+    wbase_t *b = *b_p;
+    if (!b)
+        return;
+    store_manifest_close(&b->mr);
+    key_cache_free(&b->kc);
+    free(b->hash);
+    free(b->ord);
+    free(b);
+    *b_p = NULL;
+}
+
+/* The number of the base's file whose path hashes to h, or -1. */
+static int64_t base_find(const wbase_t *b, uint64_t h)
+{
+    if (b->cap == 0)
+        return -1;
+    for (size_t i = (size_t)(h >> 7) & (b->cap - 1);; i = (i + 1) & (b->cap - 1)) {
+        if (b->hash[i] == 0)
+            return -1;
+        if (b->hash[i] == h)
+            return b->ord[i] == UINT32_MAX ? -1 : (int64_t)b->ord[i];
+    }
+}
+
+static int base_add(wbase_t *b, uint64_t h, uint32_t ord)
+{
+    if ((b->n + 1) * 2 > b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 1024;
+        uint64_t *hash = calloc(cap, sizeof *hash);
+        uint32_t *o = calloc(cap, sizeof *o);
+        if (!hash || !o) {
+            free(hash);
+            free(o);
+            return BQ_E_NOMEM;
+        }
+        for (size_t i = 0; i < b->cap; i++) {
+            if (b->hash[i] == 0)
+                continue;
+            size_t k = (size_t)(b->hash[i] >> 7) & (cap - 1);
+            while (hash[k] != 0)
+                k = (k + 1) & (cap - 1);
+            hash[k] = b->hash[i];
+            o[k] = b->ord[i];
+        }
+        free(b->hash);
+        free(b->ord);
+        b->hash = hash;
+        b->ord = o;
+        b->cap = cap;
+    }
+    size_t i = (size_t)(h >> 7) & (b->cap - 1);
+    for (; b->hash[i] != 0; i = (i + 1) & (b->cap - 1))
+        if (b->hash[i] == h) {
+            b->ord[i] = UINT32_MAX; /* ambiguous: neither file gets a base */
+            return 0;
+        }
+    b->hash[i] = h;
+    b->ord[i] = ord;
+    b->n++;
+    return 0;
+}
+
+/* The cursor could not go on: the rest of the backup is stored without deltas. */
+static void base_stop(store_backup_t *bw, const char *why)
+{
+    wbase_t *b = bw->base;
+    if (why)
+        bq_warn("store", 0, "backup %s: base backup %s: %s; the rest is stored without deltas",
+                bw->id, b->name, why);
+    store_manifest_close(&b->mr);
+    b->active = 0;
+}
+
+/* The backup begins file path: put the cursor at the base's file of that path, if it is
+ * ahead. */
+static void base_seek(store_backup_t *bw, const char *path)
+{
+    wbase_t *b = bw->base;
+    b->active = 0;
+    if (!b->mr)
+        return;
+    int64_t want = base_find(b, path_hash(path));
+    if (want < 0 || want < b->cur || (want == b->cur && !b->fresh))
+        return; /* not in the base, or passed: files came in another order */
+    bq_errbuf_t why = {{0}};
+    store_manifest_item_t it;
+    while (b->cur < want) {
+        if (store_manifest_next(b->mr, &it, &why) != 0)
+            return base_stop(bw, why.msg);
+        if (it.kind == STORE_MANIFEST_END)
+            return base_stop(bw, NULL);
+        if (it.kind == STORE_MANIFEST_FILE) {
+            b->cur++;
+            b->fresh = 1;
+        }
+    }
+    b->active = 1;
+    b->nids = b->pos = 0;
+}
+
+/* The base's id of the open file's next chunk: 1 and id, or 0 (past its end, no base). */
+static int base_next(store_backup_t *bw, uint8_t id[STORE_CHUNK_ID_BYTES])
+{
+    wbase_t *b = bw->base;
+    if (!b->active || !b->mr)
+        return 0;
+    if (b->pos == b->nids) {
+        bq_errbuf_t why = {{0}};
+        store_manifest_item_t it;
+        if (store_manifest_next(b->mr, &it, &why) != 0) {
+            base_stop(bw, why.msg);
+            return 0;
+        }
+        if (it.kind != STORE_MANIFEST_CHUNKS) {
+            b->active = 0;
+            if (it.kind == STORE_MANIFEST_FILE) {
+                b->cur++;
+                b->fresh = 1;
+            } else if (it.kind == STORE_MANIFEST_END) {
+                base_stop(bw, NULL);
+            }
+            return 0;
+        }
+        memcpy(b->ids, it.chunks.ids, it.chunks.n * STORE_CHUNK_ID_BYTES);
+        b->nids = it.chunks.n;
+        b->pos = 0;
+        b->fresh = 0;
+    }
+    memcpy(id, b->ids[b->pos++], STORE_CHUNK_ID_BYTES);
+    return 1;
+}
+
+/* Step 0, in order: each slot's chunk in the base (the events give files and chunks in
+ * order). */
+static void batch_bases(store_backup_t *bw)
+{
+    for (size_t i = 0; i < bw->nev; i++) {
+        const wevent_t *ev = &bw->ev[i];
+        if (ev->kind == EV_FILE_BEGIN) {
+            base_seek(bw, bw->paths + ev->arg);
+        } else if (ev->kind == EV_CHUNK) {
+            wslot_t *sl = &bw->slots[ev->arg];
+            sl->has_prev = (uint8_t)base_next(bw, sl->prev);
+        } else if (ev->kind == EV_FILE_END) {
+            bw->base->active = 0;
+        }
+    }
+}
+
+int store_backup_set_base(store_backup_t *bw, const char *base_id, bq_errbuf_t *e)
+{
+    int rc = bw_usable(bw, e);
+    if (rc != 0)
+        return rc;
+    if (bw->started || bw->base)
+        return bq_fail(e, BQ_E_STATE, "backup %s: a base is set before the first file, once",
+                       bw->id);
+    if (bw->s->comp == STORE_COMP_NONE)
+        return 0; /* uncompressed by choice: no deltas either */
+    wbase_t *b = calloc(1, sizeof *b);
+    if (!b)
+        return bq_fail(e, BQ_E_NOMEM, "out of memory reading base backup %s", base_id);
+    b->kc.s = bw->s;
+    b->cur = -1;
+    snprintf(b->name, sizeof b->name, "%s", base_id ? base_id : "");
+    /* Pass 1: the base's files by path. */
+    store_manifest_reader_t *mr = NULL;
+    rc = manifest_open(bw->s, base_id, &b->kc, &mr, e);
+    store_manifest_item_t it;
+    uint32_t nfiles = 0;
+    while (rc == 0 && (rc = store_manifest_next(mr, &it, e)) == 0 &&
+           it.kind != STORE_MANIFEST_END) {
+        if (it.kind != STORE_MANIFEST_FILE)
+            continue;
+        if (nfiles < BASE_FILES_MAX && base_add(b, path_hash(it.file.path), nfiles) != 0)
+            rc = bq_fail(e, BQ_E_NOMEM, "out of memory reading base backup %s", base_id);
+        nfiles++;
+    }
+    store_manifest_close(&mr);
+    /* Pass 2 is the cursor, which walks along the backup. */
+    if (rc == 0)
+        rc = manifest_open(bw->s, base_id, &b->kc, &b->mr, e);
+    for (unsigned i = 0; rc == 0 && i < store_crew_size(bw->crew); i++) {
+        if ((rc = store_reader_new(bw->s, &bw->rd[i], e)) == 0 &&
+            !(bw->dbuf[i] = malloc(bw->sealed_cap)))
+            rc = bq_fail(e, BQ_E_NOMEM, "out of memory starting backup %s", bw->id);
+    }
+    if (rc != 0) {
+        base_free(&b);
+        for (unsigned i = 0; i < STORE_CREW_MAX; i++) {
+            store_reader_destroy(&bw->rd[i]);
+            free(bw->dbuf[i]);
+            bw->dbuf[i] = NULL;
+        }
+        return rc;
+    }
+    bw->delta_level = bw->s->comp == STORE_COMP_ZSTD ? bw->s->level : 1;
+    bw->base = b;
+    return 0;
+}
+
 /* Step 1, on a crew thread: hash slot task. */
 static void hash_task(void *arg, size_t task, unsigned thread)
 {
@@ -703,6 +1022,39 @@ static void seal_task(void *arg, size_t task, unsigned thread)
     sl->rc = store_chunk_seal(bw->ctx[thread], sl->id, &bw->dk, bw->s->comp, bw->s->level,
                               sl->data, sl->len, sl->sealed, bw->sealed_cap, &sl->sealed_len,
                               &sl->err);
+    sl->delta = 0;
+    if (sl->rc != 0 || !sl->has_base)
+        return;
+    /* The base's plaintext (a base is never a delta itself), then the delta, kept when it is
+     * at least 1/8 shorter than the whole chunk sealed. */
+    const uint8_t *body = NULL, *base = NULL;
+    size_t blen = 0, base_len = 0, dlen = 0;
+    uint8_t again[STORE_CHUNK_ID_BYTES];
+    bq_errbuf_t why = {{0}};
+    int rc = store_reader_sealed(bw->rd[thread], sl->base, &body, &blen, &why);
+    if (rc == 0 && store_chunk_body_base(body, blen, again))
+        return;
+    if (rc == 0)
+        rc = store_reader_open(bw->rd[thread], sl->base, body, blen, NULL, 0, NULL, &base,
+                               &base_len, &why);
+    if (rc != 0) {
+        if (atomic_fetch_add(&bw->base_errors, 1) == 0)
+            bq_warn("store", 0, "backup %s: a base chunk could not be read (chunks are stored "
+                    "whole instead): %s", bw->id, why.msg);
+        return;
+    }
+    rc = store_chunk_seal_delta(bw->ctx[thread], sl->id, &bw->dk, bw->delta_level, sl->data,
+                                sl->len, sl->base, base, base_len,
+                                sl->sealed_len - sl->sealed_len / 8, bw->dbuf[thread],
+                                bw->sealed_cap, &dlen, &why);
+    if (rc == 0) {
+        memcpy(sl->sealed, bw->dbuf[thread], dlen);
+        sl->sealed_len = dlen;
+        sl->delta = 1;
+    } else if (rc < 0) {
+        sl->rc = rc;
+        sl->err = why;
+    }
 }
 
 static int slots_check(store_backup_t *bw, bq_errbuf_t *e)
@@ -750,6 +1102,16 @@ static int batch_decide(store_backup_t *bw, bq_errbuf_t *e)
             break;
         }
         memcpy(bw->notes[nnotes++], sl->id, STORE_CHUNK_ID_BYTES);
+        /* A new chunk whose place in the base holds a stored chunk: that chunk (or its own
+         * base) is the delta's base, noted so that GC keeps it. */
+        sl->has_base = 0;
+        if (sl->verdict == SLOT_NEW && sl->has_prev &&
+            store_index_get(bw->s->idx, sl->prev, &loc, NULL) == 0) {
+            memcpy(sl->base, loc.flags & STORE_INDEX_F_DELTA ? loc.base : sl->prev,
+                   STORE_CHUNK_ID_BYTES);
+            sl->has_base = 1;
+            memcpy(bw->notes[nnotes++], sl->base, STORE_CHUNK_ID_BYTES);
+        }
     }
     if (rc == 0)
         rc = store_session_note_chunks(bw->ss, (const uint8_t(*)[STORE_CHUNK_ID_BYTES])bw->notes,
@@ -768,13 +1130,21 @@ static int chunk_append(store_backup_t *bw, wslot_t *sl, bq_errbuf_t *e)
     memcpy(ent.id, sl->id, sizeof ent.id);
     ent.loc.pack = store_pack_id(bw->pack);
     ent.loc.raw_len = (uint32_t)sl->len;
-    ent.loc.flags = 0;
+    ent.loc.flags = sl->delta ? STORE_INDEX_F_DELTA : 0;
+    if (sl->delta)
+        memcpy(ent.loc.base, sl->base, STORE_CHUNK_ID_BYTES);
+    else
+        memset(ent.loc.base, 0, sizeof ent.loc.base);
     if ((rc = store_pack_append(bw->pack, sl->id, sl->sealed, sl->sealed_len, &ent.loc.offset,
                                 &ent.loc.rec_len, e)) != 0 ||
         (rc = pend_add(bw, &ent, e)) != 0)
         return rc;
     bw->st.new_chunks++;
     bw->st.new_bytes += ent.loc.rec_len;
+    if (sl->delta) {
+        bw->st.delta_chunks++;
+        bw->st.delta_bytes += ent.loc.rec_len;
+    }
     if (store_pack_size(bw->pack) >= STORE_PACK_TARGET)
         rc = pack_seal(bw, e);
     else if (bw->npend >= STORE_PEND_MAX)
@@ -787,6 +1157,8 @@ static int batch_run(store_backup_t *bw, bq_errbuf_t *e)
 {
     if (bw->nev == 0)
         return 0;
+    if (bw->base)
+        batch_bases(bw);
     store_crew_run(bw->crew, hash_task, bw, bw->nslots);
     int rc = slots_check(bw, e);
     if (rc == 0)
@@ -861,6 +1233,11 @@ void store_backup_abort(store_backup_t **bw_p)
     for (unsigned i = 0; i < STORE_CREW_MAX; i++)
         store_chunk_ctx_destroy(&bw->ctx[i]);
     store_datakey_clear(&bw->dk);
+    base_free(&bw->base);
+    for (unsigned i = 0; i < STORE_CREW_MAX; i++) {
+        store_reader_destroy(&bw->rd[i]);
+        free(bw->dbuf[i]);
+    }
     if (bw->slots) {
         for (size_t i = 0; i < bw->slots_max; i++) {
             if (bw->slots[i].data) {
@@ -907,7 +1284,7 @@ static int batch_alloc(store_backup_t *bw, bq_errbuf_t *e)
     bw->paths = malloc(bw->paths_cap);
     bw->bset = calloc(bw->bset_cap, sizeof *bw->bset);
     bw->newslots = calloc(n, sizeof *bw->newslots);
-    bw->notes = calloc(n, sizeof *bw->notes);
+    bw->notes = calloc(2 * n, sizeof *bw->notes); /* the new chunks and their bases */
     if (!bw->slots || !bw->ev || !bw->paths || !bw->bset || !bw->newslots || !bw->notes)
         return bq_fail(e, BQ_E_NOMEM, "out of memory starting backup %s", bw->id);
     for (size_t i = 0; i < n; i++) {
@@ -1012,6 +1389,7 @@ int store_backup_file_begin(store_backup_t *bw, const char *path, uint32_t mode,
             bw->paths_cap = plen + 1;
         }
     }
+    bw->started = 1;
     wevent_t *ev = ev_push(bw, EV_FILE_BEGIN, (uint32_t)bw->paths_len);
     ev->mode = mode;
     ev->mtime = mtime;
@@ -1098,82 +1476,16 @@ int store_backup_commit(store_backup_t **bw_p, store_backup_stats_t *stats, bq_e
             rc = bq_fail(e, BQ_E_EXISTS, "backup %s already exists in store %s (committed by "
                          "another writer)", bw->id, bw->s->dir);
     }
-    if (rc == 0 && stats)
+    if (rc == 0 && stats) {
         *stats = bw->st;
+        stats->base_errors = atomic_load(&bw->base_errors);
+    }
     store_backup_abort(bw_p);
     return rc;
 }
 
 /* ---- reading ------------------------------------------------------------------------------ */
 
-typedef struct {
-    store_t *s;
-    store_datakey_t *keys;
-    size_t nkeys, cap;
-} key_cache_t;
-
-static int key_get(key_cache_t *kc, uint32_t id, const store_datakey_t **out, bq_errbuf_t *e)
-{
-    for (size_t i = 0; i < kc->nkeys; i++)
-        if (kc->keys[i].id == id) {
-            *out = &kc->keys[i];
-            return 0;
-        }
-    if (kc->nkeys == STORE_KEY_CACHE_MAX) { /* bounded: forget the oldest half */
-        size_t half = kc->nkeys / 2;
-        sodium_memzero(kc->keys, half * sizeof *kc->keys);
-        memmove(kc->keys, kc->keys + half, (kc->nkeys - half) * sizeof *kc->keys);
-        kc->nkeys -= half;
-    }
-    if (kc->nkeys == kc->cap) {
-        size_t cap = kc->cap ? kc->cap * 2 : 8;
-        store_datakey_t *k = sodium_malloc(cap * sizeof *k);
-        if (!k)
-            return bq_fail(e, BQ_E_NOMEM, "out of memory caching data keys");
-        if (kc->keys) {
-            memcpy(k, kc->keys, kc->nkeys * sizeof *k);
-            sodium_free(kc->keys);
-        }
-        kc->keys = k;
-        kc->cap = cap;
-    }
-    int rc = store_datakey_load(kc->s->dir, &kc->s->master, id, &kc->keys[kc->nkeys], e);
-    if (rc != 0)
-        return rc;
-    *out = &kc->keys[kc->nkeys++];
-    return 0;
-}
-
-static void key_cache_free(key_cache_t *kc)
-{
-    if (kc->keys)
-        sodium_free(kc->keys); /* wipes */
-    kc->keys = NULL;
-    kc->nkeys = kc->cap = 0;
-}
-
-static int manifest_key(void *arg, uint32_t key_id, uint8_t key[STORE_MANIFEST_DATA_KEY_BYTES],
-                        bq_errbuf_t *e)
-{
-    const store_datakey_t *dk = NULL;
-    int rc = key_get(arg, key_id, &dk, e);
-    if (rc == 0)
-        memcpy(key, dk->key, STORE_MANIFEST_DATA_KEY_BYTES);
-    return rc;
-}
-
-static int manifest_open(store_t *s, const char *backup_id, key_cache_t *kc,
-                         store_manifest_reader_t **r, bq_errbuf_t *e)
-{
-    char path[PATH_MAX];
-    int rc = manifest_path(s, backup_id, path, sizeof path, e);
-    if (rc != 0)
-        return rc;
-    if (access(path, F_OK) != 0 && errno == ENOENT)
-        return bq_fail(e, BQ_E_NOTFOUND, "backup %s does not exist in store %s", backup_id,
-                       s->dir);
-    return store_manifest_open(path, manifest_key, kc, r, e);
-}
 
 typedef struct {
     char **names;
@@ -1317,6 +1629,12 @@ struct store_reader {
     uint8_t *plain;
     size_t plain_cap;
     store_pack_cache_t pc; /* the pack read last, kept open */
+    /* a delta's base: its record, its plaintext, and the pack of the base read last */
+    uint8_t *bbody;
+    size_t bbody_cap;
+    uint8_t *bplain;
+    size_t bplain_cap;
+    store_pack_cache_t bpc;
 };
 
 typedef struct {
@@ -1349,6 +1667,7 @@ int store_reader_new(store_t *s, store_reader_t **out, bq_errbuf_t *e)
     r->s = s;
     r->kc.s = s;
     r->pc = (store_pack_cache_t)STORE_PACK_CACHE_INIT;
+    r->bpc = (store_pack_cache_t)STORE_PACK_CACHE_INIT;
     int rc = store_chunk_ctx_new(s->idkey, &r->ctx, e);
     if (rc != 0) {
         free(r);
@@ -1364,21 +1683,28 @@ void store_reader_destroy(store_reader_t **self_p)
         return;
     store_reader_t *r = *self_p;
     store_pack_cache_close(&r->pc);
+    store_pack_cache_close(&r->bpc);
     store_chunk_ctx_destroy(&r->ctx);
     key_cache_free(&r->kc);
     if (r->plain) {
         sodium_memzero(r->plain, r->plain_cap);
         free(r->plain);
     }
+    if (r->bplain) {
+        sodium_memzero(r->bplain, r->bplain_cap);
+        free(r->bplain);
+    }
     free(r->body);
+    free(r->bbody);
     free(r);
     *self_p = NULL;
 }
 
-/* Find chunk id (index, then its pack record) into r->body: *body_len bytes; where says
- * where it was found, for messages. */
-static int reader_fetch(store_reader_t *r, const uint8_t id[STORE_CHUNK_ID_BYTES],
-                        size_t *body_len, char *where, size_t where_len, bq_errbuf_t *why)
+/* Find chunk id (index, then its pack record) into *buf (*cap bytes, grown) through pack
+ * cache pc: *body_len bytes; where says where it was found, for messages. */
+static int fetch_into(store_reader_t *r, const uint8_t id[STORE_CHUNK_ID_BYTES], uint8_t **buf,
+                      size_t *cap, store_pack_cache_t *pc, size_t *body_len, char *where,
+                      size_t where_len, bq_errbuf_t *why)
 {
     store_index_loc_t loc = {0};
     int rc = store_index_get(r->s->idx, id, &loc, why);
@@ -1388,10 +1714,10 @@ static int reader_fetch(store_reader_t *r, const uint8_t id[STORE_CHUNK_ID_BYTES
     if (rc == 0 && loc.rec_len < STORE_PACK_RECORD_OVERHEAD)
         rc = bq_fail(why, BQ_E_IO, "index gives a record of %" PRIu32 " bytes", loc.rec_len);
     if (rc == 0)
-        rc = grow(&r->body, &r->body_cap, loc.rec_len - STORE_PACK_RECORD_OVERHEAD, why);
+        rc = grow(buf, cap, loc.rec_len - STORE_PACK_RECORD_OVERHEAD, why);
     if (rc == 0)
-        rc = store_pack_read_cached(&r->pc, r->s->dir, loc.pack, loc.offset, loc.rec_len, id,
-                                    NULL, r->body, r->body_cap, body_len, why);
+        rc = store_pack_read_cached(pc, r->s->dir, loc.pack, loc.offset, loc.rec_len, id,
+                                    NULL, *buf, *cap, body_len, why);
     if (rc != 0 && loc.rec_len >= STORE_PACK_RECORD_OVERHEAD) {
         /* A GC running beside us may have moved the chunk to a new pack and removed the old
          * one (it points the index at the copy first): look again, once. */
@@ -1399,10 +1725,10 @@ static int reader_fetch(store_reader_t *r, const uint8_t id[STORE_CHUNK_ID_BYTES
         if (store_index_get(r->s->idx, id, &again, NULL) == 0 &&
             (again.pack != loc.pack || again.offset != loc.offset) &&
             again.rec_len >= STORE_PACK_RECORD_OVERHEAD &&
-            grow(&r->body, &r->body_cap, again.rec_len - STORE_PACK_RECORD_OVERHEAD, why) == 0) {
+            grow(buf, cap, again.rec_len - STORE_PACK_RECORD_OVERHEAD, why) == 0) {
             loc = again;
-            rc = store_pack_read_cached(&r->pc, r->s->dir, loc.pack, loc.offset, loc.rec_len,
-                                        id, NULL, r->body, r->body_cap, body_len, why);
+            rc = store_pack_read_cached(pc, r->s->dir, loc.pack, loc.offset, loc.rec_len,
+                                        id, NULL, *buf, *cap, body_len, why);
         }
     }
     snprintf(where, where_len, "in pack %016" PRIx64 " at offset %" PRIu64, loc.pack,
@@ -1410,10 +1736,18 @@ static int reader_fetch(store_reader_t *r, const uint8_t id[STORE_CHUNK_ID_BYTES
     return rc;
 }
 
-/* Open sealed body (len bytes) of chunk id into r->plain. */
-static int reader_open(store_reader_t *r, const uint8_t id[STORE_CHUNK_ID_BYTES],
-                       const uint8_t *body, size_t body_len, const char *where, size_t *plain_len,
-                       bq_errbuf_t *why)
+static int reader_fetch(store_reader_t *r, const uint8_t id[STORE_CHUNK_ID_BYTES],
+                        size_t *body_len, char *where, size_t where_len, bq_errbuf_t *why)
+{
+    return fetch_into(r, id, &r->body, &r->body_cap, &r->pc, body_len, where, where_len, why);
+}
+
+/* Open sealed body (len bytes) of chunk id into *plain (*cap, grown), with base (base_len
+ * bytes of plaintext) when it is a delta. */
+static int open_into(store_reader_t *r, const uint8_t id[STORE_CHUNK_ID_BYTES],
+                     const uint8_t *body, size_t body_len, const uint8_t *base, size_t base_len,
+                     const char *where, uint8_t **plain, size_t *cap, size_t *plain_len,
+                     bq_errbuf_t *why)
 {
     store_chunk_head_t head;
     int rc = store_chunk_head(id, body, body_len, &head, where, why);
@@ -1421,11 +1755,58 @@ static int reader_open(store_reader_t *r, const uint8_t id[STORE_CHUNK_ID_BYTES]
     if (rc == 0)
         rc = key_get(&r->kc, head.key_id, &dk, why);
     if (rc == 0)
-        rc = grow(&r->plain, &r->plain_cap, head.raw_len ? head.raw_len : 1, why);
+        rc = grow(plain, cap, head.raw_len ? head.raw_len : 1, why);
     if (rc == 0)
-        rc = store_chunk_open(r->ctx, id, dk, body, body_len, r->plain, r->plain_cap, plain_len,
-                              where, why);
+        rc = store_chunk_open_delta(r->ctx, id, dk, body, body_len, base, base_len, *plain, *cap,
+                                    plain_len, where, why);
     return rc;
+}
+
+/* The plaintext of base chunk id (from base_body when given, else from this store) into
+ * r->bplain: a base is never itself a delta. */
+static int base_open(store_reader_t *r, const uint8_t id[STORE_CHUNK_ID_BYTES],
+                     const uint8_t *base_body, size_t base_body_len, const char *where,
+                     size_t *plain_len, bq_errbuf_t *why)
+{
+    char bwhere[96];
+    snprintf(bwhere, sizeof bwhere, "%s", where ? where : "");
+    int rc = 0;
+    if (!base_body) {
+        rc = fetch_into(r, id, &r->bbody, &r->bbody_cap, &r->bpc, &base_body_len, bwhere,
+                        sizeof bwhere, why);
+        base_body = r->bbody;
+    }
+    uint8_t again[STORE_CHUNK_ID_BYTES];
+    if (rc == 0 && store_chunk_body_base(base_body, base_body_len, again))
+        rc = bq_fail(why, BQ_E_IO, "it is itself a delta %s", bwhere);
+    if (rc == 0)
+        rc = open_into(r, id, base_body, base_body_len, NULL, 0, bwhere, &r->bplain,
+                       &r->bplain_cap, plain_len, why);
+    return rc;
+}
+
+/* Open sealed body (len bytes) of chunk id into r->plain; a delta with its base, from
+ * base_body when given, else from this store. */
+static int reader_open(store_reader_t *r, const uint8_t id[STORE_CHUNK_ID_BYTES],
+                       const uint8_t *body, size_t body_len, const uint8_t *base_body,
+                       size_t base_body_len, const char *where, size_t *plain_len,
+                       bq_errbuf_t *why)
+{
+    uint8_t base_id[STORE_CHUNK_ID_BYTES];
+    const uint8_t *base = NULL;
+    size_t base_len = 0;
+    if (store_chunk_body_base(body, body_len, base_id)) {
+        bq_errbuf_t bwhy = {{0}};
+        int rc = base_open(r, base_id, base_body, base_body_len, where, &base_len, &bwhy);
+        if (rc != 0) {
+            char hex[STORE_CHUNK_ID_HEX];
+            return bq_fail(why, rc == BQ_E_NOTFOUND || rc == BQ_E_TOOBIG ? BQ_E_IO : rc,
+                           "its base chunk %s: %s", store_id_hex(base_id, hex), bwhy.msg);
+        }
+        base = r->bplain;
+    }
+    return open_into(r, id, body, body_len, base, base_len, where, &r->plain, &r->plain_cap,
+                     plain_len, why);
 }
 
 int store_reader_chunk(store_reader_t *r, const uint8_t id[STORE_CHUNK_ID_BYTES],
@@ -1437,7 +1818,7 @@ int store_reader_chunk(store_reader_t *r, const uint8_t id[STORE_CHUNK_ID_BYTES]
     size_t body_len = 0, plain_len = 0;
     int rc = reader_fetch(r, id, &body_len, where, sizeof where, &why);
     if (rc == 0)
-        rc = reader_open(r, id, r->body, body_len, where, &plain_len, &why);
+        rc = reader_open(r, id, r->body, body_len, NULL, 0, where, &plain_len, &why);
     if (rc == BQ_E_NOTFOUND || rc == BQ_E_TOOBIG)
         rc = BQ_E_IO;
     if (rc != 0)
@@ -1465,13 +1846,14 @@ int store_reader_sealed(store_reader_t *r, const uint8_t id[STORE_CHUNK_ID_BYTES
 }
 
 int store_reader_open(store_reader_t *r, const uint8_t id[STORE_CHUNK_ID_BYTES],
-                      const uint8_t *body, size_t body_len, const char *where,
-                      const uint8_t **data, size_t *len, bq_errbuf_t *e)
+                      const uint8_t *body, size_t body_len, const uint8_t *base_body,
+                      size_t base_len, const char *where, const uint8_t **data, size_t *len,
+                      bq_errbuf_t *e)
 {
     char hex[STORE_CHUNK_ID_HEX];
     bq_errbuf_t why = {{0}};
     size_t plain_len = 0;
-    int rc = reader_open(r, id, body, body_len, where, &plain_len, &why);
+    int rc = reader_open(r, id, body, body_len, base_body, base_len, where, &plain_len, &why);
     if (rc == BQ_E_NOTFOUND || rc == BQ_E_TOOBIG)
         rc = BQ_E_IO;
     if (rc != 0)

@@ -83,6 +83,9 @@ typedef struct {
     uint64_t dedup_chunks;  /* references to chunks already stored (or written earlier by
                                this backup): no compression or encryption work */
     uint64_t dedup_bytes;   /* plaintext bytes of those references */
+    uint64_t delta_chunks;  /* of new_chunks: sealed as deltas against the base backup's */
+    uint64_t delta_bytes;   /* pack bytes of those records */
+    uint64_t base_errors;   /* base chunks that could not be read (those chunks stored whole) */
 } store_backup_stats_t;
 
 /* Start backup backup_id (1..64 of [A-Za-z0-9._-], not starting with '.'): a new data key
@@ -106,6 +109,14 @@ int store_backup_begin(store_t *s, const char *backup_id, store_backup_t **out, 
  * the writer stays usable). BQ_E_STATE when a file is open. */
 int store_backup_file_begin(store_backup_t *bw, const char *path, uint32_t mode, int64_t mtime,
                             bq_errbuf_t *e);
+/* Let new chunks be stored as deltas (docs/store.md, "Deltas") against the chunks of
+ * backup base_id of this store: a new chunk at the same place (path, chunk number) as a
+ * chunk of the base is compressed against it (or against that chunk's own base), and kept
+ * as a delta when that is at least 1/8 smaller. Call it before the first file. Memory: 16
+ * bytes per file of the base. BQ_E_NOTFOUND when the store has no such backup; BQ_E_IO,
+ * BQ_E_KEY when its manifest cannot be read (the writer goes on without a base after any
+ * error); BQ_E_STATE after the first file. */
+int store_backup_set_base(store_backup_t *bw, const char *base_id, bq_errbuf_t *e);
 /* Stream len bytes of the open file (any len; cut into chunk_size chunks, so relation files
  * stay page-aligned; the file's checksum is the sha256 of its chunk ids). data is
  * borrowed for the call. BQ_E_STATE outside a file, BQ_E_IO, BQ_E_MAPFULL, BQ_E_NOMEM. */
@@ -202,11 +213,15 @@ int store_reader_sealed(store_reader_t *r, const uint8_t id[STORE_CHUNK_ID_BYTES
                         const uint8_t **body, size_t *len, bq_errbuf_t *e);
 /* Open a sealed body that came from elsewhere (a peer's store) as chunk id: the tag checked
  * under the data key it names (from this store's keys/), decompressed, re-hashed to id with
- * this store's id key. where names its origin in messages ("from worker east-1"). *data is
- * the reader's, valid until its next call. BQ_E_IO "chunk ID: WHY", BQ_E_KEY, BQ_E_NOMEM. */
+ * this store's id key. A delta body (store_chunk_body_base) needs the sealed body of its
+ * base, from the same place (base_body, base_len; NULL when the body is no delta: then the
+ * base is read from this store). where names its origin in messages ("from worker
+ * east-1"). *data is the reader's, valid until its next call. BQ_E_IO "chunk ID: WHY",
+ * BQ_E_KEY, BQ_E_NOMEM. */
 int store_reader_open(store_reader_t *r, const uint8_t id[STORE_CHUNK_ID_BYTES],
-                      const uint8_t *body, size_t len, const char *where, const uint8_t **data,
-                      size_t *dlen, bq_errbuf_t *e);
+                      const uint8_t *body, size_t len, const uint8_t *base_body,
+                      size_t base_len, const char *where, const uint8_t **data, size_t *dlen,
+                      bq_errbuf_t *e);
 
 /* ---- a store served to peers, and a view of a peer's store (store/export.c) ------------- */
 
@@ -367,7 +382,8 @@ typedef struct {
 
 typedef struct {
     uint64_t backups;          /* manifests read (mark) */
-    uint64_t live_chunks;      /* distinct chunk ids the manifests reference */
+    uint64_t live_chunks;      /* distinct chunk ids the manifests reference, with bases */
+    uint64_t bases_kept;       /* of those: bases of live deltas no manifest references */
     uint64_t chunks_removed;   /* index entries of chunks no manifest references, deleted */
     uint64_t packs;            /* packs present when the sweep started */
     uint64_t packs_deleted;    /* packs with nothing live (unreferenced, torn), removed */
@@ -398,8 +414,8 @@ typedef struct {
  *   3. holding refs.lock exclusively (writers wait at their next lookup, for as long as this
  *      step takes: about a second per million index entries): list the packs; add the live
  *      sessions' noted chunks to the live set and their packs to a busy set; mark the
- *      manifests committed since step 2; delete the index entries of chunks outside the live
- *      set (chunks_removed); remove the notes of dead sessions;
+ *      manifests committed since step 2; add the base of every live delta (bases_kept);
+ *      delete the index entries of chunks outside the live set (chunks_removed); remove the notes of dead sessions;
  *   4. sweep every pack listed in step 3 but the busy ones: a pack no index entry points into
  *      (all dead, torn by a killed writer, or left by an interrupted repack) is unlinked, then
  *      its directory fsynced; a pack whose live bytes are below repack_below of its size has

@@ -49,6 +49,7 @@ typedef struct {
     const char *dir;
     store_index_t *idx;
     store_chunk_ctx_t *ctx;
+    store_reader_t *rd; /* the bases of delta records */
     store_verify_fn fn;
     void *arg;
     store_verify_stats_t st;
@@ -295,9 +296,24 @@ static int open_body(verify_t *v, const uint8_t id[STORE_CHUNK_ID_BYTES], uint64
         rc = key_get(v, head.key_id, &dk, why);
     if (rc == 0)
         rc = grow(&v->plain, &v->plain_cap, head.raw_len, why);
+    /* A delta opens only with its base: one that is missing or damaged makes it damaged. */
+    const uint8_t *base = NULL;
+    size_t base_len = 0;
+    if (rc == 0 && head.delta) {
+        bq_errbuf_t bwhy = {{0}};
+        if (!v->rd)
+            rc = store_reader_new(v->s, &v->rd, why);
+        if (rc == 0 && (rc = store_reader_chunk(v->rd, head.base, &base, &base_len, &bwhy)) != 0) {
+            if (rc != BQ_E_NOMEM)
+                rc = BQ_E_IO;
+            char hex[STORE_CHUNK_ID_HEX];
+            bq_fail(why, rc, "chunk %s %s is a delta whose base cannot be read: %s",
+                    store_id_hex(id, hex), where, bwhy.msg);
+        }
+    }
     if (rc == 0)
-        rc = store_chunk_open(v->ctx, id, dk, body, body_len, v->plain, v->plain_cap, &plain_len,
-                              where, why);
+        rc = store_chunk_open_delta(v->ctx, id, dk, body, body_len, base, base_len, v->plain,
+                                    v->plain_cap, &plain_len, where, why);
     return rc;
 }
 
@@ -681,6 +697,7 @@ int store_verify(store_t *s, store_verify_fn fn, void *arg, store_verify_stats_t
     if (st)
         *st = v.st;
     store_chunk_ctx_destroy(&v.ctx);
+    store_reader_destroy(&v.rd);
     if (v.keys)
         sodium_free(v.keys); /* wipes */
     if (v.plain) {

@@ -61,6 +61,7 @@ typedef struct {
 typedef struct {
     store_reader_t *rd;
     peer_client_t *pc;
+    peer_client_t *pcb; /* the bases of delta chunks, one at a time (made when needed) */
 } rsrc_t;
 
 typedef struct {
@@ -533,11 +534,27 @@ static int chunk_get(rs_t *r, rsrc_t *src, const uint8_t *id, const uint8_t **da
     const uint8_t *body = NULL;
     size_t blen = 0;
     int rc = peer_chunk_next(src->pc, id, &body, &blen, e);
-    if (rc == 0) {
-        atomic_fetch_add(&r->peer_bytes, blen);
-        rc = store_reader_open(src->rd, id, body, blen, r->where, data, len, e);
+    if (rc != 0)
+        return rc;
+    atomic_fetch_add(&r->peer_bytes, blen);
+    /* A delta: its base from the same peer, on a client of its own (the first one's queue
+     * runs ahead). */
+    uint8_t base[BQ_CHUNK_ID_BYTES];
+    const uint8_t *bbody = NULL;
+    size_t bblen = 0;
+    if (store_chunk_body_base(body, blen, base)) {
+        if (!src->pcb)
+            rc = peer_client_new(r->ctx->zctx, r->job->peer_worker, r->job->peer_endpoint,
+                                 r->job->peer_public_key, r->ctx->keys, &src->pcb, e);
+        if (rc == 0)
+            rc = peer_chunks_want(src->pcb, base, 1, e);
+        if (rc == 0)
+            rc = peer_chunk_next(src->pcb, base, &bbody, &bblen, e);
+        if (rc != 0)
+            return rc;
+        atomic_fetch_add(&r->peer_bytes, bblen);
     }
-    return rc;
+    return store_reader_open(src->rd, id, body, blen, bbody, bblen, r->where, data, len, e);
 }
 
 /* This thread's reader (and peer client): rsrc_done frees them. */
@@ -555,6 +572,7 @@ static void rsrc_done(rsrc_t *src)
 {
     store_reader_destroy(&src->rd);
     peer_client_destroy(&src->pc);
+    peer_client_destroy(&src->pcb);
 }
 
 /* Start writing back [off, off + len) of fd now, without waiting: the restore ends with a

@@ -20,13 +20,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size)
         memcpy(copy, data, size);
     int rc = store_index_loc_decode(copy, size, &loc, &e);
-    if (size != STORE_INDEX_VALUE_LEN) {
+    if (size != STORE_INDEX_VALUE_LEN && size != STORE_INDEX_VALUE_DELTA_LEN) {
         if (rc != BQ_E_IO)
             abort();
     } else if (rc == 0) {
-        uint8_t again[STORE_INDEX_VALUE_LEN];
-        store_index_loc_encode(&loc, again);
-        if (memcmp(again, copy, sizeof again) != 0 || loc.offset < STORE_PACK_HEADER_LEN ||
+        uint8_t again[STORE_INDEX_VALUE_MAX];
+        if (store_index_loc_encode(&loc, again) != size ||
+            memcmp(again, copy, size) != 0 || loc.offset < STORE_PACK_HEADER_LEN ||
             loc.rec_len < STORE_PACK_RECORD_OVERHEAD || loc.rec_len > STORE_PACK_REC_MAX ||
             loc.offset > UINT64_MAX - loc.rec_len)
             abort();

@@ -2,6 +2,7 @@
  * key, backup round trips for each compression, dedup, abort, existing ids, a damaged pack,
  * the lock, and the store's figures. */
 #include "fsutil.h"
+#include "index.h"
 #include "pack.h"
 #include "store.h"
 
@@ -831,6 +832,158 @@ static void test_delete(void **state)
     free(own[1].data);
 }
 
+/* ---- deltas (docs/store.md, "Deltas") ---- */
+
+/* 8 KiB pages of compressible, distinct text (a relation file, roughly). */
+static void fill_pages(uint8_t *p, size_t n, uint64_t seed)
+{
+    static const char words[] = "barque postgres page tuple heap index wal lsn xid ";
+    uint64_t x = seed * 0x9e3779b97f4a7c15ull + 1;
+    for (size_t i = 0; i < n; i++) {
+        if (i % 8 == 0) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+        }
+        p[i] = (uint8_t)words[(x >> ((i % 8) * 5)) % (sizeof words - 1)];
+    }
+}
+
+/* A few tuples change in one page of every chunk, as pgbench's updates do. */
+static void touch_pages(uint8_t *p, size_t n, unsigned round)
+{
+    for (size_t off = 0; off + CS <= n; off += CS)
+        for (size_t k = 0; k < 96; k++)
+            p[off + 8192 * ((off / CS + round) % 8) + 200 + k * 3] ^= (uint8_t)(0x5a + round);
+}
+
+static void index_base_of(store_t *s, const uint8_t *data, uint8_t base[STORE_CHUNK_ID_BYTES],
+                          int *delta)
+{
+    bq_errbuf_t e = {{0}};
+    store_chunk_ctx_t *ctx = NULL;
+    OK(store_chunk_ctx_for(s, &ctx, &e));
+    uint8_t id[STORE_CHUNK_ID_BYTES];
+    assert_int_equal(store_chunk_ctx_id(ctx, data, CS, id), 0);
+    store_chunk_ctx_destroy(&ctx);
+    store_index_loc_t loc;
+    OK(store_index_get(store_index_handle(s), id, &loc, &e));
+    *delta = (loc.flags & STORE_INDEX_F_DELTA) != 0;
+    memcpy(base, loc.base, STORE_CHUNK_ID_BYTES);
+}
+
+static void chunk_id_of(store_t *s, const uint8_t *data, uint8_t id[STORE_CHUNK_ID_BYTES])
+{
+    bq_errbuf_t e = {{0}};
+    store_chunk_ctx_t *ctx = NULL;
+    OK(store_chunk_ctx_for(s, &ctx, &e));
+    assert_int_equal(store_chunk_ctx_id(ctx, data, CS, id), 0);
+    store_chunk_ctx_destroy(&ctx);
+}
+
+static void backup_based(store_t *s, const char *id, const char *base, const tfile_t *t,
+                         size_t n, store_backup_stats_t *st)
+{
+    bq_errbuf_t e = {{0}};
+    store_backup_t *bw = NULL;
+    OK(store_backup_begin(s, id, &bw, &e));
+    OK(store_backup_set_base(bw, base, &e));
+    assert_int_equal(store_backup_set_base(bw, base, &e), BQ_E_STATE); /* once */
+    OK(store_backup_meta(bw, "pg.version", "15", 2, &e));
+    for (size_t i = 0; i < n; i++)
+        write_file(bw, &t[i], 8192);
+    OK(store_backup_commit(&bw, st, &e));
+}
+
+static void test_deltas(void **state)
+{
+    fixture_t *f = *state;
+    bq_errbuf_t e = {{0}};
+    store_t *s = open_store(f, NULL);
+    const size_t n = 16 * (size_t)CS;
+    uint8_t *v1 = malloc(n), *v2 = malloc(n), *v3 = malloc(n);
+    assert_true(v1 && v2 && v3);
+    fill_pages(v1, n, 7);
+    tfile_t t1[1] = {{"base/5/16384", v1, n}};
+    store_backup_stats_t st1, st;
+    backup_tree(s, "d1", t1, 1, 8192, &st1);
+    assert_int_equal(st1.new_chunks, 16);
+    assert_int_equal(st1.delta_chunks, 0);
+
+    /* d2 against d1: every chunk changed a little (deltas); a new file and a chunk past the
+     * base's end have no base (stored whole). */
+    memcpy(v2, v1, n);
+    touch_pages(v2, n, 1);
+    uint8_t *grown = malloc(n + CS);
+    assert_non_null(grown);
+    memcpy(grown, v2, n);
+    fill_pages(grown + n, CS, 99);
+    tfile_t t2[2] = {{"base/5/16384", grown, n + CS}, {"base/5/new", random_bytes(2 * CS), 2 * CS}};
+    backup_based(s, "d2", "d1", t2, 2, &st);
+    assert_int_equal(st.new_chunks, 19);
+    assert_int_equal(st.delta_chunks, 16);
+    assert_int_equal(st.base_errors, 0);
+    print_message("deltas: d1 stored %" PRIu64 " bytes; d2's 16 deltas %" PRIu64 " bytes\n",
+                  st1.new_bytes, st.delta_bytes);
+    assert_true(st.delta_bytes * 4 < st1.new_bytes);
+    read_check(s, "d2", t2, 2);
+
+    /* d3 against d2, whose chunks are deltas: d3's bases are d1's chunks (one level). */
+    memcpy(v3, v2, n);
+    touch_pages(v3, n, 2);
+    tfile_t t3[1] = {{"base/5/16384", v3, n}};
+    backup_based(s, "d3", "d2", t3, 1, &st);
+    assert_int_equal(st.new_chunks, 16);
+    assert_int_equal(st.delta_chunks, 16);
+    for (size_t off = 0; off < n; off += CS) {
+        uint8_t base[STORE_CHUNK_ID_BYTES], want[STORE_CHUNK_ID_BYTES];
+        int delta = 0;
+        index_base_of(s, v3 + off, base, &delta);
+        assert_true(delta);
+        chunk_id_of(s, v1 + off, want);
+        assert_memory_equal(base, want, STORE_CHUNK_ID_BYTES);
+    }
+    read_check(s, "d3", t3, 1);
+
+    /* Bad calls: a base the store lacks; a base after the first file. */
+    store_backup_t *bw = NULL;
+    OK(store_backup_begin(s, "d4", &bw, &e));
+    assert_int_equal(store_backup_set_base(bw, "nope", &e), BQ_E_NOTFOUND);
+    assert_non_null(strstr(e.msg, "backup nope does not exist"));
+    write_file(bw, &t3[0], CS);
+    assert_int_equal(store_backup_set_base(bw, "d1", &e), BQ_E_STATE);
+    OK(store_backup_commit(&bw, &st, &e));
+    assert_int_equal(st.delta_chunks, 0);
+    OK(store_backup_delete(s, "d4", &e));
+
+    /* With d1 and d2 gone, GC keeps d1's chunks that d3's deltas need, and d3 reads and
+     * verifies clean. */
+    OK(store_backup_delete(s, "d1", &e));
+    OK(store_backup_delete(s, "d2", &e));
+    store_gc_stats_t gs;
+    OK(store_gc_run(s, NULL, &gs, &e));
+    assert_int_equal(gs.bases_kept, 16);
+    assert_int_equal(gs.live_chunks, 32);
+    read_check(s, "d3", t3, 1);
+    store_verify_stats_t vs;
+    OK(store_verify(s, NULL, NULL, &vs, &e));
+    assert_int_equal(vs.problems, 0);
+
+    /* The last one gone: nothing is kept. */
+    OK(store_backup_delete(s, "d3", &e));
+    OK(store_gc_run(s, NULL, &gs, &e));
+    assert_int_equal(gs.live_chunks, 0);
+    store_stats_t ss;
+    OK(store_stats(s, &ss, &e));
+    assert_int_equal(ss.chunks, 0);
+    store_close(&s);
+    free(v1);
+    free(v2);
+    free(v3);
+    free(grown);
+    free(t2[1].data);
+}
+
 /* A backup larger than a pack: the pack is synced, indexed and closed at ~64 MiB and the
  * next chunks go to a new one; chunks of the first pack are found in the index afterwards. */
 static void test_pack_rotation(void **state)
@@ -890,6 +1043,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_list_and_stats, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pack_rotation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delete, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deltas, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

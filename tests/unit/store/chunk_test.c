@@ -387,7 +387,7 @@ static void test_bad_headers(void **state)
         int none_body; /* body length: raw_len + 49, else the zstd body's */
         const char *why;
     } cases[] = {
-        {3, 8192, 0, "unknown compression 3"},
+        {4, 8192, 0, "unknown compression 4"},
         {255, 8192, 0, "unknown compression 255"},
         {0, (16u << 20) + 1, 0, "raw length 16777217 is above the 16777216-byte limit"},
         {1, 0xffffffffu, 0, "raw length 4294967295 is above the 16777216-byte limit"},
@@ -530,12 +530,97 @@ static void test_hex_and_names(void **state)
     assert_int_equal(store_chunk_seal_bound(0), 49);
 }
 
+/* Deltas: a chunk sealed against a base opens only with that base; every flipped bit of the
+ * body (the base id in its header included) is damage; one not worth keeping is refused. */
+static void test_delta(void **state)
+{
+    fixture_t *f = *state;
+    const size_t len = 65536;
+    uint8_t *base = malloc(len), *other = malloc(len);
+    assert_true(base && other);
+    fill_text(base, len);
+    /* a base that starts like a zstd dictionary is still raw content */
+    base[0] = 0x37, base[1] = 0xa4, base[2] = 0x30, base[3] = 0xec;
+    memcpy(f->data, base, len);
+    for (size_t i = 0; i < 40; i++)
+        f->data[1000 + i * 1500] ^= 0x21;
+    uint8_t id[32], base_id[32];
+    assert_int_equal(store_chunk_id(f->idkey, f->data, len, id), 0);
+    assert_int_equal(store_chunk_id(f->idkey, base, len, base_id), 0);
+    bq_errbuf_t e = {{0}};
+    size_t full = 0, blen = 0, got = 0;
+    assert_int_equal(store_chunk_seal(f->ctx, id, &f->dk, STORE_COMP_ZSTD, 3, f->data, len,
+                                      f->body, store_chunk_seal_bound(len), &full, &e), 0);
+    assert_int_equal(store_chunk_seal_delta(f->ctx, id, &f->dk, 3, f->data, len, base_id, base,
+                                            len, full, f->body, store_chunk_seal_bound(len),
+                                            &blen, &e), 0);
+    print_message("delta: %zu bytes sealed whole, %zu as a delta\n", full, blen);
+    assert_true(blen * 4 < full);
+    uint8_t got_base[32];
+    assert_int_equal(store_chunk_body_base(f->body, blen, got_base), 1);
+    assert_memory_equal(got_base, base_id, 32);
+    store_chunk_head_t h;
+    assert_int_equal(store_chunk_head(id, f->body, blen, &h, NULL, &e), 0);
+    assert_int_equal(h.comp, STORE_COMP_ZSTD_DELTA);
+    assert_true(h.delta);
+    assert_int_equal(h.raw_len, len);
+    assert_int_equal(store_chunk_open_delta(f->ctx, id, &f->dk, f->body, blen, base, len, f->out,
+                                            BIG, &got, NULL, &e), 0);
+    assert_int_equal(got, len);
+    assert_memory_equal(f->out, f->data, len);
+    /* the context is clean afterwards: a plain chunk opens */
+    size_t plen = 0;
+    uint8_t *plain = malloc(store_chunk_seal_bound(len));
+    assert_non_null(plain);
+    assert_int_equal(store_chunk_seal(f->ctx, base_id, &f->dk, STORE_COMP_ZSTD, 3, base, len,
+                                      plain, store_chunk_seal_bound(len), &plen, &e), 0);
+    assert_int_equal(store_chunk_body_base(plain, plen, got_base), 0);
+    assert_int_equal(store_chunk_open(f->ctx, base_id, &f->dk, plain, plen, f->out, BIG, &got,
+                                      NULL, &e), 0);
+    assert_memory_equal(f->out, base, len);
+
+    /* without its base, or with another one: damage naming the chunk */
+    char hex[STORE_CHUNK_ID_HEX];
+    store_id_hex(id, hex);
+    assert_int_equal(store_chunk_open(f->ctx, id, &f->dk, f->body, blen, f->out, BIG, &got, NULL,
+                                      &e), BQ_E_IO);
+    assert_non_null(strstr(e.msg, "opened without that base"));
+    fill_text(other, len);
+    assert_int_equal(store_chunk_open_delta(f->ctx, id, &f->dk, f->body, blen, other, len,
+                                            f->out, BIG, &got, NULL, &e), BQ_E_IO);
+    assert_non_null(strstr(e.msg, hex));
+    for (size_t bit = 0; bit < blen * 8; bit += 7) {
+        uint8_t *bad = malloc(blen);
+        assert_non_null(bad);
+        memcpy(bad, f->body, blen);
+        bad[bit / 8] ^= (uint8_t)(1u << (bit % 8));
+        int rc = store_chunk_open_delta(f->ctx, id, &f->dk, bad, blen, base, len, f->out,
+                                        STORE_CHUNK_RAW_MAX, &got, NULL, &e);
+        if (rc == 0)
+            fail_msg("flipped bit %zu of a %zu-byte delta body opened", bit, blen);
+        assert_true(rc == BQ_E_IO || (rc == BQ_E_KEY && bit / 8 >= 1 && bit / 8 < 5));
+        free(bad);
+    }
+    /* not worth it: no delta shorter than max_body */
+    assert_int_equal(store_chunk_seal_delta(f->ctx, id, &f->dk, 3, f->data, len, base_id, base,
+                                            len, blen, f->body, store_chunk_seal_bound(len),
+                                            &blen, &e), 1);
+    /* against itself: refused */
+    assert_int_equal(store_chunk_seal_delta(f->ctx, id, &f->dk, 3, f->data, len, id, base, len,
+                                            full, f->body, store_chunk_seal_bound(len), &blen,
+                                            &e), BQ_E_INVAL);
+    free(plain);
+    free(base);
+    free(other);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_id_is_hmac_sha256, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dedup_property, setup, teardown),
         cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_delta, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wrong_data_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_flipped_bits_and_truncation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_id_mismatch, setup, teardown),

@@ -79,7 +79,7 @@ static store_index_loc_t make_loc(uint64_t n)
         .offset = STORE_PACK_HEADER_LEN + (n % 1000) * 4096,
         .rec_len = (uint32_t)(STORE_PACK_RECORD_OVERHEAD + n % 5000),
         .raw_len = (uint32_t)(n * 3),
-        .flags = (uint32_t)(n & 7),
+        .flags = (uint32_t)(n & 6), /* bit 0 is STORE_INDEX_F_DELTA */
     };
 }
 
@@ -102,6 +102,8 @@ static void assert_loc_equal(const store_index_loc_t *a, const store_index_loc_t
     assert_int_equal(a->rec_len, b->rec_len);
     assert_int_equal(a->raw_len, b->raw_len);
     assert_int_equal(a->flags, b->flags);
+    if (a->flags & STORE_INDEX_F_DELTA)
+        assert_memory_equal(a->base, b->base, STORE_CHUNK_ID_BYTES);
 }
 
 static store_index_t *open_ok(const fixture_t *f, uint64_t initial, uint64_t max, unsigned flags)
@@ -145,9 +147,9 @@ static void test_value_codec(void **state)
 {
     (void)state;
     store_index_loc_t loc = {0x0102030405060708ULL, 0x1112131415161718ULL, 0x21222324u,
-                             0x31323334u, 0x41424344u};
+                             0x31323334u, 0x41424344u, {0}};
     uint8_t v[STORE_INDEX_VALUE_LEN];
-    store_index_loc_encode(&loc, v);
+    assert_int_equal(store_index_loc_encode(&loc, v), STORE_INDEX_VALUE_LEN);
     static const uint8_t want[STORE_INDEX_VALUE_LEN] = {
         0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01, 0x18, 0x17, 0x16, 0x15, 0x14, 0x13,
         0x12, 0x11, 0x24, 0x23, 0x22, 0x21, 0x34, 0x33, 0x32, 0x31, 0x44, 0x43, 0x42, 0x41};
@@ -164,15 +166,31 @@ static void test_value_codec(void **state)
     assert_int_equal(store_index_loc_decode(v, sizeof v, &got, &e), 0);
     assert_loc_equal(&got, &loc);
 
+    /* A delta: 60 bytes, the base after the flags; the flag and the length must agree. */
+    store_index_loc_t d = loc;
+    d.flags = STORE_INDEX_F_DELTA;
+    for (size_t i = 0; i < STORE_CHUNK_ID_BYTES; i++)
+        d.base[i] = (uint8_t)(0xa0 + i);
+    uint8_t dv[STORE_INDEX_VALUE_MAX];
+    assert_int_equal(store_index_loc_encode(&d, dv), STORE_INDEX_VALUE_DELTA_LEN);
+    assert_memory_equal(dv + STORE_INDEX_VALUE_LEN, d.base, STORE_CHUNK_ID_BYTES);
+    assert_int_equal(store_index_loc_decode(dv, sizeof dv, &got, &e), 0);
+    assert_loc_equal(&got, &d);
+    assert_int_equal(store_index_loc_decode(dv, STORE_INDEX_VALUE_LEN, &got, &e), BQ_E_IO);
+    assert_string_equal(e.msg, "index value of 28 bytes with the delta flag");
+    memcpy(dv, v, STORE_INDEX_VALUE_LEN); /* no flag, 60 bytes */
+    assert_int_equal(store_index_loc_decode(dv, sizeof dv, &got, &e), BQ_E_IO);
+    assert_string_equal(e.msg, "index value of 60 bytes without the delta flag");
+
     static const struct {
         size_t len;
         uint64_t offset;
         uint32_t rec_len;
         const char *msg;
     } bad[] = {
-        {0, 32, 44, "index value of 0 bytes, expected 28"},
-        {27, 32, 44, "index value of 27 bytes, expected 28"},
-        {29, 32, 44, "index value of 29 bytes, expected 28"},
+        {0, 32, 44, "index value of 0 bytes, expected 28 or 60"},
+        {27, 32, 44, "index value of 27 bytes, expected 28 or 60"},
+        {29, 32, 44, "index value of 29 bytes, expected 28 or 60"},
         {28, 31, 44, "index value names an impossible record: offset 31 is inside the pack "
                      "header"},
         {28, 32, 43, "index value names an impossible record: record length 43 out of range "
@@ -506,7 +524,7 @@ static void write_packs(const fixture_t *f, store_index_t *idx, int npacks, int 
             body[1] = (uint8_t)(raw >> 8);
             body[2] = (uint8_t)(raw >> 16);
             body[3] = (uint8_t)(raw >> 24);
-            body[4] = (uint8_t)(chunk & 3);
+            body[4] = (uint8_t)(chunk & 6); /* not the delta flag */
             memset(body + 5, (int)chunk, len - 5);
             store_index_entry_t *x = &en[n];
             make_id(chunk, x->id);
@@ -755,7 +773,7 @@ static void test_damaged_value(void **state)
     char h[65], want[700];
     hex(en.id, h);
     snprintf(want, sizeof want, "index %s is damaged (chunk %s: index value of 27 bytes, "
-             "expected 28): " HINT, f->dir, h);
+             "expected 28 or 60): " HINT, f->dir, h);
     store_index_loc_t loc;
     assert_int_equal(store_index_get(idx, en.id, &loc, &e), BQ_E_IO);
     assert_string_equal(e.msg, want);
