@@ -178,6 +178,10 @@ typedef struct {
     char peer_worker[BQ_NAME_MAX];       /* the holder ("" = the restoring worker's store) */
     char peer_endpoint[BQ_ENDPOINT_MAX]; /* its data endpoint */
     char peer_public_key[48];            /* its CURVE public key, Z85 (40 characters) */
+    /* backup: a DONE backup of the same cluster that the worker's store holds; new chunks
+     * may be stored as deltas against its chunks ("" = none; set by the coordinator at
+     * each offer; a valid backup id when set) */
+    char delta_from[BQ_BACKUP_ID_MAX];
 } bq_job_t;
 
 typedef struct {

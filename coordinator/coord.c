@@ -327,18 +327,55 @@ static void job_release(coord_t *c, job_state_t *s)
 
 /* ---- backups in the catalog ---------------------------------------------------------- */
 
+static int name_in_list(const char *list, const char *name);
+
+typedef struct {
+    const char *worker;            /* whose store must hold it */
+    char id[BQ_BACKUP_ID_MAX];     /* the newest so far ("" = none) */
+} delta_base_t;
+
+static int delta_base_visit(const bq_backup_t *b, void *arg)
+{
+    delta_base_t *d = arg;
+    if (b->state == BQ_BACKUP_DONE && name_in_list(b->stores, d->worker) &&
+        strcmp(b->id, d->id) > 0)
+        snprintf(d->id, sizeof d->id, "%s", b->id);
+    return 0;
+}
+
+/* j->delta_from for the attempt being offered: the newest (by id, = by time) DONE backup of
+ * j->cluster whose stores include j->worker, else "". A catalog that cannot be read for it
+ * leaves it "" with a warning: the backup goes on without a base. */
+static void delta_base_pick(catalog_txn_t *t, bq_job_t *j)
+{
+    j->delta_from[0] = '\0';
+    delta_base_t d = {.worker = j->worker};
+    bq_errbuf_t e;
+    int rc = catalog_backup_each(t, j->cluster, delta_base_visit, &d, &e);
+    if (rc < 0) {
+        bq_warn(COMP, j->id, "backup of cluster %s: could not look for a base for deltas in the "
+                "catalog, going on without one: %s", j->cluster, e.msg);
+        return;
+    }
+    snprintf(j->delta_from, sizeof j->delta_from, "%s", d.id);
+}
+
 /* A backup job is being offered (job j, already ASSIGNED in this batch): give this attempt a
- * new backup id, record Backup{STARTED} and the id in the job, all in the batch. On failure
- * e says why; the batch itself has failed only when c->batch_failed is set. */
+ * new backup id and a base for deltas (delta_from, "" = none), record Backup{STARTED} and
+ * both in the job, all in the batch. On failure e says why; the batch itself has failed only
+ * when c->batch_failed is set. */
 static int backup_begin(coord_t *c, bq_job_t *j, bq_errbuf_t *e)
 {
     catalog_txn_t *t = wtxn(c);
     if (!t)
         return bq_fail(e, c->batch_failed, "%s", c->batch_err.msg);
+    j->delta_from[0] = '\0'; /* each attempt picks its own (the last one's may be gone) */
     static bq_backup_t b; /* ~2 KiB: off the stack; the loop is single-threaded */
     memset(&b, 0, sizeof b);
     int64_t now = bq_wall_ms();
     int rc = catalog_backup_id_new(t, j->cluster, now, b.id, e);
+    if (rc == 0)
+        delta_base_pick(t, j);
     if (rc == 0) {
         b.state = BQ_BACKUP_STARTED;
         snprintf(b.cluster, sizeof b.cluster, "%s", j->cluster);
@@ -630,10 +667,11 @@ static void job_offer(coord_t *c, job_state_t *s, int wi)
     s->worker = wi;
     s->lease_deadline = bq_mono_ms() + c->cfg.job_lease_ms;
     w->assigned++;
-    bq_info(COMP, s->id, "assigned %s job (attempt %u%s%s) to worker %s after %lld ms queued",
+    int base = j->type == BQ_JOB_BACKUP && j->delta_from[0];
+    bq_info(COMP, s->id, "assigned %s job (attempt %u%s%s%s%s) to worker %s after %lld ms queued",
             bq_job_type_name(j->type), j->attempt, j->type == BQ_JOB_BACKUP ? ", backup " : "",
-            j->type == BQ_JOB_BACKUP ? j->backup_id : "", w->rec.name,
-            (long long)(bq_mono_ms() - s->queued_mono));
+            j->type == BQ_JOB_BACKUP ? j->backup_id : "", base ? ", deltas against " : "",
+            base ? j->delta_from : "", w->rec.name, (long long)(bq_mono_ms() - s->queued_mono));
     bq_msg_t m = {.type = BQ_MSG_JOB_OFFER, .seq = ++c->seq};
     m.u.job = j;
     out_push(c, &w->peer, &m, 0);

@@ -10,8 +10,9 @@
  * Limits checked both ways, so that what one side encodes the other side decodes:
  * strings must fit their C field with the NUL and hold no NUL byte inside (refused,
  * never truncated), counts must fit their arrays, job type/state and backup state must be
- * known values, and a whole message must be at most BQ_MSG_MAX bytes. Unknown fields are
- * ignored (fields are only ever added).
+ * known values, Job.delta_from must be empty or a backup id (bq_backup_id_valid), and a
+ * whole message must be at most BQ_MSG_MAX bytes. Unknown fields are ignored (fields are
+ * only ever added).
  *
  * proto_msg_decode and proto_msg_error zero the bq_msg_t they are given without freeing
  * it (it may be uninitialised): clear a decoded message before reusing it. */
@@ -429,8 +430,12 @@ static int codec_job_to_pb(codec_arena_t *a, const bq_job_t *c, Barque__Job *pb,
         (rc = STR_PUT("Job", checkpoint)) < 0 || (rc = STR_PUT("Job", dest)) < 0 ||
         (rc = STR_PUT("Job", tablespaces)) < 0 || (rc = STR_PUT("Job", owner)) < 0 ||
         (rc = STR_PUT("Job", pin_worker)) < 0 || (rc = STR_PUT("Job", peer_worker)) < 0 ||
-        (rc = STR_PUT("Job", peer_endpoint)) < 0 || (rc = STR_PUT("Job", peer_public_key)) < 0)
+        (rc = STR_PUT("Job", peer_endpoint)) < 0 || (rc = STR_PUT("Job", peer_public_key)) < 0 ||
+        (rc = STR_PUT("Job", delta_from)) < 0)
         return rc;
+    if (c->delta_from[0] && !bq_backup_id_valid(c->delta_from))
+        return bq_fail(e, BQ_E_INVAL, "Job.delta_from \"%s\" is not a backup id (YYYYMMDDTHHMMSS)",
+                       c->delta_from);
     pb->delta = !!c->delta;
     if (c->has_restore) {
         Barque__RestoreResult *rr = ARENA_NEW(a, Barque__RestoreResult);
@@ -488,8 +493,11 @@ static int codec_job_from_pb(const Barque__Job *pb, bq_job_t *c, bq_errbuf_t *e)
         (rc = STR_GET("Job", checkpoint)) < 0 || (rc = STR_GET("Job", dest)) < 0 ||
         (rc = STR_GET("Job", tablespaces)) < 0 || (rc = STR_GET("Job", owner)) < 0 ||
         (rc = STR_GET("Job", pin_worker)) < 0 || (rc = STR_GET("Job", peer_worker)) < 0 ||
-        (rc = STR_GET("Job", peer_endpoint)) < 0 || (rc = STR_GET("Job", peer_public_key)) < 0)
+        (rc = STR_GET("Job", peer_endpoint)) < 0 || (rc = STR_GET("Job", peer_public_key)) < 0 ||
+        (rc = STR_GET("Job", delta_from)) < 0)
         return rc;
+    if (c->delta_from[0] && !bq_backup_id_valid(c->delta_from))
+        return bq_fail(e, BQ_E_PROTO, "Job.delta_from is not a backup id (YYYYMMDDTHHMMSS)");
     c->delta = !!pb->delta;
     if (pb->restore) {
         if ((rc = codec_restore_from_pb(pb->restore, &c->restore, e)) < 0)

@@ -249,6 +249,30 @@ void jobs_backup(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res)
         goto done;
     if ((rc = store_backup_begin(ctx->store, id, &b.bw, &e)) != 0)
         goto done;
+    if (job->delta_from[0]) {
+        /* A base the store cannot use costs only the deltas, never the backup; out of memory
+         * fails it as elsewhere (retryable). */
+        bq_errbuf_t be = {{0}};
+        int brc = store_backup_set_base(b.bw, job->delta_from, &be);
+        if (brc != 0 && !be.msg[0])
+            snprintf(be.msg, sizeof be.msg, "%s", bq_err_text(brc));
+        if (brc == BQ_E_NOMEM) {
+            rc = bq_fail(&e, brc, "could not use backup %s as the base for deltas: %s",
+                         job->delta_from, be.msg);
+            goto done;
+        }
+        if (brc == BQ_E_NOTFOUND)
+            bq_warn(COMP, job->id, "backup %s of %s: base backup %s is not in this worker's "
+                    "store (%s); going on without deltas", id, job->cluster, job->delta_from,
+                    be.msg);
+        else if (brc != 0)
+            bq_warn(COMP, job->id, "backup %s of %s: could not use backup %s as the base for "
+                    "deltas (%s: %s); going on without deltas", id, job->cluster,
+                    job->delta_from, bq_err_name(brc), be.msg);
+        else
+            bq_info(COMP, job->id, "backup %s of %s: new chunks may be deltas against backup %s",
+                    id, job->cluster, job->delta_from);
+    }
 
     pg_bb_opts_t bo;
     pg_bb_opts_init(&bo);

@@ -92,6 +92,7 @@ static void job_full(bq_job_t *j)
     FILL_MAX(j->del.gc_note, 9);
     j->del.chunks_removed = UINT64_MAX;
     j->del.bytes_reclaimed = 1ULL << 40;
+    snprintf(j->delta_from, sizeof j->delta_from, "20991231T235959");
 }
 
 static void backup_full(bq_backup_t *b, char seed)
@@ -338,7 +339,15 @@ static void test_job_offer(void **state)
     snprintf(in.u.job->checkpoint, sizeof in.u.job->checkpoint, "spread");
     roundtrip(&in, &out);
     assert_memory_equal(out.u.job, in.u.job, sizeof(bq_job_t));
+    assert_string_equal(out.u.job->delta_from, "");
     proto_msg_clear(&out);
+    /* ... with a base for deltas */
+    snprintf(in.u.job->delta_from, sizeof in.u.job->delta_from, "20240228T120000");
+    roundtrip(&in, &out);
+    assert_memory_equal(out.u.job, in.u.job, sizeof(bq_job_t));
+    assert_string_equal(out.u.job->delta_from, "20240228T120000");
+    proto_msg_clear(&out);
+    memset(in.u.job->delta_from, 0, sizeof in.u.job->delta_from);
     in.u.job->type = BQ_JOB_RESTORE;
     FILL_MAX(in.u.job->dest, 1);
     roundtrip(&in, &out);
@@ -669,6 +678,14 @@ static void test_records(void **state)
     }
     j->type = (bq_job_type_t)(BQ_JOB_DELETE + 1);
     assert_int_equal(proto_job_encode(j, &buf, &len, &e), BQ_E_INVAL);
+    /* delta_from: empty or a backup id, refused on encode as on decode */
+    job_full(j);
+    snprintf(j->delta_from, sizeof j->delta_from, "20240101T000000");
+    assert_int_equal(proto_job_encode(j, &buf, &len, &e), 0);
+    free(buf);
+    snprintf(j->delta_from, sizeof j->delta_from, "20241301T000000"); /* month 13 */
+    assert_int_equal(proto_job_encode(j, &buf, &len, &e), BQ_E_INVAL);
+    assert_non_null(strstr(e.msg, "Job.delta_from"));
     free(j);
     free(j2);
 
@@ -1155,6 +1172,24 @@ static bytes_t bad_job_type(void) { return job_offer_with(7, 1); }
 static bytes_t bad_job_type_neg(void) { return job_offer_with(-1, 1); }
 static bytes_t bad_job_state(void) { return job_offer_with(1, 7); }
 
+static bytes_t job_offer_delta_from(const char *delta_from)
+{
+    Barque__Job j = BARQUE__JOB__INIT;
+    j.type = BARQUE__JOB_TYPE__JOB_BACKUP;
+    j.delta_from = (char *)delta_from;
+    return envelope(BQ_PROTO_VERSION, BQ_MSG_JOB_OFFER, &j.base);
+}
+
+static bytes_t bad_job_delta_from(void) { return job_offer_delta_from("2024-02-29T23:59"); }
+
+static bytes_t bad_long_job_delta_from(void)
+{
+    char *id = str_of(BQ_BACKUP_ID_MAX);
+    bytes_t b = job_offer_delta_from(id);
+    free(id);
+    return b;
+}
+
 /* a Job nested in a CLI reply goes through the same checks */
 static bytes_t bad_reply_job_state(void)
 {
@@ -1461,6 +1496,10 @@ static const bad_case_t bad_msgs[] = {
     {"bad job type", bad_job_type, BQ_E_PROTO, "Job.type has unknown value 7"},
     {"negative job type", bad_job_type_neg, BQ_E_PROTO, "Job.type has unknown value -1"},
     {"bad job state", bad_job_state, BQ_E_PROTO, "Job.state has unknown value 7"},
+    {"Job.delta_from not a backup id", bad_job_delta_from, BQ_E_PROTO,
+     "could not decode JOB_OFFER message seq 77: Job.delta_from is not a backup id (YYYYMMDDTHHMMSS)"},
+    {"long Job.delta_from", bad_long_job_delta_from, BQ_E_PROTO,
+     "Job.delta_from is 32 bytes, longer than its limit of 31"},
     {"bad job state in reply", bad_reply_job_state, BQ_E_PROTO,
      "could not decode CLI_REPLY message seq 77: Job.state has unknown value 100"},
     {"bad backup state", bad_backup_state, BQ_E_PROTO,
