@@ -164,6 +164,9 @@ json_t *out_backup_json(const bq_backup_t *b)
     json_object_set_new(o, "data_bytes", json_integer((json_int_t)b->data_bytes));
     json_object_set_new(o, "stored_bytes", json_integer((json_int_t)b->stored_bytes));
     json_object_set_new(o, "dedup_bytes", json_integer((json_int_t)b->dedup_bytes));
+    json_object_set_new(o, "delta_from", b->delta_from[0] ? json_string(b->delta_from) : json_null());
+    json_object_set_new(o, "delta_bytes", json_integer((json_int_t)b->delta_bytes));
+    json_object_set_new(o, "delta_chunks", json_integer((json_int_t)b->delta_chunks));
     json_object_set_new(o, "files", json_integer((json_int_t)b->files));
     json_object_set_new(o, "duration_ms", json_integer(b->duration_ms));
     json_object_set_new(o, "checksum_failures", json_integer((json_int_t)b->checksum_failures));
@@ -262,6 +265,10 @@ void out_backup_text(FILE *f, const bq_backup_t *b)
             out_bytes(b->stored_bytes, t, sizeof t), b->stored_bytes);
     fprintf(f, "  deduplicated:       %s (%" PRIu64 " bytes)\n",
             out_bytes(b->dedup_bytes, u, sizeof u), b->dedup_bytes);
+    if (b->delta_from[0])
+        fprintf(f, "  deltas:             %" PRIu64 " chunks, %s (%" PRIu64 " bytes) against "
+                "backup %s\n", b->delta_chunks, out_bytes(b->delta_bytes, u, sizeof u),
+                b->delta_bytes, b->delta_from);
     if (b->duration_ms > 0 && b->data_bytes)
         fprintf(f, "  throughput:         %.1f MB/s\n",
                 (double)b->data_bytes / 1e6 / ((double)b->duration_ms / 1000));

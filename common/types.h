@@ -103,6 +103,9 @@ typedef struct {
     uint64_t checksum_failures;     /* page checksum failures the server reported */
     char checksum_detail[BQ_DETAIL_MAX]; /* the first few: "base/5/16384 block 3, ..." */
     char error[BQ_TEXT_MAX];        /* FAILED: why */
+    char delta_from[BQ_BACKUP_ID_MAX]; /* the base of its deltas ("" = none) */
+    uint64_t delta_bytes;           /* of stored_bytes: pack bytes of chunks stored as deltas */
+    uint64_t delta_chunks;          /* chunks stored as deltas */
 } bq_backup_t;
 
 /* What a restore did (issue 4): the figures its result carries. */

@@ -440,6 +440,9 @@ static void backup_end(coord_t *c, const bq_job_t *j, uint32_t attempt, bq_backu
         b.duration_ms = figures->duration_ms;
         b.checksum_failures = figures->checksum_failures;
         memcpy(b.checksum_detail, figures->checksum_detail, sizeof b.checksum_detail);
+        memcpy(b.delta_from, figures->delta_from, sizeof b.delta_from);
+        b.delta_bytes = figures->delta_bytes;
+        b.delta_chunks = figures->delta_chunks;
     }
     if (!b.stop_ms)
         b.stop_ms = now;

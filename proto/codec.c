@@ -544,7 +544,8 @@ static int codec_backup_to_pb(codec_arena_t *a, const bq_backup_t *c, Barque__Ba
     if ((rc = STR_PUT("Backup", id)) < 0 || (rc = STR_PUT("Backup", cluster)) < 0 ||
         (rc = STR_PUT("Backup", worker)) < 0 || (rc = STR_PUT("Backup", site)) < 0 ||
         (rc = STR_PUT("Backup", wal_begin)) < 0 || (rc = STR_PUT("Backup", wal_end)) < 0 ||
-        (rc = STR_PUT("Backup", checksum_detail)) < 0 || (rc = STR_PUT("Backup", error)) < 0)
+        (rc = STR_PUT("Backup", checksum_detail)) < 0 || (rc = STR_PUT("Backup", error)) < 0 ||
+        (rc = STR_PUT("Backup", delta_from)) < 0)
         return rc;
     if ((rc = codec_list_put(a, c->stores, sizeof c->stores, "Backup", "stores", "worker name",
                              &pb->stores, &pb->n_stores, e)) < 0)
@@ -565,6 +566,8 @@ static int codec_backup_to_pb(codec_arena_t *a, const bq_backup_t *c, Barque__Ba
     pb->files = c->files;
     pb->duration_ms = c->duration_ms;
     pb->checksum_failures = c->checksum_failures;
+    pb->delta_bytes = c->delta_bytes;
+    pb->delta_chunks = c->delta_chunks;
     return 0;
 }
 
@@ -577,7 +580,8 @@ static int codec_backup_from_pb(const Barque__Backup *pb, bq_backup_t *c, bq_err
     if ((rc = STR_GET("Backup", id)) < 0 || (rc = STR_GET("Backup", cluster)) < 0 ||
         (rc = STR_GET("Backup", worker)) < 0 || (rc = STR_GET("Backup", site)) < 0 ||
         (rc = STR_GET("Backup", wal_begin)) < 0 || (rc = STR_GET("Backup", wal_end)) < 0 ||
-        (rc = STR_GET("Backup", checksum_detail)) < 0 || (rc = STR_GET("Backup", error)) < 0)
+        (rc = STR_GET("Backup", checksum_detail)) < 0 || (rc = STR_GET("Backup", error)) < 0 ||
+        (rc = STR_GET("Backup", delta_from)) < 0)
         return rc;
     if ((rc = codec_list_get(c->stores, sizeof c->stores, pb->stores, pb->n_stores, "Backup",
                              "stores", "worker name", e)) < 0)
@@ -598,6 +602,8 @@ static int codec_backup_from_pb(const Barque__Backup *pb, bq_backup_t *c, bq_err
     c->files = pb->files;
     c->duration_ms = pb->duration_ms;
     c->checksum_failures = pb->checksum_failures;
+    c->delta_bytes = pb->delta_bytes;
+    c->delta_chunks = pb->delta_chunks;
     return 0;
 }
 

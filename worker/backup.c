@@ -223,7 +223,7 @@ void jobs_backup(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res)
     bq_backup_t *out = &res->backup;
     char id[BQ_BACKUP_ID_MAX];
     int64_t t0 = bq_mono_ms(), start_ms = bq_wall_ms();
-    int rc = 0;
+    int rc = 0, based = 0;
     pg_wal_conn_t *wal = NULL;
 
     if (job->backup_id[0]) {
@@ -272,6 +272,7 @@ void jobs_backup(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res)
         else
             bq_info(COMP, job->id, "backup %s of %s: new chunks may be deltas against backup %s",
                     id, job->cluster, job->delta_from);
+        based = brc == 0;
     }
 
     pg_bb_opts_t bo;
@@ -347,6 +348,10 @@ void jobs_backup(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res)
     out->data_bytes = st.logical_bytes;
     out->stored_bytes = st.new_bytes;
     out->dedup_bytes = st.dedup_bytes;
+    if (based)
+        snprintf(out->delta_from, sizeof out->delta_from, "%s", job->delta_from);
+    out->delta_bytes = st.delta_bytes;
+    out->delta_chunks = st.delta_chunks;
     out->files = st.files;
     out->duration_ms = bq_mono_ms() - t0;
     out->checksum_failures = b.end.checksum_failures;
@@ -364,9 +369,10 @@ void jobs_backup(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res)
     b.phase = "done";
     progress(&b, 1);
     bq_info(COMP, job->id, "backup %s of %s: done in %.1f s, %" PRIu64 " files, %.1f MB read, "
-            "%.1f MB stored (%.1f MB already there)", id, job->cluster,
-            (double)out->duration_ms / 1000, out->files, (double)out->data_bytes / 1e6,
-            (double)out->stored_bytes / 1e6, (double)out->dedup_bytes / 1e6);
+            "%.1f MB stored (%.1f MB already there; %" PRIu64 " chunks as deltas, %.1f MB)", id,
+            job->cluster, (double)out->duration_ms / 1000, out->files,
+            (double)out->data_bytes / 1e6, (double)out->stored_bytes / 1e6,
+            (double)out->dedup_bytes / 1e6, out->delta_chunks, (double)out->delta_bytes / 1e6);
 done:
     store_backup_abort(&b.bw);
     pg_wal_close(&wal);

@@ -74,6 +74,11 @@ want=$(tables_hash main)
 rc=0; id2=$(backup_take db1) || rc=$?
 assert_eq 0 "$rc" "second backup: $(cat "$BQ_TMP/backup-last.err")"
 [[ $id2 > $id1 ]] || fail "backup ids do not sort by time: $id1 then $id2"
+# pgbench wrote since the first backup: the chunks it changed are stored as deltas against
+# the first backup's (docs/store.md, "Deltas"); the restore below reads them.
+assert_eq "$id1" "$(backup_field db1 "$id2" delta_from)" "the base of backup $id2's deltas"
+delta2=$(backup_field db1 "$id2" delta_chunks)
+((delta2 > 0)) || fail "backup $id2 stored no chunk as a delta"
 # With nothing written since, a third backup finds most of its data already stored.
 rc=0; id3=$(backup_take db1) || rc=$?
 assert_eq 0 "$rc" "third backup: $(cat "$BQ_TMP/backup-last.err")"

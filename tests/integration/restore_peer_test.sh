@@ -117,6 +117,23 @@ rc=0; recover_json db1 "$id" "$BQ_TMP/r3/data" --worker west-1 \
     --tablespace "ts1:$BQ_TMP/r3/ts1" >/dev/null || rc=$?
 assert_eq 0 "$rc" "recover after the hostile requests: $(cat "$BQ_TMP/recover-last.err")"
 
+# ---- 4b. a backup of deltas, restored through the peer (each delta's base comes too) -----------
+pg_psql main -c "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid % 50 = 0" >/dev/null
+want2=$(tables_hash main)
+rc=0; id2=$(backup_take db1) || rc=$?
+assert_eq 0 "$rc" "second backup of db1: $(cat "$BQ_TMP/backup-last.err")"
+assert_eq "$id" "$(backup_field db1 "$id2" delta_from)" "the base of backup $id2's deltas"
+deltas=$(backup_field db1 "$id2" delta_chunks)
+((deltas > 0)) || fail "backup $id2 stored no chunk as a delta"
+pg_dir "$BQ_TMP/r5"
+rc=0; out=$(recover_json db1 "$id2" "$BQ_TMP/r5/data" --worker west-1 \
+    --tablespace "ts1:$BQ_TMP/r5/ts1") || rc=$?
+assert_eq 0 "$rc" "recover of $id2 by west-1: $(cat "$BQ_TMP/recover-last.err")"
+out=$(as_pg "$BQ_PGBIN/pg_verifybackup" "$BQ_TMP/r5/data" 2>&1) || fail "pg_verifybackup r5: $out"
+pg_start_dir r5 "$BQ_TMP/r5/data"
+assert_eq "$want2" "$(tables_hash r5)" "table contents of the restore of $id2 ($deltas deltas) by west-1"
+pg_stop r5
+
 # ---- 5. a view left by a killed worker goes at its next start ------------------------------------
 bq_kill "$FLEET_PID_west_1" KILL
 mkdir -p "$FLEET/west-1/store/views/restore-99-1/keys"
