@@ -9,6 +9,9 @@
  *     come from the input and the tag is made here, as a writer holding the data key could
  *     (a damaged writer, a hostile peer store): the decompressors, the length checks and the
  *     re-hash see hostile data. The plain_* seeds hold a real compressed payload there.
+ * A body whose comp byte is 3 (a delta) is re-sealed with the 32 bytes after the header as
+ * its base id, and every body is also opened as a delta against a fixed 64 KiB base (the
+ * delta_* seeds: a zstd frame made against that base).
  * store_chunk_open must never crash, read out of bounds or write past raw_len; what it accepts
  * must agree with the header and hash to the id; every refusal names the chunk. */
 #include "chunk.h"
@@ -23,6 +26,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static store_chunk_ctx_t *ctx;
 static uint8_t *out;
 static store_datakey_t dk;
+static uint8_t *fbase; /* FBASE bytes: the base every body is also opened against */
+#define FBASE 65536
 
 static void fuzz_init(void)
 {
@@ -35,7 +40,11 @@ static void fuzz_init(void)
     dk.id = 0x2a;
     /* one byte more than any chunk, to catch a write past raw_len */
     out = malloc(STORE_CHUNK_RAW_MAX + 1);
-    if (!out || sodium_init() < 0 || store_chunk_ctx_new(idkey, &ctx, &e) != 0)
+    fbase = malloc(FBASE);
+    if (fbase)
+        for (size_t i = 0; i < FBASE; i++)
+            fbase[i] = (uint8_t)("barque fuzz base page "[i % 22] + (i >> 13));
+    if (!out || !fbase || sodium_init() < 0 || store_chunk_ctx_new(idkey, &ctx, &e) != 0)
         abort(); /* cannot fuzz at all: say so loudly */
 }
 
@@ -63,25 +72,50 @@ static void open_and_check(const uint8_t *id, const uint8_t *body, size_t size)
     }
     if (rc != 0 && (!e.msg[0] || strstr(e.msg, "chunk ") != e.msg))
         abort(); /* every refusal names the chunk */
+
+    /* the same body as a delta against fbase (a plain body ignores the base) */
+    out[STORE_CHUNK_RAW_MAX] = 0x5a;
+    rc = store_chunk_open_delta(ctx, id, &dk, body, size, fbase, FBASE, out,
+                                STORE_CHUNK_RAW_MAX, &got, "in fuzz input", &e);
+    if (out[STORE_CHUNK_RAW_MAX] != 0x5a)
+        abort();
+    if (rc == 0) {
+        uint8_t check[STORE_CHUNK_ID_BYTES];
+        if (head_rc != 0 || got != h.raw_len || h.key_id != dk.id ||
+            store_chunk_ctx_id(ctx, out, got, check) != 0 || memcmp(check, id, sizeof check) != 0)
+            abort();
+    } else if (rc != BQ_E_IO && rc != BQ_E_KEY) {
+        abort();
+    }
+    if (rc != 0 && (!e.msg[0] || strstr(e.msg, "chunk ") != e.msg))
+        abort();
 }
 
 static void open_resealed(const uint8_t *id, const uint8_t *data, size_t size)
 {
-    if (size < 9)
+    int delta = size >= 9 + STORE_CHUNK_ID_BYTES && data[0] == STORE_COMP_ZSTD_DELTA;
+    size_t hin = delta ? 9 + STORE_CHUNK_ID_BYTES : 9; /* header bytes taken from the input */
+    if (size < hin)
         return;
-    size_t plen = size - 9;
-    uint8_t *body = malloc(STORE_CHUNK_OVERHEAD + plen);
+    size_t hout = delta ? STORE_CHUNK_DELTA_HEADER_BYTES : STORE_CHUNK_HEADER_BYTES;
+    size_t plen = size - hin;
+    uint8_t *body = malloc(hout + plen + STORE_CHUNK_TAG_BYTES);
     if (!body)
         return;
     memcpy(body, data, 9); /* comp, key_id, raw_len as given */
     memset(body + 9, 0, crypto_aead_xchacha20poly1305_ietf_NPUBBYTES);
-    uint8_t ad[STORE_CHUNK_ID_BYTES + 4];
+    uint8_t ad[2 * STORE_CHUNK_ID_BYTES + 4];
     memcpy(ad, id, STORE_CHUNK_ID_BYTES);
     memcpy(ad + STORE_CHUNK_ID_BYTES, data + 1, 4); /* the key id, little-endian as stored */
+    if (delta) { /* the base id, in the clear and in the associated data */
+        memcpy(body + STORE_CHUNK_HEADER_BYTES, data + 9, STORE_CHUNK_ID_BYTES);
+        memcpy(ad + STORE_CHUNK_ID_BYTES + 4, data + 9, STORE_CHUNK_ID_BYTES);
+    }
     unsigned long long clen = 0;
-    crypto_aead_xchacha20poly1305_ietf_encrypt(body + STORE_CHUNK_HEADER_BYTES, &clen, data + 9,
-                                               plen, ad, sizeof ad, NULL, body + 9, dk.key);
-    open_and_check(id, body, STORE_CHUNK_HEADER_BYTES + (size_t)clen);
+    crypto_aead_xchacha20poly1305_ietf_encrypt(body + hout, &clen, data + hin, plen, ad,
+                                               delta ? sizeof ad : STORE_CHUNK_ID_BYTES + 4, NULL,
+                                               body + 9, dk.key);
+    open_and_check(id, body, hout + (size_t)clen);
     free(body);
 }
 
