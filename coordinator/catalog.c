@@ -1076,6 +1076,50 @@ static void backup_id_format(int64_t secs, char id[BQ_BACKUP_ID_MAX])
         id[0] = '\0';
 }
 
+/* Whether another cluster than `cluster` has a backup `id`: one seek per cluster (the keys
+ * are "CLUSTER\0ID": after a cluster's keys, the next cluster's). */
+static int id_taken_elsewhere(catalog_txn_t *t, const char *cluster, const char *id, int *taken,
+                              bq_errbuf_t *e)
+{
+    *taken = 0;
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(t->txn, t->c->backups, &cur);
+    if (rc)
+        return mdb_fail(t->c, e, rc, "open a cursor on", "backups", NULL);
+    MDB_val k, v;
+    uint8_t kb[CAT_BACKUP_KEY_MAX + 1];
+    size_t idn = strlen(id);
+    rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    while (rc == 0) {
+        const uint8_t *nul = memchr(k.mv_data, 0, k.mv_size);
+        size_t cn = nul ? (size_t)(nul - (const uint8_t *)k.mv_data) : k.mv_size;
+        if (cn == 0 || cn >= BQ_NAME_MAX || cn + 2 + idn > sizeof kb)
+            break; /* not a backup key: catalog_backup_each reports damage */
+        memcpy(kb, k.mv_data, cn);
+        kb[cn] = '\0';
+        if (strcmp((const char *)kb, cluster) != 0) {
+            memcpy(kb + cn + 1, id, idn);
+            MDB_val q = {cn + 1 + idn, kb}, qv;
+            int g = mdb_get(t->txn, t->c->backups, &q, &qv);
+            if (g == 0) {
+                *taken = 1;
+                break;
+            }
+            if (g != MDB_NOTFOUND) {
+                rc = g;
+                break;
+            }
+        }
+        kb[cn + 1] = 0xff; /* past every key of this cluster */
+        k = (MDB_val){cn + 2, kb};
+        rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    }
+    mdb_cursor_close(cur);
+    if (rc && rc != MDB_NOTFOUND)
+        return mdb_fail(t->c, e, rc, "look for a backup id among the clusters in", "backups", NULL);
+    return 0;
+}
+
 int catalog_backup_id_new(catalog_txn_t *t, const char *cluster, int64_t now_ms,
                           char id[BQ_BACKUP_ID_MAX], bq_errbuf_t *e)
 {
@@ -1114,6 +1158,19 @@ int catalog_backup_id_new(catalog_txn_t *t, const char *cluster, int64_t now_ms,
         return rc;
     if (last[0] && (!bq_backup_id_valid(id) || strcmp(last, id) >= 0))
         backup_id_format(backup_id_time(last) + 1, id);
+    /* Unique across clusters too: a worker's store names a backup by its id alone, so two
+     * clusters backed up by one worker in the same second would collide there. */
+    for (int tries = 0; bq_backup_id_valid(id); tries++) {
+        int taken = 0;
+        if ((rc = id_taken_elsewhere(t, cluster, id, &taken, e)) != 0)
+            return rc;
+        if (!taken)
+            break;
+        if (tries == 1000)
+            return bq_fail(e, BQ_E_CATALOG, "catalog %s: no free backup id for cluster %s "
+                           "within 1000 s of %s", t->c->dir, cluster, id);
+        backup_id_format(backup_id_time(id) + 1, id);
+    }
     if (!bq_backup_id_valid(id))
         return bq_fail(e, BQ_E_CATALOG, "catalog %s: could not make a backup id for cluster %s "
                        "(clock at %lld ms, last id \"%s\")", t->c->dir, cluster,

@@ -84,7 +84,9 @@ int catalog_backup_each(catalog_txn_t *t, const char *cluster, catalog_backup_fn
                         bq_errbuf_t *e);
 /* The id for a new backup of cluster taken at now_ms (wall clock): YYYYMMDDTHHMMSS in UTC,
  * or, when the cluster already has that id or a later one, its last id + 1 second, so ids
- * stay unique and ascending within the cluster whatever the clock does. Writes nothing. */
+ * stay unique and ascending within the cluster whatever the clock does; then one second
+ * later while another cluster has that id (a worker's store names backups by id alone).
+ * Writes nothing. */
 int catalog_backup_id_new(catalog_txn_t *t, const char *cluster, int64_t now_ms,
                           char id[BQ_BACKUP_ID_MAX], bq_errbuf_t *e);
 

@@ -25,6 +25,7 @@ fleet_site east
 fleet_worker_conf east-1 east
 fleet_worker_store_key east-1
 fleet_cluster db1 east "$C"
+fleet_cluster db1b east "$C" # the same server under a second name: two clusters, one worker
 port_closed=$(bq_free_port)
 fleet_cluster down east "host=127.0.0.1 port=$port_closed user=postgres dbname=postgres connect_timeout=3"
 fleet_coord_start
@@ -173,4 +174,16 @@ out=$(as_pg "$BQ_PGBIN/pg_verifybackup" "$BQ_TMP/r2/data" 2>&1) || fail "pg_veri
 assert_contains "$out" "backup successfully verified"
 fleet_cli list-files db1 "$id2" --json | python3 -c 'import json,sys; json.load(sys.stdin)' ||
     fail "list-files of $id2 after the delete"
+# Two clusters backed up by one worker at once: their ids differ (a worker's store names a
+# backup by its id alone) and both succeed at their first attempt.
+rc=0; fleet_cli backup db1 --wait --json >"$BQ_TMP/two-a.jsonl" 2>"$BQ_TMP/two-a.err" & pa=$!
+fleet_cli backup db1b --wait --json >"$BQ_TMP/two-b.jsonl" 2>"$BQ_TMP/two-b.err" || rc=$?
+wait "$pa" || rc=$?
+assert_eq 0 "$rc" "two clusters' backups at once: $(cat "$BQ_TMP/two-a.err" "$BQ_TMP/two-b.err")"
+ida=$(backup_ids db1 | head -1)
+idb=$(backup_ids db1b | head -1)
+[[ -n $ida && -n $idb && $ida != "$idb" ]] || fail "two clusters' backups got ids '$ida' and '$idb'"
+assert_eq 1 "$(backup_field db1 "$ida" attempt)" "attempt of db1's backup $ida"
+assert_eq 1 "$(backup_field db1b "$idb" attempt)" "attempt of db1b's backup $idb"
+
 echo "backup_files test: listed $files1 files of $id1, deleted it, $id2 restores"

@@ -547,9 +547,16 @@ static void test_backups(void **state)
     id_new_is(t, "db1", 1700467200000, "20231120T080001");       /* == last: + 1 s */
     id_new_is(t, "db1", 1700467205999, "20231120T080005");       /* after last: the time */
     id_new_is(t, "db", 1700000000000, "20990101T000001");        /* its next key is db1's */
-    id_new_is(t, "db10", 1700000000000, "20231114T221320");      /* the db's last key */
-    id_new_is(t, "db1-", 1700000000000, "20231114T221320");      /* none of its own */
-    id_new_is(t, "zz", 1700000000000, "20231114T221320");        /* past every key */
+    /* ids are unique across clusters: db1 has 20231114T221320, so the time + 1 s */
+    id_new_is(t, "db10", 1700000000000, "20231114T221321");      /* the db's last key */
+    id_new_is(t, "db1-", 1700000000000, "20231114T221321");      /* none of its own */
+    id_new_is(t, "zz", 1700000000000, "20231114T221321");        /* past every key */
+    id_new_is(t, "zz", 1700000001000, "20231114T221321");        /* the time: free */
+    id_new_is(t, "db10", 4102444799000, "21000101T000000");      /* db1-x has the time */
+    backup_fill(&b, "db3", "21000101T000000", BQ_BACKUP_DONE);
+    assert_int_equal(catalog_backup_put(t, &b, &e), 0);
+    id_new_is(t, "db2", 4102444799000, "21000101T000001");       /* db1-x, then db3 */
+    assert_int_equal(catalog_backup_del(t, "db3", "21000101T000000", &e), 0);
     char id[BQ_BACKUP_ID_MAX];
     assert_int_equal(catalog_backup_id_new(t, "", 1700000000000, id, &e), BQ_E_INVAL);
 
