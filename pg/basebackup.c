@@ -189,8 +189,8 @@ static int classify_connect_error(const char *msg)
 }
 
 /* Open a replication connection (repl: "database" or "true") and check the server's version. */
-static int repl_connect(link_t *l, const char *conninfo, const char *repl, int connect_timeout_s,
-                        bq_errbuf_t *e)
+static int repl_connect_as(link_t *l, const char *conninfo, const char *repl,
+                           int connect_timeout_s, const char *application_name, bq_errbuf_t *e)
 {
     if (!conninfo)
         return bq_fail(e, BQ_E_INVAL, "no conninfo given");
@@ -211,11 +211,17 @@ static int repl_connect(link_t *l, const char *conninfo, const char *repl, int c
     char timeout[16];
     snprintf(timeout, sizeof timeout, "%d", connect_timeout_s > 0 ? connect_timeout_s : 10);
     /* Keywords after dbname override what it expands to. */
-    const char *keys[5] = {"fallback_application_name", "dbname", "replication", NULL, NULL};
-    const char *vals[5] = {"barque", conninfo, repl, NULL, NULL};
+    const char *keys[6] = {"fallback_application_name", "dbname", "replication", NULL, NULL,
+                           NULL};
+    const char *vals[6] = {"barque", conninfo, repl, NULL, NULL, NULL};
+    int k = 3;
     if (!has_timeout) {
-        keys[3] = "connect_timeout";
-        vals[3] = timeout;
+        keys[k] = "connect_timeout";
+        vals[k++] = timeout;
+    }
+    if (application_name) { /* after dbname: it wins over the conninfo's own */
+        keys[k] = "application_name";
+        vals[k++] = application_name;
     }
     PGconn *conn = PQconnectdbParams(keys, vals, 1);
     if (!conn)
@@ -244,6 +250,12 @@ static int repl_connect(link_t *l, const char *conninfo, const char *repl, int c
     }
     l->conn = conn;
     return 0;
+}
+
+static int repl_connect(link_t *l, const char *conninfo, const char *repl, int connect_timeout_s,
+                        bq_errbuf_t *e)
+{
+    return repl_connect_as(l, conninfo, repl, connect_timeout_s, NULL, e);
 }
 
 /* Wait until the socket is readable or deadline_ms (monotonic) passes, polling should_stop at
@@ -1028,6 +1040,7 @@ struct pg_wal_conn {
     pg_wal_opts_t o;
     char slot[64];
     uint64_t slot_lsn;
+    int slot_created; /* the permanent slot was created by this connection */
     uint32_t seg_size, tli;
     uint64_t sysid;
 };
@@ -1051,6 +1064,8 @@ static int slot_name_ok(const char *s)
             return 0;
     return 1;
 }
+
+static int slot_ensure(pg_wal_conn_t *w, bq_errbuf_t *e);
 
 int pg_wal_open(const char *conninfo, const pg_wal_opts_t *opts, pg_wal_conn_t **out,
                 bq_errbuf_t *e)
@@ -1087,11 +1102,17 @@ int pg_wal_open(const char *conninfo, const pg_wal_opts_t *opts, pg_wal_conn_t *
                  atomic_fetch_add(&counter, 1));
     }
     w->o.slot_name = NULL; /* not kept: the caller's string */
+    if (rc == 0 && w->o.permanent && !w->slot[0])
+        rc = bq_fail(e, BQ_E_INVAL, "a permanent replication slot needs a name");
     if (rc == 0)
-        rc = repl_connect(&w->l, conninfo, "true", w->o.connect_timeout_s, e);
+        rc = repl_connect_as(&w->l, conninfo, "true", w->o.connect_timeout_s,
+                             w->o.application_name, e);
+    w->o.application_name = NULL; /* not kept: the caller's string */
     if (rc == 0)
         rc = identify(&w->l, w->o.stall_timeout_s, &w->sysid, &w->tli, &w->seg_size, e);
-    if (rc == 0 && w->o.create_slot) {
+    if (rc == 0 && w->o.permanent) {
+        rc = slot_ensure(w, e);
+    } else if (rc == 0 && w->o.create_slot) {
         char sql[160];
         PGresult *res;
         snprintf(sql, sizeof sql, "CREATE_REPLICATION_SLOT %s TEMPORARY PHYSICAL (RESERVE_WAL)",
@@ -1115,6 +1136,56 @@ int pg_wal_open(const char *conninfo, const pg_wal_opts_t *opts, pg_wal_conn_t *
     *out = w;
     return 0;
 }
+
+/* READ_REPLICATION_SLOT: 1 and its restart LSN (0 when it has none yet), or 0 when there is no
+ * such slot. */
+static int slot_read(pg_wal_conn_t *w, int *exists, uint64_t *restart, bq_errbuf_t *e)
+{
+    char sql[160];
+    PGresult *res;
+    snprintf(sql, sizeof sql, "READ_REPLICATION_SLOT %s", w->slot);
+    int rc = exec_tuples(&w->l, sql, w->o.stall_timeout_s, 3, &res, e);
+    if (rc)
+        return rc;
+    *exists = !PQgetisnull(res, 0, 0);
+    *restart = 0;
+    if (*exists && !PQgetisnull(res, 0, 1) && pg_lsn_parse(PQgetvalue(res, 0, 1), restart) != 0)
+        rc = bq_fail(e, BQ_E_PROTO, "READ_REPLICATION_SLOT %s on %s: unreadable restart LSN",
+                     w->slot, w->l.where);
+    if (rc == 0 && *exists && strcmp(PQgetvalue(res, 0, 0), "physical") != 0)
+        rc = bq_fail(e, BQ_E_STATE, "replication slot %s on %s is a %s slot, not physical",
+                     w->slot, w->l.where, PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return rc;
+}
+
+/* The permanent slot: created with RESERVE_WAL when absent (another receiver creating it at
+ * the same time is fine), then its restart LSN read. */
+static int slot_ensure(pg_wal_conn_t *w, bq_errbuf_t *e)
+{
+    int exists = 0;
+    uint64_t restart = 0;
+    int rc = slot_read(w, &exists, &restart, e);
+    if (rc == 0 && !exists) {
+        char sql[160];
+        PGresult *res = NULL;
+        snprintf(sql, sizeof sql, "CREATE_REPLICATION_SLOT %s PHYSICAL (RESERVE_WAL)", w->slot);
+        bq_errbuf_t ce = {{0}};
+        int crc = exec_tuples(&w->l, sql, w->o.stall_timeout_s, 1, &res, &ce);
+        PQclear(res);
+        if (crc == 0)
+            w->slot_created = 1;
+        rc = slot_read(w, &exists, &restart, e);
+        if (rc == 0 && !exists)
+            rc = bq_fail(e, crc ? crc : BQ_E_PROTO, "could not create replication slot %s on "
+                         "%s: %s", w->slot, w->l.where, crc ? ce.msg : "it is not there after");
+    }
+    if (rc == 0)
+        w->slot_lsn = restart;
+    return rc;
+}
+
+int pg_wal_slot_created(const pg_wal_conn_t *w) { return w ? w->slot_created : 0; }
 
 void pg_wal_close(pg_wal_conn_t **wp)
 {
@@ -1398,6 +1469,251 @@ int pg_wal_fetch_range(pg_wal_conn_t *w, uint64_t start_lsn, uint64_t stop_lsn, 
     if (rc && streaming) {
         /* Failed mid-stream: the connection cannot take another command; close it (and so
          * the temporary slot) rather than leave it in an unknown state. */
+        PQfinish(w->l.conn);
+        w->l.conn = NULL;
+    }
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Continuous WAL streaming (a wal-stream job: docs/architecture.md, "WAL streaming") */
+
+typedef struct {
+    pg_wal_conn_t *w;
+    const pg_wal_stream_cb_t *cb;
+    void *arg;
+    uint32_t tli;
+    uint64_t pos;     /* the next byte expected */
+    uint64_t synced;  /* everything before it is durable (the caller's sync said so) */
+    int seg_open;
+} stream_t;
+
+static int st_sync(stream_t *s, bq_errbuf_t *e)
+{
+    if (s->synced == s->pos)
+        return 0;
+    int rc = s->cb->sync ? s->cb->sync(s->arg, e) : 0;
+    if (rc == 0)
+        s->synced = s->pos;
+    return rc;
+}
+
+static int st_status(stream_t *s, bq_errbuf_t *e)
+{
+    int rc = send_status(s->w, s->pos, s->synced, e);
+    if (rc == 0 && s->cb->position)
+        s->cb->position(s->arg, s->tli, s->pos, s->synced);
+    return rc;
+}
+
+/* WAL bytes at s->pos, split into segments: each ends with a sync and segment_end. */
+static int st_data(stream_t *s, const uint8_t *p, size_t n, bq_errbuf_t *e)
+{
+    uint32_t seg = s->w->seg_size;
+    while (n > 0) {
+        if (!s->seg_open) {
+            char name[PG_WAL_NAME_LEN + 1];
+            pg_wal_file_name(s->tli, s->pos / seg, seg, name, sizeof name);
+            int rc = s->cb->segment_begin ? s->cb->segment_begin(s->arg, name, s->tli,
+                                                                 s->pos / seg, s->pos % seg, e)
+                                          : 0;
+            if (rc)
+                return rc;
+            s->seg_open = 1;
+        }
+        size_t k = n;
+        if (k > seg - s->pos % seg)
+            k = (size_t)(seg - s->pos % seg);
+        int rc = s->cb->data ? s->cb->data(s->arg, p, k, e) : 0;
+        if (rc)
+            return rc;
+        p += k;
+        n -= k;
+        s->pos += k;
+        if (s->pos % seg == 0) {
+            if ((rc = st_sync(s, e)) != 0 ||
+                (rc = s->cb->segment_end ? s->cb->segment_end(s->arg, e) : 0) != 0)
+                return rc;
+            s->seg_open = 0;
+        }
+    }
+    return 0;
+}
+
+/* One timeline's stream, until the server ends it (its timeline switched: *next_tli and
+ * *next_lsn set) or an error. */
+static int st_run(stream_t *s, uint32_t *next_tli, uint64_t *next_lsn, bq_errbuf_t *e)
+{
+    pg_wal_conn_t *w = s->w;
+    link_t *l = &w->l;
+    char a[24], b[24], cmd[160];
+    snprintf(cmd, sizeof cmd, "START_REPLICATION SLOT %s PHYSICAL %s TIMELINE %u", w->slot,
+             pg_lsn_format(s->pos, a, sizeof a), (unsigned)s->tli);
+    if (!PQsendQuery(l->conn, cmd))
+        return result_error(l, NULL, "START_REPLICATION", e);
+    PGresult *res = NULL;
+    int rc = next_result(l, w->o.stall_timeout_s, "starting the WAL stream", &res, e);
+    if (rc == 0 && PQresultStatus(res) != PGRES_COPY_BOTH)
+        rc = PQresultStatus(res) == PGRES_FATAL_ERROR
+                 ? result_error(l, res, cmd, e)
+                 : bq_fail(e, BQ_E_PROTO, "START_REPLICATION on %s: %s instead of a stream",
+                           l->where, res ? PQresStatus(PQresultStatus(res)) : "no result");
+    PQclear(res);
+    if (rc)
+        return rc;
+    int64_t now = bq_mono_ms();
+    int64_t deadline = now + (int64_t)w->o.stall_timeout_s * 1000;
+    int64_t next_status = now; /* at once: the server learns our position */
+    for (;;) {
+        char *buf = NULL;
+        int n = PQgetCopyData(l->conn, &buf, 1);
+        if (n > 0) {
+            const uint8_t *m = (const uint8_t *)buf;
+            deadline = bq_mono_ms() + (int64_t)w->o.stall_timeout_s * 1000;
+            if (m[0] == 'w' && n >= 25) {
+                uint64_t at = get_be64(m + 1);
+                if (at != s->pos)
+                    rc = bq_fail(e, BQ_E_PROTO, "WAL stream from %s: data at %s, expected %s",
+                                 l->where, pg_lsn_format(at, a, sizeof a),
+                                 pg_lsn_format(s->pos, b, sizeof b));
+                else
+                    rc = st_data(s, m + 25, (size_t)n - 25, e);
+            } else if (m[0] == 'k' && n == 18) {
+                if (m[17])
+                    next_status = 0; /* a reply is asked for */
+            } else {
+                char q[8];
+                quote(q, sizeof q, buf, 1);
+                rc = bq_fail(e, BQ_E_PROTO, "WAL stream from %s: unexpected message '%s' of %d "
+                             "bytes", l->where, q, n);
+            }
+            PQfreemem(buf);
+            if (rc)
+                return rc;
+            continue; /* read what is there before syncing */
+        }
+        if (n == -1)
+            break; /* the server ended the stream */
+        if (n < -1) {
+            char why[BQ_ERRMSG_MAX / 2];
+            first_line(why, sizeof why, PQerrorMessage(l->conn));
+            return bq_fail(e, BQ_E_PG, "WAL stream from %s failed: %s", l->where, why);
+        }
+        /* Nothing more for now: make what came durable, then say so (a synchronous primary
+         * waits for this flush position). */
+        if (s->synced != s->pos) {
+            if ((rc = st_sync(s, e)) != 0)
+                return rc;
+            next_status = 0;
+        }
+        if (bq_mono_ms() >= next_status) {
+            if ((rc = st_status(s, e)) != 0)
+                return rc;
+            next_status = bq_mono_ms() + (int64_t)w->o.status_interval_s * 1000;
+        }
+        int64_t until = deadline < next_status ? deadline : next_status;
+        rc = wait_readable(l, until, "streaming WAL", e);
+        if (rc == BQ_E_TIMEOUT) {
+            if (bq_mono_ms() >= deadline)
+                return bq_fail(e, BQ_E_TIMEOUT, "WAL stream from %s stalled: nothing for %d s at "
+                               "%s", l->where, w->o.stall_timeout_s,
+                               pg_lsn_format(s->pos, a, sizeof a));
+            rc = 0;
+        } else if (rc == 0) {
+            rc = consume(l, "streaming WAL", e);
+        }
+        if (rc == BQ_E_CANCELLED) {
+            bq_errbuf_t ignore;
+            if (st_sync(s, &ignore) == 0)
+                st_status(s, &ignore);
+        }
+        if (rc)
+            return rc;
+    }
+    /* The server ended the COPY: its timeline ended here (or it is shutting down). */
+    if ((rc = st_sync(s, e)) != 0)
+        return rc;
+    if (PQputCopyEnd(l->conn, NULL) <= 0 || PQflush(l->conn) != 0)
+        return result_error(l, NULL, "ending the WAL stream", e);
+    *next_tli = 0;
+    for (int i = 0; i < RESULTS_MAX; i++) {
+        rc = next_result(l, w->o.stall_timeout_s, "ending the WAL stream", &res, e);
+        if (rc)
+            return rc;
+        if (!res)
+            break;
+        ExecStatusType st = PQresultStatus(res);
+        if (st == PGRES_TUPLES_OK && PQnfields(res) >= 2 && PQntuples(res) == 1) {
+            uint64_t t = 0;
+            if (parse_u64(PQgetvalue(res, 0, 0), UINT32_MAX, &t) != 0 || t == 0 ||
+                pg_lsn_parse(PQgetvalue(res, 0, 1), next_lsn) != 0)
+                rc = bq_fail(e, BQ_E_PROTO, "WAL stream from %s: unreadable next timeline",
+                             l->where);
+            *next_tli = (uint32_t)t;
+        } else if (st == PGRES_FATAL_ERROR) {
+            rc = result_error(l, res, "START_REPLICATION", e);
+        }
+        PQclear(res);
+        if (rc)
+            return rc;
+    }
+    if (*next_tli == 0)
+        return bq_fail(e, BQ_E_PG, "WAL stream from %s ended at %s on timeline %u (the server "
+                       "is shutting down?)", l->where, pg_lsn_format(s->pos, a, sizeof a),
+                       (unsigned)s->tli);
+    return 0;
+}
+
+int pg_wal_stream(pg_wal_conn_t *w, uint64_t start_lsn, uint32_t tli, const pg_wal_stream_cb_t *cb,
+                  void *arg, bq_errbuf_t *e)
+{
+    static const pg_wal_stream_cb_t none;
+    char a[24], b[24];
+    if (!w || !w->l.conn)
+        return bq_fail(e, BQ_E_STATE, "pg_wal_stream: no open WAL connection");
+    if (!w->slot[0])
+        return bq_fail(e, BQ_E_INVAL, "pg_wal_stream needs a replication slot");
+    if (tli == 0)
+        tli = w->tli;
+    stream_t s = {.w = w, .cb = cb ? cb : &none, .arg = arg, .tli = tli};
+    s.pos = start_lsn - start_lsn % w->seg_size;
+    s.synced = s.pos;
+    w->l.should_stop = s.cb->should_stop;
+    w->l.arg = arg;
+    int rc = 0;
+    for (int switches = 0; rc == 0; switches++) {
+        uint32_t next_tli = 0;
+        uint64_t next_lsn = 0;
+        if ((rc = st_run(&s, &next_tli, &next_lsn, e)) != 0)
+            break;
+        if (next_tli <= s.tli || next_lsn < s.pos - s.pos % w->seg_size || switches > 1000) {
+            rc = bq_fail(e, BQ_E_PROTO, "WAL stream from %s: timeline %u ended at %s, then "
+                         "timeline %u at %s", w->l.where, (unsigned)s.tli,
+                         pg_lsn_format(s.pos, a, sizeof a), (unsigned)next_tli,
+                         pg_lsn_format(next_lsn, b, sizeof b));
+            break;
+        }
+        /* The old timeline's last segment ends early: the caller keeps it as NAME.partial. */
+        if (s.seg_open && s.cb->timeline_end && (rc = s.cb->timeline_end(arg, s.tli, s.pos, e)) != 0)
+            break;
+        s.seg_open = 0;
+        char sql[64];
+        PGresult *res = NULL;
+        snprintf(sql, sizeof sql, "TIMELINE_HISTORY %u", (unsigned)next_tli);
+        if ((rc = exec_tuples(&w->l, sql, w->o.stall_timeout_s, 2, &res, e)) != 0)
+            break;
+        if (s.cb->history)
+            rc = s.cb->history(arg, next_tli, PQgetvalue(res, 0, 0),
+                               (const uint8_t *)PQgetvalue(res, 0, 1),
+                               (size_t)PQgetlength(res, 0, 1), e);
+        PQclear(res);
+        s.tli = next_tli;
+        s.pos = next_lsn - next_lsn % w->seg_size; /* the new timeline's copy of the segment */
+        s.synced = s.pos;
+    }
+    w->l.should_stop = NULL;
+    w->l.arg = NULL;
+    if (rc && w->l.conn) { /* mid-stream: the connection cannot take another command */
         PQfinish(w->l.conn);
         w->l.conn = NULL;
     }

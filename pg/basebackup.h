@@ -203,6 +203,10 @@ typedef struct {
     int connect_timeout_s;   /* default 10, used when the conninfo has none */
     int stall_timeout_s;     /* without a new WAL byte, default 120 */
     int status_interval_s;   /* standby status updates, default 10 */
+    int permanent;           /* with slot_name: a permanent physical slot, created with
+                                RESERVE_WAL when the server has none (create_slot ignored) */
+    const char *application_name; /* NULL: the conninfo's, else "barque" (a synchronous
+                                standby is named by it in synchronous_standby_names) */
 } pg_wal_opts_t;
 
 void pg_wal_opts_init(pg_wal_opts_t *o);
@@ -240,6 +244,43 @@ uint64_t pg_wal_system_identifier(const pg_wal_conn_t *w);
  * the WAL or the timeline ends before stop_lsn. */
 int pg_wal_fetch_range(pg_wal_conn_t *w, uint64_t start_lsn, uint64_t stop_lsn, uint32_t tli,
                        const pg_wal_callbacks_t *cb, void *arg, bq_errbuf_t *e);
+
+/* 1 when pg_wal_open created the permanent slot (it did not exist). */
+int pg_wal_slot_created(const pg_wal_conn_t *w);
+
+/* ---- Continuous streaming (a synchronous standby's receiver) ---- */
+
+typedef struct {
+    /* A segment begins (offset: where in it the data starts; 0 but for the first). */
+    int (*segment_begin)(void *arg, const char *name, uint32_t tli, uint64_t segno,
+                         uint64_t offset, bq_errbuf_t *e);
+    /* Bytes of the open segment, in order. */
+    int (*data)(void *arg, const uint8_t *buf, size_t len, bq_errbuf_t *e);
+    /* Make every byte given so far durable; 0 means it is (the flush position sent to the
+     * server, which a synchronous primary waits for, moves only after this). */
+    int (*sync)(void *arg, bq_errbuf_t *e);
+    /* The open segment is complete and synced. */
+    int (*segment_end)(void *arg, bq_errbuf_t *e);
+    /* The timeline of the open segment ended at end_lsn inside it (a promotion): it is a
+     * .partial file, synced; the new timeline's copy of the segment follows. */
+    int (*timeline_end)(void *arg, uint32_t tli, uint64_t end_lsn, bq_errbuf_t *e);
+    /* The history file of timeline tli (name "0000000N.history"). */
+    int (*history)(void *arg, uint32_t tli, const char *name, const uint8_t *content,
+                   size_t len, bq_errbuf_t *e);
+    /* After each status update: received and durable positions. */
+    void (*position)(void *arg, uint32_t tli, uint64_t written, uint64_t flushed);
+    int (*should_stop)(void *arg);
+} pg_wal_stream_cb_t;
+
+/* Stream WAL from the start of the segment of start_lsn on timeline tli (0: the server's) for
+ * as long as the server sends it, through timeline switches (TIMELINE_HISTORY), on the
+ * connection's slot. After every burst of messages the callbacks' sync runs and a status
+ * update reports write = flush = what is durable; a keepalive asking for a reply is answered,
+ * and one is sent every status_interval_s. Returns only on an error or a cancel
+ * (should_stop: BQ_E_CANCELLED, after a last sync and status update); the connection is then
+ * closed. BQ_E_TIMEOUT when nothing (not even a keepalive) came for stall_timeout_s. */
+int pg_wal_stream(pg_wal_conn_t *w, uint64_t start_lsn, uint32_t tli,
+                  const pg_wal_stream_cb_t *cb, void *arg, bq_errbuf_t *e);
 
 /* Close the connection (the temporary slot goes with it). Accepts NULL; nulls *w. */
 void pg_wal_close(pg_wal_conn_t **w);

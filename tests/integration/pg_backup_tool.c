@@ -9,6 +9,10 @@
  *         --stall S             stall timeout (seconds)
  *     pg_backup_tool wal-stall CONNINFO STALL_S
  *         asks for three segments more than the server has: must time out
+ *     pg_backup_tool stream CONNINFO DIR SLOT APPNAME [START_LSN]
+ *         a synchronous standby's receiver (pg_wal_stream) on permanent slot SLOT as
+ *         APPNAME, writing DIR/NAME.partial (full size, as pg_receivewal) and renaming it to
+ *         NAME when complete, history files too, until SIGTERM
  *
  * The main data directory goes to DEST, tablespace OID to DEST_tsOID with DEST/pg_tblspc/OID a
  * symlink to it (whatever the archive says: relocated), the server's backup_manifest to
@@ -22,6 +26,7 @@
 #include "basebackup.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -392,6 +397,187 @@ static int cmd_wal_stall(int argc, char **argv)
     return rc ? report(rc, &e) : 0;
 }
 
+/* ---- stream: a synchronous standby's receiver (pg_wal_stream) into a directory ---- */
+
+typedef struct {
+    char dir[PATH_MAX];
+    char name[64];     /* the open segment */
+    int fd;
+    uint64_t off;      /* where the next byte goes in it */
+    uint32_t seg_size;
+    long segments;
+} wstream_t;
+
+static volatile sig_atomic_t stream_stop;
+static void on_term(int sig) { (void)sig; stream_stop = 1; }
+static int ws_should_stop(void *arg) { (void)arg; return stream_stop; }
+
+static int dir_sync(const char *dir, bq_errbuf_t *e)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (fd < 0 || fsync(fd) != 0) {
+        if (fd >= 0)
+            close(fd);
+        return io_fail(e, "fsync", dir);
+    }
+    close(fd);
+    return 0;
+}
+
+/* NAME.partial, full size (zeros), as pg_receivewal makes it: usable as the segment itself. */
+static int ws_begin(void *arg, const char *name, uint32_t tli, uint64_t segno, uint64_t offset,
+                    bq_errbuf_t *e)
+{
+    (void)tli;
+    (void)segno;
+    wstream_t *w = arg;
+    char path[PATH_MAX + 80];
+    snprintf(w->name, sizeof w->name, "%s", name);
+    snprintf(path, sizeof path, "%s/%s.partial", w->dir, name);
+    w->fd = open(path, O_WRONLY | O_CREAT, 0600);
+    if (w->fd < 0)
+        return io_fail(e, "open", path);
+    struct stat sb;
+    if (fstat(w->fd, &sb) != 0)
+        return io_fail(e, "stat", path);
+    if ((uint64_t)sb.st_size < w->seg_size) {
+        static const uint8_t zero[65536];
+        for (uint64_t o = (uint64_t)sb.st_size; o < w->seg_size; o += sizeof zero)
+            if (pwrite(w->fd, zero, sizeof zero, (off_t)o) != (ssize_t)sizeof zero)
+                return io_fail(e, "write", path);
+        if (fsync(w->fd) != 0)
+            return io_fail(e, "fsync", path);
+        int rc = dir_sync(w->dir, e);
+        if (rc)
+            return rc;
+    }
+    w->off = offset;
+    printf("segment %s from %" PRIu64 "\n", name, offset);
+    return 0;
+}
+
+static int ws_data(void *arg, const uint8_t *buf, size_t len, bq_errbuf_t *e)
+{
+    wstream_t *w = arg;
+    if (pwrite(w->fd, buf, len, (off_t)w->off) != (ssize_t)len)
+        return io_fail(e, "write", w->name);
+    w->off += len;
+    return 0;
+}
+
+static int ws_sync(void *arg, bq_errbuf_t *e)
+{
+    wstream_t *w = arg;
+    if (w->fd >= 0 && fdatasync(w->fd) != 0)
+        return io_fail(e, "fdatasync", w->name);
+    return 0;
+}
+
+static int ws_end(void *arg, bq_errbuf_t *e)
+{
+    wstream_t *w = arg;
+    char from[PATH_MAX + 80], to[PATH_MAX + 80];
+    snprintf(from, sizeof from, "%s/%s.partial", w->dir, w->name);
+    snprintf(to, sizeof to, "%s/%s", w->dir, w->name);
+    close(w->fd);
+    w->fd = -1;
+    if (rename(from, to) != 0)
+        return io_fail(e, "rename", from);
+    int rc = dir_sync(w->dir, e);
+    if (rc == 0)
+        printf("complete %s\n", w->name);
+    w->segments++;
+    return rc;
+}
+
+static int ws_tl_end(void *arg, uint32_t tli, uint64_t end_lsn, bq_errbuf_t *e)
+{
+    (void)e;
+    wstream_t *w = arg;
+    char l[24];
+    close(w->fd); /* stays NAME.partial */
+    w->fd = -1;
+    printf("timeline %u ended at %s in %s\n", (unsigned)tli, pg_lsn_format(end_lsn, l, sizeof l),
+           w->name);
+    return 0;
+}
+
+static int ws_history(void *arg, uint32_t tli, const char *name, const uint8_t *content,
+                      size_t len, bq_errbuf_t *e)
+{
+    wstream_t *w = arg;
+    char path[PATH_MAX + 80];
+    snprintf(path, sizeof path, "%s/%s", w->dir, name);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0 || write(fd, content, len) != (ssize_t)len || fsync(fd) != 0) {
+        if (fd >= 0)
+            close(fd);
+        return io_fail(e, "write", path);
+    }
+    close(fd);
+    printf("history %s for timeline %u\n", name, (unsigned)tli);
+    return dir_sync(w->dir, e);
+}
+
+static void ws_position(void *arg, uint32_t tli, uint64_t written, uint64_t flushed)
+{
+    (void)arg;
+    static uint64_t last = UINT64_MAX;
+    if (flushed == last)
+        return;
+    last = flushed;
+    char a[24], b[24];
+    printf("position %u %s %s\n", (unsigned)tli, pg_lsn_format(written, a, sizeof a),
+           pg_lsn_format(flushed, b, sizeof b));
+}
+
+/* stream CONNINFO DIR SLOT APPNAME [START_LSN]: until SIGTERM (exit 0) or an error. */
+static int cmd_stream(int argc, char **argv)
+{
+    if (argc < 6 || argc > 7)
+        return 2;
+    bq_errbuf_t e = {{0}};
+    wstream_t w = {.fd = -1};
+    snprintf(w.dir, sizeof w.dir, "%s", argv[3]);
+    signal(SIGTERM, on_term);
+    signal(SIGINT, on_term);
+    pg_wal_opts_t o;
+    pg_wal_opts_init(&o);
+    o.slot_name = argv[4];
+    o.permanent = 1;
+    o.application_name = argv[5];
+    o.status_interval_s = 1;
+    o.stall_timeout_s = 60;
+    pg_wal_conn_t *c = NULL;
+    int rc = pg_wal_open(argv[2], &o, &c, &e);
+    uint64_t start = 0;
+    if (rc == 0) {
+        w.seg_size = pg_wal_seg_size(c);
+        start = pg_wal_slot_lsn(c);
+        if (argc == 7 && pg_lsn_parse(argv[6], &start) != 0)
+            rc = bq_fail(&e, BQ_E_INVAL, "bad start LSN %s", argv[6]);
+    }
+    if (rc == 0) {
+        char l[24];
+        printf("slot %s %s restart %s\n", pg_wal_slot(c),
+               pg_wal_slot_created(c) ? "created" : "existing", pg_lsn_format(start, l, sizeof l));
+        static const pg_wal_stream_cb_t cb = {
+            .segment_begin = ws_begin, .data = ws_data, .sync = ws_sync, .segment_end = ws_end,
+            .timeline_end = ws_tl_end, .history = ws_history, .position = ws_position,
+            .should_stop = ws_should_stop};
+        rc = pg_wal_stream(c, start, 0, &cb, &w, &e);
+    }
+    pg_wal_close(&c);
+    if (w.fd >= 0)
+        close(w.fd);
+    if (rc == BQ_E_CANCELLED) {
+        printf("stopped after %ld complete segments\n", w.segments);
+        return 0;
+    }
+    printf("error: %s: %s\n", bq_err_name(rc), e.msg);
+    return 1;
+}
+
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -400,9 +586,12 @@ int main(int argc, char **argv)
         rc = cmd_backup(argc, argv);
     else if (argc >= 2 && strcmp(argv[1], "wal-stall") == 0)
         rc = cmd_wal_stall(argc, argv);
+    else if (argc >= 2 && strcmp(argv[1], "stream") == 0)
+        rc = cmd_stream(argc, argv);
     if (rc == 2)
         fprintf(stderr, "usage: pg_backup_tool backup CONNINFO DEST [--no-wal] [--spread] "
                         "[--no-tablespace-map] [--cancel-after N] [--stall S]\n"
-                        "       pg_backup_tool wal-stall CONNINFO STALL_S\n");
+                        "       pg_backup_tool wal-stall CONNINFO STALL_S\n"
+                        "       pg_backup_tool stream CONNINFO DIR SLOT APPNAME [START_LSN]\n");
     return rc;
 }
