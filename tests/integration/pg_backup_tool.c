@@ -13,6 +13,8 @@
  *         a synchronous standby's receiver (pg_wal_stream) on permanent slot SLOT as
  *         APPNAME, writing DIR/NAME.partial (full size, as pg_receivewal) and renaming it to
  *         NAME when complete, history files too, until SIGTERM
+ *     pg_backup_tool wal-check FILE SYSID
+ *         pg_wal_segment_check of FILE's first page against its name and system SYSID
  *
  * The main data directory goes to DEST, tablespace OID to DEST_tsOID with DEST/pg_tblspc/OID a
  * symlink to it (whatever the archive says: relocated), the server's backup_manifest to
@@ -24,6 +26,7 @@
  * "done ...") and exits 0; on an error prints "error: BQ_E_NAME: message" and exits 1; 2 for
  * bad arguments. */
 #include "basebackup.h"
+#include "walfile.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -578,6 +581,28 @@ static int cmd_stream(int argc, char **argv)
     return 1;
 }
 
+/* wal-check FILE SYSID: pg_wal_segment_check on a WAL file (its name is the file's). */
+static int cmd_wal_check(int argc, char **argv)
+{
+    if (argc != 4)
+        return 2;
+    uint8_t page[PG_WAL_LONG_HEADER];
+    FILE *f = fopen(argv[2], "rb");
+    size_t n = f ? fread(page, 1, sizeof page, f) : 0;
+    if (f)
+        fclose(f);
+    const char *name = strrchr(argv[2], '/') ? strrchr(argv[2], '/') + 1 : argv[2];
+    bq_errbuf_t e = {{0}};
+    uint64_t sysid = strtoull(argv[3], NULL, 10);
+    int rc = pg_wal_segment_check(name, page, n, sysid, 0, &e);
+    if (rc) {
+        printf("error: %s: %s\n", bq_err_name(rc), e.msg);
+        return 1;
+    }
+    printf("ok %s\n", name);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -588,10 +613,13 @@ int main(int argc, char **argv)
         rc = cmd_wal_stall(argc, argv);
     else if (argc >= 2 && strcmp(argv[1], "stream") == 0)
         rc = cmd_stream(argc, argv);
+    else if (argc >= 2 && strcmp(argv[1], "wal-check") == 0)
+        rc = cmd_wal_check(argc, argv);
     if (rc == 2)
         fprintf(stderr, "usage: pg_backup_tool backup CONNINFO DEST [--no-wal] [--spread] "
                         "[--no-tablespace-map] [--cancel-after N] [--stall S]\n"
                         "       pg_backup_tool wal-stall CONNINFO STALL_S\n"
-                        "       pg_backup_tool stream CONNINFO DIR SLOT APPNAME [START_LSN]\n");
+                        "       pg_backup_tool stream CONNINFO DIR SLOT APPNAME [START_LSN]\n"
+                        "       pg_backup_tool wal-check FILE SYSID\n");
     return rc;
 }

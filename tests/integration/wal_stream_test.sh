@@ -10,7 +10,8 @@
 #      from the receiver's directory; the last segment is its full-size .partial) has every row
 #      whose COMMIT returned.
 #   4. The receiver restarts on the existing slot and resumes with no gap: the segments it
-#      completes continue the ones it had.
+#      completes continue the ones it had; each one's page header (pg/walfile.h) names its
+#      own place and this cluster's system, and another cluster's is refused.
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$HERE/lib.sh"
 [[ -x ${BQ_PG_BACKUP_TOOL:-} ]] || fail "BQ_PG_BACKUP_TOOL is not set (ctest sets it)"
@@ -21,6 +22,7 @@ chmod 755 "$BQ_TMP"
 
 C=$(pg_start main)
 pg_psql main -c "CREATE TABLE t (id int PRIMARY KEY, at timestamptz DEFAULT now())"
+pg_psql main -c "SELECT system_identifier FROM pg_control_system()" >"$BQ_TMP/sysid1"
 WAL=$BQ_TMP/wal
 mkdir -p "$WAL"
 
@@ -107,6 +109,16 @@ have = {seg(n) for n in names}
 missing = [s for s in want if s not in have]
 sys.exit(1 if missing else 0)
 PY
+# the streamed segments are this cluster's, each at its own place (pg_wal_segment_check); a
+# segment of the other cluster is refused naming both systems
+sysid2=$(pg_psql second -c "SELECT system_identifier FROM pg_control_system()")
+for f in "$W2"/????????????????????????; do
+    out=$("$BQ_PG_BACKUP_TOOL" wal-check "$f" "$sysid2") || fail "wal-check $f: $out"
+done
+sysid1=$(cat "$BQ_TMP/sysid1")
+rc=0; out=$("$BQ_PG_BACKUP_TOOL" wal-check "$(ls "$W2"/???????????????????????? | head -1)" "$sysid1") || rc=$?
+assert_eq 1 "$rc" "wal-check of another cluster's segment"
+assert_contains "$out" "belongs to system $sysid2, not $sysid1"
 bq_kill "$rx3" TERM
 grep -q '^stopped after' "$BQ_TMP/rx3.log" || fail "the receiver did not stop cleanly on SIGTERM: $(tail -3 "$BQ_TMP/rx3.log")"
 echo "wal_stream test: $n_acked commits returned before SIGKILL, $n_rec rows recovered from the streamed WAL, none missing; restart after $first resumed with no gap to $last_want"

@@ -1,0 +1,204 @@
+#include "walfile.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+static uint16_t le16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
+
+static uint32_t le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
+           ((uint32_t)p[3] << 24);
+}
+
+static uint64_t le64(const uint8_t *p) { return (uint64_t)le32(p) | ((uint64_t)le32(p + 4) << 32); }
+
+static int pow2_in(uint64_t v, uint64_t lo, uint64_t hi)
+{
+    return v >= lo && v <= hi && (v & (v - 1)) == 0;
+}
+
+int pg_wal_page_parse(const void *buf, size_t len, pg_wal_page_t *out, bq_errbuf_t *e)
+{
+    const uint8_t *p = buf;
+    memset(out, 0, sizeof *out);
+    if (!p || len < PG_WAL_SHORT_HEADER)
+        return bq_fail(e, BQ_E_INVAL, "WAL page header: %zu bytes, shorter than %d", len,
+                       PG_WAL_SHORT_HEADER);
+    out->magic = le16(p);
+    out->info = le16(p + 2);
+    out->tli = le32(p + 4);
+    out->pageaddr = le64(p + 8);
+    out->rem_len = le32(p + 16);
+    if (out->magic != PG_WAL_PAGE_MAGIC)
+        return bq_fail(e, BQ_E_INVAL, "WAL page header: magic 0x%04X, not PostgreSQL 15's 0x%04X",
+                       (unsigned)out->magic, PG_WAL_PAGE_MAGIC);
+    if (out->info & ~PG_WAL_XLP_ALL_FLAGS)
+        return bq_fail(e, BQ_E_INVAL, "WAL page header: unknown info bits 0x%04X",
+                       (unsigned)out->info);
+    if (out->tli == 0)
+        return bq_fail(e, BQ_E_INVAL, "WAL page header: timeline 0");
+    if (!(out->info & PG_WAL_XLP_LONG_HEADER))
+        return 0;
+    if (len < PG_WAL_LONG_HEADER)
+        return bq_fail(e, BQ_E_INVAL, "WAL page header: a long header in %zu bytes, shorter "
+                       "than %d", len, PG_WAL_LONG_HEADER);
+    out->long_header = 1;
+    out->sysid = le64(p + 24);
+    out->seg_size = le32(p + 32);
+    out->page_size = le32(p + 36);
+    if (!pow2_in(out->seg_size, 1u << 20, 1u << 30))
+        return bq_fail(e, BQ_E_INVAL, "WAL page header: segment size %" PRIu32 " is not a power "
+                       "of two from 1 MiB to 1 GiB", out->seg_size);
+    if (!pow2_in(out->page_size, 1024, 65536))
+        return bq_fail(e, BQ_E_INVAL, "WAL page header: page size %" PRIu32 " is not a power of "
+                       "two from 1 KiB to 64 KiB", out->page_size);
+    if (out->pageaddr % out->seg_size != 0)
+        return bq_fail(e, BQ_E_INVAL, "WAL page header: a long header at %" PRIX64 ", not at a "
+                       "segment start", out->pageaddr);
+    return 0;
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* 8 uppercase hex digits at s. */
+static int hex8(const char *s, uint32_t *out)
+{
+    uint32_t v = 0;
+    for (int i = 0; i < 8; i++) {
+        int d = hexval(s[i]);
+        if (d < 0)
+            return -1;
+        v = v << 4 | (uint32_t)d;
+    }
+    *out = v;
+    return 0;
+}
+
+int pg_wal_segment_check(const char *name, const void *buf, size_t len, uint64_t sysid,
+                         uint32_t seg_size, bq_errbuf_t *e)
+{
+    size_t nl = name ? strlen(name) : 0;
+    uint32_t tli = 0, hi = 0, lo = 0;
+    if (!(nl == 24 || (nl == 32 && strcmp(name + 24, ".partial") == 0)) || hex8(name, &tli) ||
+        hex8(name + 8, &hi) || hex8(name + 16, &lo) || tli == 0)
+        return bq_fail(e, BQ_E_INVAL, "\"%.40s\" is not a WAL segment name", name ? name : "");
+    bq_errbuf_t why;
+    pg_wal_page_t pg;
+    if (pg_wal_page_parse(buf, len, &pg, &why) != 0)
+        return bq_fail(e, BQ_E_INVAL, "WAL file %s: %s", name, why.msg);
+    if (!pg.long_header)
+        return bq_fail(e, BQ_E_INVAL, "WAL file %s: its first page has no long header", name);
+    if (seg_size && pg.seg_size != seg_size)
+        return bq_fail(e, BQ_E_INVAL, "WAL file %s has segments of %" PRIu32 " bytes, not %" PRIu32,
+                       name, pg.seg_size, seg_size);
+    if (sysid && pg.sysid != sysid)
+        return bq_fail(e, BQ_E_INVAL, "WAL file %s belongs to system %" PRIu64 ", not %" PRIu64,
+                       name, pg.sysid, sysid);
+    uint64_t per_id = 0x100000000ull / pg.seg_size; /* segments per "xlogid" */
+    if (lo >= per_id)
+        return bq_fail(e, BQ_E_INVAL, "WAL file %s: segment number %08" PRIX32 " out of range for "
+                       "%" PRIu32 "-byte segments", name, lo, pg.seg_size);
+    uint64_t segno = (uint64_t)hi * per_id + lo;
+    if (pg.tli != tli || pg.pageaddr != segno * pg.seg_size)
+        return bq_fail(e, BQ_E_INVAL, "WAL file %s holds timeline %" PRIu32 " at %" PRIX64
+                       "/%08" PRIX64 ", not its own place", name, pg.tli, pg.pageaddr >> 32,
+                       pg.pageaddr & 0xffffffffu);
+    return 0;
+}
+
+/* "X/X" hex (1-8 digits each side, either case) in [p, end); *used bytes. */
+static int lsn_at(const char *p, const char *end, uint64_t *lsn, size_t *used)
+{
+    uint64_t part[2] = {0, 0};
+    const char *s = p;
+    for (int k = 0; k < 2; k++) {
+        int nd = 0;
+        for (; s < end && nd < 9; s++, nd++) {
+            int d = hexval(*s >= 'a' && *s <= 'f' ? (char)(*s - 32) : *s);
+            if (d < 0)
+                break;
+            part[k] = part[k] << 4 | (uint64_t)d;
+        }
+        if (nd == 0 || nd > 8)
+            return -1;
+        if (k == 0) {
+            if (s >= end || *s != '/')
+                return -1;
+            s++;
+        }
+    }
+    *lsn = part[0] << 32 | part[1];
+    *used = (size_t)(s - p);
+    return 0;
+}
+
+int pg_tli_history_parse(const char *text, size_t len, uint32_t file_tli, pg_tli_entry_t *out,
+                         size_t cap, size_t *n, bq_errbuf_t *e)
+{
+    *n = 0;
+    char fname[24];
+    snprintf(fname, sizeof fname, "%08" PRIX32 ".history", file_tli);
+    if (file_tli < 2)
+        return bq_fail(e, BQ_E_INVAL, "timeline history %s: timeline %" PRIu32 " has none",
+                       fname, file_tli);
+    if (len > 0 && !text)
+        return bq_fail(e, BQ_E_INVAL, "timeline history %s: no text", fname);
+    if (len > 0 && memchr(text, '\0', len))
+        return bq_fail(e, BQ_E_INVAL, "timeline history %s: a NUL byte", fname);
+    const char *p = text, *end = text + len;
+    uint32_t last_tli = 0;
+    uint64_t last_end = 0;
+    for (size_t line = 1; p < end; line++) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *le = nl ? nl : end;
+        const char *s = p;
+        p = nl ? nl + 1 : end;
+        while (s < le && (*s == ' ' || *s == '\t' || *s == '\r'))
+            s++;
+        if (s == le || *s == '#')
+            continue;
+        uint64_t tli = 0;
+        int nd = 0;
+        for (; s < le && *s >= '0' && *s <= '9' && nd < 11; s++, nd++)
+            tli = tli * 10 + (uint64_t)(*s - '0');
+        if (nd == 0 || nd > 10 || tli > UINT32_MAX || s >= le || (*s != '\t' && *s != ' '))
+            return bq_fail(e, BQ_E_INVAL, "timeline history %s line %zu: no timeline number",
+                           fname, line);
+        while (s < le && (*s == '\t' || *s == ' '))
+            s++;
+        uint64_t lsn = 0;
+        size_t used = 0;
+        if (lsn_at(s, le, &lsn, &used) != 0)
+            return bq_fail(e, BQ_E_INVAL, "timeline history %s line %zu: no switch point (X/X)",
+                           fname, line);
+        s += used;
+        if (s < le && *s != '\t' && *s != ' ' && *s != '\r')
+            return bq_fail(e, BQ_E_INVAL, "timeline history %s line %zu: text after the switch "
+                           "point", fname, line);
+        if (tli == 0 || tli >= file_tli || tli <= last_tli)
+            return bq_fail(e, BQ_E_INVAL, "timeline history %s line %zu: timeline %" PRIu64 " is "
+                           "not between %" PRIu32 " and %" PRIu32, fname, line, tli, last_tli,
+                           file_tli);
+        if (lsn < last_end)
+            return bq_fail(e, BQ_E_INVAL, "timeline history %s line %zu: switch point goes back",
+                           fname, line);
+        if (*n == cap)
+            return bq_fail(e, BQ_E_TOOBIG, "timeline history %s: more than %zu entries", fname,
+                           cap);
+        out[*n].tli = (uint32_t)tli;
+        out[*n].end = lsn;
+        (*n)++;
+        last_tli = (uint32_t)tli;
+        last_end = lsn;
+    }
+    return 0;
+}

@@ -1,0 +1,67 @@
+/* PostgreSQL's WAL files as bytes: the page header that starts every WAL segment, and the
+ * timeline history files (NNNNNNNN.history). Both come from outside (a server, an
+ * archive_command's %p, a peer's store) and are parsed as hostile input: every length is
+ * bounded, nothing is read past len.
+ *
+ * WAL page header (PostgreSQL 15, access/xlog_internal.h), in the server's byte order
+ * (little-endian on every platform Barque runs on):
+ *     magic u16 (0xD110) ‖ info u16 ‖ tli u32 ‖ pageaddr u64 ‖ rem_len u32 ‖ padding (4)
+ * and, on the first page of a segment (info has XLP_LONG_HEADER):
+ *     system identifier u64 ‖ segment size u32 ‖ page size u32                  = 40 bytes
+ *
+ * History file: one line per earlier timeline, "PARENT_TLI<tab>SWITCH_LSN<tab>reason", where
+ * SWITCH_LSN ("X/X", hex) is where that timeline ended; blank lines and lines starting with
+ * '#' are comments (PostgreSQL's readTimeLineHistory). Timelines ascend, each below the file's
+ * own; switch points do not go back. */
+#ifndef BQ_PG_WALFILE_H
+#define BQ_PG_WALFILE_H
+
+#include "err.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define PG_WAL_PAGE_MAGIC 0xD110u /* PostgreSQL 15 */
+#define PG_WAL_SHORT_HEADER 24
+#define PG_WAL_LONG_HEADER 40
+#define PG_WAL_XLP_LONG_HEADER 0x0002u
+#define PG_WAL_XLP_ALL_FLAGS 0x000Fu
+#define PG_TLI_HISTORY_MAX 4096 /* entries: far more than any cluster makes */
+
+typedef struct {
+    uint16_t magic, info;
+    uint32_t tli;
+    uint64_t pageaddr;
+    uint32_t rem_len;
+    int long_header;    /* then the three fields below are set */
+    uint64_t sysid;
+    uint32_t seg_size;
+    uint32_t page_size;
+} pg_wal_page_t;
+
+/* Parse the page header at buf (len bytes). BQ_E_INVAL "WAL page header: WHY" for a short
+ * buffer, another magic (naming it: a WAL file of another PostgreSQL version), unknown info
+ * bits, timeline 0, a long header's impossible segment or page size. */
+int pg_wal_page_parse(const void *buf, size_t len, pg_wal_page_t *out, bq_errbuf_t *e);
+
+/* Check that len bytes are WAL file name (24 hex digits, optionally ".partial") of the
+ * cluster whose system identifier is sysid (0: do not check) and segment size seg_size (0:
+ * any): the first page's long header names the same timeline, segment (pageaddr = segno *
+ * seg_size), system identifier and segment size. BQ_E_INVAL naming the file and what differs
+ * ("WAL file NAME belongs to system 7.., not 7.."). */
+int pg_wal_segment_check(const char *name, const void *buf, size_t len, uint64_t sysid,
+                         uint32_t seg_size, bq_errbuf_t *e);
+
+typedef struct {
+    uint32_t tli;  /* an earlier timeline */
+    uint64_t end;  /* where it ended (the next one's start) */
+} pg_tli_entry_t;
+
+/* Parse a history file of timeline file_tli (text, len bytes; no NUL needed) into out (cap
+ * entries): *n entries in file order. BQ_E_INVAL "timeline history NNNNNNNN.history line L:
+ * WHY" (unreadable line, a timeline not below file_tli or not ascending, a switch point that
+ * goes back, a NUL byte); BQ_E_TOOBIG for more than cap entries. */
+int pg_tli_history_parse(const char *text, size_t len, uint32_t file_tli, pg_tli_entry_t *out,
+                         size_t cap, size_t *n, bq_errbuf_t *e);
+
+#endif
