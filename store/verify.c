@@ -50,6 +50,7 @@ typedef struct {
     store_index_t *idx;
     store_chunk_ctx_t *ctx;
     store_reader_t *rd; /* the bases of delta records */
+    char wal_cluster[STORE_WAL_CLUSTER_MAX + 1]; /* the WAL area being verified */
     store_verify_fn fn;
     void *arg;
     store_verify_stats_t st;
@@ -611,7 +612,7 @@ static int on_wal(uint32_t tli, const char *name, void *arg)
     bq_errbuf_t why = {{0}};
     uint64_t len = 0;
     size_t got = 0;
-    int rc = store_wal_stat(v->dir, name, &len, NULL, &why);
+    int rc = store_wal_stat(v->dir, v->wal_cluster, name, &len, NULL, &why);
     if (rc == BQ_E_NOTFOUND)
         return 0; /* removed meanwhile */
     if (rc == 0 && len > STORE_WAL_SEG_MAX)
@@ -620,7 +621,8 @@ static int on_wal(uint32_t tli, const char *name, void *arg)
     if (rc == 0)
         rc = grow(&v->wal_buf, &v->wal_cap, (size_t)len, &why);
     if (rc == 0)
-        rc = store_wal_get(v->dir, v->ctx, wal_key, v, name, v->wal_buf, v->wal_cap, &got, &why);
+        rc = store_wal_get(v->dir, v->wal_cluster, v->ctx, wal_key, v, name, v->wal_buf,
+                           v->wal_cap, &got, &why);
     if (rc == BQ_E_NOTFOUND)
         return 0;
     v->st.wal_files++;
@@ -630,7 +632,8 @@ static int on_wal(uint32_t tli, const char *name, void *arg)
     }
     if (rc != 0) {
         char msg[BQ_ERRMSG_MAX + 256];
-        snprintf(msg, sizeof msg, "store %s: WAL file %s: %s", v->dir, name, why.msg);
+        snprintf(msg, sizeof msg, "store %s: WAL file %s of cluster %s: %s", v->dir, name,
+                 v->wal_cluster, why.msg);
         store_verify_event_t ev = {.kind = STORE_VERIFY_WAL_DAMAGED, .wal = name,
                                    .message = msg};
         return emit(v, &ev);
@@ -642,11 +645,24 @@ static int on_conflict(uint32_t tli, const char *name, void *arg)
 {
     verify_t *v = arg;
     char msg[PATH_MAX + 512];
-    snprintf(msg, sizeof msg, "store %s: wal/%08" PRIX32 "/%s holds content that was refused "
-             "for a WAL file already archived under that name (kept for the operator)", v->dir,
-             tli, name);
+    snprintf(msg, sizeof msg, "store %s: wal/%s/%08" PRIX32 "/%s holds content that was "
+             "refused for a WAL file already archived under that name (kept for the operator)",
+             v->dir, v->wal_cluster, tli, name);
     store_verify_event_t ev = {.kind = STORE_VERIFY_WAL_CONFLICT, .wal = name, .message = msg};
     return emit(v, &ev);
+}
+
+static int step_result(const verify_t *v, int rc);
+
+/* One cluster's WAL area: its files, then its conflict files. */
+static int on_wal_cluster(const char *cluster, void *arg)
+{
+    verify_t *v = arg;
+    snprintf(v->wal_cluster, sizeof v->wal_cluster, "%s", cluster);
+    int rc = step_result(v, store_wal_list(v->dir, cluster, on_wal, v, v->e));
+    if (rc == 0)
+        rc = step_result(v, store_wal_conflicts(v->dir, cluster, on_conflict, v, v->e));
+    return rc;
 }
 
 /* ---- the whole ---- */
@@ -687,9 +703,7 @@ int store_verify(store_t *s, store_verify_fn fn, void *arg, store_verify_stats_t
     if (rc == 0)
         rc = step_result(&v, store_backup_list(s, on_backup, &v, e));
     if (rc == 0)
-        rc = step_result(&v, store_wal_list(v.dir, on_wal, &v, e));
-    if (rc == 0)
-        rc = step_result(&v, store_wal_conflicts(v.dir, on_conflict, &v, e));
+        rc = step_result(&v, store_wal_clusters(v.dir, on_wal_cluster, &v, e));
     if (rc == 0 && v.st.problems > 0)
         rc = bq_fail(e, BQ_E_IO, "store %s: %" PRIu64 " problem%s found (first: %s)", v.dir,
                      v.st.problems, v.st.problems == 1 ? "" : "s", v.first.msg);

@@ -229,17 +229,45 @@ int store_wal_check(const char *name, size_t seg_size, size_t len, bq_errbuf_t *
 /* ---- paths ---- */
 
 typedef struct {
-    char wal[PATH_MAX];  /* STORE/wal */
-    char tli[PATH_MAX];  /* STORE/wal/TLI */
-    char file[PATH_MAX]; /* STORE/wal/TLI/NAME */
+    char root[PATH_MAX]; /* STORE/wal */
+    char wal[PATH_MAX];  /* STORE/wal/CLUSTER */
+    char tli[PATH_MAX];  /* STORE/wal/CLUSTER/TLI */
+    char file[PATH_MAX]; /* STORE/wal/CLUSTER/TLI/NAME */
 } wal_paths_t;
 
-static int make_paths(const char *store_dir, const char *name, wal_paths_t *p, bq_errbuf_t *e)
+int store_wal_cluster_valid(const char *c)
 {
-    if (snprintf(p->wal, sizeof p->wal, "%s/wal", store_dir) >= (int)sizeof p->wal ||
+    size_t n = c ? strlen(c) : 0;
+    if (n == 0 || n > STORE_WAL_CLUSTER_MAX || c[0] == '.')
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!((c[i] >= 'a' && c[i] <= 'z') || (c[i] >= 'A' && c[i] <= 'Z') ||
+              (c[i] >= '0' && c[i] <= '9') || c[i] == '.' || c[i] == '_' || c[i] == '-'))
+            return 0;
+    return 1;
+}
+
+static int cluster_check(const char *cluster, bq_errbuf_t *e)
+{
+    if (store_wal_cluster_valid(cluster))
+        return 0;
+    return bq_fail(e, BQ_E_INVAL, "invalid cluster name \"%.80s\" for the WAL area (1 to %d of "
+                   "[A-Za-z0-9._-], not starting with '.')", cluster ? cluster : "",
+                   STORE_WAL_CLUSTER_MAX);
+}
+
+static int make_paths(const char *store_dir, const char *cluster, const char *name,
+                      wal_paths_t *p, bq_errbuf_t *e)
+{
+    int rc = cluster_check(cluster, e);
+    if (rc)
+        return rc;
+    if (snprintf(p->root, sizeof p->root, "%s/wal", store_dir) >= (int)sizeof p->root ||
+        snprintf(p->wal, sizeof p->wal, "%s/%s", p->root, cluster) >= (int)sizeof p->wal ||
         snprintf(p->tli, sizeof p->tli, "%s/%.8s", p->wal, name) >= (int)sizeof p->tli ||
         snprintf(p->file, sizeof p->file, "%s/%s", p->tli, name) >= (int)sizeof p->file)
-        return bq_fail(e, BQ_E_INVAL, "path too long: %s/wal/%.8s/%s", store_dir, name, name);
+        return bq_fail(e, BQ_E_INVAL, "path too long: %s/wal/%s/%.8s/%s", store_dir, cluster,
+                       name, name);
     return 0;
 }
 
@@ -321,7 +349,7 @@ fail:
     return rc;
 }
 
-int store_wal_stat(const char *store_dir, const char *name, uint64_t *len,
+int store_wal_stat(const char *store_dir, const char *cluster, const char *name, uint64_t *len,
                    uint8_t sha256_out[STORE_WAL_SHA256_BYTES], bq_errbuf_t *e)
 {
     store_wal_kind_t kind;
@@ -330,7 +358,7 @@ int store_wal_stat(const char *store_dir, const char *name, uint64_t *len,
     int fd = -1;
     int rc = store_wal_name_parse(name, &kind, NULL, e);
     if (!rc)
-        rc = make_paths(store_dir, name, &p, e);
+        rc = make_paths(store_dir, cluster, name, &p, e);
     if (!rc)
         rc = wal_open(p.file, kind, &fd, &h, e);
     if (rc)
@@ -343,7 +371,7 @@ int store_wal_stat(const char *store_dir, const char *name, uint64_t *len,
     return 0;
 }
 
-int store_wal_get(const char *store_dir, store_chunk_ctx_t *ctx, store_wal_key_fn key_lookup,
+int store_wal_get(const char *store_dir, const char *cluster, store_chunk_ctx_t *ctx, store_wal_key_fn key_lookup,
                   void *arg, const char *name, void *buf, size_t cap, size_t *len,
                   bq_errbuf_t *e)
 {
@@ -353,7 +381,7 @@ int store_wal_get(const char *store_dir, store_chunk_ctx_t *ctx, store_wal_key_f
     int fd = -1;
     int rc = store_wal_name_parse(name, &kind, NULL, e);
     if (!rc)
-        rc = make_paths(store_dir, name, &p, e);
+        rc = make_paths(store_dir, cluster, name, &p, e);
     if (!rc)
         rc = wal_open(p.file, kind, &fd, &h, e);
     if (rc)
@@ -510,6 +538,8 @@ static int wal_build(store_chunk_ctx_t *ctx, const store_datakey_t *dk, store_co
 static int sync_parents(const char *store_dir, const wal_paths_t *p, bq_errbuf_t *e)
 {
     int rc = fsync_path(p->wal, e);
+    if (rc == 0)
+        rc = fsync_path(p->root, e);
     return rc ? rc : fsync_path(store_dir, e);
 }
 
@@ -531,7 +561,7 @@ static int keep_conflict(const char *path, const uint8_t *file, size_t file_len,
     return rc;
 }
 
-int store_wal_put(const char *store_dir, store_chunk_ctx_t *ctx, const store_datakey_t *dk,
+int store_wal_put(const char *store_dir, const char *cluster, store_chunk_ctx_t *ctx, const store_datakey_t *dk,
                   store_comp_t comp, int level, size_t seg_size, const char *name,
                   const void *data, size_t len, bq_errbuf_t *e)
 {
@@ -541,12 +571,14 @@ int store_wal_put(const char *store_dir, store_chunk_ctx_t *ctx, const store_dat
     if (!rc)
         rc = store_wal_name_parse(name, &kind, NULL, e);
     if (!rc)
-        rc = make_paths(store_dir, name, &p, e);
+        rc = make_paths(store_dir, cluster, name, &p, e);
     if (rc)
         return rc;
     uint8_t sha[STORE_WAL_SHA256_BYTES];
     rc = sha256(data, len, sha, e);
     if (!rc)
+        rc = make_dir(p.root, e);
+    if (rc == 0)
         rc = make_dir(p.wal, e);
     if (!rc)
         rc = make_dir(p.tli, e);
@@ -692,12 +724,15 @@ out:
     return rc;
 }
 
-static int list_all(const char *store_dir, int conflicts, store_wal_list_fn fn, void *arg,
-                    bq_errbuf_t *e)
+static int list_all(const char *store_dir, const char *cluster, int conflicts,
+                    store_wal_list_fn fn, void *arg, bq_errbuf_t *e)
 {
     char wal[PATH_MAX];
-    if (snprintf(wal, sizeof wal, "%s/wal", store_dir) >= (int)sizeof wal)
-        return bq_fail(e, BQ_E_INVAL, "path too long: %s/wal", store_dir);
+    int crc = cluster_check(cluster, e);
+    if (crc)
+        return crc;
+    if (snprintf(wal, sizeof wal, "%s/wal/%s", store_dir, cluster) >= (int)sizeof wal)
+        return bq_fail(e, BQ_E_INVAL, "path too long: %s/wal/%s", store_dir, cluster);
     DIR *d = opendir(wal);
     if (!d) {
         if (errno == ENOENT)
@@ -746,12 +781,63 @@ out:
     return rc;
 }
 
-int store_wal_list(const char *store_dir, store_wal_list_fn fn, void *arg, bq_errbuf_t *e)
+int store_wal_list(const char *store_dir, const char *cluster, store_wal_list_fn fn, void *arg,
+                   bq_errbuf_t *e)
 {
-    return list_all(store_dir, 0, fn, arg, e);
+    return list_all(store_dir, cluster, 0, fn, arg, e);
 }
 
-int store_wal_conflicts(const char *store_dir, store_wal_list_fn fn, void *arg, bq_errbuf_t *e)
+int store_wal_conflicts(const char *store_dir, const char *cluster, store_wal_list_fn fn,
+                        void *arg, bq_errbuf_t *e)
 {
-    return list_all(store_dir, 1, fn, arg, e);
+    return list_all(store_dir, cluster, 1, fn, arg, e);
+}
+
+int store_wal_clusters(const char *store_dir, store_wal_cluster_fn fn, void *arg, bq_errbuf_t *e)
+{
+    char wal[PATH_MAX];
+    if (snprintf(wal, sizeof wal, "%s/wal", store_dir) >= (int)sizeof wal)
+        return bq_fail(e, BQ_E_INVAL, "path too long: %s/wal", store_dir);
+    DIR *d = opendir(wal);
+    if (!d) {
+        if (errno == ENOENT)
+            return 0;
+        return bq_fail(e, BQ_E_IO, "could not open directory %s: %s", wal, strerror(errno));
+    }
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+    int rc = 0;
+    struct dirent *de;
+    errno = 0;
+    while ((de = readdir(d)) != NULL) {
+        if (!store_wal_cluster_valid(de->d_name))
+            continue;
+        if (n == cap) {
+            size_t ncap = cap ? 2 * cap : 16;
+            char **nn = realloc(names, ncap * sizeof *nn);
+            if (!nn) {
+                rc = bq_fail(e, BQ_E_NOMEM, "out of memory listing %s", wal);
+                break;
+            }
+            names = nn;
+            cap = ncap;
+        }
+        if (!(names[n] = strdup(de->d_name))) {
+            rc = bq_fail(e, BQ_E_NOMEM, "out of memory listing %s", wal);
+            break;
+        }
+        n++;
+        errno = 0;
+    }
+    if (rc == 0 && errno)
+        rc = bq_fail(e, BQ_E_IO, "could not read directory %s: %s", wal, strerror(errno));
+    closedir(d);
+    if (rc == 0 && n)
+        qsort(names, n, sizeof *names, cmp_str);
+    for (size_t i = 0; i < n && rc == 0; i++)
+        rc = fn(names[i], arg);
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    return rc;
 }

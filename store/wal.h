@@ -1,5 +1,8 @@
 /* The store's WAL area (docs/store.md, "WAL area"): one sealed file per archived WAL file,
- * STORE/wal/TLI/NAME, TLI being the first 8 hex digits of NAME. All integers little-endian:
+ * STORE/wal/CLUSTER/TLI/NAME, TLI being the first 8 hex digits of NAME (each cluster has its
+ * own WAL names: two clusters' segment 000000010000000000000001 are different files). CLUSTER:
+ * 1 to STORE_WAL_CLUSTER_MAX of [A-Za-z0-9._-], not starting with '.' (store_wal_cluster_valid;
+ * every call refuses another with BQ_E_INVAL). All integers little-endian:
  *
  *     header (48 bytes): "BQWAL001" (8) ‖ sha256 of the plaintext (32) ‖ raw length u64
  *     pieces:            chunk id (32) ‖ body_len u32 ‖ sealed body (store/chunk.h)
@@ -38,6 +41,7 @@
 #define STORE_WAL_SEG_MAX ((size_t)1 << 30)
 #define STORE_WAL_SMALL_MAX ((size_t)1 << 20) /* .history and .backup files */
 #define STORE_WAL_NAME_MAX 72 /* longest name with its NUL, conflict files included */
+#define STORE_WAL_CLUSTER_MAX 63
 
 typedef enum {
     STORE_WAL_SEGMENT = 0,
@@ -46,6 +50,9 @@ typedef enum {
     STORE_WAL_BACKUP = 3,
 } store_wal_kind_t;
 
+/* 1 when c may name a cluster's WAL area. */
+int store_wal_cluster_valid(const char *c);
+
 /* Check a WAL file name (no length check): 0 with *kind and *tli (both may be NULL) filled, or
  * BQ_E_INVAL 'invalid WAL file name "NAME" (...)'. */
 int store_wal_name_parse(const char *name, store_wal_kind_t *kind, uint32_t *tli, bq_errbuf_t *e);
@@ -53,18 +60,18 @@ int store_wal_name_parse(const char *name, store_wal_kind_t *kind, uint32_t *tli
  * BQ_E_INVAL for a bad name, a bad seg_size, or a length its kind does not allow, naming it. */
 int store_wal_check(const char *name, size_t seg_size, size_t len, bq_errbuf_t *e);
 
-/* Archive len bytes of WAL file name into store_dir/wal/TLI/NAME, sealed under data key dk with
- * compression comp at level (as store_chunk_seal), durably (the file, wal/TLI/, wal/ and
+/* Archive len bytes of WAL file name of cluster into store_dir/wal/CLUSTER/TLI/NAME, sealed under data key dk with
+ * compression comp at level (as store_chunk_seal), durably (the file, wal/CLUSTER/TLI/, wal/CLUSTER/, wal/ and
  * store_dir are fsynced) before returning 0. ctx is the caller's (one per thread).
  *   - name or len not valid for seg_size (store_wal_check): BQ_E_INVAL, nothing written;
  *   - the name is stored with the same sha256: the stored file and its directories are fsynced
  *     again and 0 is returned (PostgreSQL archiving the same segment twice);
  *   - stored with another sha256: the new content goes durably to
- *     wal/TLI/NAME.conflict-<first 16 hex digits of its sha256> (kept for the operator) and
+ *     wal/CLUSTER/TLI/NAME.conflict-<first 16 hex digits of its sha256> (kept for the operator) and
  *     BQ_E_EXISTS names the file and both checksums; the stored file is never touched;
  *   - a stored file whose header is damaged: BQ_E_IO naming it, nothing written;
  *   - BQ_E_IO for any write or fsync failure (never retried), BQ_E_NOMEM. */
-int store_wal_put(const char *store_dir, store_chunk_ctx_t *ctx, const store_datakey_t *dk,
+int store_wal_put(const char *store_dir, const char *cluster, store_chunk_ctx_t *ctx, const store_datakey_t *dk,
                   store_comp_t comp, int level, size_t seg_size, const char *name,
                   const void *data, size_t len, bq_errbuf_t *e);
 
@@ -74,7 +81,7 @@ typedef int (*store_wal_key_fn)(void *arg, uint32_t key_id, store_datakey_t *out
 
 /* Read WAL file name from store_dir into buf (cap bytes); *len receives its length. Every
  * piece is authenticated and its id re-hashed, and the sha256 of the whole checked.
- *   - BQ_E_NOTFOUND exactly when store_dir/wal/TLI/NAME does not exist (restore_command's
+ *   - BQ_E_NOTFOUND exactly when store_dir/wal/CLUSTER/TLI/NAME does not exist (restore_command's
  *     "not archived"); never for anything else;
  *   - BQ_E_INVAL for a bad name; BQ_E_TOOBIG when the file holds more than cap bytes;
  *   - BQ_E_KEY when key_lookup fails (its message; its BQ_E_NOTFOUND becomes BQ_E_KEY);
@@ -82,13 +89,13 @@ typedef int (*store_wal_key_fn)(void *arg, uint32_t key_id, store_datakey_t *out
  *     that does not open, e.g. under a wrong data key, a checksum that differs) or read error.
  * On failure buf holds nothing useful. The file is treated as hostile: every length is bounded
  * before use; memory used is one piece (16 MiB) besides buf. */
-int store_wal_get(const char *store_dir, store_chunk_ctx_t *ctx, store_wal_key_fn key_lookup,
+int store_wal_get(const char *store_dir, const char *cluster, store_chunk_ctx_t *ctx, store_wal_key_fn key_lookup,
                   void *arg, const char *name, void *buf, size_t cap, size_t *len,
                   bq_errbuf_t *e);
 
 /* The length and sha256 (may be NULL) of a stored WAL file, from its header only (not
  * authenticated: store_wal_get checks them). BQ_E_NOTFOUND when absent, BQ_E_IO when damaged. */
-int store_wal_stat(const char *store_dir, const char *name, uint64_t *len,
+int store_wal_stat(const char *store_dir, const char *cluster, const char *name, uint64_t *len,
                    uint8_t sha256[STORE_WAL_SHA256_BYTES], bq_errbuf_t *e);
 
 /* Called once per file; a non-zero return stops the listing and is returned by it. */
@@ -98,9 +105,16 @@ typedef int (*store_wal_list_fn)(uint32_t tli, const char *name, void *arg);
  * files, conflict files and names that are not WAL file names of their timeline's directory
  * are skipped. A missing wal/ is an empty list. Memory: the names of one timeline. BQ_E_IO
  * when a directory cannot be read. */
-int store_wal_list(const char *store_dir, store_wal_list_fn fn, void *arg, bq_errbuf_t *e);
+int store_wal_list(const char *store_dir, const char *cluster, store_wal_list_fn fn, void *arg,
+                   bq_errbuf_t *e);
 /* The same for the conflict files only (NAME.conflict-<16 hex>), for verify and the operator:
  * name is the whole file name. */
-int store_wal_conflicts(const char *store_dir, store_wal_list_fn fn, void *arg, bq_errbuf_t *e);
+int store_wal_conflicts(const char *store_dir, const char *cluster, store_wal_list_fn fn,
+                        void *arg, bq_errbuf_t *e);
+
+/* The clusters with a WAL area (directories of store_dir/wal/ with a valid name), in name
+ * order. A non-zero return of fn stops the listing and is returned. */
+typedef int (*store_wal_cluster_fn)(const char *cluster, void *arg);
+int store_wal_clusters(const char *store_dir, store_wal_cluster_fn fn, void *arg, bq_errbuf_t *e);
 
 #endif

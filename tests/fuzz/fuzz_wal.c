@@ -1,5 +1,5 @@
 /* Fuzz target: arbitrary bytes as a stored WAL file (store/wal.h). The input is written as
- * STORE/wal/00000001/000000010000000000000001.partial and as STORE/wal/00000001/00000001.history
+ * STORE/wal/db1/00000001/000000010000000000000001.partial and as STORE/wal/db1/00000001/00000001.history
  * in a temp store made once, and each is read back with store_wal_get under fixed keys (id key
  * bytes 0..31, data key 0x2a with bytes 0x80..0x9f, as fuzz_chunk). The seeds of
  * corpus/fuzz_wal/ are valid files under those keys.
@@ -38,6 +38,8 @@ static void cleanup(void)
         unlink(path);
     }
     rmdir(dir);
+    snprintf(path, sizeof path, "%s/wal/db1", root);
+    rmdir(path);
     snprintf(path, sizeof path, "%s/wal", root);
     rmdir(path);
     rmdir(root);
@@ -60,7 +62,10 @@ static void fuzz_init(void)
     snprintf(dir, sizeof dir, "%s/wal", root);
     if (mkdir(dir, 0700) != 0)
         abort();
-    snprintf(dir, sizeof dir, "%s/wal/00000001", root);
+    snprintf(dir, sizeof dir, "%s/wal/db1", root);
+    if (mkdir(dir, 0700) != 0)
+        abort();
+    snprintf(dir, sizeof dir, "%s/wal/db1/00000001", root);
     if (mkdir(dir, 0700) != 0)
         abort();
     atexit(cleanup);
@@ -94,7 +99,7 @@ static void get_and_check(const char *name, const uint8_t *data, size_t size)
     bq_errbuf_t e = {{0}};
     size_t got = (size_t)-1;
     out[CAP] = 0x5a;
-    int rc = store_wal_get(root, ctx, lookup, NULL, name, out, CAP, &got, &e);
+    int rc = store_wal_get(root, "db1", ctx, lookup, NULL, name, out, CAP, &got, &e);
     if (out[CAP] != 0x5a)
         abort();
     if (rc == 0) {

@@ -173,9 +173,9 @@ static void *wal_main(void *arg)
         char name[32];
         seg_name(i, name);
         seg_content(i, buf);
-        rc = store_wal_put(dir, ctx, &dk, STORE_COMP_ZSTD, 1, SEG, name, buf, SEG, &e);
+        rc = store_wal_put(dir, "db1", ctx, &dk, STORE_COMP_ZSTD, 1, SEG, name, buf, SEG, &e);
         if (rc == 0) /* the same again: success */
-            rc = store_wal_put(dir, ctx, &dk, STORE_COMP_ZSTD, 1, SEG, name, buf, SEG, &e);
+            rc = store_wal_put(dir, "db1", ctx, &dk, STORE_COMP_ZSTD, 1, SEG, name, buf, SEG, &e);
     }
     record(&w->res, rc, "wal put", &e);
     if (rc == 0 || ctx)
@@ -373,7 +373,7 @@ static void test_writers_wal_reader_and_gc(void **state)
             size_t len = 0;
             seg_name(i, name);
             seg_content(i, want);
-            OK(store_wal_get(dir, ctx, wal_key, s, name, seg, SEG, &len, &e));
+            OK(store_wal_get(dir, "db1", ctx, wal_key, s, name, seg, SEG, &len, &e));
             assert_int_equal(len, SEG);
             assert_memory_equal(seg, want, SEG);
         }

@@ -122,7 +122,7 @@ static int group_setup(void **state)
     OK(store_chunk_ctx_for(s, &ctx, &e));
     store_datakey_t dk;
     OK(store_datakey_new(fx.base, &fx.old_m, &dk, &e));
-    OK(store_wal_put(fx.base, ctx, &dk, STORE_COMP_ZSTD, 0, SEG, WAL_SEG, fx.seg, SEG, &e));
+    OK(store_wal_put(fx.base, "db1", ctx, &dk, STORE_COMP_ZSTD, 0, SEG, WAL_SEG, fx.seg, SEG, &e));
     store_datakey_clear(&dk);
     store_chunk_ctx_destroy(&ctx);
     store_close(&s);
@@ -262,7 +262,7 @@ static void all_reads_ok(const store_master_t *m, const char *const *ids, size_t
     uint8_t *buf = malloc(SEG);
     assert_non_null(buf);
     size_t len = 0;
-    OK(store_wal_get(fx.store, ctx, wal_key, s, WAL_SEG, buf, SEG, &len, &e));
+    OK(store_wal_get(fx.store, "db1", ctx, wal_key, s, WAL_SEG, buf, SEG, &len, &e));
     assert_int_equal(len, SEG);
     assert_memory_equal(buf, fx.seg, SEG);
     free(buf);

@@ -206,9 +206,9 @@ static int group_setup(void **state)
     uint8_t *seg = malloc(SEG);
     assert_non_null(seg);
     randombytes_buf(seg, SEG);
-    OK(store_wal_put(fx.base, ctx, &dk, STORE_COMP_ZSTD, 0, SEG, WAL_SEG, seg, SEG, &e));
+    OK(store_wal_put(fx.base, "db1", ctx, &dk, STORE_COMP_ZSTD, 0, SEG, WAL_SEG, seg, SEG, &e));
     static const char hist[] = "1\t0/3000000\tno recovery target specified\n";
-    OK(store_wal_put(fx.base, ctx, &dk, STORE_COMP_ZSTD, 0, SEG, WAL_HIST, hist, sizeof hist - 1,
+    OK(store_wal_put(fx.base, "db1", ctx, &dk, STORE_COMP_ZSTD, 0, SEG, WAL_HIST, hist, sizeof hist - 1,
                      &e));
     free(seg);
     store_datakey_clear(&dk);
@@ -611,7 +611,7 @@ static void test_flipped_wal(void **state)
 {
     (void)state;
     copy_base();
-    flip("wal/00000001/" WAL_SEG, 48 + 36 + 100);
+    flip("wal/db1/00000001/" WAL_SEG, 48 + 36 + 100);
     events_t c;
     store_verify_stats_t st;
     bq_errbuf_t e = {{0}};
@@ -630,7 +630,7 @@ static void test_flipped_wal(void **state)
     uint8_t *buf = malloc(SEG);
     assert_non_null(buf);
     size_t len = 0;
-    assert_int_equal(store_wal_get(fx.store, ctx, wal_key, s, WAL_SEG, buf, SEG, &len, &e),
+    assert_int_equal(store_wal_get(fx.store, "db1", ctx, wal_key, s, WAL_SEG, buf, SEG, &len, &e),
                      BQ_E_IO);
     assert_non_null(strstr(e.msg, WAL_SEG));
     free(buf);
@@ -651,7 +651,7 @@ static void test_wal_conflict(void **state)
     store_datakey_t dk;
     OK(store_datakey_new(fx.store, &fx.m, &dk, &e));
     static const char other[] = "1\t0/4000000\tsomething else\n";
-    assert_int_equal(store_wal_put(fx.store, ctx, &dk, STORE_COMP_NONE, 0, SEG, WAL_HIST, other,
+    assert_int_equal(store_wal_put(fx.store, "db1", ctx, &dk, STORE_COMP_NONE, 0, SEG, WAL_HIST, other,
                                    sizeof other - 1, &e),
                      BQ_E_EXISTS);
     store_datakey_clear(&dk);

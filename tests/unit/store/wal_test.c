@@ -94,7 +94,7 @@ static int lookup(void *arg, uint32_t key_id, store_datakey_t *out, bq_errbuf_t 
 
 static void path_of(const fixture_t *f, const char *name, char *out, size_t cap)
 {
-    snprintf(out, cap, "%s/wal/%.8s/%s", f->root, name, name);
+    snprintf(out, cap, "%s/wal/db1/%.8s/%s", f->root, name, name);
 }
 
 static uint8_t *read_all(const char *path, size_t *len)
@@ -124,7 +124,7 @@ static void put_ok(fixture_t *f, store_comp_t comp, size_t seg, const char *name
                    const void *data, size_t len)
 {
     bq_errbuf_t e = {{0}};
-    int rc = store_wal_put(f->root, f->ctx, &f->dk, comp, 0, seg, name, data, len, &e);
+    int rc = store_wal_put(f->root, "db1", f->ctx, &f->dk, comp, 0, seg, name, data, len, &e);
     if (rc != 0)
         fail_msg("put %s: %s", name, e.msg);
 }
@@ -136,7 +136,7 @@ static void get_same(fixture_t *f, const char *name, const void *data, size_t le
     size_t cap = len ? len : 1, got = 0;
     uint8_t *out = malloc(cap);
     assert_non_null(out);
-    int rc = store_wal_get(f->root, f->ctx, lookup, &f->dk, name, out, cap, &got, &e);
+    int rc = store_wal_get(f->root, "db1", f->ctx, lookup, &f->dk, name, out, cap, &got, &e);
     if (rc != 0)
         fail_msg("get %s: %s", name, e.msg);
     assert_int_equal(got, len);
@@ -144,7 +144,7 @@ static void get_same(fixture_t *f, const char *name, const void *data, size_t le
         assert_true(memcmp(out, data, len) == 0);
     uint64_t slen = 0;
     uint8_t sha[32], want[32];
-    assert_int_equal(store_wal_stat(f->root, name, &slen, sha, &e), 0);
+    assert_int_equal(store_wal_stat(f->root, "db1", name, &slen, sha, &e), 0);
     assert_int_equal(slen, len);
     crypto_hash_sha256(want, data, len);
     assert_memory_equal(sha, want, 32);
@@ -191,7 +191,7 @@ static void test_segment_pieces(void **state)
     /* too small a buffer */
     bq_errbuf_t e = {{0}};
     size_t got = 0;
-    assert_int_equal(store_wal_get(f->root, f->ctx, lookup, &f->dk, "000000030000000A00000003",
+    assert_int_equal(store_wal_get(f->root, "db1", f->ctx, lookup, &f->dk, "000000030000000A00000003",
                                    data, seg - 1, &got, &e),
                      BQ_E_TOOBIG);
     free(data);
@@ -302,7 +302,7 @@ static void test_conflict(void **state)
              name, path, ha, hb, cpath);
     for (int round = 0; round < 2; round++) { /* archive_command retries */
         bq_errbuf_t e = {{0}};
-        assert_int_equal(store_wal_put(f->root, f->ctx, &f->dk, STORE_COMP_ZSTD, 0, SEG, name, b,
+        assert_int_equal(store_wal_put(f->root, "db1", f->ctx, &f->dk, STORE_COMP_ZSTD, 0, SEG, name, b,
                                        len, &e),
                          BQ_E_EXISTS);
         assert_string_equal(e.msg, want);
@@ -317,11 +317,11 @@ static void test_conflict(void **state)
     /* listed as a conflict, not as a WAL file */
     seen_list_t s = {0};
     bq_errbuf_t e = {{0}};
-    assert_int_equal(store_wal_list(f->root, collect, &s, &e), 0);
+    assert_int_equal(store_wal_list(f->root, "db1", collect, &s, &e), 0);
     assert_int_equal(s.n, 1);
     assert_string_equal(s.v[0].name, name);
     memset(&s, 0, sizeof s);
-    assert_int_equal(store_wal_conflicts(f->root, collect, &s, &e), 0);
+    assert_int_equal(store_wal_conflicts(f->root, "db1", collect, &s, &e), 0);
     assert_int_equal(s.n, 1);
     assert_string_equal(s.v[0].name, strrchr(cpath, '/') + 1);
     assert_int_equal(s.v[0].tli, 1);
@@ -395,7 +395,7 @@ static void test_bad_names(void **state)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const bad_case_t *c = &cases[i];
         bq_errbuf_t e = {{0}};
-        int rc = store_wal_put(f->root, f->ctx, &f->dk, STORE_COMP_ZSTD, 0, c->seg, c->name, data,
+        int rc = store_wal_put(f->root, "db1", f->ctx, &f->dk, STORE_COMP_ZSTD, 0, c->seg, c->name, data,
                                c->len, &e);
         if (rc != BQ_E_INVAL || strcmp(e.msg, c->msg) != 0)
             fail_msg("case %zu (%s): rc %d, message \"%s\"", i, c->name, rc, e.msg);
@@ -403,19 +403,19 @@ static void test_bad_names(void **state)
     free(data);
     /* nothing was written */
     char wal[400];
-    snprintf(wal, sizeof wal, "%s/wal/00000001", f->root);
+    snprintf(wal, sizeof wal, "%s/wal/db1/00000001", f->root);
     struct stat st;
     if (stat(wal, &st) == 0) {
         seen_list_t s = {0};
         bq_errbuf_t e = {{0}};
-        assert_int_equal(store_wal_list(f->root, collect, &s, &e), 0);
+        assert_int_equal(store_wal_list(f->root, "db1", collect, &s, &e), 0);
         assert_int_equal(s.n, 0);
     }
     /* and get refuses bad names the same way, never with NOTFOUND */
     bq_errbuf_t e = {{0}};
     uint8_t buf[16];
     size_t got;
-    assert_int_equal(store_wal_get(f->root, f->ctx, lookup, &f->dk, "../x", buf, sizeof buf, &got,
+    assert_int_equal(store_wal_get(f->root, "db1", f->ctx, lookup, &f->dk, "../x", buf, sizeof buf, &got,
                                    &e),
                      BQ_E_INVAL);
 }
@@ -427,21 +427,21 @@ static void test_missing(void **state)
     uint8_t buf[16];
     size_t got;
     /* no wal/ at all */
-    assert_int_equal(store_wal_get(f->root, f->ctx, lookup, &f->dk, SEGNAME, buf, sizeof buf,
+    assert_int_equal(store_wal_get(f->root, "db1", f->ctx, lookup, &f->dk, SEGNAME, buf, sizeof buf,
                                    &got, &e),
                      BQ_E_NOTFOUND);
     seen_list_t s = {0};
-    assert_int_equal(store_wal_list(f->root, collect, &s, &e), 0);
+    assert_int_equal(store_wal_list(f->root, "db1", collect, &s, &e), 0);
     assert_int_equal(s.n, 0);
     /* wal/00000001 exists, the name does not */
     put_ok(f, STORE_COMP_NONE, SEG, "00000001.history", "x", 1);
-    assert_int_equal(store_wal_get(f->root, f->ctx, lookup, &f->dk, SEGNAME ".partial", buf,
+    assert_int_equal(store_wal_get(f->root, "db1", f->ctx, lookup, &f->dk, SEGNAME ".partial", buf,
                                    sizeof buf, &got, &e),
                      BQ_E_NOTFOUND);
     char path[512];
     path_of(f, SEGNAME ".partial", path, sizeof path);
     assert_non_null(strstr(e.msg, path));
-    assert_int_equal(store_wal_stat(f->root, "00000002.history", NULL, NULL, &e), BQ_E_NOTFOUND);
+    assert_int_equal(store_wal_stat(f->root, "db1", "00000002.history", NULL, NULL, &e), BQ_E_NOTFOUND);
 }
 
 /* Every byte that matters, flipped, cut or added, is BQ_E_IO naming the file. */
@@ -469,7 +469,7 @@ static void test_damage(void **state)
         write_all(path, bad, n);
         bq_errbuf_t e = {{0}};
         size_t got;
-        int rc = store_wal_get(f->root, f->ctx, lookup, &f->dk, name, out, len, &got, &e);
+        int rc = store_wal_get(f->root, "db1", f->ctx, lookup, &f->dk, name, out, len, &got, &e);
         /* a flipped key id names a data key the store does not have: BQ_E_KEY */
         int want = offsets[i] >= 48 + 37 && offsets[i] < 48 + 41 ? BQ_E_KEY : BQ_E_IO;
         if (rc != want || !strstr(e.msg, path))
@@ -481,7 +481,7 @@ static void test_damage(void **state)
         write_all(path, orig, cuts[i]);
         bq_errbuf_t e = {{0}};
         size_t got;
-        int rc = store_wal_get(f->root, f->ctx, lookup, &f->dk, name, out, len, &got, &e);
+        int rc = store_wal_get(f->root, "db1", f->ctx, lookup, &f->dk, name, out, len, &got, &e);
         if (rc != BQ_E_IO || !strstr(e.msg, path))
             fail_msg("cut at %zu: rc %d, message \"%s\"", cuts[i], rc, e.msg);
     }
@@ -492,12 +492,12 @@ static void test_damage(void **state)
     write_all(path, longer, n + 1);
     bq_errbuf_t e = {{0}};
     size_t got;
-    assert_int_equal(store_wal_get(f->root, f->ctx, lookup, &f->dk, name, out, len, &got, &e),
+    assert_int_equal(store_wal_get(f->root, "db1", f->ctx, lookup, &f->dk, name, out, len, &got, &e),
                      BQ_E_IO);
     assert_non_null(strstr(e.msg, path));
     /* a damaged stored file is never replaced by a put */
     write_all(path, orig, 10);
-    assert_int_equal(store_wal_put(f->root, f->ctx, &f->dk, STORE_COMP_ZSTD, 0, SEG, name, data,
+    assert_int_equal(store_wal_put(f->root, "db1", f->ctx, &f->dk, STORE_COMP_ZSTD, 0, SEG, name, data,
                                    len, &e),
                      BQ_E_IO);
     assert_non_null(strstr(e.msg, path));
@@ -534,20 +534,20 @@ static void test_wrong_key(void **state)
     uint8_t out[256];
     size_t got;
     bq_errbuf_t e = {{0}};
-    assert_int_equal(store_wal_get(f->root, f->ctx, lookup, &other, name, out, sizeof out, &got,
+    assert_int_equal(store_wal_get(f->root, "db1", f->ctx, lookup, &other, name, out, sizeof out, &got,
                                    &e),
                      BQ_E_IO);
     assert_non_null(strstr(e.msg, path));
     assert_non_null(strstr(e.msg, "authentication failed"));
     /* a missing data key is never BQ_E_NOTFOUND (that means "not archived") */
-    assert_int_equal(store_wal_get(f->root, f->ctx, lookup_fail, NULL, name, out, sizeof out,
+    assert_int_equal(store_wal_get(f->root, "db1", f->ctx, lookup_fail, NULL, name, out, sizeof out,
                                    &got, &e),
                      BQ_E_KEY);
     assert_non_null(strstr(e.msg, "keys/0000002a.datakey does not exist"));
     /* another data key id */
     other = f->dk;
     other.id = 0x2b;
-    assert_int_equal(store_wal_get(f->root, f->ctx, lookup, &other, name, out, sizeof out, &got,
+    assert_int_equal(store_wal_get(f->root, "db1", f->ctx, lookup, &other, name, out, sizeof out, &got,
                                    &e),
                      BQ_E_KEY);
 }
@@ -569,16 +569,16 @@ static void test_list(void **state)
     free(seg);
     /* temp files and strangers are skipped */
     char junk[512];
-    snprintf(junk, sizeof junk, "%s/wal/00000001/000000010000000000000009.tmp.123", f->root);
+    snprintf(junk, sizeof junk, "%s/wal/db1/00000001/000000010000000000000009.tmp.123", f->root);
     write_all(junk, "x", 1);
-    snprintf(junk, sizeof junk, "%s/wal/00000001/00000002.history", f->root); /* wrong dir */
+    snprintf(junk, sizeof junk, "%s/wal/db1/00000001/00000002.history", f->root); /* wrong dir */
     write_all(junk, "x", 1);
-    snprintf(junk, sizeof junk, "%s/wal/junk", f->root);
+    snprintf(junk, sizeof junk, "%s/wal/db1/junk", f->root);
     assert_int_equal(mkdir(junk, 0700), 0);
 
     seen_list_t s = {0};
     bq_errbuf_t e = {{0}};
-    assert_int_equal(store_wal_list(f->root, collect, &s, &e), 0);
+    assert_int_equal(store_wal_list(f->root, "db1", collect, &s, &e), 0);
     static const seen_t want[] = {
         {1, "000000010000000000000002"},
         {1, "000000010000000000000002.00000028.backup"},
@@ -611,8 +611,56 @@ static void test_list_stop(void **state)
     put_ok(f, STORE_COMP_NONE, SEG, "00000004.history", "c", 1);
     int count = 0;
     bq_errbuf_t e = {{0}};
-    assert_int_equal(store_wal_list(f->root, stop_at_two, &count, &e), 7);
+    assert_int_equal(store_wal_list(f->root, "db1", stop_at_two, &count, &e), 7);
     assert_int_equal(count, 2);
+}
+
+static int collect_cluster(const char *cluster, void *arg)
+{
+    char *out = arg;
+    strcat(out, cluster);
+    strcat(out, " ");
+    return 0;
+}
+
+/* Each cluster has its own WAL names: the same segment name of two clusters is two files;
+ * the clusters are listed; a bad cluster name is refused before anything is written. */
+static void test_clusters(void **state)
+{
+    fixture_t *f = *state;
+    bq_errbuf_t e = {{0}};
+    uint8_t *a = calloc(1, MIB), *b = calloc(1, MIB);
+    assert_true(a && b);
+    memset(b, 0x5a, MIB);
+    static const char name[] = "000000010000000000000001";
+    put_ok(f, STORE_COMP_ZSTD, MIB, name, a, MIB);
+    assert_int_equal(store_wal_put(f->root, "db-2.x", f->ctx, &f->dk, STORE_COMP_ZSTD, 0, MIB,
+                                   name, b, MIB, &e), 0); /* not a conflict: another cluster */
+    uint8_t *got = malloc(MIB);
+    size_t len = 0;
+    assert_non_null(got);
+    assert_int_equal(store_wal_get(f->root, "db-2.x", f->ctx, lookup, &f->dk, name, got, MIB, &len,
+                                   &e), 0);
+    assert_memory_equal(got, b, MIB);
+    assert_int_equal(store_wal_get(f->root, "db1", f->ctx, lookup, &f->dk, name, got, MIB, &len, &e),
+                     0);
+    assert_memory_equal(got, a, MIB);
+    assert_int_equal(store_wal_get(f->root, "db3", f->ctx, lookup, &f->dk, name, got, MIB, &len, &e),
+                     BQ_E_NOTFOUND);
+    char seen[256] = "";
+    assert_int_equal(store_wal_clusters(f->root, collect_cluster, seen, &e), 0);
+    assert_string_equal(seen, "db-2.x db1 ");
+    static const char *const bad[] = {"", ".hidden", "a/b", "..", "x y",
+                                      "0123456789012345678901234567890123456789012345678901234567890123"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_false(store_wal_cluster_valid(bad[i]));
+        assert_int_equal(store_wal_put(f->root, bad[i], f->ctx, &f->dk, STORE_COMP_ZSTD, 0, MIB,
+                                       name, a, MIB, &e), BQ_E_INVAL);
+        assert_non_null(strstr(e.msg, "invalid cluster name"));
+    }
+    free(a);
+    free(b);
+    free(got);
 }
 
 int main(void)
@@ -629,6 +677,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_wrong_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_stop, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_clusters, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
