@@ -46,6 +46,8 @@ typedef enum {
     CFG_LOG_LEVEL,       /* bq_log_level_t */
     CFG_PUBLIC_KEY_FILE, /* CFG_PATH, and the key it holds goes to char[41] at key_off */
     CFG_SECRET_KEY_FILE, /* CFG_PATH, and the key pair it holds goes to bq_keypair_t at key_off */
+    CFG_CHOICE,          /* int: the index of the value in choices ("stream|archive") */
+    CFG_BOOL,            /* int 0/1: on|off, true|false, yes|no, 1|0 */
 } cfg_type_t;
 
 typedef struct {
@@ -60,6 +62,7 @@ typedef struct {
     const char *ref;  /* CFG_NAME: must name a [ref NAME] section of the same file
                        * (at most one such key per section kind) */
     bool unique;      /* CFG_PUBLIC_KEY_FILE: no two sections of the file may hold the same key */
+    const char *choices; /* CFG_CHOICE: "a|b|c" */
 } cfg_key_t;
 
 typedef struct {
@@ -97,6 +100,8 @@ typedef struct {
 #define KEY_NUM(T, k, ty, f, lo, hi, d)                                                     \
     { .key = (k), .type = (ty), .off = offsetof(T, f), .min = (lo), .max = (hi), .def = (d) }
 #define KEY_LEVEL(T, k, f) { .key = (k), .type = CFG_LOG_LEVEL, .off = offsetof(T, f), .def = "info" }
+#define KEY_CHOICE(T, k, f, ch, d) { .key = (k), .type = CFG_CHOICE, .off = offsetof(T, f), .choices = (ch), .def = (d) }
+#define KEY_BOOL(T, k, f, d) { .key = (k), .type = CFG_BOOL, .off = offsetof(T, f), .def = (d) }
 #define NKEYS(a) (sizeof(a) / sizeof((a)[0]))
 
 #define MS_HOUR (3600LL * 1000)
@@ -129,6 +134,8 @@ static const cfg_key_t operator_keys[] = {
 static const cfg_key_t cluster_keys[] = {
     KEY_TEXT(bq_cfg_cluster_t, "conninfo", CFG_STRING, true, conninfo),
     KEY_REF(bq_cfg_cluster_t, "site", true, site, "site"),
+    KEY_CHOICE(bq_cfg_cluster_t, "wal", wal, "stream|archive", "stream"),
+    KEY_BOOL(bq_cfg_cluster_t, "synchronous", synchronous, "off"),
 };
 
 /* Append a zeroed element to one of the coordinator config's arrays. The arrays keep no
@@ -558,6 +565,32 @@ static int cfg_value_set(const cfg_ctx_t *c, const cfg_key_t *k, void *obj, cons
         }
         *(uint64_t *)(void *)field = bytes;
         return 0;
+    }
+    case CFG_CHOICE: {
+        size_t vl = strlen(v);
+        int idx = 0;
+        for (const char *p = k->choices; *p; idx++) {
+            const char *bar = strchr(p, '|');
+            size_t n = bar ? (size_t)(bar - p) : strlen(p);
+            if (n == vl && strncmp(p, v, n) == 0) {
+                *(int *)(void *)field = idx;
+                return 0;
+            }
+            p += n + (bar ? 1 : 0);
+        }
+        snprintf(why, len, "\"%s\" is not one of %s", v, k->choices);
+        return BQ_E_CONFIG;
+    }
+    case CFG_BOOL: {
+        static const char *const yes[] = {"on", "true", "yes", "1"}, *const no[] = {"off", "false", "no", "0"};
+        for (size_t i = 0; i < 4; i++) {
+            if (strcmp(v, yes[i]) == 0 || strcmp(v, no[i]) == 0) {
+                *(int *)(void *)field = strcmp(v, yes[i]) == 0;
+                return 0;
+            }
+        }
+        snprintf(why, len, "\"%s\" is not on or off", v);
+        return BQ_E_CONFIG;
     }
     case CFG_LOG_LEVEL:
         if (bq_log_level_parse(v, (bq_log_level_t *)(void *)field) != 0) {

@@ -40,7 +40,11 @@ typedef struct {
     char name[BQ_NAME_MAX];
     char conninfo[BQ_CONNINFO_MAX];           /* required, libpq conninfo string or URI */
     char site[BQ_NAME_MAX];                   /* required; must name a [site] */
+    int wal;                                  /* BQ_WAL_STREAM (default) or BQ_WAL_ARCHIVE */
+    int synchronous;                          /* wal = stream: a synchronous standby */
 } bq_cfg_cluster_t;
+
+enum { BQ_WAL_STREAM = 0, BQ_WAL_ARCHIVE = 1 }; /* [cluster] wal = stream | archive */
 
 typedef struct {
     char path[PATH_MAX];                      /* the file this came from */

@@ -12,6 +12,7 @@ const char *bq_job_type_name(bq_job_type_t t)
     case BQ_JOB_RESTORE: return "restore";
     case BQ_JOB_LIST_FILES: return "list-files";
     case BQ_JOB_DELETE: return "delete";
+    case BQ_JOB_WAL_STREAM: return "wal-stream";
     default: return "?";
     }
 }

@@ -17,6 +17,7 @@ typedef enum {
     BQ_JOB_RESTORE = 4, /* a restore of job.backup_id to job.dest (issue 4) */
     BQ_JOB_LIST_FILES = 5, /* one page of the files of job.backup_id, from job.offset */
     BQ_JOB_DELETE = 6,     /* delete job.backup_id from the worker's store, then GC it */
+    BQ_JOB_WAL_STREAM = 7, /* long-running: the cluster's WAL into the worker's store */
 } bq_job_type_t;
 
 /* States of a backup in the catalog (issue 4; WAITING_FOR_WALS comes with issue 5). */
@@ -185,6 +186,7 @@ typedef struct {
      * may be stored as deltas against its chunks ("" = none; set by the coordinator at
      * each offer; a valid backup id when set) */
     char delta_from[BQ_BACKUP_ID_MAX];
+    int synchronous; /* wal-stream: a synchronous standby (barque_<cluster>) */
 } bq_job_t;
 
 typedef struct {

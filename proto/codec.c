@@ -125,7 +125,7 @@ static int codec_str_get(char *dst, size_t cap, const char *src, const char *obj
 
 static int codec_job_type_valid(int v)
 {
-    return v >= BQ_JOB_TYPE_NONE && v <= BQ_JOB_DELETE;
+    return v >= BQ_JOB_TYPE_NONE && v <= BQ_JOB_WAL_STREAM;
 }
 
 static int codec_backup_state_valid(int v)
@@ -468,6 +468,7 @@ static int codec_job_to_pb(codec_arena_t *a, const bq_job_t *c, Barque__Job *pb,
     pb->progress_total = c->progress_total;
     pb->sleep_ms = c->sleep_ms;
     pb->cancel_requested = !!c->cancel_requested;
+    pb->synchronous = !!c->synchronous;
     if (c->has_check) {
         Barque__CheckResult *check = ARENA_NEW(a, Barque__CheckResult);
         if (!check)
@@ -524,6 +525,7 @@ static int codec_job_from_pb(const Barque__Job *pb, bq_job_t *c, bq_errbuf_t *e)
     c->progress_total = pb->progress_total;
     c->sleep_ms = pb->sleep_ms;
     c->cancel_requested = !!pb->cancel_requested;
+    c->synchronous = !!pb->synchronous;
     if (pb->check) {
         if ((rc = codec_check_from_pb(pb->check, &c->check, e)) < 0)
             return rc;

@@ -141,7 +141,9 @@ static void test_coord_good(void **state)
                "site = east\n"
                "[cluster pg.2]\n"
                "conninfo = postgresql://barque@db2:5432/postgres?sslmode=require\n"
-               "site = west\n",
+               "site = west\n"
+               "wal = archive\n"
+               "synchronous = on\n",
                path);
     bq_coord_config_t cfg;
     bq_errbuf_t e = {{0}};
@@ -190,6 +192,10 @@ static void test_coord_good(void **state)
     assert_string_equal(cfg.clusters[0].name, "main");
     assert_string_equal(cfg.clusters[0].conninfo, "host=db1 port=5432 dbname=postgres user=barque");
     assert_string_equal(cfg.clusters[0].site, "east");
+    assert_int_equal(cfg.clusters[0].wal, BQ_WAL_STREAM); /* the defaults */
+    assert_int_equal(cfg.clusters[0].synchronous, 0);
+    assert_int_equal(cfg.clusters[1].wal, BQ_WAL_ARCHIVE);
+    assert_int_equal(cfg.clusters[1].synchronous, 1);
     assert_string_equal(cfg.clusters[1].name, "pg.2");
     assert_string_equal(cfg.clusters[1].conninfo,
                         "postgresql://barque@db2:5432/postgres?sslmode=require");
@@ -489,6 +495,10 @@ static const bad_case_t bad_cases[] = {
      ":5: [coordinator] catalog_max_size: \"1GB\" is not a size (use bytes or e.g. 64MiB, 2GiB)"},
     {"out-of-range size", COORD, COORD_HEAD "catalog_max_size = 1KiB\n", BQ_E_CONFIG,
      ":5: [coordinator] catalog_max_size: 1KiB is out of range (1MiB..64TiB)"},
+    {"bad wal", COORD, COORD_HEAD "[site east]\n[cluster c]\nsite = east\nconninfo = x=1\nwal = both\n",
+     BQ_E_CONFIG, ":9: [cluster c] wal: \"both\" is not one of stream|archive"},
+    {"bad synchronous", COORD, COORD_HEAD "[site east]\n[cluster c]\nsite = east\nconninfo = x=1\n"
+     "synchronous = maybe\n", BQ_E_CONFIG, ":9: [cluster c] synchronous: \"maybe\" is not on or off"},
     {"bad log level", COORD, COORD_HEAD "log_level = loud\n", BQ_E_CONFIG,
      ":5: [coordinator] log_level: \"loud\" is not a log level (use debug, info, warning or error)"},
     {"empty value", COORD, COORD_HEAD "log_level =\n", BQ_E_CONFIG,
