@@ -96,6 +96,9 @@ struct coord {
     int dispatch_dirty;
     int64_t last_persist_mono;
     int64_t last_reader_check_mono;
+    int64_t last_wal_check_mono;
+    struct wal_seen { char cluster[BQ_NAME_MAX]; int64_t created_mono; } *wal_seen;
+    size_t nwal_seen;
     uint64_t seq;
 };
 
@@ -665,6 +668,8 @@ static void job_offer(coord_t *c, job_state_t *s, int wi)
     const bq_cfg_cluster_t *cl = bq_coord_config_cluster(&c->cfg, j->cluster);
     if (cl)
         snprintf(j->conninfo, sizeof j->conninfo, "%s", cl->conninfo);
+    if (cl && j->type == BQ_JOB_WAL_STREAM)
+        j->synchronous = cl->synchronous;
     s->state = BQ_JOB_ASSIGNED;
     s->attempt = j->attempt;
     s->worker = wi;
@@ -1755,6 +1760,63 @@ static void handle(coord_t *c, const bq_peer_t *from, bq_msg_t *m)
     }
 }
 
+
+/* ---- WAL streaming ------------------------------------------------------------------ */
+
+#define WAL_CHECK_MS 1000
+#define WAL_RESTART_MS 30000 /* a cluster's wal-stream jobs start at most this often */
+
+static struct wal_seen *wal_seen_of(coord_t *c, const char *cluster)
+{
+    for (size_t i = 0; i < c->nwal_seen; i++)
+        if (strcmp(c->wal_seen[i].cluster, cluster) == 0)
+            return &c->wal_seen[i];
+    struct wal_seen *p = realloc(c->wal_seen, (c->nwal_seen + 1) * sizeof *p);
+    if (!p)
+        return NULL;
+    c->wal_seen = p;
+    p = &c->wal_seen[c->nwal_seen++];
+    memset(p, 0, sizeof *p);
+    snprintf(p->cluster, sizeof p->cluster, "%s", cluster);
+    p->created_mono = INT64_MIN / 2;
+    return p;
+}
+
+/* Every cluster with wal = stream has one wal-stream job queued or running at its site, once
+ * a worker there has a store (a failed one is replaced, at most every WAL_RESTART_MS). */
+static void wal_ensure(coord_t *c)
+{
+    int64_t now = bq_mono_ms(), online_after = now - c->cfg.worker_timeout_ms;
+    for (size_t i = 0; i < c->cfg.nclusters && !c->batch_failed; i++) {
+        const bq_cfg_cluster_t *cl = &c->cfg.clusters[i];
+        if (cl->wal != BQ_WAL_STREAM)
+            continue;
+        int active = 0, worker = 0;
+        for (size_t k = 0; k < c->njobs && !active; k++) {
+            const job_state_t *s = &c->jobs[k];
+            active = s->type == BQ_JOB_WAL_STREAM && !bq_job_state_terminal(s->state) &&
+                     strcmp(s->cluster, cl->name) == 0;
+        }
+        for (size_t k = 0; k < c->nworkers && !worker; k++) {
+            const worker_state_t *w = &c->workers[k];
+            worker = w->rec.online && w->last_seen_mono >= online_after &&
+                     w->rec.store_total > 0 && strcmp(w->rec.site, cl->site) == 0;
+        }
+        if (active || !worker)
+            continue;
+        struct wal_seen *seen = wal_seen_of(c, cl->name);
+        if (!seen || now - seen->created_mono < WAL_RESTART_MS)
+            continue;
+        uint64_t id = 0;
+        bq_errbuf_t e = {{0}};
+        if (job_create(c, BQ_JOB_WAL_STREAM, cl->name, cl->site, 0, NULL, &id, &e) == 0)
+            seen->created_mono = now;
+        else
+            bq_error(COMP, 0, "could not queue the wal-stream job of cluster %s: %s", cl->name,
+                     e.msg);
+    }
+}
+
 static void timers(coord_t *c)
 {
     int64_t now = bq_mono_ms();
@@ -1786,6 +1848,10 @@ static void timers(coord_t *c)
     }
     if (c->nlistings)
         listings_expire(c);
+    if (now - c->last_wal_check_mono >= WAL_CHECK_MS) {
+        c->last_wal_check_mono = now;
+        wal_ensure(c);
+    }
     if (c->dispatch_dirty)
         dispatch(c);
 }
@@ -2087,6 +2153,7 @@ void coord_destroy(coord_t **self_p)
         listing_drop(c, &c->listings[0]);
     free(c->workers);
     free(c->jobs);
+    free(c->wal_seen);
     free(c->out);
     free(c);
     *self_p = NULL;

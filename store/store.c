@@ -7,6 +7,7 @@
 #include "manifest.h"
 #include "pack.h"
 #include "session.h"
+#include "wal.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -14,6 +15,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -143,6 +145,10 @@ struct store {
     store_index_t *idx;
     int lock_fd;
     unsigned threads; /* backup writer threads; 0: one per online CPU */
+    /* the WAL area's data key: a fresh one each UTC day (store_wal_archive) */
+    pthread_mutex_t wal_mu;
+    store_datakey_t wal_dk;
+    int64_t wal_dk_day; /* days since the epoch; -1: none yet */
 };
 
 static int path_join(char *buf, size_t size, const char *dir, const char *name, bq_errbuf_t *e)
@@ -388,6 +394,8 @@ int store_open(const char *dir, const store_master_t *master, store_t **out, bq_
     if (!s)
         return bq_fail(e, BQ_E_NOMEM, "out of memory opening store %s", dir);
     s->lock_fd = -1;
+    pthread_mutex_init(&s->wal_mu, NULL);
+    s->wal_dk_day = -1;
     if (snprintf(s->dir, sizeof s->dir, "%s", dir) >= (int)sizeof s->dir) {
         free(s);
         return bq_fail(e, BQ_E_INVAL, "store path too long: %s", dir);
@@ -456,6 +464,8 @@ void store_close(store_t **s_p)
         return;
     store_t *s = *s_p;
     store_index_close(&s->idx);
+    pthread_mutex_destroy(&s->wal_mu);
+    store_datakey_clear(&s->wal_dk);
     if (s->lock_fd >= 0)
         close(s->lock_fd); /* releases the flock */
     sodium_memzero(s, sizeof *s);
@@ -1953,6 +1963,53 @@ int store_backup_read(store_t *s, const char *backup_id, const store_read_cb_t *
     key_cache_free(&mkc);
     free(r.path);
     store_sha256_destroy(&r.sha);
+    return rc;
+}
+
+/* ---- the WAL area -------------------------------------------------------------------------- */
+
+int store_wal_archive(store_t *s, const char *cluster, size_t seg_size, const char *name,
+                      const void *data, size_t len, bq_errbuf_t *e)
+{
+    store_chunk_ctx_t *ctx = NULL;
+    int rc = store_chunk_ctx_new(s->idkey, &ctx, e);
+    if (rc)
+        return rc;
+    store_datakey_t dk;
+    int64_t day = (int64_t)time(NULL) / 86400;
+    pthread_mutex_lock(&s->wal_mu);
+    if (s->wal_dk_day != day) {
+        store_datakey_t fresh;
+        rc = store_datakey_new(s->dir, &s->master, &fresh, e);
+        if (rc == 0) {
+            store_datakey_clear(&s->wal_dk);
+            s->wal_dk = fresh;
+            s->wal_dk_day = day;
+        }
+    }
+    dk = s->wal_dk;
+    pthread_mutex_unlock(&s->wal_mu);
+    if (rc == 0)
+        rc = store_wal_put(s->dir, cluster, ctx, &dk, s->comp, s->level, seg_size, name, data, len,
+                           e);
+    store_datakey_clear(&dk);
+    store_chunk_ctx_destroy(&ctx);
+    return rc;
+}
+
+static int wal_key(void *arg, uint32_t key_id, store_datakey_t *out, bq_errbuf_t *e)
+{
+    return store_datakey_get(arg, key_id, out, e);
+}
+
+int store_wal_fetch(store_t *s, const char *cluster, const char *name, void *buf, size_t cap,
+                    size_t *len, bq_errbuf_t *e)
+{
+    store_chunk_ctx_t *ctx = NULL;
+    int rc = store_chunk_ctx_new(s->idkey, &ctx, e);
+    if (rc == 0)
+        rc = store_wal_get(s->dir, cluster, ctx, wal_key, s, name, buf, cap, len, e);
+    store_chunk_ctx_destroy(&ctx);
     return rc;
 }
 

@@ -46,4 +46,9 @@ void jobs_restore(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res);
 void jobs_list_files(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res);
 void jobs_delete(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res);
 
+/* The wal-stream job (worker/walstream.c): job->cluster's WAL streamed on the permanent slot
+ * barque_<cluster> into STORE/spool/CLUSTER, each complete segment archived into the store's
+ * WAL area; until cancelled (ok) or an error (retryable but for configuration). */
+void jobs_wal_stream(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res);
+
 #endif

@@ -232,7 +232,8 @@ static void send_hello(worker_t *w, bq_msg_type_t type)
     snprintf(h->worker.name, sizeof h->worker.name, "%s", w->cfg.name);
     snprintf(h->worker.site, sizeof h->worker.site, "%s", w->cfg.site);
     snprintf(h->worker.version, sizeof h->worker.version, "%s", BQ_VERSION_STRING);
-    store_space(w->cfg.store, &h->worker.store_free, &h->worker.store_total, NULL);
+    if (w->store) /* a worker without a usable store says so: 0 bytes (no WAL, no backups) */
+        store_space(w->cfg.store, &h->worker.store_free, &h->worker.store_total, NULL);
     h->worker.max_jobs = (uint32_t)w->cfg.max_jobs;
     snprintf(h->worker.data_endpoint, sizeof h->worker.data_endpoint, "%s", w->data_endpoint);
     h->peers_version = w->peers_version;

@@ -1,0 +1,84 @@
+# shellcheck disable=SC2012
+# integration.wal_fleet: the wal-stream job through the fleet (issue 5, item 1).
+#   1. A cluster with wal = stream (the default) gets one wal-stream job at its site as soon as
+#      a worker with a store is online; it creates slot barque_db1 and streams as
+#      application_name barque_db1.
+#   2. Completed segments land in the worker's store (wal/db1/TTTTTTTT/NAME), byte-identical to
+#      the server's pg_wal file, and `barque store verify` authenticates them.
+#   3. With synchronous = on and synchronous_standby_names = 'barque_db1' it is the synchronous
+#      standby (commits return).
+#   4. The worker SIGKILLed mid-stream: the job is requeued, runs again from the slot, and the
+#      store's WAL of the cluster has no gap from the first segment to the last one switched.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/fleet.sh"
+bq_require_bins
+[[ -x ${BQ_STORE_WAL_GET:-} ]] || fail "BQ_STORE_WAL_GET is not set (ctest sets it)"
+bq_tmpdir
+
+C=$(pg_start main)
+pg_psql main -c "CREATE TABLE t (id serial PRIMARY KEY, v text)"
+fleet_init
+fleet_site east
+fleet_worker_conf east-1 east
+fleet_worker_store_key east-1
+fleet_cluster db1 east "$C"
+printf 'synchronous = on\n' >>"$FLEET/coordinator.conf"
+fleet_coord_start
+fleet_worker_start east-1
+bq_wait_for "east-1 online" 15 fleet_worker_online east-1
+STORE=$FLEET/east-1/store
+KEY=$FLEET/keys/east-1.storekey
+
+# ---- 1. the job and the slot ---------------------------------------------------------------------
+wal_job() {
+    fleet_cli jobs --json | python3 -c '
+import json, sys
+js = [j for j in json.load(sys.stdin) if j["type"] == "wal-stream" and j["cluster"] == "db1"
+      and j["state"] == sys.argv[1]]
+print(js[-1]["id"]) if js else sys.exit(1)' "$1"
+}
+bq_wait_for "a running wal-stream job of db1" 20 wal_job RUNNING
+job1=$(wal_job RUNNING)
+slot_active() { [[ $(pg_psql main -c "SELECT active FROM pg_replication_slots WHERE slot_name = 'barque_db1'") == t ]]; }
+bq_wait_for "slot barque_db1 active" 20 slot_active
+assert_eq barque_db1 "$(pg_psql main -c "SELECT application_name FROM pg_stat_replication")"
+
+# ---- 2. segments into the store -----------------------------------------------------------------
+switch_one() { # write a little, switch, print the segment that was closed
+    pg_psql main -c "INSERT INTO t (v) SELECT md5(g::text) FROM generate_series(1, 2000) g" >/dev/null
+    pg_psql main -c "SELECT pg_walfile_name(pg_switch_wal())"
+}
+archived() { [[ -f $STORE/wal/db1/${1:0:8}/$1 ]]; }
+seg=$(switch_one)
+bq_wait_for "segment $seg archived" 30 archived "$seg"
+out=$("$BQ_STORE_WAL_GET" "$STORE" "$KEY" db1 "$seg" "$BQ_TMP/$seg.got") || fail "store_wal_get: $out"
+cmp "$BQ_TMP/$seg.got" "$BQ_TMP/main/data/pg_wal/$seg" || fail "archived $seg differs from the server's"
+out=$("$BQ_BIN_CLI" store verify "$STORE" --key "$KEY" 2>&1) || fail "store verify: $out"
+rc=0; "$BQ_STORE_WAL_GET" "$STORE" "$KEY" db2 "$seg" "$BQ_TMP/x" >/dev/null || rc=$?
+assert_eq 3 "$rc" "another cluster's WAL area does not have db1's segment"
+
+# ---- 3. the synchronous standby --------------------------------------------------------------------
+pg_psql main -c "ALTER SYSTEM SET synchronous_standby_names = 'barque_db1'" -c "SELECT pg_reload_conf()" >/dev/null
+is_sync() { [[ $(pg_psql main -c "SELECT sync_state FROM pg_stat_replication WHERE application_name = 'barque_db1'") == sync ]]; }
+bq_wait_for "barque_db1 synchronous" 15 is_sync
+timeout 30 psql -X -q -d "$C" -c "INSERT INTO t (v) VALUES ('sync commit')" ||
+    fail "a commit with barque_db1 as the synchronous standby did not return"
+pg_psql main -c "ALTER SYSTEM RESET synchronous_standby_names" -c "SELECT pg_reload_conf()" >/dev/null
+
+# ---- 4. the worker killed mid-stream: requeued, no gap ---------------------------------------------
+bq_kill "$FLEET_PID_east_1" KILL
+for i in 1 2; do last=$(switch_one); done
+fleet_worker_start east-1
+bq_wait_for "east-1 online again" 15 fleet_worker_online east-1
+bq_wait_for "segment $last archived after the restart" 60 archived "$last"
+job2=$(wal_job RUNNING) || fail "no running wal-stream job after the restart"
+python3 - "$STORE/wal/db1/00000001" "$last" <<'PY' || fail "a gap in db1's archived WAL: $(ls "$STORE/wal/db1/00000001" | tr '\n' ' ')"
+import os, sys
+d, last = sys.argv[1], sys.argv[2]
+seg = lambda n: int(n[8:16], 16) * 256 + int(n[16:24], 16)
+have = {seg(n) for n in os.listdir(d) if len(n) == 24}
+missing = [s for s in range(min(have), seg(last) + 1) if s not in have]
+sys.exit(1 if missing else 0)
+PY
+out=$("$BQ_BIN_CLI" store verify "$STORE" --key "$KEY" 2>&1) || fail "store verify after the restart: $out"
+echo "wal_fleet test: job $job1 then $job2 streamed db1; $(ls "$STORE/wal/db1/00000001" | wc -l) segments archived through $last, no gap"

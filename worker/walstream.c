@@ -1,0 +1,290 @@
+/* The wal-stream job (docs/architecture.md, "WAL streaming"): a long-running receiver of one
+ * cluster's WAL on the permanent slot barque_<cluster> (pg_wal_stream), as application_name
+ * barque_<cluster>. The segment being received is STORE/spool/CLUSTER/NAME.partial, full size
+ * (zeros beyond what came, as pg_receivewal makes it: usable as the segment by a recovery),
+ * written in place and fdatasync'ed before the server is told the flush position; a complete
+ * segment is renamed NAME, archived into the store's WAL area (store_wal_archive, durable) and
+ * removed from the spool. Complete segments left in the spool by an earlier attempt (killed
+ * between rename and archive) are archived first. The job ends only when cancelled (success)
+ * or on an error (retryable: the coordinator runs it again, from the slot). */
+#include "jobs.h"
+
+#include "basebackup.h"
+#include "clock.h"
+#include "fsutil.h"
+#include "log.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define COMP "wal-stream"
+
+typedef struct {
+    const bq_job_t *job;
+    jobs_ctx_t *ctx;
+    char spool[PATH_MAX];
+    char name[64];  /* the open segment */
+    int fd;
+    uint64_t off;
+    uint32_t seg_size;
+    uint64_t archived, flushed;
+    uint32_t tli;
+    int64_t last_progress;
+    bq_errbuf_t err;
+} ws_t;
+
+static int io_fail(bq_errbuf_t *e, const char *what, const char *path)
+{
+    return bq_fail(e, BQ_E_IO, "could not %s %s: %s", what, path, strerror(errno));
+}
+
+/* Archive spool file NAME (complete segment, or a history file) and remove it. */
+static int archive_file(ws_t *w, const char *name, bq_errbuf_t *e)
+{
+    char path[PATH_MAX + 80];
+    snprintf(path, sizeof path, "%s/%s", w->spool, name);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return io_fail(e, "open", path);
+    struct stat sb;
+    if (fstat(fd, &sb) != 0) {
+        close(fd);
+        return io_fail(e, "stat", path);
+    }
+    size_t len = (size_t)sb.st_size;
+    void *map = len ? mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0) : NULL;
+    close(fd);
+    if (len && map == MAP_FAILED)
+        return io_fail(e, "map", path);
+    static const uint8_t empty[1];
+    int rc = store_wal_archive(w->ctx->store, w->job->cluster, w->seg_size, name,
+                               len ? map : empty, len, e);
+    if (len)
+        munmap(map, len);
+    if (rc)
+        return rc;
+    if (unlink(path) != 0 && errno != ENOENT)
+        return io_fail(e, "remove", path);
+    w->archived++;
+    bq_info(COMP, w->job->id, "cluster %s: archived %s", w->job->cluster, name);
+    return 0;
+}
+
+static int is_segment_name(const char *n)
+{
+    if (strlen(n) != 24)
+        return 0;
+    for (int i = 0; i < 24; i++)
+        if (!((n[i] >= '0' && n[i] <= '9') || (n[i] >= 'A' && n[i] <= 'F')))
+            return 0;
+    return 1;
+}
+
+/* Complete segments and history files an earlier attempt left in the spool. */
+static int archive_leftovers(ws_t *w, bq_errbuf_t *e)
+{
+    DIR *d = opendir(w->spool);
+    if (!d)
+        return io_fail(e, "open directory", w->spool);
+    int rc = 0;
+    struct dirent *de;
+    while (rc == 0 && (de = readdir(d)) != NULL) {
+        size_t n = strlen(de->d_name);
+        int hist = n == 16 && strcmp(de->d_name + 8, ".history") == 0;
+        if (is_segment_name(de->d_name) || hist)
+            rc = archive_file(w, de->d_name, e);
+    }
+    closedir(d);
+    return rc;
+}
+
+static int should_stop(void *arg)
+{
+    ws_t *w = arg;
+    return atomic_load(w->ctx->cancel) != 0;
+}
+
+static int on_begin(void *arg, const char *name, uint32_t tli, uint64_t segno, uint64_t offset,
+                    bq_errbuf_t *e)
+{
+    (void)segno;
+    ws_t *w = arg;
+    char path[PATH_MAX + 80];
+    snprintf(w->name, sizeof w->name, "%s", name);
+    snprintf(path, sizeof path, "%s/%s.partial", w->spool, name);
+    w->tli = tli;
+    w->fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    if (w->fd < 0)
+        return io_fail(e, "open", path);
+    struct stat sb;
+    if (fstat(w->fd, &sb) != 0)
+        return io_fail(e, "stat", path);
+    if ((uint64_t)sb.st_size < w->seg_size) { /* zeros, written: fdatasync then moves no extents */
+        static const uint8_t zero[65536];
+        for (uint64_t o = (uint64_t)sb.st_size; o < w->seg_size; o += sizeof zero)
+            if (pwrite(w->fd, zero, sizeof zero, (off_t)o) != (ssize_t)sizeof zero)
+                return io_fail(e, "write", path);
+        if (fsync(w->fd) != 0)
+            return io_fail(e, "fsync", path);
+        int rc = bq_fsync_dir_of(path, e);
+        if (rc)
+            return rc;
+    }
+    w->off = offset;
+    return 0;
+}
+
+static int on_data(void *arg, const uint8_t *buf, size_t len, bq_errbuf_t *e)
+{
+    ws_t *w = arg;
+    if (pwrite(w->fd, buf, len, (off_t)w->off) != (ssize_t)len)
+        return io_fail(e, "write", w->name);
+    w->off += len;
+    return 0;
+}
+
+static int on_sync(void *arg, bq_errbuf_t *e)
+{
+    ws_t *w = arg;
+    if (w->fd >= 0 && fdatasync(w->fd) != 0)
+        return io_fail(e, "fdatasync", w->name);
+    return 0;
+}
+
+static int on_end(void *arg, bq_errbuf_t *e)
+{
+    ws_t *w = arg;
+    char from[PATH_MAX + 80], to[PATH_MAX + 80];
+    snprintf(from, sizeof from, "%s/%s.partial", w->spool, w->name);
+    snprintf(to, sizeof to, "%s/%s", w->spool, w->name);
+    close(w->fd);
+    w->fd = -1;
+    if (rename(from, to) != 0)
+        return io_fail(e, "rename", from);
+    int rc = bq_fsync_dir_of(to, e);
+    return rc ? rc : archive_file(w, w->name, e);
+}
+
+/* A promotion ended the timeline inside the open segment: it is archived as NAME.partial
+ * (PostgreSQL's name for it); the new timeline's copy of the segment follows. */
+static int on_tl_end(void *arg, uint32_t tli, uint64_t end_lsn, bq_errbuf_t *e)
+{
+    ws_t *w = arg;
+    char l[24], name[80];
+    close(w->fd);
+    w->fd = -1;
+    snprintf(name, sizeof name, "%s.partial", w->name);
+    bq_info(COMP, w->job->id, "cluster %s: timeline %u ended at %s in %s", w->job->cluster,
+            (unsigned)tli, pg_lsn_format(end_lsn, l, sizeof l), w->name);
+    return archive_file(w, name, e);
+}
+
+static int on_history(void *arg, uint32_t tli, const char *name, const uint8_t *content,
+                      size_t len, bq_errbuf_t *e)
+{
+    ws_t *w = arg;
+    (void)tli;
+    char path[PATH_MAX + 80];
+    snprintf(path, sizeof path, "%s/%s", w->spool, name);
+    int rc = bq_file_write_durable(path, content, len, 0600, 1, e);
+    if (rc == BQ_E_EXISTS)
+        rc = 0;
+    return rc ? rc : archive_file(w, name, e);
+}
+
+static void on_position(void *arg, uint32_t tli, uint64_t written, uint64_t flushed)
+{
+    ws_t *w = arg;
+    w->tli = tli;
+    w->flushed = flushed;
+    int64_t now = bq_mono_ms();
+    if (now - w->last_progress < 1000)
+        return;
+    w->last_progress = now;
+    char a[24], b[24], msg[96];
+    snprintf(msg, sizeof msg, "streaming timeline %u, flushed %s, received %s", (unsigned)tli,
+             pg_lsn_format(flushed, a, sizeof a), pg_lsn_format(written, b, sizeof b));
+    w->ctx->progress(w->ctx, flushed, written, msg);
+}
+
+/* The slot of cluster: barque_ and its name in [a-z0-9_] (others become '_'). */
+static void slot_name(const char *cluster, char *out, size_t cap)
+{
+    size_t n = (size_t)snprintf(out, cap, "barque_%s", cluster);
+    if (n >= cap)
+        n = cap - 1;
+    out[n] = '\0';
+    for (size_t i = 7; i < n; i++) {
+        char ch = out[i];
+        if (ch >= 'A' && ch <= 'Z')
+            out[i] = (char)(ch - 'A' + 'a');
+        else if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9')))
+            out[i] = '_';
+    }
+}
+
+void jobs_wal_stream(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res)
+{
+    ws_t w = {.job = job, .ctx = ctx, .fd = -1};
+    bq_errbuf_t *e = &w.err;
+    int rc = 0;
+    char slot[64], app[BQ_NAME_MAX + 8];
+    slot_name(job->cluster, slot, sizeof slot);
+    snprintf(app, sizeof app, "barque_%s", job->cluster);
+    if (!ctx->store)
+        rc = bq_fail(e, BQ_E_CONFIG, "%s", ctx->no_store ? ctx->no_store : "no store");
+    if (rc == 0 && snprintf(w.spool, sizeof w.spool, "%s/spool/%s", store_dir(ctx->store),
+                            job->cluster) >= (int)sizeof w.spool)
+        rc = bq_fail(e, BQ_E_INVAL, "spool path too long");
+    if (rc == 0)
+        rc = bq_mkdir_p(w.spool, 0700, e);
+    pg_wal_conn_t *c = NULL;
+    if (rc == 0) {
+        pg_wal_opts_t o;
+        pg_wal_opts_init(&o);
+        o.slot_name = slot;
+        o.permanent = 1;
+        o.application_name = app;
+        o.status_interval_s = job->synchronous ? 1 : 10;
+        o.stall_timeout_s = 120;
+        rc = pg_wal_open(job->conninfo, &o, &c, e);
+    }
+    if (rc == 0) {
+        w.seg_size = pg_wal_seg_size(c);
+        rc = archive_leftovers(&w, e);
+    }
+    if (rc == 0) {
+        char l[24];
+        bq_info(COMP, job->id, "cluster %s: streaming on slot %s (%s) from %s as %s%s",
+                job->cluster, slot, pg_wal_slot_created(c) ? "created" : "existing",
+                pg_lsn_format(pg_wal_slot_lsn(c), l, sizeof l), app,
+                job->synchronous ? ", synchronous" : "");
+        ctx->progress(ctx, pg_wal_slot_lsn(c), pg_wal_slot_lsn(c), "streaming");
+        static const pg_wal_stream_cb_t cb = {
+            .segment_begin = on_begin, .data = on_data, .sync = on_sync, .segment_end = on_end,
+            .timeline_end = on_tl_end, .history = on_history, .position = on_position,
+            .should_stop = should_stop};
+        rc = pg_wal_stream(c, pg_wal_slot_lsn(c), 0, &cb, &w, e);
+    }
+    pg_wal_close(&c);
+    if (w.fd >= 0)
+        close(w.fd);
+    if (rc == BQ_E_CANCELLED) {
+        res->ok = 1; /* stopped as asked: the slot keeps the position */
+        bq_info(COMP, job->id, "cluster %s: stopped after archiving %" PRIu64 " files",
+                job->cluster, w.archived);
+        return;
+    }
+    res->ok = 0;
+    res->retryable = rc != BQ_E_CONFIG && rc != BQ_E_INVAL;
+    snprintf(res->error, sizeof res->error, "WAL stream of cluster %s: %s", job->cluster, e->msg);
+}
