@@ -16,6 +16,7 @@
 #include "jobs.h"
 
 #include "clock.h"
+#include "fsutil.h"
 #include "log.h"
 #include "peer.h"
 
@@ -104,7 +105,17 @@ typedef struct {
     _Atomic uint64_t done;
     int64_t last_progress;
     uint64_t files, skipped, removed;
+    int delta;            /* --delta, or continuing an earlier attempt of this job */
+    int test_delay_ms;    /* BARQUE_TEST_RESTORE_FILE_DELAY_MS: a pause after each file (tests
+                             kill a worker mid-restore) */
+    int resumed;          /* DEST holds this job's marker: an earlier attempt's work */
+    char marker[PATH_MAX + 32]; /* DEST/RESTORE_MARKER */
 } rs_t;
+
+/* In DEST while a restore job writes it: "job=ID\n". A retry of the same job (its worker
+ * died) finds it and goes on as --delta instead of refusing a DEST that is not empty; the
+ * restore removes it last, so a finished restore has none. */
+#define RESTORE_MARKER ".barque-restore-in-progress"
 
 /* A file for a writer thread: where, what, and its chunk ids. */
 typedef struct rtask {
@@ -272,7 +283,7 @@ static int p1_end(void *arg, const char *path, uint64_t size, const uint8_t sum[
 {
     rs_t *r = arg;
     r->total += size;
-    if (!r->job->delta || strncmp(path, "tablespaces/", 12) == 0)
+    if (!r->delta || strncmp(path, "tablespaces/", 12) == 0)
         return 0; /* tablespace paths are mapped once the targets are known (pass 1b) */
     char out[PATH_MAX];
     int rc = map_path(r, path, out, sizeof out, e);
@@ -344,7 +355,7 @@ static int target_check(rs_t *r, const char *path, const char *what, bq_errbuf_t
         int empty = 0, rc = dir_empty(path, &empty, e);
         if (rc != 0)
             return rc;
-        if (!empty && !r->job->delta)
+        if (!empty && !r->delta)
             return bq_fail(e, BQ_E_EXISTS, "%s %s is not empty (restore into an empty "
                            "directory, or use --delta to rewrite only what differs)", what, path);
         return 0;
@@ -588,7 +599,7 @@ static void writeback_start(int fd, uint64_t off, uint64_t len)
 /* Write one file: its chunks read from src, then mode, owner, mtime. */
 static int task_write(rs_t *r, rsrc_t *src, rtask_t *t, bq_errbuf_t *e)
 {
-    if (r->job->delta && same_file(r, t->path, e)) {
+    if (r->delta && same_file(r, t->path, e)) {
         atomic_fetch_add(&r->done, t->size);
         pthread_mutex_lock(&r->mu);
         r->skipped++;
@@ -596,7 +607,7 @@ static int task_write(rs_t *r, rsrc_t *src, rtask_t *t, bq_errbuf_t *e)
         return 0;
     }
     int rc = 0;
-    int flags = O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC | (r->job->delta ? O_TRUNC : O_EXCL);
+    int flags = O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC | (r->delta ? O_TRUNC : O_EXCL);
     int fd = open(t->path, flags, 0600);
     if (fd < 0 && errno == ENOENT && (rc = mkdirs(t->path, e)) == 0)
         fd = open(t->path, flags, 0600);
@@ -647,6 +658,10 @@ static int task_write(rs_t *r, rsrc_t *src, rtask_t *t, bq_errbuf_t *e)
         pthread_mutex_lock(&r->mu);
         r->files++;
         pthread_mutex_unlock(&r->mu);
+    }
+    if (rc == 0 && r->test_delay_ms > 0) {
+        struct timespec pause = {r->test_delay_ms / 1000, (long)(r->test_delay_ms % 1000) * 1000000L};
+        nanosleep(&pause, NULL);
     }
     return rc;
 }
@@ -907,7 +922,7 @@ static int p2_end(void *arg, const char *path, uint64_t size, const uint8_t sum[
         r->task = NULL;
         t->size = size;
         size_t npieces = 1;
-        if (!r->job->delta && t->nids > PIECE_CHUNKS) { /* made here, written in pieces */
+        if (!r->delta && t->nids > PIECE_CHUNKS) { /* made here, written in pieces */
             t->split = 1;
             npieces = (t->nids + PIECE_CHUNKS - 1) / PIECE_CHUNKS;
             int fd = open(t->path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
@@ -966,7 +981,7 @@ static int p2_end(void *arg, const char *path, uint64_t size, const uint8_t sum[
         if (!t)
             return bq_fail(e, BQ_E_PROTO, "the backup holds a symlink at %s; only the links of "
                            "pg_tblspc to known tablespaces are restored", r->bpath);
-        if (r->job->delta)
+        if (r->delta)
             (void)unlink(r->cur);
         if (mkdirs(t->target, e) != 0 || (mkdir(t->target, 0700) != 0 && errno != EEXIST))
             return bq_fail(e, BQ_E_IO, "could not create tablespace directory %s: %s", t->target,
@@ -1032,7 +1047,7 @@ static int walk_one(const char *path, const struct stat *sb, int type, struct FT
     if (ftw->level == 0)
         return 0;
     rs_t *r = g_walk;
-    if (ent_find(r, path))
+    if (ent_find(r, path) || strcmp(path, r->marker) == 0)
         return 0;
     int rc = type == FTW_DP ? rmdir(path) : unlink(path);
     if (rc != 0 && errno != ENOENT) {
@@ -1166,6 +1181,8 @@ void jobs_restore(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res)
     if (rc == 0) {
         r->job = job;
         r->ctx = ctx;
+        const char *d = getenv("BARQUE_TEST_RESTORE_FILE_DELAY_MS");
+        r->test_delay_ms = d ? atoi(d) : 0;
         pthread_mutex_init(&r->mu, NULL);
         pthread_cond_init(&r->cv_pop, NULL);
         pthread_cond_init(&r->cv_push, NULL);
@@ -1191,7 +1208,23 @@ void jobs_restore(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res)
                                      : ctx->worker ? ctx->worker : "?");
     if (rc == 0)
         rc = relocate(r, &e);
-    if (rc == 0 && job->delta) {
+    if (rc == 0) {
+        r->delta = job->delta;
+        snprintf(r->marker, sizeof r->marker, "%s/" RESTORE_MARKER, r->dest);
+        char *text = NULL;
+        size_t tlen = 0;
+        bq_errbuf_t me;
+        char want[64];
+        snprintf(want, sizeof want, "job=%" PRIu64 "\n", job->id);
+        if (bq_file_read_small(r->marker, 64, &text, &tlen, &me) == 0 &&
+            tlen == strlen(want) && memcmp(text, want, tlen) == 0) {
+            r->delta = r->resumed = 1;
+            bq_info(COMP, job->id, "restore of backup %s to %s: continuing what an earlier "
+                    "attempt of this job wrote (as --delta)", job->backup_id, r->dest);
+        }
+        free(text);
+    }
+    if (rc == 0 && r->delta) {
         static const store_read_cb_t p1b = {.file_begin = p1b_begin, .file_end = p1b_end};
         rc = store_backup_walk(r->store, job->backup_id, &p1b, r, &e);
     }
@@ -1214,6 +1247,17 @@ void jobs_restore(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res)
                      "could not create destination %s: %s", r->dest, strerror(errno));
     if (rc == 0)
         rc = own(r, r->dest, -1, &e);
+    if (rc == 0 && !r->resumed) {
+        char text[64];
+        int n = snprintf(text, sizeof text, "job=%" PRIu64 "\n", job->id);
+        rc = bq_file_write_durable(r->marker, text, (size_t)n, 0600, 1, &e);
+        if (rc == BQ_E_EXISTS) { /* another job's: a --delta restore takes DEST over */
+            if (unlink(r->marker) != 0)
+                rc = bq_fail(&e, BQ_E_IO, "could not remove %s: %s", r->marker, strerror(errno));
+            else
+                rc = bq_file_write_durable(r->marker, text, (size_t)n, 0600, 1, &e);
+        }
+    }
     int64_t t_write = bq_mono_ms(), t_sync = t_write, t_end = t_write;
     if (rc == 0) {
         progress(r, 1);
@@ -1222,13 +1266,17 @@ void jobs_restore(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res)
         rc = write_all(r, n, &e);
     }
     t_sync = bq_mono_ms();
-    if (rc == 0 && job->delta) {
+    if (rc == 0 && r->delta) {
         rc = delta_remove(r, r->dest, &e);
         for (size_t i = 0; rc == 0 && i < r->nts; i++)
             rc = delta_remove(r, r->ts[i].target, &e);
     }
     if (rc == 0)
         rc = sync_fs(r->dest, &e);
+    if (rc == 0 && unlink(r->marker) != 0 && errno != ENOENT)
+        rc = bq_fail(&e, BQ_E_IO, "could not remove %s: %s", r->marker, strerror(errno));
+    if (rc == 0)
+        rc = bq_fsync_dir_of(r->marker, &e);
     for (size_t i = 0; rc == 0 && i < r->nts; i++)
         rc = sync_fs(r->ts[i].target, &e);
     t_end = bq_mono_ms();

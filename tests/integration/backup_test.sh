@@ -169,6 +169,28 @@ rc=0; backup_take norepl >/dev/null || rc=$?
 assert_eq 1 "$rc" "backup with a role without REPLICATION"
 assert_contains "$(cat "$BQ_TMP/backup-last.err")" "REPLICATION"
 
+# ---- a restore whose worker dies: the retry goes on from what the first attempt wrote -----------
+bq_kill "$FLEET_PID_east_1" TERM
+BARQUE_TEST_RESTORE_FILE_DELAY_MS=20 fleet_worker_start east-1
+bq_wait_for "east-1 online (slow restores)" 15 fleet_worker_online east-1
+pg_dir "$BQ_TMP/r5"
+fleet_cli recover db1 "$id2" "$BQ_TMP/r5/data" --worker east-1 --tablespace "ts1:$BQ_TMP/r5/ts1" \
+    --wait --json >"$BQ_TMP/r5.jsonl" 2>"$BQ_TMP/r5.err" &
+r5=$!
+some_written() { [[ -f $BQ_TMP/r5/data/.barque-restore-in-progress ]] && (($(find "$BQ_TMP/r5/data" -type f | wc -l) > 100)); }
+bq_wait_for "the restore into r5 to be under way" 60 some_written
+bq_kill "$FLEET_PID_east_1" KILL
+fleet_worker_start east-1
+rc=0; wait "$r5" || rc=$?
+assert_eq 0 "$rc" "recover whose worker was killed mid-way: $(cat "$BQ_TMP/r5.err")"
+grep -q "continuing what an earlier attempt of this job wrote" "$BQ_TMP/worker-east-1.log" ||
+    fail "the retry did not continue the first attempt's work"
+[[ ! -e $BQ_TMP/r5/data/.barque-restore-in-progress ]] || fail "the restore left its marker in DEST"
+out=$(as_pg "$BQ_PGBIN/pg_verifybackup" "$BQ_TMP/r5/data" 2>&1) || fail "pg_verifybackup r5: $out"
+pg_start_dir r5 "$BQ_TMP/r5/data"
+assert_eq "$want" "$(tables_hash r5)" "table contents of the restore resumed after its worker died"
+pg_stop r5
+
 # ---- the store is sound after all this --------------------------------------------------------
 out=$("$BQ_BIN_CLI" store verify "$STORE" --key "$KEY" 2>&1) || fail "store verify: $out"
 echo "backup test: $id1 ($files files), $id2, delta wrote $written kept $unchanged removed $removed"
