@@ -409,7 +409,9 @@ static int setup(const opts_t *o)
         cluster_name(j, name, sizeof name);
         site_name(j % o->sites, site, sizeof site);
         /* port 1: nothing listens; sleep jobs never connect */
-        fprintf(f, "[cluster %s]\nconninfo = host=127.0.0.1 port=1 dbname=postgres\nsite = %s\n",
+        /* wal = archive: no wal-stream jobs; the bench measures the operator's jobs alone */
+        fprintf(f, "[cluster %s]\nconninfo = host=127.0.0.1 port=1 dbname=postgres\nsite = %s\n"
+                   "wal = archive\n",
                 name, site);
     }
     if (fclose(f) != 0) {
