@@ -64,6 +64,29 @@ int bq_backup_id_valid(const char *id)
            digits2(id + 13, 0, 59);
 }
 
+static int hex_upper(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!((p[i] >= '0' && p[i] <= '9') || (p[i] >= 'A' && p[i] <= 'F')))
+            return 0;
+    return 1;
+}
+
+int bq_wal_name_valid(const char *name)
+{
+    if (!name)
+        return 0;
+    size_t n = strnlen(name, BQ_WAL_FILE_MAX);
+    int ok;
+    if (n == 24 || (n == 32 && strcmp(name + 24, ".partial") == 0))
+        ok = hex_upper(name, 24);
+    else if (n == 16 && strcmp(name + 8, ".history") == 0)
+        ok = hex_upper(name, 8);
+    else
+        return 0;
+    return ok && strncmp(name, "00000000", 8) != 0;
+}
+
 void bq_files_free(bq_file_entry_t *files, size_t n)
 {
     if (!files)

@@ -75,8 +75,41 @@ typedef struct {
  * 'T', month 01-12, day 01-31, hour 00-23, minute and second 00-59). */
 int bq_backup_id_valid(const char *id);
 #define BQ_WAL_NAME_MAX 32   /* 24 hex digits and room */
+#define BQ_WAL_FILE_MAX 40   /* a WAL file name with its suffix: 24 hex digits ".partial" */
 #define BQ_STORES_MAX 256    /* worker names joined by ',' */
 #define BQ_DEST_MAX 1024     /* a restore's target directory */
+
+/* Nonzero when name is the name of a WAL file a wal-stream job archives: a segment (24
+ * uppercase hex digits), a segment cut short by the end of its timeline (the same and
+ * ".partial") or a timeline history file (8 uppercase hex digits and ".history"); the
+ * timeline (the first 8 digits) is never 0. store/wal.h accepts more (.backup files). */
+int bq_wal_name_valid(const char *name);
+
+/* One archived WAL file in the coordinator's WAL index (catalog db "wal"). */
+typedef struct {
+    char cluster[BQ_NAME_MAX];
+    char name[BQ_WAL_FILE_MAX];     /* bq_wal_name_valid */
+    uint64_t size;                  /* bytes as archived (uncompressed) */
+    char stores[BQ_STORES_MAX];     /* workers whose store holds it, joined by ',' */
+    int64_t archived_ms;            /* when the coordinator first heard of it (wall clock) */
+} bq_wal_file_t;
+
+/* One timeline of a cluster's WAL index, as list-wal shows it (coordinator/wal_summary.h). */
+#define BQ_WAL_GAPS_MAX 33      /* 32 ranges, then "... N more missing segments" */
+#define BQ_WAL_GAP_MAX 64       /* "FIRST-LAST" (49 characters) or that last line */
+#define BQ_WAL_PARTIALS_MAX 33  /* 32 names, then "... N more partial files" */
+typedef struct {
+    uint32_t tli;
+    char first[BQ_WAL_FILE_MAX];    /* first and last complete segment ("" = none) */
+    char last[BQ_WAL_FILE_MAX];
+    uint64_t segments;              /* complete segments */
+    uint64_t bytes;                 /* their bytes */
+    size_t ngaps;
+    char gaps[BQ_WAL_GAPS_MAX][BQ_WAL_GAP_MAX]; /* missing between first and last: "A-B", "A" */
+    int history;                    /* TLI.history is recorded */
+    size_t npartials;
+    char partials[BQ_WAL_PARTIALS_MAX][BQ_WAL_FILE_MAX]; /* NAME.partial files */
+} bq_wal_timeline_t;
 
 /* What the catalog keeps per backup (issue 4). Sizes in bytes, times in ms since the epoch
  * (wall clock), LSNs as 64-bit integers (print as X/X). */

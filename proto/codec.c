@@ -10,7 +10,8 @@
  * Limits checked both ways, so that what one side encodes the other side decodes:
  * strings must fit their C field with the NUL and hold no NUL byte inside (refused,
  * never truncated), counts must fit their arrays, job type/state and backup state must be
- * known values, Job.delta_from must be empty or a backup id (bq_backup_id_valid), and a
+ * known values, Job.delta_from must be empty or a backup id (bq_backup_id_valid), WAL file
+ * names (JobProgress.wal_file, WalFile.name) empty or valid (bq_wal_name_valid), and a
  * whole message must be at most BQ_MSG_MAX bytes. Unknown fields are ignored (fields are
  * only ever added).
  *
@@ -28,9 +29,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Rows of one kind (workers, clusters, jobs, sites, backups) in a CLI reply. A Job can be a few
- * bytes on the wire and ~10 KiB as a bq_job_t, so the count, not only the byte size,
- * bounds what a reply may make the receiver allocate (~100 MiB at most). */
+/* Rows of one kind (workers, clusters, jobs, sites, backups, timelines) in a CLI reply. A Job
+ * can be a few bytes on the wire and ~10 KiB as a bq_job_t, so the count, not only the byte
+ * size, bounds what a reply may make the receiver allocate (~100 MiB at most). */
 #define CODEC_REPLY_ROWS_MAX 10000
 
 /* ---- an arena for the protobuf-c side of one encode ---------------------------------- */
@@ -609,6 +610,128 @@ static int codec_backup_from_pb(const Barque__Backup *pb, bq_backup_t *c, bq_err
     return 0;
 }
 
+/* ---- WalFile, WalTimeline ------------------------------------------------------------ */
+
+/* A WAL file name field: "" or bq_wal_name_valid; code is BQ_E_INVAL (encode) or BQ_E_PROTO. */
+static int codec_wal_name_check(const char *name, const char *obj, const char *field, int code,
+                                bq_errbuf_t *e)
+{
+    if (name[0] && !bq_wal_name_valid(name))
+        return bq_fail(e, code, "%s.%s \"%s\" is not a WAL file name (24 hex digits, optionally "
+                       ".partial, or 8 hex digits .history; timeline not 0)", obj, field, name);
+    return 0;
+}
+
+static int codec_wal_file_to_pb(codec_arena_t *a, const bq_wal_file_t *c, Barque__WalFile *pb,
+                                bq_errbuf_t *e)
+{
+    int rc;
+    barque__wal_file__init(pb);
+    if ((rc = STR_PUT("WalFile", cluster)) < 0 || (rc = STR_PUT("WalFile", name)) < 0 ||
+        (rc = codec_wal_name_check(c->name, "WalFile", "name", BQ_E_INVAL, e)) < 0 ||
+        (rc = codec_list_put(a, c->stores, sizeof c->stores, "WalFile", "stores", "worker name",
+                             &pb->stores, &pb->n_stores, e)) < 0)
+        return rc;
+    pb->size = c->size;
+    pb->archived_ms = c->archived_ms;
+    return 0;
+}
+
+static int codec_wal_file_from_pb(const Barque__WalFile *pb, bq_wal_file_t *c, bq_errbuf_t *e)
+{
+    int rc;
+    memset(c, 0, sizeof *c);
+    if ((rc = STR_GET("WalFile", cluster)) < 0 || (rc = STR_GET("WalFile", name)) < 0 ||
+        (rc = codec_wal_name_check(c->name, "WalFile", "name", BQ_E_PROTO, e)) < 0 ||
+        (rc = codec_list_get(c->stores, sizeof c->stores, pb->stores, pb->n_stores, "WalFile",
+                             "stores", "worker name", e)) < 0)
+        return rc;
+    c->size = pb->size;
+    c->archived_ms = pb->archived_ms;
+    return 0;
+}
+
+/* first and last: "" or a complete segment's name (24 hex digits). */
+static int codec_wal_segment_check(const char *name, const char *field, int code, bq_errbuf_t *e)
+{
+    if (name[0] && (strlen(name) != 24 || !bq_wal_name_valid(name)))
+        return bq_fail(e, code, "WalTimeline.%s \"%s\" is not a WAL segment name (24 hex digits, "
+                       "timeline not 0)", field, name);
+    return 0;
+}
+
+static int codec_wal_timeline_to_pb(codec_arena_t *a, const bq_wal_timeline_t *c,
+                                    Barque__WalTimeline *pb, bq_errbuf_t *e)
+{
+    int rc;
+    barque__wal_timeline__init(pb);
+    if (c->tli == 0)
+        return bq_fail(e, BQ_E_INVAL, "WalTimeline.tli is 0");
+    if (c->ngaps > BQ_WAL_GAPS_MAX || c->npartials > BQ_WAL_PARTIALS_MAX)
+        return bq_fail(e, BQ_E_INVAL, "WalTimeline %u has %zu gaps and %zu partials, more than "
+                       "the limits of %d and %d", c->tli, c->ngaps, c->npartials,
+                       BQ_WAL_GAPS_MAX, BQ_WAL_PARTIALS_MAX);
+    if ((rc = STR_PUT("WalTimeline", first)) < 0 || (rc = STR_PUT("WalTimeline", last)) < 0 ||
+        (rc = codec_wal_segment_check(c->first, "first", BQ_E_INVAL, e)) < 0 ||
+        (rc = codec_wal_segment_check(c->last, "last", BQ_E_INVAL, e)) < 0)
+        return rc;
+    pb->tli = c->tli;
+    pb->segments = c->segments;
+    pb->bytes = c->bytes;
+    pb->history = !!c->history;
+    if (c->ngaps) {
+        if (!(pb->gaps = ARENA_ARRAY(a, c->ngaps, char *)))
+            return codec_nomem(e);
+        for (size_t i = 0; i < c->ngaps; i++)
+            if ((rc = codec_str_put(c->gaps[i], sizeof c->gaps[i], "WalTimeline", "gaps",
+                                    &pb->gaps[i], e)) < 0)
+                return rc;
+        pb->n_gaps = c->ngaps;
+    }
+    if (c->npartials) {
+        if (!(pb->partials = ARENA_ARRAY(a, c->npartials, char *)))
+            return codec_nomem(e);
+        for (size_t i = 0; i < c->npartials; i++)
+            if ((rc = codec_str_put(c->partials[i], sizeof c->partials[i], "WalTimeline",
+                                    "partials", &pb->partials[i], e)) < 0)
+                return rc;
+        pb->n_partials = c->npartials;
+    }
+    return 0;
+}
+
+static int codec_wal_timeline_from_pb(const Barque__WalTimeline *pb, bq_wal_timeline_t *c,
+                                      bq_errbuf_t *e)
+{
+    int rc;
+    memset(c, 0, sizeof *c);
+    if (pb->tli == 0)
+        return bq_fail(e, BQ_E_PROTO, "WalTimeline.tli is 0");
+    if (pb->n_gaps > BQ_WAL_GAPS_MAX)
+        return bq_fail(e, BQ_E_PROTO, "WalTimeline %u has %zu gaps, more than the limit of %d",
+                       pb->tli, pb->n_gaps, BQ_WAL_GAPS_MAX);
+    if (pb->n_partials > BQ_WAL_PARTIALS_MAX)
+        return bq_fail(e, BQ_E_PROTO, "WalTimeline %u has %zu partials, more than the limit of %d",
+                       pb->tli, pb->n_partials, BQ_WAL_PARTIALS_MAX);
+    if ((rc = STR_GET("WalTimeline", first)) < 0 || (rc = STR_GET("WalTimeline", last)) < 0 ||
+        (rc = codec_wal_segment_check(c->first, "first", BQ_E_PROTO, e)) < 0 ||
+        (rc = codec_wal_segment_check(c->last, "last", BQ_E_PROTO, e)) < 0)
+        return rc;
+    c->tli = pb->tli;
+    c->segments = pb->segments;
+    c->bytes = pb->bytes;
+    c->history = !!pb->history;
+    for (; c->ngaps < pb->n_gaps; c->ngaps++)
+        if ((rc = codec_str_get(c->gaps[c->ngaps], sizeof c->gaps[c->ngaps], pb->gaps[c->ngaps],
+                                "WalTimeline", "gaps", e)) < 0)
+            return rc;
+    for (; c->npartials < pb->n_partials; c->npartials++)
+        if ((rc = codec_str_get(c->partials[c->npartials], sizeof c->partials[c->npartials],
+                                pb->partials[c->npartials], "WalTimeline", "partials", e)) < 0)
+            return rc;
+    return 0;
+}
+
 /* ---- Worker, Cluster, JobRef --------------------------------------------------------- */
 
 static int codec_worker_to_pb(const bq_worker_t *c, Barque__Worker *pb, bq_errbuf_t *e)
@@ -786,6 +909,7 @@ typedef union {
     Barque__Worker worker;
     Barque__Cluster cluster;
     Barque__Backup backup;
+    Barque__WalFile wal_file;
 } codec_record_pb_t;
 
 /* One kind of catalog record: its name in messages, its message and its conversions. */
@@ -840,6 +964,17 @@ static int codec_backup_rec_from_pb(const ProtobufCMessage *pb, void *c, bq_errb
     return codec_backup_from_pb((const Barque__Backup *)pb, c, e);
 }
 
+static int codec_wal_file_rec_to_pb(codec_arena_t *a, const void *c, codec_record_pb_t *pb,
+                                    bq_errbuf_t *e)
+{
+    return codec_wal_file_to_pb(a, c, &pb->wal_file, e);
+}
+
+static int codec_wal_file_rec_from_pb(const ProtobufCMessage *pb, void *c, bq_errbuf_t *e)
+{
+    return codec_wal_file_from_pb((const Barque__WalFile *)pb, c, e);
+}
+
 static const codec_record_t codec_rec_job = {"Job", &barque__job__descriptor,
                                              codec_job_rec_to_pb, codec_job_rec_from_pb};
 static const codec_record_t codec_rec_worker = {"Worker", &barque__worker__descriptor,
@@ -849,6 +984,9 @@ static const codec_record_t codec_rec_cluster = {"Cluster", &barque__cluster__de
                                                  codec_cluster_rec_from_pb};
 static const codec_record_t codec_rec_backup = {"Backup", &barque__backup__descriptor,
                                                 codec_backup_rec_to_pb, codec_backup_rec_from_pb};
+static const codec_record_t codec_rec_wal_file = {"WalFile", &barque__wal_file__descriptor,
+                                                  codec_wal_file_rec_to_pb,
+                                                  codec_wal_file_rec_from_pb};
 
 /* Encode the C value c as a record of kind r into a new malloc'd *buf. id, when not NULL,
  * names the record in the error message ("Job record 12"). */
@@ -929,6 +1067,16 @@ int proto_backup_decode(const uint8_t *buf, size_t len, bq_backup_t *b, bq_errbu
     return codec_record_decode(&codec_rec_backup, buf, len, b, sizeof *b, e);
 }
 
+int proto_wal_file_encode(const bq_wal_file_t *w, uint8_t **buf, size_t *len, bq_errbuf_t *e)
+{
+    return codec_record_encode(&codec_rec_wal_file, w, NULL, buf, len, e);
+}
+
+int proto_wal_file_decode(const uint8_t *buf, size_t len, bq_wal_file_t *w, bq_errbuf_t *e)
+{
+    return codec_record_decode(&codec_rec_wal_file, buf, len, w, sizeof *w, e);
+}
+
 /* ---- messages ------------------------------------------------------------------------ */
 
 /* The wire name and body descriptor of each message type. */
@@ -996,6 +1144,7 @@ void proto_msg_clear(bq_msg_t *m)
         free(m->u.cli_reply.jobs);
         free(m->u.cli_reply.sites);
         free(m->u.cli_reply.backups);
+        free(m->u.cli_reply.timelines);
         bq_files_free(m->u.cli_reply.files, m->u.cli_reply.nfiles);
         break;
     case BQ_MSG_PEER_KEYS:
@@ -1315,12 +1464,15 @@ static int codec_body_to_pb(codec_arena_t *a, const bq_msg_t *m, ProtobufCMessag
         if (!pb)
             return codec_nomem(e);
         barque__job_progress__init(pb);
-        if ((rc = STR_PUT("JobProgress", message)) < 0)
+        if ((rc = STR_PUT("JobProgress", message)) < 0 ||
+            (rc = STR_PUT("JobProgress", wal_file)) < 0 ||
+            (rc = codec_wal_name_check(c->wal_file, "JobProgress", "wal_file", BQ_E_INVAL, e)) < 0)
             return rc;
         pb->job_id = c->job_id;
         pb->attempt = c->attempt;
         pb->done = c->done;
         pb->total = c->total;
+        pb->wal_size = c->wal_size;
         *out = &pb->base;
         return 0;
     }
@@ -1441,7 +1593,8 @@ static int codec_body_to_pb(codec_arena_t *a, const bq_msg_t *m, ProtobufCMessag
             (rc = codec_rows_check(c->nclusters, c->clusters, "clusters", e)) < 0 ||
             (rc = codec_rows_check(c->njobs, c->jobs, "jobs", e)) < 0 ||
             (rc = codec_rows_check(c->nsites, c->sites, "sites", e)) < 0 ||
-            (rc = codec_rows_check(c->nbackups, c->backups, "backups", e)) < 0)
+            (rc = codec_rows_check(c->nbackups, c->backups, "backups", e)) < 0 ||
+            (rc = codec_rows_check(c->ntimelines, c->timelines, "timelines", e)) < 0)
             return rc;
         pb->code = c->code;
         pb->job_id = c->job_id;
@@ -1513,6 +1666,19 @@ static int codec_body_to_pb(codec_arena_t *a, const bq_msg_t *m, ProtobufCMessag
             }
             pb->n_backups = c->nbackups;
             pb->backups = ptrs;
+        }
+        if (c->ntimelines) {
+            Barque__WalTimeline *rows = ARENA_ARRAY(a, c->ntimelines, Barque__WalTimeline);
+            Barque__WalTimeline **ptrs = ARENA_ARRAY(a, c->ntimelines, Barque__WalTimeline *);
+            if (!rows || !ptrs)
+                return codec_nomem(e);
+            for (size_t i = 0; i < c->ntimelines; i++) {
+                if ((rc = codec_wal_timeline_to_pb(a, &c->timelines[i], &rows[i], e)) < 0)
+                    return rc;
+                ptrs[i] = &rows[i];
+            }
+            pb->n_timelines = c->ntimelines;
+            pb->timelines = ptrs;
         }
         if ((rc = codec_files_to_pb(a, c->files, c->nfiles, "CliReply", &pb->files,
                                     &pb->n_files, e)) < 0)
@@ -1646,12 +1812,15 @@ static int codec_body_from_pb(const ProtobufCMessage *msg, bq_msg_t *m, bq_errbu
     case BQ_MSG_JOB_PROGRESS: {
         const Barque__JobProgress *pb = (const Barque__JobProgress *)msg;
         bq_msg_progress_t *c = &m->u.progress;
-        if ((rc = STR_GET("JobProgress", message)) < 0)
+        if ((rc = STR_GET("JobProgress", message)) < 0 ||
+            (rc = STR_GET("JobProgress", wal_file)) < 0 ||
+            (rc = codec_wal_name_check(c->wal_file, "JobProgress", "wal_file", BQ_E_PROTO, e)) < 0)
             return rc;
         c->job_id = pb->job_id;
         c->attempt = pb->attempt;
         c->done = pb->done;
         c->total = pb->total;
+        c->wal_size = pb->wal_size;
         return 0;
     }
     case BQ_MSG_JOB_RESULT: {
@@ -1741,13 +1910,16 @@ static int codec_body_from_pb(const ProtobufCMessage *msg, bq_msg_t *m, bq_errbu
             (rc = codec_rows_limit(pb->n_clusters, "clusters", e)) < 0 ||
             (rc = codec_rows_limit(pb->n_jobs, "jobs", e)) < 0 ||
             (rc = codec_rows_limit(pb->n_sites, "sites", e)) < 0 ||
-            (rc = codec_rows_limit(pb->n_backups, "backups", e)) < 0)
+            (rc = codec_rows_limit(pb->n_backups, "backups", e)) < 0 ||
+            (rc = codec_rows_limit(pb->n_timelines, "timelines", e)) < 0)
             return rc;
         if ((pb->n_workers && !(c->workers = calloc(pb->n_workers, sizeof *c->workers))) ||
             (pb->n_clusters && !(c->clusters = calloc(pb->n_clusters, sizeof *c->clusters))) ||
             (pb->n_jobs && !(c->jobs = calloc(pb->n_jobs, sizeof *c->jobs))) ||
             (pb->n_sites && !(c->sites = calloc(pb->n_sites, sizeof *c->sites))) ||
-            (pb->n_backups && !(c->backups = calloc(pb->n_backups, sizeof *c->backups))))
+            (pb->n_backups && !(c->backups = calloc(pb->n_backups, sizeof *c->backups))) ||
+            (pb->n_timelines &&
+             !(c->timelines = calloc(pb->n_timelines, sizeof *c->timelines))))
             return codec_nomem(e);
         for (; c->nworkers < pb->n_workers; c->nworkers++)
             if ((rc = codec_worker_from_pb(pb->workers[c->nworkers], &c->workers[c->nworkers],
@@ -1767,6 +1939,10 @@ static int codec_body_from_pb(const ProtobufCMessage *msg, bq_msg_t *m, bq_errbu
         for (; c->nbackups < pb->n_backups; c->nbackups++)
             if ((rc = codec_backup_from_pb(pb->backups[c->nbackups], &c->backups[c->nbackups],
                                            e)) < 0)
+                return rc;
+        for (; c->ntimelines < pb->n_timelines; c->ntimelines++)
+            if ((rc = codec_wal_timeline_from_pb(pb->timelines[c->ntimelines],
+                                                 &c->timelines[c->ntimelines], e)) < 0)
                 return rc;
         c->files_total = pb->files_total;
         c->files_offset = pb->files_offset;

@@ -100,6 +100,9 @@ typedef struct {
     uint32_t attempt;
     uint64_t done, total;
     char message[BQ_DETAIL_MAX];
+    char wal_file[BQ_WAL_FILE_MAX]; /* wal-stream: a file now durable in the store ("" = none;
+                                       else bq_wal_name_valid, refused otherwise both ways) */
+    uint64_t wal_size;              /* its bytes */
 } bq_msg_progress_t;
 
 typedef struct {
@@ -168,6 +171,8 @@ typedef struct {
     size_t nfiles;             /* list-files-page: one page */
     bq_file_entry_t *files;    /* owned by the message */
     uint64_t files_total, files_offset;
+    size_t ntimelines;         /* list-wal: the cluster's timelines, ascending */
+    bq_wal_timeline_t *timelines; /* owned by the message */
 } bq_msg_cli_reply_t;
 
 typedef struct {
@@ -202,7 +207,7 @@ int proto_msg_encode(const bq_msg_t *m, uint8_t **buf, size_t *len, bq_errbuf_t 
 /* Decode len bytes. On failure m is cleared and e says why. */
 int proto_msg_decode(const uint8_t *buf, size_t len, bq_msg_t *m, bq_errbuf_t *e);
 
-/* Catalog records use the same messages (Job, Worker, Cluster, Backup). */
+/* Catalog records use the same messages (Job, Worker, Cluster, Backup, WalFile). */
 int proto_job_encode(const bq_job_t *j, uint8_t **buf, size_t *len, bq_errbuf_t *e);
 int proto_job_decode(const uint8_t *buf, size_t len, bq_job_t *j, bq_errbuf_t *e);
 int proto_worker_encode(const bq_worker_t *w, uint8_t **buf, size_t *len, bq_errbuf_t *e);
@@ -211,6 +216,9 @@ int proto_cluster_encode(const bq_cluster_t *c, uint8_t **buf, size_t *len, bq_e
 int proto_cluster_decode(const uint8_t *buf, size_t len, bq_cluster_t *c, bq_errbuf_t *e);
 int proto_backup_encode(const bq_backup_t *b, uint8_t **buf, size_t *len, bq_errbuf_t *e);
 int proto_backup_decode(const uint8_t *buf, size_t len, bq_backup_t *b, bq_errbuf_t *e);
+/* WalFile: name "" or bq_wal_name_valid (refused both ways). */
+int proto_wal_file_encode(const bq_wal_file_t *w, uint8_t **buf, size_t *len, bq_errbuf_t *e);
+int proto_wal_file_decode(const uint8_t *buf, size_t len, bq_wal_file_t *w, bq_errbuf_t *e);
 
 /* ---- sockets ------------------------------------------------------------------------- */
 

@@ -1,7 +1,7 @@
 /* libFuzzer target for proto/codec.c: the bytes are decoded as a wire message and as each
- * catalog record (Job, Worker, Cluster, Backup). Whatever decodes must encode again, decode again
- * to the same type and seq, and encode a second time to the very same bytes (what the
- * codec accepts, it represents exactly). Decode failures must leave the output cleared. */
+ * catalog record (Job, Worker, Cluster, Backup, WalFile). Whatever decodes must encode again,
+ * decode again to the same type and seq, and encode a second time to the very same bytes (what
+ * the codec accepts, it represents exactly). Decode failures must leave the output cleared. */
 #include "proto.h"
 
 #include <stdint.h>
@@ -85,5 +85,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_RECORD(bq_worker_t, proto_worker_decode, proto_worker_encode);
     FUZZ_RECORD(bq_cluster_t, proto_cluster_decode, proto_cluster_encode);
     FUZZ_RECORD(bq_backup_t, proto_backup_decode, proto_backup_encode);
+    FUZZ_RECORD(bq_wal_file_t, proto_wal_file_decode, proto_wal_file_encode);
     return 0;
 }

@@ -382,6 +382,63 @@ static void test_progress(void **state)
     roundtrip(&in, &out);
     assert_memory_equal(&out.u.progress, &in.u.progress, sizeof in.u.progress);
     proto_msg_clear(&out);
+
+    /* a wal-stream's report of an archived file: each kind of name, the longest first */
+    const char *names[] = {"00000002000000A1000000FF.partial", "000000010000000000000001",
+                           "0000000A.history"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        memset(in.u.progress.wal_file, 0, sizeof in.u.progress.wal_file);
+        snprintf(in.u.progress.wal_file, sizeof in.u.progress.wal_file, "%s", names[i]);
+        in.u.progress.wal_size = UINT64_MAX - i;
+        roundtrip(&in, &out);
+        assert_memory_equal(&out.u.progress, &in.u.progress, sizeof in.u.progress);
+        proto_msg_clear(&out);
+    }
+    /* what decode would refuse is refused on encode too */
+    snprintf(in.u.progress.wal_file, sizeof in.u.progress.wal_file, "pg_wal/000000010000000000000001");
+    bq_errbuf_t e = {{0}};
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    assert_int_equal(proto_msg_encode(&in, &buf, &len, &e), BQ_E_INVAL);
+    assert_non_null(strstr(e.msg, "JobProgress.wal_file \"pg_wal/000000010000000000000001\" is "
+                                  "not a WAL file name"));
+    assert_null(buf);
+}
+
+/* bq_wal_name_valid: the names a wal-stream job archives, and nothing else. */
+static void test_wal_names(void **state)
+{
+    static const struct {
+        const char *name;
+        int ok;
+    } cases[] = {
+        {"000000010000000000000001", 1},
+        {"FFFFFFFFFFFFFFFFFFFFFFFF", 1},
+        {"000000010000000A000000FF.partial", 1},
+        {"00000002.history", 1},
+        {"DEADBEEF.history", 1},
+        {"", 0},
+        {"000000000000000000000001", 0},          /* timeline 0 */
+        {"00000000.history", 0},
+        {"00000000000000000000000A.partial", 0},
+        {"00000001000000000000000a", 0},          /* lowercase */
+        {"0000000100000000000000001", 0},         /* 25 digits */
+        {"00000001000000000000001", 0},           /* 23 */
+        {"00000001000000000000000G", 0},
+        {"000000010000000000000001.partia", 0},
+        {"000000010000000000000001.partial2", 0},
+        {"000000010000000000000001.history", 0},
+        {"0000001.history", 0},
+        {"00000001.partial", 0},
+        {"000000010000000000000001.00000028.backup", 0}, /* the store takes these; wal-stream never makes them */
+        {"00000001.HISTORY", 0},
+        {"../00000001.history", 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        if (bq_wal_name_valid(cases[i].name) != cases[i].ok)
+            fail_msg("bq_wal_name_valid(\"%s\") is %d, want %d", cases[i].name,
+                     bq_wal_name_valid(cases[i].name), cases[i].ok);
+    assert_int_equal(bq_wal_name_valid(NULL), 0);
 }
 
 static void test_result(void **state)
@@ -596,6 +653,24 @@ static void test_cli_reply(void **state)
     assert_non_null(r->files);
     r->files[0] = (bq_file_entry_t){strdup("PG_VERSION"), 0100600, 3, 1700000000};
     r->files[1] = (bq_file_entry_t){strdup("pg_tblspc/16384/PG_15_202209061"), 040700, 0, -1};
+    r->ntimelines = 2;
+    r->timelines = calloc(r->ntimelines, sizeof *r->timelines);
+    assert_non_null(r->timelines);
+    bq_wal_timeline_t *tl = &r->timelines[0];
+    tl->tli = 1;
+    snprintf(tl->first, sizeof tl->first, "000000010000000000000001");
+    snprintf(tl->last, sizeof tl->last, "00000001000000FF000000FF");
+    tl->segments = UINT64_MAX;
+    tl->bytes = UINT64_MAX - 1;
+    tl->ngaps = BQ_WAL_GAPS_MAX;
+    for (size_t i = 0; i < tl->ngaps; i++)
+        FILL_MAX(tl->gaps[i], (char)i);
+    tl->npartials = BQ_WAL_PARTIALS_MAX;
+    for (size_t i = 0; i < tl->npartials; i++)
+        FILL_MAX(tl->partials[i], (char)i);
+    tl = &r->timelines[1]; /* a history file and nothing else */
+    tl->tli = UINT32_MAX;
+    tl->history = 1;
     roundtrip(&in, &out);
     bq_msg_cli_reply_t *o = &out.u.cli_reply;
     assert_int_equal(o->code, BQ_E_NOTFOUND);
@@ -619,6 +694,8 @@ static void test_cli_reply(void **state)
     assert_string_equal(o->files[1].path, "pg_tblspc/16384/PG_15_202209061");
     assert_int_equal(o->files[1].mode, 040700);
     assert_true(o->files[1].mtime == -1);
+    assert_int_equal(o->ntimelines, 2);
+    assert_memory_equal(o->timelines, r->timelines, 2 * sizeof *r->timelines);
     proto_msg_clear(&out);
     proto_msg_clear(&in);
 
@@ -629,7 +706,24 @@ static void test_cli_reply(void **state)
     assert_null(out.u.cli_reply.jobs);
     assert_null(out.u.cli_reply.backups);
     assert_null(out.u.cli_reply.files);
+    assert_null(out.u.cli_reply.timelines);
     proto_msg_clear(&out);
+
+    /* a timeline whose first segment is not one is refused on encode */
+    in.type = BQ_MSG_CLI_REPLY;
+    bq_wal_timeline_t bad = {.tli = 1};
+    snprintf(bad.first, sizeof bad.first, "00000001.history");
+    in.u.cli_reply.ntimelines = 1;
+    in.u.cli_reply.timelines = &bad;
+    bq_errbuf_t e = {{0}};
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    assert_int_equal(proto_msg_encode(&in, &buf, &len, &e), BQ_E_INVAL);
+    assert_non_null(strstr(e.msg, "WalTimeline.first \"00000001.history\" is not a WAL segment name"));
+    bad.first[0] = '\0';
+    bad.tli = 0;
+    assert_int_equal(proto_msg_encode(&in, &buf, &len, &e), BQ_E_INVAL);
+    assert_non_null(strstr(e.msg, "WalTimeline.tli is 0"));
 }
 
 static void test_error(void **state)
@@ -725,6 +819,27 @@ static void test_records(void **state)
     assert_int_equal(len, 0);
     assert_int_equal(proto_backup_decode(buf, len, &b2, &e), 0);
     assert_memory_equal(&b, &b2, sizeof b);
+    free(buf);
+
+    bq_wal_file_t wf, wf2;
+    memset(&wf, 0, sizeof wf);
+    FILL_MAX(wf.cluster, 'w');
+    snprintf(wf.name, sizeof wf.name, "00000003FFFFFFFF000000FF.partial");
+    wf.size = UINT64_MAX;
+    snprintf(wf.stores, sizeof wf.stores, "east-1,east-2");
+    wf.archived_ms = INT64_MIN;
+    assert_int_equal(proto_wal_file_encode(&wf, &buf, &len, &e), 0);
+    assert_int_equal(proto_wal_file_decode(buf, len, &wf2, &e), 0);
+    assert_memory_equal(&wf, &wf2, sizeof wf);
+    free(buf);
+    snprintf(wf.name, sizeof wf.name, "00000003.partial");
+    assert_int_equal(proto_wal_file_encode(&wf, &buf, &len, &e), BQ_E_INVAL);
+    assert_non_null(strstr(e.msg, "could not encode WalFile record: WalFile.name \"00000003.partial\""));
+    memset(&wf, 0, sizeof wf);
+    assert_int_equal(proto_wal_file_encode(&wf, &buf, &len, &e), 0);
+    assert_int_equal(len, 0);
+    assert_int_equal(proto_wal_file_decode(buf, len, &wf2, &e), 0);
+    assert_memory_equal(&wf, &wf2, sizeof wf);
     free(buf);
 }
 
@@ -1370,6 +1485,83 @@ static bytes_t bad_nul_nested(void)
     return envelope_raw(BQ_MSG_CLI_REPLY, body, sizeof body);
 }
 
+static bytes_t progress_wal_file(const char *name)
+{
+    Barque__JobProgress p = BARQUE__JOB_PROGRESS__INIT;
+    p.job_id = 3;
+    p.wal_file = (char *)name;
+    p.wal_size = 16777216;
+    return envelope(BQ_PROTO_VERSION, BQ_MSG_JOB_PROGRESS, &p.base);
+}
+
+static bytes_t bad_progress_wal_lower(void) { return progress_wal_file("00000001000000000000000a"); }
+static bytes_t bad_progress_wal_tli0(void) { return progress_wal_file("00000000.history"); }
+static bytes_t bad_progress_wal_path(void) { return progress_wal_file("../000000010000000000000001"); }
+static bytes_t bad_progress_wal_long(void)
+{
+    return progress_wal_file("000000010000000000000001.partial.partial");
+}
+
+/* A CliReply with one timeline, edited by fn. */
+static bytes_t reply_timeline(void (*fn)(Barque__WalTimeline *t))
+{
+    static char *gaps[BQ_WAL_GAPS_MAX + 1], *partials[BQ_WAL_PARTIALS_MAX + 1];
+    Barque__WalTimeline t = BARQUE__WAL_TIMELINE__INIT, *tp = &t;
+    t.tli = 1;
+    t.first = "000000010000000000000001";
+    t.last = "000000010000000000000009";
+    t.gaps = gaps;
+    t.partials = partials;
+    fn(&t);
+    Barque__CliReply r = BARQUE__CLI_REPLY__INIT;
+    r.n_timelines = 1;
+    r.timelines = &tp;
+    return envelope(BQ_PROTO_VERSION, BQ_MSG_CLI_REPLY, &r.base);
+}
+
+static void tl_zero(Barque__WalTimeline *t) { t->tli = 0; }
+static void tl_first_history(Barque__WalTimeline *t) { t->first = "00000001.history"; }
+static void tl_last_partial(Barque__WalTimeline *t) { t->last = "000000010000000000000009.partial"; }
+static void tl_gaps_many(Barque__WalTimeline *t)
+{
+    t->n_gaps = BQ_WAL_GAPS_MAX + 1;
+    for (size_t i = 0; i < t->n_gaps; i++)
+        t->gaps[i] = "000000010000000000000002";
+}
+static void tl_gap_long(Barque__WalTimeline *t)
+{
+    static char gap[BQ_WAL_GAP_MAX + 1];
+    memset(gap, 'g', BQ_WAL_GAP_MAX);
+    t->n_gaps = 1;
+    t->gaps[0] = gap;
+}
+static void tl_partials_many(Barque__WalTimeline *t)
+{
+    t->n_partials = BQ_WAL_PARTIALS_MAX + 1;
+    for (size_t i = 0; i < t->n_partials; i++)
+        t->partials[i] = "000000010000000000000009.partial";
+}
+static bytes_t bad_tl_zero(void) { return reply_timeline(tl_zero); }
+static bytes_t bad_tl_first(void) { return reply_timeline(tl_first_history); }
+static bytes_t bad_tl_last(void) { return reply_timeline(tl_last_partial); }
+static bytes_t bad_tl_gaps(void) { return reply_timeline(tl_gaps_many); }
+static bytes_t bad_tl_gap_long(void) { return reply_timeline(tl_gap_long); }
+static bytes_t bad_tl_partials(void) { return reply_timeline(tl_partials_many); }
+
+static bytes_t bad_reply_timeline_rows(void)
+{
+    Barque__CliReply r = BARQUE__CLI_REPLY__INIT;
+    Barque__WalTimeline t = BARQUE__WAL_TIMELINE__INIT;
+    t.tli = 1;
+    r.n_timelines = 10001;
+    r.timelines = calloc(r.n_timelines, sizeof *r.timelines);
+    for (size_t i = 0; i < r.n_timelines; i++)
+        r.timelines[i] = &t;
+    bytes_t b = envelope(BQ_PROTO_VERSION, BQ_MSG_CLI_REPLY, &r.base);
+    free(r.timelines);
+    return b;
+}
+
 typedef struct {
     const char *name;
     bytes_t (*build)(void);
@@ -1531,6 +1723,28 @@ static const bad_case_t bad_msgs[] = {
      "CliRequest has 257 tablespaces, more than the limit of 256"},
     {"long tablespace mapping", bad_tablespace_long, BQ_E_PROTO,
      "CliRequest.tablespaces is 1088 bytes, longer than its limit of 1087"},
+    {"lowercase WAL file name", bad_progress_wal_lower, BQ_E_PROTO,
+     "could not decode JOB_PROGRESS message seq 77: JobProgress.wal_file "
+     "\"00000001000000000000000a\" is not a WAL file name"},
+    {"WAL history of timeline 0", bad_progress_wal_tli0, BQ_E_PROTO,
+     "JobProgress.wal_file \"00000000.history\" is not a WAL file name"},
+    {"WAL file name with a path", bad_progress_wal_path, BQ_E_PROTO,
+     "JobProgress.wal_file \"../000000010000000000000001\" is not a WAL file name"},
+    {"long WAL file name", bad_progress_wal_long, BQ_E_PROTO,
+     "JobProgress.wal_file is 40 bytes, longer than its limit of 39"},
+    {"timeline 0", bad_tl_zero, BQ_E_PROTO,
+     "could not decode CLI_REPLY message seq 77: WalTimeline.tli is 0"},
+    {"timeline's first not a segment", bad_tl_first, BQ_E_PROTO,
+     "WalTimeline.first \"00000001.history\" is not a WAL segment name"},
+    {"timeline's last not a segment", bad_tl_last, BQ_E_PROTO,
+     "WalTimeline.last \"000000010000000000000009.partial\" is not a WAL segment name"},
+    {"too many gaps", bad_tl_gaps, BQ_E_PROTO, "WalTimeline 1 has 34 gaps, more than the limit of 33"},
+    {"long gap", bad_tl_gap_long, BQ_E_PROTO,
+     "WalTimeline.gaps is 64 bytes, longer than its limit of 63"},
+    {"too many partials", bad_tl_partials, BQ_E_PROTO,
+     "WalTimeline 1 has 34 partials, more than the limit of 33"},
+    {"too many timelines", bad_reply_timeline_rows, BQ_E_PROTO,
+     "CliReply has 10001 timelines, more than the limit of 10000"},
 };
 
 static void test_bad_msgs(void **state)
@@ -1625,7 +1839,25 @@ static bytes_t rec_backup_wal_nul(void)
     return b;
 }
 
-typedef enum { REC_JOB, REC_WORKER, REC_CLUSTER, REC_BACKUP } rec_kind_t;
+static bytes_t rec_wal_name(void)
+{
+    Barque__WalFile w = BARQUE__WAL_FILE__INIT;
+    w.cluster = "db1";
+    w.name = "000000010000000000000001.backup";
+    return pack_msg(&w.base);
+}
+
+static bytes_t rec_wal_stores(void)
+{
+    char *stores[] = {"east-1", ""};
+    Barque__WalFile w = BARQUE__WAL_FILE__INIT;
+    w.name = "000000010000000000000001";
+    w.n_stores = 2;
+    w.stores = stores;
+    return pack_msg(&w.base);
+}
+
+typedef enum { REC_JOB, REC_WORKER, REC_CLUSTER, REC_BACKUP, REC_WAL } rec_kind_t;
 
 typedef struct {
     const char *name;
@@ -1660,6 +1892,13 @@ static const bad_rec_t bad_recs[] = {
     {"backup WAL name with NUL", REC_BACKUP, rec_backup_wal_nul, BQ_E_PROTO,
      "could not decode Backup record: Backup.wal_begin contains a NUL byte"},
     {"backup oversized", REC_BACKUP, bad_oversized, BQ_E_TOOBIG, "over the 4194304-byte limit"},
+    {"WAL file garbage", REC_WAL, bad_garbage, BQ_E_PROTO,
+     "could not decode WalFile record: not a valid WalFile"},
+    {"WAL file of another kind", REC_WAL, rec_wal_name, BQ_E_PROTO,
+     "could not decode WalFile record: WalFile.name \"000000010000000000000001.backup\" is not a "
+     "WAL file name"},
+    {"WAL file in an empty store", REC_WAL, rec_wal_stores, BQ_E_PROTO,
+     "WalFile.stores[1] is an empty worker name"},
 };
 
 static void test_bad_records(void **state)
@@ -1670,6 +1909,7 @@ static void test_bad_records(void **state)
         bq_errbuf_t e = {{0}};
         static bq_job_t j;
         static bq_backup_t bk;
+        bq_wal_file_t wf;
         bq_worker_t w;
         bq_cluster_t cl;
         void *out;
@@ -1690,6 +1930,11 @@ static void test_bad_records(void **state)
             memset(&bk, 0xa5, sizeof bk);
             rc = proto_backup_decode(b.buf, b.len, &bk, &e);
             out = &bk, outlen = sizeof bk;
+            break;
+        case REC_WAL:
+            memset(&wf, 0xa5, sizeof wf);
+            rc = proto_wal_file_decode(b.buf, b.len, &wf, &e);
+            out = &wf, outlen = sizeof wf;
             break;
         default:
             memset(&cl, 0xa5, sizeof cl);
@@ -1724,6 +1969,7 @@ int main(void)
         cmocka_unit_test(test_job_offer),
         cmocka_unit_test(test_job_ref),
         cmocka_unit_test(test_progress),
+        cmocka_unit_test(test_wal_names),
         cmocka_unit_test(test_result),
         cmocka_unit_test(test_result_ack),
         cmocka_unit_test(test_cli_request),
