@@ -1041,6 +1041,7 @@ struct pg_wal_conn {
     char slot[64];
     uint64_t slot_lsn;
     int slot_created; /* the permanent slot was created by this connection */
+    uint32_t slot_tli; /* the timeline of its restart LSN (0: unknown) */
     uint32_t seg_size, tli;
     uint64_t sysid;
 };
@@ -1141,6 +1142,7 @@ int pg_wal_open(const char *conninfo, const pg_wal_opts_t *opts, pg_wal_conn_t *
  * such slot. */
 static int slot_read(pg_wal_conn_t *w, int *exists, uint64_t *restart, bq_errbuf_t *e)
 {
+    w->slot_tli = 0;
     char sql[160];
     PGresult *res;
     snprintf(sql, sizeof sql, "READ_REPLICATION_SLOT %s", w->slot);
@@ -1152,6 +1154,10 @@ static int slot_read(pg_wal_conn_t *w, int *exists, uint64_t *restart, bq_errbuf
     if (*exists && !PQgetisnull(res, 0, 1) && pg_lsn_parse(PQgetvalue(res, 0, 1), restart) != 0)
         rc = bq_fail(e, BQ_E_PROTO, "READ_REPLICATION_SLOT %s on %s: unreadable restart LSN",
                      w->slot, w->l.where);
+    uint64_t t = 0;
+    if (rc == 0 && *exists && !PQgetisnull(res, 0, 2) &&
+        parse_u64(PQgetvalue(res, 0, 2), UINT32_MAX, &t) == 0)
+        w->slot_tli = (uint32_t)t;
     if (rc == 0 && *exists && strcmp(PQgetvalue(res, 0, 0), "physical") != 0)
         rc = bq_fail(e, BQ_E_STATE, "replication slot %s on %s is a %s slot, not physical",
                      w->slot, w->l.where, PQgetvalue(res, 0, 0));
@@ -1630,11 +1636,12 @@ static int st_run(stream_t *s, uint32_t *next_tli, uint64_t *next_lsn, bq_errbuf
         if (rc)
             return rc;
     }
-    /* The server ended the COPY: its timeline ended here (or it is shutting down). */
+    /* The server ended the COPY: its timeline ended here (CopyDone, then the next timeline),
+     * or it failed (the error is in the results below). */
     if ((rc = st_sync(s, e)) != 0)
         return rc;
-    if (PQputCopyEnd(l->conn, NULL) <= 0 || PQflush(l->conn) != 0)
-        return result_error(l, NULL, "ending the WAL stream", e);
+    if (PQputCopyEnd(l->conn, NULL) == 1) /* fails when the server's error ended the COPY */
+        PQflush(l->conn);
     *next_tli = 0;
     for (int i = 0; i < RESULTS_MAX; i++) {
         rc = next_result(l, w->o.stall_timeout_s, "ending the WAL stream", &res, e);
@@ -1673,8 +1680,8 @@ int pg_wal_stream(pg_wal_conn_t *w, uint64_t start_lsn, uint32_t tli, const pg_w
         return bq_fail(e, BQ_E_STATE, "pg_wal_stream: no open WAL connection");
     if (!w->slot[0])
         return bq_fail(e, BQ_E_INVAL, "pg_wal_stream needs a replication slot");
-    if (tli == 0)
-        tli = w->tli;
+    if (tli == 0) /* the slot's: a promotion since then is then followed, not skipped */
+        tli = w->slot_tli && w->slot_tli <= w->tli ? w->slot_tli : w->tli;
     stream_t s = {.w = w, .cb = cb ? cb : &none, .arg = arg, .tli = tli};
     s.pos = start_lsn - start_lsn % w->seg_size;
     s.synced = s.pos;

@@ -272,7 +272,8 @@ typedef struct {
     int (*should_stop)(void *arg);
 } pg_wal_stream_cb_t;
 
-/* Stream WAL from the start of the segment of start_lsn on timeline tli (0: the server's) for
+/* Stream WAL from the start of the segment of start_lsn on timeline tli (0: the timeline of
+ * the permanent slot's restart LSN when the server knows it, else the server's) for
  * as long as the server sends it, through timeline switches (TIMELINE_HISTORY), on the
  * connection's slot. After every burst of messages the callbacks' sync runs and a status
  * update reports write = flush = what is durable; a keepalive asking for a reply is answered,

@@ -12,6 +12,8 @@
 #   4. The receiver restarts on the existing slot and resumes with no gap: the segments it
 #      completes continue the ones it had; each one's page header (pg/walfile.h) names its
 #      own place and this cluster's system, and another cluster's is refused.
+#   5. Streaming from a standby that is then promoted: the end of timeline 1 (its last segment
+#      kept as .partial), 00000002.history, and segments of timeline 2.
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$HERE/lib.sh"
 [[ -x ${BQ_PG_BACKUP_TOOL:-} ]] || fail "BQ_PG_BACKUP_TOOL is not set (ctest sets it)"
@@ -121,4 +123,39 @@ assert_eq 1 "$rc" "wal-check of another cluster's segment"
 assert_contains "$out" "belongs to system $sysid2, not $sysid1"
 bq_kill "$rx3" TERM
 grep -q '^stopped after' "$BQ_TMP/rx3.log" || fail "the receiver did not stop cleanly on SIGTERM: $(tail -3 "$BQ_TMP/rx3.log")"
-echo "wal_stream test: $n_acked commits returned before SIGKILL, $n_rec rows recovered from the streamed WAL, none missing; restart after $first resumed with no gap to $last_want"
+# ---- 5. a promotion: the receiver follows the timeline switch ----------------------------------
+# The receiver streams from a standby (cascading); the standby is promoted. Restarted as the
+# job would be after an error, it resumes on the slot's timeline, gets the end of timeline 1,
+# its history file, and goes on on timeline 2.
+C3=$(pg_start tl)
+pg_dir "$BQ_TMP/sb"
+as_pg "$BQ_PGBIN/pg_basebackup" -d "$C3" -D "$BQ_TMP/sb/data" -R -X stream -c fast \
+    >"$BQ_TMP/sb-basebackup.log" 2>&1 || fail "pg_basebackup of the standby: $(cat "$BQ_TMP/sb-basebackup.log")"
+pg_start_dir sb "$BQ_TMP/sb/data"
+SB=$(pg_conninfo sb)
+W3=$BQ_TMP/wal3
+mkdir -p "$W3"
+rx4=$(bq_spawn rx4 bash -c 'for i in $(seq 1 40); do [[ -e $1/STOP ]] && exit 0; "$2" stream "$3" "$4" barque_tl barque_tl; sleep 0.3; done' \
+    _ "$BQ_TMP" "$BQ_PG_BACKUP_TOOL" "$SB" "$W3")
+bq_wait_log "$BQ_TMP/rx4.log" '^slot barque_tl created' 20
+pg_psql tl -c "CREATE TABLE v AS SELECT g FROM generate_series(1, 50000) g" -c "SELECT pg_switch_wal()" >/dev/null
+bq_wait_log "$BQ_TMP/rx4.log" '^complete 00000001' 30
+# a little more, no switch: the promotion then ends timeline 1 inside a segment
+last1=$(grep '^complete 00000001' "$BQ_TMP/rx4.log" | tail -1 | cut -d' ' -f2)
+pg_psql tl -c "INSERT INTO v SELECT g FROM generate_series(1, 1000) g" >/dev/null
+bq_wait_log "$BQ_TMP/rx4.log" "^segment 00000001.* from 0\$" 30
+[[ $(grep '^segment 00000001' "$BQ_TMP/rx4.log" | tail -1 | cut -d' ' -f2) > $last1 ]] ||
+    fail "the receiver did not begin the segment after $last1"
+as_pg "$BQ_PGBIN/pg_ctl" -D "$BQ_TMP/sb/data" -w -t 60 promote >"$BQ_TMP/promote.log" 2>&1 ||
+    fail "promote: $(cat "$BQ_TMP/promote.log")"
+pg_psql sb -c "INSERT INTO v SELECT g FROM generate_series(1, 50000) g" -c "SELECT pg_switch_wal()" >/dev/null
+bq_wait_log "$BQ_TMP/rx4.log" '^history 00000002.history for timeline 2' 30
+bq_wait_log "$BQ_TMP/rx4.log" '^complete 00000002' 30
+grep -q '^timeline 1 ended at ' "$BQ_TMP/rx4.log" || fail "the receiver did not see timeline 1 end: $(grep -v '^position' "$BQ_TMP/rx4.log" | tail -8)"
+ls "$W3"/00000001????????????????.partial >/dev/null 2>&1 || fail "no .partial of timeline 1's last segment: $(ls "$W3" | tr '\n' ' ')"
+assert_contains "$(cat "$W3/00000002.history")" "1	"
+touch "$BQ_TMP/STOP"
+bq_kill "$rx4" TERM
+tl_end=$(grep '^timeline 1 ended at ' "$BQ_TMP/rx4.log" | head -1)
+
+echo "wal_stream test: $n_acked commits returned before SIGKILL, $n_rec rows recovered from the streamed WAL, none missing; restart after $first resumed with no gap to $last_want; promotion: $tl_end"
