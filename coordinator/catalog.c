@@ -11,6 +11,10 @@
  *             one cluster's backups are adjacent and in id (= time) order. The db came
  *             with issue 4 without a schema change: opening an older catalog creates it
  *             (empty), and an older coordinator never opens it.
+ *   wal       cluster name, a NUL byte, WAL file name (bq_wal_name_valid) -> proto_wal_file_encode:
+ *             one cluster's WAL files are adjacent and in name order, which for uppercase
+ *             hex is timeline, then segment order (TLI.history sorts before the timeline's
+ *             segments, NAME.partial right after NAME). Came with issue 5 the same way.
  * Name keys are the name's bytes without the NUL.
  *
  * Environment: MDB_NOTLS (reader slots belong to transactions, not threads), maxdbs 32,
@@ -56,6 +60,7 @@
 #define CAT_MAXREADERS 126
 #define CAT_KEY_MAX (BQ_NAME_MAX + 64) /* a key as shown in messages */
 #define CAT_BACKUP_KEY_MAX (BQ_NAME_MAX + BQ_BACKUP_ID_MAX) /* cluster, NUL, id */
+#define CAT_WAL_KEY_MAX (BQ_NAME_MAX + BQ_WAL_FILE_MAX)     /* cluster, NUL, name */
 
 static const char CAT_LOG[] = "catalog";
 static const char KEY_SCHEMA[] = "schema_version";
@@ -63,7 +68,7 @@ static const char KEY_NEXT_JOB[] = "next_job_id";
 
 struct catalog {
     MDB_env *env;
-    MDB_dbi meta, sites, clusters, workers, jobs, backups;
+    MDB_dbi meta, sites, clusters, workers, jobs, backups, wal;
     char dir[PATH_MAX];
     uint64_t map_max;
     uint64_t map_size;   /* the size LMDB maps now */
@@ -289,6 +294,8 @@ static int catalog_init(catalog_t *c, bq_errbuf_t *e)
         rc = dbi_open(t, "jobs", MDB_CREATE, &c->jobs, e);
     if (rc == 0) /* issue 4: created in catalogs made before it too */
         rc = dbi_open(t, "backups", MDB_CREATE, &c->backups, e);
+    if (rc == 0) /* issue 5: likewise */
+        rc = dbi_open(t, "wal", MDB_CREATE, &c->wal, e);
     if (rc) {
         catalog_txn_abort(&t);
         return rc;
@@ -1047,6 +1054,190 @@ int catalog_backup_each(catalog_txn_t *t, const char *cluster, catalog_backup_fn
     return rc;
 }
 
+/* ---- WAL index ------------------------------------------------------------------------ */
+
+/* The key of (cluster, name) into kb, and how it is shown in messages. */
+static int wal_key(catalog_txn_t *t, int write, const char *cluster, const char *name,
+                   uint8_t kb[CAT_WAL_KEY_MAX], MDB_val *k, char key[CAT_KEY_MAX], bq_errbuf_t *e)
+{
+    int rc = txn_usable(t, write, e);
+    if (rc)
+        return rc;
+    size_t cn = cluster ? strnlen(cluster, BQ_NAME_MAX) : 0;
+    if (cn == 0 || cn >= BQ_NAME_MAX)
+        return bq_fail(e, BQ_E_INVAL, "invalid cluster name for a WAL file in the catalog: %s",
+                       cn == 0 ? "empty" : "too long");
+    if (!bq_wal_name_valid(name))
+        return bq_fail(e, BQ_E_INVAL, "invalid WAL file name \"%.*s\" of cluster %s for the "
+                       "catalog", BQ_WAL_FILE_MAX, name ? name : "", cluster);
+    size_t nn = strlen(name);
+    memcpy(kb, cluster, cn);
+    kb[cn] = '\0';
+    memcpy(kb + cn + 1, name, nn);
+    k->mv_data = kb;
+    k->mv_size = cn + 1 + nn;
+    snprintf(key, CAT_KEY_MAX, "WAL file %s of cluster \"%s\"", name, cluster);
+    return 0;
+}
+
+/* Decode a stored WAL file; cluster and name come from the key. */
+static int wal_decode(catalog_txn_t *t, const MDB_val *k, const MDB_val *v, bq_wal_file_t *out,
+                      bq_errbuf_t *e)
+{
+    const char *p = k->mv_data;
+    const char *nul = k->mv_size ? memchr(p, '\0', k->mv_size) : NULL;
+    size_t cn = nul ? (size_t)(nul - p) : 0;
+    size_t nn = nul ? k->mv_size - cn - 1 : 0;
+    char cluster[BQ_NAME_MAX], name[BQ_WAL_FILE_MAX];
+    if (!nul || cn == 0 || cn >= BQ_NAME_MAX || nn == 0 || nn >= BQ_WAL_FILE_MAX ||
+        memchr(nul + 1, '\0', nn))
+        return bq_fail(e, BQ_E_CATALOG, "catalog %s: db wal has a key of %zu bytes that is not a "
+                       "cluster name, a NUL and a WAL file name", t->c->dir, k->mv_size);
+    memcpy(cluster, p, cn);
+    cluster[cn] = '\0';
+    memcpy(name, nul + 1, nn);
+    name[nn] = '\0';
+    if (!bq_wal_name_valid(name))
+        return bq_fail(e, BQ_E_CATALOG, "catalog %s: db wal has a key of cluster %s with \"%s\", "
+                       "which is not a WAL file name", t->c->dir, cluster, name);
+    bq_errbuf_t pe = {{0}};
+    int rc = proto_wal_file_decode(v->mv_data, v->mv_size, out, &pe);
+    if (rc)
+        return bq_fail(e, BQ_E_CATALOG, "catalog %s: db wal, WAL file %s of cluster %s: %s",
+                       t->c->dir, name, cluster, pe.msg);
+    memset(out->cluster, 0, sizeof out->cluster);
+    memset(out->name, 0, sizeof out->name);
+    memcpy(out->cluster, cluster, cn + 1);
+    memcpy(out->name, name, nn + 1);
+    return 0;
+}
+
+int catalog_wal_get(catalog_txn_t *t, const char *cluster, const char *name, bq_wal_file_t *out,
+                    bq_errbuf_t *e)
+{
+    uint8_t kb[CAT_WAL_KEY_MAX];
+    MDB_val k, v;
+    char key[CAT_KEY_MAX];
+    int rc = wal_key(t, 0, cluster, name, kb, &k, key, e);
+    if (rc)
+        return rc;
+    rc = txn_get(t, t->c->wal, "wal", key, &k, &v, e);
+    return rc ? rc : wal_decode(t, &k, &v, out, e);
+}
+
+/* Nonzero when name is one of the names joined by ',' in list. */
+static int list_has(const char *list, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = list; *p;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        if (len == n && memcmp(p, name, n) == 0)
+            return 1;
+        if (!comma)
+            break;
+        p = comma + 1;
+    }
+    return 0;
+}
+
+int catalog_wal_put(catalog_txn_t *t, const bq_wal_file_t *w, bq_errbuf_t *e)
+{
+    uint8_t kb[CAT_WAL_KEY_MAX];
+    MDB_val k, v;
+    char key[CAT_KEY_MAX];
+    int rc = wal_key(t, 1, w->cluster, w->name, kb, &k, key, e);
+    if (rc)
+        return rc;
+    if (strnlen(w->stores, sizeof w->stores) == sizeof w->stores)
+        return bq_fail(e, BQ_E_INVAL, "could not store %s in catalog %s: its stores are not "
+                       "NUL-terminated", key, t->c->dir);
+    bq_wal_file_t rec = *w;
+    int mrc = mdb_get(t->txn, t->c->wal, &k, &v);
+    if (mrc == 0) {
+        /* recorded already: keep its size and time, add the stores it lacks */
+        bq_wal_file_t old;
+        if ((rc = wal_decode(t, &k, &v, &old, e)) != 0)
+            return rc;
+        if (old.size != w->size)
+            bq_warn(CAT_LOG, 0, "catalog %s: %s is recorded with %" PRIu64 " bytes, now reported "
+                    "with %" PRIu64 " by %s: the record keeps %" PRIu64, t->c->dir, key, old.size,
+                    w->size, w->stores[0] ? w->stores : "(no store)", old.size);
+        rec = old;
+        size_t used = strlen(rec.stores);
+        char add[BQ_STORES_MAX];
+        memcpy(add, w->stores, sizeof add);
+        char *save = NULL;
+        for (char *s = strtok_r(add, ",", &save); s; s = strtok_r(NULL, ",", &save)) {
+            if (list_has(rec.stores, s))
+                continue;
+            size_t n = strlen(s), need = used + (used ? 1 : 0) + n;
+            if (need >= sizeof rec.stores)
+                return bq_fail(e, BQ_E_INVAL, "could not store %s in catalog %s: adding store "
+                               "%s would make its stores longer than %zu bytes", key, t->c->dir, s,
+                               sizeof rec.stores - 1);
+            if (used)
+                rec.stores[used++] = ',';
+            memcpy(rec.stores + used, s, n + 1);
+            used += n;
+        }
+        if (strcmp(rec.stores, old.stores) == 0)
+            return 0; /* nothing new: no write */
+    } else if (mrc != MDB_NOTFOUND) {
+        return mdb_fail(t->c, e, mrc, "get", "wal", key);
+    }
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    bq_errbuf_t pe = {{0}};
+    rc = proto_wal_file_encode(&rec, &buf, &len, &pe);
+    if (rc)
+        return bq_fail(e, rc, "could not store %s in catalog %s: %s", key, t->c->dir, pe.msg);
+    v.mv_data = buf;
+    v.mv_size = len;
+    rc = txn_put(t, t->c->wal, "wal", key, &k, &v, 0, e);
+    free(buf);
+    return rc;
+}
+
+typedef struct {
+    catalog_wal_fn fn;
+    void *arg;
+    bq_wal_file_t rec;
+} wal_each_ctx_t;
+
+static int wal_visit(catalog_txn_t *t, const MDB_val *k, const MDB_val *v, void *ctx, int *fnrc,
+                     bq_errbuf_t *e)
+{
+    wal_each_ctx_t *x = ctx;
+    int rc = wal_decode(t, k, v, &x->rec, e);
+    if (rc)
+        return rc;
+    *fnrc = x->fn(&x->rec, x->arg);
+    return 0;
+}
+
+int catalog_wal_each(catalog_txn_t *t, const char *cluster, catalog_wal_fn fn, void *arg,
+                     bq_errbuf_t *e)
+{
+    int rc = txn_usable(t, 0, e);
+    if (rc)
+        return rc;
+    uint8_t kb[CAT_WAL_KEY_MAX];
+    MDB_val prefix;
+    if (cluster) {
+        size_t cn = strnlen(cluster, BQ_NAME_MAX);
+        if (cn == 0 || cn >= BQ_NAME_MAX)
+            return bq_fail(e, BQ_E_INVAL, "invalid cluster name for the WAL files in the "
+                           "catalog: %s", cn == 0 ? "empty" : "too long");
+        memcpy(kb, cluster, cn);
+        kb[cn] = '\0';
+        prefix.mv_data = kb;
+        prefix.mv_size = cn + 1;
+    }
+    wal_each_ctx_t x = {.fn = fn, .arg = arg};
+    return cat_each(t, t->c->wal, "wal", cluster ? &prefix : NULL, wal_visit, &x, e);
+}
+
 /* Seconds since the epoch of a valid backup id (UTC). */
 static int64_t backup_id_time(const char *id)
 {
@@ -1261,6 +1452,7 @@ int catalog_stats(catalog_t *c, catalog_stats_t *out, bq_errbuf_t *e)
         {c->clusters, "clusters", &out->nclusters},
         {c->sites, "sites", &out->nsites},
         {c->backups, "backups", &out->nbackups},
+        {c->wal, "wal", &out->nwal},
     };
     for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++) {
         if ((rc = mdb_stat(t->txn, dbs[i].dbi, &st)) != 0) {

@@ -5,6 +5,8 @@
  *   workers   name -> Worker
  *   jobs      u64 BE job id -> Job            (key order = creation order)
  *   backups   cluster name, NUL, backup id -> Backup (key order = per cluster, by time)
+ *   wal       cluster name, NUL, WAL file name -> WalFile (key order = per cluster, timeline,
+ *             segment)
  * and room for later ones (maxdbs 32). Values are encoded with barque.proto (proto/).
  * One writer: the coordinator's event loop. Transactions are short; values are copied out.
  * mdb_reader_check runs on open. MDB_MAP_FULL aborts the transaction and is reported as
@@ -90,6 +92,22 @@ int catalog_backup_each(catalog_txn_t *t, const char *cluster, catalog_backup_fn
 int catalog_backup_id_new(catalog_txn_t *t, const char *cluster, int64_t now_ms,
                           char id[BQ_BACKUP_ID_MAX], bq_errbuf_t *e);
 
+/* The WAL index: one record per (cluster, WAL file name), the name a segment, NAME.partial
+ * or TLI.history (bq_wal_name_valid; else, or for a bad cluster name, BQ_E_INVAL with the
+ * transaction still usable). put records w; when the file is recorded already, the record
+ * keeps its size and archived_ms (a different size is logged as a warning) and gains the
+ * stores of w it lacks (nothing is written when it lacks none); stores that would no longer
+ * fit BQ_STORES_MAX are BQ_E_INVAL. get copies out (BQ_E_NOTFOUND when absent). each calls fn
+ * for one cluster's files in name order (timeline, then segment: TLI.history first,
+ * NAME.partial right after NAME), or every cluster's when cluster is NULL; fn's return value
+ * works as for jobs, and the record passed to fn is a copy valid during the call. */
+int catalog_wal_put(catalog_txn_t *t, const bq_wal_file_t *w, bq_errbuf_t *e);
+int catalog_wal_get(catalog_txn_t *t, const char *cluster, const char *name, bq_wal_file_t *out,
+                    bq_errbuf_t *e);
+typedef int (*catalog_wal_fn)(const bq_wal_file_t *w, void *arg);
+int catalog_wal_each(catalog_txn_t *t, const char *cluster, catalog_wal_fn fn, void *arg,
+                     bq_errbuf_t *e);
+
 /* Clear reader slots left by dead processes (mdb_reader_check); logs how many. Runs at open;
  * the coordinator also calls it periodically. */
 int catalog_reader_check(catalog_t *c, bq_errbuf_t *e);
@@ -97,7 +115,7 @@ int catalog_reader_check(catalog_t *c, bq_errbuf_t *e);
 /* Figures for benchmarks and `status`: bytes in use (pages * page size) and entries per db. */
 typedef struct {
     uint64_t map_size, used_bytes;
-    uint64_t njobs, nworkers, nclusters, nsites, nbackups;
+    uint64_t njobs, nworkers, nclusters, nsites, nbackups, nwal;
 } catalog_stats_t;
 int catalog_stats(catalog_t *c, catalog_stats_t *out, bq_errbuf_t *e);
 

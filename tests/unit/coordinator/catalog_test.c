@@ -646,6 +646,197 @@ static void test_backups_old_catalog(void **state)
     catalog_destroy(&c);
 }
 
+/* ---- the WAL index --------------------------------------------------------------------- */
+
+static void wal_fill(bq_wal_file_t *w, const char *cluster, const char *name, uint64_t size,
+                     const char *store)
+{
+    memset(w, 0, sizeof *w);
+    snprintf(w->cluster, sizeof w->cluster, "%s", cluster);
+    snprintf(w->name, sizeof w->name, "%s", name);
+    w->size = size;
+    snprintf(w->stores, sizeof w->stores, "%s", store);
+    w->archived_ms = 1700000000000;
+}
+
+typedef struct {
+    char names[16][BQ_NAME_MAX + BQ_WAL_FILE_MAX]; /* "cluster/name" */
+    size_t n;
+    size_t stop_after;
+} wal_names_t;
+
+static int collect_wal(const bq_wal_file_t *w, void *arg)
+{
+    wal_names_t *x = arg;
+    if (x->n < 16)
+        snprintf(x->names[x->n], sizeof x->names[0], "%s/%s", w->cluster, w->name);
+    x->n++;
+    return x->stop_after && x->n == x->stop_after ? 1 : 0;
+}
+
+static void test_wal(void **state)
+{
+    fixture_t *f = *state;
+    catalog_t *c = open_ok(f->dir, 16 * MIB);
+    bq_errbuf_t e = {{0}};
+    bq_wal_file_t w, w2;
+    const uint64_t seg = 16u << 20;
+
+    catalog_txn_t *t = begin_ok(c, 1);
+    const struct {
+        const char *cluster, *name;
+        uint64_t size;
+    } rows[] = {
+        {"db1", "00000001000000000000000A", seg},  {"db1", "000000010000000000000009", seg},
+        {"db1", "00000002.history", 41},           {"db1", "00000001000000010000000B", seg},
+        {"db1", "00000001000000010000000B.partial", seg},
+        {"db1", "00000002000000010000000B", seg},  {"db10", "000000010000000000000001", seg},
+        {"db1-x", "000000010000000000000001", seg}, {"db", "000000010000000000000001", seg},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        wal_fill(&w, rows[i].cluster, rows[i].name, rows[i].size, "east-1");
+        if (catalog_wal_put(t, &w, &e) != 0)
+            fail_msg("catalog_wal_put(%s, %s): %s", rows[i].cluster, rows[i].name, e.msg);
+    }
+    /* what is not a WAL file name, or no cluster, is refused; the transaction goes on */
+    const char *bad[] = {"", "00000001000000000000000a", "000000000000000000000001",
+                         "000000010000000000000001.backup", "../00000001.history"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        wal_fill(&w, "db1", bad[i], seg, "east-1");
+        assert_int_equal(catalog_wal_put(t, &w, &e), BQ_E_INVAL);
+        assert_contains(e.msg, "invalid WAL file name");
+    }
+    wal_fill(&w, "", "000000010000000000000001", seg, "east-1");
+    assert_int_equal(catalog_wal_put(t, &w, &e), BQ_E_INVAL);
+    assert_contains(e.msg, "invalid cluster name for a WAL file");
+    commit_ok(&t);
+
+    t = begin_ok(c, 1);
+    /* one cluster's files in name order: timeline, then segment; history first, partial after */
+    wal_names_t x = {0};
+    assert_int_equal(catalog_wal_each(t, "db1", collect_wal, &x, &e), 0);
+    assert_int_equal(x.n, 6);
+    assert_string_equal(x.names[0], "db1/000000010000000000000009");
+    assert_string_equal(x.names[1], "db1/00000001000000000000000A");
+    assert_string_equal(x.names[2], "db1/00000001000000010000000B");
+    assert_string_equal(x.names[3], "db1/00000001000000010000000B.partial");
+    assert_string_equal(x.names[4], "db1/00000002.history");
+    assert_string_equal(x.names[5], "db1/00000002000000010000000B");
+    wal_names_t all = {0};
+    assert_int_equal(catalog_wal_each(t, NULL, collect_wal, &all, &e), 0);
+    assert_int_equal(all.n, 9);
+    assert_string_equal(all.names[0], "db/000000010000000000000001");
+    assert_string_equal(all.names[7], "db1-x/000000010000000000000001");
+    assert_string_equal(all.names[8], "db10/000000010000000000000001");
+    wal_names_t none = {0};
+    assert_int_equal(catalog_wal_each(t, "db2", collect_wal, &none, &e), 0);
+    assert_int_equal(none.n, 0);
+    wal_names_t stop = {.stop_after = 2};
+    assert_int_equal(catalog_wal_each(t, "db1", collect_wal, &stop, &e), 1);
+    assert_int_equal(stop.n, 2);
+    assert_int_equal(catalog_wal_each(t, "", collect_wal, &none, &e), BQ_E_INVAL);
+
+    /* get copies out */
+    assert_int_equal(catalog_wal_get(t, "db1", "00000002.history", &w2, &e), 0);
+    wal_fill(&w, "db1", "00000002.history", 41, "east-1");
+    assert_memory_equal(&w, &w2, sizeof w);
+    assert_int_equal(catalog_wal_get(t, "db1", "00000001000000000000000B", &w2, &e), BQ_E_NOTFOUND);
+    assert_contains(e.msg, "WAL file 00000001000000000000000B of cluster \"db1\"");
+    assert_contains(e.msg, "db wal");
+    assert_int_equal(catalog_wal_get(t, "db1", "latest", &w2, &e), BQ_E_INVAL);
+
+    /* put merges the stores: another worker's copy is added, the first size and time stay */
+    wal_fill(&w, "db1", "000000010000000000000009", seg, "east-2");
+    w.archived_ms = 1800000000000;
+    assert_int_equal(catalog_wal_put(t, &w, &e), 0);
+    assert_int_equal(catalog_wal_get(t, "db1", "000000010000000000000009", &w2, &e), 0);
+    assert_string_equal(w2.stores, "east-1,east-2");
+    assert_true(w2.archived_ms == 1700000000000 && w2.size == seg);
+    wal_fill(&w, "db1", "000000010000000000000009", seg, "east-1"); /* again: no change */
+    assert_int_equal(catalog_wal_put(t, &w, &e), 0);
+    wal_fill(&w, "db1", "000000010000000000000009", 1, "east-2,west-1,east-1");
+    assert_int_equal(catalog_wal_put(t, &w, &e), 0); /* a different size: kept, warned */
+    assert_int_equal(catalog_wal_get(t, "db1", "000000010000000000000009", &w2, &e), 0);
+    assert_string_equal(w2.stores, "east-1,east-2,west-1");
+    assert_true(w2.size == seg);
+    /* a record whose stores would overflow is refused, the transaction goes on */
+    wal_fill(&w, "db2", "000000010000000000000001", seg, "");
+    char name[BQ_NAME_MAX];
+    for (int i = 0; i < 5; i++) { /* 4 names of 63 bytes and 3 commas: 255 bytes, the most */
+        memset(name, 'a' + i, BQ_NAME_MAX - 1);
+        name[BQ_NAME_MAX - 1] = '\0';
+        snprintf(w.stores, sizeof w.stores, "%s", name);
+        assert_int_equal(catalog_wal_put(t, &w, &e), i < 4 ? 0 : BQ_E_INVAL);
+    }
+    assert_contains(e.msg, "adding store eeee");
+    assert_contains(e.msg, "would make its stores longer than 255 bytes");
+    /* one it has already */
+    memset(name, 'a', BQ_NAME_MAX - 1);
+    snprintf(w.stores, sizeof w.stores, "%s", name);
+    assert_int_equal(catalog_wal_put(t, &w, &e), 0);
+    assert_int_equal(catalog_wal_get(t, "db2", "000000010000000000000001", &w2, &e), 0);
+    assert_int_equal(strlen(w2.stores), BQ_STORES_MAX - 1);
+    commit_ok(&t);
+
+    /* writes in a read transaction */
+    t = begin_ok(c, 0);
+    assert_int_equal(catalog_wal_put(t, &w, &e), BQ_E_STATE);
+    catalog_txn_abort(&t);
+
+    catalog_stats_t st;
+    assert_int_equal(catalog_stats(c, &st, &e), 0);
+    assert_int_equal(st.nwal, 10);
+    catalog_destroy(&c);
+}
+
+/* A catalog made before issue 5 has no wal db: it opens, and gets one. A key that is not
+ * cluster NUL name is reported, not trusted. */
+static void test_wal_old_catalog(void **state)
+{
+    fixture_t *f = *state;
+    bq_errbuf_t e = {{0}};
+    catalog_t *c = open_ok(f->dir, 16 * MIB);
+    catalog_destroy(&c);
+    raw_drop(f->dir, "wal");
+
+    c = open_ok(f->dir, 16 * MIB);
+    catalog_txn_t *t = begin_ok(c, 1);
+    bq_wal_file_t w;
+    wal_fill(&w, "db1", "000000010000000000000001", 16u << 20, "east-1");
+    assert_int_equal(catalog_wal_put(t, &w, &e), 0);
+    commit_ok(&t);
+    catalog_destroy(&c);
+
+    raw_put(f->dir, "wal", "aaaaaaa", "x", 1); /* sorts before db1's keys */
+    static const char key[] = "db1\0" "000000010000000000000002.old"; /* after ...01 */
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    assert_int_equal(mdb_env_create(&env), 0);
+    assert_int_equal(mdb_env_set_maxdbs(env, 32), 0);
+    assert_int_equal(mdb_env_open(env, f->dir, MDB_NOTLS, 0600), 0);
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    assert_int_equal(mdb_dbi_open(txn, "wal", 0, &dbi), 0);
+    MDB_val k = {sizeof key - 1, (void *)key}, v = {0, (void *)""};
+    assert_int_equal(mdb_put(txn, dbi, &k, &v, 0), 0);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+
+    c = open_ok(f->dir, 16 * MIB);
+    t = begin_ok(c, 0);
+    wal_names_t x = {0};
+    assert_int_equal(catalog_wal_each(t, NULL, collect_wal, &x, &e), BQ_E_CATALOG);
+    assert_contains(e.msg, "db wal has a key of 7 bytes that is not a cluster name, a NUL and a "
+                           "WAL file name");
+    x.n = 0;
+    assert_int_equal(catalog_wal_each(t, "db1", collect_wal, &x, &e), BQ_E_CATALOG);
+    assert_contains(e.msg, "db wal has a key of cluster db1 with \"000000010000000000000002.old\", "
+                           "which is not a WAL file name");
+    assert_int_equal(x.n, 1);
+    catalog_txn_abort(&t);
+    catalog_destroy(&c);
+}
+
 /* ---- map full, grow ------------------------------------------------------------------- */
 
 static int count_job(const bq_job_t *j, void *arg)
@@ -1190,6 +1381,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bytes_per_job, setup, teardown),
         cmocka_unit_test_setup_teardown(test_backups, setup, teardown),
         cmocka_unit_test_setup_teardown(test_backups_old_catalog, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_wal, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_wal_old_catalog, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
