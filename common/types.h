@@ -97,7 +97,7 @@ typedef struct {
 /* One timeline of a cluster's WAL index, as list-wal shows it (coordinator/wal_summary.h). */
 #define BQ_WAL_GAPS_MAX 33      /* 32 ranges, then "... N more missing segments" */
 #define BQ_WAL_GAP_MAX 64       /* "FIRST-LAST" (49 characters) or that last line */
-#define BQ_WAL_PARTIALS_MAX 33  /* 32 names, then "... N more partial files" */
+#define BQ_WAL_PARTIALS_MAX 33  /* 32 names, then "... N more partials" */
 typedef struct {
     uint32_t tli;
     char first[BQ_WAL_FILE_MAX];    /* first and last complete segment ("" = none) */
