@@ -12,6 +12,9 @@ typedef struct jobs_ctx jobs_ctx_t;
 struct jobs_ctx {
     atomic_int *cancel;                       /* nonzero: stop as soon as possible */
     void (*progress)(jobs_ctx_t *ctx, uint64_t done, uint64_t total, const char *message);
+    /* WAL file name (size bytes) is now durable in the store: the coordinator records it in
+     * its WAL index. Never throttled; a report that cannot be sent is logged as a warning. */
+    void (*wal_archived)(jobs_ctx_t *ctx, const char *name, uint64_t size);
     void *arg;
     const char *worker;                       /* this worker's name */
     store_t *store;                           /* its store; NULL when it has none */
@@ -48,7 +51,8 @@ void jobs_delete(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res);
 
 /* The wal-stream job (worker/walstream.c): job->cluster's WAL streamed on the permanent slot
  * barque_<cluster> into STORE/spool/CLUSTER, each complete segment archived into the store's
- * WAL area; until cancelled (ok) or an error (retryable but for configuration). */
+ * WAL area and reported through ctx->wal_archived; until cancelled (ok) or an error
+ * (retryable but for configuration). */
 void jobs_wal_stream(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res);
 
 #endif

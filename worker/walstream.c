@@ -5,8 +5,10 @@
  * written in place and fdatasync'ed before the server is told the flush position; a complete
  * segment is renamed NAME, archived into the store's WAL area (store_wal_archive, durable) and
  * removed from the spool. Complete segments left in the spool by an earlier attempt (killed
- * between rename and archive) are archived first. The job ends only when cancelled (success)
- * or on an error (retryable: the coordinator runs it again, from the slot). */
+ * between rename and archive) are archived first. Each file archived (segment, NAME.partial,
+ * TLI.history) is reported to the coordinator's WAL index (ctx->wal_archived) once durable.
+ * The job ends only when cancelled (success) or on an error (retryable: the coordinator runs
+ * it again, from the slot). */
 #include "jobs.h"
 
 #include "basebackup.h"
@@ -76,6 +78,8 @@ static int archive_file(ws_t *w, const char *name, bq_errbuf_t *e)
         return io_fail(e, "remove", path);
     w->archived++;
     bq_info(COMP, w->job->id, "cluster %s: archived %s", w->job->cluster, name);
+    if (w->ctx->wal_archived)
+        w->ctx->wal_archived(w->ctx, name, (uint64_t)len);
     return 0;
 }
 

@@ -160,12 +160,28 @@ static void thread_progress(jobs_ctx_t *ctx, uint64_t done, uint64_t total, cons
     proto_send(t->push, NULL, &m, NULL);
 }
 
+static void thread_wal_archived(jobs_ctx_t *ctx, const char *name, uint64_t size)
+{
+    thread_ctx_t *t = (thread_ctx_t *)ctx;
+    bq_msg_t m = {.type = BQ_MSG_JOB_PROGRESS};
+    m.u.progress.job_id = t->jt->job.id;
+    m.u.progress.attempt = t->jt->job.attempt;
+    snprintf(m.u.progress.message, sizeof m.u.progress.message, "archived %s", name);
+    snprintf(m.u.progress.wal_file, sizeof m.u.progress.wal_file, "%s", name);
+    m.u.progress.wal_size = size;
+    bq_errbuf_t e;
+    if (proto_send(t->push, NULL, &m, &e) != 0)
+        bq_warn(COMP, t->jt->job.id, "WAL file %s is archived but the coordinator will not hear "
+                "of it: %s", name, e.msg);
+}
+
 static void *thread_main(void *arg)
 {
     job_thread_t *jt = arg;
     thread_ctx_t t = {.jt = jt};
     t.base.cancel = &jt->cancel;
     t.base.progress = thread_progress;
+    t.base.wal_archived = thread_wal_archived;
     t.base.worker = jt->w->cfg.name;
     t.base.store = jt->w->store;
     t.base.no_store = jt->w->no_store;
@@ -371,6 +387,15 @@ static void on_coord_msg(worker_t *w, bq_msg_t *m)
 
 static void on_thread_msg(worker_t *w, bq_msg_t *m)
 {
+    if (m->type == BQ_MSG_JOB_PROGRESS && m->u.progress.wal_file[0]) {
+        /* a WAL file for the index: not dropped without a word, unlike plain progress */
+        bq_errbuf_t e;
+        m->seq = ++w->seq;
+        if (proto_send(w->coord, NULL, m, &e) != 0)
+            bq_warn(COMP, m->u.progress.job_id, "WAL file %s is archived but the coordinator's "
+                    "WAL index will lack it: %s", m->u.progress.wal_file, e.msg);
+        return;
+    }
     if (m->type == BQ_MSG_JOB_PROGRESS) {
         send_coord(w, m);
         return;
