@@ -906,6 +906,31 @@ static int verb_list_backups(cli_t *c)
     return 0;
 }
 
+static int verb_list_wal(cli_t *c)
+{
+    bq_msg_cli_request_t req;
+    memset(&req, 0, sizeof req);
+    snprintf(req.verb, sizeof req.verb, "list-wal");
+    if (cluster_arg("list-wal", c->o->args[0], req.cluster, sizeof req.cluster))
+        return 2;
+    bq_msg_t r;
+    bq_errbuf_t e;
+    int rc = cli_call(c, &req, &r, &e);
+    if (rc)
+        return fail(rc, e.msg);
+    const bq_msg_cli_reply_t *p = &r.u.cli_reply;
+    if (c->o->json) {
+        json_t *a = json_array();
+        for (size_t i = 0; i < p->ntimelines; i++)
+            json_array_append_new(a, out_wal_timeline_json(&p->timelines[i]));
+        out_json_print(stdout, a);
+    } else {
+        out_wal_text(stdout, req.cluster, p);
+    }
+    proto_msg_clear(&r);
+    return 0;
+}
+
 static int verb_show_backup(cli_t *c)
 {
     char cluster[BQ_NAME_MAX];
@@ -1222,6 +1247,15 @@ static const verb_t verbs[] = {
      "The backups of CLUSTER in the catalog, newest first (the newest 1,000): id, state, end\n"
      "time, size, stored size (what it added to the store), WAL range, and why it failed.", 0,
      NULL},
+    {"list-wal", 1, 1, OPT_JSON, verb_list_wal, "list-wal CLUSTER [--json]",
+     "The WAL of CLUSTER that the coordinator's WAL index holds (each file a wal-stream job\n"
+     "archived into a worker's store), per timeline: the first and last complete segment, how\n"
+     "many segments and their size, and the gaps: segments missing between the first and the\n"
+     "last (FIRST-LAST ranges, at most 32 listed), each on a line of its own below the table,\n"
+     "with the timeline's history file and its .partial files (a timeline ended inside that\n"
+     "segment). Gaps are counted with the segment size of the cluster's first segment.\n"
+     "--json prints one array of {timeline, first, last, segments, bytes, gaps, history,\n"
+     "partials}.", 0, NULL},
     {"show-backup", 2, 2, OPT_JSON, verb_show_backup,
      "show-backup CLUSTER ID|latest|oldest [--json]",
      "Everything the catalog knows about one backup of CLUSTER: state, job and worker, stores\n"

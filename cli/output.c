@@ -230,6 +230,62 @@ void out_backups_text(FILE *f, const char *cluster, const bq_msg_cli_reply_t *r)
         fprintf(f, "(no backups of cluster %s)\n", cluster);
 }
 
+json_t *out_wal_timeline_json(const bq_wal_timeline_t *t)
+{
+    json_t *gaps = json_array(), *partials = json_array();
+    for (size_t i = 0; i < t->ngaps; i++)
+        json_array_append_new(gaps, json_string(t->gaps[i]));
+    for (size_t i = 0; i < t->npartials; i++)
+        json_array_append_new(partials, json_string(t->partials[i]));
+    json_t *o = json_pack("{s:I}", "timeline", (json_int_t)t->tli);
+    json_object_set_new(o, "first", str_or_null(t->first));
+    json_object_set_new(o, "last", str_or_null(t->last));
+    json_object_set_new(o, "segments", json_integer((json_int_t)t->segments));
+    json_object_set_new(o, "bytes", json_integer((json_int_t)t->bytes));
+    json_object_set_new(o, "gaps", gaps);
+    json_object_set_new(o, "history", json_boolean(t->history));
+    json_object_set_new(o, "partials", partials);
+    return o;
+}
+
+/* A gap entry that is a range or a segment, not the "... N more" line. */
+static int wal_gap_is_range(const char *g)
+{
+    return g[0] != '.';
+}
+
+void out_wal_text(FILE *f, const char *cluster, const bq_msg_cli_reply_t *r)
+{
+    if (!r->ntimelines) {
+        fprintf(f, "(no WAL archived for cluster %s)\n", cluster);
+        return;
+    }
+    char size[32], gaps[16];
+    fprintf(f, "%-8s  %-24s  %-24s  %8s  %-10s  %s\n", "TIMELINE", "FIRST", "LAST", "SEGMENTS",
+            "SIZE", "GAPS");
+    for (size_t i = 0; i < r->ntimelines; i++) {
+        const bq_wal_timeline_t *t = &r->timelines[i];
+        size_t ranges = 0;
+        for (size_t k = 0; k < t->ngaps; k++)
+            ranges += wal_gap_is_range(t->gaps[k]);
+        snprintf(gaps, sizeof gaps, "%zu%s", ranges, ranges < t->ngaps ? "+" : "");
+        fprintf(f, "%-8u  %-24s  %-24s  %8" PRIu64 "  %-10s  %s\n", (unsigned)t->tli,
+                t->first[0] ? t->first : "-", t->last[0] ? t->last : "-", t->segments,
+                out_bytes(t->bytes, size, sizeof size), gaps);
+    }
+    for (size_t i = 0; i < r->ntimelines; i++) {
+        const bq_wal_timeline_t *t = &r->timelines[i];
+        for (size_t k = 0; k < t->ngaps; k++)
+            fprintf(f, "timeline %u: %s%s\n", (unsigned)t->tli,
+                    wal_gap_is_range(t->gaps[k]) ? "missing " : "", t->gaps[k]);
+        if (t->history)
+            fprintf(f, "timeline %u: history file %08X.history\n", (unsigned)t->tli,
+                    (unsigned)t->tli);
+        for (size_t k = 0; k < t->npartials; k++)
+            fprintf(f, "timeline %u: partial %s\n", (unsigned)t->tli, t->partials[k]);
+    }
+}
+
 void out_backup_text(FILE *f, const bq_backup_t *b)
 {
     char t[64], u[64];

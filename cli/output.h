@@ -40,6 +40,12 @@ void out_check_text(FILE *f, const char *cluster, const bq_job_t *j);
 void out_backups_text(FILE *f, const char *cluster, const bq_msg_cli_reply_t *r);
 /* show-backup: everything the catalog holds about one backup. */
 void out_backup_text(FILE *f, const bq_backup_t *b);
+/* list-wal: {timeline, first, last (null when none), segments, bytes, gaps [...], history,
+ * partials [...]} per timeline; as text, a table TIMELINE FIRST LAST SEGMENTS SIZE GAPS (the
+ * number of missing ranges, "32+" when there are more), then one line per missing range,
+ * history and partial file, or "(no WAL archived for cluster C)". */
+json_t *out_wal_timeline_json(const bq_wal_timeline_t *t);
+void out_wal_text(FILE *f, const char *cluster, const bq_msg_cli_reply_t *r);
 
 /* "12.3 GiB" */
 char *out_bytes(uint64_t n, char *buf, size_t len);

@@ -12,6 +12,7 @@
 #include "clock.h"
 #include "log.h"
 #include "proto.h"
+#include "wal_summary.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -938,15 +939,54 @@ static void on_accept(coord_t *c, const bq_peer_t *from, bq_msg_t *m)
     }
 }
 
+/* A wal-stream job reports a WAL file durable in its worker's store: record it in the WAL
+ * index, in the batch. A record the catalog refuses (a name or stores it cannot keep) is a
+ * warning; a dead transaction fails the batch. */
+static void wal_record(coord_t *c, const job_state_t *s, const char *worker,
+                       const bq_msg_progress_t *p)
+{
+    catalog_txn_t *t = wtxn(c);
+    if (!t)
+        return;
+    bq_wal_file_t w;
+    memset(&w, 0, sizeof w);
+    snprintf(w.cluster, sizeof w.cluster, "%s", s->cluster);
+    snprintf(w.name, sizeof w.name, "%s", p->wal_file);
+    w.size = p->wal_size;
+    snprintf(w.stores, sizeof w.stores, "%s", worker);
+    w.archived_ms = bq_wall_ms();
+    bq_errbuf_t e;
+    int rc = catalog_wal_put(t, &w, &e);
+    if (rc == BQ_E_INVAL || rc == BQ_E_TOOBIG)
+        bq_warn(COMP, s->id, "WAL file %s of cluster %s from worker %s not recorded: %s",
+                p->wal_file, s->cluster, worker, e.msg);
+    else if (rc)
+        batch_fail(c, rc, &e);
+    else
+        bq_debug(COMP, s->id, "cluster %s: WAL file %s (%llu bytes) in the store of %s",
+                 s->cluster, p->wal_file, (unsigned long long)p->wal_size, worker);
+}
+
 static void on_progress(coord_t *c, const bq_peer_t *from, bq_msg_t *m)
 {
     int wi;
     char why[BQ_DETAIL_MAX];
     const bq_msg_progress_t *p = &m->u.progress;
     job_state_t *s = job_of_worker(c, from, p->job_id, p->attempt, &wi, why, sizeof why);
-    if (!s)
+    if (!s) {
+        if (p->wal_file[0]) /* the file is in that worker's store, but the index never hears */
+            bq_warn(COMP, p->job_id, "WAL file %s not recorded: %s", p->wal_file, why);
         return;
-    job_change_t ch = {.progress = 1, .done = p->done, .total = p->total};
+    }
+    if (p->wal_file[0]) {
+        if (s->type == BQ_JOB_WAL_STREAM)
+            wal_record(c, s, c->workers[wi].rec.name, p);
+        else
+            bq_warn(COMP, s->id, "a %s job reported WAL file %s: ignored (only wal-stream jobs "
+                    "archive WAL)", bq_job_type_name(s->type), p->wal_file);
+    }
+    /* a WAL file's report carries no figures: the job's progress stays as it was */
+    job_change_t ch = {.progress = !p->wal_file[0], .done = p->done, .total = p->total};
     if (s->state == BQ_JOB_ASSIGNED)
         ch.state = BQ_JOB_RUNNING;
     if (job_edit(c, s->id, job_apply, &ch, NULL) == 0) {
@@ -1158,22 +1198,49 @@ static int first_backup(const bq_backup_t *b, void *arg)
     return 1;
 }
 
-/* The CLI names a cluster for its backups: one in the config, or one the catalog still has
- * backups of. */
-static int cli_backup_cluster(coord_t *c, catalog_txn_t *rt, const char *verb,
-                              const char *cluster, bq_errbuf_t *e)
+static int first_wal(const bq_wal_file_t *w, void *arg)
+{
+    (void)w;
+    *(int *)arg = 1;
+    return 1;
+}
+
+/* The CLI names a cluster for its backups (or, wal set, its WAL): one in the config, or one
+ * the catalog still has backups (WAL files) of. */
+static int cli_cluster_known(coord_t *c, catalog_txn_t *rt, const char *verb, const char *cluster,
+                             int wal, bq_errbuf_t *e)
 {
     if (!cluster[0])
         return bq_fail(e, BQ_E_USAGE, "%s needs a cluster", verb);
     if (bq_coord_config_cluster(&c->cfg, cluster))
         return 0;
     int any = 0;
-    int rc = catalog_backup_each(rt, cluster, first_backup, &any, e);
+    int rc = wal ? catalog_wal_each(rt, cluster, first_wal, &any, e)
+                 : catalog_backup_each(rt, cluster, first_backup, &any, e);
     if (rc < 0)
         return rc;
     if (!any)
         return bq_fail(e, BQ_E_NOTFOUND, "no cluster %s in the coordinator's config", cluster);
     return 0;
+}
+
+static int cli_backup_cluster(coord_t *c, catalog_txn_t *rt, const char *verb,
+                              const char *cluster, bq_errbuf_t *e)
+{
+    return cli_cluster_known(c, rt, verb, cluster, 0, e);
+}
+
+typedef struct {
+    wal_summary_t sum;
+    int err;                  /* wal_summary_add's error, with why */
+    bq_errbuf_t why;
+} wal_list_t;
+
+static int wal_list_visit(const bq_wal_file_t *w, void *arg)
+{
+    wal_list_t *l = arg;
+    l->err = wal_summary_add(&l->sum, w->name, w->size, &l->why);
+    return l->err ? 1 : 0;
 }
 
 static int job_insert(coord_t *c, bq_job_t *jp, uint64_t *id, bq_errbuf_t *e);
@@ -1619,6 +1686,18 @@ static void on_cli(coord_t *c, const bq_peer_t *from, bq_msg_t *m)
             rc = 0;
         if (rc == 0)
             list_backups_unring(&bl);
+    } else if (strcmp(q->verb, "list-wal") == 0) {
+        wal_list_t wl = {.err = 0};
+        wal_summary_init(&wl.sum);
+        rc = catalog_txn_begin(c->cat, 0, &rt, &e);
+        if (rc == 0)
+            rc = cli_cluster_known(c, rt, "list-wal", q->cluster, 1, &e);
+        if (rc == 0 && (rc = catalog_wal_each(rt, q->cluster, wal_list_visit, &wl, &e)) > 0)
+            rc = bq_fail(&e, wl.err, "could not list the WAL of cluster %s: %s", q->cluster,
+                         wl.why.msg);
+        if (rc == 0)
+            wal_summary_end(&wl.sum, &r->timelines, &r->ntimelines);
+        wal_summary_clear(&wl.sum);
     } else if (strcmp(q->verb, "list-files-page") == 0) {
         listing_t *lp = listing_find(c, q->job_id);
         if (lp) {

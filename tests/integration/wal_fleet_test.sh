@@ -9,6 +9,9 @@
 #      standby (commits return).
 #   4. The worker SIGKILLed mid-stream: the job is requeued, runs again from the slot, and the
 #      store's WAL of the cluster has no gap from the first segment to the last one switched.
+#   5. The coordinator's WAL index (issue 5, item 5): `barque list-wal db1 --json` shows
+#      timeline 1 with the store's first and last segment, their count and bytes, no gap; the
+#      text form names the last segment; a cluster with no WAL and an unknown one.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/fleet.sh"
 bq_require_bins
@@ -23,6 +26,8 @@ fleet_worker_conf east-1 east
 fleet_worker_store_key east-1
 fleet_cluster db1 east "$C"
 printf 'synchronous = on\n' >>"$FLEET/coordinator.conf"
+fleet_cluster db2 east "$C" # archive only: no wal-stream job, so nothing in the WAL index
+printf 'wal = archive\n' >>"$FLEET/coordinator.conf"
 fleet_coord_start
 fleet_worker_start east-1
 bq_wait_for "east-1 online" 15 fleet_worker_online east-1
@@ -56,6 +61,13 @@ cmp "$BQ_TMP/$seg.got" "$BQ_TMP/main/data/pg_wal/$seg" || fail "archived $seg di
 out=$("$BQ_BIN_CLI" store verify "$STORE" --key "$KEY" 2>&1) || fail "store verify: $out"
 rc=0; "$BQ_STORE_WAL_GET" "$STORE" "$KEY" db2 "$seg" "$BQ_TMP/x" >/dev/null || rc=$?
 assert_eq 3 "$rc" "another cluster's WAL area does not have db1's segment"
+indexed_last() { # timeline 1's last segment in the coordinator's WAL index is $1
+    [[ $(fleet_cli list-wal db1 --json | python3 -c '
+import json, sys
+tl = [t for t in json.load(sys.stdin) if t["timeline"] == 1]
+print(tl[0]["last"] if tl else "")') == "$1" ]]
+}
+bq_wait_for "segment $seg in the WAL index" 15 indexed_last "$seg"
 
 # ---- 3. the synchronous standby --------------------------------------------------------------------
 pg_psql main -c "ALTER SYSTEM SET synchronous_standby_names = 'barque_db1'" -c "SELECT pg_reload_conf()" >/dev/null
@@ -81,4 +93,32 @@ missing = [s for s in range(min(have), seg(last) + 1) if s not in have]
 sys.exit(1 if missing else 0)
 PY
 out=$("$BQ_BIN_CLI" store verify "$STORE" --key "$KEY" 2>&1) || fail "store verify after the restart: $out"
-echo "wal_fleet test: job $job1 then $job2 streamed db1; $(ls "$STORE/wal/db1/00000001" | wc -l) segments archived through $last, no gap"
+
+# ---- 5. list-wal: the WAL index is what the store holds ------------------------------------------
+bq_wait_for "segment $last in the WAL index" 30 indexed_last "$last"
+seg_size=$(pg_psql main -c "SELECT setting FROM pg_settings WHERE name = 'wal_segment_size'")
+json=$(fleet_cli list-wal db1 --json) || fail "list-wal db1 --json: $json"
+python3 - "$STORE/wal/db1" "$seg_size" "$json" <<'PY' || fail "list-wal db1 --json does not match the store: $json"
+import json, os, sys
+d, seg_size, tl = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
+segs = sorted(n for n in os.listdir(d + "/00000001") if len(n) == 24)
+ok = (len(tl) == 1 and tl[0]["timeline"] == 1 and tl[0]["first"] == segs[0] and
+      tl[0]["last"] == segs[-1] and tl[0]["segments"] == len(segs) and
+      tl[0]["bytes"] == len(segs) * seg_size and tl[0]["gaps"] == [] and
+      tl[0]["history"] is False and tl[0]["partials"] == [])
+if not ok:
+    print("store: %d segments %s..%s" % (len(segs), segs[0], segs[-1]), file=sys.stderr)
+sys.exit(0 if ok else 1)
+PY
+text=$(fleet_cli list-wal db1) || fail "list-wal db1: $text"
+assert_contains "$text" "TIMELINE  FIRST" "list-wal's table"
+assert_contains "$text" "$last" "list-wal names the last segment"
+assert_not_contains "$text" "missing" "list-wal of db1"
+assert_eq "(no WAL archived for cluster db2)" "$(fleet_cli list-wal db2)" "list-wal of a cluster with wal = archive"
+assert_eq "[]" "$(fleet_cli list-wal db2 --json)" "list-wal --json of a cluster with no WAL"
+rc=0; out=$(fleet_cli list-wal nosuch 2>&1) || rc=$?
+assert_eq 1 "$rc" "list-wal of an unknown cluster"
+assert_contains "$out" "no cluster nosuch in the coordinator's config"
+rc=0; out=$(fleet_cli list-wal 2>&1) || rc=$?
+assert_eq 2 "$rc" "list-wal without a cluster"
+echo "wal_fleet test: job $job1 then $job2 streamed db1; $(ls "$STORE/wal/db1/00000001" | wc -l) segments archived through $last, no gap, and list-wal shows them"
