@@ -627,6 +627,8 @@ static void watch_attempt(backup_watch_t *w, const char *cluster, const bq_job_t
  * for the next 50 s, then BACKUP_POLL_MS: a short job is seen ending within 0.1 s, a long
  * one costs a request a second. (A poll is one small request; the coordinator answers
  * thousands a second.) */
+#define BACKUP_WAL_WAIT_MS (10 * 60 * 1000) /* --wait: at most this long for the WAL */
+
 static void poll_pause(long i)
 {
     long ms = i < 100 ? 100 : i < 300 ? 250 : BACKUP_POLL_MS;
@@ -680,6 +682,23 @@ static int backup_wait(cli_t *c, const char *cluster, uint64_t job_id)
     rc = backup_get(c, cluster, j.backup_id, &b, &e);
     if (rc)
         return fail(rc, e.msg);
+    /* As Barman's --wait: a backup whose data is whole waits for its WAL in the archive. */
+    int64_t wal_deadline = bq_mono_ms() + BACKUP_WAL_WAIT_MS;
+    int said = 0;
+    while (j.state == BQ_JOB_SUCCEEDED && b.state == BQ_BACKUP_WAITING_FOR_WALS &&
+           bq_mono_ms() < wal_deadline) {
+        if (!said && !w.json)
+            fprintf(stderr, "backup %s of cluster %s: data done, %s\n", b.id, cluster, b.error);
+        else if (!said)
+            out_json_line(stdout, json_pack("{s:s, s:s, s:s, s:s}", "event", "waiting_for_wals",
+                                            "cluster", cluster, "backup_id", b.id, "detail",
+                                            b.error));
+        said = 1;
+        struct timespec ts = {0, 500 * 1000000L};
+        nanosleep(&ts, NULL);
+        if ((rc = backup_get(c, cluster, j.backup_id, &b, &e)) != 0)
+            return fail(rc, e.msg);
+    }
     int ok = j.state == BQ_JOB_SUCCEEDED && b.state == BQ_BACKUP_DONE;
     char msg[BQ_TEXT_MAX + 256];
     if (ok)

@@ -341,7 +341,8 @@ typedef struct {
 static int delta_base_visit(const bq_backup_t *b, void *arg)
 {
     delta_base_t *d = arg;
-    if (b->state == BQ_BACKUP_DONE && name_in_list(b->stores, d->worker) &&
+    if ((b->state == BQ_BACKUP_DONE || b->state == BQ_BACKUP_WAITING_FOR_WALS) &&
+        name_in_list(b->stores, d->worker) &&
         strcmp(b->id, d->id) > 0)
         snprintf(d->id, sizeof d->id, "%s", b->id);
     return 0;
@@ -399,6 +400,127 @@ static int backup_begin(coord_t *c, bq_job_t *j, bq_errbuf_t *e)
     return rc;
 }
 
+/* ---- backups waiting for their WAL ---- */
+
+static int hexv(char ch)
+{
+    return ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10 : -1;
+}
+
+static int hex8_of(const char *p, uint32_t *out)
+{
+    uint32_t v = 0;
+    for (int i = 0; i < 8; i++) {
+        int d = hexv(p[i]);
+        if (d < 0)
+            return -1;
+        v = v << 4 | (uint32_t)d;
+    }
+    *out = v;
+    return 0;
+}
+
+/* The first segment from wal_begin to wal_end (names of one timeline) that the WAL index of
+ * cluster lacks, into missing (""): 0 when all are there. The segment size is the archived
+ * size of wal_begin (complete segments are exactly wal_segment_size). BQ_E_INVAL for names
+ * that are not two segments of one timeline in order. */
+static int wal_range_missing(catalog_txn_t *t, const char *cluster, const char *wal_begin,
+                             const char *wal_end, char *missing, size_t cap, bq_errbuf_t *e)
+{
+    uint32_t t1, h1, l1, t2, h2, l2;
+    missing[0] = '\0';
+    if (strlen(wal_begin) != 24 || strlen(wal_end) != 24 || hex8_of(wal_begin, &t1) ||
+        hex8_of(wal_begin + 8, &h1) || hex8_of(wal_begin + 16, &l1) || hex8_of(wal_end, &t2) ||
+        hex8_of(wal_end + 8, &h2) || hex8_of(wal_end + 16, &l2) || t1 != t2 ||
+        strcmp(wal_begin, wal_end) > 0)
+        return bq_fail(e, BQ_E_INVAL, "WAL range %s..%s is not one timeline's", wal_begin,
+                       wal_end);
+    bq_wal_file_t w;
+    bq_errbuf_t ge;
+    if (catalog_wal_get(t, cluster, wal_begin, &w, &ge) != 0) {
+        snprintf(missing, cap, "%s", wal_begin);
+        return 0;
+    }
+    uint64_t seg = w.size, per = seg && (seg & (seg - 1)) == 0 && seg >= (1u << 20) &&
+                                         seg <= (1u << 30) ? 0x100000000ull / seg : 256;
+    uint64_t a = (uint64_t)h1 * per + l1, b = (uint64_t)h2 * per + l2;
+    for (uint64_t n = a + 1; n <= b && n - a < 1000000; n++) {
+        char name[32];
+        snprintf(name, sizeof name, "%08X%08X%08X", (unsigned)t1, (unsigned)(n / per),
+                 (unsigned)(n % per));
+        if (catalog_wal_get(t, cluster, name, &w, &ge) != 0) {
+            snprintf(missing, cap, "%s", name);
+            return 0;
+        }
+    }
+    return 0;
+}
+
+/* Whether a DONE backup of cluster must wait for the archive: its cluster streams WAL (the
+ * archive should have every segment) and some segment from its start to its stop is not in
+ * the index yet (missing says which). */
+static int backup_needs_wal(coord_t *c, catalog_txn_t *t, const bq_backup_t *b, char *missing,
+                            size_t cap)
+{
+    const bq_cfg_cluster_t *cl = bq_coord_config_cluster(&c->cfg, b->cluster);
+    missing[0] = '\0';
+    if (!cl || cl->wal != BQ_WAL_STREAM || !b->wal_begin[0] || !b->wal_end[0])
+        return 0;
+    bq_errbuf_t e;
+    if (wal_range_missing(t, b->cluster, b->wal_begin, b->wal_end, missing, cap, &e) != 0) {
+        bq_warn(COMP, b->job_id, "backup %s of cluster %s: %s; not waiting for it", b->id,
+                b->cluster, e.msg);
+        return 0;
+    }
+    return missing[0] != '\0';
+}
+
+typedef struct {
+    coord_t *c;
+    catalog_txn_t *t;
+} wal_wait_t;
+
+static int wal_wait_visit(const bq_backup_t *b, void *arg)
+{
+    wal_wait_t *x = arg;
+    if (b->state != BQ_BACKUP_WAITING_FOR_WALS)
+        return 0;
+    static bq_backup_t nb;
+    nb = *b;
+    char missing[64];
+    if (backup_needs_wal(x->c, x->t, &nb, missing, sizeof missing)) {
+        snprintf(nb.error, sizeof nb.error, "waiting for WAL %s", missing);
+        if (strcmp(nb.error, b->error) == 0)
+            return 0;
+    } else {
+        nb.state = BQ_BACKUP_DONE;
+        nb.error[0] = '\0';
+    }
+    bq_errbuf_t e;
+    int rc = catalog_backup_put(x->t, &nb, &e);
+    if (rc) {
+        batch_fail(x->c, rc, &e);
+        return 1;
+    }
+    if (nb.state == BQ_BACKUP_DONE)
+        bq_info(COMP, nb.job_id, "backup %s of cluster %s is DONE: its WAL is archived", nb.id,
+                nb.cluster);
+    return 0;
+}
+
+/* A WAL file of cluster was archived: the backups waiting for it may be DONE now. */
+static void wal_waiters_check(coord_t *c, const char *cluster)
+{
+    catalog_txn_t *t = wtxn(c);
+    if (!t)
+        return;
+    wal_wait_t x = {c, t};
+    bq_errbuf_t e;
+    if (catalog_backup_each(t, cluster, wal_wait_visit, &x, &e) < 0)
+        bq_warn(COMP, 0, "cluster %s: could not look at the backups waiting for WAL: %s",
+                cluster, e.msg);
+}
+
 /* The attempt (job j, attempt) that took backup j->backup_id ended: the backup becomes
  * state (DONE or FAILED). figures: what the worker reported (DONE), else NULL. error: why
  * it failed; or, when lost is given, "worker W was lost (LOST)". A backup that is not this
@@ -453,10 +575,15 @@ static void backup_end(coord_t *c, const bq_job_t *j, uint32_t attempt, bq_backu
     if (!b.duration_ms && b.stop_ms > b.start_ms)
         b.duration_ms = b.stop_ms - b.start_ms;
     b.state = state;
+    char missing[64];
     if (state == BQ_BACKUP_DONE) {
         /* the store that holds it: the worker that took it, as the coordinator knows it */
         snprintf(b.stores, sizeof b.stores, "%s", b.worker);
         b.error[0] = '\0';
+        if (backup_needs_wal(c, t, &b, missing, sizeof missing)) {
+            b.state = BQ_BACKUP_WAITING_FOR_WALS;
+            snprintf(b.error, sizeof b.error, "waiting for WAL %s", missing);
+        }
     } else if (lost) {
         snprintf(b.error, sizeof b.error, "worker %s was lost (%s)", b.worker, lost);
     } else {
@@ -470,8 +597,8 @@ static void backup_end(coord_t *c, const bq_job_t *j, uint32_t attempt, bq_backu
     rc = catalog_backup_put(t, &b, &e);
     if (rc == 0)
         bq_log(state == BQ_BACKUP_DONE ? BQ_LOG_INFO : BQ_LOG_WARNING, COMP, j->id,
-               "backup %s of cluster %s is %s%s%s", b.id, b.cluster, bq_backup_state_name(state),
-               b.error[0] ? ": " : "", b.error);
+               "backup %s of cluster %s is %s%s%s", b.id, b.cluster,
+               bq_backup_state_name(b.state), b.error[0] ? ": " : "", b.error);
     else if (rc == BQ_E_INVAL || rc == BQ_E_TOOBIG)
         bq_error(COMP, j->id, "%s", e.msg);
     else
@@ -965,6 +1092,8 @@ static void wal_record(coord_t *c, const job_state_t *s, const char *worker,
     else
         bq_debug(COMP, s->id, "cluster %s: WAL file %s (%llu bytes) in the store of %s",
                  s->cluster, p->wal_file, (unsigned long long)p->wal_size, worker);
+    if (rc == 0)
+        wal_waiters_check(c, s->cluster);
 }
 
 static void on_progress(coord_t *c, const bq_peer_t *from, bq_msg_t *m)
@@ -1328,7 +1457,9 @@ static int recover_create(coord_t *c, const bq_msg_cli_request_t *q, const bq_ba
                           uint64_t *id, bq_errbuf_t *e)
 {
     const bq_cfg_worker_ref_t *w = q->worker[0] ? bq_coord_config_worker(&c->cfg, q->worker) : NULL;
-    if (b->state != BQ_BACKUP_DONE)
+    /* WAITING_FOR_WALS: its data and its own WAL are whole (a backup carries the WAL from its
+     * start to its stop), only the archive lags */
+    if (b->state != BQ_BACKUP_DONE && b->state != BQ_BACKUP_WAITING_FOR_WALS)
         return bq_fail(e, BQ_E_STATE, "could not recover backup %s of cluster %s: it is %s, not "
                        "DONE", b->id, q->cluster, bq_backup_state_name(b->state));
     if (!q->worker[0])
@@ -1386,7 +1517,7 @@ static int worker_online(coord_t *c, const char *name)
 static int list_files_create(coord_t *c, const bq_msg_cli_request_t *q, const bq_backup_t *b,
                              uint64_t *id, bq_errbuf_t *e)
 {
-    if (b->state != BQ_BACKUP_DONE)
+    if (b->state != BQ_BACKUP_DONE && b->state != BQ_BACKUP_WAITING_FOR_WALS)
         return bq_fail(e, BQ_E_STATE, "could not list the files of backup %s of cluster %s: it "
                        "is %s, not DONE", b->id, b->cluster, bq_backup_state_name(b->state));
     const bq_cfg_worker_ref_t *w = NULL;

@@ -7,6 +7,8 @@
 #      the server's pg_wal file, and `barque store verify` authenticates them.
 #   3. With synchronous = on and synchronous_standby_names = 'barque_db1' it is the synchronous
 #      standby (commits return).
+#   5. A backup is DONE once every segment from its start to its stop is archived; with the
+#      receiver stopped it is WAITING_FOR_WALS, then DONE when a new receiver archives them.
 #   4. The worker SIGKILLed mid-stream: the job is requeued, runs again from the slot, and the
 #      store's WAL of the cluster has no gap from the first segment to the last one switched.
 #   5. The coordinator's WAL index (issue 5, item 5): `barque list-wal db1 --json` shows
@@ -121,4 +123,29 @@ assert_eq 1 "$rc" "list-wal of an unknown cluster"
 assert_contains "$out" "no cluster nosuch in the coordinator's config"
 rc=0; out=$(fleet_cli list-wal 2>&1) || rc=$?
 assert_eq 2 "$rc" "list-wal without a cluster"
-echo "wal_fleet test: job $job1 then $job2 streamed db1; $(ls "$STORE/wal/db1/00000001" | wc -l) segments archived through $last, no gap, and list-wal shows them"
+# ---- 5. backups wait for their WAL in the archive --------------------------------------------------
+source "$(dirname "${BASH_SOURCE[0]}")/backup.sh"
+rc=0; bid=$(backup_take db1) || rc=$?
+assert_eq 0 "$rc" "backup --wait of a streamed cluster: $(cat "$BQ_TMP/backup-last.err")"
+assert_eq DONE "$(backup_field db1 "$bid" state)" "state of $bid once its WAL is archived"
+wend=$(backup_field db1 "$bid" wal_end)
+archived "$wend" || fail "backup $bid is DONE but its last WAL segment $wend is not archived"
+# with the receiver stopped, the next backup waits for its WAL, and is DONE once it streams again
+jid=$(wal_job RUNNING)
+fleet_cli job cancel "$jid" >/dev/null
+stopped() { [[ $(pg_psql main -c "SELECT active FROM pg_replication_slots WHERE slot_name = 'barque_db1'") == f ]]; }
+bq_wait_for "the wal-stream job to stop" 20 stopped
+bjob=$(fleet_cli backup db1 --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["job_id"])')
+bq_wait_for "backup job $bjob to succeed" 60 fleet_job_state_is "$bjob" SUCCEEDED
+bid2=$(fleet_job_field "$bjob" backup_id)
+state2=$(backup_field db1 "$bid2" state)
+if [[ $state2 == WAITING_FOR_WALS ]]; then
+    assert_contains "$(backup_field db1 "$bid2" error)" "waiting for WAL "
+    assert_contains "$(fleet_cli list-backups db1)" "WAITING_FOR_WALS"
+else # the replacement receiver was already back and archived it
+    assert_eq DONE "$state2" "state of $bid2"
+fi
+done_again() { [[ $(backup_field db1 "$bid2" state) == DONE ]]; }
+bq_wait_for "backup $bid2 DONE once the WAL streams again" 90 done_again
+
+echo "wal_fleet test: backup $bid2 was $state2 with the receiver stopped, then DONE; job $job1 then $job2 streamed db1; $(ls "$STORE/wal/db1/00000001" | wc -l) segments archived through $last, no gap, and list-wal shows them"
