@@ -39,6 +39,8 @@ enum {
     OPT_TABLESPACE = 1 << 14,
     OPT_DELTA = 1 << 15,
     OPT_OWNER = 1 << 16,
+    OPT_FORCE = 1 << 17,
+    OPT_ARCHIVE = 1 << 18,
 };
 
 #define CLI_TABLESPACES_MAX 64
@@ -68,6 +70,8 @@ typedef struct {
     int ntablespaces;
     int delta;               /* recover: --delta */
     const char *owner;       /* recover: --owner */
+    int force;               /* switch-wal: --force */
+    int archive;             /* switch-wal: --archive */
     int help;
     int nargs;
     const char *args[8];
@@ -435,6 +439,77 @@ static int verb_check(cli_t *c)
                bq_job_state_name(j.state), j.error);
     }
     return passed ? 0 : 1;
+}
+
+static int cluster_arg(const char *verb, const char *arg, char *dst, size_t cap);
+
+/* switch-wal CLUSTER [--force] [--archive]: close the current segment (a worker of the
+ * cluster's site runs pg_switch_wal); with --archive, wait until the WAL index has it. */
+static int verb_switch_wal(cli_t *c)
+{
+    bq_msg_cli_request_t req;
+    memset(&req, 0, sizeof req);
+    snprintf(req.verb, sizeof req.verb, "switch-wal");
+    if (cluster_arg("switch-wal", c->o->args[0], req.cluster, sizeof req.cluster))
+        return 2;
+    req.force = c->o->force;
+    uint64_t id = 0;
+    int rc = submit(c, &req, &id);
+    if (rc)
+        return rc;
+    static bq_job_t j;
+    bq_errbuf_t e;
+    if ((rc = job_wait(c, id, &j, &e)) != 0)
+        return fail(rc, e.msg);
+    if (j.state != BQ_JOB_SUCCEEDED || !j.wal_file[0]) {
+        char msg[BQ_TEXT_MAX + 64];
+        snprintf(msg, sizeof msg, "switch-wal of cluster %s: job %" PRIu64 " ended %s: %s",
+                 c->o->args[0], id, bq_job_state_name(j.state), j.error);
+        return fail(BQ_E_PG, msg);
+    }
+    int archived = -1; /* -1: not asked */
+    int64_t waited = 0;
+    if (c->o->archive) {
+        memset(&req, 0, sizeof req);
+        snprintf(req.verb, sizeof req.verb, "wal-file");
+        snprintf(req.cluster, sizeof req.cluster, "%s", c->o->args[0]);
+        snprintf(req.wal_file, sizeof req.wal_file, "%s", j.wal_file);
+        int64_t t0 = bq_mono_ms(), deadline = t0 + c->o->wait_timeout_ms;
+        for (archived = 0; !archived && bq_mono_ms() < deadline;) {
+            bq_msg_t r;
+            rc = cli_call(c, &req, &r, &e);
+            if (rc == 0) {
+                archived = 1;
+                proto_msg_clear(&r);
+            } else if (rc != BQ_E_NOTFOUND) {
+                return fail(rc, e.msg);
+            } else {
+                struct timespec ts = {0, 250 * 1000000L};
+                nanosleep(&ts, NULL);
+            }
+        }
+        waited = bq_mono_ms() - t0;
+    }
+    if (c->o->json) {
+        json_t *o = json_pack("{s:s, s:s, s:I}", "cluster", c->o->args[0], "wal_file", j.wal_file,
+                              "job_id", (json_int_t)id);
+        json_object_set_new(o, "archived", archived < 0 ? json_null() : json_boolean(archived));
+        if (archived >= 0)
+            json_object_set_new(o, "archive_wait_ms", json_integer((json_int_t)waited));
+        out_json_print(stdout, o);
+    } else {
+        printf("switched WAL of cluster %s: %s closed", c->o->args[0], j.wal_file);
+        if (archived > 0)
+            printf(", archived after %.1f s", (double)waited / 1000);
+        printf("\n");
+    }
+    if (archived == 0) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "WAL file %s of cluster %s is not archived after %lld s",
+                 j.wal_file, c->o->args[0], (long long)(c->o->wait_timeout_ms / 1000));
+        return fail(BQ_E_TIMEOUT, msg);
+    }
+    return 0;
 }
 
 static int verb_job_sleep(cli_t *c)
@@ -1275,6 +1350,14 @@ static const verb_t verbs[] = {
      "segment). Gaps are counted with the segment size of the cluster's first segment.\n"
      "--json prints one array of {timeline, first, last, segments, bytes, gaps, history,\n"
      "partials}.", 0, NULL},
+    {"switch-wal", 1, 1, OPT_JSON | OPT_FORCE | OPT_ARCHIVE | OPT_WAIT_TIMEOUT, verb_switch_wal,
+     "switch-wal CLUSTER [--force] [--archive] [--wait-timeout SEC] [--json]",
+     "Close CLUSTER's current WAL segment now (a worker of its site runs pg_switch_wal()), so\n"
+     "that it is archived without waiting for it to fill. --force runs a CHECKPOINT first, so\n"
+     "that an idle server has a segment to close. --archive then waits (up to --wait-timeout,\n"
+     "default 120 s) until the WAL index has the segment: exit 0 once it is archived, 1 with\n"
+     "a message when it is not in time. Prints the segment closed; --json {cluster, wal_file,\n"
+     "job_id, archived, archive_wait_ms}.", 0, NULL},
     {"show-backup", 2, 2, OPT_JSON, verb_show_backup,
      "show-backup CLUSTER ID|latest|oldest [--json]",
      "Everything the catalog knows about one backup of CLUSTER: state, job and worker, stores\n"
@@ -1398,6 +1481,12 @@ int cli_main(int argc, char **argv)
         } else if (strcmp(a, "--delta") == 0) {
             o.delta = 1;
             seen |= OPT_DELTA;
+        } else if (strcmp(a, "--force") == 0) {
+            o.force = 1;
+            seen |= OPT_FORCE;
+        } else if (strcmp(a, "--archive") == 0) {
+            o.archive = 1;
+            seen |= OPT_ARCHIVE;
         } else if (strcmp(a, "--worker") == 0 || strcmp(a, "--owner") == 0 ||
                    strcmp(a, "--tablespace") == 0) {
             if (!val)

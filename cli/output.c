@@ -98,6 +98,8 @@ json_t *out_job_json(const bq_job_t *j)
     json_object_set_new(o, "progress_done", json_integer((json_int_t)j->progress_done));
     json_object_set_new(o, "progress_total", json_integer((json_int_t)j->progress_total));
     json_object_set_new(o, "error", j->error[0] ? json_string(j->error) : json_null());
+    if (j->type == BQ_JOB_SWITCH_WAL)
+        json_object_set_new(o, "wal_file", j->wal_file[0] ? json_string(j->wal_file) : json_null());
     json_object_set_new(o, "cancel_requested", json_boolean(j->cancel_requested));
     if (j->type == BQ_JOB_SLEEP)
         json_object_set_new(o, "sleep_ms", json_integer(j->sleep_ms));

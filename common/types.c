@@ -13,6 +13,7 @@ const char *bq_job_type_name(bq_job_type_t t)
     case BQ_JOB_LIST_FILES: return "list-files";
     case BQ_JOB_DELETE: return "delete";
     case BQ_JOB_WAL_STREAM: return "wal-stream";
+    case BQ_JOB_SWITCH_WAL: return "switch-wal";
     default: return "?";
     }
 }

@@ -18,6 +18,7 @@ typedef enum {
     BQ_JOB_LIST_FILES = 5, /* one page of the files of job.backup_id, from job.offset */
     BQ_JOB_DELETE = 6,     /* delete job.backup_id from the worker's store, then GC it */
     BQ_JOB_WAL_STREAM = 7, /* long-running: the cluster's WAL into the worker's store */
+    BQ_JOB_SWITCH_WAL = 8, /* pg_switch_wal() on the cluster (CHECKPOINT first with force) */
 } bq_job_type_t;
 
 /* States of a backup in the catalog (issue 4; WAITING_FOR_WALS comes with issue 5). */
@@ -220,6 +221,8 @@ typedef struct {
      * each offer; a valid backup id when set) */
     char delta_from[BQ_BACKUP_ID_MAX];
     int synchronous; /* wal-stream: a synchronous standby (barque_<cluster>) */
+    int force;       /* switch-wal: CHECKPOINT first */
+    char wal_file[BQ_WAL_NAME_MAX]; /* switch-wal: the segment it closed ("" until it ran) */
 } bq_job_t;
 
 typedef struct {

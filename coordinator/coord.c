@@ -318,6 +318,8 @@ static void job_apply(bq_job_t *j, void *arg)
         j->has_delete = 1;
         j->del = ch->result->del;
     }
+    if (ch->result && ch->result->wal_file[0])
+        snprintf(j->wal_file, sizeof j->wal_file, "%s", ch->result->wal_file);
 }
 
 /* Take a job away from its worker's capacity count. */
@@ -1918,6 +1920,29 @@ static void on_cli(coord_t *c, const bq_peer_t *from, bq_msg_t *m)
         if (rc == 0 && list_files) {
             catalog_txn_abort(&rt);
             rc = list_files_create(c, q, &r->backups[0], &r->job_id, &e);
+        }
+    } else if (strcmp(q->verb, "switch-wal") == 0) {
+        const bq_cfg_cluster_t *cl = bq_coord_config_cluster(&c->cfg, q->cluster);
+        if (!cl) {
+            rc = bq_fail(&e, BQ_E_NOTFOUND, "no cluster %s in the coordinator's config", q->cluster);
+        } else {
+            static bq_job_t j;
+            memset(&j, 0, sizeof j);
+            j.type = BQ_JOB_SWITCH_WAL;
+            snprintf(j.cluster, sizeof j.cluster, "%s", cl->name);
+            snprintf(j.site, sizeof j.site, "%s", cl->site);
+            j.force = q->force;
+            rc = job_insert(c, &j, &r->job_id, &e);
+        }
+    } else if (strcmp(q->verb, "wal-file") == 0) {
+        /* whether WAL file q->wal_file of the cluster is in the WAL index (NOTFOUND if not) */
+        if (!bq_coord_config_cluster(&c->cfg, q->cluster))
+            rc = bq_fail(&e, BQ_E_NOTFOUND, "no cluster %s in the coordinator's config", q->cluster);
+        else if (!bq_wal_name_valid(q->wal_file))
+            rc = bq_fail(&e, BQ_E_USAGE, "\"%s\" is not a WAL file name", q->wal_file);
+        else if ((rc = catalog_txn_begin(c->cat, 0, &rt, &e)) == 0) {
+            bq_wal_file_t w;
+            rc = catalog_wal_get(rt, q->cluster, q->wal_file, &w, &e);
         }
     } else if (strcmp(q->verb, "check") == 0 || strcmp(q->verb, "sleep") == 0) {
         int check = strcmp(q->verb, "check") == 0;

@@ -291,3 +291,48 @@ int pg_tablespaces_list(const char *conninfo, int connect_timeout_s, pg_tablespa
     PQfinish(c);
     return rc;
 }
+
+int pg_switch_wal(const char *conninfo, int force, int connect_timeout_s, char *name, size_t cap,
+                  int *switched, bq_errbuf_t *e)
+{
+    char timeout[16];
+    snprintf(timeout, sizeof timeout, "%d", connect_timeout_s > 0 ? connect_timeout_s : 10);
+    const char *keys[] = {"dbname", "connect_timeout", "fallback_application_name", NULL};
+    const char *vals[] = {conninfo, timeout, "barque", NULL};
+    PGconn *c = PQconnectdbParams(keys, vals, 1);
+    if (!c || PQstatus(c) != CONNECTION_OK) {
+        char why[512];
+        first_line(why, sizeof why, c ? PQerrorMessage(c) : "out of memory");
+        int rc = bq_fail(e, BQ_E_PG, "could not connect to switch WAL: %s", why);
+        PQfinish(c);
+        return rc;
+    }
+    PQsetNoticeProcessor(c, ignore_notice, NULL);
+    char why[512], before[64], end[64];
+    int rc = 0;
+    if (force) { /* a checkpoint record: something to close even on an idle server */
+        PGresult *r = PQexec(c, "CHECKPOINT");
+        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+            first_line(why, sizeof why, PQerrorMessage(c));
+            rc = bq_fail(e, BQ_E_PG, "CHECKPOINT failed: %s", why);
+        }
+        PQclear(r);
+    }
+    if (rc == 0 && query_value(c, "SELECT pg_current_wal_insert_lsn()", before, sizeof before,
+                               why, sizeof why) != 0)
+        rc = bq_fail(e, BQ_E_PG, "could not read the WAL position: %s", why);
+    if (rc == 0 && query_value(c, "SELECT pg_switch_wal()", end, sizeof end, why, sizeof why) != 0)
+        rc = bq_fail(e, strstr(why, "recovery") ? BQ_E_STATE : BQ_E_PG,
+                     "pg_switch_wal() failed: %s", why);
+    char sql[160], val[64];
+    /* nothing was written since the last switch: the server closed no segment */
+    if (rc == 0)
+        *switched = strcmp(before, end) != 0;
+    snprintf(sql, sizeof sql, "SELECT pg_walfile_name('%s'::pg_lsn)", end);
+    if (rc == 0 && query_value(c, sql, val, sizeof val, why, sizeof why) != 0)
+        rc = bq_fail(e, BQ_E_PG, "could not name the WAL file at %s: %s", end, why);
+    if (rc == 0)
+        snprintf(name, cap, "%s", val);
+    PQfinish(c);
+    return rc;
+}

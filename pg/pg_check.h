@@ -24,4 +24,12 @@ typedef int (*pg_tablespace_fn)(void *arg, uint32_t oid, const char *name);
 int pg_tablespaces_list(const char *conninfo, int connect_timeout_s, pg_tablespace_fn fn,
                         void *arg, bq_errbuf_t *e);
 
+/* pg_switch_wal() on the server of conninfo (a normal connection), after CHECKPOINT when
+ * force (so that an idle server has a record to close): the name of the segment it closed
+ * into name (cap bytes), *switched = 0 when nothing had been written since the last switch
+ * (the server closed none; name is then the last segment closed). BQ_E_PG (unreachable, a
+ * failed query), BQ_E_STATE (the server is in recovery). */
+int pg_switch_wal(const char *conninfo, int force, int connect_timeout_s, char *name, size_t cap,
+                  int *switched, bq_errbuf_t *e);
+
 #endif

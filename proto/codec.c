@@ -126,7 +126,7 @@ static int codec_str_get(char *dst, size_t cap, const char *src, const char *obj
 
 static int codec_job_type_valid(int v)
 {
-    return v >= BQ_JOB_TYPE_NONE && v <= BQ_JOB_WAL_STREAM;
+    return v >= BQ_JOB_TYPE_NONE && v <= BQ_JOB_SWITCH_WAL;
 }
 
 static int codec_backup_state_valid(int v)
@@ -432,7 +432,7 @@ static int codec_job_to_pb(codec_arena_t *a, const bq_job_t *c, Barque__Job *pb,
         (rc = STR_PUT("Job", tablespaces)) < 0 || (rc = STR_PUT("Job", owner)) < 0 ||
         (rc = STR_PUT("Job", pin_worker)) < 0 || (rc = STR_PUT("Job", peer_worker)) < 0 ||
         (rc = STR_PUT("Job", peer_endpoint)) < 0 || (rc = STR_PUT("Job", peer_public_key)) < 0 ||
-        (rc = STR_PUT("Job", delta_from)) < 0)
+        (rc = STR_PUT("Job", delta_from)) < 0 || (rc = STR_PUT("Job", wal_file)) < 0)
         return rc;
     if (c->delta_from[0] && !bq_backup_id_valid(c->delta_from))
         return bq_fail(e, BQ_E_INVAL, "Job.delta_from \"%s\" is not a backup id (YYYYMMDDTHHMMSS)",
@@ -470,6 +470,7 @@ static int codec_job_to_pb(codec_arena_t *a, const bq_job_t *c, Barque__Job *pb,
     pb->sleep_ms = c->sleep_ms;
     pb->cancel_requested = !!c->cancel_requested;
     pb->synchronous = !!c->synchronous;
+    pb->force = !!c->force;
     if (c->has_check) {
         Barque__CheckResult *check = ARENA_NEW(a, Barque__CheckResult);
         if (!check)
@@ -496,8 +497,10 @@ static int codec_job_from_pb(const Barque__Job *pb, bq_job_t *c, bq_errbuf_t *e)
         (rc = STR_GET("Job", tablespaces)) < 0 || (rc = STR_GET("Job", owner)) < 0 ||
         (rc = STR_GET("Job", pin_worker)) < 0 || (rc = STR_GET("Job", peer_worker)) < 0 ||
         (rc = STR_GET("Job", peer_endpoint)) < 0 || (rc = STR_GET("Job", peer_public_key)) < 0 ||
-        (rc = STR_GET("Job", delta_from)) < 0)
+        (rc = STR_GET("Job", delta_from)) < 0 || (rc = STR_GET("Job", wal_file)) < 0)
         return rc;
+    if (c->wal_file[0] && !bq_wal_name_valid(c->wal_file))
+        return bq_fail(e, BQ_E_PROTO, "Job.wal_file is not a WAL file name");
     if (c->delta_from[0] && !bq_backup_id_valid(c->delta_from))
         return bq_fail(e, BQ_E_PROTO, "Job.delta_from is not a backup id (YYYYMMDDTHHMMSS)");
     c->delta = !!pb->delta;
@@ -527,6 +530,7 @@ static int codec_job_from_pb(const Barque__Job *pb, bq_job_t *c, bq_errbuf_t *e)
     c->sleep_ms = pb->sleep_ms;
     c->cancel_requested = !!pb->cancel_requested;
     c->synchronous = !!pb->synchronous;
+    c->force = !!pb->force;
     if (pb->check) {
         if ((rc = codec_check_from_pb(pb->check, &c->check, e)) < 0)
             return rc;
@@ -1526,6 +1530,8 @@ static int codec_body_to_pb(codec_arena_t *a, const bq_msg_t *m, ProtobufCMessag
                                     &pb->n_files, e)) < 0)
             return rc;
         pb->files_total = c->files_total;
+        if ((rc = STR_PUT("JobResult", wal_file)) < 0)
+            return rc;
         *out = &pb->base;
         return 0;
     }
@@ -1554,8 +1560,10 @@ static int codec_body_to_pb(codec_arena_t *a, const bq_msg_t *m, ProtobufCMessag
             (rc = STR_PUT("CliRequest", backup_id)) < 0 ||
             (rc = STR_PUT("CliRequest", dest)) < 0 || (rc = STR_PUT("CliRequest", worker)) < 0 ||
             (rc = STR_PUT("CliRequest", owner)) < 0 ||
-            (rc = STR_PUT("CliRequest", checkpoint)) < 0)
+            (rc = STR_PUT("CliRequest", checkpoint)) < 0 ||
+            (rc = STR_PUT("CliRequest", wal_file)) < 0)
             return rc;
+        pb->force = !!c->force;
         pb->job_id = c->job_id;
         pb->all = !!c->all;
         pb->sleep_ms = c->sleep_ms;
@@ -1855,6 +1863,10 @@ static int codec_body_from_pb(const ProtobufCMessage *msg, bq_msg_t *m, bq_errbu
             c->has_delete = 1;
         }
         c->files_total = pb->files_total;
+        if ((rc = STR_GET("JobResult", wal_file)) < 0)
+            return rc;
+        if (c->wal_file[0] && !bq_wal_name_valid(c->wal_file))
+            return bq_fail(e, BQ_E_PROTO, "JobResult.wal_file is not a WAL file name");
         return codec_files_from_pb(pb->files, pb->n_files, "JobResult", &c->files, &c->nfiles, e);
     }
     case BQ_MSG_RESULT_ACK: {
@@ -1875,8 +1887,12 @@ static int codec_body_from_pb(const ProtobufCMessage *msg, bq_msg_t *m, bq_errbu
             (rc = STR_GET("CliRequest", backup_id)) < 0 ||
             (rc = STR_GET("CliRequest", dest)) < 0 || (rc = STR_GET("CliRequest", worker)) < 0 ||
             (rc = STR_GET("CliRequest", owner)) < 0 ||
-            (rc = STR_GET("CliRequest", checkpoint)) < 0)
+            (rc = STR_GET("CliRequest", checkpoint)) < 0 ||
+            (rc = STR_GET("CliRequest", wal_file)) < 0)
             return rc;
+        if (c->wal_file[0] && !bq_wal_name_valid(c->wal_file))
+            return bq_fail(e, BQ_E_PROTO, "CliRequest.wal_file is not a WAL file name");
+        c->force = !!pb->force;
         c->job_id = pb->job_id;
         c->all = !!pb->all;
         c->sleep_ms = pb->sleep_ms;

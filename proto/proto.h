@@ -122,6 +122,7 @@ typedef struct {
     uint64_t files_total;      /* list-files jobs: files in the whole backup */
     int has_delete;            /* delete jobs: what was done */
     bq_delete_result_t del;
+    char wal_file[BQ_WAL_NAME_MAX]; /* switch-wal jobs: the segment closed */
 } bq_msg_result_t;
 
 /* Free what a result owns (its files) and zero those fields; the rest is left as it is.
@@ -155,6 +156,8 @@ typedef struct {
     char owner[BQ_NAME_MAX];          /* recover: owner of the restored files */
     char checkpoint[8];               /* backup: "fast" (or "") or "spread" */
     uint64_t offset;                  /* list-files: the first file wanted */
+    int force;                        /* switch-wal: CHECKPOINT first */
+    char wal_file[BQ_WAL_NAME_MAX];   /* wal-file: the WAL file asked about */
 } bq_msg_cli_request_t;
 
 typedef struct {

@@ -23,6 +23,25 @@ static void run_check(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res
     ctx->progress(ctx, 1, 1, "done");
 }
 
+/* switch-wal: close the cluster's current WAL segment so that it is archived now. */
+static void run_switch_wal(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res)
+{
+    bq_errbuf_t e = {{0}};
+    int switched = 0;
+    ctx->progress(ctx, 0, 1, job->force ? "checkpoint and switch" : "switching");
+    int rc = pg_switch_wal(job->conninfo, job->force, 10, res->wal_file, sizeof res->wal_file,
+                           &switched, &e);
+    if (rc) {
+        res->ok = 0;
+        res->retryable = rc == BQ_E_PG;
+        snprintf(res->error, sizeof res->error, "switch-wal of cluster %s: %s", job->cluster,
+                 e.msg);
+        return;
+    }
+    res->ok = 1;
+    ctx->progress(ctx, 1, 1, switched ? "switched" : "nothing to switch");
+}
+
 static void run_sleep(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res)
 {
     int64_t start = bq_mono_ms(), last = 0;
@@ -61,6 +80,7 @@ void jobs_run(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res)
     case BQ_JOB_LIST_FILES: jobs_list_files(job, ctx, res); break;
     case BQ_JOB_DELETE: jobs_delete(job, ctx, res); break;
     case BQ_JOB_WAL_STREAM: jobs_wal_stream(job, ctx, res); break;
+    case BQ_JOB_SWITCH_WAL: run_switch_wal(job, ctx, res); break;
     default:
         res->ok = 0;
         res->retryable = 0;

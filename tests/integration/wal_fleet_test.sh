@@ -9,6 +9,8 @@
 #      standby (commits return).
 #   5. A backup is DONE once every segment from its start to its stop is archived; with the
 #      receiver stopped it is WAITING_FOR_WALS, then DONE when a new receiver archives them.
+#   6. switch-wal closes the current segment (--force: after a CHECKPOINT, on an idle server) and
+#      --archive returns once the WAL index has it.
 #   4. The worker SIGKILLed mid-stream: the job is requeued, runs again from the slot, and the
 #      store's WAL of the cluster has no gap from the first segment to the last one switched.
 #   5. The coordinator's WAL index (issue 5, item 5): `barque list-wal db1 --json` shows
@@ -148,4 +150,25 @@ fi
 done_again() { [[ $(backup_field db1 "$bid2" state) == DONE ]]; }
 bq_wait_for "backup $bid2 DONE once the WAL streams again" 90 done_again
 
-echo "wal_fleet test: backup $bid2 was $state2 with the receiver stopped, then DONE; job $job1 then $job2 streamed db1; $(ls "$STORE/wal/db1/00000001" | wc -l) segments archived through $last, no gap, and list-wal shows them"
+# ---- 6. switch-wal ---------------------------------------------------------------------------------
+bq_wait_for "a running wal-stream job again" 60 wal_job RUNNING
+pg_psql main -c "INSERT INTO t (v) VALUES ('before switch-wal')" >/dev/null
+out=$(fleet_cli switch-wal db1 --archive --wait-timeout 60) || fail "switch-wal --archive: $out"
+sw=$(sed -n 's/^switched WAL of cluster db1: \([0-9A-F]\{24\}\) closed, archived after .*/\1/p' <<<"$out")
+[[ -n $sw ]] || fail "switch-wal printed: $out"
+archived "$sw" || fail "switch-wal --archive said $sw is archived, but the store lacks it"
+# idle server: --force makes a segment to close; --json
+json=$(fleet_cli switch-wal db1 --force --archive --wait-timeout 60 --json) || fail "switch-wal --force: $json"
+python3 -c '
+import json, sys
+o = json.loads(sys.argv[1])
+assert o["cluster"] == "db1" and o["archived"] is True and len(o["wal_file"]) == 24, o
+assert o["wal_file"] > sys.argv[2], (o, sys.argv[2])' "$json" "$sw" || fail "switch-wal --force --json: $json"
+rc=0; out=$(fleet_cli switch-wal nosuch 2>&1) || rc=$?
+assert_eq 1 "$rc" "switch-wal of an unknown cluster"
+assert_contains "$out" "no cluster nosuch"
+rc=0; fleet_cli switch-wal >/dev/null 2>&1 || rc=$?
+assert_eq 2 "$rc" "switch-wal without a cluster"
+assert_contains "$(fleet_cli switch-wal --help)" "switch-wal CLUSTER [--force] [--archive]"
+
+echo "wal_fleet test: switch-wal closed $sw; backup $bid2 was $state2 with the receiver stopped, then DONE; job $job1 then $job2 streamed db1; $(ls "$STORE/wal/db1/00000001" | wc -l) segments archived through $last, no gap, and list-wal shows them"

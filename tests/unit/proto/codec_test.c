@@ -761,8 +761,11 @@ static void test_records(void **state)
     assert_int_equal(proto_job_decode(buf, len, j2, &e), 0);
     assert_memory_equal(j, j2, sizeof *j);
     free(buf);
-    /* the job types of list-files, delete and wal-stream */
-    bq_job_type_t types[] = {BQ_JOB_LIST_FILES, BQ_JOB_DELETE, BQ_JOB_WAL_STREAM};
+    /* the job types of list-files, delete, wal-stream and switch-wal (with its fields) */
+    j->force = 1;
+    snprintf(j->wal_file, sizeof j->wal_file, "0000000100000000000000A1");
+    bq_job_type_t types[] = {BQ_JOB_LIST_FILES, BQ_JOB_DELETE, BQ_JOB_WAL_STREAM,
+                             BQ_JOB_SWITCH_WAL};
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
         j->type = types[i];
         assert_int_equal(proto_job_encode(j, &buf, &len, &e), 0);
@@ -770,8 +773,16 @@ static void test_records(void **state)
         assert_memory_equal(j, j2, sizeof *j);
         free(buf);
     }
-    j->type = (bq_job_type_t)(BQ_JOB_WAL_STREAM + 1);
+    j->type = (bq_job_type_t)(BQ_JOB_SWITCH_WAL + 1);
     assert_int_equal(proto_job_encode(j, &buf, &len, &e), BQ_E_INVAL);
+    j->type = BQ_JOB_SWITCH_WAL;
+    snprintf(j->wal_file, sizeof j->wal_file, "not-a-wal-file");
+    assert_int_equal(proto_job_encode(j, &buf, &len, &e), 0); /* encode does not check it */
+    assert_int_equal(proto_job_decode(buf, len, j2, &e), BQ_E_PROTO);
+    assert_non_null(strstr(e.msg, "Job.wal_file is not a WAL file name"));
+    free(buf);
+    j->wal_file[0] = '\0';
+    j->force = 0;
     /* delta_from: empty or a backup id, refused on encode as on decode */
     job_full(j);
     snprintf(j->delta_from, sizeof j->delta_from, "20240101T000000");
@@ -1283,7 +1294,7 @@ static bytes_t job_offer_with(int type, int state)
     return envelope(BQ_PROTO_VERSION, BQ_MSG_JOB_OFFER, &j.base);
 }
 
-static bytes_t bad_job_type(void) { return job_offer_with(8, 1); }
+static bytes_t bad_job_type(void) { return job_offer_with(9, 1); }
 static bytes_t bad_job_type_neg(void) { return job_offer_with(-1, 1); }
 static bytes_t bad_job_state(void) { return job_offer_with(1, 7); }
 
@@ -1685,7 +1696,7 @@ static const bad_case_t bad_msgs[] = {
      "JobResult.files[0].path is 4352 bytes, not 1..4351"},
     {"too many files in a reply", bad_reply_files_many, BQ_E_PROTO,
      "could not decode CLI_REPLY message seq 77: CliReply has 5001 files, more than the limit of 5000"},
-    {"bad job type", bad_job_type, BQ_E_PROTO, "Job.type has unknown value 8"},
+    {"bad job type", bad_job_type, BQ_E_PROTO, "Job.type has unknown value 9"},
     {"negative job type", bad_job_type_neg, BQ_E_PROTO, "Job.type has unknown value -1"},
     {"bad job state", bad_job_state, BQ_E_PROTO, "Job.state has unknown value 7"},
     {"Job.delta_from not a backup id", bad_job_delta_from, BQ_E_PROTO,
