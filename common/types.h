@@ -222,6 +222,7 @@ typedef struct {
     char delta_from[BQ_BACKUP_ID_MAX];
     int synchronous; /* wal-stream: a synchronous standby (barque_<cluster>) */
     int force;       /* switch-wal: CHECKPOINT first */
+    int wal_stream;  /* check: wal = stream (the receiver is checked too) */
     char wal_file[BQ_WAL_NAME_MAX]; /* switch-wal: the segment it closed ("" until it ran) */
 } bq_job_t;
 

@@ -800,6 +800,8 @@ static void job_offer(coord_t *c, job_state_t *s, int wi)
         snprintf(j->conninfo, sizeof j->conninfo, "%s", cl->conninfo);
     if (cl && j->type == BQ_JOB_WAL_STREAM)
         j->synchronous = cl->synchronous;
+    if (cl && j->type == BQ_JOB_CHECK)
+        j->wal_stream = cl->wal == BQ_WAL_STREAM;
     s->state = BQ_JOB_ASSIGNED;
     s->attempt = j->attempt;
     s->worker = wi;

@@ -150,6 +150,8 @@ echo
 echo "\$ barque status"
 "$cli" status
 echo
+# the cluster streams its WAL (wal = stream): wait for the receiver before checking
+for _ in $(seq 1 60); do "$cli" check demo >/dev/null 2>&1 && break; sleep 0.5; done
 echo "\$ barque check demo"
 "$cli" check demo
 echo
@@ -158,6 +160,14 @@ echo "\$ barque backup demo --wait"
 echo
 echo "\$ barque list-backups demo"
 "$cli" list-backups demo
+echo
+# The cluster streams its WAL (wal = stream, the default): a wal-stream job on east-1 holds
+# slot barque_demo and archives every segment into east-1's store.
+echo "\$ barque switch-wal demo --archive"
+"$cli" switch-wal demo --archive
+echo
+echo "\$ barque list-wal demo"
+"$cli" list-wal demo
 echo
 restore=$demo/restore
 rm -rf "$restore"

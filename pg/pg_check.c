@@ -191,8 +191,73 @@ static void ignore_notice(void *arg, const char *message)
     (void)message;
 }
 
+/* The WAL receiver barque_<cluster> (app: its application_name; slot: its slot): the slot
+ * exists and is active, and the receiver streams, with its lag. */
+static void check_receiver(PGconn *conn, const char *app, const char *slot, bq_check_result_t *r)
+{
+    char sql[512], val[128], why[BQ_DETAIL_MAX];
+    char *qs = PQescapeLiteral(conn, slot, strlen(slot));
+    char *qa = PQescapeLiteral(conn, app, strlen(app));
+    if (!qs || !qa) {
+        add_item(r, "WAL slot", 0, "out of memory");
+        PQfreemem(qs);
+        PQfreemem(qa);
+        return;
+    }
+    snprintf(sql, sizeof sql, "SELECT CASE WHEN count(*) = 0 THEN 'missing' WHEN bool_or(active) "
+             "THEN 'active' ELSE 'inactive' END FROM pg_replication_slots WHERE slot_name = %s", qs);
+    if (query_value(conn, sql, val, sizeof val, why, sizeof why) != 0)
+        add_item(r, "WAL slot", 0, "could not read pg_replication_slots: %s", why);
+    else if (strcmp(val, "active") == 0)
+        add_item(r, "WAL slot", 1, "%s is active", slot);
+    else
+        add_item(r, "WAL slot", 0, "%s is %s%s", slot, val,
+                 strcmp(val, "missing") == 0 ? " (the wal-stream job creates it)"
+                                             : ": no receiver uses it, WAL accumulates on the server");
+    snprintf(sql, sizeof sql, "SELECT coalesce((SELECT state || ' ' || sync_state || ' ' || "
+             "(pg_current_wal_lsn() - flush_lsn)::bigint FROM pg_stat_replication WHERE "
+             "application_name = %s LIMIT 1), 'none')", qa);
+    PQfreemem(qs);
+    PQfreemem(qa);
+    char state[32] = "", sync[32] = "";
+    long long lag = 0;
+    if (query_value(conn, sql, val, sizeof val, why, sizeof why) != 0)
+        add_item(r, "WAL receiver", 0, "could not read pg_stat_replication: %s", why);
+    else if (strcmp(val, "none") == 0)
+        add_item(r, "WAL receiver", 0, "%s is not connected", app);
+    else if (sscanf(val, "%31s %31s %lld", state, sync, &lag) == 3 && strcmp(state, "streaming") == 0)
+        add_item(r, "WAL receiver", 1, "%s streaming (%s), %lld bytes behind", app, sync, lag);
+    else
+        add_item(r, "WAL receiver", 0, "%s is %s", app, val);
+}
+
+void pg_receiver_names(const char *cluster, char *slot, size_t slot_cap, char *app,
+                       size_t app_cap)
+{
+    snprintf(app, app_cap, "barque_%s", cluster);
+    size_t n = (size_t)snprintf(slot, slot_cap, "barque_%s", cluster);
+    if (n >= slot_cap)
+        n = slot_cap - 1;
+    if (n > 63)
+        n = 63;
+    slot[n] = '\0';
+    for (size_t i = 7; i < n; i++) {
+        char ch = slot[i];
+        if (ch >= 'A' && ch <= 'Z')
+            slot[i] = (char)(ch - 'A' + 'a');
+        else if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9')))
+            slot[i] = '_';
+    }
+}
+
 int pg_check_run(const char *conninfo, int connect_timeout_s, bq_check_result_t *out,
                  bq_errbuf_t *e)
+{
+    return pg_check_run_receiver(conninfo, connect_timeout_s, NULL, NULL, out, e);
+}
+
+int pg_check_run_receiver(const char *conninfo, int connect_timeout_s, const char *app,
+                          const char *slot, bq_check_result_t *out, bq_errbuf_t *e)
 {
     if (!conninfo || !out)
         return bq_fail(e, BQ_E_INVAL, "pg_check_run: conninfo and result are required");
@@ -247,6 +312,8 @@ int pg_check_run(const char *conninfo, int connect_timeout_s, bq_check_result_t 
                     sizeof why) != 0)
         add_item(out, "archive_mode", 0, "could not read archive_mode: %s", why);
     check_slots(conn, out);
+    if (app && slot)
+        check_receiver(conn, app, slot, out);
 
     PQfinish(conn);
     return 0;

@@ -13,6 +13,17 @@
  * not an error: returns 0. Errors (BQ_E_INVAL for a conninfo libpq cannot parse) otherwise. */
 int pg_check_run(const char *conninfo, int connect_timeout_s, bq_check_result_t *out,
                  bq_errbuf_t *e);
+/* The same, and when app and slot are given, the WAL receiver of the cluster: items "WAL slot"
+ * (slot exists and is active) and "WAL receiver" (application_name app streams; its lag in
+ * bytes). */
+int pg_check_run_receiver(const char *conninfo, int connect_timeout_s, const char *app,
+                          const char *slot, bq_check_result_t *out, bq_errbuf_t *e);
+
+/* The names of cluster's WAL receiver: its slot "barque_" + the name lowercased with every
+ * character but [a-z0-9_] as '_' (slot names allow no more), at most 63 bytes; and its
+ * application_name "barque_" + the name as it is. */
+void pg_receiver_names(const char *cluster, char *slot, size_t slot_cap, char *app,
+                       size_t app_cap);
 
 /* 1 when every item of r is OK. */
 int pg_check_passed(const bq_check_result_t *r);

@@ -471,6 +471,7 @@ static int codec_job_to_pb(codec_arena_t *a, const bq_job_t *c, Barque__Job *pb,
     pb->cancel_requested = !!c->cancel_requested;
     pb->synchronous = !!c->synchronous;
     pb->force = !!c->force;
+    pb->wal_stream = !!c->wal_stream;
     if (c->has_check) {
         Barque__CheckResult *check = ARENA_NEW(a, Barque__CheckResult);
         if (!check)
@@ -531,6 +532,7 @@ static int codec_job_from_pb(const Barque__Job *pb, bq_job_t *c, bq_errbuf_t *e)
     c->cancel_requested = !!pb->cancel_requested;
     c->synchronous = !!pb->synchronous;
     c->force = !!pb->force;
+    c->wal_stream = !!pb->wal_stream;
     if (pb->check) {
         if ((rc = codec_check_from_pb(pb->check, &c->check, e)) < 0)
             return rc;

@@ -11,7 +11,10 @@ static void run_check(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res
 {
     bq_errbuf_t e;
     ctx->progress(ctx, 0, 1, "connecting");
-    int rc = pg_check_run(job->conninfo, 10, &res->check, &e);
+    char slot[64], app[BQ_NAME_MAX + 8];
+    pg_receiver_names(job->cluster, slot, sizeof slot, app, sizeof app);
+    int rc = pg_check_run_receiver(job->conninfo, 10, job->wal_stream ? app : NULL,
+                                   job->wal_stream ? slot : NULL, &res->check, &e);
     if (rc) {
         res->ok = 0;
         res->retryable = 0;

@@ -12,6 +12,7 @@
 #include "jobs.h"
 
 #include "basebackup.h"
+#include "pg_check.h"
 #include "clock.h"
 #include "fsutil.h"
 #include "log.h"
@@ -220,30 +221,13 @@ static void on_position(void *arg, uint32_t tli, uint64_t written, uint64_t flus
     w->ctx->progress(w->ctx, flushed, written, msg);
 }
 
-/* The slot of cluster: barque_ and its name in [a-z0-9_] (others become '_'). */
-static void slot_name(const char *cluster, char *out, size_t cap)
-{
-    size_t n = (size_t)snprintf(out, cap, "barque_%s", cluster);
-    if (n >= cap)
-        n = cap - 1;
-    out[n] = '\0';
-    for (size_t i = 7; i < n; i++) {
-        char ch = out[i];
-        if (ch >= 'A' && ch <= 'Z')
-            out[i] = (char)(ch - 'A' + 'a');
-        else if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9')))
-            out[i] = '_';
-    }
-}
-
 void jobs_wal_stream(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res)
 {
     ws_t w = {.job = job, .ctx = ctx, .fd = -1};
     bq_errbuf_t *e = &w.err;
     int rc = 0;
     char slot[64], app[BQ_NAME_MAX + 8];
-    slot_name(job->cluster, slot, sizeof slot);
-    snprintf(app, sizeof app, "barque_%s", job->cluster);
+    pg_receiver_names(job->cluster, slot, sizeof slot, app, sizeof app);
     if (!ctx->store)
         rc = bq_fail(e, BQ_E_CONFIG, "%s", ctx->no_store ? ctx->no_store : "no store");
     if (rc == 0 && snprintf(w.spool, sizeof w.spool, "%s/spool/%s", store_dir(ctx->store),

@@ -13,6 +13,7 @@ fleet_site west
 fleet_worker_conf east-1 east
 fleet_worker_conf west-1 west
 fleet_cluster db1 east "$(pg_conninfo main)"
+printf 'wal = archive\n' >>"$FLEET/coordinator.conf" # no receiver here: the workers have no store
 fleet_cluster db2 east "$(pg_conninfo gone)"
 pg_stop gone
 

@@ -12,6 +12,7 @@ fleet_site west
 fleet_worker_conf east-1 east 2
 fleet_worker_conf west-1 west 2
 fleet_cluster db1 east "$(pg_conninfo main)"
+printf 'wal = archive\n' >>"$FLEET/coordinator.conf" # no receiver here: the worker has no store
 fleet_coord_start
 fleet_worker_start east-1
 fleet_worker_start west-1

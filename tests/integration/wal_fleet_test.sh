@@ -48,6 +48,10 @@ print(js[-1]["id"]) if js else sys.exit(1)' "$1"
 }
 bq_wait_for "a running wal-stream job of db1" 20 wal_job RUNNING
 job1=$(wal_job RUNNING)
+streaming() { fleet_cli check db1 >"$BQ_TMP/check.out" 2>&1; }
+bq_wait_for "check db1 to pass with the receiver streaming" 20 streaming
+assert_contains "$(cat "$BQ_TMP/check.out")" "barque_db1 is active"
+assert_contains "$(cat "$BQ_TMP/check.out")" "barque_db1 streaming"
 slot_active() { [[ $(pg_psql main -c "SELECT active FROM pg_replication_slots WHERE slot_name = 'barque_db1'") == t ]]; }
 bq_wait_for "slot barque_db1 active" 20 slot_active
 assert_eq barque_db1 "$(pg_psql main -c "SELECT application_name FROM pg_stat_replication")"
@@ -137,6 +141,10 @@ jid=$(wal_job RUNNING)
 fleet_cli job cancel "$jid" >/dev/null
 stopped() { [[ $(pg_psql main -c "SELECT active FROM pg_replication_slots WHERE slot_name = 'barque_db1'") == f ]]; }
 bq_wait_for "the wal-stream job to stop" 20 stopped
+rc=0; out=$(fleet_cli check db1 2>&1) || rc=$?
+assert_eq 1 "$rc" "check of db1 with its receiver stopped"
+assert_contains "$out" "WAL slot"
+assert_contains "$out" "barque_db1 is inactive"
 bjob=$(fleet_cli backup db1 --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["job_id"])')
 bq_wait_for "backup job $bjob to succeed" 60 fleet_job_state_is "$bjob" SUCCEEDED
 bid2=$(fleet_job_field "$bjob" backup_id)
