@@ -13,6 +13,7 @@
 
 #include "basebackup.h"
 #include "pg_check.h"
+#include "wal.h"
 #include "clock.h"
 #include "fsutil.h"
 #include "log.h"
@@ -110,6 +111,49 @@ static int archive_leftovers(ws_t *w, bq_errbuf_t *e)
     }
     closedir(d);
     return rc;
+}
+
+/* The newest files of the cluster's WAL area, reported again at start: a worker that died
+ * between archiving a file and reporting it left the index without it (a false gap); the
+ * index takes a report it has as a no-op. */
+#define REANNOUNCE_MAX 16
+
+typedef struct {
+    char names[REANNOUNCE_MAX][STORE_WAL_NAME_MAX];
+    size_t n, next;
+} recent_t;
+
+static int recent_add(uint32_t tli, const char *name, void *arg)
+{
+    (void)tli;
+    recent_t *r = arg;
+    snprintf(r->names[r->next], sizeof r->names[0], "%s", name);
+    r->next = (r->next + 1) % REANNOUNCE_MAX;
+    if (r->n < REANNOUNCE_MAX)
+        r->n++;
+    return 0;
+}
+
+static void reannounce(ws_t *w)
+{
+    if (!w->ctx->wal_archived)
+        return;
+    recent_t *rp = calloc(1, sizeof *rp);
+    if (!rp)
+        return;
+    bq_errbuf_t e = {{0}};
+    if (store_wal_list(store_dir(w->ctx->store), w->job->cluster, recent_add, rp, &e) == 0) {
+        for (size_t i = 0; i < rp->n; i++) {
+            const char *name = rp->names[(rp->next + REANNOUNCE_MAX - rp->n + i) % REANNOUNCE_MAX];
+            uint64_t len = 0;
+            if (store_wal_stat(store_dir(w->ctx->store), w->job->cluster, name, &len, NULL, &e) == 0)
+                w->ctx->wal_archived(w->ctx, name, len);
+        }
+    } else {
+        bq_warn(COMP, w->job->id, "cluster %s: could not list its WAL area: %s", w->job->cluster,
+                e.msg);
+    }
+    free(rp);
 }
 
 static int should_stop(void *arg)
@@ -249,6 +293,8 @@ void jobs_wal_stream(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res)
     if (rc == 0) {
         w.seg_size = pg_wal_seg_size(c);
         rc = archive_leftovers(&w, e);
+        if (rc == 0)
+            reannounce(&w);
     }
     if (rc == 0) {
         char l[24];
