@@ -1,8 +1,14 @@
 #include "walfile.h"
 
+#include "fsutil.h"
+
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static uint16_t le16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
 
@@ -201,4 +207,84 @@ int pg_tli_history_parse(const char *text, size_t len, uint32_t file_tli, pg_tli
         last_end = lsn;
     }
     return 0;
+}
+
+/* ---- the spool ---- */
+
+static int spool_fail(bq_errbuf_t *e, const char *what, const char *path)
+{
+    return bq_fail(e, BQ_E_IO, "could not %s %s: %s", what, path, strerror(errno));
+}
+
+void pg_wal_spool_init(pg_wal_spool_t *s, const char *dir, uint32_t seg_size)
+{
+    memset(s, 0, sizeof *s);
+    snprintf(s->dir, sizeof s->dir, "%s", dir);
+    s->fd = -1;
+    s->seg_size = seg_size;
+}
+
+int pg_wal_spool_begin(pg_wal_spool_t *s, const char *name, uint64_t offset, bq_errbuf_t *e)
+{
+    char path[PATH_MAX];
+    pg_wal_spool_close(s);
+    snprintf(s->name, sizeof s->name, "%s", name);
+    snprintf(path, sizeof path, "%s/%s.partial", s->dir, name);
+    s->fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    if (s->fd < 0)
+        return spool_fail(e, "open", path);
+    struct stat sb;
+    if (fstat(s->fd, &sb) != 0)
+        return spool_fail(e, "stat", path);
+    if ((uint64_t)sb.st_size < s->seg_size) {
+        static const uint8_t zero[65536];
+        for (uint64_t o = (uint64_t)sb.st_size; o < s->seg_size; o += sizeof zero)
+            if (pwrite(s->fd, zero, sizeof zero, (off_t)o) != (ssize_t)sizeof zero)
+                return spool_fail(e, "write", path);
+        if (fsync(s->fd) != 0)
+            return spool_fail(e, "fsync", path);
+        int rc = bq_fsync_dir_of(path, e);
+        if (rc)
+            return rc;
+    }
+    s->off = offset;
+    return 0;
+}
+
+int pg_wal_spool_write(pg_wal_spool_t *s, const void *buf, size_t len, bq_errbuf_t *e)
+{
+    if (s->fd < 0)
+        return bq_fail(e, BQ_E_STATE, "no WAL segment is open in %s", s->dir);
+    if (s->off + len > s->seg_size)
+        return bq_fail(e, BQ_E_INVAL, "WAL segment %s: %zu bytes at %" PRIu64 " pass its end",
+                       s->name, len, s->off);
+    if (pwrite(s->fd, buf, len, (off_t)s->off) != (ssize_t)len)
+        return spool_fail(e, "write", s->name);
+    s->off += len;
+    return 0;
+}
+
+int pg_wal_spool_sync(pg_wal_spool_t *s, bq_errbuf_t *e)
+{
+    if (s->fd >= 0 && fdatasync(s->fd) != 0)
+        return spool_fail(e, "fdatasync", s->name);
+    return 0;
+}
+
+int pg_wal_spool_complete(pg_wal_spool_t *s, bq_errbuf_t *e)
+{
+    char from[PATH_MAX], to[PATH_MAX];
+    snprintf(from, sizeof from, "%s/%s.partial", s->dir, s->name);
+    snprintf(to, sizeof to, "%s/%s", s->dir, s->name);
+    pg_wal_spool_close(s);
+    if (rename(from, to) != 0)
+        return spool_fail(e, "rename", from);
+    return bq_fsync_dir_of(to, e);
+}
+
+void pg_wal_spool_close(pg_wal_spool_t *s)
+{
+    if (s->fd >= 0)
+        close(s->fd);
+    s->fd = -1;
 }

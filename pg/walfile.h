@@ -18,6 +18,7 @@
 
 #include "err.h"
 
+#include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -63,5 +64,30 @@ typedef struct {
  * goes back, a NUL byte); BQ_E_TOOBIG for more than cap entries. */
 int pg_tli_history_parse(const char *text, size_t len, uint32_t file_tli, pg_tli_entry_t *out,
                          size_t cap, size_t *n, bq_errbuf_t *e);
+
+/* ---- a receiver's spool: the segment being received, as pg_receivewal keeps it ---- */
+
+/* DIR/NAME.partial, full size (zeros past what came: usable as the segment by a recovery),
+ * written in place; NAME once complete. fdatasync moves no extents (the zeros are written). */
+typedef struct {
+    char dir[PATH_MAX - 64];
+    char name[40];     /* the open segment ("" when none) */
+    int fd;            /* -1 when none */
+    uint64_t off;      /* where the next byte goes */
+    uint32_t seg_size;
+} pg_wal_spool_t;
+
+/* A spool in directory dir (which exists) for segments of seg_size bytes; nothing open. */
+void pg_wal_spool_init(pg_wal_spool_t *s, const char *dir, uint32_t seg_size);
+/* Open (creating, zero-filled to full size, fsynced with its directory) NAME.partial; the next
+ * byte goes at offset. An existing partial is reused (rewritten in place). BQ_E_IO. */
+int pg_wal_spool_begin(pg_wal_spool_t *s, const char *name, uint64_t offset, bq_errbuf_t *e);
+int pg_wal_spool_write(pg_wal_spool_t *s, const void *buf, size_t len, bq_errbuf_t *e);
+/* fdatasync of the open segment (nothing when none is open). */
+int pg_wal_spool_sync(pg_wal_spool_t *s, bq_errbuf_t *e);
+/* The open segment is complete: closed, NAME.partial renamed NAME, the directory fsynced. */
+int pg_wal_spool_complete(pg_wal_spool_t *s, bq_errbuf_t *e);
+/* Close the open segment, leaving it NAME.partial (a timeline ended inside it). */
+void pg_wal_spool_close(pg_wal_spool_t *s);
 
 #endif

@@ -13,6 +13,7 @@
 
 #include "basebackup.h"
 #include "pg_check.h"
+#include "walfile.h"
 #include "wal.h"
 #include "clock.h"
 #include "fsutil.h"
@@ -36,9 +37,7 @@ typedef struct {
     const bq_job_t *job;
     jobs_ctx_t *ctx;
     char spool[PATH_MAX];
-    char name[64];  /* the open segment */
-    int fd;
-    uint64_t off;
+    pg_wal_spool_t sp; /* the segment being received (pg/walfile.h) */
     uint32_t seg_size;
     uint64_t archived, flushed;
     uint32_t tli;
@@ -167,60 +166,25 @@ static int on_begin(void *arg, const char *name, uint32_t tli, uint64_t segno, u
 {
     (void)segno;
     ws_t *w = arg;
-    char path[PATH_MAX + 80];
-    snprintf(w->name, sizeof w->name, "%s", name);
-    snprintf(path, sizeof path, "%s/%s.partial", w->spool, name);
     w->tli = tli;
-    w->fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-    if (w->fd < 0)
-        return io_fail(e, "open", path);
-    struct stat sb;
-    if (fstat(w->fd, &sb) != 0)
-        return io_fail(e, "stat", path);
-    if ((uint64_t)sb.st_size < w->seg_size) { /* zeros, written: fdatasync then moves no extents */
-        static const uint8_t zero[65536];
-        for (uint64_t o = (uint64_t)sb.st_size; o < w->seg_size; o += sizeof zero)
-            if (pwrite(w->fd, zero, sizeof zero, (off_t)o) != (ssize_t)sizeof zero)
-                return io_fail(e, "write", path);
-        if (fsync(w->fd) != 0)
-            return io_fail(e, "fsync", path);
-        int rc = bq_fsync_dir_of(path, e);
-        if (rc)
-            return rc;
-    }
-    w->off = offset;
-    return 0;
+    return pg_wal_spool_begin(&w->sp, name, offset, e);
 }
 
 static int on_data(void *arg, const uint8_t *buf, size_t len, bq_errbuf_t *e)
 {
-    ws_t *w = arg;
-    if (pwrite(w->fd, buf, len, (off_t)w->off) != (ssize_t)len)
-        return io_fail(e, "write", w->name);
-    w->off += len;
-    return 0;
+    return pg_wal_spool_write(&((ws_t *)arg)->sp, buf, len, e);
 }
 
 static int on_sync(void *arg, bq_errbuf_t *e)
 {
-    ws_t *w = arg;
-    if (w->fd >= 0 && fdatasync(w->fd) != 0)
-        return io_fail(e, "fdatasync", w->name);
-    return 0;
+    return pg_wal_spool_sync(&((ws_t *)arg)->sp, e);
 }
 
 static int on_end(void *arg, bq_errbuf_t *e)
 {
     ws_t *w = arg;
-    char from[PATH_MAX + 80], to[PATH_MAX + 80];
-    snprintf(from, sizeof from, "%s/%s.partial", w->spool, w->name);
-    snprintf(to, sizeof to, "%s/%s", w->spool, w->name);
-    close(w->fd);
-    w->fd = -1;
-    if (rename(from, to) != 0)
-        return io_fail(e, "rename", from);
-    int rc = bq_fsync_dir_of(to, e);
-    return rc ? rc : archive_file(w, w->name, e);
+    int rc = pg_wal_spool_complete(&w->sp, e);
+    return rc ? rc : archive_file(w, w->sp.name, e);
 }
 
 /* A promotion ended the timeline inside the open segment: it is archived as NAME.partial
@@ -229,11 +193,10 @@ static int on_tl_end(void *arg, uint32_t tli, uint64_t end_lsn, bq_errbuf_t *e)
 {
     ws_t *w = arg;
     char l[24], name[80];
-    close(w->fd);
-    w->fd = -1;
-    snprintf(name, sizeof name, "%s.partial", w->name);
+    pg_wal_spool_close(&w->sp);
+    snprintf(name, sizeof name, "%s.partial", w->sp.name);
     bq_info(COMP, w->job->id, "cluster %s: timeline %u ended at %s in %s", w->job->cluster,
-            (unsigned)tli, pg_lsn_format(end_lsn, l, sizeof l), w->name);
+            (unsigned)tli, pg_lsn_format(end_lsn, l, sizeof l), w->sp.name);
     return archive_file(w, name, e);
 }
 
@@ -267,7 +230,7 @@ static void on_position(void *arg, uint32_t tli, uint64_t written, uint64_t flus
 
 void jobs_wal_stream(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res)
 {
-    ws_t w = {.job = job, .ctx = ctx, .fd = -1};
+    ws_t w = {.job = job, .ctx = ctx, .sp = {.fd = -1}};
     bq_errbuf_t *e = &w.err;
     int rc = 0;
     char slot[64], app[BQ_NAME_MAX + 8];
@@ -292,6 +255,7 @@ void jobs_wal_stream(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res)
     }
     if (rc == 0) {
         w.seg_size = pg_wal_seg_size(c);
+        pg_wal_spool_init(&w.sp, w.spool, w.seg_size);
         rc = archive_leftovers(&w, e);
         if (rc == 0)
             reannounce(&w);
@@ -310,8 +274,7 @@ void jobs_wal_stream(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res)
         rc = pg_wal_stream(c, pg_wal_slot_lsn(c), 0, &cb, &w, e);
     }
     pg_wal_close(&c);
-    if (w.fd >= 0)
-        close(w.fd);
+    pg_wal_spool_close(&w.sp);
     if (rc == BQ_E_CANCELLED) {
         res->ok = 1; /* stopped as asked: the slot keeps the position */
         bq_info(COMP, job->id, "cluster %s: stopped after archiving %" PRIu64 " files",

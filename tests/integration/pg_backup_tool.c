@@ -404,9 +404,7 @@ static int cmd_wal_stall(int argc, char **argv)
 
 typedef struct {
     char dir[PATH_MAX];
-    char name[64];     /* the open segment */
-    int fd;
-    uint64_t off;      /* where the next byte goes in it */
+    pg_wal_spool_t sp; /* the segment being received (pg/walfile.h, as the worker's) */
     uint32_t seg_size;
     long segments;
 } wstream_t;
@@ -427,68 +425,34 @@ static int dir_sync(const char *dir, bq_errbuf_t *e)
     return 0;
 }
 
-/* NAME.partial, full size (zeros), as pg_receivewal makes it: usable as the segment itself. */
 static int ws_begin(void *arg, const char *name, uint32_t tli, uint64_t segno, uint64_t offset,
                     bq_errbuf_t *e)
 {
     (void)tli;
     (void)segno;
     wstream_t *w = arg;
-    char path[PATH_MAX + 80];
-    snprintf(w->name, sizeof w->name, "%s", name);
-    snprintf(path, sizeof path, "%s/%s.partial", w->dir, name);
-    w->fd = open(path, O_WRONLY | O_CREAT, 0600);
-    if (w->fd < 0)
-        return io_fail(e, "open", path);
-    struct stat sb;
-    if (fstat(w->fd, &sb) != 0)
-        return io_fail(e, "stat", path);
-    if ((uint64_t)sb.st_size < w->seg_size) {
-        static const uint8_t zero[65536];
-        for (uint64_t o = (uint64_t)sb.st_size; o < w->seg_size; o += sizeof zero)
-            if (pwrite(w->fd, zero, sizeof zero, (off_t)o) != (ssize_t)sizeof zero)
-                return io_fail(e, "write", path);
-        if (fsync(w->fd) != 0)
-            return io_fail(e, "fsync", path);
-        int rc = dir_sync(w->dir, e);
-        if (rc)
-            return rc;
-    }
-    w->off = offset;
-    printf("segment %s from %" PRIu64 "\n", name, offset);
-    return 0;
+    int rc = pg_wal_spool_begin(&w->sp, name, offset, e);
+    if (rc == 0)
+        printf("segment %s from %" PRIu64 "\n", name, offset);
+    return rc;
 }
 
 static int ws_data(void *arg, const uint8_t *buf, size_t len, bq_errbuf_t *e)
 {
-    wstream_t *w = arg;
-    if (pwrite(w->fd, buf, len, (off_t)w->off) != (ssize_t)len)
-        return io_fail(e, "write", w->name);
-    w->off += len;
-    return 0;
+    return pg_wal_spool_write(&((wstream_t *)arg)->sp, buf, len, e);
 }
 
 static int ws_sync(void *arg, bq_errbuf_t *e)
 {
-    wstream_t *w = arg;
-    if (w->fd >= 0 && fdatasync(w->fd) != 0)
-        return io_fail(e, "fdatasync", w->name);
-    return 0;
+    return pg_wal_spool_sync(&((wstream_t *)arg)->sp, e);
 }
 
 static int ws_end(void *arg, bq_errbuf_t *e)
 {
     wstream_t *w = arg;
-    char from[PATH_MAX + 80], to[PATH_MAX + 80];
-    snprintf(from, sizeof from, "%s/%s.partial", w->dir, w->name);
-    snprintf(to, sizeof to, "%s/%s", w->dir, w->name);
-    close(w->fd);
-    w->fd = -1;
-    if (rename(from, to) != 0)
-        return io_fail(e, "rename", from);
-    int rc = dir_sync(w->dir, e);
+    int rc = pg_wal_spool_complete(&w->sp, e);
     if (rc == 0)
-        printf("complete %s\n", w->name);
+        printf("complete %s\n", w->sp.name);
     w->segments++;
     return rc;
 }
@@ -498,10 +462,9 @@ static int ws_tl_end(void *arg, uint32_t tli, uint64_t end_lsn, bq_errbuf_t *e)
     (void)e;
     wstream_t *w = arg;
     char l[24];
-    close(w->fd); /* stays NAME.partial */
-    w->fd = -1;
+    pg_wal_spool_close(&w->sp); /* stays NAME.partial */
     printf("timeline %u ended at %s in %s\n", (unsigned)tli, pg_lsn_format(end_lsn, l, sizeof l),
-           w->name);
+           w->sp.name);
     return 0;
 }
 
@@ -540,7 +503,7 @@ static int cmd_stream(int argc, char **argv)
     if (argc < 6 || argc > 7)
         return 2;
     bq_errbuf_t e = {{0}};
-    wstream_t w = {.fd = -1};
+    wstream_t w = {.sp = {.fd = -1}};
     snprintf(w.dir, sizeof w.dir, "%s", argv[3]);
     signal(SIGTERM, on_term);
     signal(SIGINT, on_term);
@@ -556,6 +519,7 @@ static int cmd_stream(int argc, char **argv)
     uint64_t start = 0;
     if (rc == 0) {
         w.seg_size = pg_wal_seg_size(c);
+        pg_wal_spool_init(&w.sp, w.dir, w.seg_size);
         start = pg_wal_slot_lsn(c);
         if (argc == 7 && pg_lsn_parse(argv[6], &start) != 0)
             rc = bq_fail(&e, BQ_E_INVAL, "bad start LSN %s", argv[6]);
@@ -571,8 +535,7 @@ static int cmd_stream(int argc, char **argv)
         rc = pg_wal_stream(c, start, 0, &cb, &w, &e);
     }
     pg_wal_close(&c);
-    if (w.fd >= 0)
-        close(w.fd);
+    pg_wal_spool_close(&w.sp);
     if (rc == BQ_E_CANCELLED) {
         printf("stopped after %ld complete segments\n", w.segments);
         return 0;
