@@ -88,6 +88,24 @@ int bq_wal_name_valid(const char *name)
     return ok && strncmp(name, "00000000", 8) != 0;
 }
 
+int bq_wal_segment_parse(const char *name, uint32_t *tli, uint32_t *hi, uint32_t *lo)
+{
+    if (!name || strnlen(name, 25) != 24 || !hex_upper(name, 24))
+        return -1;
+    uint32_t v[3] = {0, 0, 0};
+    for (int k = 0; k < 3; k++)
+        for (int i = 0; i < 8; i++) {
+            char ch = name[8 * k + i];
+            v[k] = v[k] << 4 | (uint32_t)(ch <= '9' ? ch - '0' : ch - 'A' + 10);
+        }
+    if (v[0] == 0)
+        return -1;
+    *tli = v[0];
+    *hi = v[1];
+    *lo = v[2];
+    return 0;
+}
+
 void bq_files_free(bq_file_entry_t *files, size_t n)
 {
     if (!files)

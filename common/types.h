@@ -85,6 +85,9 @@ int bq_backup_id_valid(const char *id);
  * ".partial") or a timeline history file (8 uppercase hex digits and ".history"); the
  * timeline (the first 8 digits) is never 0. store/wal.h accepts more (.backup files). */
 int bq_wal_name_valid(const char *name);
+/* A segment's name (24 uppercase hex digits, timeline not 0): 0 and its timeline and the two
+ * halves of its number ("hi", "lo"), else -1. */
+int bq_wal_segment_parse(const char *name, uint32_t *tli, uint32_t *hi, uint32_t *lo);
 
 /* One archived WAL file in the coordinator's WAL index (catalog db "wal"). */
 typedef struct {

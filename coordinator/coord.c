@@ -404,24 +404,6 @@ static int backup_begin(coord_t *c, bq_job_t *j, bq_errbuf_t *e)
 
 /* ---- backups waiting for their WAL ---- */
 
-static int hexv(char ch)
-{
-    return ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10 : -1;
-}
-
-static int hex8_of(const char *p, uint32_t *out)
-{
-    uint32_t v = 0;
-    for (int i = 0; i < 8; i++) {
-        int d = hexv(p[i]);
-        if (d < 0)
-            return -1;
-        v = v << 4 | (uint32_t)d;
-    }
-    *out = v;
-    return 0;
-}
-
 /* The first segment from wal_begin to wal_end (names of one timeline) that the WAL index of
  * cluster lacks, into missing (""): 0 when all are there. The segment size is the archived
  * size of wal_begin (complete segments are exactly wal_segment_size). BQ_E_INVAL for names
@@ -431,9 +413,8 @@ static int wal_range_missing(catalog_txn_t *t, const char *cluster, const char *
 {
     uint32_t t1, h1, l1, t2, h2, l2;
     missing[0] = '\0';
-    if (strlen(wal_begin) != 24 || strlen(wal_end) != 24 || hex8_of(wal_begin, &t1) ||
-        hex8_of(wal_begin + 8, &h1) || hex8_of(wal_begin + 16, &l1) || hex8_of(wal_end, &t2) ||
-        hex8_of(wal_end + 8, &h2) || hex8_of(wal_end + 16, &l2) || t1 != t2 ||
+    if (bq_wal_segment_parse(wal_begin, &t1, &h1, &l1) != 0 ||
+        bq_wal_segment_parse(wal_end, &t2, &h2, &l2) != 0 || t1 != t2 ||
         strcmp(wal_begin, wal_end) > 0)
         return bq_fail(e, BQ_E_INVAL, "WAL range %s..%s is not one timeline's", wal_begin,
                        wal_end);
