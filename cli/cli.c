@@ -975,18 +975,26 @@ static int verb_recover(cli_t *c)
     return recover_wait(c, req.cluster, bid, job_id, dest);
 }
 
-static int verb_list_backups(cli_t *c)
+/* A request of verb about the cluster named by the first argument: its reply in *r (the
+ * caller clears it), or the exit code (2 for a bad name, the error printed). */
+static int cluster_query(cli_t *c, const char *verb, bq_msg_t *r)
 {
     bq_msg_cli_request_t req;
     memset(&req, 0, sizeof req);
-    snprintf(req.verb, sizeof req.verb, "list-backups");
-    if (cluster_arg("list-backups", c->o->args[0], req.cluster, sizeof req.cluster))
+    snprintf(req.verb, sizeof req.verb, "%s", verb);
+    if (cluster_arg(verb, c->o->args[0], req.cluster, sizeof req.cluster))
         return 2;
-    bq_msg_t r;
     bq_errbuf_t e;
-    int rc = cli_call(c, &req, &r, &e);
+    int rc = cli_call(c, &req, r, &e);
+    return rc ? fail(rc, e.msg) : 0;
+}
+
+static int verb_list_backups(cli_t *c)
+{
+    bq_msg_t r;
+    int rc = cluster_query(c, "list-backups", &r);
     if (rc)
-        return fail(rc, e.msg);
+        return rc;
     const bq_msg_cli_reply_t *p = &r.u.cli_reply;
     if (c->o->json) {
         json_t *a = json_array();
@@ -994,7 +1002,7 @@ static int verb_list_backups(cli_t *c)
             json_array_append_new(a, out_backup_json(&p->backups[i]));
         out_json_print(stdout, a);
     } else {
-        out_backups_text(stdout, req.cluster, p);
+        out_backups_text(stdout, c->o->args[0], p);
     }
     proto_msg_clear(&r);
     return 0;
@@ -1002,16 +1010,10 @@ static int verb_list_backups(cli_t *c)
 
 static int verb_list_wal(cli_t *c)
 {
-    bq_msg_cli_request_t req;
-    memset(&req, 0, sizeof req);
-    snprintf(req.verb, sizeof req.verb, "list-wal");
-    if (cluster_arg("list-wal", c->o->args[0], req.cluster, sizeof req.cluster))
-        return 2;
     bq_msg_t r;
-    bq_errbuf_t e;
-    int rc = cli_call(c, &req, &r, &e);
+    int rc = cluster_query(c, "list-wal", &r);
     if (rc)
-        return fail(rc, e.msg);
+        return rc;
     const bq_msg_cli_reply_t *p = &r.u.cli_reply;
     if (c->o->json) {
         json_t *a = json_array();
@@ -1019,7 +1021,7 @@ static int verb_list_wal(cli_t *c)
             json_array_append_new(a, out_wal_timeline_json(&p->timelines[i]));
         out_json_print(stdout, a);
     } else {
-        out_wal_text(stdout, req.cluster, p);
+        out_wal_text(stdout, c->o->args[0], p);
     }
     proto_msg_clear(&r);
     return 0;
