@@ -86,12 +86,8 @@ static int archive_file(ws_t *w, const char *name, bq_errbuf_t *e)
 
 static int is_segment_name(const char *n)
 {
-    if (strlen(n) != 24)
-        return 0;
-    for (int i = 0; i < 24; i++)
-        if (!((n[i] >= '0' && n[i] <= '9') || (n[i] >= 'A' && n[i] <= 'F')))
-            return 0;
-    return 1;
+    uint32_t tli, hi, lo;
+    return bq_wal_segment_parse(n, &tli, &hi, &lo) == 0;
 }
 
 /* Complete segments and history files an earlier attempt left in the spool. */
