@@ -180,8 +180,10 @@ rc=0; fleet_cli backup db1 --wait --json >"$BQ_TMP/two-a.jsonl" 2>"$BQ_TMP/two-a
 fleet_cli backup db1b --wait --json >"$BQ_TMP/two-b.jsonl" 2>"$BQ_TMP/two-b.err" || rc=$?
 wait "$pa" || rc=$?
 assert_eq 0 "$rc" "two clusters' backups at once: $(cat "$BQ_TMP/two-a.err" "$BQ_TMP/two-b.err")"
-ida=$(backup_ids db1 | head -1)
-idb=$(backup_ids db1b | head -1)
+ids=$(backup_ids db1) # newest first (not through head: it would close the pipe early)
+ida=${ids%%$'\n'*}
+ids=$(backup_ids db1b)
+idb=${ids%%$'\n'*}
 [[ -n $ida && -n $idb && $ida != "$idb" ]] || fail "two clusters' backups got ids '$ida' and '$idb'"
 assert_eq 1 "$(backup_field db1 "$ida" attempt)" "attempt of db1's backup $ida"
 assert_eq 1 "$(backup_field db1b "$idb" attempt)" "attempt of db1b's backup $idb"
