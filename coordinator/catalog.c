@@ -887,29 +887,45 @@ int catalog_cluster_each(catalog_txn_t *t, catalog_cluster_fn fn, void *arg, bq_
 
 /* ---- backups -------------------------------------------------------------------------- */
 
-/* The key of (cluster, id) into kb, and how it is shown in messages. */
-static int backup_key(catalog_txn_t *t, int write, const char *cluster, const char *id,
-                      uint8_t kb[CAT_BACKUP_KEY_MAX], MDB_val *k, char key[CAT_KEY_MAX],
-                      bq_errbuf_t *e)
+/* The key "CLUSTER\0PART" into kb (cap bytes), after the checks every such key needs; what
+ * ("a backup", "a WAL file") names it in messages. The caller checks part. */
+static int cluster_pair_key(catalog_txn_t *t, int write, const char *cluster, const char *what,
+                            const char *part, uint8_t *kb, size_t cap, MDB_val *k,
+                            bq_errbuf_t *e)
 {
     int rc = txn_usable(t, write, e);
     if (rc)
         return rc;
     size_t cn = cluster ? strnlen(cluster, BQ_NAME_MAX) : 0;
     if (cn == 0 || cn >= BQ_NAME_MAX)
-        return bq_fail(e, BQ_E_INVAL, "invalid cluster name for a backup in the catalog: %s",
+        return bq_fail(e, BQ_E_INVAL, "invalid cluster name for %s in the catalog: %s", what,
                        cn == 0 ? "empty" : "too long");
-    if (!bq_backup_id_valid(id))
-        return bq_fail(e, BQ_E_INVAL, "invalid backup id \"%.*s\" of cluster %s for the catalog: "
-                       "expected YYYYMMDDTHHMMSS", BQ_BACKUP_ID_MAX, id ? id : "", cluster);
-    size_t idn = strlen(id);
+    size_t pn = strlen(part);
+    if (cn + 1 + pn > cap)
+        return bq_fail(e, BQ_E_INVAL, "catalog key of %s of cluster %s is too long", what,
+                       cluster);
     memcpy(kb, cluster, cn);
     kb[cn] = '\0';
-    memcpy(kb + cn + 1, id, idn);
+    memcpy(kb + cn + 1, part, pn);
     k->mv_data = kb;
-    k->mv_size = cn + 1 + idn;
-    snprintf(key, CAT_KEY_MAX, "backup %s of cluster \"%s\"", id, cluster);
+    k->mv_size = cn + 1 + pn;
     return 0;
+}
+
+/* The key of (cluster, id) into kb, and how it is shown in messages. */
+static int backup_key(catalog_txn_t *t, int write, const char *cluster, const char *id,
+                      uint8_t kb[CAT_BACKUP_KEY_MAX], MDB_val *k, char key[CAT_KEY_MAX],
+                      bq_errbuf_t *e)
+{
+    if (txn_usable(t, write, e) == 0 && !bq_backup_id_valid(id))
+        return bq_fail(e, BQ_E_INVAL, "invalid backup id \"%.*s\" of cluster %s for the catalog: "
+                       "expected YYYYMMDDTHHMMSS", BQ_BACKUP_ID_MAX, id ? id : "",
+                       cluster ? cluster : "");
+    int rc = cluster_pair_key(t, write, cluster, "a backup", id ? id : "", kb, CAT_BACKUP_KEY_MAX,
+                              k, e);
+    if (rc == 0)
+        snprintf(key, CAT_KEY_MAX, "backup %s of cluster \"%s\"", id, cluster);
+    return rc;
 }
 
 /* Split a stored key into cluster and id; BQ_E_CATALOG when it is not one of ours. */
@@ -1060,24 +1076,14 @@ int catalog_backup_each(catalog_txn_t *t, const char *cluster, catalog_backup_fn
 static int wal_key(catalog_txn_t *t, int write, const char *cluster, const char *name,
                    uint8_t kb[CAT_WAL_KEY_MAX], MDB_val *k, char key[CAT_KEY_MAX], bq_errbuf_t *e)
 {
-    int rc = txn_usable(t, write, e);
-    if (rc)
-        return rc;
-    size_t cn = cluster ? strnlen(cluster, BQ_NAME_MAX) : 0;
-    if (cn == 0 || cn >= BQ_NAME_MAX)
-        return bq_fail(e, BQ_E_INVAL, "invalid cluster name for a WAL file in the catalog: %s",
-                       cn == 0 ? "empty" : "too long");
-    if (!bq_wal_name_valid(name))
+    if (txn_usable(t, write, e) == 0 && !bq_wal_name_valid(name))
         return bq_fail(e, BQ_E_INVAL, "invalid WAL file name \"%.*s\" of cluster %s for the "
-                       "catalog", BQ_WAL_FILE_MAX, name ? name : "", cluster);
-    size_t nn = strlen(name);
-    memcpy(kb, cluster, cn);
-    kb[cn] = '\0';
-    memcpy(kb + cn + 1, name, nn);
-    k->mv_data = kb;
-    k->mv_size = cn + 1 + nn;
-    snprintf(key, CAT_KEY_MAX, "WAL file %s of cluster \"%s\"", name, cluster);
-    return 0;
+                       "catalog", BQ_WAL_FILE_MAX, name ? name : "", cluster ? cluster : "");
+    int rc = cluster_pair_key(t, write, cluster, "a WAL file", name ? name : "", kb,
+                              CAT_WAL_KEY_MAX, k, e);
+    if (rc == 0)
+        snprintf(key, CAT_KEY_MAX, "WAL file %s of cluster \"%s\"", name, cluster);
+    return rc;
 }
 
 /* Decode a stored WAL file; cluster and name come from the key. */
