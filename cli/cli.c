@@ -10,6 +10,7 @@
 #include "proto.h"
 #include "store_cmd.h"
 #include "store_keys.h"
+#include "wal_cmd.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -41,6 +42,8 @@ enum {
     OPT_OWNER = 1 << 16,
     OPT_FORCE = 1 << 17,
     OPT_ARCHIVE = 1 << 18,
+    OPT_SPOOL = 1 << 19,
+    OPT_PREFETCH = 1 << 20,
 };
 
 #define CLI_TABLESPACES_MAX 64
@@ -72,6 +75,9 @@ typedef struct {
     const char *owner;       /* recover: --owner */
     int force;               /* switch-wal: --force */
     int archive;             /* switch-wal: --archive */
+    const char *spool;       /* wal-push, wal-get: --spool DIR */
+    int prefetch;            /* wal-get: --prefetch N */
+    long prefetch_only;      /* wal-get: internal, the background prefetcher (segment size) */
     int help;
     int nargs;
     const char *args[8];
@@ -86,6 +92,7 @@ typedef struct {
     proto_ctx_t *ctx;
     proto_sock_t *sock;
     uint64_t seq;
+    char config_path[PATH_MAX]; /* the config file loaded */
 } cli_t;
 
 struct verb {
@@ -121,8 +128,8 @@ static int fail(int code, const char *msg)
 
 static int cli_connect(cli_t *c, bq_errbuf_t *e)
 {
-    char path[PATH_MAX];
-    int rc = bq_cli_config_find(c->o->config, path, sizeof path, e);
+    char *path = c->config_path;
+    int rc = bq_cli_config_find(c->o->config, path, sizeof c->config_path, e);
     if (rc == 0)
         rc = bq_cli_config_load(path, &c->cfg, e);
     if (rc == 0 && c->o->timeout_ms)
@@ -1272,6 +1279,41 @@ static int verb_delete(cli_t *c)
 }
 
 /* The store verbs: their parsed options to store_cmd.c's function of the row. */
+static int wal_call(void *arg, bq_msg_cli_request_t *req, bq_msg_t *reply, bq_errbuf_t *e)
+{
+    return cli_call(arg, req, reply, e);
+}
+
+static void wal_opts(cli_t *c, wal_cmd_opts_t *w)
+{
+    memset(w, 0, sizeof *w);
+    w->ctx = c->ctx;
+    w->keys = &c->cfg.keys;
+    w->call = wal_call;
+    w->call_arg = c;
+    w->config = c->config_path;
+    w->json = c->o->json;
+    w->spool = c->o->spool;
+    w->prefetch = c->o->prefetch;
+    w->prefetch_only = c->o->prefetch_only;
+    w->nargs = c->o->nargs;
+    w->args = c->o->args;
+}
+
+static int verb_wal_push(cli_t *c)
+{
+    wal_cmd_opts_t w;
+    wal_opts(c, &w);
+    return wal_cmd_push(&w);
+}
+
+static int verb_wal_get(cli_t *c)
+{
+    wal_cmd_opts_t w;
+    wal_opts(c, &w);
+    return wal_cmd_get(&w);
+}
+
 static int verb_store(cli_t *c)
 {
     store_cmd_opts_t so = {.json = c->o->json,
@@ -1360,6 +1402,34 @@ static const verb_t verbs[] = {
      "default 120 s) until the WAL index has the segment: exit 0 once it is archived, 1 with\n"
      "a message when it is not in time. Prints the segment closed; --json {cluster, wal_file,\n"
      "job_id, archived, archive_wait_ms}.", 0, NULL},
+    {"wal-push", 2, 2, OPT_JSON | OPT_SPOOL, verb_wal_push,
+     "wal-push CLUSTER PATH [--spool DIR] [--json]",
+     "PostgreSQL's archive_command for a cluster with wal = archive:\n"
+     "    archive_command = 'barque -c /etc/barque/barque.conf wal-push CLUSTER %p'\n"
+     "Sends the WAL file at PATH (a segment, .partial, .history or .backup file) to the data\n"
+     "port of a worker at the cluster's site, which checks its headers and stores it durably\n"
+     "(compressed, encrypted); then the coordinator records it in the WAL index. Exit 0 only\n"
+     "then. The same content pushed again is success (\"already archived\" on stderr); other\n"
+     "content under an archived name is refused, exit 1, and both copies are kept (the new one\n"
+     "beside the old as NAME.conflict-SHA). With --spool DIR (owned by the server's user), one\n"
+     "call also pushes up to 15 more files the server has marked ready (archive_status), each\n"
+     "durable and recorded before DIR gets its marker; a later call for one of them finds the\n"
+     "marker (size, mtime, inode of the file) and returns 0 at once: nothing is reported\n"
+     "archived that is not durable in a store. The config and its secret key must be readable\n"
+     "by the server's OS user; its operator key is the one the data ports admit.", 0, NULL},
+    {"wal-get", 3, 3, OPT_JSON | OPT_SPOOL | OPT_PREFETCH, verb_wal_get,
+     "wal-get CLUSTER NAME DEST [--prefetch N] [--spool DIR] [--json]",
+     "PostgreSQL's restore_command, for every cluster:\n"
+     "    restore_command = 'barque -c /etc/barque/barque.conf wal-get CLUSTER %f %p'\n"
+     "Fetches WAL file NAME (a segment, .history, .partial or .backup file) of CLUSTER into\n"
+     "DEST from the nearest worker whose store holds it (the WAL index's holders at the\n"
+     "cluster's site first, then every worker there: a segment still being streamed comes from\n"
+     "the wal-stream job's spool, so a recovery replays up to the last WAL received). Exit 0\n"
+     "with the file in DEST; 1 when no store has it (every worker asked said so: recovery\n"
+     "ends there); 2 when it could not be fetched (no worker reachable, damage), said on\n"
+     "stderr. --prefetch N: fetch the next N segments in the background into DIR (default:\n"
+     "DEST's directory/.barque-prefetch), so replay finds them there; files still streaming\n"
+     "are never prefetched.", 0, NULL},
     {"show-backup", 2, 2, OPT_JSON, verb_show_backup,
      "show-backup CLUSTER ID|latest|oldest [--json]",
      "Everything the catalog knows about one backup of CLUSTER: state, job and worker, stores\n"
@@ -1506,6 +1576,24 @@ int cli_main(int argc, char **argv)
                 o.tablespaces[o.ntablespaces++] = val;
                 seen |= OPT_TABLESPACE;
             }
+        } else if (strcmp(a, "--spool") == 0) {
+            if (!val)
+                return err_usage("option %s needs a value", a);
+            o.spool = val;
+            seen |= OPT_SPOOL;
+            i++;
+        } else if (strcmp(a, "--prefetch") == 0 || strcmp(a, "--prefetch-only") == 0) {
+            char *end;
+            long v = val ? strtol(val, &end, 10) : -1;
+            int only = strcmp(a, "--prefetch-only") == 0;
+            if (!val || *end || v < (only ? 1 : 0) || (!only && v > 64))
+                return err_usage("%s needs a number%s", a, only ? "" : " from 0 to 64");
+            if (only)
+                o.prefetch_only = v;
+            else
+                o.prefetch = (int)v;
+            seen |= OPT_PREFETCH;
+            i++;
         } else if (strcmp(a, "--count") == 0) {
             char *end;
             unsigned long v = val ? strtoul(val, &end, 10) : 0;

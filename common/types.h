@@ -238,6 +238,7 @@ typedef struct {
     int64_t registered_ms, last_seen_ms;
     int online;
     char data_endpoint[BQ_ENDPOINT_MAX]; /* where peers reach its store ("" = none) */
+    char public_key[BQ_Z85_KEY_LEN + 1]; /* wal-target/wal-source replies only ("" = none) */
 } bq_worker_t;
 
 typedef struct {

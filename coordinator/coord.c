@@ -960,7 +960,8 @@ static void on_hello(coord_t *c, const bq_peer_t *from, bq_msg_t *m)
         peer_keys_send(c, from, name);
 }
 
-/* The PeerKeys version of the worker keys in the config: a hash of names and keys. */
+/* The PeerKeys version of the worker and operator keys in the config: a hash of names and
+ * keys. */
 static uint64_t peers_version_of(const bq_coord_config_t *cfg)
 {
     uint64_t h = 1469598103934665603ull;
@@ -972,11 +973,20 @@ static uint64_t peers_version_of(const bq_coord_config_t *cfg)
             h = (h ^ (uint8_t)*p) * 1099511628211ull;
         h = (h ^ 0xfe) * 1099511628211ull;
     }
+    for (size_t i = 0; i < cfg->noperators; i++) {
+        h = (h ^ 0xfd) * 1099511628211ull;
+        for (const char *p = cfg->operators[i].name; *p; p++)
+            h = (h ^ (uint8_t)*p) * 1099511628211ull;
+        h = (h ^ 0xfc) * 1099511628211ull;
+        for (const char *p = cfg->operators[i].public_key; *p; p++)
+            h = (h ^ (uint8_t)*p) * 1099511628211ull;
+    }
     return h ? h : 1;
 }
 
 /* PEER_KEYS to worker `name`: every worker of the config (the coordinator vouches for them),
- * which its data port then admits. */
+ * which its data port then admits, and every operator (admitted for wal-put and wal-get: an
+ * archive_command's wal-push, a restore_command's wal-get). */
 static void peer_keys_send(coord_t *c, const bq_peer_t *to, const char *name)
 {
     bq_msg_t m = {.type = BQ_MSG_PEER_KEYS, .seq = ++c->seq};
@@ -992,7 +1002,22 @@ static void peer_keys_send(coord_t *c, const bq_peer_t *to, const char *name)
                  c->cfg.workers[i].public_key);
     }
     m.u.peer_keys.nkeys = n;
-    bq_debug(COMP, 0, "sending worker %s the %zu worker keys its data port admits", name, n);
+    size_t no = c->cfg.noperators < BQ_PEER_KEYS_MAX ? c->cfg.noperators : BQ_PEER_KEYS_MAX;
+    m.u.peer_keys.operators = calloc(no ? no : 1, sizeof *m.u.peer_keys.operators);
+    if (!m.u.peer_keys.operators) {
+        free(m.u.peer_keys.keys);
+        return;
+    }
+    for (size_t i = 0; i < no; i++) {
+        snprintf(m.u.peer_keys.operators[i].name, sizeof m.u.peer_keys.operators[i].name, "%s",
+                 c->cfg.operators[i].name);
+        snprintf(m.u.peer_keys.operators[i].public_key,
+                 sizeof m.u.peer_keys.operators[i].public_key, "%s",
+                 c->cfg.operators[i].public_key);
+    }
+    m.u.peer_keys.noperators = no;
+    bq_debug(COMP, 0, "sending worker %s the %zu worker and %zu operator keys its data port "
+             "admits", name, n, no);
     out_push(c, to, &m, 0);
 }
 
@@ -1054,31 +1079,33 @@ static void on_accept(coord_t *c, const bq_peer_t *from, bq_msg_t *m)
 /* A wal-stream job reports a WAL file durable in its worker's store: record it in the WAL
  * index, in the batch. A record the catalog refuses (a name or stores it cannot keep) is a
  * warning; a dead transaction fails the batch. */
-static void wal_record(coord_t *c, const job_state_t *s, const char *worker,
-                       const bq_msg_progress_t *p)
+/* Record in this batch that WAL file name (size bytes) of cluster is durable in worker's
+ * store (a wal-stream job's report, job_id, or an operator's wal-push, job_id 0). */
+static int wal_record(coord_t *c, uint64_t job_id, const char *cluster, const char *worker,
+                      const char *name, uint64_t size, bq_errbuf_t *e)
 {
     catalog_txn_t *t = wtxn(c);
     if (!t)
-        return;
+        return bq_fail(e, c->batch_failed, "%s", c->batch_err.msg);
     bq_wal_file_t w;
     memset(&w, 0, sizeof w);
-    snprintf(w.cluster, sizeof w.cluster, "%s", s->cluster);
-    snprintf(w.name, sizeof w.name, "%s", p->wal_file);
-    w.size = p->wal_size;
+    snprintf(w.cluster, sizeof w.cluster, "%s", cluster);
+    snprintf(w.name, sizeof w.name, "%s", name);
+    w.size = size;
     snprintf(w.stores, sizeof w.stores, "%s", worker);
     w.archived_ms = bq_wall_ms();
-    bq_errbuf_t e;
-    int rc = catalog_wal_put(t, &w, &e);
+    int rc = catalog_wal_put(t, &w, e);
     if (rc == BQ_E_INVAL || rc == BQ_E_TOOBIG)
-        bq_warn(COMP, s->id, "WAL file %s of cluster %s from worker %s not recorded: %s",
-                p->wal_file, s->cluster, worker, e.msg);
+        bq_warn(COMP, job_id, "WAL file %s of cluster %s from worker %s not recorded: %s", name,
+                cluster, worker, e->msg);
     else if (rc)
-        batch_fail(c, rc, &e);
+        batch_fail(c, rc, e);
     else
-        bq_debug(COMP, s->id, "cluster %s: WAL file %s (%llu bytes) in the store of %s",
-                 s->cluster, p->wal_file, (unsigned long long)p->wal_size, worker);
+        bq_debug(COMP, job_id, "cluster %s: WAL file %s (%llu bytes) in the store of %s",
+                 cluster, name, (unsigned long long)size, worker);
     if (rc == 0)
-        wal_waiters_check(c, s->cluster);
+        wal_waiters_check(c, cluster);
+    return rc;
 }
 
 static void on_progress(coord_t *c, const bq_peer_t *from, bq_msg_t *m)
@@ -1093,8 +1120,10 @@ static void on_progress(coord_t *c, const bq_peer_t *from, bq_msg_t *m)
         return;
     }
     if (p->wal_file[0]) {
+        bq_errbuf_t e;
         if (s->type == BQ_JOB_WAL_STREAM)
-            wal_record(c, s, c->workers[wi].rec.name, p);
+            wal_record(c, s->id, s->cluster, c->workers[wi].rec.name, p->wal_file, p->wal_size,
+                       &e);
         else
             bq_warn(COMP, s->id, "a %s job reported WAL file %s: ignored (only wal-stream jobs "
                     "archive WAL)", bq_job_type_name(s->type), p->wal_file);
@@ -1404,6 +1433,67 @@ static int restore_source(coord_t *c, const bq_backup_t *b, int *wi, char *why, 
     if (!off)
         snprintf(why, whylen, "no store holds it");
     return BQ_E_NOTFOUND;
+}
+
+/* Append worker wi to r->workers as a wal-push/wal-get candidate, with the public key the
+ * coordinator vouches for; skipped when it is offline, has no data port or is not in the
+ * config, or is listed already. */
+static int wal_candidate_add(coord_t *c, bq_msg_cli_reply_t *r, size_t cap, int wi)
+{
+    const worker_state_t *w = &c->workers[wi];
+    const bq_cfg_worker_ref_t *ref = bq_coord_config_worker(&c->cfg, w->rec.name);
+    if (!ref || !worker_online(c, w->rec.name) || !w->rec.data_endpoint[0] || r->nworkers >= cap)
+        return 0;
+    for (size_t i = 0; i < r->nworkers; i++)
+        if (strcmp(r->workers[i].name, w->rec.name) == 0)
+            return 0;
+    r->workers[r->nworkers] = w->rec;
+    r->workers[r->nworkers].online = 1;
+    snprintf(r->workers[r->nworkers].public_key, sizeof r->workers[r->nworkers].public_key, "%s",
+             ref->public_key);
+    r->nworkers++;
+    return 1;
+}
+
+/* The workers a wal-push (holders NULL) or a wal-get of cluster cl should try, best first, into
+ * r->workers: for a get, the workers whose store holds the file (the index's `holders`), those
+ * at the cluster's site first; then every worker at the cluster's site with a store (by name:
+ * pushes go to the same one while it is up), which for a get may hold it unindexed or in its
+ * stream spool. BQ_E_NOWORKER naming the site when there is none. */
+static int wal_candidates(coord_t *c, const bq_cfg_cluster_t *cl, const char *holders,
+                          bq_msg_cli_reply_t *r, bq_errbuf_t *e)
+{
+    size_t cap = c->nworkers ? c->nworkers : 1;
+    if (!(r->workers = calloc(cap, sizeof *r->workers)))
+        return bq_fail(e, BQ_E_NOMEM, "out of memory");
+    size_t *order = calloc(cap, sizeof *order);
+    if (!order)
+        return bq_fail(e, BQ_E_NOMEM, "out of memory");
+    size_t n = 0;
+    for (size_t i = 0; i < c->nworkers; i++)
+        order[n++] = i;
+    /* by name, so the choice is stable */
+    for (size_t i = 1; i < n; i++)
+        for (size_t k = i; k > 0 && strcmp(c->workers[order[k - 1]].rec.name,
+                                           c->workers[order[k]].rec.name) > 0; k--) {
+            size_t t = order[k];
+            order[k] = order[k - 1];
+            order[k - 1] = t;
+        }
+    for (int pass = 0; pass < 3; pass++)
+        for (size_t i = 0; i < n; i++) {
+            const worker_state_t *w = &c->workers[order[i]];
+            int here = strcmp(w->rec.site, cl->site) == 0;
+            int holds = holders && name_in_list(holders, w->rec.name);
+            if ((pass == 0 && holds && here) || (pass == 1 && holds && !here) ||
+                (pass == 2 && here && w->rec.store_total > 0))
+                wal_candidate_add(c, r, cap, (int)order[i]);
+        }
+    free(order);
+    if (r->nworkers == 0)
+        return bq_fail(e, BQ_E_NOWORKER, "no worker of site %s is online with a store and a data "
+                       "port (data_listen) for the WAL of cluster %s", cl->site, cl->name);
+    return 0;
 }
 
 /* A restore job is being offered (j, ASSIGNED in this batch): when its worker's store lacks
@@ -1926,6 +2016,34 @@ static void on_cli(coord_t *c, const bq_peer_t *from, bq_msg_t *m)
         else if ((rc = catalog_txn_begin(c->cat, 0, &rt, &e)) == 0) {
             bq_wal_file_t w;
             rc = catalog_wal_get(rt, q->cluster, q->wal_file, &w, &e);
+        }
+    } else if (strcmp(q->verb, "wal-target") == 0 || strcmp(q->verb, "wal-source") == 0 ||
+               strcmp(q->verb, "wal-pushed") == 0) {
+        /* wal-push and wal-get (cli/wal_cmd.c): which workers to send a WAL file to or fetch
+         * it from, and the record of a pushed file in the WAL index */
+        const bq_cfg_cluster_t *cl = bq_coord_config_cluster(&c->cfg, q->cluster);
+        int target = strcmp(q->verb, "wal-target") == 0;
+        if (!cl)
+            rc = bq_fail(&e, BQ_E_NOTFOUND, "no cluster %s in the coordinator's config", q->cluster);
+        else if (!target && !bq_wal_name_valid(q->wal_file))
+            rc = bq_fail(&e, BQ_E_USAGE, "\"%s\" is not a WAL file name", q->wal_file);
+        else if (target)
+            rc = wal_candidates(c, cl, NULL, r, &e);
+        else if (strcmp(q->verb, "wal-pushed") == 0) {
+            if (!q->worker[0] || !bq_coord_config_worker(&c->cfg, q->worker))
+                rc = bq_fail(&e, BQ_E_NOTFOUND, "no worker %s in the coordinator's config",
+                             q->worker);
+            else if ((rc = wal_record(c, 0, cl->name, q->worker, q->wal_file, q->wal_size, &e)) == 0)
+                bq_info(COMP, 0, "cluster %s: WAL file %s pushed by operator %s into the store of "
+                        "%s", cl->name, q->wal_file, op, q->worker);
+        } else if ((rc = catalog_txn_begin(c->cat, 0, &rt, &e)) == 0) {
+            static bq_wal_file_t w;
+            rc = catalog_wal_get(rt, cl->name, q->wal_file, &w, &e);
+            r->found = rc == 0;
+            if (rc == BQ_E_NOTFOUND)
+                rc = 0;
+            if (rc == 0)
+                rc = wal_candidates(c, cl, r->found ? w.stores : NULL, r, &e);
         }
     } else if (strcmp(q->verb, "check") == 0 || strcmp(q->verb, "sleep") == 0) {
         int check = strcmp(q->verb, "check") == 0;

@@ -745,7 +745,8 @@ static int codec_worker_to_pb(const bq_worker_t *c, Barque__Worker *pb, bq_errbu
     int rc;
     barque__worker__init(pb);
     if ((rc = STR_PUT("Worker", name)) < 0 || (rc = STR_PUT("Worker", site)) < 0 ||
-        (rc = STR_PUT("Worker", version)) < 0 || (rc = STR_PUT("Worker", data_endpoint)) < 0)
+        (rc = STR_PUT("Worker", version)) < 0 || (rc = STR_PUT("Worker", data_endpoint)) < 0 ||
+        (rc = STR_PUT("Worker", public_key)) < 0)
         return rc;
     pb->store_free = c->store_free;
     pb->store_total = c->store_total;
@@ -762,8 +763,12 @@ static int codec_worker_from_pb(const Barque__Worker *pb, bq_worker_t *c, bq_err
     int rc;
     memset(c, 0, sizeof *c);
     if ((rc = STR_GET("Worker", name)) < 0 || (rc = STR_GET("Worker", site)) < 0 ||
-        (rc = STR_GET("Worker", version)) < 0 || (rc = STR_GET("Worker", data_endpoint)) < 0)
+        (rc = STR_GET("Worker", version)) < 0 || (rc = STR_GET("Worker", data_endpoint)) < 0 ||
+        (rc = STR_GET("Worker", public_key)) < 0)
         return rc;
+    if (c->public_key[0] && strlen(c->public_key) != BQ_Z85_KEY_LEN)
+        return bq_fail(e, BQ_E_PROTO, "Worker.public_key of %s is %zu characters, not %d", c->name,
+                       strlen(c->public_key), BQ_Z85_KEY_LEN);
     c->store_free = pb->store_free;
     c->store_total = pb->store_total;
     c->running = pb->running;
@@ -1155,9 +1160,11 @@ void proto_msg_clear(bq_msg_t *m)
         break;
     case BQ_MSG_PEER_KEYS:
         free(m->u.peer_keys.keys);
+        free(m->u.peer_keys.operators);
         break;
     case BQ_MSG_DATA_REQUEST:
         free(m->u.data_req.ids);
+        free(m->u.data_req.data);
         break;
     case BQ_MSG_DATA_REPLY:
         free(m->u.data_reply.data);
@@ -1194,6 +1201,37 @@ static int codec_rows_check(size_t n, const void *rows, const char *what, bq_err
 
 /* ---- PeerKeys, DataRequest, DataReply (the data port) --------------------------------- */
 
+/* One list of PeerKey (keys or operators) to protobuf-c, from the arena. */
+static int codec_peer_key_list_to_pb(codec_arena_t *a, const bq_peer_key_t *keys, size_t n,
+                                     const char *what, Barque__PeerKey ***out, size_t *nout,
+                                     bq_errbuf_t *e)
+{
+    int rc;
+    if (n > BQ_PEER_KEYS_MAX)
+        return bq_fail(e, BQ_E_INVAL, "PeerKeys has %zu %s, more than the limit of %d", n, what,
+                       BQ_PEER_KEYS_MAX);
+    if (n && !keys)
+        return bq_fail(e, BQ_E_INVAL, "PeerKeys has %zu %s but no array", n, what);
+    if (!n)
+        return 0;
+    Barque__PeerKey *ks = ARENA_ARRAY(a, n, Barque__PeerKey);
+    Barque__PeerKey **ptrs = ARENA_ARRAY(a, n, Barque__PeerKey *);
+    if (!ks || !ptrs)
+        return codec_nomem(e);
+    for (size_t i = 0; i < n; i++) {
+        barque__peer_key__init(&ks[i]);
+        if ((rc = codec_str_put(keys[i].name, sizeof keys[i].name, "PeerKey", "name",
+                                &ks[i].name, e)) < 0 ||
+            (rc = codec_str_put(keys[i].public_key, sizeof keys[i].public_key, "PeerKey",
+                                "public_key", &ks[i].public_key, e)) < 0)
+            return rc;
+        ptrs[i] = &ks[i];
+    }
+    *out = ptrs;
+    *nout = n;
+    return 0;
+}
+
 static int codec_peer_keys_to_pb(codec_arena_t *a, const bq_msg_peer_keys_t *c,
                                  ProtobufCMessage **out, bq_errbuf_t *e)
 {
@@ -1203,29 +1241,38 @@ static int codec_peer_keys_to_pb(codec_arena_t *a, const bq_msg_peer_keys_t *c,
         return codec_nomem(e);
     barque__peer_keys__init(pb);
     pb->version = c->version;
-    if (c->nkeys > BQ_PEER_KEYS_MAX)
-        return bq_fail(e, BQ_E_INVAL, "PeerKeys has %zu keys, more than the limit of %d", c->nkeys,
-                       BQ_PEER_KEYS_MAX);
-    if (c->nkeys && !c->keys)
-        return bq_fail(e, BQ_E_INVAL, "PeerKeys has %zu keys but no array", c->nkeys);
-    if (c->nkeys) {
-        Barque__PeerKey *ks = ARENA_ARRAY(a, c->nkeys, Barque__PeerKey);
-        Barque__PeerKey **ptrs = ARENA_ARRAY(a, c->nkeys, Barque__PeerKey *);
-        if (!ks || !ptrs)
-            return codec_nomem(e);
-        for (size_t i = 0; i < c->nkeys; i++) {
-            barque__peer_key__init(&ks[i]);
-            if ((rc = codec_str_put(c->keys[i].name, sizeof c->keys[i].name, "PeerKey", "name",
-                                    &ks[i].name, e)) < 0 ||
-                (rc = codec_str_put(c->keys[i].public_key, sizeof c->keys[i].public_key,
-                                    "PeerKey", "public_key", &ks[i].public_key, e)) < 0)
-                return rc;
-            ptrs[i] = &ks[i];
-        }
-        pb->n_keys = c->nkeys;
-        pb->keys = ptrs;
-    }
+    if ((rc = codec_peer_key_list_to_pb(a, c->keys, c->nkeys, "keys", &pb->keys, &pb->n_keys,
+                                        e)) < 0 ||
+        (rc = codec_peer_key_list_to_pb(a, c->operators, c->noperators, "operators",
+                                        &pb->operators, &pb->n_operators, e)) < 0)
+        return rc;
     *out = &pb->base;
+    return 0;
+}
+
+/* One list of PeerKey from protobuf-c into a new array (*out, *nout: as many as decoded). */
+static int codec_peer_key_list_from_pb(Barque__PeerKey *const *pbk, size_t n, const char *what,
+                                       bq_peer_key_t **out, size_t *nout, bq_errbuf_t *e)
+{
+    int rc;
+    if (n > BQ_PEER_KEYS_MAX)
+        return bq_fail(e, BQ_E_PROTO, "PeerKeys has %zu %s, more than the limit of %d", n, what,
+                       BQ_PEER_KEYS_MAX);
+    if (!n)
+        return 0;
+    if (!(*out = calloc(n, sizeof **out)))
+        return codec_nomem(e);
+    for (size_t i = 0; i < n; i++) {
+        bq_peer_key_t *k = &(*out)[i];
+        if ((rc = codec_str_get(k->name, sizeof k->name, pbk[i]->name, "PeerKey", "name", e)) < 0 ||
+            (rc = codec_str_get(k->public_key, sizeof k->public_key, pbk[i]->public_key,
+                                "PeerKey", "public_key", e)) < 0)
+            return rc;
+        if (strlen(k->public_key) != BQ_Z85_KEY_LEN)
+            return bq_fail(e, BQ_E_PROTO, "PeerKey.public_key of %s is %zu characters, not %d",
+                           k->name, strlen(k->public_key), BQ_Z85_KEY_LEN);
+        *nout = i + 1;
+    }
     return 0;
 }
 
@@ -1234,26 +1281,11 @@ static int codec_peer_keys_from_pb(const Barque__PeerKeys *pb, bq_msg_peer_keys_
 {
     int rc;
     c->version = pb->version;
-    if (pb->n_keys > BQ_PEER_KEYS_MAX)
-        return bq_fail(e, BQ_E_PROTO, "PeerKeys has %zu keys, more than the limit of %d",
-                       pb->n_keys, BQ_PEER_KEYS_MAX);
-    if (!pb->n_keys)
-        return 0;
-    if (!(c->keys = calloc(pb->n_keys, sizeof *c->keys)))
-        return codec_nomem(e);
-    for (size_t i = 0; i < pb->n_keys; i++) {
-        bq_peer_key_t *k = &c->keys[i];
-        if ((rc = codec_str_get(k->name, sizeof k->name, pb->keys[i]->name, "PeerKey", "name",
-                                e)) < 0 ||
-            (rc = codec_str_get(k->public_key, sizeof k->public_key, pb->keys[i]->public_key,
-                                "PeerKey", "public_key", e)) < 0)
-            return rc;
-        if (strlen(k->public_key) != BQ_Z85_KEY_LEN)
-            return bq_fail(e, BQ_E_PROTO, "PeerKey.public_key of %s is %zu characters, not %d",
-                           k->name, strlen(k->public_key), BQ_Z85_KEY_LEN);
-        c->nkeys = i + 1;
-    }
-    return 0;
+    if ((rc = codec_peer_key_list_from_pb(pb->keys, pb->n_keys, "keys", &c->keys, &c->nkeys,
+                                          e)) < 0)
+        return rc;
+    return codec_peer_key_list_from_pb(pb->operators, pb->n_operators, "operators",
+                                       &c->operators, &c->noperators, e);
 }
 
 static int codec_data_req_to_pb(codec_arena_t *a, const bq_msg_data_req_t *c,
@@ -1264,9 +1296,20 @@ static int codec_data_req_to_pb(codec_arena_t *a, const bq_msg_data_req_t *c,
     if (!pb)
         return codec_nomem(e);
     barque__data_request__init(pb);
-    if ((rc = STR_PUT("DataRequest", op)) < 0 || (rc = STR_PUT("DataRequest", name)) < 0)
+    if ((rc = STR_PUT("DataRequest", op)) < 0 || (rc = STR_PUT("DataRequest", name)) < 0 ||
+        (rc = STR_PUT("DataRequest", cluster)) < 0)
         return rc;
     pb->offset = c->offset;
+    if (c->len > BQ_DATA_PIECE_MAX)
+        return bq_fail(e, BQ_E_INVAL, "DataRequest carries %zu bytes, more than the limit of %u",
+                       c->len, BQ_DATA_PIECE_MAX);
+    if (c->len && !c->data)
+        return bq_fail(e, BQ_E_INVAL, "DataRequest has %zu bytes but no buffer", c->len);
+    pb->data.data = c->data;
+    pb->data.len = c->len;
+    pb->total = c->total;
+    pb->last = !!c->last;
+    pb->seg_size = c->seg_size;
     if (c->nids > BQ_DATA_IDS_MAX)
         return bq_fail(e, BQ_E_INVAL, "DataRequest has %zu ids, more than the limit of %d",
                        c->nids, BQ_DATA_IDS_MAX);
@@ -1291,9 +1334,26 @@ static int codec_data_req_from_pb(const Barque__DataRequest *pb, bq_msg_data_req
                                   bq_errbuf_t *e)
 {
     int rc;
-    if ((rc = STR_GET("DataRequest", op)) < 0 || (rc = STR_GET("DataRequest", name)) < 0)
+    if ((rc = STR_GET("DataRequest", op)) < 0 || (rc = STR_GET("DataRequest", name)) < 0 ||
+        (rc = STR_GET("DataRequest", cluster)) < 0)
         return rc;
     c->offset = pb->offset;
+    if (pb->data.len > BQ_DATA_PIECE_MAX)
+        return bq_fail(e, BQ_E_PROTO, "DataRequest carries %zu bytes, more than the limit of %u",
+                       pb->data.len, BQ_DATA_PIECE_MAX);
+    if (pb->data.len &&
+        (pb->offset > UINT64_MAX - pb->data.len || pb->offset + pb->data.len > pb->total))
+        return bq_fail(e, BQ_E_PROTO, "DataRequest's %zu bytes at offset %" PRIu64 " run past "
+                       "its total of %" PRIu64, pb->data.len, pb->offset, pb->total);
+    c->total = pb->total;
+    c->last = !!pb->last;
+    c->seg_size = pb->seg_size;
+    if (pb->data.len) {
+        if (!(c->data = malloc(pb->data.len)))
+            return codec_nomem(e);
+        memcpy(c->data, pb->data.data, pb->data.len);
+        c->len = pb->data.len;
+    }
     if (pb->n_ids > BQ_DATA_IDS_MAX)
         return bq_fail(e, BQ_E_PROTO, "DataRequest has %zu ids, more than the limit of %d",
                        pb->n_ids, BQ_DATA_IDS_MAX);
@@ -1337,6 +1397,8 @@ static int codec_data_reply_to_pb(codec_arena_t *a, const bq_msg_data_reply_t *c
     }
     pb->index = c->index;
     pb->last = !!c->last;
+    pb->exists = !!c->exists;
+    pb->partial = !!c->partial;
     if (c->nkey_ids > BQ_DATA_KEYS_MAX)
         return bq_fail(e, BQ_E_INVAL, "DataReply has %zu key ids, more than the limit of %d",
                        c->nkey_ids, BQ_DATA_KEYS_MAX);
@@ -1373,6 +1435,8 @@ static int codec_data_reply_from_pb(const Barque__DataReply *pb, bq_msg_data_rep
     c->total = pb->total;
     c->index = pb->index;
     c->last = !!pb->last;
+    c->exists = !!pb->exists;
+    c->partial = !!pb->partial;
     if ((c->has_id = pb->id.len == BQ_CHUNK_ID_BYTES))
         memcpy(c->id, pb->id.data, BQ_CHUNK_ID_BYTES);
     if (pb->data.len) {
@@ -1566,6 +1630,7 @@ static int codec_body_to_pb(codec_arena_t *a, const bq_msg_t *m, ProtobufCMessag
             (rc = STR_PUT("CliRequest", wal_file)) < 0)
             return rc;
         pb->force = !!c->force;
+        pb->wal_size = c->wal_size;
         pb->job_id = c->job_id;
         pb->all = !!c->all;
         pb->sleep_ms = c->sleep_ms;
@@ -1607,6 +1672,7 @@ static int codec_body_to_pb(codec_arena_t *a, const bq_msg_t *m, ProtobufCMessag
             (rc = codec_rows_check(c->ntimelines, c->timelines, "timelines", e)) < 0)
             return rc;
         pb->code = c->code;
+        pb->found = !!c->found;
         pb->job_id = c->job_id;
         pb->jobs_queued = c->jobs_queued;
         pb->jobs_running = c->jobs_running;
@@ -1895,6 +1961,7 @@ static int codec_body_from_pb(const ProtobufCMessage *msg, bq_msg_t *m, bq_errbu
         if (c->wal_file[0] && !bq_wal_name_valid(c->wal_file))
             return bq_fail(e, BQ_E_PROTO, "CliRequest.wal_file is not a WAL file name");
         c->force = !!pb->force;
+        c->wal_size = pb->wal_size;
         c->job_id = pb->job_id;
         c->all = !!pb->all;
         c->sleep_ms = pb->sleep_ms;
@@ -1921,6 +1988,7 @@ static int codec_body_from_pb(const ProtobufCMessage *msg, bq_msg_t *m, bq_errbu
         if ((rc = STR_GET("CliReply", error)) < 0)
             return rc;
         c->code = pb->code;
+        c->found = !!pb->found;
         c->job_id = pb->job_id;
         c->jobs_queued = pb->jobs_queued;
         c->jobs_running = pb->jobs_running;

@@ -64,6 +64,8 @@ typedef struct {
     uint64_t version;
     size_t nkeys;
     bq_peer_key_t *keys;       /* owned by the message */
+    size_t noperators;
+    bq_peer_key_t *operators;  /* owned by the message: admitted for wal-put, wal-get only */
 } bq_msg_peer_keys_t;
 
 /* MSG_DATA_REQUEST / MSG_DATA_REPLY: a worker reading a peer's store over its data port. */
@@ -74,11 +76,17 @@ typedef struct {
 #define BQ_DATA_NAME_MAX 128
 
 typedef struct {
-    char op[16];                       /* "read", "keys", "chunks" */
-    char name[BQ_DATA_NAME_MAX];       /* read: the store file */
-    uint64_t offset;                   /* read: from where */
+    char op[16];                       /* "read", "keys", "chunks", "wal-put", "wal-get" */
+    char name[BQ_DATA_NAME_MAX];       /* read: the store file; wal-*: the WAL file */
+    uint64_t offset;                   /* read, wal-put: from where */
     size_t nids;                       /* chunks: at most BQ_DATA_IDS_MAX */
     uint8_t (*ids)[BQ_CHUNK_ID_BYTES]; /* owned by the message */
+    char cluster[BQ_NAME_MAX];         /* wal-*: whose WAL */
+    size_t len;                        /* wal-put: at most BQ_DATA_PIECE_MAX */
+    uint8_t *data;                     /* wal-put: the piece (owned by a decoded message) */
+    uint64_t total;                    /* wal-put: the file's size */
+    int last;                          /* wal-put: the file's last piece */
+    uint32_t seg_size;                 /* wal-put: the cluster's wal_segment_size */
 } bq_msg_data_req_t;
 
 typedef struct {
@@ -93,6 +101,8 @@ typedef struct {
     int last;
     size_t nkey_ids;
     uint32_t *key_ids;                 /* owned by the message */
+    int exists;                        /* wal-put: the store already held this content */
+    int partial;                       /* wal-get: a segment still being streamed */
 } bq_msg_data_reply_t;
 
 typedef struct {
@@ -157,7 +167,8 @@ typedef struct {
     char checkpoint[8];               /* backup: "fast" (or "") or "spread" */
     uint64_t offset;                  /* list-files: the first file wanted */
     int force;                        /* switch-wal: CHECKPOINT first */
-    char wal_file[BQ_WAL_NAME_MAX];   /* wal-file: the WAL file asked about */
+    char wal_file[BQ_WAL_NAME_MAX];   /* wal-file, wal-source, wal-pushed: the WAL file */
+    uint64_t wal_size;                /* wal-pushed: its size */
 } bq_msg_cli_request_t;
 
 typedef struct {
@@ -176,6 +187,7 @@ typedef struct {
     uint64_t files_total, files_offset;
     size_t ntimelines;         /* list-wal: the cluster's timelines, ascending */
     bq_wal_timeline_t *timelines; /* owned by the message */
+    int found;                 /* wal-source: the WAL index holds the file */
 } bq_msg_cli_reply_t;
 
 typedef struct {
@@ -261,6 +273,12 @@ int proto_server_new(proto_ctx_t *ctx, const char *endpoint, const bq_keypair_t 
 /* DEALER, CURVE client, connected (auto-reconnects). */
 int proto_client_new(proto_ctx_t *ctx, const char *endpoint, const char *server_public_z85,
                      const bq_keypair_t *keys, proto_sock_t **out, bq_errbuf_t *e);
+/* proto_client_new, then wait up to timeout_ms for the CURVE handshake (sends never block, so
+ * this is how a caller learns that the server is there and admits its key): BQ_E_AUTH when
+ * the server refused the key, BQ_E_TIMEOUT when it did not answer. */
+int proto_client_connect(proto_ctx_t *ctx, const char *endpoint, const char *server_public_z85,
+                         const bq_keypair_t *keys, int timeout_ms, proto_sock_t **out,
+                         bq_errbuf_t *e);
 /* inproc PULL (bound) and PUSH (connected) for threads talking to an event loop. */
 int proto_inproc_pull_new(proto_ctx_t *ctx, const char *name, proto_sock_t **out, bq_errbuf_t *e);
 int proto_inproc_push_new(proto_ctx_t *ctx, const char *name, proto_sock_t **out, bq_errbuf_t *e);

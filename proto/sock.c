@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <zmq.h>
 
 struct proto_ctx {
@@ -182,6 +183,42 @@ int proto_client_handshake_state(proto_sock_t *s, bq_errbuf_t *e)
                        "coordinator's config, and is coordinator_public_key_file right?",
                        s->endpoint);
     return s->handshake_state;
+}
+
+int proto_client_connect(proto_ctx_t *ctx, const char *endpoint, const char *server_public_z85,
+                         const bq_keypair_t *keys, int timeout_ms, proto_sock_t **out,
+                         bq_errbuf_t *e)
+{
+    *out = NULL;
+    proto_sock_t *s = NULL;
+    int rc = proto_client_new(ctx, endpoint, server_public_z85, keys, &s, e);
+    if (rc)
+        return rc;
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    bq_errbuf_t hs = {{0}};
+    int state = BQ_E_TIMEOUT;
+    for (int i = 0; i < 1000000; i++) {
+        state = proto_client_handshake_state(s, &hs);
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        long ms = (now.tv_sec - t0.tv_sec) * 1000L + (now.tv_nsec - t0.tv_nsec) / 1000000L;
+        if (state != BQ_E_TIMEOUT || ms >= timeout_ms)
+            break;
+        struct timespec ts = {0, 5 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    if (state == BQ_E_AUTH)
+        rc = bq_fail(e, BQ_E_AUTH, "%s refused this key: %s", endpoint, hs.msg);
+    else if (state != 0)
+        rc = bq_fail(e, BQ_E_TIMEOUT, "could not reach %s within %d s", endpoint,
+                     (timeout_ms + 999) / 1000);
+    if (rc) {
+        proto_sock_destroy(&s);
+        return rc;
+    }
+    *out = s;
+    return 0;
 }
 
 static int inproc_new(proto_ctx_t *ctx, const char *name, int type, proto_sock_t **out,

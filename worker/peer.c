@@ -4,14 +4,20 @@
 
 #include "clock.h"
 #include "log.h"
+#include "walfile.h"
+#include "wal.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define COMP "data"
 #define PEER_TIMEOUT_MS 30000  /* a peer silent this long is gone */
@@ -22,6 +28,23 @@
 
 /* ---- the server --------------------------------------------------------------------------- */
 
+#define PEER_UPLOADS 8                      /* wal-put files being received at once */
+#define PEER_UPLOAD_BYTES ((size_t)512 << 20) /* their buffers, in all */
+#define PEER_UPLOAD_IDLE_MS 60000           /* an upload with no piece this long is dropped */
+
+/* A WAL file an operator's wal-push is sending, piece by piece, kept in memory until its last
+ * piece; then archived into the store. */
+typedef struct {
+    int used;
+    size_t rid_len;
+    uint8_t rid[BQ_ROUTING_ID_MAX];
+    char cluster[BQ_NAME_MAX];
+    char name[BQ_DATA_NAME_MAX];
+    uint8_t *buf;
+    uint64_t total, got;
+    int64_t touched_ms;
+} upload_t;
+
 struct peer_server {
     proto_ctx_t *ctx;
     proto_zap_t *zap;
@@ -31,6 +54,8 @@ struct peer_server {
     int started;
     atomic_int stop;
     uint8_t *buf;
+    upload_t uploads[PEER_UPLOADS];
+    size_t upload_bytes;
 };
 
 static void reply_send(peer_server_t *srv, const bq_peer_t *to, bq_msg_t *m)
@@ -132,6 +157,255 @@ static void serve_chunks(peer_server_t *srv, store_reader_t *rd, const bq_peer_t
     }
 }
 
+static void upload_drop(peer_server_t *srv, upload_t *u)
+{
+    if (!u->used)
+        return;
+    srv->upload_bytes -= u->total;
+    free(u->buf);
+    memset(u, 0, sizeof *u);
+}
+
+static upload_t *upload_find(peer_server_t *srv, const bq_peer_t *from, const char *cluster,
+                             const char *name)
+{
+    for (int i = 0; i < PEER_UPLOADS; i++) {
+        upload_t *u = &srv->uploads[i];
+        if (u->used && u->rid_len == from->routing_id_len &&
+            memcmp(u->rid, from->routing_id, u->rid_len) == 0 &&
+            strcmp(u->cluster, cluster) == 0 && strcmp(u->name, name) == 0)
+            return u;
+    }
+    return NULL;
+}
+
+static void uploads_expire(peer_server_t *srv)
+{
+    int64_t now = bq_mono_ms();
+    for (int i = 0; i < PEER_UPLOADS; i++)
+        if (srv->uploads[i].used && now - srv->uploads[i].touched_ms > PEER_UPLOAD_IDLE_MS) {
+            bq_warn(COMP, 0, "dropping the upload of WAL file %s of cluster %s: no piece for "
+                    "%d s", srv->uploads[i].name, srv->uploads[i].cluster,
+                    PEER_UPLOAD_IDLE_MS / 1000);
+            upload_drop(srv, &srv->uploads[i]);
+        }
+}
+
+/* Is name, of len bytes, a WAL file a wal-put may store (seg_size: the cluster's)? */
+static int wal_put_check(const char *name, const uint8_t *buf, size_t len, uint32_t seg_size,
+                         bq_errbuf_t *e)
+{
+    store_wal_kind_t kind;
+    uint32_t tli = 0;
+    int rc = store_wal_name_parse(name, &kind, &tli, e);
+    if (rc == 0 && (kind == STORE_WAL_SEGMENT || kind == STORE_WAL_PARTIAL))
+        rc = pg_wal_segment_check(name, buf, len, 0, seg_size, e);
+    if (rc == 0 && kind == STORE_WAL_HISTORY) {
+        size_t cap = 4096, n = 0;
+        pg_tli_entry_t *ents = malloc(cap * sizeof *ents);
+        rc = ents ? pg_tli_history_parse((const char *)buf, len, tli, ents, cap, &n, e)
+                  : bq_fail(e, BQ_E_NOMEM, "out of memory");
+        free(ents);
+    }
+    return rc;
+}
+
+/* op wal-put: one piece of a WAL file; the last one archives it. */
+static void serve_wal_put(peer_server_t *srv, const bq_peer_t *from, uint64_t seq,
+                          const bq_msg_data_req_t *q)
+{
+    bq_errbuf_t e = {{0}};
+    store_wal_kind_t kind;
+    if (!store_wal_cluster_valid(q->cluster)) {
+        reply_error(srv, from, seq, BQ_E_INVAL, "wal-put: invalid cluster name", NULL, 0);
+        return;
+    }
+    if (store_wal_name_parse(q->name, &kind, NULL, &e) != 0) {
+        reply_error(srv, from, seq, BQ_E_INVAL, e.msg, NULL, 0);
+        return;
+    }
+    size_t max = (kind == STORE_WAL_HISTORY || kind == STORE_WAL_BACKUP) ? STORE_WAL_SMALL_MAX
+                                                                         : STORE_WAL_SEG_MAX;
+    upload_t *u = upload_find(srv, from, q->cluster, q->name);
+    if (q->offset == 0) {
+        if (u)
+            upload_drop(srv, u); /* a new attempt of the same file */
+        if (q->total > max) {
+            snprintf(e.msg, sizeof e.msg, "WAL file %s of %" PRIu64 " bytes is larger than %zu",
+                     q->name, q->total, max);
+            reply_error(srv, from, seq, BQ_E_TOOBIG, e.msg, NULL, 0);
+            return;
+        }
+        u = NULL;
+        for (int i = 0; i < PEER_UPLOADS && !u; i++)
+            if (!srv->uploads[i].used)
+                u = &srv->uploads[i];
+        if (!u || srv->upload_bytes + q->total > PEER_UPLOAD_BYTES) {
+            reply_error(srv, from, seq, BQ_E_NOWORKER, "the data port is receiving as many WAL "
+                        "files as it takes: try again", NULL, 0);
+            return;
+        }
+        if (!(u->buf = malloc(q->total ? q->total : 1))) {
+            reply_error(srv, from, seq, BQ_E_NOMEM, "out of memory receiving a WAL file", NULL, 0);
+            return;
+        }
+        u->used = 1;
+        u->rid_len = from->routing_id_len;
+        memcpy(u->rid, from->routing_id, from->routing_id_len);
+        snprintf(u->cluster, sizeof u->cluster, "%s", q->cluster);
+        snprintf(u->name, sizeof u->name, "%s", q->name);
+        u->total = q->total;
+        u->got = 0;
+        srv->upload_bytes += u->total;
+    } else if (!u) {
+        snprintf(e.msg, sizeof e.msg, "wal-put: a piece of %s at offset %" PRIu64 " with no "
+                 "upload of it under way", q->name, q->offset);
+        reply_error(srv, from, seq, BQ_E_STATE, e.msg, NULL, 0);
+        return;
+    }
+    if (q->offset != u->got || q->total != u->total || q->len > u->total - u->got) {
+        snprintf(e.msg, sizeof e.msg, "wal-put: a piece of %s at offset %" PRIu64 " of %" PRIu64
+                 " (%zu bytes) where %" PRIu64 " of %" PRIu64 " came", q->name, q->offset,
+                 q->total, q->len, u->got, u->total);
+        upload_drop(srv, u);
+        reply_error(srv, from, seq, BQ_E_PROTO, e.msg, NULL, 0);
+        return;
+    }
+    if (q->len)
+        memcpy(u->buf + u->got, q->data, q->len);
+    u->got += q->len;
+    u->touched_ms = bq_mono_ms();
+    bq_msg_t r = {.type = BQ_MSG_DATA_REPLY, .seq = seq};
+    r.u.data_reply.offset = q->offset;
+    r.u.data_reply.total = u->total;
+    if (!q->last) {
+        reply_send(srv, from, &r); /* the piece is taken: the client may send more */
+        return;
+    }
+    int rc = 0;
+    if (u->got != u->total)
+        rc = bq_fail(&e, BQ_E_PROTO, "wal-put: the last piece of %s came with %" PRIu64 " of %"
+                     PRIu64 " bytes", q->name, u->got, u->total);
+    if (rc == 0)
+        rc = wal_put_check(u->name, u->buf, (size_t)u->total, q->seg_size, &e);
+    uint64_t before = 0;
+    int existed = rc == 0 && store_wal_stat(store_dir(srv->store), u->cluster, u->name, &before,
+                                            NULL, NULL) == 0;
+    if (rc == 0)
+        rc = store_wal_archive(srv->store, u->cluster, q->seg_size, u->name, u->buf,
+                               (size_t)u->total, &e);
+    if (rc == 0) {
+        bq_info(COMP, 0, "%s: WAL file %s of cluster %s (%" PRIu64 " bytes) %s", from->user_id,
+                u->name, u->cluster, u->total, existed ? "was already archived with the same "
+                "content" : "archived");
+        r.u.data_reply.last = 1;
+        r.u.data_reply.exists = existed;
+        reply_send(srv, from, &r);
+    } else {
+        bq_warn(COMP, 0, "%s: WAL file %s of cluster %s refused: %s", from->user_id, u->name,
+                u->cluster, e.msg);
+        reply_error(srv, from, seq, rc, e.msg, NULL, 0);
+    }
+    upload_drop(srv, u);
+}
+
+/* The segment name of cluster being streamed into this worker's spool, if it is there: read
+ * into a new buffer. BQ_E_NOTFOUND when it is not. */
+static int spool_partial_read(peer_server_t *srv, const char *cluster, const char *name,
+                              uint8_t **buf, size_t *len, bq_errbuf_t *e)
+{
+    char path[PATH_MAX];
+    if (snprintf(path, sizeof path, "%s/spool/%s/%s.partial", store_dir(srv->store), cluster,
+                 name) >= (int)sizeof path)
+        return bq_fail(e, BQ_E_INVAL, "spool path too long");
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return errno == ENOENT ? BQ_E_NOTFOUND : bq_fail(e, BQ_E_IO, "could not open %s: %s",
+                                                          path, strerror(errno));
+    off_t end = lseek(fd, 0, SEEK_END);
+    int rc = 0;
+    if (end < 0 || (size_t)end > STORE_WAL_SEG_MAX)
+        rc = bq_fail(e, BQ_E_IO, "%s: bad size", path);
+    uint8_t *b = rc ? NULL : malloc(end ? (size_t)end : 1);
+    if (rc == 0 && !b)
+        rc = bq_fail(e, BQ_E_NOMEM, "out of memory reading %s", path);
+    size_t got = 0;
+    while (rc == 0 && got < (size_t)end) {
+        ssize_t n = pread(fd, b + got, (size_t)end - got, (off_t)got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            rc = bq_fail(e, BQ_E_IO, "could not read %s: %s", path, n ? strerror(errno) : "short");
+        else
+            got += (size_t)n;
+    }
+    close(fd);
+    if (rc) {
+        free(b);
+        return rc;
+    }
+    *buf = b;
+    *len = got;
+    return 0;
+}
+
+/* op wal-get: a WAL file of a cluster, plaintext, in pieces. */
+static void serve_wal_get(peer_server_t *srv, const bq_peer_t *from, uint64_t seq,
+                          const bq_msg_data_req_t *q)
+{
+    bq_errbuf_t e = {{0}};
+    store_wal_kind_t kind;
+    if (!store_wal_cluster_valid(q->cluster)) {
+        reply_error(srv, from, seq, BQ_E_INVAL, "wal-get: invalid cluster name", NULL, 0);
+        return;
+    }
+    if (store_wal_name_parse(q->name, &kind, NULL, &e) != 0) {
+        reply_error(srv, from, seq, BQ_E_INVAL, e.msg, NULL, 0);
+        return;
+    }
+    uint64_t size = 0;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    int partial = 0;
+    int rc = store_wal_stat(store_dir(srv->store), q->cluster, q->name, &size, NULL, &e);
+    if (rc == 0 && size > STORE_WAL_SEG_MAX)
+        rc = bq_fail(&e, BQ_E_IO, "WAL file %s of cluster %s: a size of %" PRIu64, q->name,
+                     q->cluster, size);
+    if (rc == 0 && !(buf = malloc(size ? (size_t)size : 1)))
+        rc = bq_fail(&e, BQ_E_NOMEM, "out of memory reading WAL file %s", q->name);
+    if (rc == 0)
+        rc = store_wal_fetch(srv->store, q->cluster, q->name, buf, (size_t)size, &len, &e);
+    if (rc == BQ_E_NOTFOUND && kind == STORE_WAL_SEGMENT) {
+        free(buf);
+        buf = NULL;
+        rc = spool_partial_read(srv, q->cluster, q->name, &buf, &len, &e);
+        partial = rc == 0;
+    }
+    if (rc == BQ_E_NOTFOUND)
+        snprintf(e.msg, sizeof e.msg, "WAL file %s of cluster %s is not in this worker's store",
+                 q->name, q->cluster);
+    if (rc) {
+        free(buf);
+        reply_error(srv, from, seq, rc, e.msg, NULL, 0);
+        return;
+    }
+    size_t off = 0;
+    do {
+        size_t piece = len - off > BQ_DATA_PIECE_MAX ? BQ_DATA_PIECE_MAX : len - off;
+        bq_msg_t r = {.type = BQ_MSG_DATA_REPLY, .seq = seq};
+        bq_msg_data_reply_t *d = &r.u.data_reply;
+        d->data = buf + off;
+        d->len = piece;
+        d->offset = off;
+        d->total = len;
+        d->partial = partial;
+        off += piece;
+        d->last = off == len;
+        reply_send(srv, from, &r);
+    } while (off < len);
+    free(buf);
+}
+
 static void *server_main(void *arg)
 {
     peer_server_t *srv = arg;
@@ -155,8 +429,15 @@ static void *server_main(void *arg)
                 reply_error(srv, &from, 0, rc, e.msg, NULL, 0);
             continue;
         }
-        if (strncmp(from.user_id, "worker:", 7) != 0) {
-            reply_error(srv, &from, m.seq, BQ_E_AUTH, "only workers may read this store", NULL, 0);
+        uploads_expire(srv);
+        int wal_op = m.type == BQ_MSG_DATA_REQUEST && (strcmp(m.u.data_req.op, "wal-put") == 0 ||
+                                                      strcmp(m.u.data_req.op, "wal-get") == 0);
+        int worker = strncmp(from.user_id, "worker:", 7) == 0;
+        int oper = strncmp(from.user_id, "operator:", 9) == 0;
+        if (!worker && !(oper && wal_op)) {
+            reply_error(srv, &from, m.seq, BQ_E_AUTH,
+                        oper ? "operators may only put and get WAL files here"
+                                : "only workers may read this store", NULL, 0);
         } else if (m.type != BQ_MSG_DATA_REQUEST) {
             reply_error(srv, &from, m.seq, BQ_E_MSGTYPE, "the data port takes DATA_REQUEST only",
                         NULL, 0);
@@ -166,6 +447,10 @@ static void *server_main(void *arg)
             serve_keys(srv, &from, m.seq);
         } else if (strcmp(m.u.data_req.op, "chunks") == 0) {
             serve_chunks(srv, rd, &from, m.seq, &m.u.data_req);
+        } else if (strcmp(m.u.data_req.op, "wal-put") == 0) {
+            serve_wal_put(srv, &from, m.seq, &m.u.data_req);
+        } else if (strcmp(m.u.data_req.op, "wal-get") == 0) {
+            serve_wal_get(srv, &from, m.seq, &m.u.data_req);
         } else {
             char msg[64];
             snprintf(msg, sizeof msg, "unknown data request \"%.16s\"", m.u.data_req.op);
@@ -173,6 +458,8 @@ static void *server_main(void *arg)
         }
         proto_msg_clear(&m);
     }
+    for (int i = 0; i < PEER_UPLOADS; i++)
+        upload_drop(srv, &srv->uploads[i]);
     store_reader_destroy(&rd);
     return NULL;
 }
@@ -210,15 +497,17 @@ int peer_server_start(proto_ctx_t *ctx, store_t *store, const char *endpoint,
 
 int peer_server_allow(peer_server_t *srv, const bq_msg_peer_keys_t *pk)
 {
-    size_t n = pk->nkeys;
+    size_t n = pk->nkeys + pk->noperators;
     const char **keys = calloc(n ? n : 1, sizeof *keys);
     const char **ids = calloc(n ? n : 1, sizeof *ids);
     char (*idbuf)[BQ_USER_ID_MAX] = calloc(n ? n : 1, sizeof *idbuf);
     int rc = BQ_E_NOMEM;
     if (keys && ids && idbuf) {
         for (size_t i = 0; i < n; i++) {
-            keys[i] = pk->keys[i].public_key;
-            snprintf(idbuf[i], BQ_USER_ID_MAX, "worker:%s", pk->keys[i].name);
+            int op = i >= pk->nkeys;
+            const bq_peer_key_t *k = op ? &pk->operators[i - pk->nkeys] : &pk->keys[i];
+            keys[i] = k->public_key;
+            snprintf(idbuf[i], BQ_USER_ID_MAX, "%s:%s", op ? "operator" : "worker", k->name);
             ids[i] = idbuf[i];
         }
         rc = proto_zap_set(srv->zap, keys, ids, n);
@@ -275,26 +564,16 @@ int peer_client_new(proto_ctx_t *ctx, const char *name, const char *endpoint,
     snprintf(c->name, sizeof c->name, "%s", name);
     snprintf(c->endpoint, sizeof c->endpoint, "%s", endpoint);
     c->per_req = 32;
-    int rc = proto_client_new(ctx, endpoint, public_key, keys, &c->sock, e);
-    /* Sends never block: wait for the CURVE handshake, which also tells a refusal at once. */
-    int64_t deadline = bq_mono_ms() + PEER_CONNECT_MS;
-    bq_errbuf_t hs = {{0}};
-    int state = BQ_E_TIMEOUT;
-    for (int i = 0; rc == 0 && i < 100000; i++) {
-        state = proto_client_handshake_state(c->sock, &hs);
-        if (state != BQ_E_TIMEOUT || bq_mono_ms() >= deadline)
-            break;
-        struct timespec ts = {0, 5 * 1000 * 1000};
-        nanosleep(&ts, NULL);
+    int rc = proto_client_connect(ctx, endpoint, public_key, keys, PEER_CONNECT_MS, &c->sock, e);
+    if (rc == BQ_E_AUTH) {
+        char why[sizeof e->msg];
+        snprintf(why, sizeof why, "%s", e->msg);
+        rc = bq_fail(e, BQ_E_AUTH, "worker %s: %s", name, why);
     }
-    if (rc == 0 && state == BQ_E_AUTH)
-        rc = bq_fail(e, BQ_E_AUTH, "worker %s (%s) refused this worker's key: %s", name, endpoint,
-                     hs.msg);
-    else if (rc == 0 && state != 0)
+    else if (rc == BQ_E_TIMEOUT)
         rc = bq_fail(e, BQ_E_TIMEOUT, "could not reach the data port of worker %s at %s within "
                      "%d s", name, endpoint, PEER_CONNECT_MS / 1000);
     if (rc != 0) {
-        proto_sock_destroy(&c->sock);
         free(c);
         return rc;
     }

@@ -120,3 +120,17 @@ print("" if v is None else v)' "$2"
 fleet_job_state_is() {
     [[ $(fleet_job_field "$1" state) == "$2" ]]
 }
+
+# fleet_cli_for_pg DIR: a copy of the operator's CLI config and keys in DIR owned by the
+# postgres OS user (archive_command and restore_command run as that user, and key files must
+# be its own, mode 0600). Prints the config's path.
+fleet_cli_for_pg() {
+    local dir=$1
+    mkdir -p "$dir/keys"
+    cp "$FLEET/keys/coordinator.pub" "$FLEET/keys/ops.key" "$FLEET/keys/ops.pub" "$dir/keys/"
+    cp "$FLEET/cli.conf" "$dir/cli.conf"
+    chmod 700 "$dir" "$dir/keys"
+    chmod 600 "$dir/keys/ops.key"
+    ((EUID != 0)) || chown -R postgres:postgres "$dir"
+    echo "$dir/cli.conf"
+}

@@ -1,0 +1,745 @@
+/* barque wal-push / wal-get (wal_cmd.h). */
+#include "wal_cmd.h"
+
+#include "clock.h"
+#include "fsutil.h"
+#include "types.h"
+#include "walfile.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+#define DP_CONNECT_MS 5000   /* a worker's data port: the CURVE handshake */
+#define DP_REPLY_MS 60000    /* a reply (archiving a segment is one fsync or three) */
+#define DP_WINDOW 8          /* wal-put pieces in flight */
+#define PUSH_BATCH 16        /* wal-push --spool: files pushed by one call, at most */
+#define WAL_FILE_MAX ((size_t)1 << 30)
+
+/* ---- helpers -------------------------------------------------------------------------- */
+
+static int say(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int say(int status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "barque: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    return status;
+}
+
+static const char *base_name(const char *path)
+{
+    const char *s = strrchr(path, '/');
+    return s ? s + 1 : path;
+}
+
+static void dir_name(const char *path, char *out, size_t cap)
+{
+    const char *s = strrchr(path, '/');
+    if (!s)
+        snprintf(out, cap, ".");
+    else if (s == path)
+        snprintf(out, cap, "/");
+    else
+        snprintf(out, cap, "%.*s", (int)(s - path), path);
+}
+
+/* Read a whole file (at most WAL_FILE_MAX bytes) into a new buffer. */
+static int file_read(const char *path, uint8_t **out, size_t *len, struct stat *st, bq_errbuf_t *e)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return bq_fail(e, errno == ENOENT ? BQ_E_NOTFOUND : BQ_E_IO, "could not open %s: %s",
+                       path, strerror(errno));
+    int rc = 0;
+    if (fstat(fd, st) != 0)
+        rc = bq_fail(e, BQ_E_IO, "could not stat %s: %s", path, strerror(errno));
+    else if (!S_ISREG(st->st_mode))
+        rc = bq_fail(e, BQ_E_INVAL, "%s is not a regular file", path);
+    else if ((uint64_t)st->st_size > WAL_FILE_MAX)
+        rc = bq_fail(e, BQ_E_TOOBIG, "%s is %lld bytes, larger than any WAL file", path,
+                     (long long)st->st_size);
+    uint8_t *b = rc ? NULL : malloc(st->st_size ? (size_t)st->st_size : 1);
+    if (!rc && !b)
+        rc = bq_fail(e, BQ_E_NOMEM, "out of memory reading %s", path);
+    size_t got = 0;
+    while (!rc && got < (size_t)st->st_size) {
+        ssize_t n = read(fd, b + got, (size_t)st->st_size - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            rc = bq_fail(e, BQ_E_IO, "could not read %s: %s", path, n ? strerror(errno)
+                                                                      : "it shrank while read");
+        else
+            got += (size_t)n;
+    }
+    close(fd);
+    if (rc) {
+        free(b);
+        return rc;
+    }
+    *out = b;
+    *len = got;
+    return 0;
+}
+
+/* The wal_segment_size of the cluster a WAL file belongs to: from its own first page for a
+ * segment, else from a segment beside it (pg_wal), else 16 MiB. */
+static uint32_t seg_size_of(const char *name, const uint8_t *buf, size_t len, const char *dir)
+{
+    pg_wal_page_t pg;
+    bq_errbuf_t e;
+    if (strlen(name) >= 24 && strspn(name, "0123456789ABCDEF") >= 24 &&
+        pg_wal_page_parse(buf, len, &pg, &e) == 0 && pg.long_header)
+        return pg.seg_size;
+    DIR *d = opendir(dir);
+    uint32_t size = 16u << 20;
+    for (struct dirent *de; d && (de = readdir(d));) {
+        if (strlen(de->d_name) != 24 || strspn(de->d_name, "0123456789ABCDEF") != 24)
+            continue;
+        char path[PATH_MAX];
+        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+        uint8_t head[64];
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        ssize_t n = fd >= 0 ? read(fd, head, sizeof head) : -1;
+        if (fd >= 0)
+            close(fd);
+        if (n > 0 && pg_wal_page_parse(head, (size_t)n, &pg, &e) == 0 && pg.long_header) {
+            size = pg.seg_size;
+            break;
+        }
+    }
+    if (d)
+        closedir(d);
+    return size;
+}
+
+int wal_cmd_next_segment(const char *name, uint64_t seg_size, char out[25])
+{
+    uint32_t tli, hi, lo;
+    if (bq_wal_segment_parse(name, &tli, &hi, &lo) != 0 || seg_size < (1u << 20) ||
+        seg_size > ((uint64_t)1 << 30) || (seg_size & (seg_size - 1)))
+        return -1;
+    uint64_t per = ((uint64_t)1 << 32) / seg_size;
+    if ((uint64_t)lo + 1 >= per) {
+        if (hi == UINT32_MAX)
+            return -1;
+        hi++;
+        lo = 0;
+    } else {
+        lo++;
+    }
+    snprintf(out, 25, "%08X%08X%08X", tli, hi, lo);
+    return 0;
+}
+
+/* ---- the data port client --------------------------------------------------------------- */
+
+typedef struct {
+    proto_sock_t *sock;
+    const bq_worker_t *w;
+    uint64_t seq;
+} dp_t;
+
+static int dp_open(const wal_cmd_opts_t *o, const bq_worker_t *w, dp_t *dp, bq_errbuf_t *e)
+{
+    memset(dp, 0, sizeof *dp);
+    dp->w = w;
+    int rc = proto_client_connect(o->ctx, w->data_endpoint, w->public_key, o->keys, DP_CONNECT_MS,
+                                  &dp->sock, e);
+    if (rc) {
+        char why[sizeof e->msg];
+        snprintf(why, sizeof why, "%s", e->msg);
+        return bq_fail(e, rc, "the data port of worker %s: %s", w->name, why);
+    }
+    return 0;
+}
+
+static void dp_close(dp_t *dp)
+{
+    proto_sock_destroy(&dp->sock);
+}
+
+/* The next reply to a request from seq `from` on, into m. */
+static int dp_reply(dp_t *dp, uint64_t from, bq_msg_t *m, bq_errbuf_t *e)
+{
+    int64_t deadline = bq_mono_ms() + DP_REPLY_MS;
+    for (int i = 0; i < 1000000; i++) {
+        int64_t left = deadline - bq_mono_ms();
+        if (left <= 0)
+            break;
+        int rc = proto_recv(dp->sock, NULL, m, (int)(left < 500 ? left : 500), e);
+        if (rc == BQ_E_TIMEOUT)
+            continue;
+        if (rc)
+            return rc;
+        if (m->type != BQ_MSG_DATA_REPLY || m->seq < from) {
+            proto_msg_clear(m);
+            continue;
+        }
+        if (m->u.data_reply.code) {
+            int code = m->u.data_reply.code;
+            bq_fail(e, code, "worker %s: %s", dp->w->name, m->u.data_reply.error);
+            proto_msg_clear(m);
+            return code;
+        }
+        return 0;
+    }
+    return bq_fail(e, BQ_E_TIMEOUT, "worker %s did not answer within %d s", dp->w->name,
+                   DP_REPLY_MS / 1000);
+}
+
+/* Send file name of cluster (buf, len bytes) in pieces; 0 once the worker's store holds it
+ * durably (*exists: it did already, with the same content). */
+static int dp_put(dp_t *dp, const char *cluster, const char *name, const uint8_t *buf, size_t len,
+                  uint32_t seg_size, int *exists, bq_errbuf_t *e)
+{
+    uint64_t first = dp->seq + 1;
+    size_t off = 0, inflight = 0;
+    int sent_last = 0;
+    *exists = 0;
+    for (int guard = 0; guard < 10000000; guard++) {
+        while (!sent_last && inflight < DP_WINDOW) {
+            size_t piece = len - off > BQ_DATA_PIECE_MAX ? BQ_DATA_PIECE_MAX : len - off;
+            bq_msg_t m = {.type = BQ_MSG_DATA_REQUEST, .seq = ++dp->seq};
+            bq_msg_data_req_t *q = &m.u.data_req;
+            snprintf(q->op, sizeof q->op, "wal-put");
+            snprintf(q->cluster, sizeof q->cluster, "%s", cluster);
+            snprintf(q->name, sizeof q->name, "%s", name);
+            q->offset = off;
+            q->total = len;
+            q->data = (uint8_t *)buf + off;
+            q->len = piece;
+            q->seg_size = seg_size;
+            off += piece;
+            q->last = sent_last = off == len;
+            int rc = proto_send(dp->sock, NULL, &m, e);
+            if (rc)
+                return rc;
+            inflight++;
+        }
+        bq_msg_t r;
+        int rc = dp_reply(dp, first, &r, e);
+        if (rc)
+            return rc;
+        int last = r.u.data_reply.last;
+        *exists = r.u.data_reply.exists;
+        proto_msg_clear(&r);
+        if (last)
+            return 0;
+        inflight--;
+    }
+    return bq_fail(e, BQ_E_PROTO, "worker %s: too many replies", dp->w->name);
+}
+
+/* Fetch WAL file name of cluster into a new buffer; *partial: a segment still streaming. */
+static int dp_get(dp_t *dp, const char *cluster, const char *name, uint8_t **out, size_t *len,
+                  int *partial, bq_errbuf_t *e)
+{
+    bq_msg_t m = {.type = BQ_MSG_DATA_REQUEST, .seq = ++dp->seq};
+    snprintf(m.u.data_req.op, sizeof m.u.data_req.op, "wal-get");
+    snprintf(m.u.data_req.cluster, sizeof m.u.data_req.cluster, "%s", cluster);
+    snprintf(m.u.data_req.name, sizeof m.u.data_req.name, "%s", name);
+    int rc = proto_send(dp->sock, NULL, &m, e);
+    if (rc)
+        return rc;
+    uint8_t *buf = NULL;
+    uint64_t total = 0, got = 0;
+    for (int guard = 0; guard < 100000; guard++) {
+        bq_msg_t r;
+        if ((rc = dp_reply(dp, m.seq, &r, e)) != 0)
+            break;
+        const bq_msg_data_reply_t *d = &r.u.data_reply;
+        if (r.seq != m.seq) {
+            proto_msg_clear(&r);
+            continue;
+        }
+        if (!buf) {
+            total = d->total;
+            if (total > WAL_FILE_MAX || !(buf = malloc(total ? (size_t)total : 1))) {
+                proto_msg_clear(&r);
+                rc = bq_fail(e, BQ_E_NOMEM, "worker %s: WAL file %s of %" PRIu64 " bytes",
+                             dp->w->name, name, total);
+                break;
+            }
+        }
+        if (d->total != total || d->offset != got || d->len > total - got) {
+            proto_msg_clear(&r);
+            rc = bq_fail(e, BQ_E_PROTO, "worker %s sent WAL file %s out of order", dp->w->name,
+                         name);
+            break;
+        }
+        memcpy(buf + got, d->data, d->len);
+        got += d->len;
+        *partial = d->partial;
+        int last = d->last;
+        proto_msg_clear(&r);
+        if (last) {
+            if (got != total)
+                rc = bq_fail(e, BQ_E_PROTO, "worker %s sent %" PRIu64 " of %" PRIu64 " bytes of "
+                             "%s", dp->w->name, got, total, name);
+            break;
+        }
+    }
+    if (rc) {
+        free(buf);
+        return rc;
+    }
+    *out = buf;
+    *len = (size_t)got;
+    return 0;
+}
+
+/* Ask the coordinator verb (wal-target or wal-source) for cluster; reply in r. */
+static int ask(const wal_cmd_opts_t *o, const char *verb, const char *cluster, const char *name,
+               bq_msg_t *r, bq_errbuf_t *e)
+{
+    bq_msg_cli_request_t q;
+    memset(&q, 0, sizeof q);
+    snprintf(q.verb, sizeof q.verb, "%s", verb);
+    snprintf(q.cluster, sizeof q.cluster, "%s", cluster);
+    if (name)
+        snprintf(q.wal_file, sizeof q.wal_file, "%s", name);
+    return o->call(o->call_arg, &q, r, e);
+}
+
+/* ---- wal-push ------------------------------------------------------------------------- */
+
+/* The spool marker of a file pushed by an earlier call: "SIZE MTIME_NS INODE". */
+static void marker_text(const struct stat *st, char *out, size_t cap)
+{
+    snprintf(out, cap, "%lld %lld %llu\n", (long long)st->st_size,
+             (long long)st->st_mtim.tv_sec * 1000000000LL + st->st_mtim.tv_nsec,
+             (unsigned long long)st->st_ino);
+}
+
+typedef struct {
+    char path[PATH_MAX];
+    const char *name;
+} push_file_t;
+
+/* Push one file to the first candidate that takes it and record it; *worker: which. */
+static int push_one(const wal_cmd_opts_t *o, const char *cluster, const bq_msg_cli_reply_t *cand,
+                    dp_t *dps, const char *path, struct stat *st, size_t *bytes, int *exists,
+                    const char **worker, bq_errbuf_t *e)
+{
+    const char *name = base_name(path);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    int rc = file_read(path, &buf, &len, st, e);
+    if (rc)
+        return rc;
+    char dir[PATH_MAX];
+    dir_name(path, dir, sizeof dir);
+    uint32_t seg = seg_size_of(name, buf, len, dir);
+    rc = BQ_E_NOWORKER;
+    bq_errbuf_t last = {{0}};
+    for (size_t i = 0; i < cand->nworkers; i++) {
+        if (!dps[i].sock && (rc = dp_open(o, &cand->workers[i], &dps[i], &last)) != 0)
+            continue;
+        rc = dp_put(&dps[i], cluster, name, buf, len, seg, exists, &last);
+        if (rc == 0) {
+            *worker = cand->workers[i].name;
+            break;
+        }
+        /* the content is refused (another content is archived, a bad file): never put it in
+         * another store; a worker gone or busy: the next one */
+        if (rc != BQ_E_TIMEOUT && rc != BQ_E_NOWORKER && rc != BQ_E_ZMQ && rc != BQ_E_AUTH &&
+            rc != BQ_E_NOMEM)
+            break;
+        dp_close(&dps[i]);
+    }
+    free(buf);
+    *bytes = len;
+    if (rc) {
+        bq_fail(e, rc, "could not archive WAL file %s of cluster %s: %s", name, cluster,
+                last.msg[0] ? last.msg : bq_err_text(rc));
+        return rc;
+    }
+    bq_msg_cli_request_t q;
+    memset(&q, 0, sizeof q);
+    snprintf(q.verb, sizeof q.verb, "wal-pushed");
+    snprintf(q.cluster, sizeof q.cluster, "%s", cluster);
+    snprintf(q.wal_file, sizeof q.wal_file, "%s", name);
+    snprintf(q.worker, sizeof q.worker, "%s", *worker);
+    q.wal_size = len;
+    bq_msg_t r;
+    rc = o->call(o->call_arg, &q, &r, &last);
+    if (rc)
+        return bq_fail(e, rc, "WAL file %s of cluster %s is in the store of worker %s, but the "
+                       "coordinator did not record it: %s", name, cluster, *worker, last.msg);
+    proto_msg_clear(&r);
+    return 0;
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+    return strcmp(((const push_file_t *)a)->name, ((const push_file_t *)b)->name);
+}
+
+/* With --spool: the files after `name` that the server has marked ready (archive_status/
+ * NAME.ready beside pg_wal's files), at most cap, in name order. */
+static size_t ready_after(const char *dir, const char *name, push_file_t *out, size_t cap)
+{
+    char st_dir[PATH_MAX];
+    snprintf(st_dir, sizeof st_dir, "%s/archive_status", dir);
+    DIR *d = opendir(st_dir);
+    if (!d)
+        return 0;
+    size_t n = 0, all_cap = 256;
+    push_file_t *all = calloc(all_cap, sizeof *all);
+    char (*names)[64] = calloc(all_cap, sizeof *names);
+    for (struct dirent *de; all && names && (de = readdir(d)) && n < all_cap;) {
+        size_t l = strlen(de->d_name);
+        if (l < 7 || l - 6 >= sizeof names[0] || strcmp(de->d_name + l - 6, ".ready") != 0)
+            continue;
+        snprintf(names[n], sizeof names[n], "%.*s", (int)(l - 6), de->d_name);
+        if (!bq_wal_name_valid(names[n]) || strcmp(names[n], name) <= 0)
+            continue;
+        all[n].name = names[n];
+        n++;
+    }
+    closedir(d);
+    size_t k = 0;
+    if (all && names) {
+        qsort(all, n, sizeof *all, cmp_names);
+        for (; k < n && k < cap; k++) {
+            snprintf(out[k].path, sizeof out[k].path, "%s/%s", dir, all[k].name);
+            out[k].name = base_name(out[k].path);
+        }
+    }
+    free(all);
+    free(names);
+    return k;
+}
+
+int wal_cmd_push(const wal_cmd_opts_t *o)
+{
+    const char *cluster = o->args[0], *path = o->args[1];
+    const char *name = base_name(path);
+    bq_errbuf_t e = {{0}};
+    if (!bq_wal_name_valid(name))
+        return say(1, "wal-push: \"%s\" is not a WAL file name (a segment, .partial, .history or "
+                   ".backup file: archive_command = 'barque wal-push %s %%p')", name, cluster);
+    char dir[PATH_MAX], marker[PATH_MAX];
+    dir_name(path, dir, sizeof dir);
+    struct stat st;
+    if (o->spool) {
+        if (bq_mkdir_p(o->spool, 0700, &e) != 0)
+            return say(1, "wal-push: spool %s: %s", o->spool, e.msg);
+        /* pushed by an earlier call's batch: done, if the file is the one that was pushed */
+        snprintf(marker, sizeof marker, "%s/%s.ok", o->spool, name);
+        char *text = NULL;
+        size_t tlen = 0;
+        if (bq_file_read_small(marker, 128, &text, &tlen, &e) == 0) {
+            char now[128];
+            int same = stat(path, &st) == 0 && (marker_text(&st, now, sizeof now), 1) &&
+                       strcmp(now, text) == 0;
+            free(text);
+            unlink(marker);
+            if (same) {
+                if (o->json)
+                    printf("{\"cluster\":\"%s\",\"wal_file\":\"%s\",\"from_spool\":true}\n",
+                           cluster, name);
+                return 0;
+            }
+        }
+    }
+    bq_msg_t cr;
+    int rc = ask(o, "wal-target", cluster, NULL, &cr, &e);
+    if (rc)
+        return say(1, "wal-push: could not archive WAL file %s of cluster %s: %s", name, cluster,
+                   e.msg);
+    const bq_msg_cli_reply_t *cand = &cr.u.cli_reply;
+    dp_t *dps = calloc(cand->nworkers ? cand->nworkers : 1, sizeof *dps);
+    push_file_t *batch = calloc(PUSH_BATCH, sizeof *batch);
+    if (!dps || !batch) {
+        proto_msg_clear(&cr);
+        free(dps);
+        free(batch);
+        return say(1, "wal-push: out of memory");
+    }
+    snprintf(batch[0].path, sizeof batch[0].path, "%s", path);
+    batch[0].name = name;
+    size_t nb = 1;
+    if (o->spool)
+        nb += ready_after(dir, name, batch + 1, PUSH_BATCH - 1);
+    int status = 0;
+    for (size_t i = 0; i < nb; i++) {
+        size_t bytes = 0;
+        int exists = 0;
+        const char *worker = "";
+        bq_errbuf_t fe = {{0}};
+        rc = push_one(o, cluster, cand, dps, batch[i].path, &st, &bytes, &exists, &worker, &fe);
+        if (i == 0) {
+            if (rc) {
+                status = say(1, "wal-push: %s", fe.msg);
+                break;
+            }
+            if (o->json)
+                printf("{\"cluster\":\"%s\",\"wal_file\":\"%s\",\"worker\":\"%s\",\"bytes\":%zu,"
+                       "\"already_archived\":%s}\n", cluster, name, worker, bytes,
+                       exists ? "true" : "false");
+            if (exists)
+                fprintf(stderr, "barque: wal-push: WAL file %s of cluster %s was already "
+                        "archived with the same content (worker %s)\n", name, cluster, worker);
+        } else if (rc) {
+            break; /* it is pushed again by its own call */
+        } else {
+            char text[128];
+            marker_text(&st, text, sizeof text);
+            snprintf(marker, sizeof marker, "%s/%s.ok", o->spool, batch[i].name);
+            if (bq_file_write_durable(marker, text, strlen(text), 0600, 0, &fe) != 0)
+                break;
+        }
+    }
+    for (size_t i = 0; i < cand->nworkers; i++)
+        dp_close(&dps[i]);
+    free(dps);
+    free(batch);
+    proto_msg_clear(&cr);
+    return status;
+}
+
+/* ---- wal-get -------------------------------------------------------------------------- */
+
+/* Fetch name from the candidates: 0 (buf, len, *partial), BQ_E_NOTFOUND when every worker
+ * asked answered that it lacks it, another code when one could not be asked. */
+static int fetch_any(const wal_cmd_opts_t *o, const char *cluster, const char *name,
+                     const bq_msg_cli_reply_t *cand, dp_t *dps, uint8_t **buf, size_t *len,
+                     int *partial, size_t *from, bq_errbuf_t *e)
+{
+    int worst = BQ_E_NOTFOUND;
+    bq_errbuf_t why = {{0}};
+    for (size_t i = 0; i < cand->nworkers; i++) {
+        bq_errbuf_t one = {{0}};
+        int rc = dps[i].sock ? 0 : dp_open(o, &cand->workers[i], &dps[i], &one);
+        if (rc == 0)
+            rc = dp_get(&dps[i], cluster, name, buf, len, partial, &one);
+        if (rc == 0) {
+            if (from)
+                *from = i;
+            return 0;
+        }
+        if (rc != BQ_E_NOTFOUND) {
+            worst = rc;
+            why = one;
+            dp_close(&dps[i]);
+        }
+    }
+    if (worst == BQ_E_NOTFOUND)
+        return bq_fail(e, BQ_E_NOTFOUND, "WAL file %s of cluster %s is not in the archive "
+                       "(asked %zu worker%s)", name, cluster, cand->nworkers,
+                       cand->nworkers == 1 ? "" : "s");
+    return bq_fail(e, worst, "could not fetch WAL file %s of cluster %s: %s", name, cluster,
+                   why.msg);
+}
+
+/* Write buf to path: a temp file, fsync, rename. */
+static int put_file(const char *path, const uint8_t *buf, size_t len, bq_errbuf_t *e)
+{
+    return bq_file_write_durable(path, buf, len, 0600, 0, e);
+}
+
+/* Remove prefetched files before `name` (replay has passed them) and temp files. */
+static void prefetch_trim(const char *pdir, const char *name)
+{
+    DIR *d = opendir(pdir);
+    for (struct dirent *de; d && (de = readdir(d));) {
+        if (de->d_name[0] == '.')
+            continue;
+        if (strcmp(de->d_name, name) < 0 || strchr(de->d_name, '.')) {
+            char p[PATH_MAX];
+            snprintf(p, sizeof p, "%s/%s", pdir, de->d_name);
+            unlink(p);
+        }
+    }
+    if (d)
+        closedir(d);
+}
+
+/* The background prefetcher: segments after name (seg_size bytes each) into pdir, up to
+ * o->prefetch of them; one at a time per directory (a lock). */
+static int prefetch_run(const wal_cmd_opts_t *o, const char *cluster, const char *name,
+                        const char *pdir)
+{
+    char lock[PATH_MAX];
+    snprintf(lock, sizeof lock, "%s/.lock", pdir);
+    int fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        if (fd >= 0)
+            close(fd);
+        return 0; /* another prefetcher is at work */
+    }
+    char cur[25];
+    snprintf(cur, sizeof cur, "%.24s", name);
+    bq_msg_t cr;
+    bq_errbuf_t e = {{0}};
+    int have_cand = 0;
+    dp_t *dps = NULL;
+    for (int k = 0; k < o->prefetch; k++) {
+        char next[25], path[PATH_MAX];
+        if (wal_cmd_next_segment(cur, (uint64_t)o->prefetch_only, next) != 0)
+            break;
+        snprintf(cur, sizeof cur, "%s", next);
+        snprintf(path, sizeof path, "%s/%s", pdir, next);
+        if (access(path, F_OK) == 0)
+            continue;
+        if (!have_cand) {
+            if (ask(o, "wal-source", cluster, next, &cr, &e) != 0)
+                break;
+            have_cand = 1;
+            if (!(dps = calloc(cr.u.cli_reply.nworkers + 1, sizeof *dps)))
+                break;
+        }
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        int partial = 0;
+        if (fetch_any(o, cluster, next, &cr.u.cli_reply, dps, &buf, &len, &partial, NULL, &e) != 0)
+            break;
+        /* a segment still streaming changes: never keep it ahead of replay */
+        int rc = partial ? -1 : put_file(path, buf, len, &e);
+        free(buf);
+        if (rc)
+            break;
+    }
+    if (have_cand) {
+        for (size_t i = 0; dps && i < cr.u.cli_reply.nworkers; i++)
+            dp_close(&dps[i]);
+        proto_msg_clear(&cr);
+    }
+    free(dps);
+    close(fd);
+    return 0;
+}
+
+/* Start the prefetcher as a process of its own (this one ends when the file is delivered). */
+static void prefetch_spawn(const wal_cmd_opts_t *o, const char *cluster, const char *name,
+                           const char *dest, const char *pdir, size_t seg_size)
+{
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0)
+        return;
+    self[n] = '\0';
+    char nbuf[16], sbuf[24];
+    snprintf(nbuf, sizeof nbuf, "%d", o->prefetch);
+    snprintf(sbuf, sizeof sbuf, "%zu", seg_size);
+    const char *argv[16];
+    int a = 0;
+    argv[a++] = self;
+    if (o->config) {
+        argv[a++] = "-c";
+        argv[a++] = o->config;
+    }
+    argv[a++] = "wal-get";
+    argv[a++] = cluster;
+    argv[a++] = name;
+    argv[a++] = dest;
+    argv[a++] = "--prefetch";
+    argv[a++] = nbuf;
+    argv[a++] = "--spool";
+    argv[a++] = pdir;
+    argv[a++] = "--prefetch-only";
+    argv[a++] = sbuf;
+    argv[a] = NULL;
+    posix_spawnattr_t at;
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_init(&at);
+    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSID);
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    pid_t pid;
+    if (posix_spawn(&pid, self, &fa, &at, (char *const *)argv, environ) != 0)
+        fprintf(stderr, "barque: wal-get: could not start the prefetcher: %s\n", strerror(errno));
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&at);
+}
+
+int wal_cmd_get(const wal_cmd_opts_t *o)
+{
+    const char *cluster = o->args[0], *name = o->args[1], *dest = o->args[2];
+    bq_errbuf_t e = {{0}};
+    if (!bq_wal_name_valid(name))
+        return say(2, "wal-get: \"%s\" is not a WAL file name (restore_command = 'barque wal-get "
+                   "%s %%f %%p')", name, cluster);
+    char pdir[PATH_MAX];
+    if (o->spool)
+        snprintf(pdir, sizeof pdir, "%s", o->spool);
+    else {
+        char d[PATH_MAX];
+        dir_name(dest, d, sizeof d);
+        snprintf(pdir, sizeof pdir, "%s/.barque-prefetch", d);
+    }
+    if (o->prefetch_only)
+        return prefetch_run(o, cluster, name, pdir);
+    int is_seg = strlen(name) == 24;
+    if (o->prefetch > 0 && is_seg) {
+        if (bq_mkdir_p(pdir, 0700, &e) != 0)
+            return say(2, "wal-get: prefetch directory %s: %s", pdir, e.msg);
+        prefetch_trim(pdir, name);
+        char ahead[PATH_MAX];
+        snprintf(ahead, sizeof ahead, "%s/%s", pdir, name);
+        struct stat st;
+        if (stat(ahead, &st) == 0 && rename(ahead, dest) == 0) {
+            prefetch_spawn(o, cluster, name, dest, pdir, (size_t)st.st_size);
+            if (o->json)
+                printf("{\"cluster\":\"%s\",\"wal_file\":\"%s\",\"bytes\":%lld,"
+                       "\"prefetched\":true}\n", cluster, name, (long long)st.st_size);
+            return 0;
+        }
+    }
+    bq_msg_t cr;
+    int rc = ask(o, "wal-source", cluster, name, &cr, &e);
+    if (rc)
+        return say(2, "wal-get: could not fetch WAL file %s of cluster %s: %s", name, cluster,
+                   e.msg);
+    const bq_msg_cli_reply_t *cand = &cr.u.cli_reply;
+    dp_t *dps = calloc(cand->nworkers ? cand->nworkers : 1, sizeof *dps);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    int partial = 0;
+    size_t fi = 0;
+    rc = dps ? fetch_any(o, cluster, name, cand, dps, &buf, &len, &partial, &fi, &e)
+             : bq_fail(&e, BQ_E_NOMEM, "out of memory");
+    const char *from = rc == 0 ? cand->workers[fi].name : "";
+    for (size_t i = 0; dps && i < cand->nworkers; i++)
+        dp_close(&dps[i]);
+    int status = 0;
+    if (rc == BQ_E_NOTFOUND && cand->found)
+        status = say(2, "wal-get: %s, although the WAL index lists it: a store lost it?", e.msg);
+    else if (rc == BQ_E_NOTFOUND)
+        status = say(1, "wal-get: %s", e.msg);
+    else if (rc)
+        status = say(2, "wal-get: %s", e.msg);
+    else if ((rc = put_file(dest, buf, len, &e)) != 0)
+        status = say(2, "wal-get: could not write %s: %s", dest, e.msg);
+    else {
+        if (o->json)
+            printf("{\"cluster\":\"%s\",\"wal_file\":\"%s\",\"bytes\":%zu,\"worker\":\"%s\","
+                   "\"partial\":%s}\n", cluster, name, len, from, partial ? "true" : "false");
+        if (o->prefetch > 0 && is_seg && !partial)
+            prefetch_spawn(o, cluster, name, dest, pdir, len);
+    }
+    free(buf);
+    free(dps);
+    proto_msg_clear(&cr);
+    return status;
+}
