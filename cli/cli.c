@@ -44,6 +44,7 @@ enum {
     OPT_ARCHIVE = 1 << 18,
     OPT_SPOOL = 1 << 19,
     OPT_PREFETCH = 1 << 20,
+    OPT_TARGET = 1 << 21,    /* recover's --target-*, --exclusive, --standby */
 };
 
 #define CLI_TABLESPACES_MAX 64
@@ -78,6 +79,12 @@ typedef struct {
     const char *spool;       /* wal-push, wal-get: --spool DIR */
     int prefetch;            /* wal-get: --prefetch N */
     long prefetch_only;      /* wal-get: internal, the background prefetcher (segment size) */
+    const char *target_kind; /* recover: --target-time|xid|lsn|name|immediate */
+    const char *target_value;
+    int ntargets;
+    const char *target_tli;  /* recover: --target-tli */
+    const char *target_action; /* recover: --target-action */
+    int exclusive, standby;  /* recover: --exclusive, --standby */
     int help;
     int nargs;
     const char *args[8];
@@ -925,6 +932,115 @@ static int recover_wait(cli_t *c, const char *cluster, const char *id, uint64_t 
     return 0;
 }
 
+/* --target-time's value: "YYYY-MM-DD HH:MM:SS[.FFFFFF][Z|+HH[:MM]|-HH[:MM]]" (or a T between
+ * date and time; no zone: UTC) into ms since the epoch and the value written for PostgreSQL
+ * (UTC, with its zone, so the restored server's timezone does not matter). */
+static int target_time_parse(const char *s, int64_t *ms, char *out, size_t cap)
+{
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    int n = 0;
+    char sep = 0;
+    if (sscanf(s, "%4d-%2d-%2d%c%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &sep,
+               &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &n) != 7 || (sep != ' ' && sep != 'T'))
+        return -1;
+    const char *p = s + n;
+    long usec = 0;
+    if (*p == '.') {
+        int digits = 0;
+        for (p++; *p >= '0' && *p <= '9'; p++, digits++)
+            if (digits < 6)
+                usec = usec * 10 + (*p - '0');
+        if (digits == 0)
+            return -1;
+        for (; digits < 6; digits++)
+            usec *= 10;
+    }
+    long off = 0; /* seconds east of UTC */
+    if (*p == 'Z') {
+        p++;
+    } else if (*p == '+' || *p == '-') {
+        int sign = *p == '-' ? -1 : 1, hh = 0, mm = 0, k = 0;
+        if (sscanf(p + 1, "%2d%n", &hh, &k) != 1 || k != 2)
+            return -1;
+        p += 1 + k;
+        if (*p == ':')
+            p++;
+        if (*p >= '0' && *p <= '9') {
+            if (sscanf(p, "%2d%n", &mm, &k) != 1 || k != 2)
+                return -1;
+            p += k;
+        }
+        if (hh > 15 || mm > 59)
+            return -1;
+        off = sign * (hh * 3600L + mm * 60L);
+    }
+    if (*p || tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 || tm.tm_mday > 31 ||
+        tm.tm_hour > 23 || tm.tm_min > 59 || tm.tm_sec > 60 || tm.tm_year < 1970)
+        return -1;
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    time_t t = timegm(&tm);
+    if (t == (time_t)-1)
+        return -1;
+    t -= off;
+    *ms = (int64_t)t * 1000 + usec / 1000;
+    struct tm u;
+    gmtime_r(&t, &u);
+    snprintf(out, cap, "%04d-%02d-%02d %02d:%02d:%02d.%06ld+00", u.tm_year + 1900, u.tm_mon + 1,
+             u.tm_mday, u.tm_hour, u.tm_min, u.tm_sec, usec);
+    return 0;
+}
+
+/* recover's --target-* options into r (enabled when any is given); 2 on a bad one. */
+static int recovery_args(const cli_opts_t *o, bq_recovery_t *r)
+{
+    memset(r, 0, sizeof *r);
+    if (!o->target_kind && !o->target_tli && !o->target_action && !o->exclusive && !o->standby)
+        return 0;
+    r->enabled = 1;
+    if (o->ntargets > 1)
+        return err_usage("recover: give one of --target-time, --target-xid, --target-lsn, "
+                         "--target-name, --target-immediate");
+    const char *k = o->target_kind ? o->target_kind : "", *v = o->target_value;
+    snprintf(r->kind, sizeof r->kind, "%s", k);
+    if (strcmp(k, "time") == 0) {
+        if (target_time_parse(v, &r->time_ms, r->value, sizeof r->value) != 0)
+            return err_usage("recover: --target-time %s is not a time like 2026-12-01 "
+                             "14:30:00[.123456][+02[:00]|Z] (no zone: UTC)", v);
+    } else if (strcmp(k, "xid") == 0) {
+        if (!*v || strspn(v, "0123456789") != strlen(v) || strlen(v) > 20)
+            return err_usage("recover: --target-xid %s is not a transaction id (a number)", v);
+        snprintf(r->value, sizeof r->value, "%s", v);
+    } else if (strcmp(k, "lsn") == 0) {
+        unsigned hi, lo;
+        int n = 0;
+        if (sscanf(v, "%8X/%8X%n", &hi, &lo, &n) != 2 || v[n] || strchr(v, '-') || strchr(v, '+'))
+            return err_usage("recover: --target-lsn %s is not an LSN (like 0/16B3748)", v);
+        r->lsn = ((uint64_t)hi << 32) | lo;
+        snprintf(r->value, sizeof r->value, "%X/%X", hi, lo);
+    } else if (strcmp(k, "name") == 0) {
+        if (!*v || strlen(v) > 63)
+            return err_usage("recover: --target-name must be 1 to 63 bytes (a restore point made "
+                             "with pg_create_restore_point)");
+        snprintf(r->value, sizeof r->value, "%s", v);
+    }
+    if (o->target_tli)
+        snprintf(r->tli, sizeof r->tli, "%s", o->target_tli);
+    if (o->target_action)
+        snprintf(r->action, sizeof r->action, "%s", o->target_action);
+    r->exclusive = o->exclusive;
+    r->standby = o->standby;
+    if (r->exclusive && strcmp(k, "time") != 0 && strcmp(k, "xid") != 0 && strcmp(k, "lsn") != 0)
+        return err_usage("recover: --exclusive needs --target-time, --target-xid or --target-lsn");
+    if (r->action[0] && !k[0])
+        return err_usage("recover: --target-action needs a target (--target-time, ...)");
+    char why[160];
+    if (bq_recovery_valid(r, why, sizeof why) != 0)
+        return err_usage("recover: %s", why);
+    return 0;
+}
+
 static int verb_recover(cli_t *c)
 {
     bq_msg_cli_request_t req;
@@ -933,8 +1049,15 @@ static int verb_recover(cli_t *c)
     const char *id = c->o->args[1], *dest = c->o->args[2];
     if (cluster_arg("recover", c->o->args[0], req.cluster, sizeof req.cluster))
         return 2;
-    if (strcmp(id, "latest") != 0 && strcmp(id, "oldest") != 0 && !bq_backup_id_valid(id))
-        return err_usage("recover: %s is not a backup id (YYYYMMDDTHHMMSS, latest or oldest)", id);
+    if (strcmp(id, "latest") != 0 && strcmp(id, "oldest") != 0 && strcmp(id, "auto") != 0 &&
+        !bq_backup_id_valid(id))
+        return err_usage("recover: %s is not a backup id (YYYYMMDDTHHMMSS, latest, oldest or "
+                         "auto)", id);
+    if (recovery_args(c->o, &req.recovery))
+        return 2;
+    if (strcmp(id, "auto") == 0 && !req.recovery.kind[0])
+        return err_usage("recover: auto needs a target (--target-time, --target-xid, "
+                         "--target-lsn, --target-name or --target-immediate)");
     if (dest[0] != '/')
         return err_usage("recover: DEST %s must be an absolute path (it is on the worker's host)",
                          dest);
@@ -1368,10 +1491,13 @@ static const verb_t verbs[] = {
      "ETA on a terminal, a plain line every 10 s otherwise, one JSON object per line and\n"
      "event with --json; no time limit, but gives up when the coordinator does not answer\n"
      "within the timeout. Exit 0 when the backup is DONE, 1 when it FAILED.", 0, NULL},
-    {"recover", 3, 3, OPT_JSON | OPT_WAIT | OPT_WORKER | OPT_TABLESPACE | OPT_DELTA | OPT_OWNER,
-     verb_recover,
-     "recover CLUSTER BACKUP_ID|latest|oldest DEST --worker NAME [--tablespace NAME:PATH]...\n"
-     "               [--delta] [--owner USER] [--wait] [--json]",
+    {"recover", 3, 3, OPT_JSON | OPT_WAIT | OPT_WORKER | OPT_TABLESPACE | OPT_DELTA | OPT_OWNER |
+     OPT_TARGET, verb_recover,
+     "recover CLUSTER BACKUP_ID|latest|oldest|auto DEST --worker NAME [--tablespace NAME:PATH]...\n"
+     "               [--delta] [--owner USER] [--wait] [--json]\n"
+     "               [--target-time T | --target-xid X | --target-lsn L | --target-name N |\n"
+     "                --target-immediate] [--target-tli current|latest|N]\n"
+     "               [--target-action pause|promote|shutdown] [--exclusive] [--standby]",
      "Restore a DONE backup of CLUSTER (latest, oldest: the newest/oldest DONE one) into DEST, an\n"
      "absolute path on the host of worker NAME, as a data directory that starts: files with\n"
      "their modes, owned by USER (default: the owner of DEST's parent), the WAL the backup needs\n"
@@ -1380,7 +1506,19 @@ static const verb_t verbs[] = {
      "must be empty or absent; with --delta, only files whose content differs are rewritten and\n"
      "files the backup does not have are removed. The worker must hold the backup in its store\n"
      "(show-backup lists the stores). --wait follows it with a progress bar; exit 0 when DEST is\n"
-     "restored and synced, 1 when the restore failed.", 0, NULL},
+     "restored and synced, 1 when the restore failed.\n\n"
+     "Point-in-time recovery: with any --target-* option, --standby or --exclusive, the restore\n"
+     "also writes recovery.signal (standby.signal with --standby) and, in postgresql.auto.conf,\n"
+     "restore_command = '<cli_command> wal-get CLUSTER %f %p' (cli_command from the worker's\n"
+     "config, default barque), archive_command = false (the copy never archives into the\n"
+     "cluster's archive), and recovery_target_* as asked: --target-time (no zone: UTC),\n"
+     "--target-xid, --target-lsn, --target-name (a restore point), --target-immediate (the end\n"
+     "of the backup), --target-tli, --target-action, --exclusive (stop just before the target).\n"
+     "With only --target-tli latest, recovery replays all the archived WAL. BACKUP_ID auto picks\n"
+     "the newest backup that ends before the target (for an xid or a name: the newest). The\n"
+     "coordinator refuses a target the archive cannot reach, saying why: no backup ends before\n"
+     "it, a segment between the backup and the target is missing from the WAL index, the target\n"
+     "timeline is not in the archive, a time in the future.", 0, NULL},
     {"list-backups", 1, 1, OPT_JSON, verb_list_backups, "list-backups CLUSTER [--json]",
      "The backups of CLUSTER in the catalog, newest first (the newest 1,000): id, state, end\n"
      "time, size, stored size (what it added to the store), WAL range, and why it failed.", 0,
@@ -1576,6 +1714,33 @@ int cli_main(int argc, char **argv)
                 o.tablespaces[o.ntablespaces++] = val;
                 seen |= OPT_TABLESPACE;
             }
+        } else if (strcmp(a, "--target-time") == 0 || strcmp(a, "--target-xid") == 0 ||
+                   strcmp(a, "--target-lsn") == 0 || strcmp(a, "--target-name") == 0 ||
+                   strcmp(a, "--target-tli") == 0 || strcmp(a, "--target-action") == 0) {
+            if (!val)
+                return err_usage("option %s needs a value", a);
+            i++;
+            seen |= OPT_TARGET;
+            if (strcmp(a, "--target-tli") == 0) {
+                o.target_tli = val;
+            } else if (strcmp(a, "--target-action") == 0) {
+                o.target_action = val;
+            } else {
+                o.target_kind = a + 9;
+                o.target_value = val;
+                o.ntargets++;
+            }
+        } else if (strcmp(a, "--target-immediate") == 0) {
+            o.target_kind = "immediate";
+            o.target_value = "";
+            o.ntargets++;
+            seen |= OPT_TARGET;
+        } else if (strcmp(a, "--exclusive") == 0 || strcmp(a, "--standby") == 0) {
+            if (a[2] == 'e')
+                o.exclusive = 1;
+            else
+                o.standby = 1;
+            seen |= OPT_TARGET;
         } else if (strcmp(a, "--spool") == 0) {
             if (!val)
                 return err_usage("option %s needs a value", a);

@@ -192,6 +192,7 @@ static const cfg_key_t worker_keys[] = {
     KEY_TEXT(worker_t, "scratch", CFG_PATH, false, scratch),
     /* the store's key (issue 3) has its own format: only the path is resolved here */
     KEY_TEXT(worker_t, "store_key_file", CFG_PATH, false, store_key_file),
+    KEY_TEXT(worker_t, "cli_command", CFG_STRING, false, cli_command),
     KEY_LEVEL(worker_t, "log_level", log_level),
     KEY_NUM(worker_t, "max_jobs", CFG_INT, max_jobs, 1, 1024, "4"),
     KEY_NUM(worker_t, "heartbeat_interval", CFG_DURATION, heartbeat_interval_ms, 1, MS_HOUR, "1s"),

@@ -85,6 +85,8 @@ typedef struct {
                                                  data_listen, which then names one host) */
     char scratch[PATH_MAX];                   /* optional, directory */
     char store_key_file[PATH_MAX];            /* optional (used by the store, issue 3) */
+    char cli_command[PATH_MAX];               /* optional, default "barque": how a server
+                                                 restored here runs the CLI (restore_command) */
     int max_jobs;                             /* optional, default 4 */
     int64_t heartbeat_interval_ms;            /* optional, default 1s */
 } bq_worker_config_t;

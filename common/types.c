@@ -1,6 +1,7 @@
 #include "types.h"
 
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 const char *bq_job_type_name(bq_job_type_t t)
@@ -113,4 +114,47 @@ void bq_files_free(bq_file_entry_t *files, size_t n)
     for (size_t i = 0; i < n; i++)
         free(files[i].path);
     free(files);
+}
+
+int bq_recovery_valid(const bq_recovery_t *r, char *why, size_t whylen)
+{
+    static const char *const kinds[] = {"", "time", "xid", "lsn", "name", "immediate"};
+    static const char *const actions[] = {"", "pause", "promote", "shutdown"};
+    int ok = 0;
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
+        ok |= strcmp(r->kind, kinds[i]) == 0;
+    if (!ok) {
+        snprintf(why, whylen, "unknown recovery target kind \"%.16s\"", r->kind);
+        return -1;
+    }
+    ok = 0;
+    for (size_t i = 0; i < sizeof actions / sizeof actions[0]; i++)
+        ok |= strcmp(r->action, actions[i]) == 0;
+    if (!ok) {
+        snprintf(why, whylen, "unknown recovery target action \"%.16s\"", r->action);
+        return -1;
+    }
+    if (r->tli[0] && strcmp(r->tli, "current") != 0 && strcmp(r->tli, "latest") != 0) {
+        char *end;
+        unsigned long v = strtoul(r->tli, &end, 10);
+        if (*end || v < 1 || v > 0xFFFFFFFFul || r->tli[0] == '-' || r->tli[0] == '+') {
+            snprintf(why, whylen, "recovery target timeline \"%.16s\" is not current, latest "
+                     "or a timeline number", r->tli);
+            return -1;
+        }
+    }
+    for (const unsigned char *p = (const unsigned char *)r->value; *p; p++)
+        if (*p < 0x20 || *p == 0x7f || *p == '\'' || *p == '\\') {
+            snprintf(why, whylen, "recovery target value \"%.40s\" has a quote, backslash or "
+                     "control character", r->value);
+            return -1;
+        }
+    int needs_value = r->kind[0] && strcmp(r->kind, "immediate") != 0;
+    if (needs_value != (r->value[0] != '\0')) {
+        snprintf(why, whylen, needs_value ? "recovery target %s has no value"
+                                          : "recovery target %s takes no value",
+                 r->kind[0] ? r->kind : "(none)");
+        return -1;
+    }
+    return 0;
 }

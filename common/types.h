@@ -115,6 +115,24 @@ typedef struct {
     char partials[BQ_WAL_PARTIALS_MAX][BQ_WAL_FILE_MAX]; /* NAME.partial files */
 } bq_wal_timeline_t;
 
+/* Point-in-time recovery settings of a restore (barque recover --target-*, issue 5). */
+#define BQ_TARGET_VALUE_MAX 128
+typedef struct {
+    int enabled;                    /* write recovery.signal/standby.signal and the settings */
+    char kind[12];                  /* "", "time", "xid", "lsn", "name", "immediate" */
+    char value[BQ_TARGET_VALUE_MAX]; /* recovery_target_<kind>'s value, as written */
+    int64_t time_ms;                /* time: ms since the epoch */
+    uint64_t lsn;                   /* lsn */
+    char tli[16];                   /* "", "current", "latest" or a decimal timeline */
+    char action[12];                /* "", "pause", "promote", "shutdown" */
+    int exclusive;                  /* recovery_target_inclusive = off */
+    int standby;                    /* standby.signal */
+} bq_recovery_t;
+
+/* 0 when r is well formed (known kind, action and timeline; a value with no quote, backslash
+ * or control character, so it can be written between single quotes), else -1 with why. */
+int bq_recovery_valid(const bq_recovery_t *r, char *why, size_t whylen);
+
 /* What the catalog keeps per backup (issue 4). Sizes in bytes, times in ms since the epoch
  * (wall clock), LSNs as 64-bit integers (print as X/X). */
 typedef struct {
@@ -211,6 +229,7 @@ typedef struct {
     int delta;                        /* restore: rewrite only what differs */
     char pin_worker[BQ_NAME_MAX];     /* only this worker may run it ("" = any of the site) */
     int has_restore;                  /* restore: what the last attempt wrote */
+    bq_recovery_t recovery;           /* restore: point-in-time recovery (enabled = 0: none) */
     bq_restore_result_t restore;
     uint64_t offset;                  /* list-files: the first file of the page */
     int has_delete;                   /* delete: what the last attempt did */

@@ -13,6 +13,7 @@
 #include "log.h"
 #include "proto.h"
 #include "wal_summary.h"
+#include "pitr.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -1287,7 +1288,9 @@ typedef struct {
     size_t cap;
     uint64_t seen;
     int err;
-    int want_done;          /* 1: keep the oldest DONE one; 2: keep the newest DONE one */
+    int want_done;          /* 1: keep the oldest DONE one; 2: keep the newest DONE one;
+                             * 3: the newest DONE one that ends before target */
+    const bq_recovery_t *target;
     int found;
 } backup_list_t;
 
@@ -1295,7 +1298,8 @@ static int list_backup(const bq_backup_t *b, void *arg)
 {
     backup_list_t *l = arg;
     if (l->want_done) {
-        if (b->state != BQ_BACKUP_DONE)
+        if (b->state != BQ_BACKUP_DONE ||
+            (l->want_done == 3 && !pitr_backup_before(b, l->target)))
             return 0;
         l->r->backups[0] = *b;
         l->found = 1;
@@ -1564,6 +1568,7 @@ static int recover_create(coord_t *c, const bq_msg_cli_request_t *q, const bq_ba
     snprintf(j.dest, sizeof j.dest, "%s", q->dest);
     snprintf(j.owner, sizeof j.owner, "%s", q->owner);
     j.delta = q->delta;
+    j.recovery = q->recovery;
     size_t off = 0;
     for (size_t i = 0; i < q->ntablespaces; i++) {
         const char *m = q->tablespaces[i], *colon = strchr(m, ':');
@@ -1957,20 +1962,32 @@ static void on_cli(coord_t *c, const bq_peer_t *from, bq_msg_t *m)
         int list_files = strcmp(q->verb, "list-files") == 0;
         int oldest = strcmp(q->backup_id, "oldest") == 0;
         int latest = strcmp(q->backup_id, "latest") == 0;
+        int autoid = recover && strcmp(q->backup_id, "auto") == 0;
+        char why[BQ_TEXT_MAX / 2];
         rc = catalog_txn_begin(c->cat, 0, &rt, &e);
         if (rc == 0)
             rc = cli_backup_cluster(c, rt, q->verb, q->cluster, &e);
-        if (rc == 0 && !oldest && !latest && !bq_backup_id_valid(q->backup_id))
+        if (rc == 0 && !oldest && !latest && !autoid && !bq_backup_id_valid(q->backup_id))
             rc = bq_fail(&e, BQ_E_USAGE, "%s is not a backup id (YYYYMMDDTHHMMSS, latest or "
                          "oldest)", q->backup_id[0] ? q->backup_id : "\"\"");
+        if (rc == 0 && recover && q->recovery.enabled &&
+            bq_recovery_valid(&q->recovery, why, sizeof why) != 0)
+            rc = bq_fail(&e, BQ_E_USAGE, "%s", why);
+        if (rc == 0 && autoid && !q->recovery.kind[0])
+            rc = bq_fail(&e, BQ_E_USAGE, "recover auto needs a recovery target");
         if (rc == 0 && !(r->backups = calloc(1, sizeof *r->backups)))
             rc = bq_fail(&e, BQ_E_NOMEM, "out of memory");
-        if (rc == 0 && (oldest || latest)) {
-            backup_list_t bl = {.r = r, .want_done = oldest ? 1 : 2};
+        if (rc == 0 && (oldest || latest || autoid)) {
+            backup_list_t bl = {.r = r, .want_done = oldest ? 1 : autoid ? 3 : 2,
+                                .target = &q->recovery};
             rc = catalog_backup_each(rt, q->cluster, list_backup, &bl, &e);
             if (rc > 0)
                 rc = 0;
-            if (rc == 0 && !bl.found)
+            if (rc == 0 && !bl.found && autoid)
+                rc = bq_fail(&e, BQ_E_NOTFOUND, "could not recover cluster %s to %s %s: no DONE "
+                             "backup ends before it (see: barque list-backups %s)", q->cluster,
+                             q->recovery.kind, q->recovery.value, q->cluster);
+            else if (rc == 0 && !bl.found)
                 rc = bq_fail(&e, BQ_E_NOTFOUND, "cluster %s has no DONE backup, so no %s one "
                              "(see: barque list-backups %s)", q->cluster, q->backup_id,
                              q->cluster);
@@ -1982,6 +1999,14 @@ static void on_cli(coord_t *c, const bq_peer_t *from, bq_msg_t *m)
         }
         if (rc == 0)
             r->nbackups = 1;
+        if (rc == 0 && recover && q->recovery.enabled) {
+            const bq_cfg_cluster_t *cl = bq_coord_config_cluster(&c->cfg, q->cluster);
+            bq_errbuf_t pe;
+            if ((rc = pitr_check(rt, &r->backups[0], &q->recovery, cl && cl->wal == BQ_WAL_STREAM,
+                                 bq_wall_ms(), &pe)) != 0)
+                bq_fail(&e, rc, "could not recover cluster %s from backup %s: %s", q->cluster,
+                        r->backups[0].id, pe.msg);
+        }
         if (rc == 0 && recover) {
             catalog_txn_abort(&rt); /* the job is written in the batch's own transaction */
             rc = recover_create(c, q, &r->backups[0], &r->job_id, &e);

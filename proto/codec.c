@@ -417,6 +417,56 @@ static int codec_files_from_pb(Barque__FileEntry *const *pb, size_t n, const cha
 
 /* ---- Job ----------------------------------------------------------------------------- */
 
+/* ---- RecoveryTarget ------------------------------------------------------------------ */
+
+/* r to pb (NULL when r is not enabled: the field stays absent). */
+static int codec_recovery_to_pb(codec_arena_t *a, const bq_recovery_t *c,
+                                Barque__RecoveryTarget **out, bq_errbuf_t *e)
+{
+    int rc;
+    *out = NULL;
+    if (!c->enabled)
+        return 0;
+    char why[BQ_TEXT_MAX / 2];
+    if (bq_recovery_valid(c, why, sizeof why) != 0)
+        return bq_fail(e, BQ_E_INVAL, "RecoveryTarget: %s", why);
+    Barque__RecoveryTarget *pb = ARENA_NEW(a, Barque__RecoveryTarget);
+    if (!pb)
+        return codec_nomem(e);
+    barque__recovery_target__init(pb);
+    if ((rc = STR_PUT("RecoveryTarget", kind)) < 0 || (rc = STR_PUT("RecoveryTarget", value)) < 0 ||
+        (rc = STR_PUT("RecoveryTarget", tli)) < 0 || (rc = STR_PUT("RecoveryTarget", action)) < 0)
+        return rc;
+    pb->time_ms = c->time_ms;
+    pb->lsn = c->lsn;
+    pb->exclusive = !!c->exclusive;
+    pb->standby = !!c->standby;
+    pb->enabled = 1;
+    *out = pb;
+    return 0;
+}
+
+static int codec_recovery_from_pb(const Barque__RecoveryTarget *pb, bq_recovery_t *c,
+                                  bq_errbuf_t *e)
+{
+    int rc;
+    memset(c, 0, sizeof *c);
+    if (!pb || !pb->enabled)
+        return 0;
+    if ((rc = STR_GET("RecoveryTarget", kind)) < 0 || (rc = STR_GET("RecoveryTarget", value)) < 0 ||
+        (rc = STR_GET("RecoveryTarget", tli)) < 0 || (rc = STR_GET("RecoveryTarget", action)) < 0)
+        return rc;
+    c->time_ms = pb->time_ms;
+    c->lsn = pb->lsn;
+    c->exclusive = !!pb->exclusive;
+    c->standby = !!pb->standby;
+    c->enabled = 1;
+    char why[BQ_TEXT_MAX / 2];
+    if (bq_recovery_valid(c, why, sizeof why) != 0)
+        return bq_fail(e, BQ_E_PROTO, "RecoveryTarget: %s", why);
+    return 0;
+}
+
 static int codec_job_to_pb(codec_arena_t *a, const bq_job_t *c, Barque__Job *pb, bq_errbuf_t *e)
 {
     int rc;
@@ -438,6 +488,8 @@ static int codec_job_to_pb(codec_arena_t *a, const bq_job_t *c, Barque__Job *pb,
         return bq_fail(e, BQ_E_INVAL, "Job.delta_from \"%s\" is not a backup id (YYYYMMDDTHHMMSS)",
                        c->delta_from);
     pb->delta = !!c->delta;
+    if ((rc = codec_recovery_to_pb(a, &c->recovery, &pb->recovery, e)) < 0)
+        return rc;
     if (c->has_restore) {
         Barque__RestoreResult *rr = ARENA_NEW(a, Barque__RestoreResult);
         if (!rr)
@@ -505,6 +557,8 @@ static int codec_job_from_pb(const Barque__Job *pb, bq_job_t *c, bq_errbuf_t *e)
     if (c->delta_from[0] && !bq_backup_id_valid(c->delta_from))
         return bq_fail(e, BQ_E_PROTO, "Job.delta_from is not a backup id (YYYYMMDDTHHMMSS)");
     c->delta = !!pb->delta;
+    if ((rc = codec_recovery_from_pb(pb->recovery, &c->recovery, e)) < 0)
+        return rc;
     if (pb->restore) {
         if ((rc = codec_restore_from_pb(pb->restore, &c->restore, e)) < 0)
             return rc;
@@ -1631,6 +1685,8 @@ static int codec_body_to_pb(codec_arena_t *a, const bq_msg_t *m, ProtobufCMessag
             return rc;
         pb->force = !!c->force;
         pb->wal_size = c->wal_size;
+        if ((rc = codec_recovery_to_pb(a, &c->recovery, &pb->recovery, e)) < 0)
+            return rc;
         pb->job_id = c->job_id;
         pb->all = !!c->all;
         pb->sleep_ms = c->sleep_ms;
@@ -1962,6 +2018,8 @@ static int codec_body_from_pb(const ProtobufCMessage *msg, bq_msg_t *m, bq_errbu
             return bq_fail(e, BQ_E_PROTO, "CliRequest.wal_file is not a WAL file name");
         c->force = !!pb->force;
         c->wal_size = pb->wal_size;
+        if ((rc = codec_recovery_from_pb(pb->recovery, &c->recovery, e)) < 0)
+            return rc;
         c->job_id = pb->job_id;
         c->all = !!pb->all;
         c->sleep_ms = pb->sleep_ms;

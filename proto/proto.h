@@ -169,6 +169,7 @@ typedef struct {
     int force;                        /* switch-wal: CHECKPOINT first */
     char wal_file[BQ_WAL_NAME_MAX];   /* wal-file, wal-source, wal-pushed: the WAL file */
     uint64_t wal_size;                /* wal-pushed: its size */
+    bq_recovery_t recovery;           /* recover: point-in-time recovery */
 } bq_msg_cli_request_t;
 
 typedef struct {

@@ -22,6 +22,7 @@ struct jobs_ctx {
     proto_ctx_t *zctx;                        /* for sockets of the job's own (peers) */
     const bq_keypair_t *keys;                 /* this worker's CURVE keys */
     const char *store_key_file;               /* the master key ("" = none) */
+    const char *cli_command;                  /* [worker] cli_command ("" = "barque") */
 };
 
 /* Run job and fill res (ok, retryable, error, check, backup). Never returns without filling

@@ -1070,6 +1070,68 @@ static int delta_remove(rs_t *r, const char *root, bq_errbuf_t *e)
     return rc;
 }
 
+/* Point-in-time recovery (job->recovery): recovery.signal or standby.signal, and the settings
+ * appended to postgresql.auto.conf (a later setting wins in PostgreSQL's files), all owned
+ * like the restored files. The restored server fetches WAL with `barque wal-get` and never
+ * archives into the cluster's archive. */
+static int recovery_write(rs_t *r, const bq_job_t *job, const char *cli, bq_errbuf_t *e)
+{
+    const bq_recovery_t *t = &job->recovery;
+    if (!t->enabled)
+        return 0;
+    if (!cli || !cli[0])
+        cli = "barque";
+    if (strchr(cli, '\'') || strchr(cli, '\n') || strchr(cli, '\\'))
+        return bq_fail(e, BQ_E_CONFIG, "[worker] cli_command has a quote, backslash or newline: "
+                       "it cannot go into restore_command");
+    char path[PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/%s", r->dest, t->standby ? "standby.signal" : "recovery.signal");
+    int rc = bq_file_write_durable(path, "", 0, 0600, 0, e);
+    if (rc == 0)
+        rc = own(r, path, -1, e);
+    char conf[4096];
+    int n = snprintf(conf, sizeof conf,
+                     "\n# barque recover: backup %s of cluster %s (job %" PRIu64 ")\n"
+                     "restore_command = '%s wal-get %s %%f %%p'\n"
+                     "archive_command = 'false'\n",
+                     job->backup_id, job->cluster, job->id, cli, job->cluster);
+    if (t->kind[0]) {
+        if (strcmp(t->kind, "immediate") == 0)
+            n += snprintf(conf + n, sizeof conf - (size_t)n, "recovery_target = 'immediate'\n");
+        else
+            n += snprintf(conf + n, sizeof conf - (size_t)n, "recovery_target_%s = '%s'\n",
+                          t->kind, t->value);
+    }
+    if (t->tli[0])
+        n += snprintf(conf + n, sizeof conf - (size_t)n, "recovery_target_timeline = '%s'\n",
+                      t->tli);
+    if (t->action[0])
+        n += snprintf(conf + n, sizeof conf - (size_t)n, "recovery_target_action = '%s'\n",
+                      t->action);
+    if (t->exclusive)
+        n += snprintf(conf + n, sizeof conf - (size_t)n, "recovery_target_inclusive = off\n");
+    if (n <= 0 || (size_t)n >= sizeof conf)
+        return rc ? rc : bq_fail(e, BQ_E_INVAL, "recovery settings too long");
+    snprintf(path, sizeof path, "%s/postgresql.auto.conf", r->dest);
+    int fd = rc ? -1 : open(path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (rc == 0 && fd < 0)
+        rc = bq_fail(e, BQ_E_IO, "could not open %s: %s", path, strerror(errno));
+    if (rc == 0 && write(fd, conf, (size_t)n) != n)
+        rc = bq_fail(e, BQ_E_IO, "could not write %s: %s", path, strerror(errno));
+    if (rc == 0 && fsync(fd) != 0)
+        rc = bq_fail(e, BQ_E_IO, "could not sync %s: %s", path, strerror(errno));
+    if (rc == 0)
+        rc = own(r, path, fd, e);
+    if (fd >= 0)
+        close(fd);
+    if (rc == 0)
+        bq_info(COMP, job->id, "restore to %s: %s and recovery settings written (%s%s%s)",
+                r->dest, t->standby ? "standby.signal" : "recovery.signal",
+                t->kind[0] ? t->kind : "to the end of the archive", t->value[0] ? " " : "",
+                t->value);
+    return rc;
+}
+
 static int sync_fs(const char *path, bq_errbuf_t *e)
 {
     int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -1271,6 +1333,8 @@ void jobs_restore(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res)
         for (size_t i = 0; rc == 0 && i < r->nts; i++)
             rc = delta_remove(r, r->ts[i].target, &e);
     }
+    if (rc == 0)
+        rc = recovery_write(r, job, r->ctx->cli_command, &e);
     if (rc == 0)
         rc = sync_fs(r->dest, &e);
     if (rc == 0 && unlink(r->marker) != 0 && errno != ENOENT)

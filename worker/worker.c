@@ -188,6 +188,7 @@ static void *thread_main(void *arg)
     t.base.zctx = jt->w->ctx;
     t.base.keys = &jt->w->cfg.keys;
     t.base.store_key_file = jt->w->cfg.store_key_file;
+    t.base.cli_command = jt->w->cfg.cli_command;
     bq_errbuf_t e;
     bq_msg_t m = {.type = BQ_MSG_JOB_RESULT};
     bq_msg_result_t *res = calloc(1, sizeof *res);
