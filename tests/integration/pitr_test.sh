@@ -8,6 +8,10 @@
 #   each from BACKUP_ID auto (the newest backup ending before the target), written with
 #   recovery.signal and restore_command = '... wal-get db1 %f %p', started, promoted.
 #   Refusals: a time before every backup, a time in the future, an unknown timeline.
+#   RPO=0: with synchronous = on and synchronous_standby_names = 'barque_db1', 1,200 commits
+#   (each returned, so acknowledged) then the primary SIGKILLed while another session writes;
+#   a recovery to the end of the archive (--target-tli latest) has every one of them: the
+#   segment being streamed comes from the receiver's spool through wal-get.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/fleet.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/backup.sh"
@@ -21,6 +25,7 @@ fleet_worker_conf east-1 east
 fleet_worker_store_key east-1
 printf 'data_listen = tcp://127.0.0.1:%s\n' "$(bq_free_port)" >>"$FLEET/east-1.conf"
 fleet_cluster db1 east "$C"
+printf 'synchronous = on\n' >>"$FLEET/coordinator.conf"
 fleet_coord_start
 PGCLI=$(fleet_cli_for_pg "$BQ_TMP/pgcli")
 printf 'cli_command = %s -c %s\n' "$BQ_BIN_CLI" "$PGCLI" >>"$FLEET/east-1.conf"
@@ -86,4 +91,30 @@ assert_eq 2 "$rc" "auto with no target: $out"
 rc=0; out=$(fleet_cli recover db1 auto /nowhere --worker east-1 --target-time "yesterday" 2>&1) || rc=$?
 assert_eq 2 "$rc" "a bad time: $out"
 assert_contains "$out" "is not a time"
+# ---- RPO=0 ---------------------------------------------------------------------------------------
+pg_psql main -c "ALTER SYSTEM SET synchronous_standby_names = 'barque_db1'" -c "SELECT pg_reload_conf()" >/dev/null
+sync_standby() { [[ $(pg_psql main -c "SELECT sync_state FROM pg_stat_replication WHERE application_name = 'barque_db1'") == sync ]]; }
+bq_wait_for "barque_db1 to be the synchronous standby" 30 sync_standby
+pg_psql main -c "CREATE TABLE acked (id int PRIMARY KEY)" -c "CREATE TABLE noise (id serial, v text)"
+python3 -c 'print("\n".join(f"INSERT INTO acked VALUES ({i});" for i in range(1, 1201)))' >"$BQ_TMP/acked.sql"
+psql -X -q -d "$C" -v ON_ERROR_STOP=1 -f "$BQ_TMP/acked.sql" || fail "the 1,200 synchronous commits failed"
+psql -X -q -d "$C" -c "INSERT INTO noise (v) SELECT md5(g::text) FROM generate_series(1, 3000000) g" \
+    >/dev/null 2>&1 &
+noise=$!
+bq__register "$noise" psql
+noisy() { [[ $(pg_psql main -c "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE 'INSERT INTO noise%'") == 1 ]]; }
+bq_wait_for "the noise transaction to be writing" 10 noisy
+kill -KILL "$(pg_pid main)"
+wait "$noise" 2>/dev/null || true
+bq_wait_for "the primary to be gone" 10 bq__pid_gone "$(pg_pid main)"
+dest=$BQ_TMP/rpo.parent
+pg_dir "$dest"
+recover_json db1 latest "$dest/data" --worker east-1 --target-tli latest >/dev/null ||
+    fail "recover to the end of the archive: $(cat "$BQ_TMP/recover-last.err")"
+pg_start_dir rpo "$dest/data"
+promoted() { [[ $(pg_psql rpo -c "SELECT pg_is_in_recovery()") == f ]]; }
+bq_wait_for "the RPO=0 copy to end recovery" 60 promoted
+assert_eq 1200 "$(pg_psql rpo -c "SELECT count(*) FROM acked")" "acknowledged commits after the primary's SIGKILL"
+grep -q 'restored log file' "$BQ_TMP/rpo/postgres.log" || fail "the copy restored no WAL through wal-get"
+pg_stop rpo
 echo "pitr: OK"
