@@ -5,6 +5,7 @@
 #include "fsutil.h"
 #include "types.h"
 #include "walfile.h"
+#include "wal.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -372,6 +373,8 @@ static int push_one(const wal_cmd_opts_t *o, const char *cluster, const bq_msg_c
                 last.msg[0] ? last.msg : bq_err_text(rc));
         return rc;
     }
+    if (!bq_wal_name_valid(name))
+        return 0; /* a .backup file: in the store, not in the WAL index (nothing replays it) */
     bq_msg_cli_request_t q;
     memset(&q, 0, sizeof q);
     snprintf(q.verb, sizeof q.verb, "wal-pushed");
@@ -410,7 +413,7 @@ static size_t ready_after(const char *dir, const char *name, push_file_t *out, s
         if (l < 7 || l - 6 >= sizeof names[0] || strcmp(de->d_name + l - 6, ".ready") != 0)
             continue;
         snprintf(names[n], sizeof names[n], "%.*s", (int)(l - 6), de->d_name);
-        if (!bq_wal_name_valid(names[n]) || strcmp(names[n], name) <= 0)
+        if (store_wal_name_parse(names[n], NULL, NULL, NULL) != 0 || strcmp(names[n], name) <= 0)
             continue;
         all[n].name = names[n];
         n++;
@@ -434,7 +437,8 @@ int wal_cmd_push(const wal_cmd_opts_t *o)
     const char *cluster = o->args[0], *path = o->args[1];
     const char *name = base_name(path);
     bq_errbuf_t e = {{0}};
-    if (!bq_wal_name_valid(name))
+    store_wal_kind_t kind;
+    if (store_wal_name_parse(name, &kind, NULL, &e) != 0)
         return say(1, "wal-push: \"%s\" is not a WAL file name (a segment, .partial, .history or "
                    ".backup file: archive_command = 'barque wal-push %s %%p')", name, cluster);
     char dir[PATH_MAX], marker[PATH_MAX];

@@ -16,6 +16,8 @@
 #include "pitr.h"
 
 #include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1140,6 +1142,8 @@ static void on_progress(coord_t *c, const bq_peer_t *from, bq_msg_t *m)
     }
 }
 
+static void check_wal_items(coord_t *c, const char *cluster, bq_check_result_t *r);
+
 static void on_result(coord_t *c, const bq_peer_t *from, bq_msg_t *m)
 {
     int wi;
@@ -1154,6 +1158,9 @@ static void on_result(coord_t *c, const bq_peer_t *from, bq_msg_t *m)
         snprintf(ack.u.result_ack.reason, sizeof ack.u.result_ack.reason, "%s", why);
         out_push(c, from, &ack, 0);
         return;
+    }
+    if (s->type == BQ_JOB_CHECK && r->has_check && s->cluster[0]) {
+        check_wal_items(c, s->cluster, &m->u.result->check);
     }
     job_change_t ch = {.result = r};
     if (s->type == BQ_JOB_LIST_FILES && r->ok) { /* the job shows how far the listing got */
@@ -1379,6 +1386,8 @@ static int cli_backup_cluster(coord_t *c, catalog_txn_t *rt, const char *verb,
 
 typedef struct {
     wal_summary_t sum;
+    int64_t newest_ms;        /* when the newest file was archived */
+    char newest[BQ_WAL_FILE_MAX];
     int err;                  /* wal_summary_add's error, with why */
     bq_errbuf_t why;
 } wal_list_t;
@@ -1386,11 +1395,79 @@ typedef struct {
 static int wal_list_visit(const bq_wal_file_t *w, void *arg)
 {
     wal_list_t *l = arg;
+    if (w->archived_ms >= l->newest_ms) {
+        l->newest_ms = w->archived_ms;
+        snprintf(l->newest, sizeof l->newest, "%s", w->name);
+    }
     l->err = wal_summary_add(&l->sum, w->name, w->size, &l->why);
     return l->err ? 1 : 0;
 }
 
 static int job_insert(coord_t *c, bq_job_t *jp, uint64_t *id, bq_errbuf_t *e);
+
+static void check_item(bq_check_result_t *r, const char *name, int ok, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void check_item(bq_check_result_t *r, const char *name, int ok, const char *fmt, ...)
+{
+    if (r->nitems >= BQ_CHECK_ITEMS_MAX)
+        return;
+    bq_check_item_t *it = &r->items[r->nitems++];
+    snprintf(it->name, sizeof it->name, "%s", name);
+    it->ok = ok;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(it->detail, sizeof it->detail, fmt, ap);
+    va_end(ap);
+}
+
+/* A check of cluster came back: add what the coordinator knows, from the WAL index: gaps
+ * (CRITICAL: a recovery cannot replay past one) and the last archived file's age. */
+static void check_wal_items(coord_t *c, const char *cluster, bq_check_result_t *r)
+{
+    catalog_txn_t *t = wtxn(c);
+    if (!t)
+        return;
+    static wal_list_t wl;
+    memset(&wl, 0, sizeof wl);
+    wal_summary_init(&wl.sum);
+    bq_errbuf_t e;
+    bq_wal_timeline_t *tl = NULL;
+    size_t ntl = 0;
+    int rc = catalog_wal_each(t, cluster, wal_list_visit, &wl, &e);
+    if (rc == 0)
+        wal_summary_end(&wl.sum, &tl, &ntl);
+    wal_summary_clear(&wl.sum);
+    if (rc != 0) {
+        check_item(r, "WAL archive", 0, "could not read the WAL index: %s",
+                   rc > 0 ? wl.why.msg : e.msg);
+        return;
+    }
+    uint64_t missing = 0;
+    char ranges[BQ_DETAIL_MAX] = "";
+    size_t off = 0;
+    for (size_t i = 0; i < ntl; i++)
+        for (size_t g = 0; g < tl[i].ngaps; g++) {
+            missing++;
+            int n = snprintf(ranges + off, sizeof ranges - off, "%s%s", off ? ", " : "",
+                             tl[i].gaps[g]);
+            if (n > 0 && (size_t)n < sizeof ranges - off)
+                off += (size_t)n;
+        }
+    if (ntl == 0)
+        check_item(r, "WAL archive", 1, "no WAL archived yet");
+    else if (missing)
+        check_item(r, "WAL archive", 0, "CRITICAL: WAL missing from the archive (%" PRIu64
+                   " gap%s: %s): no recovery can replay past a gap; take a new backup",
+                   missing, missing == 1 ? "" : "s", ranges);
+    else
+        check_item(r, "WAL archive", 1, "timeline %u: %s to %s, %" PRIu64 " segments, no gap",
+                   tl[ntl - 1].tli, tl[ntl - 1].first[0] ? tl[ntl - 1].first : "-",
+                   tl[ntl - 1].last[0] ? tl[ntl - 1].last : "-", tl[ntl - 1].segments);
+    if (ntl)
+        check_item(r, "last archived WAL", 1, "%s, %lld s ago", wl.newest,
+                   (long long)((bq_wall_ms() - wl.newest_ms) / 1000));
+    free(tl);
+}
 
 /* 1 when name is one of the comma-separated names in list. */
 static int name_in_list(const char *list, const char *name)

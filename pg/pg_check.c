@@ -215,18 +215,22 @@ static void check_receiver(PGconn *conn, const char *app, const char *slot, bq_c
                  strcmp(val, "missing") == 0 ? " (the wal-stream job creates it)"
                                              : ": no receiver uses it, WAL accumulates on the server");
     snprintf(sql, sizeof sql, "SELECT coalesce((SELECT state || ' ' || sync_state || ' ' || "
-             "(pg_current_wal_lsn() - flush_lsn)::bigint FROM pg_stat_replication WHERE "
-             "application_name = %s LIMIT 1), 'none')", qa);
+             "(pg_current_wal_lsn() - flush_lsn)::bigint || ' ' || "
+             "round(coalesce(extract(epoch FROM flush_lag), 0)::numeric, 3) FROM "
+             "pg_stat_replication WHERE application_name = %s LIMIT 1), 'none')", qa);
     PQfreemem(qs);
     PQfreemem(qa);
     char state[32] = "", sync[32] = "";
     long long lag = 0;
+    double lag_s = 0;
     if (query_value(conn, sql, val, sizeof val, why, sizeof why) != 0)
         add_item(r, "WAL receiver", 0, "could not read pg_stat_replication: %s", why);
     else if (strcmp(val, "none") == 0)
         add_item(r, "WAL receiver", 0, "%s is not connected", app);
-    else if (sscanf(val, "%31s %31s %lld", state, sync, &lag) == 3 && strcmp(state, "streaming") == 0)
-        add_item(r, "WAL receiver", 1, "%s streaming (%s), %lld bytes behind", app, sync, lag);
+    else if (sscanf(val, "%31s %31s %lld %lf", state, sync, &lag, &lag_s) == 4 &&
+             strcmp(state, "streaming") == 0)
+        add_item(r, "WAL receiver", 1, "%s streaming (%s), %lld bytes and %.3f s behind", app,
+                 sync, lag, lag_s);
     else
         add_item(r, "WAL receiver", 0, "%s is %s", app, val);
 }

@@ -167,7 +167,7 @@ typedef struct {
     char checkpoint[8];               /* backup: "fast" (or "") or "spread" */
     uint64_t offset;                  /* list-files: the first file wanted */
     int force;                        /* switch-wal: CHECKPOINT first */
-    char wal_file[BQ_WAL_NAME_MAX];   /* wal-file, wal-source, wal-pushed: the WAL file */
+    char wal_file[BQ_WAL_FILE_MAX];   /* wal-file, wal-source, wal-pushed: the WAL file */
     uint64_t wal_size;                /* wal-pushed: its size */
     bq_recovery_t recovery;           /* recover: point-in-time recovery */
 } bq_msg_cli_request_t;

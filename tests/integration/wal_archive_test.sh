@@ -10,17 +10,28 @@
 #      background and the next call takes one from there.
 #   4. --spool: a backlog made while archiving failed is drained, with every segment in the
 #      store and the index, and no segment reported before it was durable.
+#   6. A gap made on purpose (archive_command skips one segment): check reports the WAL archive
+#      CRITICAL naming the segment; recover refuses a target beyond it, naming it, and takes
+#      one before it.
 #   5. With no worker online, wal-get of an archived segment is exit 2 (not "absent").
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/fleet.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/backup.sh"
 bq_require_bins
 [[ -x ${BQ_STORE_WAL_GET:-} ]] || fail "BQ_STORE_WAL_GET is not set (ctest sets it)"
 bq_tmpdir
 as_pg() { if ((EUID == 0)); then runuser -u postgres -- "$@"; else "$@"; fi; }
 
-C=$(pg_start main)
-DATA=$BQ_TMP/main/data
 fleet_init
+PGCLI=$(fleet_cli_for_pg "$BQ_TMP/pgcli")
+pushcmd="$BQ_BIN_CLI -c $PGCLI wal-push db1"
+getcmd="$BQ_BIN_CLI -c $PGCLI wal-get db1"
+pg_start main >/dev/null
+DATA=$BQ_TMP/main/data
+pg_psql main -c "ALTER SYSTEM SET archive_mode = on" -c "ALTER SYSTEM SET archive_command = '$pushcmd %p'" >/dev/null
+pg_stop main
+pg_start_dir main "$DATA"
+C=$(pg_conninfo main)
 fleet_site east
 fleet_worker_conf east-1 east
 fleet_worker_store_key east-1
@@ -33,15 +44,10 @@ fleet_worker_start east-1
 bq_wait_for "east-1 online" 15 fleet_worker_online east-1
 STORE=$FLEET/east-1/store
 KEY=$FLEET/keys/east-1.storekey
-PGCLI=$(fleet_cli_for_pg "$BQ_TMP/pgcli")
-pushcmd="$BQ_BIN_CLI -c $PGCLI wal-push db1"
-getcmd="$BQ_BIN_CLI -c $PGCLI wal-get db1"
 
 # ---- 1. archive_command --------------------------------------------------------------------------
-pg_psql main -c "ALTER SYSTEM SET archive_mode = on" -c "ALTER SYSTEM SET archive_command = '$pushcmd %p'" >/dev/null
-pg_stop main
-pg_start_dir main "$DATA"
 pg_psql main -c "CREATE TABLE t (id serial PRIMARY KEY, v text)"
+failing() { (($(pg_psql main -c "SELECT failed_count FROM pg_stat_archiver") > failed0)); }
 switch_one() {
     pg_psql main -c "INSERT INTO t (v) SELECT md5(g::text) FROM generate_series(1, 2000) g" >/dev/null
     pg_psql main -c "SELECT pg_walfile_name(pg_switch_wal())"
@@ -115,7 +121,6 @@ cmp "$BQ_TMP/get/RECOVERYXLOG" "$DATA/pg_wal/$s2" || fail "the prefetched $s2 di
 failed0=$(pg_psql main -c "SELECT failed_count FROM pg_stat_archiver")
 pg_psql main -c "ALTER SYSTEM SET archive_command = '/bin/false'" -c "SELECT pg_reload_conf()" >/dev/null
 backlog=("$(switch_one)")
-failing() { (($(pg_psql main -c "SELECT failed_count FROM pg_stat_archiver") > failed0)); }
 bq_wait_for "the archiver to fail on ${backlog[0]} (archiving paused)" 30 failing
 for i in 2 3 4 5 6; do backlog+=("$(switch_one)"); done
 mkdir -p "$BQ_TMP/spool"
@@ -126,6 +131,37 @@ for s in "${backlog[@]}"; do
     [[ -f $STORE/wal/db1/${s:0:8}/$s ]] || fail "backlog segment $s is not in the store"
 done
 indexed "${backlog[5]}" || fail "list-wal after the backlog: $(fleet_cli list-wal db1)"
+
+# ---- 6. a gap on purpose ------------------------------------------------------------------------
+bid=$(backup_take db1) || fail "backup: $(cat "$BQ_TMP/backup-last.err")"
+pg_psql main -c "INSERT INTO t (v) VALUES ('after the backup')" >/dev/null
+L_ok=$(pg_psql main -c "SELECT pg_current_wal_lsn()")
+s_ok=$(pg_psql main -c "SELECT pg_walfile_name(pg_switch_wal())")
+bq_wait_for "the server to archive $s_ok" 30 last_archived "$s_ok"
+failed0=$(pg_psql main -c "SELECT failed_count FROM pg_stat_archiver")
+pg_psql main -c "ALTER SYSTEM SET archive_command = '/bin/false'" -c "SELECT pg_reload_conf()" >/dev/null
+G=$(switch_one)
+bq_wait_for "the archiver to fail on $G" 30 failing
+pg_psql main -c "INSERT INTO t (v) VALUES ('beyond the gap')" >/dev/null
+L_bad=$(pg_psql main -c "SELECT pg_current_wal_lsn()")
+switch_one >/dev/null
+s_end=$(switch_one)
+# the old command can only fail, so there is no race with the reload: $G is never pushed
+pg_psql main -c "ALTER SYSTEM SET archive_command = 'test %f = $G || $pushcmd %p'" -c "SELECT pg_reload_conf()" >/dev/null
+bq_wait_for "the server to archive up to $s_end (skipping $G)" 60 last_archived "$s_end"
+[[ ! -e $STORE/wal/db1/${G:0:8}/$G ]] || fail "$G was archived: no gap"
+rc=0; out=$(fleet_cli check db1 2>&1) || rc=$?
+assert_eq 1 "$rc" "check with a gap: $out"
+assert_contains "$out" "CRITICAL: WAL missing from the archive"
+assert_contains "$out" "$G"
+rc=0; out=$(fleet_cli recover db1 auto "$BQ_TMP/gap.parent/data" --worker east-1 --target-lsn "$L_bad" 2>&1) || rc=$?
+assert_eq 1 "$rc" "recover beyond the gap: $out"
+assert_contains "$out" "WAL segment $G of cluster db1 is missing from the archive"
+pg_dir "$BQ_TMP/gap.parent"
+recover_json db1 auto "$BQ_TMP/gap.parent/data" --worker east-1 --target-lsn "$L_ok" >/dev/null ||
+    fail "recover before the gap: $(cat "$BQ_TMP/recover-last.err")"
+grep -q "recovery_target_lsn = '$L_ok'" "$BQ_TMP/gap.parent/data/postgresql.auto.conf" ||
+    fail "no recovery_target_lsn in the restore before the gap"
 
 # ---- 5. no worker: not "absent" ----------------------------------------------------------------
 bq_kill "$FLEET_PID_east_1"
