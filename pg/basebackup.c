@@ -1559,6 +1559,26 @@ static int st_run(stream_t *s, uint32_t *next_tli, uint64_t *next_lsn, bq_errbuf
         return result_error(l, NULL, "START_REPLICATION", e);
     PGresult *res = NULL;
     int rc = next_result(l, w->o.stall_timeout_s, "starting the WAL stream", &res, e);
+    if (rc == 0 && PQresultStatus(res) == PGRES_TUPLES_OK && PQnfields(res) >= 2 &&
+        PQntuples(res) == 1) {
+        /* Asked for exactly the end of an old timeline: the server skips the COPY and names
+         * the next timeline and where it starts. */
+        uint64_t t = 0;
+        if (parse_u64(PQgetvalue(res, 0, 0), UINT32_MAX, &t) != 0 || t == 0 ||
+            pg_lsn_parse(PQgetvalue(res, 0, 1), next_lsn) != 0)
+            rc = bq_fail(e, BQ_E_PROTO, "WAL stream from %s: unreadable next timeline", l->where);
+        *next_tli = (uint32_t)t;
+        PQclear(res);
+        for (int i = 0; rc == 0 && i < RESULTS_MAX; i++) {
+            if ((rc = next_result(l, w->o.stall_timeout_s, "ending the WAL stream", &res, e)) != 0 ||
+                !res)
+                break;
+            if (PQresultStatus(res) == PGRES_FATAL_ERROR)
+                rc = result_error(l, res, cmd, e);
+            PQclear(res);
+        }
+        return rc;
+    }
     if (rc == 0 && PQresultStatus(res) != PGRES_COPY_BOTH)
         rc = PQresultStatus(res) == PGRES_FATAL_ERROR
                  ? result_error(l, res, cmd, e)

@@ -42,6 +42,7 @@ typedef struct {
     uint64_t archived, flushed;
     uint32_t tli;
     int64_t last_progress;
+    int got_data;      /* a segment began in this stream */
     bq_errbuf_t err;
 } ws_t;
 
@@ -163,6 +164,7 @@ static int on_begin(void *arg, const char *name, uint32_t tli, uint64_t segno, u
     (void)segno;
     ws_t *w = arg;
     w->tli = tli;
+    w->got_data = 1;
     return pg_wal_spool_begin(&w->sp, name, offset, e);
 }
 
@@ -224,6 +226,56 @@ static void on_position(void *arg, uint32_t tli, uint64_t written, uint64_t flus
     w->ctx->progress(w->ctx, flushed, written, msg);
 }
 
+/* The newest complete segment of the cluster in the store: its timeline and number. */
+typedef struct {
+    uint32_t tli, hi, lo;
+    int found;
+} own_pos_t;
+
+static int own_visit(uint32_t tli, const char *name, void *arg)
+{
+    own_pos_t *p = arg;
+    uint32_t t, hi, lo;
+    (void)tli;
+    if (bq_wal_segment_parse(name, &t, &hi, &lo) != 0)
+        return 0;
+    if (!p->found || t > p->tli || (t == p->tli && (hi > p->hi || (hi == p->hi && lo > p->lo)))) {
+        p->tli = t;
+        p->hi = hi;
+        p->lo = lo;
+        p->found = 1;
+    }
+    return 0;
+}
+
+/* Where this worker's own archive of the cluster ends: the LSN after its newest complete
+ * segment, and its timeline. 0 when it has none. */
+static uint64_t own_end(ws_t *w, uint32_t *tli)
+{
+    own_pos_t p = {0};
+    bq_errbuf_t e;
+    if (store_wal_list(store_dir(w->ctx->store), w->job->cluster, own_visit, &p, &e) != 0 ||
+        !p.found || !w->seg_size)
+        return 0;
+    uint64_t per = 0x100000000ull / w->seg_size;
+    *tli = p.tli;
+    return ((uint64_t)p.hi * per + p.lo + 1) * w->seg_size;
+}
+
+/* The replication connection of the job, on its permanent slot (created when absent). */
+static int ws_open(const bq_job_t *job, const char *slot, const char *app, pg_wal_conn_t **c,
+                   bq_errbuf_t *e)
+{
+    pg_wal_opts_t o;
+    pg_wal_opts_init(&o);
+    o.slot_name = slot;
+    o.permanent = 1;
+    o.application_name = app;
+    o.status_interval_s = job->synchronous ? 1 : 10;
+    o.stall_timeout_s = 120;
+    return pg_wal_open(job->conninfo, &o, c, e);
+}
+
 void jobs_wal_stream(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res)
 {
     ws_t w = {.job = job, .ctx = ctx, .sp = {.fd = -1}};
@@ -239,16 +291,8 @@ void jobs_wal_stream(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res)
     if (rc == 0)
         rc = bq_mkdir_p(w.spool, 0700, e);
     pg_wal_conn_t *c = NULL;
-    if (rc == 0) {
-        pg_wal_opts_t o;
-        pg_wal_opts_init(&o);
-        o.slot_name = slot;
-        o.permanent = 1;
-        o.application_name = app;
-        o.status_interval_s = job->synchronous ? 1 : 10;
-        o.stall_timeout_s = 120;
-        rc = pg_wal_open(job->conninfo, &o, &c, e);
-    }
+    if (rc == 0)
+        rc = ws_open(job, slot, app, &c, e);
     if (rc == 0) {
         w.seg_size = pg_wal_seg_size(c);
         pg_wal_spool_init(&w.sp, w.spool, w.seg_size);
@@ -267,7 +311,31 @@ void jobs_wal_stream(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res)
             .segment_begin = on_begin, .data = on_data, .sync = on_sync, .segment_end = on_end,
             .timeline_end = on_tl_end, .history = on_history, .position = on_position,
             .should_stop = should_stop};
-        rc = pg_wal_stream(c, pg_wal_slot_lsn(c), 0, &cb, &w, e);
+        /* A slot made just now (a new primary after a failover, or a dropped slot) starts at
+         * the server's current position: resume where this worker's archive ends instead, on
+         * its timeline, so the archive has no gap while the server still has that WAL. */
+        uint32_t own_tli = 0;
+        uint64_t own = pg_wal_slot_created(c) ? own_end(&w, &own_tli) : 0;
+        if (own && own < pg_wal_slot_lsn(c)) {
+            char a[24], b[24];
+            bq_info(COMP, job->id, "cluster %s: the slot is new (at %s): resuming at the end of "
+                    "the archive, %s on timeline %u", job->cluster,
+                    pg_lsn_format(pg_wal_slot_lsn(c), a, sizeof a),
+                    pg_lsn_format(own, b, sizeof b), (unsigned)own_tli);
+            rc = pg_wal_stream(c, own, own_tli, &cb, &w, e);
+            if (rc == BQ_E_PG && !w.got_data) {
+                bq_warn(COMP, job->id, "cluster %s: the server cannot send WAL from %s on "
+                        "timeline %u (%s): streaming from the slot's position %s; the WAL "
+                        "between is missing from the archive (check reports the gap)",
+                        job->cluster, b, (unsigned)own_tli, e->msg, a);
+                pg_wal_close(&c);
+                rc = ws_open(job, slot, app, &c, e);
+                if (rc == 0)
+                    rc = pg_wal_stream(c, pg_wal_slot_lsn(c), 0, &cb, &w, e);
+            }
+        } else {
+            rc = pg_wal_stream(c, pg_wal_slot_lsn(c), 0, &cb, &w, e);
+        }
     }
     pg_wal_close(&c);
     pg_wal_spool_close(&w.sp);
