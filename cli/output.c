@@ -191,7 +191,21 @@ json_t *out_worker_json(const bq_worker_t *w)
 
 json_t *out_cluster_json(const bq_cluster_t *c)
 {
-    return json_pack("{s:s, s:s}", "name", c->name, "site", c->site);
+    json_t *o = json_pack("{s:s, s:s}", "name", c->name, "site", c->site);
+    if (c->wal_mode[0]) {
+        char f[24], r[24];
+        snprintf(f, sizeof f, "%X/%X", (unsigned)(c->stream_flushed >> 32), (unsigned)c->stream_flushed);
+        snprintf(r, sizeof r, "%X/%X", (unsigned)(c->stream_received >> 32),
+                 (unsigned)c->stream_received);
+        json_object_set_new(o, "wal", json_pack(
+            "{s:s, s:s?, s:I, s:i, s:s?, s:s?, s:s, s:s}", "mode", c->wal_mode, "last_archived",
+            c->wal_last[0] ? c->wal_last : NULL, "last_archived_age_s",
+            (json_int_t)(c->wal_last_ms ? (bq_wall_ms() - c->wal_last_ms) / 1000 : -1), "gaps",
+            (int)c->wal_gaps, "receiver", c->stream_state[0] ? c->stream_state : NULL,
+            "receiver_worker", c->stream_worker[0] ? c->stream_worker : NULL, "flushed", f,
+            "received", r));
+    }
+    return o;
 }
 
 void out_json_print(FILE *f, json_t *v)
@@ -477,8 +491,28 @@ void out_status_text(FILE *f, const char *coordinator, const bq_msg_cli_reply_t 
     if (!r->nworkers)
         fprintf(f, "  (no worker has registered yet)\n");
     fprintf(f, "Clusters:\n");
-    for (size_t i = 0; i < r->nclusters; i++)
-        fprintf(f, "  %-16s site %s\n", r->clusters[i].name, r->clusters[i].site);
+    for (size_t i = 0; i < r->nclusters; i++) {
+        const bq_cluster_t *c = &r->clusters[i];
+        fprintf(f, "  %-16s site %s", c->name, c->site);
+        if (c->wal_mode[0]) {
+            fprintf(f, "; WAL %s", c->wal_mode);
+            if (c->wal_last[0])
+                fprintf(f, ", last archived %s (%lld s ago)", c->wal_last,
+                        (long long)((bq_wall_ms() - c->wal_last_ms) / 1000));
+            else
+                fprintf(f, ", nothing archived yet");
+            if (c->wal_gaps)
+                fprintf(f, ", CRITICAL: %u gap%s in the archive", c->wal_gaps,
+                        c->wal_gaps == 1 ? "" : "s");
+            if (c->stream_state[0])
+                fprintf(f, "; receiver %s%s%s, flushed %X/%X", c->stream_state,
+                        c->stream_worker[0] ? " on " : "", c->stream_worker,
+                        (unsigned)(c->stream_flushed >> 32), (unsigned)c->stream_flushed);
+            else if (strcmp(c->wal_mode, "stream") == 0)
+                fprintf(f, "; no receiver running");
+        }
+        fputc('\n', f);
+    }
     if (!r->nclusters)
         fprintf(f, "  (none configured)\n");
     fprintf(f, "Jobs: %d queued, %d running\n", queued, running);

@@ -265,6 +265,14 @@ typedef struct {
     char site[BQ_NAME_MAX];
     char conninfo[BQ_CONNINFO_MAX];
     uint64_t system_identifier;
+    /* status replies only */
+    char wal_mode[8];                /* "stream", "archive" */
+    char wal_last[BQ_WAL_FILE_MAX];  /* the newest file in the WAL index ("" = none) */
+    int64_t wal_last_ms;
+    uint32_t wal_gaps;               /* ranges of segments missing in the index */
+    char stream_state[16];           /* the wal-stream job's state ("" = none) */
+    char stream_worker[BQ_NAME_MAX];
+    uint64_t stream_flushed, stream_received;
 } bq_cluster_t;
 
 typedef struct {

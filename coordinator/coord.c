@@ -1143,6 +1143,7 @@ static void on_progress(coord_t *c, const bq_peer_t *from, bq_msg_t *m)
 }
 
 static void check_wal_items(coord_t *c, const char *cluster, bq_check_result_t *r);
+static void cluster_wal_status(coord_t *c, catalog_txn_t *t, bq_cluster_t *cl);
 
 static void on_result(coord_t *c, const bq_peer_t *from, bq_msg_t *m)
 {
@@ -1467,6 +1468,42 @@ static void check_wal_items(coord_t *c, const char *cluster, bq_check_result_t *
         check_item(r, "last archived WAL", 1, "%s, %lld s ago", wl.newest,
                    (long long)((bq_wall_ms() - wl.newest_ms) / 1000));
     free(tl);
+}
+
+/* status: what the WAL index and the cluster's wal-stream job say about cluster cl. */
+static void cluster_wal_status(coord_t *c, catalog_txn_t *t, bq_cluster_t *cl)
+{
+    const bq_cfg_cluster_t *cfg = bq_coord_config_cluster(&c->cfg, cl->name);
+    snprintf(cl->wal_mode, sizeof cl->wal_mode, "%s",
+             !cfg ? "" : cfg->wal == BQ_WAL_STREAM ? "stream" : "archive");
+    static wal_list_t wl;
+    memset(&wl, 0, sizeof wl);
+    wal_summary_init(&wl.sum);
+    bq_errbuf_t e;
+    bq_wal_timeline_t *tl = NULL;
+    size_t ntl = 0;
+    if (catalog_wal_each(t, cl->name, wal_list_visit, &wl, &e) == 0)
+        wal_summary_end(&wl.sum, &tl, &ntl);
+    wal_summary_clear(&wl.sum);
+    for (size_t i = 0; i < ntl; i++)
+        cl->wal_gaps += (uint32_t)tl[i].ngaps;
+    free(tl);
+    snprintf(cl->wal_last, sizeof cl->wal_last, "%s", wl.newest);
+    cl->wal_last_ms = wl.newest_ms;
+    for (size_t i = 0; i < c->njobs; i++) {
+        const job_state_t *s = &c->jobs[i];
+        if (s->type != BQ_JOB_WAL_STREAM || strcmp(s->cluster, cl->name) != 0)
+            continue;
+        snprintf(cl->stream_state, sizeof cl->stream_state, "%s", bq_job_state_name(s->state));
+        if (s->worker >= 0)
+            snprintf(cl->stream_worker, sizeof cl->stream_worker, "%s",
+                     c->workers[s->worker].rec.name);
+        static bq_job_t j;
+        if (catalog_job_get(t, s->id, &j, &e) == 0) {
+            cl->stream_flushed = j.progress_done;
+            cl->stream_received = j.progress_total;
+        }
+    }
 }
 
 /* 1 when name is one of the comma-separated names in list. */
@@ -1890,6 +1927,8 @@ static void on_cli(coord_t *c, const bq_peer_t *from, bq_msg_t *m)
             if (rc == 0)
                 rc = catalog_site_each(rt, list_site, &l, &e);
         }
+        for (size_t i = 0; rc == 0 && status && i < r->nclusters; i++)
+            cluster_wal_status(c, rt, &r->clusters[i]);
         for (size_t i = 0; i < c->njobs; i++) {
             r->jobs_queued += c->jobs[i].state == BQ_JOB_QUEUED;
             r->jobs_running += c->jobs[i].state == BQ_JOB_ASSIGNED || c->jobs[i].state == BQ_JOB_RUNNING;

@@ -838,9 +838,15 @@ static int codec_cluster_to_pb(const bq_cluster_t *c, Barque__Cluster *pb, bq_er
     int rc;
     barque__cluster__init(pb);
     if ((rc = STR_PUT("Cluster", name)) < 0 || (rc = STR_PUT("Cluster", site)) < 0 ||
-        (rc = STR_PUT("Cluster", conninfo)) < 0)
+        (rc = STR_PUT("Cluster", conninfo)) < 0 || (rc = STR_PUT("Cluster", wal_mode)) < 0 ||
+        (rc = STR_PUT("Cluster", wal_last)) < 0 || (rc = STR_PUT("Cluster", stream_state)) < 0 ||
+        (rc = STR_PUT("Cluster", stream_worker)) < 0)
         return rc;
     pb->system_identifier = c->system_identifier;
+    pb->wal_last_ms = c->wal_last_ms;
+    pb->wal_gaps = c->wal_gaps;
+    pb->stream_flushed = c->stream_flushed;
+    pb->stream_received = c->stream_received;
     return 0;
 }
 
@@ -849,9 +855,15 @@ static int codec_cluster_from_pb(const Barque__Cluster *pb, bq_cluster_t *c, bq_
     int rc;
     memset(c, 0, sizeof *c);
     if ((rc = STR_GET("Cluster", name)) < 0 || (rc = STR_GET("Cluster", site)) < 0 ||
-        (rc = STR_GET("Cluster", conninfo)) < 0)
+        (rc = STR_GET("Cluster", conninfo)) < 0 || (rc = STR_GET("Cluster", wal_mode)) < 0 ||
+        (rc = STR_GET("Cluster", wal_last)) < 0 || (rc = STR_GET("Cluster", stream_state)) < 0 ||
+        (rc = STR_GET("Cluster", stream_worker)) < 0)
         return rc;
     c->system_identifier = pb->system_identifier;
+    c->wal_last_ms = pb->wal_last_ms;
+    c->wal_gaps = pb->wal_gaps;
+    c->stream_flushed = pb->stream_flushed;
+    c->stream_received = pb->stream_received;
     return 0;
 }
 

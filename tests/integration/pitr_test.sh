@@ -51,7 +51,11 @@ X3=$(pg_psql main -c "BEGIN" -c "INSERT INTO t (batch) SELECT 3 FROM generate_se
 batch 4
 L4=$(pg_psql main -c "SELECT pg_current_wal_lsn()")
 batch 5
-out=$(fleet_cli switch-wal db1 --archive 2>&1) || fail "switch-wal --archive: $out"
+out=$(fleet_cli switch-wal db1 --archive --json 2>&1) || fail "switch-wal --archive: $out"
+sw=$(python3 -c 'import json, sys; print(json.loads(sys.argv[1])["wal_file"])' "$out")
+out=$(fleet_cli status)
+assert_contains "$out" "WAL stream, last archived $sw"
+assert_contains "$out" "receiver RUNNING on east-1"
 
 # recover_to NAME ARGS...: recover db1 (auto) into a new directory with ARGS, start it, wait
 # for the end of recovery, print the batches it has ("1 2 3"), stop it.

@@ -154,6 +154,9 @@ rc=0; out=$(fleet_cli check db1 2>&1) || rc=$?
 assert_eq 1 "$rc" "check with a gap: $out"
 assert_contains "$out" "CRITICAL: WAL missing from the archive"
 assert_contains "$out" "$G"
+out=$(fleet_cli status)
+assert_contains "$out" "WAL archive, last archived"
+assert_contains "$out" "CRITICAL: 1 gap in the archive"
 rc=0; out=$(fleet_cli recover db1 auto "$BQ_TMP/gap.parent/data" --worker east-1 --target-lsn "$L_bad" 2>&1) || rc=$?
 assert_eq 1 "$rc" "recover beyond the gap: $out"
 assert_contains "$out" "WAL segment $G of cluster db1 is missing from the archive"
