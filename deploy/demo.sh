@@ -23,7 +23,7 @@ stop_demo() {
         for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
         kill -KILL "$pid" 2>/dev/null || true
     done
-    for data in "$demo/pg/data" "$demo/restore/data"; do
+    for data in "$demo/pg/data" "$demo/restore/data" "$demo/pitr/data"; do
         if [[ -f $data/postmaster.pid ]]; then
             runuser -u postgres -- "$pgbin/pg_ctl" -D "$data" -m fast stop >/dev/null 2>&1 || true
         fi
@@ -122,6 +122,9 @@ store = stores/$name
 store_key_file = keys/fleet.storekey
 data_listen = tcp://127.0.0.1:$dport
 scratch = scratch/$name
+# how a server restored here runs barque as restore_command (barque wal-get): as the postgres
+# user, with a CLI config and operator key that user can read
+cli_command = $cli -c $demo/pgcli/barque.conf
 CONF
 done
 cat >"$demo/barque.conf" <<CONF
@@ -130,6 +133,14 @@ coordinator = tcp://127.0.0.1:$port
 coordinator_public_key_file = keys/coordinator.pub
 secret_key_file = keys/ops.key
 CONF
+
+# the same CLI config for the postgres OS user (restore_command runs as the server's user,
+# and secret key files must be its own, mode 0600)
+mkdir -p "$demo/pgcli/keys"
+cp "$demo/keys/coordinator.pub" "$demo/keys/ops.key" "$demo/pgcli/keys/"
+sed "s|keys/|$demo/pgcli/keys/|" "$demo/barque.conf" >"$demo/pgcli/barque.conf"
+chmod 700 "$demo/pgcli" "$demo/pgcli/keys"
+chown -R postgres: "$demo/pgcli"
 
 echo "== starting the coordinator and two workers"
 setsid "$coord" -c "$demo/coordinator.conf" </dev/null >>"$demo/coordinator.log" 2>&1 &
@@ -186,6 +197,31 @@ runuser -u postgres -- "$pgbin/pg_ctl" -D "$restore/data" -l "$restore/server.lo
 echo "\$ psql (the restored copy, port $rport): SELECT count(*) FROM demo"
 psql -X -At "host=127.0.0.1 port=$rport user=postgres dbname=postgres" -c "SELECT count(*) FROM demo"
 runuser -u postgres -- "$pgbin/pg_ctl" -D "$restore/data" -m fast -w stop >/dev/null
+echo
+# Point-in-time recovery: 500 rows, a time T, 500 more; recover to T from the archive.
+psql -X -q "$conninfo" -c "INSERT INTO demo SELECT g, 'before T' FROM generate_series(1001, 1500) g"
+T=$(psql -X -At "$conninfo" -c "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')")
+sleep 1
+psql -X -q "$conninfo" -c "INSERT INTO demo SELECT g, 'after T' FROM generate_series(1501, 2000) g"
+"$cli" switch-wal demo --archive >/dev/null
+pitr=$demo/pitr
+mkdir -p "$pitr"
+chown postgres: "$pitr"
+echo "\$ barque recover demo auto $pitr/data --worker east-1 --target-time '$T' --target-action promote --wait"
+"$cli" recover demo auto "$pitr/data" --worker east-1 --target-time "$T" --target-action promote --wait
+echo
+echo "\$ tail -n 4 $pitr/data/postgresql.auto.conf"
+tail -n 4 "$pitr/data/postgresql.auto.conf"
+pport=$(free_port)
+runuser -u postgres -- "$pgbin/pg_ctl" -D "$pitr/data" -l "$pitr/server.log" -w -t 60 \
+    -o "-c port=$pport -c unix_socket_directories=$pitr" start >/dev/null
+for _ in $(seq 1 120); do
+    [[ $(psql -X -At "host=127.0.0.1 port=$pport user=postgres dbname=postgres" -c "SELECT pg_is_in_recovery()" 2>/dev/null) == f ]] && break
+    sleep 0.5
+done
+echo "\$ psql (recovered to $T, port $pport): SELECT count(*) FROM demo   -- 1500: none of the rows after T"
+psql -X -At "host=127.0.0.1 port=$pport user=postgres dbname=postgres" -c "SELECT count(*) FROM demo"
+runuser -u postgres -- "$pgbin/pg_ctl" -D "$pitr/data" -m fast -w stop >/dev/null
 echo
 cat <<MSG
 The demo fleet keeps running in the background. Try:
