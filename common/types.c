@@ -137,7 +137,7 @@ int bq_recovery_valid(const bq_recovery_t *r, char *why, size_t whylen)
     if (r->tli[0] && strcmp(r->tli, "current") != 0 && strcmp(r->tli, "latest") != 0) {
         char *end;
         unsigned long v = strtoul(r->tli, &end, 10);
-        if (*end || v < 1 || v > 0xFFFFFFFFul || r->tli[0] == '-' || r->tli[0] == '+') {
+        if (*end || v < 1 || v > 0xFFFFFFFFul || strspn(r->tli, "0123456789") != strlen(r->tli)) {
             snprintf(why, whylen, "recovery target timeline \"%.16s\" is not current, latest "
                      "or a timeline number", r->tli);
             return -1;

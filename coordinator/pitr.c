@@ -157,25 +157,27 @@ int pitr_check(catalog_txn_t *t, const bq_backup_t *b, const bq_recovery_t *r, i
     uint64_t n = n0;
     int reached = 0;
     int64_t prev_ms = 0; /* when the segment before the one looked at was archived */
+    uint32_t low = btli; /* a replay that read a segment of timeline T never reads a lower one */
     for (uint64_t k = 0; k < PITR_SEGMENTS_MAX && !reached && !missing[0]; k++, n++) {
         int found = 0;
-        for (uint32_t tl = tmax; tl >= btli && tl > 0 && !found; tl--) {
+        for (uint32_t tl = tmax; tl >= low && tl > 0 && !found; tl--) {
             bq_wal_file_t w;
             bq_errbuf_t ge;
             seg_name(tl, n, per, name);
             if (catalog_wal_get(t, b->cluster, name, &w, &ge) == 0) {
                 found = 1;
+                low = tl;
                 if (k > 0 && is_time && prev_ms >= r->time_ms)
                     reached = 1;
                 prev_ms = w.archived_ms;
             }
-            if (tl == btli)
+            if (tl == low)
                 break;
         }
         if (n == target_n && found)
             reached = 1;
         if (!found) {
-            seg_name(tmax, n, per, missing);
+            seg_name(low, n, per, missing);
             /* a segment archived after the target time may hold the target: PostgreSQL says
              * so if it does not (recovery ended before the target); refuse only what is sure */
             if (is_time && k > 0 && prev_ms >= r->time_ms)
@@ -194,8 +196,10 @@ int pitr_check(catalog_txn_t *t, const bq_backup_t *b, const bq_recovery_t *r, i
     /* the end of the archive */
     if (!is_time && target_n == UINT64_MAX)
         return 0; /* to the end, an xid or a name: recovery ends where the archive does */
-    if (streams && n == (last ? last : n0))
-        return 0; /* the segment being streamed: wal-get serves it from the receiver's spool */
+    /* the segment being streamed, which wal-get serves from the receiver's spool, can hold
+     * a time target or an LSN target in it, nothing beyond */
+    if (streams && n == (last ? last : n0) && (is_time || n == target_n))
+        return 0;
     if (is_time)
         return bq_fail(e, BQ_E_STATE, "the archive of cluster %s ends before the target time "
                        "%s: segment %s is not archived yet", b->cluster, r->value, missing);

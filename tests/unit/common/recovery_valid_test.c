@@ -103,6 +103,10 @@ static void test_timeline(void **state)
         snprintf(sub, sizeof sub, "recovery target timeline \"%s\" is not current, latest", bad[i]);
         refused(rec("", "", bad[i], ""), sub);
     }
+    /* strtoul skips leading white space: a newline would end up inside the quoted setting */
+    refused(rec("", "", "\n1", ""), "recovery target timeline");
+    refused(rec("", "", " 1", ""), "recovery target timeline");
+    refused(rec("", "", "\t 2", ""), "recovery target timeline");
 }
 
 static void test_value(void **state)

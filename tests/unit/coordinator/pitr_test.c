@@ -476,6 +476,49 @@ static void test_timeline_switch(void **state)
                   "000000020000000000000009 is not archived yet", NULL);
 }
 
+/* Regressions: the streamed segment covers an LSN in it, not beyond; a replay that reached a
+ * timeline never falls back to a lower one; a gap is named on the timeline replay is on. */
+static void test_stream_and_timeline_regressions(void **state)
+{
+    fixture_t *f = *state;
+    put_segs(f, 1, 2, 7); /* the old primary went on archiving 6 and 7 on timeline 1 */
+    put_history(f, 2);
+    put_seg(f, 2, 6);
+    put_seg(f, 2, 8);
+    catalog_txn_t *t = done(f);
+    bq_backup_t b = backup_at(1, 2);
+    bq_recovery_t r = with_tli(rec_lsn(8 * SEG + 0x100), "latest");
+    check_refused(t, &b, &r, 0, NOW, "000000020000000000000007", "is missing", NULL);
+    r = with_tli(rec_lsn(5 * SEG + 0x100), "current");
+    check_ok(t, &b, &r, 0, NOW);
+}
+
+static void test_stream_only_next_segment(void **state)
+{
+    fixture_t *f = *state;
+    put_segs(f, 1, 2, 5);
+    catalog_txn_t *t = done(f);
+    bq_backup_t b = backup_at(1, 2);
+    bq_recovery_t r = rec_lsn(6 * SEG + 0x100); /* in the segment being streamed */
+    check_ok(t, &b, &r, 1, NOW);
+    r = rec_lsn(7 * SEG + 0x100); /* beyond it: nothing can serve 6's successor */
+    check_refused(t, &b, &r, 1, NOW, "ends before the target LSN", NULL);
+}
+
+static void test_gap_named_on_its_timeline(void **state)
+{
+    fixture_t *f = *state;
+    put_seg(f, 1, 2);
+    put_seg(f, 1, 3);
+    put_seg(f, 1, 5);
+    put_history(f, 2);
+    put_segs(f, 2, 6, 8);
+    catalog_txn_t *t = done(f);
+    bq_backup_t b = backup_at(1, 2);
+    bq_recovery_t r = with_tli(rec_lsn(8 * SEG + 0x100), "latest");
+    check_refused(t, &b, &r, 0, NOW, "000000010000000000000004", NULL);
+}
+
 /* 1 GiB segments: 4 per "hi", so ...00000003 is followed by 0000000100000001 00000000. */
 static void test_gigabyte_segments(void **state)
 {
@@ -544,6 +587,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_timeline_switch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gigabyte_segments, setup, teardown),
         cmocka_unit_test_setup_teardown(test_other_files, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_and_timeline_regressions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_only_next_segment, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_gap_named_on_its_timeline, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
