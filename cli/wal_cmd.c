@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
 #include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -333,12 +334,50 @@ static void marker_text(const struct stat *st, char *out, size_t cap)
 typedef struct {
     char path[PATH_MAX];
     const char *name;
+    /* what its put did */
+    int rc;
+    bq_errbuf_t e;
+    struct stat st;
+    size_t bytes;
+    int exists;
+    const char *worker;
 } push_file_t;
 
+#define PUSH_THREADS 3 /* files sent at once by one --spool call */
+
+static int put_one(const wal_cmd_opts_t *o, const char *cluster, const bq_msg_cli_reply_t *cand,
+                   dp_t *dps, const char *path, struct stat *st, size_t *bytes, int *exists,
+                   const char **worker, bq_errbuf_t *e);
+
+typedef struct {
+    const wal_cmd_opts_t *o;
+    const char *cluster;
+    const bq_msg_cli_reply_t *cand;
+    push_file_t *files;
+    size_t nfiles, first, step;
+} put_thread_t;
+
+/* Put files first, first + step, ... each on this thread's own data port connections. */
+static void *put_thread(void *arg)
+{
+    put_thread_t *t = arg;
+    dp_t *dps = calloc(t->cand->nworkers ? t->cand->nworkers : 1, sizeof *dps);
+    for (size_t i = t->first; i < t->nfiles; i += t->step) {
+        push_file_t *f = &t->files[i];
+        f->rc = dps ? put_one(t->o, t->cluster, t->cand, dps, f->path, &f->st, &f->bytes,
+                              &f->exists, &f->worker, &f->e)
+                    : bq_fail(&f->e, BQ_E_NOMEM, "out of memory");
+    }
+    for (size_t i = 0; dps && i < t->cand->nworkers; i++)
+        dp_close(&dps[i]);
+    free(dps);
+    return NULL;
+}
+
 /* Push one file to the first candidate that takes it and record it; *worker: which. */
-static int push_one(const wal_cmd_opts_t *o, const char *cluster, const bq_msg_cli_reply_t *cand,
-                    dp_t *dps, const char *path, struct stat *st, size_t *bytes, int *exists,
-                    const char **worker, bq_errbuf_t *e)
+static int put_one(const wal_cmd_opts_t *o, const char *cluster, const bq_msg_cli_reply_t *cand,
+                   dp_t *dps, const char *path, struct stat *st, size_t *bytes, int *exists,
+                   const char **worker, bq_errbuf_t *e)
 {
     const char *name = base_name(path);
     uint8_t *buf = NULL;
@@ -368,11 +407,18 @@ static int push_one(const wal_cmd_opts_t *o, const char *cluster, const bq_msg_c
     }
     free(buf);
     *bytes = len;
-    if (rc) {
+    if (rc)
         bq_fail(e, rc, "could not archive WAL file %s of cluster %s: %s", name, cluster,
                 last.msg[0] ? last.msg : bq_err_text(rc));
-        return rc;
-    }
+    return rc;
+}
+
+/* Record name (len bytes, in worker's store) in the coordinator's WAL index. */
+static int record_one(const wal_cmd_opts_t *o, const char *cluster, const char *name,
+                      const char *worker, size_t len, bq_errbuf_t *e)
+{
+    bq_errbuf_t last = {{0}};
+    int rc;
     if (!bq_wal_name_valid(name))
         return 0; /* a .backup file: in the store, not in the WAL index (nothing replays it) */
     bq_msg_cli_request_t q;
@@ -380,13 +426,13 @@ static int push_one(const wal_cmd_opts_t *o, const char *cluster, const bq_msg_c
     snprintf(q.verb, sizeof q.verb, "wal-pushed");
     snprintf(q.cluster, sizeof q.cluster, "%s", cluster);
     snprintf(q.wal_file, sizeof q.wal_file, "%s", name);
-    snprintf(q.worker, sizeof q.worker, "%s", *worker);
+    snprintf(q.worker, sizeof q.worker, "%s", worker);
     q.wal_size = len;
     bq_msg_t r;
     rc = o->call(o->call_arg, &q, &r, &last);
     if (rc)
         return bq_fail(e, rc, "WAL file %s of cluster %s is in the store of worker %s, but the "
-                       "coordinator did not record it: %s", name, cluster, *worker, last.msg);
+                       "coordinator did not record it: %s", name, cluster, worker, last.msg);
     proto_msg_clear(&r);
     return 0;
 }
@@ -471,12 +517,9 @@ int wal_cmd_push(const wal_cmd_opts_t *o)
         return say(1, "wal-push: could not archive WAL file %s of cluster %s: %s", name, cluster,
                    e.msg);
     const bq_msg_cli_reply_t *cand = &cr.u.cli_reply;
-    dp_t *dps = calloc(cand->nworkers ? cand->nworkers : 1, sizeof *dps);
     push_file_t *batch = calloc(PUSH_BATCH, sizeof *batch);
-    if (!dps || !batch) {
+    if (!batch) {
         proto_msg_clear(&cr);
-        free(dps);
-        free(batch);
         return say(1, "wal-push: out of memory");
     }
     snprintf(batch[0].path, sizeof batch[0].path, "%s", path);
@@ -484,38 +527,53 @@ int wal_cmd_push(const wal_cmd_opts_t *o)
     size_t nb = 1;
     if (o->spool)
         nb += ready_after(dir, name, batch + 1, PUSH_BATCH - 1);
+    /* the files go at once on up to PUSH_THREADS connections; then each is recorded in the
+     * index, in order, by this thread (the coordinator's socket is this thread's) */
+    size_t nt = nb < PUSH_THREADS ? nb : PUSH_THREADS;
+    put_thread_t ts[PUSH_THREADS];
+    pthread_t tids[PUSH_THREADS];
+    size_t started = 0;
+    for (size_t t = 0; t < nt; t++) {
+        ts[t] = (put_thread_t){o, cluster, cand, batch, nb, t, nt};
+        if (t == 0 || pthread_create(&tids[t], NULL, put_thread, &ts[t]) != 0)
+            continue;
+        started |= (size_t)1 << t;
+    }
+    if (nt > 1 && started != ((size_t)1 << nt) - 2) {
+        /* a thread did not start: its files are left to their own calls */
+        for (size_t t = 1; t < nt; t++)
+            if (!(started & ((size_t)1 << t)))
+                for (size_t i = t; i < nb; i += nt)
+                    batch[i].rc = bq_fail(&batch[i].e, BQ_E_NOMEM, "no thread");
+    }
+    put_thread(&ts[0]);
+    for (size_t t = 1; t < nt; t++)
+        if (started & ((size_t)1 << t))
+            pthread_join(tids[t], NULL);
     int status = 0;
     for (size_t i = 0; i < nb; i++) {
-        size_t bytes = 0;
-        int exists = 0;
-        const char *worker = "";
+        push_file_t *f = &batch[i];
         bq_errbuf_t fe = {{0}};
-        rc = push_one(o, cluster, cand, dps, batch[i].path, &st, &bytes, &exists, &worker, &fe);
+        rc = f->rc ? f->rc : record_one(o, cluster, f->name, f->worker, f->bytes, &fe);
         if (i == 0) {
             if (rc) {
-                status = say(1, "wal-push: %s", fe.msg);
-                break;
+                status = say(1, "wal-push: %s", f->rc ? f->e.msg : fe.msg);
+                continue;
             }
             if (o->json)
                 printf("{\"cluster\":\"%s\",\"wal_file\":\"%s\",\"worker\":\"%s\",\"bytes\":%zu,"
-                       "\"already_archived\":%s}\n", cluster, name, worker, bytes,
-                       exists ? "true" : "false");
-            if (exists)
+                       "\"already_archived\":%s,\"batch\":%zu}\n", cluster, name, f->worker,
+                       f->bytes, f->exists ? "true" : "false", nb);
+            if (f->exists)
                 fprintf(stderr, "barque: wal-push: WAL file %s of cluster %s was already "
-                        "archived with the same content (worker %s)\n", name, cluster, worker);
-        } else if (rc) {
-            break; /* it is pushed again by its own call */
-        } else {
+                        "archived with the same content (worker %s)\n", name, cluster, f->worker);
+        } else if (rc == 0) {
             char text[128];
-            marker_text(&st, text, sizeof text);
-            snprintf(marker, sizeof marker, "%s/%s.ok", o->spool, batch[i].name);
-            if (bq_file_write_durable(marker, text, strlen(text), 0600, 0, &fe) != 0)
-                break;
-        }
+            marker_text(&f->st, text, sizeof text);
+            snprintf(marker, sizeof marker, "%s/%s.ok", o->spool, f->name);
+            bq_file_write_durable(marker, text, strlen(text), 0600, 0, &fe);
+        } /* a file of the batch that failed is pushed again by its own call */
     }
-    for (size_t i = 0; i < cand->nworkers; i++)
-        dp_close(&dps[i]);
-    free(dps);
     free(batch);
     proto_msg_clear(&cr);
     return status;

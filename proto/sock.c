@@ -38,6 +38,9 @@ int proto_ctx_new(proto_ctx_t **out, bq_errbuf_t *e)
         free(c);
         return bq_fail(e, BQ_E_ZMQ, "could not create messaging context: %s", zmq_strerror(errno));
     }
+    /* Two I/O threads: CURVE encrypts and decrypts on them, and a data port receiving WAL
+     * while it serves chunks (or a wal-push sending several files) needs more than one core. */
+    zmq_ctx_set(c->z, ZMQ_IO_THREADS, 2);
     /* Caller controls SIGINT/SIGTERM: zmq must not install handlers or block signals. */
     *out = c;
     return 0;

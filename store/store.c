@@ -1989,9 +1989,13 @@ int store_wal_archive(store_t *s, const char *cluster, size_t seg_size, const ch
     }
     dk = s->wal_dk;
     pthread_mutex_unlock(&s->wal_mu);
+    /* WAL is compressed with lz4 whatever the store's setting (none stays none): it is
+     * archived while the server waits (archive_command, a synchronous receiver) and read once
+     * at recovery, so speed beats ratio here; each sealed piece records its compression. */
+    store_comp_t comp = s->comp == STORE_COMP_NONE ? STORE_COMP_NONE : STORE_COMP_LZ4;
+    int level = comp == STORE_COMP_LZ4 ? 1 : s->level;
     if (rc == 0)
-        rc = store_wal_put(s->dir, cluster, ctx, &dk, s->comp, s->level, seg_size, name, data, len,
-                           e);
+        rc = store_wal_put(s->dir, cluster, ctx, &dk, comp, level, seg_size, name, data, len, e);
     store_datakey_clear(&dk);
     store_chunk_ctx_destroy(&ctx);
     return rc;

@@ -31,6 +31,23 @@
 #define PEER_UPLOADS 8                      /* wal-put files being received at once */
 #define PEER_UPLOAD_BYTES ((size_t)512 << 20) /* their buffers, in all */
 #define PEER_UPLOAD_IDLE_MS 60000           /* an upload with no piece this long is dropped */
+#define PEER_ARCHIVERS 2                    /* threads storing wal-put files */
+
+/* A received wal-put file on its way through an archiver. */
+typedef struct archive_job {
+    struct archive_job *next;
+    bq_peer_t to;
+    uint64_t seq;
+    char cluster[BQ_NAME_MAX];
+    char name[BQ_DATA_NAME_MAX];
+    uint8_t *buf;
+    uint64_t total;
+    uint32_t seg_size;
+    int64_t received_ms;       /* how long the pieces took */
+    int rc, existed;
+    int64_t check_ms, store_ms;
+    bq_errbuf_t e;
+} archive_job_t;
 
 /* A WAL file an operator's wal-push is sending, piece by piece, kept in memory until its last
  * piece; then archived into the store. */
@@ -42,7 +59,7 @@ typedef struct {
     char name[BQ_DATA_NAME_MAX];
     uint8_t *buf;
     uint64_t total, got;
-    int64_t touched_ms;
+    int64_t started_ms, touched_ms;
 } upload_t;
 
 struct peer_server {
@@ -55,7 +72,15 @@ struct peer_server {
     atomic_int stop;
     uint8_t *buf;
     upload_t uploads[PEER_UPLOADS];
-    size_t upload_bytes;
+    size_t upload_bytes;       /* of uploads and of files waiting for an archiver */
+    /* archivers: complete wal-put files are checked and stored on threads of their own, so
+     * the port goes on receiving meanwhile; their replies are sent by the port's thread */
+    pthread_t archivers[PEER_ARCHIVERS];
+    int narchivers;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct archive_job *todo, *done;
+    size_t pending;            /* handed to the archivers, reply not sent yet */
 };
 
 static void reply_send(peer_server_t *srv, const bq_peer_t *to, bq_msg_t *m)
@@ -256,6 +281,7 @@ static void serve_wal_put(peer_server_t *srv, const bq_peer_t *from, uint64_t se
         snprintf(u->name, sizeof u->name, "%s", q->name);
         u->total = q->total;
         u->got = 0;
+        u->started_ms = bq_mono_ms();
         srv->upload_bytes += u->total;
     } else if (!u) {
         snprintf(e.msg, sizeof e.msg, "wal-put: a piece of %s at offset %" PRIu64 " with no "
@@ -282,31 +308,102 @@ static void serve_wal_put(peer_server_t *srv, const bq_peer_t *from, uint64_t se
         reply_send(srv, from, &r); /* the piece is taken: the client may send more */
         return;
     }
-    int rc = 0;
-    if (u->got != u->total)
-        rc = bq_fail(&e, BQ_E_PROTO, "wal-put: the last piece of %s came with %" PRIu64 " of %"
-                     PRIu64 " bytes", q->name, u->got, u->total);
-    if (rc == 0)
-        rc = wal_put_check(u->name, u->buf, (size_t)u->total, q->seg_size, &e);
-    uint64_t before = 0;
-    int existed = rc == 0 && store_wal_stat(store_dir(srv->store), u->cluster, u->name, &before,
-                                            NULL, NULL) == 0;
-    if (rc == 0)
-        rc = store_wal_archive(srv->store, u->cluster, q->seg_size, u->name, u->buf,
-                               (size_t)u->total, &e);
-    if (rc == 0) {
-        bq_info(COMP, 0, "%s: WAL file %s of cluster %s (%" PRIu64 " bytes) %s", from->user_id,
-                u->name, u->cluster, u->total, existed ? "was already archived with the same "
-                "content" : "archived");
-        r.u.data_reply.last = 1;
-        r.u.data_reply.exists = existed;
-        reply_send(srv, from, &r);
-    } else {
-        bq_warn(COMP, 0, "%s: WAL file %s of cluster %s refused: %s", from->user_id, u->name,
-                u->cluster, e.msg);
-        reply_error(srv, from, seq, rc, e.msg, NULL, 0);
+    if (u->got != u->total) {
+        snprintf(e.msg, sizeof e.msg, "wal-put: the last piece of %s came with %" PRIu64 " of %"
+                 PRIu64 " bytes", q->name, u->got, u->total);
+        upload_drop(srv, u);
+        reply_error(srv, from, seq, BQ_E_PROTO, e.msg, NULL, 0);
+        return;
     }
-    upload_drop(srv, u);
+    archive_job_t *j = calloc(1, sizeof *j);
+    if (!j) {
+        upload_drop(srv, u);
+        reply_error(srv, from, seq, BQ_E_NOMEM, "out of memory", NULL, 0);
+        return;
+    }
+    j->to = *from;
+    j->seq = seq;
+    snprintf(j->cluster, sizeof j->cluster, "%s", u->cluster);
+    snprintf(j->name, sizeof j->name, "%s", u->name);
+    j->buf = u->buf;
+    j->total = u->total;
+    j->seg_size = q->seg_size;
+    j->received_ms = u->touched_ms - u->started_ms;
+    u->buf = NULL; /* the job has it; its bytes stay counted until the reply */
+    u->used = 0;
+    pthread_mutex_lock(&srv->mu);
+    j->next = srv->todo;
+    srv->todo = j;
+    srv->pending++;
+    pthread_cond_signal(&srv->cv);
+    pthread_mutex_unlock(&srv->mu);
+}
+
+static void *archiver_main(void *arg)
+{
+    peer_server_t *srv = arg;
+    for (;;) {
+        pthread_mutex_lock(&srv->mu);
+        while (!srv->todo && !atomic_load(&srv->stop))
+            pthread_cond_wait(&srv->cv, &srv->mu);
+        archive_job_t *j = srv->todo;
+        if (j)
+            srv->todo = j->next;
+        pthread_mutex_unlock(&srv->mu);
+        if (!j)
+            return NULL; /* stopping, nothing left */
+        int64_t t0 = bq_mono_ms();
+        j->rc = wal_put_check(j->name, j->buf, (size_t)j->total, j->seg_size, &j->e);
+        int64_t t1 = bq_mono_ms();
+        uint64_t before = 0;
+        j->existed = j->rc == 0 && store_wal_stat(store_dir(srv->store), j->cluster, j->name,
+                                                  &before, NULL, NULL) == 0;
+        if (j->rc == 0)
+            j->rc = store_wal_archive(srv->store, j->cluster, j->seg_size, j->name, j->buf,
+                                      (size_t)j->total, &j->e);
+        j->check_ms = t1 - t0;
+        j->store_ms = bq_mono_ms() - t1;
+        free(j->buf);
+        j->buf = NULL;
+        pthread_mutex_lock(&srv->mu);
+        j->next = srv->done;
+        srv->done = j;
+        pthread_mutex_unlock(&srv->mu);
+    }
+}
+
+/* Send the replies of the files the archivers are done with (the port's thread only). */
+static void archive_replies(peer_server_t *srv)
+{
+    pthread_mutex_lock(&srv->mu);
+    archive_job_t *j = srv->done;
+    srv->done = NULL;
+    pthread_mutex_unlock(&srv->mu);
+    while (j) {
+        archive_job_t *next = j->next;
+        if (j->rc == 0) {
+            bq_info(COMP, 0, "%s: WAL file %s of cluster %s (%" PRIu64 " bytes) %s (received in "
+                    "%" PRId64 " ms, checked in %" PRId64 " ms, stored in %" PRId64 " ms)",
+                    j->to.user_id, j->name, j->cluster, j->total,
+                    j->existed ? "was already archived with the same content" : "archived",
+                    j->received_ms, j->check_ms, j->store_ms);
+            bq_msg_t r = {.type = BQ_MSG_DATA_REPLY, .seq = j->seq};
+            r.u.data_reply.total = j->total;
+            r.u.data_reply.last = 1;
+            r.u.data_reply.exists = j->existed;
+            reply_send(srv, &j->to, &r);
+        } else {
+            bq_warn(COMP, 0, "%s: WAL file %s of cluster %s refused: %s", j->to.user_id, j->name,
+                    j->cluster, j->e.msg);
+            reply_error(srv, &j->to, j->seq, j->rc, j->e.msg, NULL, 0);
+        }
+        pthread_mutex_lock(&srv->mu);
+        srv->pending--;
+        srv->upload_bytes -= j->total;
+        pthread_mutex_unlock(&srv->mu);
+        free(j);
+        j = next;
+    }
 }
 
 /* The segment name of cluster being streamed into this worker's spool, if it is there: read
@@ -419,7 +516,12 @@ static void *server_main(void *arg)
         bq_peer_t from;
         bq_msg_t m;
         memset(&from, 0, sizeof from);
-        int rc = proto_recv(srv->sock, &from, &m, 200, &e);
+        pthread_mutex_lock(&srv->mu);
+        size_t pending = srv->pending;
+        pthread_mutex_unlock(&srv->mu);
+        int rc = proto_recv(srv->sock, &from, &m, pending ? 2 : 200, &e);
+        if (pending)
+            archive_replies(srv);
         if (rc == BQ_E_TIMEOUT)
             continue;
         if (rc != 0) {
@@ -475,6 +577,8 @@ int peer_server_start(proto_ctx_t *ctx, store_t *store, const char *endpoint,
     }
     srv->ctx = ctx;
     srv->store = store;
+    pthread_mutex_init(&srv->mu, NULL);
+    pthread_cond_init(&srv->cv, NULL);
     int rc = proto_zap_start(ctx, &srv->zap, e);
     if (rc == 0)
         rc = proto_zap_probe(ctx, 2000, e);
@@ -486,6 +590,13 @@ int peer_server_start(proto_ctx_t *ctx, store_t *store, const char *endpoint,
             rc = bq_fail(e, BQ_E_IO, "could not start the data port thread: %s", strerror(err));
         else
             srv->started = 1;
+    }
+    for (int i = 0; rc == 0 && i < PEER_ARCHIVERS; i++) {
+        int err = pthread_create(&srv->archivers[i], NULL, archiver_main, srv);
+        if (err != 0)
+            rc = bq_fail(e, BQ_E_IO, "could not start a WAL archiver thread: %s", strerror(err));
+        else
+            srv->narchivers++;
     }
     if (rc != 0) {
         peer_server_stop(&srv);
@@ -524,8 +635,25 @@ void peer_server_stop(peer_server_t **self_p)
         return;
     peer_server_t *srv = *self_p;
     atomic_store(&srv->stop, 1);
+    pthread_mutex_lock(&srv->mu);
+    pthread_cond_broadcast(&srv->cv);
+    pthread_mutex_unlock(&srv->mu);
+    for (int i = 0; i < srv->narchivers; i++)
+        pthread_join(srv->archivers[i], NULL);
     if (srv->started)
         pthread_join(srv->thread, NULL);
+    for (archive_job_t *j = srv->done, *n; j; j = n) {
+        n = j->next;
+        free(j->buf);
+        free(j);
+    }
+    for (archive_job_t *j = srv->todo, *n; j; j = n) {
+        n = j->next;
+        free(j->buf);
+        free(j);
+    }
+    pthread_cond_destroy(&srv->cv);
+    pthread_mutex_destroy(&srv->mu);
     proto_sock_destroy(&srv->sock);
     proto_zap_stop(&srv->zap);
     free(srv->buf);
