@@ -5,6 +5,7 @@
 #include "proto.h"
 #include "worker.h"
 
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -29,6 +30,10 @@ static const char usage_text[] =
 int main(int argc, char **argv)
 {
     bq_daemon_args_t args;
+    /* WAL files (16 MiB) come and go by the hundred: keep freed buffers in the heap instead of
+     * a fresh mmap each time, whose pages the kernel zeroes on first touch */
+    mallopt(M_MMAP_THRESHOLD, 64 << 20);
+    mallopt(M_TRIM_THRESHOLD, 256 << 20);
     int status = bq_daemon_args(argc, argv, "barque-worker", BQ_VERSION_STRING, usage_text, &args);
     if (status >= 0)
         return status;

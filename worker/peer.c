@@ -406,16 +406,24 @@ static void archive_replies(peer_server_t *srv)
     }
 }
 
-/* The segment name of cluster being streamed into this worker's spool, if it is there: read
- * into a new buffer. BQ_E_NOTFOUND when it is not. */
+/* Segment name of cluster in this worker's stream spool: complete and waiting for the
+ * archiver (NAME), or being received (NAME.partial, *partial set); read into a new buffer.
+ * BQ_E_NOTFOUND when it is in neither. */
 static int spool_partial_read(peer_server_t *srv, const char *cluster, const char *name,
-                              uint8_t **buf, size_t *len, bq_errbuf_t *e)
+                              uint8_t **buf, size_t *len, int *partial, bq_errbuf_t *e)
 {
     char path[PATH_MAX];
-    if (snprintf(path, sizeof path, "%s/spool/%s/%s.partial", store_dir(srv->store), cluster,
-                 name) >= (int)sizeof path)
+    /* complete and waiting for the stream's archiver, or still being received */
+    if (snprintf(path, sizeof path, "%s/spool/%s/%s", store_dir(srv->store), cluster,
+                 name) >= (int)sizeof path - 8)
         return bq_fail(e, BQ_E_INVAL, "spool path too long");
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    *partial = 0;
+    if (fd < 0 && errno == ENOENT) {
+        strcat(path, ".partial");
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        *partial = 1;
+    }
     if (fd < 0)
         return errno == ENOENT ? BQ_E_NOTFOUND : bq_fail(e, BQ_E_IO, "could not open %s: %s",
                                                           path, strerror(errno));
@@ -475,8 +483,7 @@ static void serve_wal_get(peer_server_t *srv, const bq_peer_t *from, uint64_t se
     if (rc == BQ_E_NOTFOUND && kind == STORE_WAL_SEGMENT) {
         free(buf);
         buf = NULL;
-        rc = spool_partial_read(srv, q->cluster, q->name, &buf, &len, &e);
-        partial = rc == 0;
+        rc = spool_partial_read(srv, q->cluster, q->name, &buf, &len, &partial, &e);
     }
     if (rc == BQ_E_NOTFOUND)
         snprintf(e.msg, sizeof e.msg, "WAL file %s of cluster %s is not in this worker's store",

@@ -21,6 +21,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -32,6 +33,7 @@
 #include <unistd.h>
 
 #define COMP "wal-stream"
+#define ARCH_QUEUE 64 /* complete segments waiting for the archiver, at most */
 
 typedef struct {
     const bq_job_t *job;
@@ -44,6 +46,18 @@ typedef struct {
     int64_t last_progress;
     int got_data;      /* a segment began in this stream */
     bq_errbuf_t err;
+    /* the archiver: complete segments go into the store on a thread of their own, so that
+     * receiving (and the flush a synchronous primary waits for) never waits for a store */
+    pthread_t arch;
+    int arch_started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    char queue[ARCH_QUEUE][STORE_WAL_NAME_MAX]; /* to archive, in order */
+    size_t qhead, qlen;
+    int arch_busy, arch_stop, arch_rc;
+    bq_errbuf_t arch_err;
+    struct { char name[STORE_WAL_NAME_MAX]; uint64_t len; } done[ARCH_QUEUE];
+    size_t ndone;       /* archived, not yet reported */
 } ws_t;
 
 static int io_fail(bq_errbuf_t *e, const char *what, const char *path)
@@ -51,8 +65,9 @@ static int io_fail(bq_errbuf_t *e, const char *what, const char *path)
     return bq_fail(e, BQ_E_IO, "could not %s %s: %s", what, path, strerror(errno));
 }
 
-/* Archive spool file NAME (complete segment, or a history file) and remove it. */
-static int archive_file(ws_t *w, const char *name, bq_errbuf_t *e)
+/* Store spool file NAME (complete segment, or a history file) and remove it; *len_out its
+ * size. Thread-safe (the store's WAL put is). */
+static int store_file(ws_t *w, const char *name, size_t *len_out, bq_errbuf_t *e)
 {
     char path[PATH_MAX + 80];
     snprintf(path, sizeof path, "%s/%s", w->spool, name);
@@ -78,11 +93,117 @@ static int archive_file(ws_t *w, const char *name, bq_errbuf_t *e)
         return rc;
     if (unlink(path) != 0 && errno != ENOENT)
         return io_fail(e, "remove", path);
+    if (len_out)
+        *len_out = len;
+    return 0;
+}
+
+/* Archive spool file NAME now, on this thread, and report it. */
+static int archive_file(ws_t *w, const char *name, bq_errbuf_t *e)
+{
+    size_t len = 0;
+    int rc = store_file(w, name, &len, e);
+    if (rc)
+        return rc;
     w->archived++;
     bq_info(COMP, w->job->id, "cluster %s: archived %s", w->job->cluster, name);
     if (w->ctx->wal_archived)
         w->ctx->wal_archived(w->ctx, name, (uint64_t)len);
     return 0;
+}
+
+static void *archiver_main(void *arg)
+{
+    ws_t *w = arg;
+    pthread_mutex_lock(&w->mu);
+    for (;;) {
+        while (!w->qlen && !w->arch_stop)
+            pthread_cond_wait(&w->cv, &w->mu);
+        if (!w->qlen)
+            break; /* stopping with nothing left */
+        char name[STORE_WAL_NAME_MAX];
+        snprintf(name, sizeof name, "%s", w->queue[w->qhead]);
+        w->arch_busy = 1;
+        pthread_mutex_unlock(&w->mu);
+        bq_errbuf_t e = {{0}};
+        size_t len = 0;
+        int rc = store_file(w, name, &len, &e);
+        pthread_mutex_lock(&w->mu);
+        w->arch_busy = 0;
+        if (rc) { /* the segment stays in the spool: the next attempt archives it */
+            w->arch_rc = rc;
+            w->arch_err = e;
+            break;
+        }
+        w->qhead = (w->qhead + 1) % ARCH_QUEUE;
+        w->qlen--;
+        if (w->ndone < ARCH_QUEUE) {
+            snprintf(w->done[w->ndone].name, sizeof w->done[0].name, "%s", name);
+            w->done[w->ndone++].len = len;
+        }
+        pthread_cond_broadcast(&w->cv);
+    }
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+/* Report what the archiver stored (the job's thread: its report socket); its error, if any. */
+static int archiver_reports(ws_t *w, bq_errbuf_t *e)
+{
+    if (!w->arch_started)
+        return 0;
+    pthread_mutex_lock(&w->mu);
+    size_t n = w->ndone;
+    struct { char name[STORE_WAL_NAME_MAX]; uint64_t len; } done[ARCH_QUEUE];
+    memcpy(done, w->done, n * sizeof done[0]);
+    w->ndone = 0;
+    int rc = w->arch_rc;
+    if (rc)
+        *e = w->arch_err;
+    pthread_mutex_unlock(&w->mu);
+    for (size_t i = 0; i < n; i++) {
+        w->archived++;
+        bq_info(COMP, w->job->id, "cluster %s: archived %s", w->job->cluster, done[i].name);
+        if (w->ctx->wal_archived)
+            w->ctx->wal_archived(w->ctx, done[i].name, done[i].len);
+    }
+    return rc;
+}
+
+/* Hand complete segment name to the archiver (waits while its queue is full). */
+static int archiver_put(ws_t *w, const char *name, bq_errbuf_t *e)
+{
+    int rc = archiver_reports(w, e);
+    if (rc)
+        return rc;
+    pthread_mutex_lock(&w->mu);
+    while (w->qlen == ARCH_QUEUE && !w->arch_rc)
+        pthread_cond_wait(&w->cv, &w->mu);
+    if (!w->arch_rc) {
+        snprintf(w->queue[(w->qhead + w->qlen) % ARCH_QUEUE], sizeof w->queue[0], "%s", name);
+        w->qlen++;
+        pthread_cond_broadcast(&w->cv);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return archiver_reports(w, e);
+}
+
+/* Stop the archiver once its queue is done, and report. */
+static int archiver_stop(ws_t *w, bq_errbuf_t *e)
+{
+    if (!w->arch_started)
+        return 0;
+    pthread_mutex_lock(&w->mu);
+    w->arch_stop = 1;
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    pthread_join(w->arch, NULL);
+    int rc = archiver_reports(w, e);
+    w->arch_started = 0;
+    pthread_mutex_destroy(&w->mu);
+    pthread_cond_destroy(&w->cv);
+    return rc;
 }
 
 static int is_segment_name(const char *n)
@@ -175,14 +296,18 @@ static int on_data(void *arg, const uint8_t *buf, size_t len, bq_errbuf_t *e)
 
 static int on_sync(void *arg, bq_errbuf_t *e)
 {
-    return pg_wal_spool_sync(&((ws_t *)arg)->sp, e);
+    ws_t *w = arg;
+    int rc = pg_wal_spool_sync(&w->sp, e);
+    return rc ? rc : archiver_reports(w, e);
 }
 
 static int on_end(void *arg, bq_errbuf_t *e)
 {
     ws_t *w = arg;
     int rc = pg_wal_spool_complete(&w->sp, e);
-    return rc ? rc : archive_file(w, w->sp.name, e);
+    if (rc)
+        return rc;
+    return w->arch_started ? archiver_put(w, w->sp.name, e) : archive_file(w, w->sp.name, e);
 }
 
 /* A promotion ended the timeline inside the open segment: it is archived as NAME.partial
@@ -301,6 +426,19 @@ void jobs_wal_stream(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res)
             reannounce(&w);
     }
     if (rc == 0) {
+        pthread_mutex_init(&w.mu, NULL);
+        pthread_cond_init(&w.cv, NULL);
+        int err = pthread_create(&w.arch, NULL, archiver_main, &w);
+        if (err == 0) {
+            w.arch_started = 1;
+        } else {
+            pthread_mutex_destroy(&w.mu);
+            pthread_cond_destroy(&w.cv);
+            bq_warn(COMP, job->id, "no archiver thread (%s): archiving as segments complete",
+                    strerror(err));
+        }
+    }
+    if (rc == 0) {
         char l[24];
         bq_info(COMP, job->id, "cluster %s: streaming on slot %s (%s) from %s as %s%s",
                 job->cluster, slot, pg_wal_slot_created(c) ? "created" : "existing",
@@ -339,6 +477,14 @@ void jobs_wal_stream(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res)
     }
     pg_wal_close(&c);
     pg_wal_spool_close(&w.sp);
+    bq_errbuf_t ae = {{0}};
+    int arc = archiver_stop(&w, &ae);
+    if (arc && (rc == 0 || rc == BQ_E_CANCELLED)) {
+        rc = arc;
+        *e = ae;
+    } else if (arc) {
+        bq_warn(COMP, job->id, "cluster %s: archiving: %s", job->cluster, ae.msg);
+    }
     if (rc == BQ_E_CANCELLED) {
         res->ok = 1; /* stopped as asked: the slot keeps the position */
         bq_info(COMP, job->id, "cluster %s: stopped after archiving %" PRIu64 " files",

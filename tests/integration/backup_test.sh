@@ -128,7 +128,8 @@ fleet_worker_start east-1
 bq_wait_for "backup job $job to succeed" 60 fleet_job_state_is "$job" SUCCEEDED
 retry=$(fleet_job_field "$job" backup_id)
 [[ $retry != "$lost" ]] || fail "the retry reused backup id $lost"
-assert_eq DONE "$(backup_field db1 "$retry" state)"
+# DONE once the WAL it needs is archived (the restarted worker's wal-stream job archives it)
+bq_wait_for "backup $retry DONE" 60 backup_state_is db1 "$retry" DONE
 
 # ---- 5. bad input -----------------------------------------------------------------------------
 expect_fail() { # DESCRIPTION EXPECTED-TEXT COMMAND...
