@@ -101,7 +101,11 @@ struct coord {
     int64_t last_persist_mono;
     int64_t last_reader_check_mono;
     int64_t last_wal_check_mono;
-    struct wal_seen { char cluster[BQ_NAME_MAX]; int64_t created_mono; } *wal_seen;
+    struct wal_seen {
+        char cluster[BQ_NAME_MAX];
+        int64_t created_mono; /* a wal-stream job was last queued */
+        int64_t active_mono;  /* ... last seen queued or running */
+    } *wal_seen;
     size_t nwal_seen;
     uint64_t seq;
 };
@@ -2256,6 +2260,7 @@ static struct wal_seen *wal_seen_of(coord_t *c, const char *cluster)
     memset(p, 0, sizeof *p);
     snprintf(p->cluster, sizeof p->cluster, "%s", cluster);
     p->created_mono = INT64_MIN / 2;
+    p->active_mono = INT64_MIN / 2;
     return p;
 }
 
@@ -2279,10 +2284,15 @@ static void wal_ensure(coord_t *c)
             worker = w->rec.online && w->last_seen_mono >= online_after &&
                      w->rec.store_total > 0 && strcmp(w->rec.site, cl->site) == 0;
         }
+        struct wal_seen *seen = active || worker ? wal_seen_of(c, cl->name) : NULL;
+        if (active && seen)
+            seen->active_mono = now;
         if (active || !worker)
             continue;
-        struct wal_seen *seen = wal_seen_of(c, cl->name);
-        if (!seen || now - seen->created_mono < WAL_RESTART_MS)
+        /* a job that ended (cancelled by an operator, failed for good) is replaced once it has
+         * been gone WAL_RESTART_MS, and never more often than that */
+        if (!seen || now - seen->created_mono < WAL_RESTART_MS ||
+            now - seen->active_mono < WAL_RESTART_MS)
             continue;
         uint64_t id = 0;
         bq_errbuf_t e = {{0}};

@@ -83,6 +83,10 @@ void pg_wal_spool_init(pg_wal_spool_t *s, const char *dir, uint32_t seg_size);
  * byte goes at offset. An existing partial is reused (rewritten in place). BQ_E_IO. */
 int pg_wal_spool_begin(pg_wal_spool_t *s, const char *name, uint64_t offset, bq_errbuf_t *e);
 int pg_wal_spool_write(pg_wal_spool_t *s, const void *buf, size_t len, bq_errbuf_t *e);
+/* Make dir/.prealloc (zero-filled, seg_size bytes, synced; through a temp file, so it is
+ * whole whenever it exists) unless it is there: the next pg_wal_spool_begin of a new segment
+ * renames it into place. May run on another thread than the spool's. */
+int pg_wal_spool_prealloc(const char *dir, uint32_t seg_size, bq_errbuf_t *e);
 /* fdatasync of the open segment (nothing when none is open). */
 int pg_wal_spool_sync(pg_wal_spool_t *s, bq_errbuf_t *e);
 /* The open segment is complete: closed, NAME.partial renamed NAME, the directory fsynced. */

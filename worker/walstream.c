@@ -117,6 +117,14 @@ static void *archiver_main(void *arg)
     ws_t *w = arg;
     pthread_mutex_lock(&w->mu);
     for (;;) {
+        if (!w->qlen && !w->arch_stop) {
+            /* idle: make the next segment's zero-filled file ahead */
+            pthread_mutex_unlock(&w->mu);
+            bq_errbuf_t pe = {{0}};
+            if (pg_wal_spool_prealloc(w->spool, w->seg_size, &pe) != 0)
+                bq_warn(COMP, w->job->id, "cluster %s: %s", w->job->cluster, pe.msg);
+            pthread_mutex_lock(&w->mu);
+        }
         while (!w->qlen && !w->arch_stop)
             pthread_cond_wait(&w->cv, &w->mu);
         if (!w->qlen)

@@ -44,6 +44,7 @@ struct worker {
     store_t *store;             /* opened at start when store_key_file is set */
     char no_store[BQ_TEXT_MAX]; /* else why there is none */
     proto_ctx_t *ctx;
+    int stopping;               /* SIGTERM came: offers are handed back */
     peer_server_t *data;        /* the data port, when data_listen is set and there is a store */
     char data_endpoint[BQ_ENDPOINT_MAX]; /* where peers reach it (told to the coordinator) */
     uint64_t peers_version;     /* of the PeerKeys the data port admits */
@@ -202,7 +203,10 @@ static void *thread_main(void *arg)
         return NULL;
     }
     jobs_run(&jt->job, &t.base, res);
-    if (atomic_load(&jt->cancel) == 2 && !res->ok) {
+    /* stopped by the worker's shutdown: hand it back (a wal-stream job that stops when told
+     * says ok, but it is to go on elsewhere, not to be counted as finished) */
+    if (atomic_load(&jt->cancel) == 2 && (!res->ok || jt->job.type == BQ_JOB_WAL_STREAM)) {
+        res->ok = 0;
         res->retryable = 1;
         snprintf(res->error, sizeof res->error, "worker %s is shutting down", jt->w->cfg.name);
     }
@@ -287,15 +291,19 @@ static void on_offer(worker_t *w, bq_msg_t *m)
         send_coord(w, &a);
         return;
     }
-    if (running_count(w) >= w->cfg.max_jobs) {
+    if (running_count(w) >= w->cfg.max_jobs || w->stopping) {
         pending_t *p = calloc(1, sizeof *p);
         if (!p)
             return;
         p->result.job_id = job->id;
         p->result.attempt = job->attempt;
         p->result.retryable = 1;
-        snprintf(p->result.error, sizeof p->result.error, "worker %s has no free slot (%d running)",
-                 w->cfg.name, running_count(w));
+        if (w->stopping)
+            snprintf(p->result.error, sizeof p->result.error, "worker %s is shutting down",
+                     w->cfg.name);
+        else
+            snprintf(p->result.error, sizeof p->result.error,
+                     "worker %s has no free slot (%d running)", w->cfg.name, running_count(w));
         p->next = w->pending;
         w->pending = p;
         send_result(w, p);
@@ -461,6 +469,7 @@ int worker_run(worker_t *w, volatile sig_atomic_t *stop, volatile sig_atomic_t *
         int64_t now = bq_mono_ms();
         if (*stop && !stop_deadline) {
             stop_deadline = now + SHUTDOWN_GRACE_MS;
+            w->stopping = 1; /* offers from now on are handed back */
             bq_info(COMP, 0, "stopping: cancelling %d running job(s)", running_count(w));
             for (job_thread_t *t = w->threads; t; t = t->next)
                 atomic_store(&t->cancel, 2);
