@@ -235,20 +235,32 @@ static int wal_put_check(const char *name, const uint8_t *buf, size_t len, uint3
     return rc;
 }
 
+/* A wal-put or wal-get names a valid cluster and WAL file (*kind: which); else the error is
+ * the reply and -1 is returned. */
+static int wal_request_check(peer_server_t *srv, const bq_peer_t *from, uint64_t seq,
+                             const bq_msg_data_req_t *q, store_wal_kind_t *kind)
+{
+    bq_errbuf_t e = {{0}};
+    if (!store_wal_cluster_valid(q->cluster)) {
+        snprintf(e.msg, sizeof e.msg, "%s: invalid cluster name", q->op);
+        reply_error(srv, from, seq, BQ_E_INVAL, e.msg, NULL, 0);
+        return -1;
+    }
+    if (store_wal_name_parse(q->name, kind, NULL, &e) != 0) {
+        reply_error(srv, from, seq, BQ_E_INVAL, e.msg, NULL, 0);
+        return -1;
+    }
+    return 0;
+}
+
 /* op wal-put: one piece of a WAL file; the last one archives it. */
 static void serve_wal_put(peer_server_t *srv, const bq_peer_t *from, uint64_t seq,
                           const bq_msg_data_req_t *q)
 {
     bq_errbuf_t e = {{0}};
     store_wal_kind_t kind;
-    if (!store_wal_cluster_valid(q->cluster)) {
-        reply_error(srv, from, seq, BQ_E_INVAL, "wal-put: invalid cluster name", NULL, 0);
+    if (wal_request_check(srv, from, seq, q, &kind) != 0)
         return;
-    }
-    if (store_wal_name_parse(q->name, &kind, NULL, &e) != 0) {
-        reply_error(srv, from, seq, BQ_E_INVAL, e.msg, NULL, 0);
-        return;
-    }
     size_t max = (kind == STORE_WAL_HISTORY || kind == STORE_WAL_BACKUP) ? STORE_WAL_SMALL_MAX
                                                                          : STORE_WAL_SEG_MAX;
     upload_t *u = upload_find(srv, from, q->cluster, q->name);
@@ -460,14 +472,8 @@ static void serve_wal_get(peer_server_t *srv, const bq_peer_t *from, uint64_t se
 {
     bq_errbuf_t e = {{0}};
     store_wal_kind_t kind;
-    if (!store_wal_cluster_valid(q->cluster)) {
-        reply_error(srv, from, seq, BQ_E_INVAL, "wal-get: invalid cluster name", NULL, 0);
+    if (wal_request_check(srv, from, seq, q, &kind) != 0)
         return;
-    }
-    if (store_wal_name_parse(q->name, &kind, NULL, &e) != 0) {
-        reply_error(srv, from, seq, BQ_E_INVAL, e.msg, NULL, 0);
-        return;
-    }
     uint64_t size = 0;
     uint8_t *buf = NULL;
     size_t len = 0;
