@@ -207,10 +207,11 @@ static int dp_reply(dp_t *dp, uint64_t from, bq_msg_t *m, bq_errbuf_t *e)
                    DP_REPLY_MS / 1000);
 }
 
-/* Send file name of cluster (buf, len bytes) in pieces; 0 once the worker's store holds it
- * durably (*exists: it did already, with the same content). */
+/* Send file name of cluster (raw_len bytes, packed by store_wal_pack into buf, len bytes) in
+ * pieces; 0 once the worker's store holds it durably (*exists: it did already, with the same
+ * content). */
 static int dp_put(dp_t *dp, const char *cluster, const char *name, const uint8_t *buf, size_t len,
-                  uint32_t seg_size, int *exists, bq_errbuf_t *e)
+                  size_t raw_len, uint32_t seg_size, int *exists, bq_errbuf_t *e)
 {
     uint64_t first = dp->seq + 1;
     size_t off = 0, inflight = 0;
@@ -229,6 +230,8 @@ static int dp_put(dp_t *dp, const char *cluster, const char *name, const uint8_t
             q->data = (uint8_t *)buf + off;
             q->len = piece;
             q->seg_size = seg_size;
+            q->packing = BQ_PACK_WAL;
+            q->raw_size = raw_len;
             off += piece;
             q->last = sent_last = off == len;
             int rc = proto_send(dp->sock, NULL, &m, e);
@@ -388,12 +391,20 @@ static int put_one(const wal_cmd_opts_t *o, const char *cluster, const bq_msg_cl
     char dir[PATH_MAX];
     dir_name(path, dir, sizeof dir);
     uint32_t seg = seg_size_of(name, buf, len, dir);
+    /* compressed here, once: the worker stores the pieces as they come, and fewer bytes
+     * cross the (CURVE) wire */
+    uint8_t *packed = NULL;
+    size_t plen = 0;
+    if ((rc = store_wal_pack(buf, len, &packed, &plen, e)) != 0) {
+        free(buf);
+        return rc;
+    }
     rc = BQ_E_NOWORKER;
     bq_errbuf_t last = {{0}};
     for (size_t i = 0; i < cand->nworkers; i++) {
         if (!dps[i].sock && (rc = dp_open(o, &cand->workers[i], &dps[i], &last)) != 0)
             continue;
-        rc = dp_put(&dps[i], cluster, name, buf, len, seg, exists, &last);
+        rc = dp_put(&dps[i], cluster, name, packed, plen, len, seg, exists, &last);
         if (rc == 0) {
             *worker = cand->workers[i].name;
             break;
@@ -405,6 +416,7 @@ static int put_one(const wal_cmd_opts_t *o, const char *cluster, const bq_msg_cl
             break;
         dp_close(&dps[i]);
     }
+    free(packed);
     free(buf);
     *bytes = len;
     if (rc)

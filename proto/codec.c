@@ -1376,6 +1376,8 @@ static int codec_data_req_to_pb(codec_arena_t *a, const bq_msg_data_req_t *c,
     pb->total = c->total;
     pb->last = !!c->last;
     pb->seg_size = c->seg_size;
+    pb->packing = c->packing;
+    pb->raw_size = c->raw_size;
     if (c->nids > BQ_DATA_IDS_MAX)
         return bq_fail(e, BQ_E_INVAL, "DataRequest has %zu ids, more than the limit of %d",
                        c->nids, BQ_DATA_IDS_MAX);
@@ -1414,6 +1416,10 @@ static int codec_data_req_from_pb(const Barque__DataRequest *pb, bq_msg_data_req
     c->total = pb->total;
     c->last = !!pb->last;
     c->seg_size = pb->seg_size;
+    if (pb->packing != BQ_PACK_NONE && pb->packing != BQ_PACK_WAL)
+        return bq_fail(e, BQ_E_PROTO, "DataRequest.packing %u is not known", pb->packing);
+    c->packing = pb->packing;
+    c->raw_size = pb->raw_size;
     if (pb->data.len) {
         if (!(c->data = malloc(pb->data.len)))
             return codec_nomem(e);

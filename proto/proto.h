@@ -72,6 +72,8 @@ typedef struct {
 #define BQ_CHUNK_ID_BYTES 32
 #define BQ_DATA_IDS_MAX 256            /* chunk ids per request */
 #define BQ_DATA_PIECE_MAX (1u << 20)   /* bytes of data per reply */
+#define BQ_PACK_NONE 0 /* wal-put: the file's bytes as they are */
+#define BQ_PACK_WAL 1  /* wal-put: packed by store_wal_pack (compressed pieces) */
 #define BQ_DATA_KEYS_MAX 200000        /* key ids in a "keys" reply */
 #define BQ_DATA_NAME_MAX 128
 
@@ -87,6 +89,8 @@ typedef struct {
     uint64_t total;                    /* wal-put: the file's size */
     int last;                          /* wal-put: the file's last piece */
     uint32_t seg_size;                 /* wal-put: the cluster's wal_segment_size */
+    uint32_t packing;                  /* wal-put: BQ_PACK_NONE or BQ_PACK_WAL */
+    uint64_t raw_size;                 /* wal-put, packed: the file's own size */
 } bq_msg_data_req_t;
 
 typedef struct {

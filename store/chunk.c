@@ -219,6 +219,27 @@ static void make_ad(uint8_t ad[AD_BYTES], const uint8_t id[STORE_CHUNK_ID_BYTES]
     put32le(ad + STORE_CHUNK_ID_BYTES, key_id);
 }
 
+/* Header, nonce and AEAD of a body at o whose plaintext (plen bytes at src, which may be o's
+ * payload itself: libsodium allows the ciphertext to overwrite the message) is raw_len bytes
+ * compressed with used. */
+static void seal_body(uint8_t *o, const uint8_t id[STORE_CHUNK_ID_BYTES],
+                      const store_datakey_t *dk, store_comp_t used, size_t raw_len,
+                      const void *src, size_t plen, size_t *out_len)
+{
+    static const uint8_t empty[1] = {0};
+    o[0] = (uint8_t)used;
+    put32le(o + 1, dk->id);
+    put32le(o + 5, (uint32_t)raw_len);
+    randombytes_buf(o + NONCE_OFF, crypto_aead_xchacha20poly1305_ietf_NPUBBYTES);
+    uint8_t ad[AD_BYTES];
+    make_ad(ad, id, dk->id);
+    unsigned long long clen = 0;
+    crypto_aead_xchacha20poly1305_ietf_encrypt(o + STORE_CHUNK_HEADER_BYTES, &clen,
+                                               plen ? src : empty, plen, ad, sizeof ad, NULL,
+                                               o + NONCE_OFF, dk->key);
+    *out_len = STORE_CHUNK_HEADER_BYTES + (size_t)clen;
+}
+
 int store_chunk_seal(store_chunk_ctx_t *ctx, const uint8_t id[STORE_CHUNK_ID_BYTES],
                      const store_datakey_t *dk, store_comp_t comp, int level, const void *data,
                      size_t len, void *out, size_t out_cap, size_t *out_len, bq_errbuf_t *e)
@@ -263,21 +284,32 @@ int store_chunk_seal(store_chunk_ctx_t *ctx, const uint8_t id[STORE_CHUNK_ID_BYT
         }
     }
 
-    o[0] = (uint8_t)used;
-    put32le(o + 1, dk->id);
-    put32le(o + 5, (uint32_t)len);
-    randombytes_buf(o + NONCE_OFF, crypto_aead_xchacha20poly1305_ietf_NPUBBYTES);
-    uint8_t ad[AD_BYTES];
-    make_ad(ad, id, dk->id);
-    unsigned long long clen = 0;
-    static const uint8_t empty[1] = {0};
     if (used == STORE_COMP_NONE) /* from the caller's buffer */
-        crypto_aead_xchacha20poly1305_ietf_encrypt(payload, &clen, len ? data : empty, len, ad,
-                                                   sizeof ad, NULL, o + NONCE_OFF, dk->key);
+        seal_body(o, id, dk, used, len, data, len, out_len);
     else /* in place: libsodium allows the ciphertext to overwrite the message */
-        crypto_aead_xchacha20poly1305_ietf_encrypt(payload, &clen, payload, plen, ad, sizeof ad,
-                                                   NULL, o + NONCE_OFF, dk->key);
-    *out_len = STORE_CHUNK_HEADER_BYTES + (size_t)clen;
+        seal_body(o, id, dk, used, len, payload, plen, out_len);
+    return 0;
+}
+
+int store_chunk_seal_packed(const uint8_t id[STORE_CHUNK_ID_BYTES], const store_datakey_t *dk,
+                            store_comp_t comp, size_t raw_len, const void *packed, size_t plen,
+                            void *out, size_t out_cap, size_t *out_len, bq_errbuf_t *e)
+{
+    char hex[STORE_CHUNK_ID_HEX];
+    if (raw_len > STORE_CHUNK_RAW_MAX)
+        return bq_fail(e, BQ_E_TOOBIG, "could not seal chunk %s: %zu bytes, more than %u",
+                       store_id_hex(id, hex), raw_len, STORE_CHUNK_RAW_MAX);
+    if (comp != STORE_COMP_ZSTD && comp != STORE_COMP_LZ4)
+        return bq_fail(e, BQ_E_INVAL, "could not seal chunk %s: compression %d is not zstd or "
+                       "lz4", store_id_hex(id, hex), (int)comp);
+    if (plen >= raw_len) /* as store_chunk_seal: compression is kept only when it shrinks */
+        return bq_fail(e, BQ_E_INVAL, "could not seal chunk %s: %zu compressed bytes for %zu",
+                       store_id_hex(id, hex), plen, raw_len);
+    if (out_cap < store_chunk_seal_bound(plen))
+        return bq_fail(e, BQ_E_INVAL,
+                       "could not seal chunk %s: output buffer of %zu bytes, need %zu",
+                       store_id_hex(id, hex), out_cap, store_chunk_seal_bound(plen));
+    seal_body(out, id, dk, comp, raw_len, packed, plen, out_len);
     return 0;
 }
 

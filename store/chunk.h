@@ -92,6 +92,15 @@ int store_chunk_seal(store_chunk_ctx_t *ctx, const uint8_t id[STORE_CHUNK_ID_BYT
                      const store_datakey_t *dk, store_comp_t comp, int level, const void *data,
                      size_t len, void *out, size_t out_cap, size_t *out_len, bq_errbuf_t *e);
 
+/* Seal a chunk of raw_len bytes (at most STORE_CHUNK_RAW_MAX) whose plaintext arrives already
+ * compressed: plen bytes of packed, compressed with comp (zstd or lz4, the body's format) and
+ * shorter than raw_len, as store_chunk_seal keeps only what shrinks. The caller has checked that
+ * packed decompresses to the raw_len bytes whose id is id (opening re-checks it). out_cap at
+ * least store_chunk_seal_bound(plen). BQ_E_TOOBIG, BQ_E_INVAL. */
+int store_chunk_seal_packed(const uint8_t id[STORE_CHUNK_ID_BYTES], const store_datakey_t *dk,
+                            store_comp_t comp, size_t raw_len, const void *packed, size_t plen,
+                            void *out, size_t out_cap, size_t *out_len, bq_errbuf_t *e);
+
 /* Seal len bytes of chunk id as a delta against base (base_len bytes, the plaintext of chunk
  * base_id, which must not be id) at zstd level (0: default), when that gives a body shorter
  * than max_body bytes: 0 and *out_len, or 1 when it would not be shorter (out then holds

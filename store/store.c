@@ -1969,7 +1969,8 @@ int store_backup_read(store_t *s, const char *backup_id, const store_read_cb_t *
 /* ---- the WAL area -------------------------------------------------------------------------- */
 
 int store_wal_archive(store_t *s, const char *cluster, size_t seg_size, const char *name,
-                      const void *data, size_t len, bq_errbuf_t *e)
+                      const void *data, size_t len, const store_wal_piece_t *packed,
+                      bq_errbuf_t *e)
 {
     store_chunk_ctx_t *ctx = NULL;
     int rc = store_chunk_ctx_new(s->idkey, &ctx, e);
@@ -1995,7 +1996,8 @@ int store_wal_archive(store_t *s, const char *cluster, size_t seg_size, const ch
     store_comp_t comp = s->comp == STORE_COMP_NONE ? STORE_COMP_NONE : STORE_COMP_LZ4;
     int level = comp == STORE_COMP_LZ4 ? 1 : s->level;
     if (rc == 0)
-        rc = store_wal_put(s->dir, cluster, ctx, &dk, comp, level, seg_size, name, data, len, e);
+        rc = store_wal_put(s->dir, cluster, ctx, &dk, comp, level, seg_size, name, data, len,
+                           packed, e);
     store_datakey_clear(&dk);
     store_chunk_ctx_destroy(&ctx);
     return rc;

@@ -11,6 +11,7 @@
 #include "chunk.h"
 #include "err.h"
 #include "store_keys.h"
+#include "wal.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -444,9 +445,11 @@ int store_lock_gc(store_t *s, int exclusive, const char *what, int *fd_out, bq_e
 /* Archive WAL file name of cluster (len bytes; seg_size: the server's wal_segment_size) into
  * the store's WAL area, durably, sealed under the WAL data key of the day (made on first use
  * each UTC day) with the store's compression: as store_wal_put (the same content again is
- * success; other content BQ_E_EXISTS, kept aside). Thread-safe. */
+ * success; other content BQ_E_EXISTS, kept aside). packed (may be NULL): data's pieces as
+ * they came compressed (store_wal_unpack), sealed as they are. Thread-safe. */
 int store_wal_archive(store_t *s, const char *cluster, size_t seg_size, const char *name,
-                      const void *data, size_t len, bq_errbuf_t *e);
+                      const void *data, size_t len, const store_wal_piece_t *packed,
+                      bq_errbuf_t *e);
 /* Read WAL file name of cluster into buf (cap bytes): as store_wal_get (BQ_E_NOTFOUND exactly
  * when it is not archived), the data keys from this store. */
 int store_wal_fetch(store_t *s, const char *cluster, const char *name, void *buf, size_t cap,

@@ -612,7 +612,7 @@ static int on_wal(uint32_t tli, const char *name, void *arg)
     bq_errbuf_t why = {{0}};
     uint64_t len = 0;
     size_t got = 0;
-    int rc = store_wal_stat(v->dir, v->wal_cluster, name, &len, NULL, &why);
+    int rc = store_wal_stat(v->dir, v->wal_cluster, name, &len, NULL, NULL, &why);
     if (rc == BQ_E_NOTFOUND)
         return 0; /* removed meanwhile */
     if (rc == 0 && len > STORE_WAL_SEG_MAX)

@@ -3,6 +3,7 @@
 #include "fsutil.h"
 
 #include <dirent.h>
+#include <lz4.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -93,6 +94,18 @@ static uint32_t hex8(const char *s)
 static size_t pieces_of(uint64_t raw)
 {
     return raw == 0 ? 1 : (size_t)((raw + STORE_WAL_PIECE - 1) / STORE_WAL_PIECE);
+}
+
+size_t store_wal_pieces(uint64_t raw_len)
+{
+    return pieces_of(raw_len);
+}
+
+/* The raw length of piece i of a raw-byte file. */
+static size_t piece_len(uint64_t raw, size_t i)
+{
+    uint64_t pos = (uint64_t)i * STORE_WAL_PIECE;
+    return raw - pos < STORE_WAL_PIECE ? (size_t)(raw - pos) : STORE_WAL_PIECE;
 }
 
 static int seg_size_ok(size_t s)
@@ -274,7 +287,8 @@ static int make_paths(const char *store_dir, const char *cluster, const char *na
 /* ---- reading a stored file ---- */
 
 typedef struct {
-    uint8_t sha[STORE_WAL_SHA256_BYTES];
+    int version;                         /* 1: BQWAL001, 2: BQWAL002 */
+    uint8_t sha[STORE_WAL_SHA256_BYTES]; /* version 1: sha256; 2: the content id */
     uint64_t raw;
     uint64_t size; /* of the file */
 } wal_head_t;
@@ -311,7 +325,11 @@ static int wal_open(const char *path, store_wal_kind_t kind, int *fd_out, wal_he
                      STORE_WAL_HEADER_BYTES);
         goto fail;
     }
-    if (memcmp(hd, STORE_WAL_MAGIC, 8) != 0) {
+    if (memcmp(hd, STORE_WAL_MAGIC, 8) == 0)
+        h->version = 2;
+    else if (memcmp(hd, STORE_WAL_MAGIC_V1, 8) == 0)
+        h->version = 1;
+    else {
         rc = damaged(e, path, "bad magic");
         goto fail;
     }
@@ -350,7 +368,7 @@ fail:
 }
 
 int store_wal_stat(const char *store_dir, const char *cluster, const char *name, uint64_t *len,
-                   uint8_t sha256_out[STORE_WAL_SHA256_BYTES], bq_errbuf_t *e)
+                   int *version, uint8_t digest_out[STORE_WAL_SHA256_BYTES], bq_errbuf_t *e)
 {
     store_wal_kind_t kind;
     wal_paths_t p;
@@ -366,8 +384,10 @@ int store_wal_stat(const char *store_dir, const char *cluster, const char *name,
     close(fd);
     if (len)
         *len = h.raw;
-    if (sha256_out)
-        memcpy(sha256_out, h.sha, STORE_WAL_SHA256_BYTES);
+    if (version)
+        *version = h.version;
+    if (digest_out)
+        memcpy(digest_out, h.sha, STORE_WAL_SHA256_BYTES);
     return 0;
 }
 
@@ -405,6 +425,7 @@ int store_wal_get(const char *store_dir, const char *cluster, store_chunk_ctx_t 
     store_datakey_t dk = {0};
     int have_key = 0;
     size_t pos = 0;
+    uint8_t first_id[STORE_CHUNK_ID_BYTES] = {0};
     for (size_t i = 0; i < npieces; i++) {
         size_t want = (size_t)h.raw - pos < STORE_WAL_PIECE ? (size_t)h.raw - pos : STORE_WAL_PIECE;
         uint8_t ph[STORE_WAL_PIECE_HEADER_BYTES];
@@ -416,6 +437,8 @@ int store_wal_get(const char *store_dir, const char *cluster, store_chunk_ctx_t 
             goto out;
         }
         const uint8_t *id = ph;
+        if (i == 0)
+            memcpy(first_id, id, sizeof first_id);
         uint32_t blen = get32le(ph + STORE_CHUNK_ID_BYTES);
         if (blen < STORE_CHUNK_OVERHEAD || blen > store_chunk_seal_bound(want)) {
             rc = damaged(e, p.file, "piece %zu has a %u-byte body for %zu bytes", i,
@@ -468,14 +491,22 @@ int store_wal_get(const char *store_dir, const char *cluster, store_chunk_ctx_t 
         rc = damaged(e, p.file, "bytes after the last piece");
         goto out;
     }
+    /* the whole against the header: version 1 holds the sha256; version 2 the content id,
+     * which for a file of one piece is that piece's id, checked by store_chunk_open */
     uint8_t sha[STORE_WAL_SHA256_BYTES];
-    rc = sha256(buf, pos, sha, e);
+    if (h.version == 1)
+        rc = sha256(buf, pos, sha, e);
+    else if (npieces == 1)
+        memcpy(sha, first_id, sizeof sha);
+    else if (store_chunk_ctx_id(ctx, buf, pos, sha) != 0)
+        rc = bq_fail(e, BQ_E_NOMEM, "out of memory hashing WAL file %s", p.file);
     if (rc)
         goto out;
     if (memcmp(sha, h.sha, sizeof sha) != 0) {
         char a[SHA_HEX], b[SHA_HEX];
-        rc = damaged(e, p.file, "sha256 %s of the content is not the %s of its header",
-                     sha_hex(sha, a), sha_hex(h.sha, b));
+        rc = damaged(e, p.file, "%s %s of the content is not the %s of its header",
+                     h.version == 1 ? "sha256" : "content id", sha_hex(sha, a),
+                     sha_hex(h.sha, b));
         goto out;
     }
     *len = pos;
@@ -492,12 +523,12 @@ out:
 
 /* ---- writing ---- */
 
-/* The whole file for len bytes of data: header and pieces, in a new buffer (*out, caller
- * frees). */
+/* The whole file for len bytes of data whose content id is cid: header and pieces, in a new
+ * buffer (*out, caller frees). packed (may be NULL): the pieces as they came compressed. */
 static int wal_build(store_chunk_ctx_t *ctx, const store_datakey_t *dk, store_comp_t comp,
                      int level, const char *name, const void *data, size_t len,
-                     const uint8_t sha[STORE_WAL_SHA256_BYTES], uint8_t **out, size_t *out_len,
-                     bq_errbuf_t *e)
+                     const store_wal_piece_t *packed, const uint8_t cid[STORE_CHUNK_ID_BYTES],
+                     uint8_t **out, size_t *out_len, bq_errbuf_t *e)
 {
     size_t npieces = pieces_of(len);
     size_t cap = STORE_WAL_HEADER_BYTES +
@@ -506,21 +537,28 @@ static int wal_build(store_chunk_ctx_t *ctx, const store_datakey_t *dk, store_co
     if (!f)
         return bq_fail(e, BQ_E_NOMEM, "out of memory archiving WAL file %s", name);
     memcpy(f, STORE_WAL_MAGIC, 8);
-    memcpy(f + 8, sha, STORE_WAL_SHA256_BYTES);
+    memcpy(f + 8, cid, STORE_CHUNK_ID_BYTES);
     put64le(f + 40, len);
     size_t off = STORE_WAL_HEADER_BYTES, pos = 0;
     for (size_t i = 0; i < npieces; i++) {
-        size_t n = len - pos < STORE_WAL_PIECE ? len - pos : STORE_WAL_PIECE;
+        size_t n = piece_len(len, i);
         const uint8_t *piece = len ? (const uint8_t *)data + pos : data;
-        int rc = store_chunk_ctx_id(ctx, piece, n, f + off);
-        if (rc) {
+        uint8_t *id = f + off;
+        int rc = 0;
+        if (npieces == 1) /* the content id is the id of its only piece */
+            memcpy(id, cid, STORE_CHUNK_ID_BYTES);
+        else if ((rc = store_chunk_ctx_id(ctx, piece, n, id)) != 0) {
             free(f);
             return bq_fail(e, rc, "could not hash WAL file %s", name);
         }
         size_t blen = 0;
-        rc = store_chunk_seal(ctx, f + off, dk, comp, level, piece, n,
-                              f + off + STORE_WAL_PIECE_HEADER_BYTES,
-                              cap - off - STORE_WAL_PIECE_HEADER_BYTES, &blen, e);
+        uint8_t *body = f + off + STORE_WAL_PIECE_HEADER_BYTES;
+        size_t room = cap - off - STORE_WAL_PIECE_HEADER_BYTES;
+        if (packed && packed[i].comp != STORE_COMP_NONE && comp != STORE_COMP_NONE)
+            rc = store_chunk_seal_packed(id, dk, packed[i].comp, n, packed[i].data,
+                                         packed[i].len, body, room, &blen, e);
+        else
+            rc = store_chunk_seal(ctx, id, dk, comp, level, piece, n, body, room, &blen, e);
         if (rc) {
             free(f);
             return rc;
@@ -561,9 +599,10 @@ static int keep_conflict(const char *path, const uint8_t *file, size_t file_len,
     return rc;
 }
 
-int store_wal_put(const char *store_dir, const char *cluster, store_chunk_ctx_t *ctx, const store_datakey_t *dk,
-                  store_comp_t comp, int level, size_t seg_size, const char *name,
-                  const void *data, size_t len, bq_errbuf_t *e)
+int store_wal_put(const char *store_dir, const char *cluster, store_chunk_ctx_t *ctx,
+                  const store_datakey_t *dk, store_comp_t comp, int level, size_t seg_size,
+                  const char *name, const void *data, size_t len,
+                  const store_wal_piece_t *packed, bq_errbuf_t *e)
 {
     store_wal_kind_t kind;
     wal_paths_t p;
@@ -574,10 +613,12 @@ int store_wal_put(const char *store_dir, const char *cluster, store_chunk_ctx_t 
         rc = make_paths(store_dir, cluster, name, &p, e);
     if (rc)
         return rc;
-    uint8_t sha[STORE_WAL_SHA256_BYTES];
-    rc = sha256(data, len, sha, e);
-    if (!rc)
-        rc = make_dir(p.root, e);
+    /* one pass of hashing for a file of one piece (a 16 MiB segment): its id is the content
+     * id (BQWAL002) */
+    uint8_t cid[STORE_CHUNK_ID_BYTES];
+    if (store_chunk_ctx_id(ctx, data, len, cid) != 0)
+        return bq_fail(e, BQ_E_NOMEM, "out of memory hashing WAL file %s", name);
+    rc = make_dir(p.root, e);
     if (rc == 0)
         rc = make_dir(p.wal, e);
     if (!rc)
@@ -595,7 +636,13 @@ int store_wal_put(const char *store_dir, const char *cluster, store_chunk_ctx_t 
         rc = wal_open(p.file, kind, &fd, &h, e);
         if (rc == 0) {
             close(fd);
-            if (memcmp(h.sha, sha, sizeof sha) == 0) {
+            /* like with like: a BQWAL001 file holds the sha256 of its content */
+            uint8_t mine[STORE_WAL_SHA256_BYTES];
+            memcpy(mine, cid, sizeof mine);
+            if (h.version == 1 && (rc = sha256(data, len, mine, e)) != 0)
+                break;
+            const char *what = h.version == 1 ? "sha256" : "content id";
+            if (memcmp(h.sha, mine, sizeof mine) == 0) {
                 /* archived again with the same bytes: success once it is durable */
                 rc = fsync_path(p.file, e);
                 if (!rc)
@@ -606,11 +653,12 @@ int store_wal_put(const char *store_dir, const char *cluster, store_chunk_ctx_t 
                 return rc;
             }
             if (!file)
-                rc = wal_build(ctx, dk, comp, level, name, data, len, sha, &file, &file_len, e);
+                rc = wal_build(ctx, dk, comp, level, name, data, len, packed, cid, &file,
+                               &file_len, e);
             char cpath[PATH_MAX + 32], kept[PATH_MAX + 64];
             bq_errbuf_t ce;
             if (!rc)
-                rc = keep_conflict(p.file, file, file_len, sha, cpath, sizeof cpath, &ce);
+                rc = keep_conflict(p.file, file, file_len, cid, cpath, sizeof cpath, &ce);
             else
                 snprintf(ce.msg, sizeof ce.msg, "%s", e ? e->msg : "");
             if (!rc)
@@ -621,13 +669,14 @@ int store_wal_put(const char *store_dir, const char *cluster, store_chunk_ctx_t 
             char a[SHA_HEX], b[SHA_HEX];
             return bq_fail(e, BQ_E_EXISTS,
                            "could not archive WAL file %s: %s holds other content (stored "
-                           "sha256 %s, new sha256 %s); %s",
-                           name, p.file, sha_hex(h.sha, a), sha_hex(sha, b), kept);
+                           "%s %s, new %s %s); %s",
+                           name, p.file, what, sha_hex(h.sha, a), what, sha_hex(mine, b), kept);
         }
         if (rc != BQ_E_NOTFOUND)
             break;
         if (!file) {
-            rc = wal_build(ctx, dk, comp, level, name, data, len, sha, &file, &file_len, e);
+            rc = wal_build(ctx, dk, comp, level, name, data, len, packed, cid, &file, &file_len,
+                           e);
             if (rc)
                 break;
         }
@@ -640,6 +689,86 @@ int store_wal_put(const char *store_dir, const char *cluster, store_chunk_ctx_t 
     }
     free(file);
     return rc;
+}
+
+/* ---- packing for the wire ---- */
+
+#define FRAME_LZ4 0x80000000u
+
+int store_wal_pack(const void *data, size_t len, uint8_t **out, size_t *out_len, bq_errbuf_t *e)
+{
+    size_t npieces = pieces_of(len);
+    size_t cap = npieces * 4 + len;
+    uint8_t *o = malloc(cap ? cap : 1);
+    if (!o)
+        return bq_fail(e, BQ_E_NOMEM, "out of memory compressing a WAL file");
+    size_t off = 0;
+    for (size_t i = 0; i < npieces; i++) {
+        size_t n = piece_len(len, i);
+        const char *piece = (const char *)data + (size_t)i * STORE_WAL_PIECE;
+        /* room for n - 1 bytes: what does not fit did not shrink and goes as it is */
+        int r = n > 1 ? LZ4_compress_default(piece, (char *)o + off + 4, (int)n, (int)(n - 1))
+                      : 0;
+        if (r > 0) {
+            put32le(o + off, FRAME_LZ4 | (uint32_t)r);
+            off += 4 + (size_t)r;
+        } else {
+            put32le(o + off, (uint32_t)n);
+            if (n)
+                memcpy(o + off + 4, piece, n);
+            off += 4 + n;
+        }
+    }
+    *out = o;
+    *out_len = off;
+    return 0;
+}
+
+int store_wal_unpack(const uint8_t *packed, size_t plen, uint64_t raw_len, uint8_t *raw,
+                     store_wal_piece_t *pieces, size_t npieces, bq_errbuf_t *e)
+{
+    if (raw_len > STORE_WAL_SEG_MAX)
+        return bq_fail(e, BQ_E_INVAL, "packed WAL file: %llu bytes, more than %zu",
+                       (unsigned long long)raw_len, STORE_WAL_SEG_MAX);
+    if (npieces != pieces_of(raw_len))
+        return bq_fail(e, BQ_E_INVAL, "packed WAL file: %zu pieces for %llu bytes, not %zu",
+                       npieces, (unsigned long long)raw_len, pieces_of(raw_len));
+    size_t off = 0;
+    for (size_t i = 0; i < npieces; i++) {
+        size_t n = piece_len(raw_len, i);
+        uint8_t *dst = raw + (size_t)i * STORE_WAL_PIECE;
+        if (plen - off < 4)
+            return bq_fail(e, BQ_E_INVAL, "packed WAL file: cut before piece %zu", i);
+        uint32_t fr = get32le(packed + off);
+        size_t flen = fr & ~FRAME_LZ4;
+        off += 4;
+        if (flen > plen - off)
+            return bq_fail(e, BQ_E_INVAL, "packed WAL file: piece %zu of %zu bytes runs past "
+                           "the end", i, flen);
+        if (!(fr & FRAME_LZ4)) {
+            if (flen != n)
+                return bq_fail(e, BQ_E_INVAL, "packed WAL file: piece %zu holds %zu bytes, "
+                               "not %zu", i, flen, n);
+            if (n)
+                memcpy(dst, packed + off, n);
+            pieces[i] = (store_wal_piece_t){STORE_COMP_NONE, dst, n};
+        } else {
+            if (flen == 0 || flen >= n)
+                return bq_fail(e, BQ_E_INVAL, "packed WAL file: piece %zu compressed to %zu "
+                               "bytes for %zu", i, flen, n);
+            int r = LZ4_decompress_safe((const char *)packed + off, (char *)dst, (int)flen,
+                                        (int)n);
+            if (r < 0 || (size_t)r != n)
+                return bq_fail(e, BQ_E_INVAL, "packed WAL file: piece %zu does not decompress "
+                               "to %zu bytes (lz4)", i, n);
+            pieces[i] = (store_wal_piece_t){STORE_COMP_LZ4, packed + off, flen};
+        }
+        off += flen;
+    }
+    if (off != plen)
+        return bq_fail(e, BQ_E_INVAL, "packed WAL file: %zu bytes after the last piece",
+                       plen - off);
+    return 0;
 }
 
 /* ---- listing ---- */

@@ -41,7 +41,9 @@ typedef struct archive_job {
     char cluster[BQ_NAME_MAX];
     char name[BQ_DATA_NAME_MAX];
     uint8_t *buf;
-    uint64_t total;
+    uint64_t total;            /* bytes received (packed: the packed bytes) */
+    uint32_t packing;          /* BQ_PACK_NONE or BQ_PACK_WAL */
+    uint64_t raw_size;         /* the file's own size */
     uint32_t seg_size;
     int64_t received_ms;       /* how long the pieces took */
     int rc, existed;
@@ -59,6 +61,8 @@ typedef struct {
     char name[BQ_DATA_NAME_MAX];
     uint8_t *buf;
     uint64_t total, got;
+    uint32_t packing; /* as the first piece said */
+    uint64_t raw_size;
     int64_t started_ms, touched_ms;
 } upload_t;
 
@@ -267,10 +271,18 @@ static void serve_wal_put(peer_server_t *srv, const bq_peer_t *from, uint64_t se
     if (q->offset == 0) {
         if (u)
             upload_drop(srv, u); /* a new attempt of the same file */
-        if (q->total > max) {
+        uint64_t raw = q->packing == BQ_PACK_WAL ? q->raw_size : q->total;
+        if (raw > max) {
             snprintf(e.msg, sizeof e.msg, "WAL file %s of %" PRIu64 " bytes is larger than %zu",
-                     q->name, q->total, max);
+                     q->name, raw, max);
             reply_error(srv, from, seq, BQ_E_TOOBIG, e.msg, NULL, 0);
+            return;
+        }
+        /* packed: at most every piece as it is, behind its 4-byte frame */
+        if (q->packing == BQ_PACK_WAL && q->total > raw + 4 * (uint64_t)store_wal_pieces(raw)) {
+            snprintf(e.msg, sizeof e.msg, "WAL file %s of %" PRIu64 " bytes cannot take %"
+                     PRIu64 " packed bytes", q->name, raw, q->total);
+            reply_error(srv, from, seq, BQ_E_PROTO, e.msg, NULL, 0);
             return;
         }
         u = NULL;
@@ -292,6 +304,8 @@ static void serve_wal_put(peer_server_t *srv, const bq_peer_t *from, uint64_t se
         snprintf(u->cluster, sizeof u->cluster, "%s", q->cluster);
         snprintf(u->name, sizeof u->name, "%s", q->name);
         u->total = q->total;
+        u->packing = q->packing;
+        u->raw_size = raw;
         u->got = 0;
         u->started_ms = bq_mono_ms();
         srv->upload_bytes += u->total;
@@ -339,6 +353,8 @@ static void serve_wal_put(peer_server_t *srv, const bq_peer_t *from, uint64_t se
     snprintf(j->name, sizeof j->name, "%s", u->name);
     j->buf = u->buf;
     j->total = u->total;
+    j->packing = u->packing;
+    j->raw_size = u->raw_size;
     j->seg_size = q->seg_size;
     j->received_ms = u->touched_ms - u->started_ms;
     u->buf = NULL; /* the job has it; its bytes stay counted until the reply */
@@ -365,16 +381,36 @@ static void *archiver_main(void *arg)
         if (!j)
             return NULL; /* stopping, nothing left */
         int64_t t0 = bq_mono_ms();
-        j->rc = wal_put_check(j->name, j->buf, (size_t)j->total, j->seg_size, &j->e);
+        /* packed: its pieces decompressed here, checked, and stored as they came */
+        const uint8_t *raw = j->buf;
+        uint8_t *unpacked = NULL;
+        store_wal_piece_t *pieces = NULL;
+        j->rc = 0;
+        if (j->packing == BQ_PACK_WAL) {
+            size_t np = store_wal_pieces(j->raw_size);
+            unpacked = malloc(j->raw_size ? (size_t)j->raw_size : 1);
+            pieces = calloc(np, sizeof *pieces);
+            if (!unpacked || !pieces)
+                j->rc = bq_fail(&j->e, BQ_E_NOMEM, "out of memory unpacking WAL file %s",
+                                j->name);
+            else
+                j->rc = store_wal_unpack(j->buf, (size_t)j->total, j->raw_size, unpacked,
+                                         pieces, np, &j->e);
+            raw = unpacked;
+        }
+        if (j->rc == 0)
+            j->rc = wal_put_check(j->name, raw, (size_t)j->raw_size, j->seg_size, &j->e);
         int64_t t1 = bq_mono_ms();
         uint64_t before = 0;
         j->existed = j->rc == 0 && store_wal_stat(store_dir(srv->store), j->cluster, j->name,
-                                                  &before, NULL, NULL) == 0;
+                                                  &before, NULL, NULL, NULL) == 0;
         if (j->rc == 0)
-            j->rc = store_wal_archive(srv->store, j->cluster, j->seg_size, j->name, j->buf,
-                                      (size_t)j->total, &j->e);
+            j->rc = store_wal_archive(srv->store, j->cluster, j->seg_size, j->name, raw,
+                                      (size_t)j->raw_size, pieces, &j->e);
         j->check_ms = t1 - t0;
         j->store_ms = bq_mono_ms() - t1;
+        free(unpacked);
+        free(pieces);
         free(j->buf);
         j->buf = NULL;
         pthread_mutex_lock(&srv->mu);
@@ -394,13 +430,13 @@ static void archive_replies(peer_server_t *srv)
     while (j) {
         archive_job_t *next = j->next;
         if (j->rc == 0) {
-            bq_info(COMP, 0, "%s: WAL file %s of cluster %s (%" PRIu64 " bytes) %s (received in "
-                    "%" PRId64 " ms, checked in %" PRId64 " ms, stored in %" PRId64 " ms)",
-                    j->to.user_id, j->name, j->cluster, j->total,
+            bq_info(COMP, 0, "%s: WAL file %s of cluster %s (%" PRIu64 " bytes, %" PRIu64 " sent) "
+                    "%s (received in %" PRId64 " ms, checked in %" PRId64 " ms, stored in %"
+                    PRId64 " ms)", j->to.user_id, j->name, j->cluster, j->raw_size, j->total,
                     j->existed ? "was already archived with the same content" : "archived",
                     j->received_ms, j->check_ms, j->store_ms);
             bq_msg_t r = {.type = BQ_MSG_DATA_REPLY, .seq = j->seq};
-            r.u.data_reply.total = j->total;
+            r.u.data_reply.total = j->raw_size;
             r.u.data_reply.last = 1;
             r.u.data_reply.exists = j->existed;
             reply_send(srv, &j->to, &r);
@@ -478,7 +514,7 @@ static void serve_wal_get(peer_server_t *srv, const bq_peer_t *from, uint64_t se
     uint8_t *buf = NULL;
     size_t len = 0;
     int partial = 0;
-    int rc = store_wal_stat(store_dir(srv->store), q->cluster, q->name, &size, NULL, &e);
+    int rc = store_wal_stat(store_dir(srv->store), q->cluster, q->name, &size, NULL, NULL, &e);
     if (rc == 0 && size > STORE_WAL_SEG_MAX)
         rc = bq_fail(&e, BQ_E_IO, "WAL file %s of cluster %s: a size of %" PRIu64, q->name,
                      q->cluster, size);

@@ -86,7 +86,7 @@ static int store_file(ws_t *w, const char *name, size_t *len_out, bq_errbuf_t *e
         return io_fail(e, "map", path);
     static const uint8_t empty[1];
     int rc = store_wal_archive(w->ctx->store, w->job->cluster, w->seg_size, name,
-                               len ? map : empty, len, e);
+                               len ? map : empty, len, NULL, e);
     if (len)
         munmap(map, len);
     if (rc)
@@ -271,7 +271,7 @@ static void reannounce(ws_t *w)
         for (size_t i = 0; i < rp->n; i++) {
             const char *name = rp->names[(rp->next + REANNOUNCE_MAX - rp->n + i) % REANNOUNCE_MAX];
             uint64_t len = 0;
-            if (store_wal_stat(store_dir(w->ctx->store), w->job->cluster, name, &len, NULL, &e) == 0)
+            if (store_wal_stat(store_dir(w->ctx->store), w->job->cluster, name, &len, NULL, NULL, &e) == 0)
                 w->ctx->wal_archived(w->ctx, name, len);
         }
     } else {

@@ -173,9 +173,9 @@ static void *wal_main(void *arg)
         char name[32];
         seg_name(i, name);
         seg_content(i, buf);
-        rc = store_wal_put(dir, "db1", ctx, &dk, STORE_COMP_ZSTD, 1, SEG, name, buf, SEG, &e);
+        rc = store_wal_put(dir, "db1", ctx, &dk, STORE_COMP_ZSTD, 1, SEG, name, buf, SEG, NULL, &e);
         if (rc == 0) /* the same again: success */
-            rc = store_wal_put(dir, "db1", ctx, &dk, STORE_COMP_ZSTD, 1, SEG, name, buf, SEG, &e);
+            rc = store_wal_put(dir, "db1", ctx, &dk, STORE_COMP_ZSTD, 1, SEG, name, buf, SEG, NULL, &e);
     }
     record(&w->res, rc, "wal put", &e);
     if (rc == 0 || ctx)

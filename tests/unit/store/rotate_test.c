@@ -122,7 +122,7 @@ static int group_setup(void **state)
     OK(store_chunk_ctx_for(s, &ctx, &e));
     store_datakey_t dk;
     OK(store_datakey_new(fx.base, &fx.old_m, &dk, &e));
-    OK(store_wal_put(fx.base, "db1", ctx, &dk, STORE_COMP_ZSTD, 0, SEG, WAL_SEG, fx.seg, SEG, &e));
+    OK(store_wal_put(fx.base, "db1", ctx, &dk, STORE_COMP_ZSTD, 0, SEG, WAL_SEG, fx.seg, SEG, NULL, &e));
     store_datakey_clear(&dk);
     store_chunk_ctx_destroy(&ctx);
     store_close(&s);

@@ -206,10 +206,10 @@ static int group_setup(void **state)
     uint8_t *seg = malloc(SEG);
     assert_non_null(seg);
     randombytes_buf(seg, SEG);
-    OK(store_wal_put(fx.base, "db1", ctx, &dk, STORE_COMP_ZSTD, 0, SEG, WAL_SEG, seg, SEG, &e));
+    OK(store_wal_put(fx.base, "db1", ctx, &dk, STORE_COMP_ZSTD, 0, SEG, WAL_SEG, seg, SEG, NULL, &e));
     static const char hist[] = "1\t0/3000000\tno recovery target specified\n";
     OK(store_wal_put(fx.base, "db1", ctx, &dk, STORE_COMP_ZSTD, 0, SEG, WAL_HIST, hist, sizeof hist - 1,
-                     &e));
+                     NULL, &e));
     free(seg);
     store_datakey_clear(&dk);
     store_chunk_ctx_destroy(&ctx);
@@ -652,7 +652,7 @@ static void test_wal_conflict(void **state)
     OK(store_datakey_new(fx.store, &fx.m, &dk, &e));
     static const char other[] = "1\t0/4000000\tsomething else\n";
     assert_int_equal(store_wal_put(fx.store, "db1", ctx, &dk, STORE_COMP_NONE, 0, SEG, WAL_HIST, other,
-                                   sizeof other - 1, &e),
+                                   sizeof other - 1, NULL, &e),
                      BQ_E_EXISTS);
     store_datakey_clear(&dk);
     store_chunk_ctx_destroy(&ctx);

@@ -113,18 +113,19 @@ static void write_all(const char *path, const void *data, size_t len)
         fail_msg("could not write %s: %s", path, e.msg);
 }
 
-static void sha_hex(const void *data, size_t len, char out[65])
+/* The content id a BQWAL002 header holds: the keyed hash of the whole content, in hex. */
+static void cid_hex(store_chunk_ctx_t *ctx, const void *data, size_t len, char out[65])
 {
-    uint8_t sha[32];
-    crypto_hash_sha256(sha, data, len);
-    sodium_bin2hex(out, 65, sha, sizeof sha);
+    uint8_t id[32];
+    assert_int_equal(store_chunk_ctx_id(ctx, data, len, id), 0);
+    sodium_bin2hex(out, 65, id, sizeof id);
 }
 
 static void put_ok(fixture_t *f, store_comp_t comp, size_t seg, const char *name,
                    const void *data, size_t len)
 {
     bq_errbuf_t e = {{0}};
-    int rc = store_wal_put(f->root, "db1", f->ctx, &f->dk, comp, 0, seg, name, data, len, &e);
+    int rc = store_wal_put(f->root, "db1", f->ctx, &f->dk, comp, 0, seg, name, data, len, NULL, &e);
     if (rc != 0)
         fail_msg("put %s: %s", name, e.msg);
 }
@@ -144,9 +145,11 @@ static void get_same(fixture_t *f, const char *name, const void *data, size_t le
         assert_true(memcmp(out, data, len) == 0);
     uint64_t slen = 0;
     uint8_t sha[32], want[32];
-    assert_int_equal(store_wal_stat(f->root, "db1", name, &slen, sha, &e), 0);
+    int ver = 0;
+    assert_int_equal(store_wal_stat(f->root, "db1", name, &slen, &ver, sha, &e), 0);
     assert_int_equal(slen, len);
-    crypto_hash_sha256(want, data, len);
+    assert_int_equal(ver, 2); /* BQWAL002: the header holds the keyed content id */
+    assert_int_equal(store_chunk_ctx_id(f->ctx, data, len, want), 0);
     assert_memory_equal(sha, want, 32);
     free(out);
 }
@@ -292,18 +295,18 @@ static void test_conflict(void **state)
     uint8_t *before = read_all(path, &n1);
 
     char ha[65], hb[65];
-    sha_hex(a, len, ha);
-    sha_hex(b, len, hb);
+    cid_hex(f->ctx, a, len, ha);
+    cid_hex(f->ctx, b, len, hb);
     char cpath[600], want[1024];
     snprintf(cpath, sizeof cpath, "%s.conflict-%.16s", path, hb);
     snprintf(want, sizeof want,
-             "could not archive WAL file %s: %s holds other content (stored sha256 %s, new "
-             "sha256 %s); the new content is kept in %s",
+             "could not archive WAL file %s: %s holds other content (stored content id %s, "
+             "new content id %s); the new content is kept in %s",
              name, path, ha, hb, cpath);
     for (int round = 0; round < 2; round++) { /* archive_command retries */
         bq_errbuf_t e = {{0}};
         assert_int_equal(store_wal_put(f->root, "db1", f->ctx, &f->dk, STORE_COMP_ZSTD, 0, SEG, name, b,
-                                       len, &e),
+                                       len, NULL, &e),
                          BQ_E_EXISTS);
         assert_string_equal(e.msg, want);
         uint8_t *after = read_all(path, &n2);
@@ -396,7 +399,7 @@ static void test_bad_names(void **state)
         const bad_case_t *c = &cases[i];
         bq_errbuf_t e = {{0}};
         int rc = store_wal_put(f->root, "db1", f->ctx, &f->dk, STORE_COMP_ZSTD, 0, c->seg, c->name, data,
-                               c->len, &e);
+                               c->len, NULL, &e);
         if (rc != BQ_E_INVAL || strcmp(e.msg, c->msg) != 0)
             fail_msg("case %zu (%s): rc %d, message \"%s\"", i, c->name, rc, e.msg);
     }
@@ -441,7 +444,7 @@ static void test_missing(void **state)
     char path[512];
     path_of(f, SEGNAME ".partial", path, sizeof path);
     assert_non_null(strstr(e.msg, path));
-    assert_int_equal(store_wal_stat(f->root, "db1", "00000002.history", NULL, NULL, &e), BQ_E_NOTFOUND);
+    assert_int_equal(store_wal_stat(f->root, "db1", "00000002.history", NULL, NULL, NULL, &e), BQ_E_NOTFOUND);
 }
 
 /* Every byte that matters, flipped, cut or added, is BQ_E_IO naming the file. */
@@ -498,7 +501,7 @@ static void test_damage(void **state)
     /* a damaged stored file is never replaced by a put */
     write_all(path, orig, 10);
     assert_int_equal(store_wal_put(f->root, "db1", f->ctx, &f->dk, STORE_COMP_ZSTD, 0, SEG, name, data,
-                                   len, &e),
+                                   len, NULL, &e),
                      BQ_E_IO);
     assert_non_null(strstr(e.msg, path));
     size_t n2;
@@ -635,7 +638,7 @@ static void test_clusters(void **state)
     static const char name[] = "000000010000000000000001";
     put_ok(f, STORE_COMP_ZSTD, MIB, name, a, MIB);
     assert_int_equal(store_wal_put(f->root, "db-2.x", f->ctx, &f->dk, STORE_COMP_ZSTD, 0, MIB,
-                                   name, b, MIB, &e), 0); /* not a conflict: another cluster */
+                                   name, b, MIB, NULL, &e), 0); /* not a conflict: another cluster */
     uint8_t *got = malloc(MIB);
     size_t len = 0;
     assert_non_null(got);
@@ -655,7 +658,7 @@ static void test_clusters(void **state)
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         assert_false(store_wal_cluster_valid(bad[i]));
         assert_int_equal(store_wal_put(f->root, bad[i], f->ctx, &f->dk, STORE_COMP_ZSTD, 0, MIB,
-                                       name, a, MIB, &e), BQ_E_INVAL);
+                                       name, a, MIB, NULL, &e), BQ_E_INVAL);
         assert_non_null(strstr(e.msg, "invalid cluster name"));
     }
     free(a);
