@@ -79,6 +79,7 @@ typedef struct {
     const char *spool;       /* wal-push, wal-get: --spool DIR */
     int prefetch;            /* wal-get: --prefetch N */
     long prefetch_only;      /* wal-get: internal, the background prefetcher (segment size) */
+    int spool_pusher;        /* wal-push: internal, the pusher of --spool DIR */
     const char *target_kind; /* recover: --target-time|xid|lsn|name|immediate */
     const char *target_value;
     int ntargets;
@@ -143,15 +144,25 @@ static int cli_connect(cli_t *c, bq_errbuf_t *e)
         c->cfg.timeout_ms = c->o->timeout_ms;
     if (rc == 0)
         rc = proto_ctx_new(&c->ctx, e);
-    if (rc == 0)
-        rc = proto_client_new(c->ctx, c->cfg.coordinator, c->cfg.coordinator_public_key,
-                              &c->cfg.keys, &c->sock, e);
     return rc;
+}
+
+/* The coordinator's socket, made at the first request: a call that needs none (wal-push
+ * finding its file archived by the pusher) starts no handshake. */
+static int cli_sock(cli_t *c, bq_errbuf_t *e)
+{
+    if (c->sock)
+        return 0;
+    return proto_client_new(c->ctx, c->cfg.coordinator, c->cfg.coordinator_public_key,
+                            &c->cfg.keys, &c->sock, e);
 }
 
 /* Send one request and wait for its reply (matching seq), within the timeout. */
 static int cli_call(cli_t *c, bq_msg_cli_request_t *req, bq_msg_t *reply, bq_errbuf_t *e)
 {
+    int src = cli_sock(c, e);
+    if (src)
+        return src;
     bq_msg_t m = {.type = BQ_MSG_CLI_REQUEST, .seq = ++c->seq};
     m.u.cli_req = *req;
     int64_t deadline = bq_mono_ms() + c->cfg.timeout_ms;
@@ -1419,6 +1430,7 @@ static void wal_opts(cli_t *c, wal_cmd_opts_t *w)
     w->spool = c->o->spool;
     w->prefetch = c->o->prefetch;
     w->prefetch_only = c->o->prefetch_only;
+    w->spool_pusher = c->o->spool_pusher;
     w->nargs = c->o->nargs;
     w->args = c->o->args;
 }
@@ -1549,12 +1561,17 @@ static const verb_t verbs[] = {
      "(compressed, encrypted); then the coordinator records it in the WAL index. Exit 0 only\n"
      "then. The same content pushed again is success (\"already archived\" on stderr); other\n"
      "content under an archived name is refused, exit 1, and both copies are kept (the new one\n"
-     "beside the old as NAME.conflict-SHA). With --spool DIR (owned by the server's user), one\n"
-     "call also pushes up to 15 more files the server has marked ready (archive_status), each\n"
-     "durable and recorded before DIR gets its marker; a later call for one of them finds the\n"
-     "marker (size, mtime, inode of the file) and returns 0 at once: nothing is reported\n"
-     "archived that is not durable in a store. The config and its secret key must be readable\n"
-     "by the server's OS user; its operator key is the one the data ports admit.", 0, NULL},
+     "beside the old as NAME.conflict-SHA). The file is compressed (lz4) before it is sent.\n"
+     "With --spool DIR (owned by the server's user; as pgBackRest's archive-async), the call\n"
+     "for a file the server marked ready starts one background pusher for DIR (if none runs)\n"
+     "and waits, at most 60 s, for the file's marker DIR/NAME.ok or DIR/NAME.error. The pusher\n"
+     "pushes every ready file (pg_wal/archive_status), oldest first, three at a time, records\n"
+     "each in the WAL index and only then writes its marker (size, mtime, inode of the file),\n"
+     "so later calls return 0 at once: nothing is reported archived that is not durable in a\n"
+     "store. A failure is written to NAME.error and said by the call for that file (exit 1;\n"
+     "the server retries it). The pusher logs to DIR/pusher.log and ends after 10 s idle. The\n"
+     "config and its secret key must be readable by the server's OS user; its operator key is\n"
+     "the one the data ports admit.", 0, NULL},
     {"wal-get", 3, 3, OPT_JSON | OPT_SPOOL | OPT_PREFETCH, verb_wal_get,
      "wal-get CLUSTER NAME DEST [--prefetch N] [--spool DIR] [--json]",
      "PostgreSQL's restore_command, for every cluster:\n"
@@ -1741,6 +1758,9 @@ int cli_main(int argc, char **argv)
             else
                 o.standby = 1;
             seen |= OPT_TARGET;
+        } else if (strcmp(a, "--spool-pusher") == 0) { /* internal: wal-push's own pusher */
+            o.spool_pusher = 1;
+            seen |= OPT_SPOOL;
         } else if (strcmp(a, "--spool") == 0) {
             if (!val)
                 return err_usage("option %s needs a value", a);

@@ -28,7 +28,6 @@ extern char **environ;
 #define DP_CONNECT_MS 5000   /* a worker's data port: the CURVE handshake */
 #define DP_REPLY_MS 60000    /* a reply (archiving a segment is one fsync or three) */
 #define DP_WINDOW 8          /* wal-put pieces in flight */
-#define PUSH_BATCH 16        /* wal-push --spool: files pushed by one call, at most */
 #define WAL_FILE_MAX ((size_t)1 << 30)
 
 /* ---- helpers -------------------------------------------------------------------------- */
@@ -326,14 +325,6 @@ static int ask(const wal_cmd_opts_t *o, const char *verb, const char *cluster, c
 
 /* ---- wal-push ------------------------------------------------------------------------- */
 
-/* The spool marker of a file pushed by an earlier call: "SIZE MTIME_NS INODE". */
-static void marker_text(const struct stat *st, char *out, size_t cap)
-{
-    snprintf(out, cap, "%lld %lld %llu\n", (long long)st->st_size,
-             (long long)st->st_mtim.tv_sec * 1000000000LL + st->st_mtim.tv_nsec,
-             (unsigned long long)st->st_ino);
-}
-
 typedef struct {
     char path[PATH_MAX];
     const char *name;
@@ -346,50 +337,20 @@ typedef struct {
     const char *worker;
 } push_file_t;
 
-#define PUSH_THREADS 3 /* files sent at once by one --spool call */
-
+/* Push one file to the first candidate that takes it; *worker: which. dps: one connection
+ * slot per candidate, the caller's (opened here when needed, kept open for the next file). */
 static int put_one(const wal_cmd_opts_t *o, const char *cluster, const bq_msg_cli_reply_t *cand,
-                   dp_t *dps, const char *path, struct stat *st, size_t *bytes, int *exists,
-                   const char **worker, bq_errbuf_t *e);
-
-typedef struct {
-    const wal_cmd_opts_t *o;
-    const char *cluster;
-    const bq_msg_cli_reply_t *cand;
-    push_file_t *files;
-    size_t nfiles, first, step;
-} put_thread_t;
-
-/* Put files first, first + step, ... each on this thread's own data port connections. */
-static void *put_thread(void *arg)
+                   dp_t *dps, push_file_t *f)
 {
-    put_thread_t *t = arg;
-    dp_t *dps = calloc(t->cand->nworkers ? t->cand->nworkers : 1, sizeof *dps);
-    for (size_t i = t->first; i < t->nfiles; i += t->step) {
-        push_file_t *f = &t->files[i];
-        f->rc = dps ? put_one(t->o, t->cluster, t->cand, dps, f->path, &f->st, &f->bytes,
-                              &f->exists, &f->worker, &f->e)
-                    : bq_fail(&f->e, BQ_E_NOMEM, "out of memory");
-    }
-    for (size_t i = 0; dps && i < t->cand->nworkers; i++)
-        dp_close(&dps[i]);
-    free(dps);
-    return NULL;
-}
-
-/* Push one file to the first candidate that takes it and record it; *worker: which. */
-static int put_one(const wal_cmd_opts_t *o, const char *cluster, const bq_msg_cli_reply_t *cand,
-                   dp_t *dps, const char *path, struct stat *st, size_t *bytes, int *exists,
-                   const char **worker, bq_errbuf_t *e)
-{
-    const char *name = base_name(path);
+    const char *name = f->name;
     uint8_t *buf = NULL;
     size_t len = 0;
-    int rc = file_read(path, &buf, &len, st, e);
+    bq_errbuf_t *e = &f->e;
+    int rc = file_read(f->path, &buf, &len, &f->st, e);
     if (rc)
         return rc;
     char dir[PATH_MAX];
-    dir_name(path, dir, sizeof dir);
+    dir_name(f->path, dir, sizeof dir);
     uint32_t seg = seg_size_of(name, buf, len, dir);
     /* compressed here, once: the worker stores the pieces as they come, and fewer bytes
      * cross the (CURVE) wire */
@@ -404,9 +365,9 @@ static int put_one(const wal_cmd_opts_t *o, const char *cluster, const bq_msg_cl
     for (size_t i = 0; i < cand->nworkers; i++) {
         if (!dps[i].sock && (rc = dp_open(o, &cand->workers[i], &dps[i], &last)) != 0)
             continue;
-        rc = dp_put(&dps[i], cluster, name, packed, plen, len, seg, exists, &last);
+        rc = dp_put(&dps[i], cluster, name, packed, plen, len, seg, &f->exists, &last);
         if (rc == 0) {
-            *worker = cand->workers[i].name;
+            f->worker = cand->workers[i].name;
             break;
         }
         /* the content is refused (another content is archived, a bad file): never put it in
@@ -418,7 +379,7 @@ static int put_one(const wal_cmd_opts_t *o, const char *cluster, const bq_msg_cl
     }
     free(packed);
     free(buf);
-    *bytes = len;
+    f->bytes = len;
     if (rc)
         bq_fail(e, rc, "could not archive WAL file %s of cluster %s: %s", name, cluster,
                 last.msg[0] ? last.msg : bq_err_text(rc));
@@ -449,45 +410,431 @@ static int record_one(const wal_cmd_opts_t *o, const char *cluster, const char *
     return 0;
 }
 
-static int cmp_names(const void *a, const void *b)
+/* ---- wal-push --spool: the background pusher -------------------------------------------- */
+
+/* With --spool DIR, as pgBackRest's archive-async: the call for a file the server has marked
+ * ready (archive_status/NAME.ready) makes sure one pusher process runs for DIR (a lock) and
+ * waits for DIR/NAME.ok or DIR/NAME.error. The pusher pushes every ready file, oldest first,
+ * on PUSHER_THREADS connections at once, records each in the WAL index, and only then writes
+ * its marker; so the server's later calls find their files done, while nothing is reported
+ * archived that is not durable in a store and indexed. It ends after PUSHER_IDLE_MS with
+ * nothing to push. */
+#define PUSHER_THREADS 3
+#define PUSHER_SLOTS 32
+#define PUSHER_IDLE_MS 10000
+#define PUSHER_MAX_MS (24LL * 3600 * 1000) /* then a new one takes over */
+#define PUSH_WAIT_MS 60000                 /* a call waits this long for its file */
+#define PUSHER_LOCK ".pusher.lock"
+#define PUSHER_LOG "pusher.log"
+
+/* The spool marker of a file pushed by the pusher: "SIZE MTIME_NS INODE". */
+static void marker_text(const struct stat *st, char *out, size_t cap)
 {
-    return strcmp(((const push_file_t *)a)->name, ((const push_file_t *)b)->name);
+    snprintf(out, cap, "%lld %lld %llu\n", (long long)st->st_size,
+             (long long)st->st_mtim.tv_sec * 1000000000LL + st->st_mtim.tv_nsec,
+             (unsigned long long)st->st_ino);
 }
 
-/* With --spool: the files after `name` that the server has marked ready (archive_status/
- * NAME.ready beside pg_wal's files), at most cap, in name order. */
-static size_t ready_after(const char *dir, const char *name, push_file_t *out, size_t cap)
+static void spool_path(const char *spool, const char *name, const char *ext, char *out,
+                       size_t cap)
+{
+    snprintf(out, cap, "%s/%s%s", spool, name, ext);
+}
+
+enum { SLOT_FREE, SLOT_QUEUED, SLOT_BUSY, SLOT_DONE };
+
+typedef struct {
+    int state;
+    char name[64];
+    push_file_t f;
+} pusher_slot_t;
+
+typedef struct {
+    const wal_cmd_opts_t *o;
+    const char *cluster, *dir, *spool;
+    const bq_msg_cli_reply_t *cand;
+    pthread_mutex_t mu;
+    pthread_cond_t work, done;
+    pusher_slot_t slots[PUSHER_SLOTS];
+    int stop;
+} pusher_t;
+
+static void *pusher_thread(void *arg)
+{
+    pusher_t *p = arg;
+    dp_t *dps = calloc(p->cand->nworkers ? p->cand->nworkers : 1, sizeof *dps);
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        pusher_slot_t *next = NULL;
+        for (int i = 0; i < PUSHER_SLOTS; i++) /* the oldest queued file first */
+            if (p->slots[i].state == SLOT_QUEUED &&
+                (!next || strcmp(p->slots[i].name, next->name) < 0))
+                next = &p->slots[i];
+        if (!next) {
+            if (p->stop)
+                break;
+            pthread_cond_wait(&p->work, &p->mu);
+            continue;
+        }
+        next->state = SLOT_BUSY;
+        pthread_mutex_unlock(&p->mu);
+        push_file_t *f = &next->f;
+        f->rc = dps ? put_one(p->o, p->cluster, p->cand, dps, f)
+                    : bq_fail(&f->e, BQ_E_NOMEM, "out of memory");
+        pthread_mutex_lock(&p->mu);
+        next->state = SLOT_DONE;
+        pthread_cond_signal(&p->done);
+    }
+    pthread_mutex_unlock(&p->mu);
+    for (size_t i = 0; dps && i < p->cand->nworkers; i++)
+        dp_close(&dps[i]);
+    free(dps);
+    return NULL;
+}
+
+/* Queue the ready files that have no marker, no error and no slot yet, oldest first, into the
+ * free slots (under p->mu). The count queued. */
+static int pusher_scan(pusher_t *p)
 {
     char st_dir[PATH_MAX];
-    snprintf(st_dir, sizeof st_dir, "%s/archive_status", dir);
+    snprintf(st_dir, sizeof st_dir, "%s/archive_status", p->dir);
     DIR *d = opendir(st_dir);
     if (!d)
         return 0;
-    size_t n = 0, all_cap = 256;
-    push_file_t *all = calloc(all_cap, sizeof *all);
-    char (*names)[64] = calloc(all_cap, sizeof *names);
-    for (struct dirent *de; all && names && (de = readdir(d)) && n < all_cap;) {
+    int nfree = 0;
+    for (int i = 0; i < PUSHER_SLOTS; i++)
+        nfree += p->slots[i].state == SLOT_FREE;
+    /* the nfree oldest candidates: a small sorted list */
+    char (*pick)[64] = calloc(PUSHER_SLOTS, sizeof *pick);
+    int npick = 0;
+    for (struct dirent *de; pick && nfree > 0 && (de = readdir(d));) {
         size_t l = strlen(de->d_name);
-        if (l < 7 || l - 6 >= sizeof names[0] || strcmp(de->d_name + l - 6, ".ready") != 0)
+        char name[64];
+        if (l < 7 || l - 6 >= sizeof name || strcmp(de->d_name + l - 6, ".ready") != 0)
             continue;
-        snprintf(names[n], sizeof names[n], "%.*s", (int)(l - 6), de->d_name);
-        if (store_wal_name_parse(names[n], NULL, NULL, NULL) != 0 || strcmp(names[n], name) <= 0)
+        snprintf(name, sizeof name, "%.*s", (int)(l - 6), de->d_name);
+        if (store_wal_name_parse(name, NULL, NULL, NULL) != 0)
             continue;
-        all[n].name = names[n];
-        n++;
+        int taken = 0;
+        for (int i = 0; i < PUSHER_SLOTS && !taken; i++)
+            taken = p->slots[i].state != SLOT_FREE && strcmp(p->slots[i].name, name) == 0;
+        if (taken)
+            continue;
+        if (npick == nfree && strcmp(name, pick[npick - 1]) >= 0)
+            continue;
+        char mk[PATH_MAX];
+        spool_path(p->spool, name, ".ok", mk, sizeof mk);
+        if (access(mk, F_OK) == 0)
+            continue;
+        spool_path(p->spool, name, ".error", mk, sizeof mk);
+        if (access(mk, F_OK) == 0)
+            continue; /* reported; the server's next call for it removes it, then again */
+        int at = npick < nfree ? npick++ : npick - 1;
+        while (at > 0 && strcmp(pick[at - 1], name) > 0) {
+            memcpy(pick[at], pick[at - 1], sizeof pick[at]);
+            at--;
+        }
+        snprintf(pick[at], sizeof pick[at], "%s", name);
     }
     closedir(d);
-    size_t k = 0;
-    if (all && names) {
-        qsort(all, n, sizeof *all, cmp_names);
-        for (; k < n && k < cap; k++) {
-            snprintf(out[k].path, sizeof out[k].path, "%s/%s", dir, all[k].name);
-            out[k].name = base_name(out[k].path);
+    int queued = 0;
+    for (int i = 0, k = 0; i < PUSHER_SLOTS && k < npick; i++) {
+        pusher_slot_t *sl = &p->slots[i];
+        if (sl->state != SLOT_FREE)
+            continue;
+        memset(sl, 0, sizeof *sl);
+        snprintf(sl->name, sizeof sl->name, "%s", pick[k++]);
+        snprintf(sl->f.path, sizeof sl->f.path, "%s/%s", p->dir, sl->name);
+        sl->f.name = sl->name;
+        sl->state = SLOT_QUEUED;
+        queued++;
+    }
+    free(pick);
+    return queued;
+}
+
+/* A marker for each file pushed and recorded; an error file for each that was not. 1 when
+ * the failure is this process's (no worker takes files): the pusher then stops. */
+static int pusher_finish(pusher_t *p, pusher_slot_t *sl)
+{
+    push_file_t *f = &sl->f;
+    bq_errbuf_t fe = {{0}};
+    int rc = f->rc ? f->rc : record_one(p->o, p->cluster, f->name, f->worker, f->bytes, &fe);
+    char path[PATH_MAX];
+    if (rc == 0) {
+        char text[128];
+        marker_text(&f->st, text, sizeof text);
+        spool_path(p->spool, f->name, ".ok", path, sizeof path);
+        rc = bq_file_write_durable(path, text, strlen(text), 0600, 0, &fe);
+        if (rc == 0)
+            return 0;
+    }
+    const char *msg = f->rc ? f->e.msg : fe.msg;
+    fprintf(stderr, "barque: wal-push pusher: %s\n", msg);
+    spool_path(p->spool, f->name, ".error", path, sizeof path);
+    bq_file_write_durable(path, msg, strlen(msg), 0600, 0, &fe);
+    return rc == BQ_E_NOWORKER || rc == BQ_E_TIMEOUT || rc == BQ_E_ZMQ || rc == BQ_E_AUTH;
+}
+
+/* Remove the markers of files the server no longer has ready (it marked them done). */
+static void pusher_sweep(const char *spool, const char *dir)
+{
+    DIR *d = opendir(spool);
+    for (struct dirent *de; d && (de = readdir(d));) {
+        size_t l = strlen(de->d_name);
+        if (l < 4 || l - 3 >= 64 || strcmp(de->d_name + l - 3, ".ok") != 0)
+            continue;
+        char ready[PATH_MAX], mk[PATH_MAX];
+        snprintf(ready, sizeof ready, "%s/archive_status/%.*s.ready", dir, (int)(l - 3),
+                 de->d_name);
+        if (access(ready, F_OK) != 0 && errno == ENOENT) {
+            snprintf(mk, sizeof mk, "%s/%s", spool, de->d_name);
+            unlink(mk);
         }
     }
-    free(all);
-    free(names);
-    return k;
+    if (d)
+        closedir(d);
+}
+
+/* The pusher of spool for the server's WAL directory dir (the process wal-push starts). */
+static int pusher_run(const wal_cmd_opts_t *o, const char *cluster, const char *dir)
+{
+    char lock[PATH_MAX];
+    spool_path(o->spool, PUSHER_LOCK, "", lock, sizeof lock);
+    int fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        if (fd >= 0)
+            close(fd);
+        return 0; /* another pusher is at work */
+    }
+    /* who holds it, for the operator (and tests) to stop it by PID */
+    char pid[24];
+    int pl = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)pl, 0) != pl)
+        fprintf(stderr, "barque: wal-push pusher: could not write its PID to %s: %s\n", lock,
+                strerror(errno));
+    pusher_sweep(o->spool, dir);
+    bq_errbuf_t e = {{0}};
+    bq_msg_t cr;
+    int rc = ask(o, "wal-target", cluster, NULL, &cr, &e);
+    if (rc) {
+        /* said to the server's log by the call waiting for the oldest file */
+        pusher_t tmp = {.o = o, .cluster = cluster, .dir = dir, .spool = o->spool};
+        pthread_mutex_init(&tmp.mu, NULL);
+        pusher_scan(&tmp);
+        for (int i = 0; i < PUSHER_SLOTS; i++)
+            if (tmp.slots[i].state == SLOT_QUEUED) {
+                char path[PATH_MAX], msg[sizeof e.msg + 128];
+                snprintf(msg, sizeof msg, "could not archive WAL file %s of cluster %s: %s",
+                         tmp.slots[i].name, cluster, e.msg);
+                spool_path(o->spool, tmp.slots[i].name, ".error", path, sizeof path);
+                bq_file_write_durable(path, msg, strlen(msg), 0600, 0, &e);
+                break;
+            }
+        pthread_mutex_destroy(&tmp.mu);
+        close(fd);
+        return 1;
+    }
+    pusher_t *p = calloc(1, sizeof *p);
+    if (!p) {
+        proto_msg_clear(&cr);
+        close(fd);
+        return 1;
+    }
+    p->o = o;
+    p->cluster = cluster;
+    p->dir = dir;
+    p->spool = o->spool;
+    p->cand = &cr.u.cli_reply;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->work, NULL);
+    pthread_cond_init(&p->done, NULL);
+    pthread_t tids[PUSHER_THREADS];
+    int nt = 0;
+    for (; nt < PUSHER_THREADS; nt++)
+        if (pthread_create(&tids[nt], NULL, pusher_thread, p) != 0)
+            break;
+    int64_t start = bq_mono_ms(), idle_since = start, swept = start;
+    int fatal = nt == 0;
+    pthread_mutex_lock(&p->mu);
+    for (long round = 0; !fatal && round < 100000000L; round++) {
+        /* what is done: recorded (the coordinator's socket is this thread's) and marked */
+        for (int i = 0; i < PUSHER_SLOTS && !fatal; i++) {
+            pusher_slot_t *sl = &p->slots[i];
+            if (sl->state != SLOT_DONE)
+                continue;
+            pthread_mutex_unlock(&p->mu);
+            fatal = pusher_finish(p, sl);
+            pthread_mutex_lock(&p->mu);
+            sl->state = SLOT_FREE;
+        }
+        int busy = 0;
+        for (int i = 0; i < PUSHER_SLOTS; i++)
+            busy += p->slots[i].state != SLOT_FREE;
+        int64_t now = bq_mono_ms();
+        if (now - swept > 1000) {
+            pusher_sweep(p->spool, p->dir);
+            swept = now;
+        }
+        if (busy < 2 * PUSHER_THREADS && pusher_scan(p) > 0) {
+            pthread_cond_broadcast(&p->work);
+            busy = 1;
+        }
+        if (busy)
+            idle_since = now;
+        else if (now - idle_since > PUSHER_IDLE_MS || now - start > PUSHER_MAX_MS)
+            break;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 20 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&p->done, &p->mu, &ts);
+    }
+    /* stopping: no new file starts; what is under way finishes and is marked */
+    for (int i = 0; i < PUSHER_SLOTS; i++)
+        if (p->slots[i].state == SLOT_QUEUED)
+            p->slots[i].state = SLOT_FREE;
+    p->stop = 1;
+    pthread_cond_broadcast(&p->work);
+    pthread_mutex_unlock(&p->mu);
+    for (int t = 0; t < nt; t++)
+        pthread_join(tids[t], NULL);
+    for (int i = 0; i < PUSHER_SLOTS; i++)
+        if (p->slots[i].state == SLOT_DONE)
+            pusher_finish(p, &p->slots[i]);
+    pthread_cond_destroy(&p->work);
+    pthread_cond_destroy(&p->done);
+    pthread_mutex_destroy(&p->mu);
+    free(p);
+    proto_msg_clear(&cr);
+    close(fd);
+    return fatal;
+}
+
+/* Start this program again, detached (its own session, stdin and stdout /dev/null, stderr
+ * appended to log when given): args follow "-c CONFIG". */
+static int spawn_self(const wal_cmd_opts_t *o, const char *const *args, const char *log,
+                      const char *what)
+{
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0)
+        return -1;
+    self[n] = '\0';
+    const char *argv[24];
+    int a = 0;
+    argv[a++] = self;
+    if (o->config) {
+        argv[a++] = "-c";
+        argv[a++] = o->config;
+    }
+    for (int i = 0; args[i] && a < 23; i++)
+        argv[a++] = args[i];
+    argv[a] = NULL;
+    posix_spawnattr_t at;
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_init(&at);
+    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSID);
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    if (log)
+        posix_spawn_file_actions_addopen(&fa, 2, log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+    pid_t pid;
+    int rc = posix_spawn(&pid, self, &fa, &at, (char *const *)argv, environ);
+    if (rc != 0)
+        fprintf(stderr, "barque: could not start the %s: %s\n", what, strerror(rc));
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&at);
+    return rc ? -1 : 0;
+}
+
+/* Is a pusher at work for spool (holding its lock)? */
+static int pusher_alive(const char *spool)
+{
+    char lock[PATH_MAX];
+    spool_path(spool, PUSHER_LOCK, "", lock, sizeof lock);
+    int fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return 0;
+    int alive = flock(fd, LOCK_EX | LOCK_NB) != 0;
+    close(fd); /* releases it when it was ours */
+    return alive;
+}
+
+/* The marker of name is there and describes the file at path: 1. It stays until the server
+ * has marked the file done (pusher_sweep): removed now, the pusher would find the file still
+ * ready and push it again. A marker of another file by that name is removed. */
+static int marker_take(const char *spool, const char *name, const char *path)
+{
+    char marker[PATH_MAX], *text = NULL, now[128];
+    size_t tlen = 0;
+    bq_errbuf_t e;
+    spool_path(spool, name, ".ok", marker, sizeof marker);
+    if (bq_file_read_small(marker, 128, &text, &tlen, &e) != 0)
+        return 0;
+    struct stat st;
+    int same = stat(path, &st) == 0 && (marker_text(&st, now, sizeof now), 1) &&
+               strcmp(now, text) == 0;
+    free(text);
+    if (!same)
+        unlink(marker);
+    return same;
+}
+
+/* The call for a ready file with --spool: a pusher pushes it; wait for its marker. */
+static int push_wait(const wal_cmd_opts_t *o, const char *cluster, const char *path,
+                     const char *name, const char *dir)
+{
+    int64_t start = bq_mono_ms(), spawned_at = -1;
+    int spawns = 0;
+    const char *args[] = {"wal-push", cluster, path, "--spool", o->spool, "--spool-pusher",
+                          NULL};
+    char log[PATH_MAX], errf[PATH_MAX];
+    spool_path(o->spool, PUSHER_LOG, "", log, sizeof log);
+    spool_path(o->spool, name, ".error", errf, sizeof errf);
+    (void)dir;
+    long nap_us = 1000;
+    for (long i = 0; i < 10000000L; i++) {
+        if (marker_take(o->spool, name, path)) {
+            if (o->json)
+                printf("{\"cluster\":\"%s\",\"wal_file\":\"%s\",\"from_spool\":true}\n",
+                       cluster, name);
+            return 0;
+        }
+        char *text = NULL;
+        size_t tlen = 0;
+        bq_errbuf_t e;
+        if (bq_file_read_small(errf, BQ_ERRMSG_MAX, &text, &tlen, &e) == 0) {
+            unlink(errf); /* the pusher tries it again after this */
+            int st = say(1, "wal-push: %.*s", (int)tlen, text);
+            free(text);
+            return st;
+        }
+        int64_t now = bq_mono_ms();
+        if (now - start > PUSH_WAIT_MS)
+            return say(1, "wal-push: WAL file %s of cluster %s was not archived within %d s by "
+                       "the pusher of spool %s (its log: %s)", name, cluster, PUSH_WAIT_MS / 1000,
+                       o->spool, log);
+        /* none at work (never started, or it ended): start one; give it 1 s to take its lock */
+        if ((spawned_at < 0 || now - spawned_at > 1000) && !pusher_alive(o->spool)) {
+            if (spawns == 5)
+                return say(1, "wal-push: the pusher of spool %s ended %d times without "
+                           "archiving WAL file %s of cluster %s (its log: %s)", o->spool, spawns,
+                           name, cluster, log);
+            if (spawn_self(o, args, log, "wal-push pusher") != 0)
+                return say(1, "wal-push: could not start the pusher of spool %s", o->spool);
+            spawns++;
+            spawned_at = now;
+        }
+        usleep((useconds_t)nap_us);
+        if (nap_us < 10000)
+            nap_us += 1000;
+    }
+    return say(1, "wal-push: WAL file %s: gave up waiting", name);
 }
 
 int wal_cmd_push(const wal_cmd_opts_t *o)
@@ -499,29 +846,24 @@ int wal_cmd_push(const wal_cmd_opts_t *o)
     if (store_wal_name_parse(name, &kind, NULL, &e) != 0)
         return say(1, "wal-push: \"%s\" is not a WAL file name (a segment, .partial, .history or "
                    ".backup file: archive_command = 'barque wal-push %s %%p')", name, cluster);
-    char dir[PATH_MAX], marker[PATH_MAX];
+    char dir[PATH_MAX];
     dir_name(path, dir, sizeof dir);
-    struct stat st;
     if (o->spool) {
         if (bq_mkdir_p(o->spool, 0700, &e) != 0)
             return say(1, "wal-push: spool %s: %s", o->spool, e.msg);
-        /* pushed by an earlier call's batch: done, if the file is the one that was pushed */
-        snprintf(marker, sizeof marker, "%s/%s.ok", o->spool, name);
-        char *text = NULL;
-        size_t tlen = 0;
-        if (bq_file_read_small(marker, 128, &text, &tlen, &e) == 0) {
-            char now[128];
-            int same = stat(path, &st) == 0 && (marker_text(&st, now, sizeof now), 1) &&
-                       strcmp(now, text) == 0;
-            free(text);
-            unlink(marker);
-            if (same) {
-                if (o->json)
-                    printf("{\"cluster\":\"%s\",\"wal_file\":\"%s\",\"from_spool\":true}\n",
-                           cluster, name);
-                return 0;
-            }
+        if (o->spool_pusher)
+            return pusher_run(o, cluster, dir);
+        char ready[PATH_MAX];
+        snprintf(ready, sizeof ready, "%s/archive_status/%s.ready", dir, name);
+        if (marker_take(o->spool, name, path)) {
+            if (o->json)
+                printf("{\"cluster\":\"%s\",\"wal_file\":\"%s\",\"from_spool\":true}\n",
+                       cluster, name);
+            return 0;
         }
+        if (access(ready, F_OK) == 0)
+            return push_wait(o, cluster, path, name, dir);
+        /* not a file the server marked ready (by hand, say): pushed by this call */
     }
     bq_msg_t cr;
     int rc = ask(o, "wal-target", cluster, NULL, &cr, &e);
@@ -529,64 +871,35 @@ int wal_cmd_push(const wal_cmd_opts_t *o)
         return say(1, "wal-push: could not archive WAL file %s of cluster %s: %s", name, cluster,
                    e.msg);
     const bq_msg_cli_reply_t *cand = &cr.u.cli_reply;
-    push_file_t *batch = calloc(PUSH_BATCH, sizeof *batch);
-    if (!batch) {
-        proto_msg_clear(&cr);
-        return say(1, "wal-push: out of memory");
-    }
-    snprintf(batch[0].path, sizeof batch[0].path, "%s", path);
-    batch[0].name = name;
-    size_t nb = 1;
-    if (o->spool)
-        nb += ready_after(dir, name, batch + 1, PUSH_BATCH - 1);
-    /* the files go at once on up to PUSH_THREADS connections; then each is recorded in the
-     * index, in order, by this thread (the coordinator's socket is this thread's) */
-    size_t nt = nb < PUSH_THREADS ? nb : PUSH_THREADS;
-    put_thread_t ts[PUSH_THREADS];
-    pthread_t tids[PUSH_THREADS];
-    size_t started = 0;
-    for (size_t t = 0; t < nt; t++) {
-        ts[t] = (put_thread_t){o, cluster, cand, batch, nb, t, nt};
-        if (t == 0 || pthread_create(&tids[t], NULL, put_thread, &ts[t]) != 0)
-            continue;
-        started |= (size_t)1 << t;
-    }
-    if (nt > 1 && started != ((size_t)1 << nt) - 2) {
-        /* a thread did not start: its files are left to their own calls */
-        for (size_t t = 1; t < nt; t++)
-            if (!(started & ((size_t)1 << t)))
-                for (size_t i = t; i < nb; i += nt)
-                    batch[i].rc = bq_fail(&batch[i].e, BQ_E_NOMEM, "no thread");
-    }
-    put_thread(&ts[0]);
-    for (size_t t = 1; t < nt; t++)
-        if (started & ((size_t)1 << t))
-            pthread_join(tids[t], NULL);
+    push_file_t *f = calloc(1, sizeof *f);
+    dp_t *dps = calloc(cand->nworkers ? cand->nworkers : 1, sizeof *dps);
     int status = 0;
-    for (size_t i = 0; i < nb; i++) {
-        push_file_t *f = &batch[i];
-        bq_errbuf_t fe = {{0}};
-        rc = f->rc ? f->rc : record_one(o, cluster, f->name, f->worker, f->bytes, &fe);
-        if (i == 0) {
-            if (rc) {
-                status = say(1, "wal-push: %s", f->rc ? f->e.msg : fe.msg);
-                continue;
-            }
-            if (o->json)
-                printf("{\"cluster\":\"%s\",\"wal_file\":\"%s\",\"worker\":\"%s\",\"bytes\":%zu,"
-                       "\"already_archived\":%s,\"batch\":%zu}\n", cluster, name, f->worker,
-                       f->bytes, f->exists ? "true" : "false", nb);
-            if (f->exists)
-                fprintf(stderr, "barque: wal-push: WAL file %s of cluster %s was already "
-                        "archived with the same content (worker %s)\n", name, cluster, f->worker);
-        } else if (rc == 0) {
-            char text[128];
-            marker_text(&f->st, text, sizeof text);
-            snprintf(marker, sizeof marker, "%s/%s.ok", o->spool, f->name);
-            bq_file_write_durable(marker, text, strlen(text), 0600, 0, &fe);
-        } /* a file of the batch that failed is pushed again by its own call */
+    if (!f || !dps) {
+        status = say(1, "wal-push: out of memory");
+        goto out;
     }
-    free(batch);
+    snprintf(f->path, sizeof f->path, "%s", path);
+    f->name = name;
+    bq_errbuf_t fe = {{0}};
+    rc = f->rc = put_one(o, cluster, cand, dps, f);
+    if (rc == 0)
+        rc = record_one(o, cluster, f->name, f->worker, f->bytes, &fe);
+    if (rc) {
+        status = say(1, "wal-push: %s", f->rc || !fe.msg[0] ? f->e.msg : fe.msg);
+        goto out;
+    }
+    if (o->json)
+        printf("{\"cluster\":\"%s\",\"wal_file\":\"%s\",\"worker\":\"%s\",\"bytes\":%zu,"
+               "\"already_archived\":%s}\n", cluster, name, f->worker, f->bytes,
+               f->exists ? "true" : "false");
+    if (f->exists)
+        fprintf(stderr, "barque: wal-push: WAL file %s of cluster %s was already archived with "
+                "the same content (worker %s)\n", name, cluster, f->worker);
+out:
+    for (size_t i = 0; dps && i < cand->nworkers; i++)
+        dp_close(&dps[i]);
+    free(dps);
+    free(f);
     proto_msg_clear(&cr);
     return status;
 }
@@ -707,44 +1020,12 @@ static int prefetch_run(const wal_cmd_opts_t *o, const char *cluster, const char
 static void prefetch_spawn(const wal_cmd_opts_t *o, const char *cluster, const char *name,
                            const char *dest, const char *pdir, size_t seg_size)
 {
-    char self[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (n <= 0)
-        return;
-    self[n] = '\0';
     char nbuf[16], sbuf[24];
     snprintf(nbuf, sizeof nbuf, "%d", o->prefetch);
     snprintf(sbuf, sizeof sbuf, "%zu", seg_size);
-    const char *argv[16];
-    int a = 0;
-    argv[a++] = self;
-    if (o->config) {
-        argv[a++] = "-c";
-        argv[a++] = o->config;
-    }
-    argv[a++] = "wal-get";
-    argv[a++] = cluster;
-    argv[a++] = name;
-    argv[a++] = dest;
-    argv[a++] = "--prefetch";
-    argv[a++] = nbuf;
-    argv[a++] = "--spool";
-    argv[a++] = pdir;
-    argv[a++] = "--prefetch-only";
-    argv[a++] = sbuf;
-    argv[a] = NULL;
-    posix_spawnattr_t at;
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_init(&at);
-    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSID);
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-    pid_t pid;
-    if (posix_spawn(&pid, self, &fa, &at, (char *const *)argv, environ) != 0)
-        fprintf(stderr, "barque: wal-get: could not start the prefetcher: %s\n", strerror(errno));
-    posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&at);
+    const char *args[] = {"wal-get", cluster, name, dest, "--prefetch", nbuf, "--spool", pdir,
+                          "--prefetch-only", sbuf, NULL};
+    spawn_self(o, args, NULL, "wal-get prefetcher");
 }
 
 int wal_cmd_get(const wal_cmd_opts_t *o)

@@ -31,6 +31,7 @@ typedef struct {
     const char *spool;         /* wal-push: --spool DIR; wal-get: where prefetched files wait */
     int prefetch;              /* wal-get: --prefetch N (0: none) */
     long prefetch_only;        /* wal-get: internal: be the background prefetcher; the segment size */
+    int spool_pusher;          /* wal-push: internal: be the pusher of --spool DIR */
     int nargs;
     const char *const *args;   /* push: CLUSTER PATH; get: CLUSTER NAME DEST */
 } wal_cmd_opts_t;

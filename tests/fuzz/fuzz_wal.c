@@ -2,11 +2,14 @@
  * STORE/wal/db1/00000001/000000010000000000000001.partial and as STORE/wal/db1/00000001/00000001.history
  * in a temp store made once, and each is read back with store_wal_get under fixed keys (id key
  * bytes 0..31, data key 0x2a with bytes 0x80..0x9f, as fuzz_chunk). The seeds of
- * corpus/fuzz_wal/ are valid files under those keys.
+ * corpus/fuzz_wal/ are valid files under those keys, of both formats: BQWAL001 (the first two,
+ * header digest = sha256 of the content) and BQWAL002 (v2_*: header digest = the keyed content
+ * id; lz4, zstd, none, a piece sealed as it came packed, an empty file).
  *
  * store_wal_get must never crash, read out of bounds or write past the length it returns;
- * the file exists, so it is never BQ_E_NOTFOUND; what it accepts has the length and sha256 of
- * its header; every refusal says which WAL file. */
+ * the file exists, so it is never BQ_E_NOTFOUND; what it accepts has the length of its header
+ * and the digest its magic says: "BQWAL001", the sha256 of the content; "BQWAL002", the
+ * content id (store_chunk_ctx_id of the whole content); every refusal says which WAL file. */
 #include "wal.h"
 
 #include <fcntl.h>
@@ -105,10 +108,20 @@ static void get_and_check(const char *name, const uint8_t *data, size_t size)
     if (rc == 0) {
         uint8_t sha[32];
         uint64_t raw = 0;
+        if (size < STORE_WAL_HEADER_BYTES)
+            abort(); /* accepted without a whole header */
         for (int i = 7; i >= 0; i--)
             raw = (raw << 8) | data[40 + i];
-        crypto_hash_sha256(sha, out, got);
-        if (size < STORE_WAL_HEADER_BYTES || got != raw || memcmp(sha, data + 8, 32) != 0)
+        if (got != raw)
+            abort();
+        if (memcmp(data, STORE_WAL_MAGIC_V1, 8) == 0)
+            crypto_hash_sha256(sha, out, got);
+        else if (memcmp(data, STORE_WAL_MAGIC, 8) == 0) {
+            if (store_chunk_ctx_id(ctx, out, got, sha) != 0)
+                abort();
+        } else
+            abort(); /* accepted under another magic */
+        if (memcmp(sha, data + 8, 32) != 0)
             abort();
         return;
     }

@@ -8,8 +8,10 @@
 #   3. wal-get: an archived segment is byte-identical at DEST, exit 0; a segment and a history
 #      file that were never archived are exit 1; --prefetch 3 fetches the next segments in the
 #      background and the next call takes one from there.
-#   4. --spool: a backlog made while archiving failed is drained, with every segment in the
-#      store and the index, and no segment reported before it was durable.
+#   4. --spool: a backlog made while archiving failed is drained by the spool's pusher, with
+#      every segment in the store and the index, and no segment reported before it was
+#      durable; its markers are swept once the server marked the files done; a ready file
+#      with other content than the archived one is exit 1 with the reason, no marker left.
 #   6. A gap made on purpose (archive_command skips one segment): check reports the WAL archive
 #      CRITICAL naming the segment; recover refuses a target beyond it, naming it, and takes
 #      one before it.
@@ -131,6 +133,45 @@ for s in "${backlog[@]}"; do
     [[ -f $STORE/wal/db1/${s:0:8}/$s ]] || fail "backlog segment $s is not in the store"
 done
 indexed "${backlog[5]}" || fail "list-wal after the backlog: $(fleet_cli list-wal db1)"
+# the backlog went through the spool's pusher: it holds the lock with its PID in it, and
+# sweeps the markers of the files the server has marked done
+PUSHER=$(head -n 1 "$BQ_TMP/spool/.pusher.lock" 2>/dev/null) || true
+bq_pid_alive "$PUSHER" || fail "no pusher running for the spool (lock: '$PUSHER')"
+bq__register "$PUSHER" proc
+tr '\0' ' ' <"/proc/$PUSHER/cmdline" | grep -q -- "--spool-pusher" || fail "PID $PUSHER is not a pusher"
+no_markers() { ! compgen -G "$BQ_TMP/spool/*.ok" >/dev/null; }
+bq_wait_for "the pusher to sweep the markers of archived files" 10 no_markers
+# back to the plain command (a pusher pushes every ready file, whatever archive_command says
+# next: section 6 needs a gap); once a segment went that way, no call starts a pusher again
+pg_psql main -c "ALTER SYSTEM SET archive_command = '$pushcmd %p'" -c "SELECT pg_reload_conf()" >/dev/null
+s_plain=$(switch_one)
+bq_wait_for "the server to archive $s_plain" 30 last_archived "$s_plain"
+bq_kill "$PUSHER"
+PUSHER=$(head -n 1 "$BQ_TMP/spool/.pusher.lock" 2>/dev/null) || true
+if bq_pid_alive "$PUSHER"; then # started again before the reload took
+    bq__register "$PUSHER" proc
+    bq_kill "$PUSHER"
+fi
+
+# a ready file whose content differs from the archived one: the pusher refuses it, the call for
+# it says why (exit 1) and takes the error away (the server's retry tries again); the store
+# keeps the first content
+FAKE=$BQ_TMP/fakewal
+mkdir -p "$FAKE/archive_status" "$BQ_TMP/spool2"
+cp "$BQ_TMP/push/$seg" "$FAKE/$seg"
+touch "$FAKE/archive_status/$seg.ready"
+chown -R postgres "$FAKE" "$BQ_TMP/spool2" 2>/dev/null || true
+rc=0; out=$(as_pg $pushcmd "$FAKE/$seg" --spool "$BQ_TMP/spool2" 2>&1) || rc=$?
+assert_eq 1 "$rc" "other content through the pusher: $out"
+assert_contains "$out" "holds other content"
+[[ ! -e $BQ_TMP/spool2/$seg.error && ! -e $BQ_TMP/spool2/$seg.ok ]] || fail "the spool kept a marker of $seg: $(ls "$BQ_TMP/spool2")"
+out=$("$BQ_STORE_WAL_GET" "$STORE" "$KEY" db1 "$seg" "$BQ_TMP/$seg.again") || fail "store_wal_get: $out"
+cmp "$BQ_TMP/$seg.again" "$BQ_TMP/$seg.got" || fail "the stored $seg changed"
+PUSHER=$(head -n 1 "$BQ_TMP/spool2/.pusher.lock" 2>/dev/null) || true
+if bq_pid_alive "$PUSHER"; then
+    bq__register "$PUSHER" proc
+    bq_kill "$PUSHER"
+fi
 
 # ---- 6. a gap on purpose ------------------------------------------------------------------------
 bid=$(backup_take db1) || fail "backup: $(cat "$BQ_TMP/backup-last.err")"

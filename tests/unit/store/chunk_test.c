@@ -1,6 +1,7 @@
 /* Chunk ids and sealed chunk bodies (store/chunk.h). */
 #include "chunk.h"
 
+#include <lz4.h>
 #include <setjmp.h>
 #include <sodium.h>
 #include <stdarg.h>
@@ -9,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zstd.h>
 
 #include <cmocka.h>
 
@@ -614,6 +616,154 @@ static void test_delta(void **state)
     free(other);
 }
 
+/* A chunk whose plaintext arrives already compressed (a packed WAL piece): sealed as it is,
+ * it opens to the raw bytes under its id. */
+static void test_seal_packed(void **state)
+{
+    fixture_t *f = *state;
+    bq_errbuf_t e = {{0}};
+    size_t len = 65536, blen = 0, got = 0;
+    uint8_t id[32];
+    char hex[STORE_CHUNK_ID_HEX];
+    fill_text(f->data, len);
+    assert_int_equal(store_chunk_ctx_id(f->ctx, f->data, len, id), 0);
+    store_id_hex(id, hex);
+    int cap = LZ4_compressBound((int)len);
+    uint8_t *lz = malloc((size_t)cap);
+    assert_non_null(lz);
+    int plen = LZ4_compress_default((const char *)f->data, (char *)lz, (int)len, cap);
+    assert_true(plen > 0 && (size_t)plen < len / 4);
+
+    /* lz4, into a buffer of exactly the bound */
+    size_t bound = store_chunk_seal_bound((size_t)plen);
+    if (store_chunk_seal_packed(id, &f->dk, STORE_COMP_LZ4, len, lz, (size_t)plen, f->body, bound,
+                                &blen, &e) != 0)
+        fail_msg("seal packed: %s", e.msg);
+    assert_int_equal(blen, (size_t)plen + STORE_CHUNK_OVERHEAD);
+    store_chunk_head_t h;
+    assert_int_equal(store_chunk_head(id, f->body, blen, &h, NULL, &e), 0);
+    assert_int_equal(h.comp, STORE_COMP_LZ4);
+    assert_int_equal(h.raw_len, len);
+    assert_int_equal(h.key_id, f->dk.id);
+    assert_false(h.delta);
+    memset(f->out, 0, len);
+    assert_int_equal(store_chunk_open(f->ctx, id, &f->dk, f->body, blen, f->out, BIG, &got, NULL,
+                                      &e), 0);
+    assert_int_equal(got, len);
+    assert_memory_equal(f->out, f->data, len);
+    /* under another data key it does not open */
+    store_datakey_t other = f->dk;
+    other.key[3] ^= 1;
+    assert_int_equal(store_chunk_open(f->ctx, id, &other, f->body, blen, f->out, BIG, &got, NULL,
+                                      &e), BQ_E_IO);
+
+    /* zstd too */
+    size_t zcap = ZSTD_compressBound(len);
+    uint8_t *zs = malloc(zcap);
+    assert_non_null(zs);
+    size_t zlen = ZSTD_compress(zs, zcap, f->data, len, 3);
+    assert_false(ZSTD_isError(zlen));
+    assert_int_equal(store_chunk_seal_packed(id, &f->dk, STORE_COMP_ZSTD, len, zs, zlen, f->body,
+                                             store_chunk_seal_bound(zlen), &blen, &e), 0);
+    assert_int_equal(blen, zlen + STORE_CHUNK_OVERHEAD);
+    assert_int_equal(store_chunk_open(f->ctx, id, &f->dk, f->body, blen, f->out, BIG, &got, NULL,
+                                      &e), 0);
+    assert_int_equal(got, len);
+    assert_memory_equal(f->out, f->data, len);
+
+    /* bytes that do not decompress to the chunk the id names: sealed (the caller's check),
+     * but opening finds it */
+    uint8_t wrong_id[32];
+    memcpy(wrong_id, id, 32);
+    wrong_id[0] ^= 1;
+    assert_int_equal(store_chunk_seal_packed(wrong_id, &f->dk, STORE_COMP_LZ4, len, lz,
+                                             (size_t)plen, f->body, bound, &blen, &e), 0);
+    assert_int_equal(store_chunk_open(f->ctx, wrong_id, &f->dk, f->body, blen, f->out, BIG, &got,
+                                      NULL, &e), BQ_E_IO);
+    assert_int_equal(store_chunk_seal_packed(id, &f->dk, STORE_COMP_LZ4, len - 1, lz,
+                                             (size_t)plen, f->body, bound, &blen, &e), 0);
+    assert_int_equal(store_chunk_open(f->ctx, id, &f->dk, f->body, blen, f->out, BIG, &got, NULL,
+                                      &e), BQ_E_IO);
+
+    /* refusals: nothing written */
+    static const struct {
+        store_comp_t comp;
+        size_t raw_len;
+        size_t plen_delta; /* plen is plen + this */
+        size_t cap_less;   /* out_cap is the bound minus this */
+        int rc;
+        const char *why;
+    } cases[] = {
+        {STORE_COMP_NONE, 65536, 0, 0, BQ_E_INVAL, "compression 0 is not zstd or lz4"},
+        {STORE_COMP_ZSTD_DELTA, 65536, 0, 0, BQ_E_INVAL, "compression 3 is not zstd or lz4"},
+        {(store_comp_t)9, 65536, 0, 0, BQ_E_INVAL, "compression 9 is not zstd or lz4"},
+        {STORE_COMP_LZ4, 0, 0, 0, BQ_E_INVAL, "%zu compressed bytes for 0"},
+        {STORE_COMP_LZ4, 1, 0, 0, BQ_E_INVAL, "%zu compressed bytes for 1"},
+        {STORE_COMP_LZ4, 65536, 65536, 0, BQ_E_INVAL, "%zu compressed bytes for 65536"},
+        {STORE_COMP_LZ4, 65536, 65537, 0, BQ_E_INVAL, "%zu compressed bytes for 65536"},
+        {STORE_COMP_LZ4, STORE_CHUNK_RAW_MAX + 1, 0, 0, BQ_E_TOOBIG,
+         "16777217 bytes, more than 16777216"},
+        {STORE_COMP_ZSTD, (size_t)1 << 40, 0, 0, BQ_E_TOOBIG,
+         "1099511627776 bytes, more than 16777216"},
+        {STORE_COMP_LZ4, 65536, 0, 1, BQ_E_INVAL, "output buffer of %zu bytes, need %zu"},
+        {STORE_COMP_LZ4, 65536, 0, 49, BQ_E_INVAL, "output buffer of %zu bytes, need %zu"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        /* plen_delta of 65536 and more: plen is exactly that (at or above raw_len) */
+        size_t pl = cases[i].plen_delta ? cases[i].plen_delta : (size_t)plen;
+        size_t need = store_chunk_seal_bound(pl);
+        size_t out_cap = need - cases[i].cap_less;
+        uint8_t *src = malloc(pl);
+        assert_non_null(src);
+        memcpy(src, lz, (size_t)plen < pl ? (size_t)plen : pl);
+        memset(f->body, 0xa5, 64);
+        blen = 12345;
+        memset(&e, 0, sizeof e);
+        int rc = store_chunk_seal_packed(id, &f->dk, cases[i].comp, cases[i].raw_len, src, pl,
+                                         f->body, out_cap, &blen, &e);
+        char why[200], want[400];
+        if (cases[i].cap_less)
+            snprintf(why, sizeof why, cases[i].why, out_cap, need);
+        else
+            snprintf(why, sizeof why, cases[i].why, pl);
+        snprintf(want, sizeof want, "could not seal chunk %s: %s", hex, why);
+        if (rc != cases[i].rc || strcmp(e.msg, want) != 0)
+            fail_msg("case %zu: got %s \"%s\", want %s \"%s\"", i, bq_err_name(rc), e.msg,
+                     bq_err_name(cases[i].rc), want);
+        assert_int_equal(blen, 12345);
+        for (size_t k = 0; k < 64; k++)
+            assert_int_equal(f->body[k], 0xa5);
+        free(src);
+    }
+    free(zs);
+    free(lz);
+
+    /* the largest chunk, 16 MiB, arrives packed */
+    size_t big = STORE_CHUNK_RAW_MAX;
+    uint8_t *data = malloc(big), *out = malloc(big);
+    int bcap = LZ4_compressBound((int)big);
+    uint8_t *packed = malloc((size_t)bcap);
+    assert_true(data && out && packed);
+    fill_text(data, big);
+    int bplen = LZ4_compress_default((const char *)data, (char *)packed, (int)big, bcap);
+    assert_true(bplen > 0 && (size_t)bplen < big);
+    uint8_t *body = malloc(store_chunk_seal_bound((size_t)bplen));
+    assert_non_null(body);
+    assert_int_equal(store_chunk_ctx_id(f->ctx, data, big, id), 0);
+    assert_int_equal(store_chunk_seal_packed(id, &f->dk, STORE_COMP_LZ4, big, packed,
+                                             (size_t)bplen, body,
+                                             store_chunk_seal_bound((size_t)bplen), &blen, &e),
+                     0);
+    assert_int_equal(store_chunk_open(f->ctx, id, &f->dk, body, blen, out, big, &got, NULL, &e),
+                     0);
+    assert_int_equal(got, big);
+    assert_memory_equal(out, data, big);
+    free(body);
+    free(packed);
+    free(data);
+    free(out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -628,6 +778,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bad_arguments, setup, teardown),
         cmocka_unit_test_setup_teardown(test_largest_chunk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hex_and_names, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_seal_packed, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,6 +2,7 @@
 #include "fsutil.h"
 #include "wal.h"
 
+#include <lz4.h>
 #include <setjmp.h>
 #include <sodium.h>
 #include <stdarg.h>
@@ -666,6 +667,532 @@ static void test_clusters(void **state)
     free(got);
 }
 
+/* ---- packing for the wire (store_wal_pack / store_wal_unpack) ---- */
+
+static uint32_t le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
+           ((uint32_t)p[3] << 24);
+}
+
+static void set_le32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void set_le64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint8_t *pack(const void *data, size_t len, size_t *plen)
+{
+    uint8_t *p = NULL;
+    bq_errbuf_t e = {{0}};
+    if (store_wal_pack(data, len, &p, plen, &e) != 0)
+        fail_msg("pack of %zu bytes: %s", len, e.msg);
+    assert_non_null(p);
+    return p;
+}
+
+/* Pack len bytes, check the frames against want (one comp per piece), unpack them again into
+ * a buffer of exactly len bytes and compare. */
+static void round_trip(const uint8_t *data, size_t len, const store_comp_t *want,
+                       size_t npieces)
+{
+    assert_int_equal(store_wal_pieces(len), npieces);
+    size_t plen = 0;
+    uint8_t *p = pack(data, len, &plen);
+    /* the frames, walked here: u32 LE (bit 31: lz4) ‖ payload, nothing after the last */
+    size_t off = 0;
+    for (size_t i = 0; i < npieces; i++) {
+        size_t n = len - i * STORE_WAL_PIECE < STORE_WAL_PIECE ? len - i * STORE_WAL_PIECE
+                                                                : STORE_WAL_PIECE;
+        assert_true(plen - off >= 4);
+        uint32_t fr = le32(p + off);
+        size_t flen = fr & 0x7fffffffu;
+        if (want[i] == STORE_COMP_LZ4) {
+            assert_true(fr & 0x80000000u);
+            assert_true(flen > 0 && flen < n);
+        } else {
+            assert_false(fr & 0x80000000u);
+            assert_int_equal(flen, n);
+            if (n)
+                assert_memory_equal(p + off + 4, data + i * STORE_WAL_PIECE, n);
+        }
+        off += 4 + flen;
+    }
+    assert_int_equal(off, plen);
+
+    uint8_t *raw = malloc(len ? len : 1);
+    assert_non_null(raw);
+    store_wal_piece_t pieces[4];
+    memset(pieces, 0, sizeof pieces);
+    bq_errbuf_t e = {{0}};
+    if (store_wal_unpack(p, plen, len, raw, pieces, npieces, &e) != 0)
+        fail_msg("unpack of %zu bytes: %s", len, e.msg);
+    if (len)
+        assert_memory_equal(raw, data, len);
+    for (size_t i = 0; i < npieces; i++) {
+        size_t n = len - i * STORE_WAL_PIECE < STORE_WAL_PIECE ? len - i * STORE_WAL_PIECE
+                                                                : STORE_WAL_PIECE;
+        assert_int_equal(pieces[i].comp, want[i]);
+        if (want[i] == STORE_COMP_LZ4) {
+            /* the compressed bytes, inside the packed buffer */
+            assert_true(pieces[i].data >= p + 4 && pieces[i].data + pieces[i].len <= p + plen);
+            assert_true(pieces[i].len < n);
+        } else {
+            assert_int_equal(pieces[i].len, n);
+            if (n)
+                assert_memory_equal(pieces[i].data, data + i * STORE_WAL_PIECE, n);
+        }
+    }
+    free(raw);
+    free(p);
+}
+
+static void test_pack_round_trip(void **state)
+{
+    (void)state;
+    assert_int_equal(store_wal_pieces(0), 1);
+    assert_int_equal(store_wal_pieces(1), 1);
+    assert_int_equal(store_wal_pieces(STORE_WAL_PIECE), 1);
+    assert_int_equal(store_wal_pieces(STORE_WAL_PIECE + 1), 2);
+    assert_int_equal(store_wal_pieces(64 * MIB), 4);
+
+    uint8_t *data = malloc(32 * MIB);
+    assert_non_null(data);
+    static const store_comp_t lz4[] = {STORE_COMP_LZ4}, none[] = {STORE_COMP_NONE},
+                              both[] = {STORE_COMP_LZ4, STORE_COMP_NONE};
+    fill_text(data, SEG); /* compressible: one lz4 piece */
+    round_trip(data, SEG, lz4, 1);
+    size_t plen = 0;
+    uint8_t *p = pack(data, SEG, &plen);
+    assert_true(plen < SEG / 4);
+    free(p);
+
+    fill_random(data, MIB); /* lz4 does not shrink it: sent as it is */
+    round_trip(data, MIB, none, 1);
+    p = pack(data, MIB, &plen);
+    assert_int_equal(plen, 4 + MIB);
+    free(p);
+
+    round_trip(data, 0, none, 1); /* empty: one empty piece, a zero frame */
+    p = pack(data, 0, &plen);
+    assert_int_equal(plen, 4);
+    assert_int_equal(le32(p), 0);
+    free(p);
+    round_trip(data, 1, none, 1); /* one byte cannot shrink */
+
+    /* 32 MiB: two pieces, the first compressible, the second not */
+    fill_text(data, SEG);
+    fill_random(data + SEG, SEG);
+    round_trip(data, 32 * MIB, both, 2);
+    free(data);
+}
+
+/* Unpack plen bytes of p as a file of raw_len bytes (npieces pieces): BQ_E_INVAL with msg. */
+static void unpack_refused(const uint8_t *p, size_t plen, uint64_t raw_len, size_t npieces,
+                           const char *msg)
+{
+    size_t cap = raw_len && raw_len <= 64 * MIB ? (size_t)raw_len : 1;
+    uint8_t *raw = malloc(cap);
+    assert_non_null(raw);
+    store_wal_piece_t pieces[4];
+    bq_errbuf_t e = {{0}};
+    int rc = store_wal_unpack(p, plen, raw_len, raw, pieces, npieces, &e);
+    if (rc != BQ_E_INVAL || strcmp(e.msg, msg) != 0)
+        fail_msg("unpack of %zu bytes as %llu: rc %d, message \"%s\", wanted \"%s\"", plen,
+                 (unsigned long long)raw_len, rc, e.msg, msg);
+    free(raw);
+}
+
+static void test_unpack_refusals(void **state)
+{
+    (void)state;
+    uint8_t *text = malloc(SEG + 10);
+    assert_non_null(text);
+    fill_text(text, SEG + 10);
+    size_t plen = 0;
+    uint8_t *p = pack(text, 4096, &plen); /* one lz4 frame */
+    assert_true(le32(p) & 0x80000000u);
+    size_t clen = plen - 4;
+    char msg[256];
+
+    /* cut before a frame: no room for the frame of piece 0, or of piece 1 */
+    unpack_refused(p, 0, 4096, 1, "packed WAL file: cut before piece 0");
+    unpack_refused(p, 3, 4096, 1, "packed WAL file: cut before piece 0");
+    size_t tlen = 0;
+    uint8_t *two = pack(text, SEG + 10, &tlen); /* two frames */
+    size_t first = 4 + (le32(two) & 0x7fffffffu);
+    assert_true(first < tlen);
+    unpack_refused(two, first, SEG + 10, 2, "packed WAL file: cut before piece 1");
+    unpack_refused(two, first + 2, SEG + 10, 2, "packed WAL file: cut before piece 1");
+    free(two);
+
+    /* a frame running past the end: the payload cut, or a length above what follows */
+    snprintf(msg, sizeof msg, "packed WAL file: piece 0 of %zu bytes runs past the end", clen);
+    unpack_refused(p, plen - 1, 4096, 1, msg);
+    uint8_t *q = malloc(plen + 8);
+    assert_non_null(q);
+    memcpy(q, p, plen);
+    set_le32(q, 0x7fffffffu); /* a raw frame of 2 GiB */
+    unpack_refused(q, plen, 4096, 1,
+                   "packed WAL file: piece 0 of 2147483647 bytes runs past the end");
+
+    /* trailing bytes */
+    memcpy(q, p, plen);
+    memset(q + plen, 0, 3);
+    unpack_refused(q, plen + 3, 4096, 1, "packed WAL file: 3 bytes after the last piece");
+    uint8_t empty[5] = {0, 0, 0, 0, 0};
+    unpack_refused(empty, 5, 0, 1, "packed WAL file: 1 bytes after the last piece");
+
+    /* a raw frame of the wrong length */
+    uint8_t *r = malloc(4 + 1000);
+    assert_non_null(r);
+    set_le32(r, 999);
+    memcpy(r + 4, text, 999);
+    unpack_refused(r, 4 + 999, 1000, 1, "packed WAL file: piece 0 holds 999 bytes, not 1000");
+    set_le32(r, 1000);
+    memcpy(r + 4, text, 1000);
+    unpack_refused(r, 4 + 1000, 999, 1, "packed WAL file: piece 0 holds 1000 bytes, not 999");
+    free(r);
+
+    /* an lz4 frame whose bytes do not decompress to the piece length: a longer claimed piece,
+     * a shorter one, damaged bytes */
+    unpack_refused(p, plen, 4097, 1,
+                   "packed WAL file: piece 0 does not decompress to 4097 bytes (lz4)");
+    unpack_refused(p, plen, 4095, 1,
+                   "packed WAL file: piece 0 does not decompress to 4095 bytes (lz4)");
+    memcpy(q, p, plen);
+    set_le32(q, 0x80000000u | (uint32_t)(clen - 3)); /* its last literals cut off */
+    unpack_refused(q, plen - 3, 4096, 1,
+                   "packed WAL file: piece 0 does not decompress to 4096 bytes (lz4)");
+    memset(q + 4, 0, clen); /* zero tokens: one literal-free match at offset 0 */
+    set_le32(q, 0x80000000u | (uint32_t)clen);
+    unpack_refused(q, plen, 4096, 1,
+                   "packed WAL file: piece 0 does not decompress to 4096 bytes (lz4)");
+
+    /* a compressed frame not shorter than its piece (lz4 of 8 bytes is 9), or empty */
+    uint8_t c[64];
+    int cn = LZ4_compress_default((const char *)text, (char *)c + 4, 8, 60);
+    assert_true(cn >= 8);
+    set_le32(c, 0x80000000u | (uint32_t)cn);
+    snprintf(msg, sizeof msg, "packed WAL file: piece 0 compressed to %d bytes for 8", cn);
+    unpack_refused(c, 4 + (size_t)cn, 8, 1, msg);
+    snprintf(msg, sizeof msg, "packed WAL file: piece 0 compressed to %d bytes for %d", cn, cn);
+    unpack_refused(c, 4 + (size_t)cn, (uint64_t)cn, 1, msg); /* as long: not kept either */
+    set_le32(c, 0x80000000u);
+    unpack_refused(c, 4, 0, 1, "packed WAL file: piece 0 compressed to 0 bytes for 0");
+    unpack_refused(c, 4, 10, 1, "packed WAL file: piece 0 compressed to 0 bytes for 10");
+
+    /* wrong npieces, and a length no WAL file has */
+    unpack_refused(p, plen, 4096, 2, "packed WAL file: 2 pieces for 4096 bytes, not 1");
+    unpack_refused(p, plen, 4096, 0, "packed WAL file: 0 pieces for 4096 bytes, not 1");
+    unpack_refused(p, plen, SEG + 10, 1,
+                   "packed WAL file: 1 pieces for 16777226 bytes, not 2");
+    unpack_refused(p, plen, STORE_WAL_SEG_MAX + 1, 65,
+                   "packed WAL file: 1073741825 bytes, more than 1073741824");
+    free(q);
+    free(p);
+    free(text);
+}
+
+/* The stored file's piece i: its body length and compression byte. */
+static void piece_of(const uint8_t *file, size_t n, size_t i, uint32_t *blen, int *comp)
+{
+    size_t off = STORE_WAL_HEADER_BYTES;
+    for (size_t k = 0;; k++) {
+        assert_true(off + STORE_WAL_PIECE_HEADER_BYTES + 1 <= n);
+        uint32_t b = le32(file + off + STORE_CHUNK_ID_BYTES);
+        if (k == i) {
+            *blen = b;
+            *comp = file[off + STORE_WAL_PIECE_HEADER_BYTES];
+            return;
+        }
+        off += STORE_WAL_PIECE_HEADER_BYTES + b;
+    }
+}
+
+/* Put data with its packed pieces (comp: the store's), and check what was stored. */
+static void put_packed(fixture_t *f, store_comp_t comp, size_t seg, const char *name,
+                       const uint8_t *data, size_t len, uint8_t **packed_out,
+                       store_wal_piece_t *pieces)
+{
+    size_t plen = 0;
+    uint8_t *p = pack(data, len, &plen);
+    uint8_t *raw = malloc(len ? len : 1);
+    assert_non_null(raw);
+    size_t np = store_wal_pieces(len);
+    bq_errbuf_t e = {{0}};
+    if (store_wal_unpack(p, plen, len, raw, pieces, np, &e) != 0)
+        fail_msg("unpack: %s", e.msg);
+    /* the raw buffer is what the receiver stores: data itself is not used for it */
+    int rc = store_wal_put(f->root, "db1", f->ctx, &f->dk, comp, 0, seg, name, raw, len, pieces,
+                           &e);
+    if (rc != 0)
+        fail_msg("put %s packed: %s", name, e.msg);
+    free(raw);
+    *packed_out = p;
+}
+
+static void test_put_packed(void **state)
+{
+    fixture_t *f = *state;
+    uint8_t *data = malloc(32 * MIB), *other = malloc(SEG);
+    assert_true(data && other);
+    char path[512];
+    bq_errbuf_t e = {{0}};
+
+    /* one 16 MiB piece, compressible: sealed as the lz4 bytes that came, though the store's
+     * compression is zstd */
+    fill_text(data, SEG);
+    uint8_t *p = NULL;
+    store_wal_piece_t pieces[4];
+    put_packed(f, STORE_COMP_ZSTD, SEG, SEGNAME, data, SEG, &p, pieces);
+    assert_int_equal(pieces[0].comp, STORE_COMP_LZ4);
+    get_same(f, SEGNAME, data, SEG); /* version 2, digest = content id */
+    path_of(f, SEGNAME, path, sizeof path);
+    size_t n1 = 0, n2 = 0;
+    uint8_t *before = read_all(path, &n1);
+    assert_memory_equal(before, STORE_WAL_MAGIC, 8);
+    uint8_t cid[32];
+    assert_int_equal(store_chunk_ctx_id(f->ctx, data, SEG, cid), 0);
+    assert_memory_equal(before + 8, cid, 32);
+    assert_memory_equal(before + STORE_WAL_HEADER_BYTES, cid, 32); /* the one piece's id */
+    uint32_t blen = 0;
+    int comp = -1;
+    piece_of(before, n1, 0, &blen, &comp);
+    assert_int_equal(comp, STORE_COMP_LZ4);
+    assert_int_equal(blen, pieces[0].len + STORE_CHUNK_OVERHEAD);
+    assert_int_equal(n1, STORE_WAL_HEADER_BYTES + STORE_WAL_PIECE_HEADER_BYTES + blen);
+    free(p);
+
+    /* the same content again, unpacked: a duplicate, the file untouched */
+    put_ok(f, STORE_COMP_ZSTD, SEG, SEGNAME, data, SEG);
+    uint8_t *after = read_all(path, &n2);
+    assert_int_equal(n1, n2);
+    assert_memory_equal(before, after, n1);
+    free(after);
+    /* other content: BQ_E_EXISTS naming both content ids, the file untouched */
+    memcpy(other, data, SEG);
+    other[SEG / 3] ^= 1;
+    char ha[65], hb[65], want[200];
+    cid_hex(f->ctx, data, SEG, ha);
+    cid_hex(f->ctx, other, SEG, hb);
+    assert_int_equal(store_wal_put(f->root, "db1", f->ctx, &f->dk, STORE_COMP_ZSTD, 0, SEG,
+                                   SEGNAME, other, SEG, NULL, &e),
+                     BQ_E_EXISTS);
+    snprintf(want, sizeof want, "stored content id %s, new content id %s", ha, hb);
+    assert_non_null(strstr(e.msg, want));
+    after = read_all(path, &n2);
+    assert_int_equal(n1, n2);
+    assert_memory_equal(before, after, n1);
+    free(after);
+    free(before);
+    get_same(f, SEGNAME, data, SEG);
+
+    /* a store without compression seals the raw bytes, whatever came */
+    put_packed(f, STORE_COMP_NONE, SEG, "000000010000000000000002", data, SEG, &p, pieces);
+    assert_int_equal(pieces[0].comp, STORE_COMP_LZ4);
+    get_same(f, "000000010000000000000002", data, SEG);
+    path_of(f, "000000010000000000000002", path, sizeof path);
+    before = read_all(path, &n1);
+    piece_of(before, n1, 0, &blen, &comp);
+    assert_int_equal(comp, STORE_COMP_NONE);
+    assert_int_equal(blen, SEG + STORE_CHUNK_OVERHEAD);
+    free(before);
+    free(p);
+
+    /* a small packed .partial, and an empty one */
+    put_packed(f, STORE_COMP_LZ4, SEG, SEGNAME ".partial", data, 70000, &p, pieces);
+    get_same(f, SEGNAME ".partial", data, 70000);
+    free(p);
+    put_packed(f, STORE_COMP_LZ4, SEG, "000000010000000000000003.partial", data, 0, &p, pieces);
+    assert_int_equal(pieces[0].comp, STORE_COMP_NONE);
+    get_same(f, "000000010000000000000003.partial", data, 0);
+    free(p);
+
+    /* a 32 MiB segment, two pieces (lz4, then as it is): the header holds the keyed hash of
+     * the whole content, not a piece's */
+    fill_text(data, SEG);
+    fill_random(data + SEG, SEG);
+    const char *big = "000000010000000000000003";
+    put_packed(f, STORE_COMP_LZ4, 32 * MIB, big, data, 32 * MIB, &p, pieces);
+    assert_int_equal(pieces[0].comp, STORE_COMP_LZ4);
+    assert_int_equal(pieces[1].comp, STORE_COMP_NONE);
+    get_same(f, big, data, 32 * MIB);
+    path_of(f, big, path, sizeof path);
+    before = read_all(path, &n1);
+    uint8_t id0[32];
+    assert_int_equal(store_chunk_ctx_id(f->ctx, data, SEG, id0), 0);
+    assert_memory_equal(before + STORE_WAL_HEADER_BYTES, id0, 32);
+    assert_memory_not_equal(before + 8, id0, 32);
+    piece_of(before, n1, 0, &blen, &comp);
+    assert_int_equal(comp, STORE_COMP_LZ4);
+    assert_int_equal(blen, pieces[0].len + STORE_CHUNK_OVERHEAD);
+    free(before);
+    free(p);
+    put_ok(f, STORE_COMP_LZ4, 32 * MIB, big, data, 32 * MIB); /* duplicate */
+    data[32 * MIB - 1] ^= 1;
+    assert_int_equal(store_wal_put(f->root, "db1", f->ctx, &f->dk, STORE_COMP_LZ4, 0, 32 * MIB,
+                                   big, data, 32 * MIB, NULL, &e),
+                     BQ_E_EXISTS);
+    assert_non_null(strstr(e.msg, "content id"));
+    free(data);
+    free(other);
+}
+
+/* ---- BQWAL001 files, written by an earlier version ---- */
+
+/* A BQWAL001 file of len bytes (one piece, at most STORE_WAL_PIECE) at name's path. */
+static uint8_t *make_v1(fixture_t *f, const char *name, const uint8_t *data, size_t len,
+                        size_t *flen)
+{
+    size_t cap = STORE_WAL_HEADER_BYTES + STORE_WAL_PIECE_HEADER_BYTES +
+                 store_chunk_seal_bound(len);
+    uint8_t *file = malloc(cap);
+    assert_non_null(file);
+    memcpy(file, STORE_WAL_MAGIC_V1, 8);
+    crypto_hash_sha256(file + 8, data, len);
+    set_le64(file + 40, len);
+    uint8_t *id = file + STORE_WAL_HEADER_BYTES;
+    assert_int_equal(store_chunk_ctx_id(f->ctx, data, len, id), 0);
+    size_t blen = 0;
+    bq_errbuf_t e = {{0}};
+    uint8_t *body = id + STORE_WAL_PIECE_HEADER_BYTES;
+    if (store_chunk_seal(f->ctx, id, &f->dk, STORE_COMP_ZSTD, 0, data, len, body,
+                         store_chunk_seal_bound(len), &blen, &e) != 0)
+        fail_msg("seal: %s", e.msg);
+    set_le32(id + STORE_CHUNK_ID_BYTES, (uint32_t)blen);
+    *flen = STORE_WAL_HEADER_BYTES + STORE_WAL_PIECE_HEADER_BYTES + blen;
+    char dir[512], path[512];
+    snprintf(dir, sizeof dir, "%s/wal/db1/%.8s", f->root, name);
+    assert_int_equal(bq_mkdir_p(dir, 0700, &e), 0);
+    path_of(f, name, path, sizeof path);
+    write_all(path, file, *flen);
+    return file;
+}
+
+static void test_v1_files(void **state)
+{
+    fixture_t *f = *state;
+    size_t len = 90000;
+    uint8_t *data = malloc(len), *other = malloc(len), *out = malloc(len);
+    assert_true(data && other && out);
+    fill_text(data, len);
+    memcpy(other, data, len);
+    other[len - 1] ^= 0x40;
+    const char *name = "000000010000000000000005.partial";
+    char path[512];
+    path_of(f, name, path, sizeof path);
+    size_t flen = 0, n = 0;
+    uint8_t *file = make_v1(f, name, data, len, &flen);
+
+    /* read back exactly; stat says version 1 and the sha256 */
+    bq_errbuf_t e = {{0}};
+    size_t got = 0;
+    if (store_wal_get(f->root, "db1", f->ctx, lookup, &f->dk, name, out, len, &got, &e) != 0)
+        fail_msg("get v1: %s", e.msg);
+    assert_int_equal(got, len);
+    assert_memory_equal(out, data, len);
+    uint64_t slen = 0;
+    int ver = 0;
+    uint8_t digest[32], sha[32];
+    assert_int_equal(store_wal_stat(f->root, "db1", name, &slen, &ver, digest, &e), 0);
+    assert_int_equal(slen, len);
+    assert_int_equal(ver, 1);
+    crypto_hash_sha256(sha, data, len);
+    assert_memory_equal(digest, sha, 32);
+
+    /* the same content again: success, the file byte-identical, never rewritten as BQWAL002 */
+    for (int i = 0; i < 2; i++) {
+        put_ok(f, STORE_COMP_ZSTD, SEG, name, data, len);
+        uint8_t *now = read_all(path, &n);
+        assert_int_equal(n, flen);
+        assert_memory_equal(now, file, flen);
+        free(now);
+    }
+    put_ok(f, STORE_COMP_LZ4, SEG, name, data, len); /* whatever the compression */
+
+    /* other content: BQ_E_EXISTS naming both sha256s, the file byte-identical */
+    char ha[65], hb[65], want[200];
+    uint8_t sha_b[32];
+    crypto_hash_sha256(sha_b, other, len);
+    sodium_bin2hex(ha, sizeof ha, sha, 32);
+    sodium_bin2hex(hb, sizeof hb, sha_b, 32);
+    assert_int_equal(store_wal_put(f->root, "db1", f->ctx, &f->dk, STORE_COMP_ZSTD, 0, SEG, name,
+                                   other, len, NULL, &e),
+                     BQ_E_EXISTS);
+    assert_non_null(strstr(e.msg, "stored sha256"));
+    assert_non_null(strstr(e.msg, "new sha256"));
+    snprintf(want, sizeof want, "stored sha256 %s, new sha256 %s", ha, hb);
+    if (!strstr(e.msg, want))
+        fail_msg("message \"%s\" lacks \"%s\"", e.msg, want);
+    assert_non_null(strstr(e.msg, path));
+    uint8_t *now = read_all(path, &n);
+    assert_int_equal(n, flen);
+    assert_memory_equal(now, file, flen);
+    free(now);
+    assert_int_equal(store_wal_get(f->root, "db1", f->ctx, lookup, &f->dk, name, out, len, &got,
+                                   &e),
+                     0);
+    assert_memory_equal(out, data, len);
+
+    /* packed other content: the same refusal */
+    size_t plen = 0;
+    uint8_t *p = pack(other, len, &plen);
+    store_wal_piece_t pieces[1];
+    uint8_t *raw = malloc(len);
+    assert_non_null(raw);
+    assert_int_equal(store_wal_unpack(p, plen, len, raw, pieces, 1, &e), 0);
+    assert_int_equal(store_wal_put(f->root, "db1", f->ctx, &f->dk, STORE_COMP_LZ4, 0, SEG, name,
+                                   raw, len, pieces, &e),
+                     BQ_E_EXISTS);
+    assert_non_null(strstr(e.msg, want));
+    now = read_all(path, &n);
+    assert_memory_equal(now, file, flen);
+    free(now);
+    free(raw);
+    free(p);
+
+    /* a v1 file whose header sha256 is damaged: BQ_E_IO naming it */
+    uint8_t *bad = malloc(flen);
+    assert_non_null(bad);
+    memcpy(bad, file, flen);
+    bad[8 + 5] ^= 0x01;
+    write_all(path, bad, flen);
+    assert_int_equal(store_wal_get(f->root, "db1", f->ctx, lookup, &f->dk, name, out, len, &got,
+                                   &e),
+                     BQ_E_IO);
+    assert_non_null(strstr(e.msg, path));
+    assert_non_null(strstr(e.msg, "sha256"));
+    free(bad);
+
+    /* an empty v1 file and a v1 history file read too */
+    free(file);
+    file = make_v1(f, "000000010000000000000006.partial", data, 0, &flen);
+    assert_int_equal(store_wal_get(f->root, "db1", f->ctx, lookup, &f->dk,
+                                   "000000010000000000000006.partial", out, len, &got, &e),
+                     0);
+    assert_int_equal(got, 0);
+    put_ok(f, STORE_COMP_NONE, SEG, "000000010000000000000006.partial", data, 0);
+    free(file);
+    const char *hist = "1\t0/3000000\tno recovery target specified\n";
+    file = make_v1(f, "00000002.history", (const uint8_t *)hist, strlen(hist), &flen);
+    assert_int_equal(store_wal_get(f->root, "db1", f->ctx, lookup, &f->dk, "00000002.history",
+                                   out, len, &got, &e),
+                     0);
+    assert_int_equal(got, strlen(hist));
+    assert_memory_equal(out, hist, got);
+    free(file);
+    free(data);
+    free(other);
+    free(out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -681,6 +1208,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_list, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_stop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_clusters, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pack_round_trip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unpack_refusals, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_put_packed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_v1_files, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
