@@ -2,9 +2,10 @@
  * STORE/wal/db1/00000001/000000010000000000000001.partial and as STORE/wal/db1/00000001/00000001.history
  * in a temp store made once, and each is read back with store_wal_get under fixed keys (id key
  * bytes 0..31, data key 0x2a with bytes 0x80..0x9f, as fuzz_chunk). The seeds of
- * corpus/fuzz_wal/ are valid files under those keys, of both formats: BQWAL001 (the first two,
- * header digest = sha256 of the content) and BQWAL002 (v2_*: header digest = the keyed content
- * id; lz4, zstd, none, a piece sealed as it came packed, an empty file).
+ * corpus/fuzz_wal/ are valid files under those keys, of both formats: BQWAL001
+ * (history_none_random, partial_zstd_text: header digest = sha256 of the content) and BQWAL002
+ * (v2_*, made by store_wal_put: header digest = the keyed content id; lz4, zstd, none, a piece
+ * sealed as it came packed, an empty file).
  *
  * store_wal_get must never crash, read out of bounds or write past the length it returns;
  * the file exists, so it is never BQ_E_NOTFOUND; what it accepts has the length of its header

@@ -5,7 +5,9 @@
  * ASan sees any read past them). The raw buffer is exactly raw_len bytes (1 for an empty file):
  * the end of a buffer of the largest size, so that a write past raw_len is a heap overflow.
  * Inputs shorter than 4 bytes are skipped. The seeds of corpus/fuzz_walpack/ are valid packed
- * files (empty, compressible, incompressible, a piece of one byte) and broken ones.
+ * files made by store_wal_pack (valid_*: empty, one byte, compressible, incompressible, two
+ * pieces) and broken ones (bad_*: cut, running past the end, trailing bytes, raw frames of the
+ * wrong length, lz4 frames that do not give their piece or do not shrink it, a large claim).
  *
  * store_wal_unpack must never crash, read out of bounds or write past raw_len;
  *   - a refusal is BQ_E_INVAL with a message containing "packed WAL file";
