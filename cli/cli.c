@@ -1565,7 +1565,7 @@ static const verb_t verbs[] = {
      "With --spool DIR (owned by the server's user; as pgBackRest's archive-async), the call\n"
      "for a file the server marked ready starts one background pusher for DIR (if none runs)\n"
      "and waits, at most 60 s, for the file's marker DIR/NAME.ok or DIR/NAME.error. The pusher\n"
-     "pushes every ready file (pg_wal/archive_status), oldest first, three at a time, records\n"
+     "pushes every ready file (pg_wal/archive_status), oldest first, four at a time, records\n"
      "each in the WAL index and only then writes its marker (size, mtime, inode of the file),\n"
      "so later calls return 0 at once: nothing is reported archived that is not durable in a\n"
      "store. A failure is written to NAME.error and said by the call for that file (exit 1;\n"

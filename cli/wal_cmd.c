@@ -419,7 +419,7 @@ static int record_one(const wal_cmd_opts_t *o, const char *cluster, const char *
  * its marker; so the server's later calls find their files done, while nothing is reported
  * archived that is not durable in a store and indexed. It ends after PUSHER_IDLE_MS with
  * nothing to push. */
-#define PUSHER_THREADS 3
+#define PUSHER_THREADS 4
 #define PUSHER_SLOTS 32
 #define PUSHER_IDLE_MS 10000
 #define PUSHER_MAX_MS (24LL * 3600 * 1000) /* then a new one takes over */

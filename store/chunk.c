@@ -302,7 +302,7 @@ int store_chunk_seal_packed(const uint8_t id[STORE_CHUNK_ID_BYTES], const store_
     if (comp != STORE_COMP_ZSTD && comp != STORE_COMP_LZ4)
         return bq_fail(e, BQ_E_INVAL, "could not seal chunk %s: compression %d is not zstd or "
                        "lz4", store_id_hex(id, hex), (int)comp);
-    if (plen >= raw_len) /* as store_chunk_seal: compression is kept only when it shrinks */
+    if (plen >= raw_len || plen == 0) /* as store_chunk_seal: kept only when it shrinks */
         return bq_fail(e, BQ_E_INVAL, "could not seal chunk %s: %zu compressed bytes for %zu",
                        store_id_hex(id, hex), plen, raw_len);
     if (out_cap < store_chunk_seal_bound(plen))

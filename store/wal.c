@@ -705,7 +705,7 @@ int store_wal_pack(const void *data, size_t len, uint8_t **out, size_t *out_len,
     size_t off = 0;
     for (size_t i = 0; i < npieces; i++) {
         size_t n = piece_len(len, i);
-        const char *piece = (const char *)data + (size_t)i * STORE_WAL_PIECE;
+        const char *piece = n ? (const char *)data + (size_t)i * STORE_WAL_PIECE : data;
         /* room for n - 1 bytes: what does not fit did not shrink and goes as it is */
         int r = n > 1 ? LZ4_compress_default(piece, (char *)o + off + 4, (int)n, (int)(n - 1))
                       : 0;

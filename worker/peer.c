@@ -31,7 +31,7 @@
 #define PEER_UPLOADS 8                      /* wal-put files being received at once */
 #define PEER_UPLOAD_BYTES ((size_t)512 << 20) /* their buffers, in all */
 #define PEER_UPLOAD_IDLE_MS 60000           /* an upload with no piece this long is dropped */
-#define PEER_ARCHIVERS 2                    /* threads storing wal-put files */
+#define PEER_ARCHIVERS 3                    /* threads storing wal-put files */
 
 /* A received wal-put file on its way through an archiver. */
 typedef struct archive_job {

@@ -117,8 +117,10 @@ static void *archiver_main(void *arg)
     ws_t *w = arg;
     pthread_mutex_lock(&w->mu);
     for (;;) {
-        if (!w->qlen && !w->arch_stop) {
-            /* idle: make the next segment's zero-filled file ahead */
+        if (!w->arch_stop) {
+            /* first, each time: the next segment's zero-filled file, made ahead (a stat when
+             * it is there), so the receiver never writes 16 MiB of zeros and an fsync while the
+             * server waits; under a steady load the queue is never empty */
             pthread_mutex_unlock(&w->mu);
             bq_errbuf_t pe = {{0}};
             if (pg_wal_spool_prealloc(w->spool, w->seg_size, &pe) != 0)

@@ -735,6 +735,14 @@ static void test_seal_packed(void **state)
             assert_int_equal(f->body[k], 0xa5);
         free(src);
     }
+    /* nothing compressed for a chunk that is not empty: nothing it could open to */
+    memset(&e, 0, sizeof e);
+    blen = 12345;
+    assert_int_equal(store_chunk_seal_packed(id, &f->dk, STORE_COMP_LZ4, 65536, lz, 0, f->body,
+                                             store_chunk_seal_bound(0), &blen, &e),
+                     BQ_E_INVAL);
+    assert_non_null(strstr(e.msg, "0 compressed bytes for 65536"));
+    assert_int_equal(blen, 12345);
     free(zs);
     free(lz);
 
