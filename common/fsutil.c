@@ -33,8 +33,9 @@ int bq_fsync_dir_of(const char *path, bq_errbuf_t *e)
 }
 
 int bq_file_write_durable(const char *path, const void *data, size_t len, mode_t mode,
-                          int exclusive, bq_errbuf_t *e)
+                          int flags, bq_errbuf_t *e)
 {
+    int exclusive = flags & BQ_WRITE_EXCLUSIVE;
     char tmp[PATH_MAX];
     if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
         return bq_fail(e, BQ_E_INVAL, "path too long: %s", path);
@@ -59,6 +60,8 @@ int bq_file_write_durable(const char *path, const void *data, size_t len, mode_t
     }
     if (fsync(fd) != 0)
         goto fail;
+    if (flags & BQ_WRITE_DROP_CACHE) /* advice only: its failure changes nothing stored */
+        (void)posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
     if (close(fd) != 0) {
         fd = -1;
         goto fail;

@@ -7,10 +7,16 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#define BQ_WRITE_EXCLUSIVE 1  /* fail with BQ_E_EXISTS when path exists */
+#define BQ_WRITE_DROP_CACHE 2 /* once durable, its pages leave the page cache (written once,
+                               * seldom read: archived WAL); they are reused for the next
+                               * write instead of growing the cache */
+
 /* Write data to path durably with the given mode. Fails (never half-written under the
- * final name) with BQ_E_IO or BQ_E_EXISTS when exclusive and path exists. */
+ * final name) with BQ_E_IO, or BQ_E_EXISTS when flags has BQ_WRITE_EXCLUSIVE and path
+ * exists. flags: BQ_WRITE_* (1 is BQ_WRITE_EXCLUSIVE, 0 none). */
 int bq_file_write_durable(const char *path, const void *data, size_t len, mode_t mode,
-                          int exclusive, bq_errbuf_t *e);
+                          int flags, bq_errbuf_t *e);
 /* Read at most max bytes of a small file into a new NUL-terminated buffer (*out, caller frees).
  * A file larger than max is BQ_E_TOOBIG. */
 int bq_file_read_small(const char *path, size_t max, char **out, size_t *len, bq_errbuf_t *e);

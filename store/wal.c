@@ -680,7 +680,9 @@ int store_wal_put(const char *store_dir, const char *cluster, store_chunk_ctx_t 
             if (rc)
                 break;
         }
-        rc = bq_file_write_durable(p.file, file, file_len, 0600, 1, e);
+        /* a WAL file is written once and read at a recovery: not kept in the page cache */
+        rc = bq_file_write_durable(p.file, file, file_len, 0600,
+                                   BQ_WRITE_EXCLUSIVE | BQ_WRITE_DROP_CACHE, e);
         if (rc == BQ_E_EXISTS)
             continue;
         if (!rc)
