@@ -7,6 +7,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -283,6 +284,45 @@ int pg_wal_spool_prealloc(const char *dir, uint32_t seg_size, bq_errbuf_t *e)
             rc = spool_fail(e, "write", tmp);
     if (rc == 0 && fsync(fd) != 0)
         rc = spool_fail(e, "fsync", tmp);
+    close(fd);
+    if (rc == 0 && rename(tmp, pre) != 0)
+        rc = spool_fail(e, "rename", tmp);
+    if (rc == 0)
+        rc = bq_fsync_dir_of(pre, e);
+    if (rc)
+        unlink(tmp);
+    return rc;
+}
+
+int pg_wal_spool_recycle(const char *dir, const char *path, uint32_t seg_size, bq_errbuf_t *e)
+{
+    char pre[PATH_MAX], tmp[PATH_MAX + 8];
+    snprintf(pre, sizeof pre, "%s/" SPOOL_PREALLOC, dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp", pre);
+    struct stat sb;
+    int fd = -1;
+    if (stat(pre, &sb) != 0 || (uint64_t)sb.st_size != seg_size)
+        fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd >= 0 && (flock(fd, LOCK_EX | LOCK_NB) != 0 || fstat(fd, &sb) != 0 ||
+                    !S_ISREG(sb.st_mode) || (uint64_t)sb.st_size != seg_size)) {
+        close(fd); /* being read, or not a whole segment: not this one */
+        fd = -1;
+    }
+    if (fd < 0) {
+        if (unlink(path) != 0 && errno != ENOENT)
+            return spool_fail(e, "remove", path);
+        return 0;
+    }
+    /* out of readers' sight first (they check the name after their lock), then zeroed */
+    int rc = 0;
+    if (rename(path, tmp) != 0)
+        rc = spool_fail(e, "rename", path);
+    static const uint8_t zero[65536];
+    for (uint64_t o = 0; rc == 0 && o < seg_size; o += sizeof zero)
+        if (pwrite(fd, zero, sizeof zero, (off_t)o) != (ssize_t)sizeof zero)
+            rc = spool_fail(e, "write", tmp);
+    if (rc == 0 && fdatasync(fd) != 0)
+        rc = spool_fail(e, "fdatasync", tmp);
     close(fd);
     if (rc == 0 && rename(tmp, pre) != 0)
         rc = spool_fail(e, "rename", tmp);

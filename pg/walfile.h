@@ -87,6 +87,12 @@ int pg_wal_spool_write(pg_wal_spool_t *s, const void *buf, size_t len, bq_errbuf
  * whole whenever it exists) unless it is there: the next pg_wal_spool_begin of a new segment
  * renames it into place. May run on another thread than the spool's. */
 int pg_wal_spool_prealloc(const char *dir, uint32_t seg_size, bq_errbuf_t *e);
+/* Done with complete segment file path (archived): reused as dir/.prealloc when there is
+ * none, zeros written over it in place (its disk blocks and cached pages serve again: no new
+ * file to allocate and fill while the server streams), else removed. Readers of a spool
+ * segment hold flock LOCK_SH on it and check the name still leads to it after locking; one
+ * being read (the lock is taken) is removed, never overwritten. BQ_E_IO. */
+int pg_wal_spool_recycle(const char *dir, const char *path, uint32_t seg_size, bq_errbuf_t *e);
 /* fdatasync of the open segment (nothing when none is open). */
 int pg_wal_spool_sync(pg_wal_spool_t *s, bq_errbuf_t *e);
 /* The open segment is complete: closed, NAME.partial renamed NAME, the directory fsynced. */

@@ -16,6 +16,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -461,20 +463,32 @@ static int spool_partial_read(peer_server_t *srv, const char *cluster, const cha
                               uint8_t **buf, size_t *len, int *partial, bq_errbuf_t *e)
 {
     char path[PATH_MAX];
-    /* complete and waiting for the stream's archiver, or still being received */
-    if (snprintf(path, sizeof path, "%s/spool/%s/%s", store_dir(srv->store), cluster,
-                 name) >= (int)sizeof path - 8)
-        return bq_fail(e, BQ_E_INVAL, "spool path too long");
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    *partial = 0;
-    if (fd < 0 && errno == ENOENT) {
-        strcat(path, ".partial");
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-        *partial = 1;
+    /* complete and waiting for the stream's archiver, or still being received; the archiver
+     * may reuse an archived segment's file (pg_wal_spool_recycle): it never touches one that
+     * is locked, and renames it away before it writes, so the name is checked after the
+     * lock (a .partial renamed complete meanwhile: looked for again) */
+    int fd = -1;
+    for (int attempt = 0; fd < 0 && attempt < 3; attempt++) {
+        for (int part = 0; fd < 0 && part < 2; part++) {
+            if (snprintf(path, sizeof path, "%s/spool/%s/%s%s", store_dir(srv->store), cluster,
+                         name, part ? ".partial" : "") >= (int)sizeof path)
+                return bq_fail(e, BQ_E_INVAL, "spool path too long");
+            fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+            *partial = part;
+            if (fd < 0 && errno != ENOENT)
+                return bq_fail(e, BQ_E_IO, "could not open %s: %s", path, strerror(errno));
+        }
+        if (fd < 0)
+            return BQ_E_NOTFOUND;
+        struct stat a, b_st;
+        if (flock(fd, LOCK_SH) != 0 || fstat(fd, &a) != 0 || stat(path, &b_st) != 0 ||
+            a.st_ino != b_st.st_ino || a.st_dev != b_st.st_dev) {
+            close(fd);
+            fd = -1;
+        }
     }
     if (fd < 0)
-        return errno == ENOENT ? BQ_E_NOTFOUND : bq_fail(e, BQ_E_IO, "could not open %s: %s",
-                                                          path, strerror(errno));
+        return BQ_E_NOTFOUND; /* archived meanwhile: the store has it */
     off_t end = lseek(fd, 0, SEEK_END);
     int rc = 0;
     if (end < 0 || (size_t)end > STORE_WAL_SEG_MAX)
@@ -526,6 +540,15 @@ static void serve_wal_get(peer_server_t *srv, const bq_peer_t *from, uint64_t se
         free(buf);
         buf = NULL;
         rc = spool_partial_read(srv, q->cluster, q->name, &buf, &len, &partial, &e);
+        if (rc == BQ_E_NOTFOUND) {
+            /* archived between the two looks: in the store now */
+            uint64_t again = 0;
+            if (store_wal_stat(store_dir(srv->store), q->cluster, q->name, &again, NULL, NULL,
+                               &e) == 0 && again <= STORE_WAL_SEG_MAX &&
+                (buf = malloc(again ? (size_t)again : 1)) != NULL)
+                rc = store_wal_fetch(srv->store, q->cluster, q->name, buf, (size_t)again, &len,
+                                     &e);
+        }
     }
     if (rc == BQ_E_NOTFOUND)
         snprintf(e.msg, sizeof e.msg, "WAL file %s of cluster %s is not in this worker's store",

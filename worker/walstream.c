@@ -91,8 +91,13 @@ static int store_file(ws_t *w, const char *name, size_t *len_out, bq_errbuf_t *e
         munmap(map, len);
     if (rc)
         return rc;
-    if (unlink(path) != 0 && errno != ENOENT)
-        return io_fail(e, "remove", path);
+    /* a complete segment's file becomes the next .prealloc when there is none */
+    if (len == w->seg_size)
+        rc = pg_wal_spool_recycle(w->spool, path, w->seg_size, e);
+    else if (unlink(path) != 0 && errno != ENOENT)
+        rc = io_fail(e, "remove", path);
+    if (rc)
+        return rc;
     if (len_out)
         *len_out = len;
     return 0;
