@@ -100,6 +100,18 @@ static int file_read(const char *path, uint8_t **out, size_t *len, struct stat *
     return 0;
 }
 
+/* The lock file at path (created when absent) locked exclusively for this process: its fd,
+ * or -1 when another process holds it or it cannot be opened. */
+static int lock_try(const char *path)
+{
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        close(fd);
+        fd = -1;
+    }
+    return fd;
+}
+
 /* The wal_segment_size of the cluster a WAL file belongs to: from its own first page for a
  * segment, else from a segment beside it (pg_wal), else 16 MiB. */
 static uint32_t seg_size_of(const char *name, const uint8_t *buf, size_t len, const char *dir)
@@ -601,12 +613,9 @@ static int pusher_run(const wal_cmd_opts_t *o, const char *cluster, const char *
 {
     char lock[PATH_MAX];
     spool_path(o->spool, PUSHER_LOCK, "", lock, sizeof lock);
-    int fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        if (fd >= 0)
-            close(fd);
+    int fd = lock_try(lock);
+    if (fd < 0)
         return 0; /* another pusher is at work */
-    }
     /* who holds it, for the operator (and tests) to stop it by PID */
     char pid[24];
     int pl = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
@@ -757,12 +766,11 @@ static int pusher_alive(const char *spool)
 {
     char lock[PATH_MAX];
     spool_path(spool, PUSHER_LOCK, "", lock, sizeof lock);
-    int fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    int fd = lock_try(lock);
     if (fd < 0)
-        return 0;
-    int alive = flock(fd, LOCK_EX | LOCK_NB) != 0;
-    close(fd); /* releases it when it was ours */
-    return alive;
+        return access(lock, F_OK) == 0; /* held by another (or it cannot be opened: none) */
+    close(fd); /* it was free: released again */
+    return 0;
 }
 
 /* The marker of name is there and describes the file at path: 1. It stays until the server
@@ -968,12 +976,9 @@ static int prefetch_run(const wal_cmd_opts_t *o, const char *cluster, const char
 {
     char lock[PATH_MAX];
     snprintf(lock, sizeof lock, "%s/.lock", pdir);
-    int fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        if (fd >= 0)
-            close(fd);
+    int fd = lock_try(lock);
+    if (fd < 0)
         return 0; /* another prefetcher is at work */
-    }
     char cur[25];
     snprintf(cur, sizeof cur, "%.24s", name);
     bq_msg_t cr;

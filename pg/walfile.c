@@ -266,6 +266,29 @@ int pg_wal_spool_begin(pg_wal_spool_t *s, const char *name, uint64_t offset, bq_
     return 0;
 }
 
+/* Zeros over the first seg_size bytes of fd (the file tmp), synced, closed, renamed to pre
+ * with its directory synced; tmp removed on failure. data_only: the file's size is already
+ * seg_size (fdatasync is enough). */
+static int zero_into_place(int fd, const char *tmp, const char *pre, uint32_t seg_size,
+                           int data_only, bq_errbuf_t *e)
+{
+    static const uint8_t zero[65536];
+    int rc = 0;
+    for (uint64_t o = 0; rc == 0 && o < seg_size; o += sizeof zero)
+        if (pwrite(fd, zero, sizeof zero, (off_t)o) != (ssize_t)sizeof zero)
+            rc = spool_fail(e, "write", tmp);
+    if (rc == 0 && (data_only ? fdatasync(fd) : fsync(fd)) != 0)
+        rc = spool_fail(e, data_only ? "fdatasync" : "fsync", tmp);
+    close(fd);
+    if (rc == 0 && rename(tmp, pre) != 0)
+        rc = spool_fail(e, "rename", tmp);
+    if (rc == 0)
+        rc = bq_fsync_dir_of(pre, e);
+    if (rc)
+        unlink(tmp);
+    return rc;
+}
+
 int pg_wal_spool_prealloc(const char *dir, uint32_t seg_size, bq_errbuf_t *e)
 {
     char pre[PATH_MAX], tmp[PATH_MAX + 8];
@@ -277,21 +300,7 @@ int pg_wal_spool_prealloc(const char *dir, uint32_t seg_size, bq_errbuf_t *e)
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0)
         return spool_fail(e, "open", tmp);
-    static const uint8_t zero[65536];
-    int rc = 0;
-    for (uint64_t o = 0; rc == 0 && o < seg_size; o += sizeof zero)
-        if (pwrite(fd, zero, sizeof zero, (off_t)o) != (ssize_t)sizeof zero)
-            rc = spool_fail(e, "write", tmp);
-    if (rc == 0 && fsync(fd) != 0)
-        rc = spool_fail(e, "fsync", tmp);
-    close(fd);
-    if (rc == 0 && rename(tmp, pre) != 0)
-        rc = spool_fail(e, "rename", tmp);
-    if (rc == 0)
-        rc = bq_fsync_dir_of(pre, e);
-    if (rc)
-        unlink(tmp);
-    return rc;
+    return zero_into_place(fd, tmp, pre, seg_size, 0, e);
 }
 
 int pg_wal_spool_recycle(const char *dir, const char *path, uint32_t seg_size, bq_errbuf_t *e)
@@ -314,23 +323,11 @@ int pg_wal_spool_recycle(const char *dir, const char *path, uint32_t seg_size, b
         return 0;
     }
     /* out of readers' sight first (they check the name after their lock), then zeroed */
-    int rc = 0;
-    if (rename(path, tmp) != 0)
-        rc = spool_fail(e, "rename", path);
-    static const uint8_t zero[65536];
-    for (uint64_t o = 0; rc == 0 && o < seg_size; o += sizeof zero)
-        if (pwrite(fd, zero, sizeof zero, (off_t)o) != (ssize_t)sizeof zero)
-            rc = spool_fail(e, "write", tmp);
-    if (rc == 0 && fdatasync(fd) != 0)
-        rc = spool_fail(e, "fdatasync", tmp);
-    close(fd);
-    if (rc == 0 && rename(tmp, pre) != 0)
-        rc = spool_fail(e, "rename", tmp);
-    if (rc == 0)
-        rc = bq_fsync_dir_of(pre, e);
-    if (rc)
-        unlink(tmp);
-    return rc;
+    if (rename(path, tmp) != 0) {
+        close(fd);
+        return spool_fail(e, "rename", path);
+    }
+    return zero_into_place(fd, tmp, pre, seg_size, 1, e);
 }
 
 int pg_wal_spool_write(pg_wal_spool_t *s, const void *buf, size_t len, bq_errbuf_t *e)
