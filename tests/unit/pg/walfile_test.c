@@ -1,4 +1,5 @@
-/* WAL page headers and timeline history files (pg/walfile.h). */
+/* WAL page headers and timeline history files (pg/walfile.h); a spool's archived segment
+ * reused as its next .prealloc (pg_wal_spool_recycle), on real files in a mkdtemp directory. */
 #include "walfile.h"
 
 #include <setjmp.h>
@@ -6,7 +7,14 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -156,11 +164,297 @@ static void test_history(void **state)
     assert_int_equal(n, 0);
 }
 
+/* ---- the spool: an archived segment recycled as the next .prealloc ---- */
+
+#define SEG (1u << 20) /* 1 MiB segments (initdb --wal-segsize=1) */
+#define SEG_NAME "000000010000000000000003"
+
+static char spool[64]; /* a fresh mkdtemp directory per test */
+
+static int spool_setup(void **state)
+{
+    (void)state;
+    snprintf(spool, sizeof spool, "/tmp/bq_walfile_test.XXXXXX");
+    return mkdtemp(spool) ? 0 : -1;
+}
+
+static int spool_teardown(void **state)
+{
+    (void)state;
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", spool);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+/* dir/name, in one of four rotating buffers (a few may be live at once). */
+static const char *in_spool(const char *name)
+{
+    static char paths[4][PATH_MAX];
+    static int next;
+    char *p = paths[next++ % 4];
+    snprintf(p, PATH_MAX, "%s/%s", spool, name);
+    return p;
+}
+
+/* Byte i of a segment's content, never zero (a WAL segment as a server wrote it). */
+static uint8_t seg_byte(size_t i) { return (uint8_t)(1 + (i * 7 + i / 4096) % 251); }
+
+/* Write spool file name: len bytes, each seg_byte(i) (fill -1) or fill; its inode. */
+static ino_t put_file(const char *name, size_t len, int fill)
+{
+    uint8_t *b = malloc(len ? len : 1);
+    assert_non_null(b);
+    for (size_t i = 0; i < len; i++)
+        b[i] = fill >= 0 ? (uint8_t)fill : seg_byte(i);
+    int fd = open(in_spool(name), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, b, len), (ssize_t)len);
+    free(b);
+    struct stat sb;
+    assert_int_equal(fstat(fd, &sb), 0);
+    close(fd);
+    return sb.st_ino;
+}
+
+/* Inode of spool file name; 0 when there is no such name (lstat: ENOENT). */
+static ino_t ino_of(const char *name)
+{
+    struct stat sb;
+    if (lstat(in_spool(name), &sb) != 0) {
+        assert_int_equal(errno, ENOENT);
+        return 0;
+    }
+    assert_true(sb.st_ino != 0);
+    return sb.st_ino;
+}
+
+/* The spool's entries, sorted, comma-separated ("" when empty). */
+static const char *listing(void)
+{
+    static char out[1024];
+    struct dirent **ents;
+    int n = scandir(spool, &ents, NULL, alphasort);
+    assert_true(n >= 0);
+    out[0] = 0;
+    for (int i = 0; i < n; i++) {
+        const char *d = ents[i]->d_name;
+        if (strcmp(d, ".") != 0 && strcmp(d, "..") != 0)
+            snprintf(out + strlen(out), sizeof out - strlen(out), "%s%s", out[0] ? "," : "", d);
+        free(ents[i]);
+    }
+    free(ents);
+    return out;
+}
+
+/* Fail unless fd's file holds exactly len bytes, each seg_byte(i) (fill -1) or fill. */
+static void check_fd_content(int fd, size_t len, int fill, const char *what)
+{
+    struct stat sb;
+    assert_int_equal(fstat(fd, &sb), 0);
+    if ((uint64_t)sb.st_size != len)
+        fail_msg("%s: %lld bytes, not %zu", what, (long long)sb.st_size, len);
+    uint8_t *b = malloc(len + 1);
+    assert_non_null(b);
+    size_t got = 0;
+    ssize_t r;
+    while ((r = pread(fd, b + got, len + 1 - got, (off_t)got)) > 0)
+        got += (size_t)r;
+    assert_int_equal(r, 0);
+    assert_int_equal(got, len);
+    for (size_t i = 0; i < len; i++) {
+        uint8_t want = fill >= 0 ? (uint8_t)fill : seg_byte(i);
+        if (b[i] != want) {
+            unsigned bad = b[i];
+            free(b);
+            fail_msg("%s: byte %zu is 0x%02x, not 0x%02x", what, i, bad, want);
+        }
+    }
+    free(b);
+}
+
+/* Fail unless spool file name holds len bytes of fill (-1: the segment content). */
+static void check_content(const char *name, size_t len, int fill)
+{
+    int fd = open(in_spool(name), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        fail_msg("%s: %s", name, strerror(errno));
+    check_fd_content(fd, len, fill, name);
+    close(fd);
+}
+
+static void recycle_ok(const char *name)
+{
+    bq_errbuf_t e = {{0}};
+    int rc = pg_wal_spool_recycle(spool, in_spool(name), SEG, &e);
+    if (rc != 0)
+        fail_msg("recycle %s: %s \"%s\"", name, bq_err_name(rc), e.msg);
+}
+
+/* No .prealloc: the complete segment becomes it, in place: same inode, zeros over it. */
+static void test_recycle_reuses(void **state)
+{
+    (void)state;
+    ino_t ino = put_file(SEG_NAME, SEG, -1);
+    check_content(SEG_NAME, SEG, -1);
+    recycle_ok(SEG_NAME);
+    assert_int_equal(ino_of(SEG_NAME), 0);
+    assert_int_equal(ino_of(".prealloc.tmp"), 0);
+    assert_int_equal(ino_of(".prealloc"), ino);
+    check_content(".prealloc", SEG, 0);
+    assert_string_equal(listing(), ".prealloc");
+}
+
+/* A whole .prealloc is there: the segment is removed, .prealloc untouched (its content is a
+ * marker here, so a segment zeroed and renamed over it would show). */
+static void test_recycle_prealloc_there(void **state)
+{
+    (void)state;
+    ino_t pre = put_file(".prealloc", SEG, 0xA5);
+    ino_t ino = put_file(SEG_NAME, SEG, -1);
+    assert_true(pre != ino);
+    recycle_ok(SEG_NAME);
+    assert_int_equal(ino_of(SEG_NAME), 0);
+    assert_int_equal(ino_of(".prealloc"), pre);
+    check_content(".prealloc", SEG, 0xA5);
+    assert_string_equal(listing(), ".prealloc");
+}
+
+/* A .prealloc of another size (a smaller cluster's, a torn copy) is no .prealloc: the segment
+ * replaces it, as when there is none. */
+static void test_recycle_prealloc_wrong_size(void **state)
+{
+    (void)state;
+    static const size_t sizes[] = {SEG / 4, SEG - 1, SEG + 1, 0};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        ino_t pre = put_file(".prealloc", sizes[i], 0xA5);
+        ino_t ino = put_file(SEG_NAME, SEG, -1);
+        recycle_ok(SEG_NAME);
+        if (ino_of(".prealloc") != ino)
+            fail_msg(".prealloc of %zu bytes: not replaced by the segment (inode %llu, old "
+                     "%llu, segment %llu)", sizes[i], (unsigned long long)ino_of(".prealloc"),
+                     (unsigned long long)pre, (unsigned long long)ino);
+        assert_int_equal(ino_of(SEG_NAME), 0);
+        check_content(".prealloc", SEG, 0);
+        assert_string_equal(listing(), ".prealloc");
+        assert_int_equal(unlink(in_spool(".prealloc")), 0);
+    }
+}
+
+/* A reader holds LOCK_SH (peer.c's spool_partial_read): the name goes, the bytes stay. */
+static void test_recycle_locked(void **state)
+{
+    (void)state;
+    ino_t ino = put_file(SEG_NAME, SEG, -1);
+    int rfd = open(in_spool(SEG_NAME), O_RDONLY | O_CLOEXEC);
+    assert_true(rfd >= 0);
+    assert_int_equal(flock(rfd, LOCK_SH), 0);
+    recycle_ok(SEG_NAME);
+    assert_int_equal(ino_of(SEG_NAME), 0);
+    assert_int_equal(ino_of(".prealloc"), 0);
+    assert_int_equal(ino_of(".prealloc.tmp"), 0);
+    assert_string_equal(listing(), "");
+    struct stat sb;
+    assert_int_equal(fstat(rfd, &sb), 0);
+    assert_int_equal(sb.st_ino, ino);
+    assert_int_equal(sb.st_nlink, 0); /* removed, not renamed somewhere */
+    check_fd_content(rfd, SEG, -1, "the reader's segment");
+    close(rfd);
+    /* a .prealloc of the wrong size is not replaced by a locked segment either */
+    ino_t pre = put_file(".prealloc", SEG / 2, 0xA5);
+    put_file(SEG_NAME, SEG, -1);
+    rfd = open(in_spool(SEG_NAME), O_RDONLY | O_CLOEXEC);
+    assert_true(rfd >= 0);
+    assert_int_equal(flock(rfd, LOCK_SH), 0);
+    recycle_ok(SEG_NAME);
+    assert_int_equal(ino_of(SEG_NAME), 0);
+    assert_int_equal(ino_of(".prealloc"), pre);
+    check_content(".prealloc", SEG / 2, 0xA5);
+    check_fd_content(rfd, SEG, -1, "the reader's segment");
+    assert_string_equal(listing(), ".prealloc");
+    close(rfd);
+}
+
+/* Not a whole segment (a .partial cut short, a history file): removed, never made .prealloc;
+ * an unlocked reader's fd still sees the bytes (not zeroed before the unlink). */
+static void test_recycle_wrong_size(void **state)
+{
+    (void)state;
+    static const size_t sizes[] = {SEG / 2, SEG - 1, SEG + 1, 0};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        put_file(SEG_NAME, sizes[i], -1);
+        int rfd = open(in_spool(SEG_NAME), O_RDONLY | O_CLOEXEC);
+        assert_true(rfd >= 0);
+        recycle_ok(SEG_NAME);
+        if (ino_of(SEG_NAME) != 0 || ino_of(".prealloc") != 0)
+            fail_msg("a file of %zu bytes: spool holds \"%s\"", sizes[i], listing());
+        assert_string_equal(listing(), "");
+        check_fd_content(rfd, sizes[i], -1, "the removed file");
+        close(rfd);
+    }
+}
+
+/* Nothing there (archived and removed before): 0, and nothing is made. */
+static void test_recycle_missing(void **state)
+{
+    (void)state;
+    bq_errbuf_t e = {{0}};
+    assert_int_equal(pg_wal_spool_recycle(spool, in_spool(SEG_NAME), SEG, &e), 0);
+    assert_string_equal(listing(), "");
+    ino_t pre = put_file(".prealloc", SEG, 0xA5);
+    assert_int_equal(pg_wal_spool_recycle(spool, in_spool(SEG_NAME), SEG, &e), 0);
+    assert_string_equal(listing(), ".prealloc");
+    assert_int_equal(ino_of(".prealloc"), pre);
+    check_content(".prealloc", SEG, 0xA5);
+}
+
+/* The recycled file serves the next segment: pg_wal_spool_begin renames it into place and
+ * writes no zeros (its mtime, set back here, stays), and the data lands in it. */
+static void test_recycle_then_begin(void **state)
+{
+    (void)state;
+    ino_t ino = put_file(SEG_NAME, SEG, -1);
+    recycle_ok(SEG_NAME);
+    assert_int_equal(ino_of(".prealloc"), ino);
+    const struct timespec old[2] = {{1000000000, 0}, {1000000000, 0}};
+    assert_int_equal(utimensat(AT_FDCWD, in_spool(".prealloc"), old, 0), 0);
+    pg_wal_spool_t s;
+    bq_errbuf_t e = {{0}};
+    pg_wal_spool_init(&s, spool, SEG);
+    int rc = pg_wal_spool_begin(&s, "000000010000000000000004", 0, &e);
+    if (rc != 0)
+        fail_msg("begin: %s \"%s\"", bq_err_name(rc), e.msg);
+    assert_string_equal(listing(), "000000010000000000000004.partial");
+    assert_int_equal(ino_of("000000010000000000000004.partial"), ino);
+    struct stat sb;
+    assert_int_equal(stat(in_spool("000000010000000000000004.partial"), &sb), 0);
+    assert_int_equal(sb.st_mtim.tv_sec, 1000000000);
+    check_content("000000010000000000000004.partial", SEG, 0);
+    /* the stream's first bytes go at offset 0 of that file */
+    assert_int_equal(pg_wal_spool_write(&s, "\x10\xD1", 2, &e), 0);
+    pg_wal_spool_close(&s);
+    int fd = open(in_spool("000000010000000000000004.partial"), O_RDONLY | O_CLOEXEC);
+    assert_true(fd >= 0);
+    uint8_t b[3];
+    assert_int_equal(pread(fd, b, 3, 0), 3);
+    close(fd);
+    assert_int_equal(b[0], 0x10);
+    assert_int_equal(b[1], 0xD1);
+    assert_int_equal(b[2], 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_page_header),
         cmocka_unit_test(test_history),
+        cmocka_unit_test_setup_teardown(test_recycle_reuses, spool_setup, spool_teardown),
+        cmocka_unit_test_setup_teardown(test_recycle_prealloc_there, spool_setup, spool_teardown),
+        cmocka_unit_test_setup_teardown(test_recycle_prealloc_wrong_size, spool_setup,
+                                        spool_teardown),
+        cmocka_unit_test_setup_teardown(test_recycle_locked, spool_setup, spool_teardown),
+        cmocka_unit_test_setup_teardown(test_recycle_wrong_size, spool_setup, spool_teardown),
+        cmocka_unit_test_setup_teardown(test_recycle_missing, spool_setup, spool_teardown),
+        cmocka_unit_test_setup_teardown(test_recycle_then_begin, spool_setup, spool_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
