@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
@@ -266,6 +267,15 @@ int pg_wal_spool_begin(pg_wal_spool_t *s, const char *name, uint64_t offset, bq_
     return 0;
 }
 
+/* A temp name of its own for each caller: the archiver thread and a timeline's end on the
+ * receiver's thread may make or recycle the .prealloc at once (the last rename wins; both
+ * files are whole zeros). */
+static void prealloc_tmp(const char *pre, char *tmp, size_t cap)
+{
+    static atomic_uint seq;
+    snprintf(tmp, cap, "%s.tmp.%ld.%u", pre, (long)getpid(), atomic_fetch_add(&seq, 1));
+}
+
 /* Zeros over the first seg_size bytes of fd (the file tmp), synced, closed, renamed to pre
  * with its directory synced; tmp removed on failure. data_only: the file's size is already
  * seg_size (fdatasync is enough). */
@@ -291,12 +301,12 @@ static int zero_into_place(int fd, const char *tmp, const char *pre, uint32_t se
 
 int pg_wal_spool_prealloc(const char *dir, uint32_t seg_size, bq_errbuf_t *e)
 {
-    char pre[PATH_MAX], tmp[PATH_MAX + 8];
+    char pre[PATH_MAX], tmp[PATH_MAX + 32];
     snprintf(pre, sizeof pre, "%s/" SPOOL_PREALLOC, dir);
     struct stat sb;
     if (stat(pre, &sb) == 0 && (uint64_t)sb.st_size == seg_size)
         return 0;
-    snprintf(tmp, sizeof tmp, "%s.tmp", pre);
+    prealloc_tmp(pre, tmp, sizeof tmp);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0)
         return spool_fail(e, "open", tmp);
@@ -305,9 +315,9 @@ int pg_wal_spool_prealloc(const char *dir, uint32_t seg_size, bq_errbuf_t *e)
 
 int pg_wal_spool_recycle(const char *dir, const char *path, uint32_t seg_size, bq_errbuf_t *e)
 {
-    char pre[PATH_MAX], tmp[PATH_MAX + 8];
+    char pre[PATH_MAX], tmp[PATH_MAX + 32];
     snprintf(pre, sizeof pre, "%s/" SPOOL_PREALLOC, dir);
-    snprintf(tmp, sizeof tmp, "%s.tmp", pre);
+    prealloc_tmp(pre, tmp, sizeof tmp);
     struct stat sb;
     int fd = -1;
     if (stat(pre, &sb) != 0 || (uint64_t)sb.st_size != seg_size)
