@@ -681,8 +681,10 @@ static int pusher_run(const wal_cmd_opts_t *o, const char *cluster, const char *
         for (int i = 0; i < PUSHER_SLOTS; i++)
             busy += p->slots[i].state != SLOT_FREE;
         int64_t now = bq_mono_ms();
-        if (now - swept > 1000) {
+        if (now - swept > 1000) { /* file I/O: not under the lock the threads take work by */
+            pthread_mutex_unlock(&p->mu);
             pusher_sweep(p->spool, p->dir);
+            pthread_mutex_lock(&p->mu);
             swept = now;
         }
         if (busy < 2 * PUSHER_THREADS && pusher_scan(p) > 0) {
