@@ -126,6 +126,7 @@ check_fail() { echo "wal.sh: --check: $*" >&2; fail_check=1; }
 
 bq_tmpdir
 chmod 755 "$BQ_TMP"
+cli_abs=$(readlink -f "$BQ_BIN_CLI") # bq_tmpdir may have copied it where postgres can run it
 echo "# wal.sh: $(date -u +%FT%TZ), $(nproc) CPUs, load $(load); commit $(git -C "$root" log -1 --format=%h 2>/dev/null || echo '?')"
 # The bulk mix (see the top): heap updates, index inserts and full-page images.
 cat >"$BQ_TMP/range.sql" <<'SQL'

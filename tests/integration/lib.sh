@@ -122,6 +122,16 @@ bq_tmpdir() {
     : >"$BQ_TMP/.pids"      # "PID KIND" per line; KIND is pg or proc
     : >"$BQ_TMP/.ports"     # ports handed out by bq_free_port
     export BQ_TMP
+    # archive_command and restore_command run the CLI as postgres, which cannot enter a
+    # clone under /root (or a mktemp -d): then it runs a copy in the scratch dir (the
+    # project's libraries are linked in; the system's are readable by all)
+    if ((EUID == 0)) && [[ -n ${BQ_BIN_CLI:-} && -x $BQ_BIN_CLI ]] &&
+        ! runuser -u postgres -- test -x "$BQ_BIN_CLI" 2>/dev/null; then
+        mkdir -p "$BQ_TMP/bin"
+        install -m 755 "$BQ_BIN_CLI" "$BQ_TMP/bin/barque"
+        BQ_BIN_CLI=$BQ_TMP/bin/barque
+        export BQ_BIN_CLI
+    fi
     trap bq__cleanup EXIT
     trap 'exit 130' INT
     trap 'exit 143' TERM
