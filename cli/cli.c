@@ -6,6 +6,7 @@
 #include "config.h"
 #include "fsutil.h"
 #include "keys.h"
+#include "metrics.h"
 #include "output.h"
 #include "proto.h"
 #include "store_cmd.h"
@@ -45,6 +46,8 @@ enum {
     OPT_SPOOL = 1 << 19,
     OPT_PREFETCH = 1 << 20,
     OPT_TARGET = 1 << 21,    /* recover's --target-*, --exclusive, --standby */
+    OPT_NAGIOS = 1 << 22,    /* check --nagios */
+    OPT_KEEP = 1 << 23,      /* keep --target full|standalone, --release, --status */
 };
 
 #define CLI_TABLESPACES_MAX 64
@@ -86,6 +89,9 @@ typedef struct {
     const char *target_tli;  /* recover: --target-tli */
     const char *target_action; /* recover: --target-action */
     int exclusive, standby;  /* recover: --exclusive, --standby */
+    int nagios;              /* check: --nagios */
+    const char *keep_target; /* keep: --target full|standalone */
+    int keep_release, keep_status; /* keep: --release, --status */
     int help;
     int nargs;
     const char *args[8];
@@ -434,36 +440,312 @@ static int submit(cli_t *c, bq_msg_cli_request_t *req, uint64_t *id)
     return 0;
 }
 
+static int cluster_arg(const char *verb, const char *arg, char *dst, size_t cap);
+
+/* The severity of a finished check job: the worst of its items; a job that did not finish
+ * or brought no items is UNKNOWN (the item says why). */
+static int check_severity(const bq_job_t *j)
+{
+    if (!j->has_check || j->check.nitems == 0)
+        return BQ_SEV_UNKNOWN;
+    int sev = BQ_SEV_OK;
+    for (size_t i = 0; i < j->check.nitems; i++) {
+        const bq_check_item_t *it = &j->check.items[i];
+        int s = it->ok ? BQ_SEV_OK : it->severity ? it->severity : BQ_SEV_CRITICAL;
+        /* Nagios' order of badness: OK < WARNING < UNKNOWN < CRITICAL */
+        if ((s == BQ_SEV_CRITICAL) || (s == BQ_SEV_UNKNOWN && sev != BQ_SEV_CRITICAL) ||
+            (s == BQ_SEV_WARNING && sev == BQ_SEV_OK))
+            sev = s;
+    }
+    return sev;
+}
+
+static int sev_worse(int a, int b)
+{
+    static const int rank[4] = {0, 1, 3, 2}; /* OK, WARNING, CRITICAL, UNKNOWN */
+    return rank[b & 3] > rank[a & 3] ? b : a;
+}
+
+/* check [CLUSTER|all] [--nagios] [--json]: one check job per cluster (all of them for "all"
+ * or none given), waited for together within --wait-timeout; the coordinator adds its own
+ * items (backups, WAL, redundancy, failed jobs, stores) and the fleet's (workers per site,
+ * catalog). Exit: 0 all OK, 1 otherwise; with --nagios 0/1/2/3 for OK/WARNING/CRITICAL/UNKNOWN. */
 static int verb_check(cli_t *c)
 {
     bq_msg_cli_request_t req;
     memset(&req, 0, sizeof req);
     snprintf(req.verb, sizeof req.verb, "check");
-    if (snprintf(req.cluster, sizeof req.cluster, "%s", c->o->args[0]) >= (int)sizeof req.cluster)
-        return err_usage("check: cluster name too long");
-    uint64_t id = 0;
-    int rc = submit(c, &req, &id);
-    if (rc)
-        return rc;
-    static bq_job_t j;
+    const char *arg = c->o->nargs ? c->o->args[0] : "all";
+    int all = strcmp(arg, "all") == 0;
+    if (!all && cluster_arg("check", arg, req.cluster, sizeof req.cluster))
+        return 2;
+    bq_msg_t r;
     bq_errbuf_t e;
-    rc = job_wait(c, id, &j, &e);
+    int rc = cli_call(c, &req, &r, &e);
+    if (rc) {
+        if (c->o->nagios) {
+            printf("BARQUE UNKNOWN - %s\n", e.msg);
+            return 3;
+        }
+        return fail(rc, e.msg);
+    }
+    bq_msg_cli_reply_t *p = &r.u.cli_reply;
+    size_t n = p->njob_ids ? p->njob_ids : (p->job_id ? 1 : 0);
+    bq_job_t *jobs = calloc(n ? n : 1, sizeof *jobs);
+    if (!jobs) {
+        proto_msg_clear(&r);
+        return fail(BQ_E_NOMEM, "out of memory");
+    }
+    int64_t deadline = bq_mono_ms() + c->o->wait_timeout_ms;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t id = p->njob_ids ? p->job_ids[i] : p->job_id;
+        int64_t left = deadline - bq_mono_ms();
+        int64_t saved = c->o->wait_timeout_ms;
+        c->o->wait_timeout_ms = left > 0 ? left : 1;
+        bq_errbuf_t we;
+        int wrc = job_wait(c, id, &jobs[i], &we);
+        c->o->wait_timeout_ms = saved;
+        if (wrc == BQ_E_TIMEOUT || (wrc == 0 && !jobs[i].has_check)) {
+            /* it did not run (no worker took it) or brought no items: say why as an item */
+            bq_job_t *j = &jobs[i];
+            if (wrc) {
+                j->id = id;
+                snprintf(j->cluster, sizeof j->cluster, "%s",
+                         i < p->nclusters ? p->clusters[i].name : req.cluster);
+            }
+            j->has_check = 1;
+            j->check.nitems = 1;
+            bq_check_item_t *it = &j->check.items[0];
+            snprintf(it->name, sizeof it->name, "check job");
+            it->ok = 0;
+            it->severity = BQ_SEV_UNKNOWN;
+            snprintf(it->detail, sizeof it->detail, "%s", wrc ? we.msg : j->error[0] ? j->error
+                                                                        : "ended with no items");
+        } else if (wrc) {
+            free(jobs);
+            proto_msg_clear(&r);
+            return c->o->nagios ? (printf("BARQUE UNKNOWN - %s\n", we.msg), 3) : fail(wrc, we.msg);
+        }
+    }
+    int sev = BQ_SEV_OK;
+    size_t count[4] = {0, 0, 0, 0};
+    for (size_t i = 0; i < n; i++) {
+        int s = check_severity(&jobs[i]);
+        count[s]++;
+        sev = sev_worse(sev, s);
+    }
+    int fleet_sev = BQ_SEV_OK;
+    if (p->has_fleet) {
+        bq_job_t fj;
+        memset(&fj, 0, sizeof fj);
+        fj.has_check = 1;
+        fj.check = p->fleet;
+        fleet_sev = p->fleet.nitems ? check_severity(&fj) : BQ_SEV_OK;
+        sev = sev_worse(sev, fleet_sev);
+    }
+    if (c->o->nagios) {
+        /* one status line: the first problems, then perfdata */
+        char msg[1024] = "";
+        size_t used = 0;
+        for (size_t i = 0; i < n + 1 && used < sizeof msg - 64; i++) {
+            const bq_check_result_t *cr = i < n ? &jobs[i].check : (p->has_fleet ? &p->fleet : NULL);
+            const char *who = i < n ? jobs[i].cluster : "fleet";
+            for (size_t k = 0; cr && k < cr->nitems && used < sizeof msg - 64; k++) {
+                if (cr->items[k].ok)
+                    continue;
+                int w = snprintf(msg + used, sizeof msg - used, "%s%s %s: %s", used ? "; " : "",
+                                 who, cr->items[k].name, cr->items[k].detail);
+                used += w > 0 ? (size_t)w : 0;
+            }
+        }
+        if (used >= sizeof msg)
+            used = sizeof msg - 1;
+        printf("BARQUE %s - %s%s%zu of %zu clusters OK | clusters=%zu ok=%zu warning=%zu "
+               "critical=%zu unknown=%zu", bq_severity_name(sev), msg, used ? "; " : "",
+               count[BQ_SEV_OK], n, n, count[BQ_SEV_OK], count[BQ_SEV_WARNING],
+               count[BQ_SEV_CRITICAL], count[BQ_SEV_UNKNOWN]);
+        for (size_t i = 0; i < n; i++)
+            printf(" '%s_status'=%d;1;2;0;3", jobs[i].cluster, check_severity(&jobs[i]));
+        printf("\n");
+    } else if (c->o->json) {
+        json_t *arr = json_array();
+        for (size_t i = 0; i < n; i++) {
+            int s = check_severity(&jobs[i]);
+            json_array_append_new(arr, json_pack("{s:s, s:b, s:s, s:o}", "cluster", jobs[i].cluster,
+                                                 "ok", s == BQ_SEV_OK, "status", bq_severity_name(s),
+                                                 "job", out_job_json(&jobs[i])));
+        }
+        json_t *o;
+        if (!all && n == 1) { /* one cluster: its object, as before, with the fleet */
+            o = json_incref(json_array_get(arr, 0));
+            json_decref(arr);
+        } else {
+            o = json_pack("{s:s, s:b, s:o}", "status", bq_severity_name(sev), "ok", sev == BQ_SEV_OK,
+                          "clusters", arr);
+        }
+        if (p->has_fleet)
+            json_object_set_new(o, "fleet", out_check_json(&p->fleet));
+        json_object_set_new(o, "overall", json_string(bq_severity_name(sev)));
+        out_json_print(stdout, o);
+    } else {
+        for (size_t i = 0; i < n; i++)
+            out_check_text(stdout, jobs[i].cluster, &jobs[i]);
+        if (p->has_fleet && p->fleet.nitems) {
+            printf("Fleet:\n");
+            for (size_t k = 0; k < p->fleet.nitems; k++) {
+                const bq_check_item_t *it = &p->fleet.items[k];
+                printf("  %-20s %-7s %s\n", it->name,
+                       it->ok ? "OK" : it->severity == BQ_SEV_WARNING ? "WARNING" : "FAILED",
+                       it->detail);
+            }
+        }
+        if (n != 1 || all)
+            printf("check: %s (%zu of %zu clusters OK)\n", bq_severity_name(sev), count[BQ_SEV_OK], n);
+    }
+    free(jobs);
+    proto_msg_clear(&r);
+    if (c->o->nagios)
+        return sev;
+    return sev == BQ_SEV_OK ? 0 : 1;
+}
+
+/* metrics: the Prometheus text exposition (cli/metrics.c) of the coordinator's view. */
+static int verb_metrics(cli_t *c)
+{
+    bq_msg_cli_request_t req;
+    memset(&req, 0, sizeof req);
+    snprintf(req.verb, sizeof req.verb, "metrics");
+    bq_msg_t r;
+    bq_errbuf_t e;
+    int rc = cli_call(c, &req, &r, &e);
+    if (rc) {
+        /* barque_up 0 so that a scraper sees the coordinator down, not stale figures */
+        printf("# HELP barque_up Whether the coordinator answered (1) or not (0).\n"
+               "# TYPE barque_up gauge\nbarque_up 0\n");
+        fprintf(stderr, "barque: %s\n", e.msg);
+        return 1;
+    }
+    const bq_msg_cli_reply_t *p = &r.u.cli_reply;
+    metrics_check_t *checks = calloc(p->nclusters ? p->nclusters : 1, sizeof *checks);
+    size_t nchecks = 0;
+    for (size_t i = 0; checks && i < p->nclusters; i++) {
+        if (!p->clusters[i].check_ms)
+            continue;
+        snprintf(checks[nchecks].cluster, sizeof checks[nchecks].cluster, "%s", p->clusters[i].name);
+        checks[nchecks].status = p->clusters[i].check_status;
+        checks[nchecks].time_ms = p->clusters[i].check_ms;
+        checks[nchecks].nfailed = p->clusters[i].check_failed;
+        nchecks++;
+    }
+    metrics_input_t in = {
+        .clusters = p->clusters, .nclusters = p->nclusters, .backups = p->backups,
+        .nbackups = p->nbackups, .workers = p->workers, .nworkers = p->nworkers,
+        .checks = checks, .nchecks = nchecks, .now_ms = bq_wall_ms(),
+    };
+    rc = metrics_write(stdout, &in) == 0 ? 0 : 1;
+    free(checks);
+    proto_msg_clear(&r);
+    return rc;
+}
+
+/* keep CLUSTER ID --target full|standalone | --release | --status */
+static int verb_keep(cli_t *c)
+{
+    bq_msg_cli_request_t req;
+    memset(&req, 0, sizeof req);
+    snprintf(req.verb, sizeof req.verb, "keep");
+    if (cluster_arg("keep", c->o->args[0], req.cluster, sizeof req.cluster))
+        return 2;
+    if (!bq_backup_id_valid(c->o->args[1]))
+        return err_usage("keep: %s is not a backup id (YYYYMMDDTHHMMSS)", c->o->args[1]);
+    snprintf(req.backup_id, sizeof req.backup_id, "%s", c->o->args[1]);
+    int modes = !!c->o->keep_target + c->o->keep_release + c->o->keep_status;
+    if (modes != 1)
+        return err_usage("keep: give exactly one of --target full|standalone, --release, --status");
+    if (c->o->keep_target && strcmp(c->o->keep_target, "full") != 0 &&
+        strcmp(c->o->keep_target, "standalone") != 0)
+        return err_usage("keep: --target must be full or standalone, not %s", c->o->keep_target);
+    snprintf(req.keep, sizeof req.keep, "%s",
+             c->o->keep_target ? c->o->keep_target : c->o->keep_release ? "release" : "status");
+    bq_msg_t r;
+    bq_errbuf_t e;
+    int rc = cli_call(c, &req, &r, &e);
     if (rc)
         return fail(rc, e.msg);
-    int passed = j.state == BQ_JOB_SUCCEEDED && j.has_check && j.check.nitems > 0;
-    for (size_t i = 0; passed && i < j.check.nitems; i++)
-        passed = j.check.items[i].ok;
-    if (c->o->json) {
-        json_t *o = json_pack("{s:s, s:b, s:o}", "cluster", c->o->args[0], "ok", passed, "job",
-                              out_job_json(&j));
-        out_json_print(stdout, o);
-    } else if (j.has_check) {
-        out_check_text(stdout, c->o->args[0], &j);
-    } else {
-        printf("Cluster %s: check job %" PRIu64 " ended %s: %s\n", c->o->args[0], id,
-               bq_job_state_name(j.state), j.error);
+    const bq_backup_t *b = r.u.cli_reply.nbackups ? &r.u.cli_reply.backups[0] : NULL;
+    const char *k = !b ? "?" : b->keep == 1 ? "full" : b->keep == 2 ? "standalone" : "nokeep";
+    if (c->o->json)
+        out_json_print(stdout, json_pack("{s:s, s:s, s:s, s:s}", "cluster", req.cluster, "backup_id",
+                                         req.backup_id, "keep", k, "retention",
+                                         b && b->retention[0] ? b->retention : "-"));
+    else if (c->o->keep_status)
+        printf("%s\n", k);
+    else
+        printf("backup %s of cluster %s: keep %s (retention status %s)\n", req.backup_id,
+               req.cluster, k, b && b->retention[0] ? b->retention : "-");
+    proto_msg_clear(&r);
+    return 0;
+}
+
+static void time_utc(int64_t ms, char *buf, size_t len)
+{
+    if (ms <= 0) {
+        snprintf(buf, len, "-");
+        return;
     }
-    return passed ? 0 : 1;
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(buf, len, "%Y-%m-%d %H:%M:%S UTC", &tm);
+}
+
+/* schedule [CLUSTER] [--json] */
+static int verb_schedule(cli_t *c)
+{
+    bq_msg_cli_request_t req;
+    memset(&req, 0, sizeof req);
+    snprintf(req.verb, sizeof req.verb, "schedule");
+    if (c->o->nargs && cluster_arg("schedule", c->o->args[0], req.cluster, sizeof req.cluster))
+        return 2;
+    bq_msg_t r;
+    bq_errbuf_t e;
+    int rc = cli_call(c, &req, &r, &e);
+    if (rc)
+        return fail(rc, e.msg);
+    const bq_msg_cli_reply_t *p = &r.u.cli_reply;
+    if (c->o->json) {
+        json_t *a = json_array();
+        for (size_t i = 0; i < p->nschedule; i++) {
+            const bq_schedule_row_t *s = &p->schedule[i];
+            char last[40], next[40];
+            time_utc(s->last_slot_ms, last, sizeof last);
+            time_utc(s->next_ms, next, sizeof next);
+            json_array_append_new(a, json_pack("{s:s, s:s, s:s, s:s, s:s, s:b, s:s, s:s, s:s}",
+                                               "cluster", s->cluster, "site", s->site, "schedule",
+                                               s->schedule, "last_slot", last, "next", next, "due",
+                                               s->due, "why", s->why, "last_backup", s->last_backup,
+                                               "retention_policy", s->retention));
+        }
+        out_json_print(stdout, a);
+    } else {
+        printf("%-20s %-10s %-28s %-24s %-24s %s\n", "CLUSTER", "SITE", "SCHEDULE", "LAST SLOT",
+               "NEXT", "WHY");
+        for (size_t i = 0; i < p->nschedule; i++) {
+            const bq_schedule_row_t *s = &p->schedule[i];
+            char last[40], next[40];
+            time_utc(s->last_slot_ms, last, sizeof last);
+            if (s->due)
+                snprintf(next, sizeof next, "now");
+            else
+                time_utc(s->next_ms >= INT64_MAX / 2 ? 0 : s->next_ms, next, sizeof next);
+            printf("%-20s %-10s %-28s %-24s %-24s %s\n", s->cluster, s->site, s->schedule, last,
+                   next, s->why);
+        }
+        if (!p->nschedule)
+            printf("(no clusters in the coordinator's config)\n");
+    }
+    proto_msg_clear(&r);
+    return 0;
 }
 
 static int cluster_arg(const char *verb, const char *arg, char *dst, size_t cap);
@@ -1491,10 +1773,36 @@ static const verb_t verbs[] = {
      "Diagnostic: queue a job that holds a worker slot at SITE for DURATION (e.g. 5s).\n"
      "Proves dispatch, leases and failover without touching a database. --count N queues\n"
      "N such jobs in one request (1..100000); the job id printed is the last one's.", 0, NULL},
-    {"check", 1, 1, OPT_JSON | OPT_WAIT_TIMEOUT, verb_check, "check CLUSTER [--wait-timeout SEC] [--json]",
-     "Run a check job on a worker at the cluster's site: connection, server version, system\n"
-     "identifier, wal_level, archive_mode, max_wal_senders, replication slots and whether the\n"
-     "role may replicate. Prints each item OK/FAILED with the reason; exit 1 if any failed.", 0, NULL},
+    {"check", 0, 1, OPT_JSON | OPT_WAIT_TIMEOUT | OPT_NAGIOS, verb_check,
+     "check [CLUSTER|all] [--nagios] [--wait-timeout SEC] [--json]",
+     "Check one cluster, or every cluster of the config (all, the default). A worker at each\n"
+     "cluster's site checks PostgreSQL: reachable, server version, system identifier (against\n"
+     "the catalog's), wal_level, archive_mode, max_wal_senders, the slot barque_<cluster> and\n"
+     "its receiver, WAL lag, whether the role may replicate. The coordinator adds: WAL archive\n"
+     "gaps, last archived WAL age (wal_max_age), newest DONE backup age (backup_max_age),\n"
+     "minimum_redundancy, jobs failed in the last day, store space at each site and its trend\n"
+     "(store_free_warning, store_free_critical, store_full_warning); and for the fleet: workers\n"
+     "online per site and the catalog. Prints each item OK/WARNING/FAILED with the reason; exit\n"
+     "0 when all are OK, else 1. --nagios prints one Nagios plugin line (status, message,\n"
+     "perfdata) and exits 0/1/2/3 for OK/WARNING/CRITICAL/UNKNOWN.", 0, NULL},
+    {"keep", 2, 2, OPT_JSON | OPT_KEEP, verb_keep,
+     "keep CLUSTER ID --target full|standalone | --release | --status [--json]",
+     "Keep a DONE backup out of retention (Barman's keep): --target full keeps it with all the\n"
+     "WAL after it (it still counts toward the policy but is never OBSOLETE); --target\n"
+     "standalone keeps only the WAL it needs to be consistent; --release lets retention judge\n"
+     "it again; --status prints full, standalone or nokeep.", 0, NULL},
+    {"metrics", 0, 0, 0, verb_metrics, "metrics",
+     "The coordinator's view in Prometheus text exposition format, for node_exporter's\n"
+     "textfile collector (barque metrics > DIR/barque.prom.tmp && mv ... barque.prom): per\n"
+     "cluster the last backup's time, duration and size, backups per state, backup age, WAL\n"
+     "archive gaps, last archived WAL time, receiver lag, the last check's status; per worker\n"
+     "online, store free and total bytes, jobs. Names start with barque_; units in the names.\n"
+     "When the coordinator does not answer it prints barque_up 0 and exits 1.", 0, NULL},
+    {"schedule", 0, 1, OPT_JSON, verb_schedule, "schedule [CLUSTER] [--json]",
+     "What the coordinator's scheduler does for each cluster (backup_schedule, backup_jitter):\n"
+     "the schedule, the slot it last fired for, when it is next due and why (a backup queued or\n"
+     "running, waiting for max_concurrent_backups at its site or worker, a missed slot after an\n"
+     "outage, which runs once), the newest backup and the retention policy.", 0, NULL},
     {"backup", 1, 1, OPT_JSON | OPT_WAIT | OPT_SPREAD, verb_backup,
      "backup CLUSTER [--wait] [--spread] [--json]",
      "Take a base backup of CLUSTER into the store of a worker at its site (a fast checkpoint\n"
@@ -1532,7 +1840,8 @@ static const verb_t verbs[] = {
      "it, a segment between the backup and the target is missing from the WAL index, the target\n"
      "timeline is not in the archive, a time in the future.", 0, NULL},
     {"list-backups", 1, 1, OPT_JSON, verb_list_backups, "list-backups CLUSTER [--json]",
-     "The backups of CLUSTER in the catalog, newest first (the newest 1,000): id, state, end\n"
+     "The backups of CLUSTER in the catalog, newest first (the newest 1,000): id, state,\n"
+     "retention status (VALID, OBSOLETE, KEEP:FULL, KEEP:STANDALONE; - when not DONE), end\n"
      "time, size, stored size (what it added to the store), WAL range, and why it failed.", 0,
      NULL},
     {"list-wal", 1, 1, OPT_JSON, verb_list_wal, "list-wal CLUSTER [--json]",
@@ -1711,6 +2020,18 @@ int cli_main(int argc, char **argv)
         } else if (strcmp(a, "--force") == 0) {
             o.force = 1;
             seen |= OPT_FORCE;
+        } else if (strcmp(a, "--nagios") == 0) {
+            o.nagios = 1;
+            seen |= OPT_NAGIOS;
+        } else if (strcmp(a, "--release") == 0 || strcmp(a, "--status") == 0) {
+            *(a[2] == 'r' ? &o.keep_release : &o.keep_status) = 1;
+            seen |= OPT_KEEP;
+        } else if (strcmp(a, "--target") == 0) {
+            if (!val)
+                return err_usage("option %s needs a value", a);
+            i++;
+            o.keep_target = val;
+            seen |= OPT_KEEP;
         } else if (strcmp(a, "--archive") == 0) {
             o.archive = 1;
             seen |= OPT_ARCHIVE;

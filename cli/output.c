@@ -69,8 +69,13 @@ json_t *out_check_json(const bq_check_result_t *r)
 {
     json_t *items = json_array();
     for (size_t i = 0; i < r->nitems; i++)
-        json_array_append_new(items, json_pack("{s:s, s:b, s:s}", "name", r->items[i].name, "ok",
-                                               r->items[i].ok, "detail", r->items[i].detail));
+        json_array_append_new(items, json_pack("{s:s, s:b, s:s, s:s}", "name", r->items[i].name,
+                                               "ok", r->items[i].ok, "status",
+                                               bq_severity_name(r->items[i].ok ? BQ_SEV_OK
+                                                                : r->items[i].severity
+                                                                    ? r->items[i].severity
+                                                                    : BQ_SEV_CRITICAL),
+                                               "detail", r->items[i].detail));
     json_t *slots = json_array();
     char tmp[BQ_SLOTS_MAX];
     snprintf(tmp, sizeof tmp, "%s", r->slots);
@@ -174,6 +179,9 @@ json_t *out_backup_json(const bq_backup_t *b)
     json_object_set_new(o, "checksum_failures", json_integer((json_int_t)b->checksum_failures));
     json_object_set_new(o, "checksum_detail", str_or_null(b->checksum_detail));
     json_object_set_new(o, "error", str_or_null(b->error));
+    json_object_set_new(o, "retention", str_or_null(b->retention));
+    json_object_set_new(o, "keep", json_string(b->keep == 1 ? "full" : b->keep == 2 ? "standalone"
+                                                                                 : "nokeep"));
     return o;
 }
 
@@ -226,8 +234,8 @@ void out_json_line(FILE *f, json_t *v)
 void out_backups_text(FILE *f, const char *cluster, const bq_msg_cli_reply_t *r)
 {
     char end[32], size[32], stored[32], wal[2 * BQ_WAL_NAME_MAX + 2];
-    fprintf(f, "%-16s %-8s %-21s %-10s %-10s %-49s %s\n", "ID", "STATE", "END TIME", "SIZE",
-            "STORED", "WAL RANGE", "ERROR");
+    fprintf(f, "%-16s %-8s %-16s %-21s %-10s %-10s %-49s %s\n", "ID", "STATE", "RETENTION",
+            "END TIME", "SIZE", "STORED", "WAL RANGE", "ERROR");
     for (size_t i = r->nbackups; i-- > 0;) {
         const bq_backup_t *b = &r->backups[i];
         int sized = b->state == BQ_BACKUP_DONE || b->state == BQ_BACKUP_WAITING_FOR_WALS ||
@@ -236,8 +244,8 @@ void out_backups_text(FILE *f, const char *cluster, const bq_msg_cli_reply_t *r)
             snprintf(wal, sizeof wal, "%s-%s", b->wal_begin, b->wal_end[0] ? b->wal_end : "?");
         else
             snprintf(wal, sizeof wal, "-");
-        fprintf(f, "%-16s %-8s %-21s %-10s %-10s %-49s %s\n", b->id,
-                bq_backup_state_name(b->state),
+        fprintf(f, "%-16s %-8s %-16s %-21s %-10s %-10s %-49s %s\n", b->id,
+                bq_backup_state_name(b->state), b->retention[0] ? b->retention : "-",
                 b->state == BQ_BACKUP_STARTED ? "-" : time_text(b->stop_ms, end, sizeof end),
                 sized ? out_bytes(b->data_bytes, size, sizeof size) : "-",
                 sized ? out_bytes(b->stored_bytes, stored, sizeof stored) : "-", wal, b->error);
@@ -307,6 +315,8 @@ void out_backup_text(FILE *f, const bq_backup_t *b)
     char t[64], u[64];
     fprintf(f, "Backup %s of cluster %s\n", b->id, b->cluster);
     fprintf(f, "  state:              %s\n", bq_backup_state_name(b->state));
+    fprintf(f, "  retention:          %s%s\n", b->retention[0] ? b->retention : "-",
+            b->keep == 1 ? " (keep: full)" : b->keep == 2 ? " (keep: standalone)" : "");
     if (b->error[0])
         fprintf(f, "  error:              %s\n", b->error);
     fprintf(f, "  job:                %" PRIu64 " (attempt %u)\n", b->job_id, b->attempt);
@@ -431,7 +441,11 @@ void out_check_text(FILE *f, const char *cluster, const bq_job_t *j)
     const bq_check_result_t *r = &j->check;
     fprintf(f, "Cluster %s (checked by worker %s, job %" PRIu64 "):\n", cluster, j->worker, j->id);
     for (size_t i = 0; i < r->nitems; i++)
-        fprintf(f, "  %-20s %-7s %s\n", r->items[i].name, r->items[i].ok ? "OK" : "FAILED",
+        fprintf(f, "  %-20s %-7s %s\n", r->items[i].name,
+                r->items[i].ok                                  ? "OK"
+                : r->items[i].severity == BQ_SEV_WARNING        ? "WARNING"
+                : r->items[i].severity == BQ_SEV_UNKNOWN        ? "UNKNOWN"
+                                                                : "FAILED",
                 r->items[i].detail);
     if (r->server_version[0]) {
         fprintf(f, "  server version %s, system identifier %" PRIu64 ", wal_level %s, "

@@ -556,7 +556,9 @@ static int pusher_scan(pusher_t *p)
             continue;
         memset(sl, 0, sizeof *sl);
         snprintf(sl->name, sizeof sl->name, "%s", pick[k++]);
-        snprintf(sl->f.path, sizeof sl->f.path, "%s/%s", p->dir, sl->name);
+        char path[sizeof sl->f.path]; /* p->dir and the slot share p: no overlapping snprintf */
+        snprintf(path, sizeof path, "%s/%s", p->dir, sl->name);
+        memcpy(sl->f.path, path, sizeof path);
         sl->f.name = sl->name;
         sl->state = SLOT_QUEUED;
         queued++;

@@ -15,6 +15,7 @@
 #include "config.h"
 
 #include "clock.h"
+#include "policy.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -30,7 +31,7 @@
 
 #define CFG_LINE_MAX 4096              /* longest line, without its newline */
 #define CFG_LINE_BUF (CFG_LINE_MAX + 2) /* inih's line buffer: line, '\n', NUL */
-#define CFG_KEYS_MAX 16                /* keys of one section kind */
+#define CFG_KEYS_MAX 32                /* keys of one section kind */
 #define CFG_SECTIONS_MAX 100000        /* sections in one file */
 
 /* ---- schema ---------------------------------------------------------------------------- */
@@ -63,6 +64,8 @@ typedef struct {
                        * (at most one such key per section kind) */
     bool unique;      /* CFG_PUBLIC_KEY_FILE: no two sections of the file may hold the same key */
     const char *choices; /* CFG_CHOICE: "a|b|c" */
+    /* CFG_STRING: checks the value's grammar (0, or -1 with why); NULL: any text */
+    int (*check)(const char *v, char *why, size_t len);
 } cfg_key_t;
 
 typedef struct {
@@ -74,6 +77,9 @@ typedef struct {
     size_t nkeys;
     void *(*add)(void *cfg); /* append a zeroed element, return it (NULL: out of memory);
                               * NULL: the section fills the config struct itself */
+    /* checks that span keys, when the section ends: 0, or -1 with why and the key it is
+     * about (its line is reported; NULL: the header's); NULL: none */
+    int (*close)(const void *obj, const char **key, char *why, size_t len);
 } cfg_section_t;
 
 typedef struct {
@@ -102,6 +108,9 @@ typedef struct {
 #define KEY_LEVEL(T, k, f) { .key = (k), .type = CFG_LOG_LEVEL, .off = offsetof(T, f), .def = "info" }
 #define KEY_CHOICE(T, k, f, ch, d) { .key = (k), .type = CFG_CHOICE, .off = offsetof(T, f), .choices = (ch), .def = (d) }
 #define KEY_BOOL(T, k, f, d) { .key = (k), .type = CFG_BOOL, .off = offsetof(T, f), .def = (d) }
+#define KEY_CHECKED(T, k, f, fn)                                                            \
+    { .key = (k), .type = CFG_STRING, .off = offsetof(T, f), .size = FIELD_SIZE(T, f),      \
+      .check = (fn) }
 #define NKEYS(a) (sizeof(a) / sizeof((a)[0]))
 
 #define MS_HOUR (3600LL * 1000)
@@ -122,11 +131,19 @@ static const cfg_key_t coord_keys[] = {
     KEY_NUM(coord_t, "job_max_attempts", CFG_INT, job_max_attempts, 1, 100, "3"),
     KEY_NUM(coord_t, "job_retry_backoff", CFG_DURATION, job_retry_backoff_ms, 0, 7 * MS_DAY, "5s"),
     KEY_NUM(coord_t, "catalog_max_size", CFG_SIZE, catalog_max_size, MIB, 64 * TIB, "1GiB"),
+    KEY_NUM(coord_t, "retention_interval", CFG_DURATION, retention_interval_ms, 1000, MS_DAY, "1m"),
+    KEY_NUM(coord_t, "store_free_warning", CFG_INT, store_free_warning, 0, 100, "10"),
+    KEY_NUM(coord_t, "store_free_critical", CFG_INT, store_free_critical, 0, 100, "5"),
+    KEY_NUM(coord_t, "store_full_warning", CFG_DURATION, store_full_warning_ms, 0, 366 * MS_DAY, "7d"),
+};
+static const cfg_key_t site_keys[] = {
+    KEY_NUM(bq_cfg_site_t, "max_concurrent_backups", CFG_INT, max_concurrent_backups, 0, 100000, "0"),
 };
 static const cfg_key_t worker_ref_keys[] = {
     KEY_PUBLIC(bq_cfg_worker_ref_t, "public_key_file", public_key_file, public_key, true),
     KEY_REF(bq_cfg_worker_ref_t, "site", true, site, "site"),
     KEY_NUM(bq_cfg_worker_ref_t, "max_jobs", CFG_INT, max_jobs, 1, 1024, "4"),
+    KEY_NUM(bq_cfg_worker_ref_t, "max_concurrent_backups", CFG_INT, max_concurrent_backups, 0, 1024, "0"),
 };
 static const cfg_key_t operator_keys[] = {
     KEY_PUBLIC(bq_cfg_operator_t, "public_key_file", public_key_file, public_key, true),
@@ -136,7 +153,31 @@ static const cfg_key_t cluster_keys[] = {
     KEY_REF(bq_cfg_cluster_t, "site", true, site, "site"),
     KEY_CHOICE(bq_cfg_cluster_t, "wal", wal, "stream|archive", "stream"),
     KEY_BOOL(bq_cfg_cluster_t, "synchronous", synchronous, "off"),
+    /* issue 6: schedule, retention, checks, hooks */
+    KEY_CHECKED(bq_cfg_cluster_t, "backup_schedule", backup_schedule, bq_schedule_check),
+    KEY_CHECKED(bq_cfg_cluster_t, "backup_jitter", backup_jitter, bq_duration_check),
+    KEY_NUM(bq_cfg_cluster_t, "backup_max_age", CFG_DURATION, backup_max_age_ms, 0, 3660 * MS_DAY, "0"),
+    KEY_CHECKED(bq_cfg_cluster_t, "retention_policy", retention_policy, bq_retention_check),
+    KEY_NUM(bq_cfg_cluster_t, "minimum_redundancy", CFG_INT, minimum_redundancy, 0, 100000, "0"),
+    KEY_CHOICE(bq_cfg_cluster_t, "retention", retention, "auto|report", "auto"),
+    KEY_NUM(bq_cfg_cluster_t, "wal_max_age", CFG_DURATION, wal_max_age_ms, 0, 366 * MS_DAY, "0"),
+    KEY_TEXT(bq_cfg_cluster_t, "pre_backup_script", CFG_STRING, false, pre_backup_script),
+    KEY_TEXT(bq_cfg_cluster_t, "post_backup_script", CFG_STRING, false, post_backup_script),
+    KEY_TEXT(bq_cfg_cluster_t, "pre_recover_script", CFG_STRING, false, pre_recover_script),
+    KEY_TEXT(bq_cfg_cluster_t, "post_recover_script", CFG_STRING, false, post_recover_script),
+    KEY_TEXT(bq_cfg_cluster_t, "post_wal_script", CFG_STRING, false, post_wal_script),
+    KEY_NUM(bq_cfg_cluster_t, "hook_timeout", CFG_DURATION, hook_timeout_ms, 1, MS_DAY, "60s"),
+    KEY_NUM(bq_cfg_cluster_t, "hook_retries", CFG_INT, hook_retries, 0, 1000, "5"),
+    KEY_NUM(bq_cfg_cluster_t, "hook_retry_sleep", CFG_DURATION, hook_retry_sleep_ms, 0, MS_HOUR, "10s"),
 };
+
+/* backup_jitter must be shorter than the schedule's period (bq_schedule_check's grammar). */
+static int cluster_close(const void *obj, const char **key, char *why, size_t len)
+{
+    const bq_cfg_cluster_t *cl = obj;
+    *key = "backup_jitter";
+    return bq_schedule_jitter_check(cl->backup_schedule, cl->backup_jitter, why, len);
+}
 
 /* Append a zeroed element to one of the coordinator config's arrays. The arrays keep no
  * capacity: they grow to twice their size whenever the count reaches a power of two. */
@@ -161,14 +202,14 @@ CFG_ADDER(coord_operator_add, bq_cfg_operator_t, operators, noperators)
 CFG_ADDER(coord_cluster_add, bq_cfg_cluster_t, clusters, nclusters)
 
 static const cfg_section_t coord_sections[] = {
-    {"coordinator", false, true, 0, coord_keys, NKEYS(coord_keys), NULL},
-    {"site", true, false, offsetof(bq_cfg_site_t, name), NULL, 0, coord_site_add},
+    {"coordinator", false, true, 0, coord_keys, NKEYS(coord_keys), NULL, NULL},
+    {"site", true, false, offsetof(bq_cfg_site_t, name), site_keys, NKEYS(site_keys), coord_site_add, NULL},
     {"worker", true, false, offsetof(bq_cfg_worker_ref_t, name), worker_ref_keys,
-     NKEYS(worker_ref_keys), coord_worker_add},
+     NKEYS(worker_ref_keys), coord_worker_add, NULL},
     {"operator", true, false, offsetof(bq_cfg_operator_t, name), operator_keys,
-     NKEYS(operator_keys), coord_operator_add},
+     NKEYS(operator_keys), coord_operator_add, NULL},
     {"cluster", true, false, offsetof(bq_cfg_cluster_t, name), cluster_keys,
-     NKEYS(cluster_keys), coord_cluster_add},
+     NKEYS(cluster_keys), coord_cluster_add, cluster_close},
 };
 
 static void coord_release(void *cfg) { bq_coord_config_free(cfg); }
@@ -198,7 +239,7 @@ static const cfg_key_t worker_keys[] = {
     KEY_NUM(worker_t, "heartbeat_interval", CFG_DURATION, heartbeat_interval_ms, 1, MS_HOUR, "1s"),
 };
 static const cfg_section_t worker_sections[] = {
-    {"worker", false, true, 0, worker_keys, NKEYS(worker_keys), NULL},
+    {"worker", false, true, 0, worker_keys, NKEYS(worker_keys), NULL, NULL},
 };
 static const cfg_schema_t worker_schema = {
     worker_sections, NKEYS(worker_sections), sizeof(worker_t), offsetof(worker_t, path), NULL,
@@ -214,7 +255,7 @@ static const cfg_key_t cli_keys[] = {
     KEY_NUM(cli_t, "timeout", CFG_DURATION, timeout_ms, 1, MS_DAY, "10s"),
 };
 static const cfg_section_t cli_sections[] = {
-    {"cli", false, true, 0, cli_keys, NKEYS(cli_keys), NULL},
+    {"cli", false, true, 0, cli_keys, NKEYS(cli_keys), NULL, NULL},
 };
 static const cfg_schema_t cli_schema = {
     cli_sections, NKEYS(cli_sections), sizeof(cli_t), offsetof(cli_t, path), NULL,
@@ -223,6 +264,7 @@ static const cfg_schema_t cli_schema = {
 _Static_assert(NKEYS(coord_keys) <= CFG_KEYS_MAX, "coordinator keys");
 _Static_assert(NKEYS(worker_keys) <= CFG_KEYS_MAX, "worker keys");
 _Static_assert(NKEYS(cli_keys) <= CFG_KEYS_MAX, "cli keys");
+_Static_assert(NKEYS(cluster_keys) <= CFG_KEYS_MAX, "cluster keys");
 
 /* ---- load state ------------------------------------------------------------------------ */
 
@@ -508,6 +550,8 @@ static int cfg_value_set(const cfg_ctx_t *c, const cfg_key_t *k, void *obj, cons
     char lo[32], hi[32];
     switch (k->type) {
     case CFG_STRING:
+        if (k->check && k->check(v, why, len) != 0)
+            return BQ_E_CONFIG;
         return cfg_text_set(field, k->size, v, why, len);
     case CFG_ENDPOINT: {
         int rc = cfg_endpoint_check(v, why, len);
@@ -637,6 +681,7 @@ static int cfg_section_close(cfg_ctx_t *c)
     if (!c->obj)
         return 0;
     const cfg_rec_t *r = &c->recs[c->nrecs - 1];
+    const void *obj = c->obj;
     c->obj = NULL;
     for (size_t i = 0; i < r->sec->nkeys; i++) {
         if (r->sec->keys[i].required && !r->key_line[i]) {
@@ -644,6 +689,16 @@ static int cfg_section_close(cfg_ctx_t *c)
             return cfg_fail(c, BQ_E_CONFIG, r->line, cfg_rec_label(r, label, sizeof label),
                             r->sec->keys[i].key, "required key is missing");
         }
+    }
+    const char *key = NULL;
+    char why[512];
+    if (r->sec->close && r->sec->close(obj, &key, why, sizeof why) != 0) {
+        int line = r->line;
+        for (size_t i = 0; key && i < r->sec->nkeys; i++)
+            if (strcmp(r->sec->keys[i].key, key) == 0 && r->key_line[i])
+                line = r->key_line[i];
+        char label[2 * BQ_NAME_MAX];
+        return cfg_fail(c, BQ_E_CONFIG, line, cfg_rec_label(r, label, sizeof label), key, "%s", why);
     }
     return 0;
 }

@@ -17,9 +17,11 @@
 #define BQ_NAME_MAX 64       /* names of sites, workers, operators, clusters: [A-Za-z0-9_.-]{1,63} */
 #define BQ_ENDPOINT_MAX 256  /* a ZeroMQ endpoint: tcp://HOST:PORT */
 #define BQ_CONNINFO_MAX 1024
+#define BQ_HOOK_MAX 512      /* a hook's command line */
 
 typedef struct {
     char name[BQ_NAME_MAX];
+    int max_concurrent_backups;               /* optional, 0 = no limit: backups running at once */
 } bq_cfg_site_t;
 
 typedef struct {
@@ -28,6 +30,7 @@ typedef struct {
     char public_key_file[PATH_MAX];           /* required */
     char public_key[BQ_Z85_KEY_LEN + 1];      /* read from public_key_file */
     int max_jobs;                             /* optional, default 4, 1..1024 */
+    int max_concurrent_backups;               /* optional, 0 = no limit (max_jobs) */
 } bq_cfg_worker_ref_t;
 
 typedef struct {
@@ -42,7 +45,26 @@ typedef struct {
     char site[BQ_NAME_MAX];                   /* required; must name a [site] */
     int wal;                                  /* BQ_WAL_STREAM (default) or BQ_WAL_ARCHIVE */
     int synchronous;                          /* wal = stream: a synchronous standby */
+    /* issue 6 (grammars in common/policy.h) */
+    char backup_schedule[64];                 /* "" = none, "6h", "1d", "02:30", "02:30,14:30" */
+    char backup_jitter[32];                   /* "" = default (10% of the period, <= 15 min) */
+    int64_t backup_max_age_ms;                /* check: newest DONE backup older = CRITICAL;
+                                                 0 = twice the schedule's period (none: off) */
+    char retention_policy[64];                /* "" = none, "REDUNDANCY n", "RECOVERY WINDOW OF n DAYS" */
+    int minimum_redundancy;                   /* default 0 */
+    int retention;                            /* BQ_RETENTION_AUTO (default) or _REPORT */
+    int64_t wal_max_age_ms;                   /* check: newest archived WAL older = WARNING; 0 = off */
+    char pre_backup_script[BQ_HOOK_MAX];      /* hooks, run on the worker by /bin/sh -c */
+    char post_backup_script[BQ_HOOK_MAX];
+    char pre_recover_script[BQ_HOOK_MAX];
+    char post_recover_script[BQ_HOOK_MAX];
+    char post_wal_script[BQ_HOOK_MAX];
+    int64_t hook_timeout_ms;                  /* per run, default 60s */
+    int hook_retries;                         /* pre hooks: further runs, default 5 */
+    int64_t hook_retry_sleep_ms;              /* default 10s */
 } bq_cfg_cluster_t;
+
+enum { BQ_RETENTION_AUTO = 0, BQ_RETENTION_REPORT = 1 }; /* [cluster] retention = auto | report */
 
 enum { BQ_WAL_STREAM = 0, BQ_WAL_ARCHIVE = 1 }; /* [cluster] wal = stream | archive */
 
@@ -59,6 +81,10 @@ typedef struct {
     int job_max_attempts;                     /* optional, default 3 */
     int64_t job_retry_backoff_ms;             /* optional, default 5s (doubles per attempt) */
     uint64_t catalog_max_size;                /* optional, default 1 GiB ("64MiB", "2GiB", bytes) */
+    int64_t retention_interval_ms;            /* optional, default 1m: how often retention runs */
+    int store_free_warning;                   /* check: percent free below which a store WARNs (10) */
+    int store_free_critical;                  /* and is CRITICAL (5) */
+    int64_t store_full_warning_ms;            /* WARN when the trend fills a store within (7d) */
     bq_cfg_site_t *sites;
     size_t nsites;
     bq_cfg_worker_ref_t *workers;

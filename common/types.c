@@ -15,6 +15,7 @@ const char *bq_job_type_name(bq_job_type_t t)
     case BQ_JOB_DELETE: return "delete";
     case BQ_JOB_WAL_STREAM: return "wal-stream";
     case BQ_JOB_SWITCH_WAL: return "switch-wal";
+    case BQ_JOB_WAL_PRUNE: return "wal-prune";
     default: return "?";
     }
 }
@@ -157,4 +158,14 @@ int bq_recovery_valid(const bq_recovery_t *r, char *why, size_t whylen)
         return -1;
     }
     return 0;
+}
+
+const char *bq_severity_name(int sev)
+{
+    switch (sev) {
+    case BQ_SEV_OK: return "OK";
+    case BQ_SEV_WARNING: return "WARNING";
+    case BQ_SEV_CRITICAL: return "CRITICAL";
+    default: return "UNKNOWN";
+    }
 }

@@ -19,6 +19,7 @@ typedef enum {
     BQ_JOB_DELETE = 6,     /* delete job.backup_id from the worker's store, then GC it */
     BQ_JOB_WAL_STREAM = 7, /* long-running: the cluster's WAL into the worker's store */
     BQ_JOB_SWITCH_WAL = 8, /* pg_switch_wal() on the cluster (CHECKPOINT first with force) */
+    BQ_JOB_WAL_PRUNE = 9,  /* retention: the cluster's WAL before job.wal_keep_from, from the store */
 } bq_job_type_t;
 
 /* States of a backup in the catalog (issue 4; WAITING_FOR_WALS comes with issue 5). */
@@ -49,13 +50,18 @@ int bq_job_state_terminal(bq_job_state_t s);      /* SUCCEEDED, FAILED, CANCELLE
 
 #define BQ_DETAIL_MAX 256
 #define BQ_TEXT_MAX 1024
-#define BQ_CHECK_ITEMS_MAX 24
+#define BQ_CHECK_ITEMS_MAX 32
 #define BQ_SLOTS_MAX 512
+
+/* Severity of a check item and of a whole check, as Nagios plugins exit. */
+enum { BQ_SEV_OK = 0, BQ_SEV_WARNING = 1, BQ_SEV_CRITICAL = 2, BQ_SEV_UNKNOWN = 3 };
+const char *bq_severity_name(int sev); /* "OK", "WARNING", "CRITICAL", "UNKNOWN" */
 
 typedef struct {
     char name[BQ_NAME_MAX];
-    int ok;
+    int ok;                         /* severity == BQ_SEV_OK */
     char detail[BQ_DETAIL_MAX];
+    int severity;                   /* BQ_SEV_* */
 } bq_check_item_t;
 
 typedef struct {
@@ -162,6 +168,8 @@ typedef struct {
     char delta_from[BQ_BACKUP_ID_MAX]; /* the base of its deltas ("" = none) */
     uint64_t delta_bytes;           /* of stored_bytes: pack bytes of chunks stored as deltas */
     uint64_t delta_chunks;          /* chunks stored as deltas */
+    int keep;                       /* barque keep: 0 none, 1 full, 2 standalone */
+    char retention[20];             /* replies only: VALID, OBSOLETE, KEEP:FULL, ... or "-" */
 } bq_backup_t;
 
 /* What a restore did (issue 4): the figures its result carries. */
@@ -191,6 +199,12 @@ typedef struct {
 
 /* Free n entries' paths and the array. Accepts NULL. */
 void bq_files_free(bq_file_entry_t *files, size_t n);
+
+/* What a wal-prune job removed from its worker's store. */
+typedef struct {
+    uint64_t files_removed;
+    uint64_t bytes_removed;
+} bq_prune_result_t;
 
 /* What a delete job did on its worker's store. */
 typedef struct {
@@ -246,6 +260,18 @@ typedef struct {
     int force;       /* switch-wal: CHECKPOINT first */
     int wal_stream;  /* check: wal = stream (the receiver is checked too) */
     char wal_file[BQ_WAL_NAME_MAX]; /* switch-wal: the segment it closed ("" until it ran) */
+    /* hooks (issue 6): backup pre/post_backup, restore pre/post_recover, wal-stream post_wal */
+    char pre_script[BQ_HOOK_MAX];
+    char post_script[BQ_HOOK_MAX];
+    int64_t hook_timeout_ms;
+    uint32_t hook_retries;
+    int64_t hook_retry_sleep_ms;
+    char hook_note[BQ_DETAIL_MAX];    /* the post hook's outcome when not 0 (from the result) */
+    /* wal-prune: retention_wal_prunable's inputs */
+    char wal_keep_from[BQ_WAL_NAME_MAX];
+    char wal_keep_ranges[BQ_TEXT_MAX]; /* "BEGIN-END" of each standalone backup, joined by ',' */
+    int has_prune;
+    bq_prune_result_t prune;
 } bq_job_t;
 
 typedef struct {
@@ -273,7 +299,22 @@ typedef struct {
     char stream_state[16];           /* the wal-stream job's state ("" = none) */
     char stream_worker[BQ_NAME_MAX];
     uint64_t stream_flushed, stream_received;
+    int check_status;                /* the last check: BQ_SEV_* (metrics) */
+    int64_t check_ms;                /* when it ended (0 = never) */
+    uint32_t check_failed;           /* its items not OK */
 } bq_cluster_t;
+
+/* barque schedule: one cluster's row (the reply of "schedule"). */
+typedef struct {
+    char cluster[BQ_NAME_MAX];
+    char site[BQ_NAME_MAX];
+    char schedule[64];
+    int64_t last_slot_ms, next_ms;
+    int due;
+    char why[BQ_DETAIL_MAX];
+    char last_backup[64];
+    char retention[64];
+} bq_schedule_row_t;
 
 typedef struct {
     uint64_t job_id;

@@ -1205,6 +1205,87 @@ int catalog_wal_put(catalog_txn_t *t, const bq_wal_file_t *w, bq_errbuf_t *e)
     return rc;
 }
 
+int catalog_wal_drop_store(catalog_txn_t *t, const char *cluster, const char *name,
+                           const char *store, int *removed, bq_errbuf_t *e)
+{
+    uint8_t kb[CAT_WAL_KEY_MAX];
+    MDB_val k, v;
+    char key[CAT_KEY_MAX];
+    *removed = 0;
+    int rc = wal_key(t, 1, cluster, name, kb, &k, key, e);
+    if (rc)
+        return rc;
+    bq_wal_file_t rec;
+    if ((rc = txn_get(t, t->c->wal, "wal", key, &k, &v, e)) != 0 ||
+        (rc = wal_decode(t, &k, &v, &rec, e)) != 0)
+        return rc;
+    /* the stores without `store` */
+    char left[BQ_STORES_MAX] = "";
+    size_t used = 0;
+    char all[BQ_STORES_MAX];
+    memcpy(all, rec.stores, sizeof all);
+    char *save = NULL;
+    for (char *s = strtok_r(all, ",", &save); s; s = strtok_r(NULL, ",", &save)) {
+        if (strcmp(s, store) == 0)
+            continue;
+        size_t n = strlen(s);
+        if (used)
+            left[used++] = ',';
+        memcpy(left + used, s, n + 1);
+        used += n;
+    }
+    if (strcmp(left, rec.stores) == 0)
+        return 0;
+    if (!left[0]) {
+        int mrc = mdb_del(t->txn, t->c->wal, &k, NULL);
+        if (mrc)
+            return txn_kill(t, mdb_fail(t->c, e, mrc, "delete", "wal", key), e);
+        *removed = 1;
+        return 0;
+    }
+    memcpy(rec.stores, left, sizeof rec.stores);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    bq_errbuf_t pe = {{0}};
+    if ((rc = proto_wal_file_encode(&rec, &buf, &len, &pe)) != 0)
+        return bq_fail(e, rc, "could not store %s in catalog %s: %s", key, t->c->dir, pe.msg);
+    v.mv_data = buf;
+    v.mv_size = len;
+    rc = txn_put(t, t->c->wal, "wal", key, &k, &v, 0, e);
+    free(buf);
+    return rc;
+}
+
+/* meta key of a cluster's scheduler slot: "sched:" + name */
+static void sched_key(const char *cluster, char *buf, size_t len)
+{
+    snprintf(buf, len, "sched:%s", cluster);
+}
+
+int catalog_sched_get(catalog_txn_t *t, const char *cluster, int64_t *last_slot_ms, bq_errbuf_t *e)
+{
+    char key[8 + BQ_NAME_MAX];
+    uint64_t v = 0;
+    if (!bq_name_valid(cluster))
+        return bq_fail(e, BQ_E_INVAL, "invalid cluster name for the scheduler's record");
+    sched_key(cluster, key, sizeof key);
+    int rc = txn_usable(t, 0, e);
+    if (rc == 0)
+        rc = meta_u64(t, key, 0, &v, e);
+    *last_slot_ms = rc ? 0 : (int64_t)v;
+    return rc;
+}
+
+int catalog_sched_put(catalog_txn_t *t, const char *cluster, int64_t last_slot_ms, bq_errbuf_t *e)
+{
+    char key[8 + BQ_NAME_MAX];
+    if (!bq_name_valid(cluster))
+        return bq_fail(e, BQ_E_INVAL, "invalid cluster name for the scheduler's record");
+    sched_key(cluster, key, sizeof key);
+    int rc = txn_usable(t, 1, e);
+    return rc ? rc : meta_put_u64(t, key, (uint64_t)last_slot_ms, e);
+}
+
 typedef struct {
     catalog_wal_fn fn;
     void *arg;

@@ -108,6 +108,16 @@ typedef int (*catalog_wal_fn)(const bq_wal_file_t *w, void *arg);
 int catalog_wal_each(catalog_txn_t *t, const char *cluster, catalog_wal_fn fn, void *arg,
                      bq_errbuf_t *e);
 
+/* Retention: remove `store` from the stores of one WAL file's record; the record goes when
+ * it was the last (*removed = 1). Absent: BQ_E_NOTFOUND. */
+int catalog_wal_drop_store(catalog_txn_t *t, const char *cluster, const char *name,
+                           const char *store, int *removed, bq_errbuf_t *e);
+
+/* The scheduler's last fired slot of a cluster (ms since the epoch; 0 = never), kept in the
+ * meta db under "sched:CLUSTER". */
+int catalog_sched_get(catalog_txn_t *t, const char *cluster, int64_t *last_slot_ms, bq_errbuf_t *e);
+int catalog_sched_put(catalog_txn_t *t, const char *cluster, int64_t last_slot_ms, bq_errbuf_t *e);
+
 /* Clear reader slots left by dead processes (mdb_reader_check); logs how many. Runs at open;
  * the coordinator also calls it periodically. */
 int catalog_reader_check(catalog_t *c, bq_errbuf_t *e);

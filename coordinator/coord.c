@@ -14,6 +14,8 @@
 #include "proto.h"
 #include "wal_summary.h"
 #include "pitr.h"
+#include "retention.h"
+#include "schedule.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -33,6 +35,9 @@
 #define LISTINGS_MAX 16       /* list-files pages held until the CLI fetches them */
 #define LISTING_TTL_MS 600000 /* ... or for this long */
 
+#define STORE_SAMPLES 120        /* store free space samples kept per worker (2 hours) */
+#define STORE_SAMPLE_MS 60000
+
 typedef struct {
     bq_worker_t rec;          /* as last persisted or reported */
     bq_peer_t peer;           /* where to reach it now */
@@ -41,6 +46,10 @@ typedef struct {
     uint32_t cap;             /* max concurrent jobs */
     int config_cap;           /* [worker NAME] max_jobs */
     int dirty;                /* record differs from the catalog */
+    /* store free space samples (check's trend): one per STORE_SAMPLE_MS, a ring */
+    int64_t sample_ms[STORE_SAMPLES];
+    uint64_t sample_free[STORE_SAMPLES];
+    size_t nsamples, sample_next;
 } worker_state_t;
 
 typedef struct {
@@ -101,6 +110,10 @@ struct coord {
     int64_t last_persist_mono;
     int64_t last_reader_check_mono;
     int64_t last_wal_check_mono;
+    int64_t last_schedule_mono;
+    int64_t last_sample_mono;
+    int64_t last_retention_mono;
+    int retention_due;        /* a backup became DONE: run retention at the next turn */
     struct wal_seen {
         char cluster[BQ_NAME_MAX];
         int64_t created_mono; /* a wal-stream job was last queued */
@@ -327,6 +340,12 @@ static void job_apply(bq_job_t *j, void *arg)
     }
     if (ch->result && ch->result->wal_file[0])
         snprintf(j->wal_file, sizeof j->wal_file, "%s", ch->result->wal_file);
+    if (ch->result && ch->result->hook_note[0])
+        snprintf(j->hook_note, sizeof j->hook_note, "%s", ch->result->hook_note);
+    if (ch->result && ch->result->has_prune) {
+        j->has_prune = 1;
+        j->prune = ch->result->prune;
+    }
 }
 
 /* Take a job away from its worker's capacity count. */
@@ -790,6 +809,19 @@ static void job_offer(coord_t *c, job_state_t *s, int wi)
         j->synchronous = cl->synchronous;
     if (cl && j->type == BQ_JOB_CHECK)
         j->wal_stream = cl->wal == BQ_WAL_STREAM;
+    if (cl && (j->type == BQ_JOB_BACKUP || j->type == BQ_JOB_RESTORE || j->type == BQ_JOB_WAL_STREAM)) {
+        const char *pre = j->type == BQ_JOB_BACKUP    ? cl->pre_backup_script
+                          : j->type == BQ_JOB_RESTORE ? cl->pre_recover_script
+                                                      : "";
+        const char *post = j->type == BQ_JOB_BACKUP    ? cl->post_backup_script
+                           : j->type == BQ_JOB_RESTORE ? cl->post_recover_script
+                                                       : cl->post_wal_script;
+        snprintf(j->pre_script, sizeof j->pre_script, "%s", pre);
+        snprintf(j->post_script, sizeof j->post_script, "%s", post);
+        j->hook_timeout_ms = cl->hook_timeout_ms;
+        j->hook_retries = (uint32_t)cl->hook_retries;
+        j->hook_retry_sleep_ms = cl->hook_retry_sleep_ms;
+    }
     s->state = BQ_JOB_ASSIGNED;
     s->attempt = j->attempt;
     s->worker = wi;
@@ -805,7 +837,13 @@ static void job_offer(coord_t *c, job_state_t *s, int wi)
     out_push(c, &w->peer, &m, 0);
 }
 
-/* Give every due QUEUED job to the online worker of its site with the most free slots. */
+static void backups_running(const coord_t *c, const char *site, int wi, uint32_t *at_site,
+                            uint32_t *on_worker);
+static int site_backup_max(const coord_t *c, const char *site);
+
+/* Give every due QUEUED job to the online worker of its site with the most free slots.
+ * A backup job also waits while its site runs max_concurrent_backups backups ([site]) and
+ * takes only a worker below its own max_concurrent_backups ([worker NAME]). */
 static void dispatch(coord_t *c)
 {
     int64_t now = bq_mono_ms();
@@ -822,6 +860,14 @@ static void dispatch(coord_t *c)
         }
         if (!s->pin[0] && strcmp(s->site, full_site) == 0)
             continue;
+        uint32_t site_running = 0, worker_running = 0;
+        int site_max = 0;
+        if (s->type == BQ_JOB_BACKUP) {
+            site_max = site_backup_max(c, s->site);
+            backups_running(c, s->site, -1, &site_running, &worker_running);
+            if (site_max > 0 && site_running >= (uint32_t)site_max)
+                continue; /* waits for a backup of its site to end */
+        }
         int best = -1;
         uint32_t best_free = 0;
         for (size_t k = 0; k < c->nworkers; k++) {
@@ -829,6 +875,13 @@ static void dispatch(coord_t *c)
             if (!w->rec.online || w->last_seen_mono < online_after || w->assigned >= w->cap ||
                 strcmp(w->rec.site, s->site) != 0 || (s->pin[0] && strcmp(w->rec.name, s->pin) != 0))
                 continue;
+            if (s->type == BQ_JOB_BACKUP) {
+                const bq_cfg_worker_ref_t *ref = bq_coord_config_worker(&c->cfg, w->rec.name);
+                backups_running(c, s->site, (int)k, &site_running, &worker_running);
+                if (ref && ref->max_concurrent_backups > 0 &&
+                    worker_running >= (uint32_t)ref->max_concurrent_backups)
+                    continue;
+            }
             uint32_t free_slots = w->cap - w->assigned;
             if (best < 0 || free_slots > best_free ||
                 (free_slots == best_free && w->rec.store_free > c->workers[best].rec.store_free)) {
@@ -1147,6 +1200,10 @@ static void on_progress(coord_t *c, const bq_peer_t *from, bq_msg_t *m)
 }
 
 static void check_wal_items(coord_t *c, const char *cluster, bq_check_result_t *r);
+static void wal_prune_end(coord_t *c, const bq_job_t *j);
+static void check_coord_items(coord_t *c, const char *cluster, bq_check_result_t *r);
+static void check_item(bq_check_result_t *r, const char *name, int ok, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 static void cluster_wal_status(coord_t *c, catalog_txn_t *t, bq_cluster_t *cl);
 
 static void on_result(coord_t *c, const bq_peer_t *from, bq_msg_t *m)
@@ -1164,8 +1221,15 @@ static void on_result(coord_t *c, const bq_peer_t *from, bq_msg_t *m)
         out_push(c, from, &ack, 0);
         return;
     }
-    if (s->type == BQ_JOB_CHECK && r->has_check && s->cluster[0]) {
-        check_wal_items(c, s->cluster, &m->u.result->check);
+    if (s->type == BQ_JOB_CHECK && s->cluster[0]) {
+        bq_check_result_t *cr = &m->u.result->check;
+        if (!r->has_check) { /* the worker could not check (PostgreSQL unreachable): an item */
+            memset(cr, 0, sizeof *cr);
+            check_item(cr, "PostgreSQL", 0, "%s", r->error[0] ? r->error : "the check failed");
+            m->u.result->has_check = 1;
+        }
+        check_wal_items(c, s->cluster, cr);
+        check_coord_items(c, s->cluster, cr);
     }
     job_change_t ch = {.result = r};
     if (s->type == BQ_JOB_LIST_FILES && r->ok) { /* the job shows how far the listing got */
@@ -1207,6 +1271,11 @@ static void on_result(coord_t *c, const bq_peer_t *from, bq_msg_t *m)
                    ch.state == BQ_JOB_CANCELLED ? "cancelled" : r->error);
     if (j.type == BQ_JOB_LIST_FILES && ch.state == BQ_JOB_SUCCEEDED)
         listing_put(c, j.id, j.offset, m->u.result);
+    if (j.type == BQ_JOB_WAL_PRUNE && ch.state == BQ_JOB_SUCCEEDED)
+        wal_prune_end(c, &j);
+    if (j.type == BQ_JOB_BACKUP || j.type == BQ_JOB_DELETE || j.type == BQ_JOB_WAL_PRUNE ||
+        j.type == BQ_JOB_RESTORE || j.type == BQ_JOB_LIST_FILES)
+        c->retention_due = 1; /* what blocked retention, or made a backup obsolete, is over */
     bq_log(r->ok ? BQ_LOG_INFO : BQ_LOG_WARNING, COMP, s->id,
            "attempt %u on worker %s ended: %s%s%s", s->attempt, c->workers[wi].rec.name,
            bq_job_state_name(ch.state), r->ok ? "" : ": ", r->ok ? "" : r->error);
@@ -1468,9 +1537,16 @@ static void check_wal_items(coord_t *c, const char *cluster, bq_check_result_t *
         check_item(r, "WAL archive", 1, "timeline %u: %s to %s, %" PRIu64 " segments, no gap",
                    tl[ntl - 1].tli, tl[ntl - 1].first[0] ? tl[ntl - 1].first : "-",
                    tl[ntl - 1].last[0] ? tl[ntl - 1].last : "-", tl[ntl - 1].segments);
-    if (ntl)
-        check_item(r, "last archived WAL", 1, "%s, %lld s ago", wl.newest,
-                   (long long)((bq_wall_ms() - wl.newest_ms) / 1000));
+    const bq_cfg_cluster_t *cl = bq_coord_config_cluster(&c->cfg, cluster);
+    int64_t age = bq_wall_ms() - wl.newest_ms;
+    if (ntl && cl && cl->wal_max_age_ms > 0 && age > cl->wal_max_age_ms) {
+        check_item(r, "last archived WAL", 0, "%s was archived %lld s ago, more than wal_max_age "
+                   "(%lld s): is WAL still reaching the archive?", wl.newest,
+                   (long long)(age / 1000), (long long)(cl->wal_max_age_ms / 1000));
+        r->items[r->nitems - 1].severity = BQ_SEV_WARNING;
+    } else if (ntl) {
+        check_item(r, "last archived WAL", 1, "%s, %lld s ago", wl.newest, (long long)(age / 1000));
+    }
     free(tl);
 }
 
@@ -1895,6 +1971,760 @@ static int job_insert(coord_t *c, bq_job_t *jp, uint64_t *id, bq_errbuf_t *e)
     return 0;
 }
 
+/* ---- retention, keep and the scheduler (issue 6) ------------------------------------ */
+
+/* A cluster's backups, oldest first, in *out (heap, caller frees). */
+typedef struct {
+    bq_backup_t *b;
+    size_t n, cap;
+    int err;
+} backup_vec_t;
+
+static int backup_vec_add(const bq_backup_t *b, void *arg)
+{
+    backup_vec_t *v = arg;
+    if (grow((void **)&v->b, &v->cap, v->n + 1, sizeof *v->b)) {
+        v->err = BQ_E_NOMEM;
+        return 1;
+    }
+    v->b[v->n++] = *b;
+    return 0;
+}
+
+static int backups_load(catalog_txn_t *t, const char *cluster, backup_vec_t *v, bq_errbuf_t *e)
+{
+    memset(v, 0, sizeof *v);
+    int rc = catalog_backup_each(t, cluster, backup_vec_add, v, e);
+    if (rc == 0 && v->err)
+        rc = bq_fail(e, v->err, "out of memory reading the backups of cluster %s", cluster);
+    return rc > 0 ? 0 : rc;
+}
+
+/* Nonzero when every store of b is a worker of site (and it has one). */
+static int backup_all_at(const coord_t *c, const bq_backup_t *b, const char *site)
+{
+    int any = 0;
+    for (const char *p = b->stores; *p;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        char name[BQ_NAME_MAX];
+        snprintf(name, sizeof name, "%.*s", (int)(len < BQ_NAME_MAX ? len : BQ_NAME_MAX - 1), p);
+        const bq_cfg_worker_ref_t *w = bq_coord_config_worker(&c->cfg, name);
+        if (!w || strcmp(w->site, site) != 0)
+            return 0;
+        any = 1;
+        p += len + (comma ? 1 : 0);
+    }
+    return any;
+}
+
+/* Nonzero when b is held at site (one of its stores is a worker there), or, having no store
+ * yet (STARTED, FAILED), was taken there. */
+static int backup_at(const coord_t *c, const bq_backup_t *b, const char *site)
+{
+    if (!b->stores[0])
+        return strcmp(b->site, site) == 0;
+    for (const char *p = b->stores; *p;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        char name[BQ_NAME_MAX];
+        snprintf(name, sizeof name, "%.*s", (int)(len < BQ_NAME_MAX ? len : BQ_NAME_MAX - 1), p);
+        const bq_cfg_worker_ref_t *w = bq_coord_config_worker(&c->cfg, name);
+        if (w && strcmp(w->site, site) == 0)
+            return 1;
+        p += len + (comma ? 1 : 0);
+    }
+    return 0;
+}
+
+/* Classify the backups b[0..n) (oldest first) that are at site (NULL: all of them) under cl's
+ * policy; st[i] is RETENTION_STATUS_NONE for those not at site. 0, or -1 when cl has no
+ * policy (every status NONE). */
+static int retention_statuses(const coord_t *c, const bq_cfg_cluster_t *cl, const bq_backup_t *b,
+                              size_t n, const char *site, int64_t now, retention_status_t *st)
+{
+    retention_policy_t pol;
+    char why[128];
+    for (size_t i = 0; i < n; i++)
+        st[i] = RETENTION_STATUS_NONE;
+    if (!cl || retention_policy_parse(cl->retention_policy, &pol, why, sizeof why) != 0)
+        return -1;
+    retention_backup_t *rb = calloc(n ? n : 1, sizeof *rb);
+    size_t *idx = calloc(n ? n : 1, sizeof *idx);
+    retention_status_t *out = calloc(n ? n : 1, sizeof *out);
+    if (!rb || !idx || !out) {
+        free(rb), free(idx), free(out);
+        return -1;
+    }
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (site && !backup_at(c, &b[i], site))
+            continue;
+        rb[m].done = b[i].state == BQ_BACKUP_DONE;
+        rb[m].keep = b[i].keep;
+        rb[m].end_ms = b[i].stop_ms;
+        idx[m++] = i;
+    }
+    retention_classify(&pol, (uint32_t)cl->minimum_redundancy, now, rb, m, out);
+    for (size_t k = 0; k < m; k++)
+        st[idx[k]] = out[k];
+    free(rb), free(idx), free(out);
+    return 0;
+}
+
+/* The retention status names of a reply's backups (list-backups, show-backup, keep). */
+static void retention_fill(coord_t *c, catalog_txn_t *t, const char *cluster, bq_backup_t *rows,
+                           size_t nrows)
+{
+    const bq_cfg_cluster_t *cl = bq_coord_config_cluster(&c->cfg, cluster);
+    backup_vec_t v;
+    bq_errbuf_t e;
+    for (size_t i = 0; i < nrows; i++)
+        snprintf(rows[i].retention, sizeof rows[i].retention, "%s",
+                 rows[i].keep == RETENTION_KEEP_FULL         ? "KEEP:FULL"
+                 : rows[i].keep == RETENTION_KEEP_STANDALONE ? "KEEP:STANDALONE"
+                 : rows[i].state == BQ_BACKUP_DONE          ? "VALID"
+                                                             : "-");
+    if (!cl || !cl->retention_policy[0] || backups_load(t, cluster, &v, &e) != 0)
+        return;
+    retention_status_t *st = calloc(v.n ? v.n : 1, sizeof *st);
+    if (st && retention_statuses(c, cl, v.b, v.n, NULL, bq_wall_ms(), st) == 0) {
+        for (size_t i = 0; i < nrows; i++)
+            for (size_t k = 0; k < v.n; k++)
+                if (strcmp(v.b[k].id, rows[i].id) == 0)
+                    snprintf(rows[i].retention, sizeof rows[i].retention, "%s",
+                             retention_status_name(st[k]));
+    }
+    free(st);
+    free(v.b);
+}
+
+/* A job of the cluster that retention must not run beside ("" = none): a backup (it may use
+ * a base), a restore or list-files (they read a backup), a delete or wal-prune (retention's
+ * own, still going). */
+static const job_state_t *retention_blocker(const coord_t *c, const char *cluster)
+{
+    for (size_t i = 0; i < c->njobs; i++) {
+        const job_state_t *s = &c->jobs[i];
+        if (bq_job_state_terminal(s->state) || strcmp(s->cluster, cluster) != 0)
+            continue;
+        if (s->type == BQ_JOB_BACKUP || s->type == BQ_JOB_RESTORE || s->type == BQ_JOB_LIST_FILES ||
+            s->type == BQ_JOB_DELETE || s->type == BQ_JOB_WAL_PRUNE)
+            return s;
+    }
+    return NULL;
+}
+
+typedef struct {
+    const char *keep_from;
+    const retention_wal_range_t *ranges;
+    size_t nranges;
+    const char *store;   /* the files this store holds */
+    int collect;         /* 0: count them; 1: also collect their names */
+    uint64_t n;
+    char (*names)[BQ_WAL_FILE_MAX]; /* collect: heap */
+    size_t nnames, cap;
+    int err;
+} prune_scan_t;
+
+static int prune_visit(const bq_wal_file_t *w, void *arg)
+{
+    prune_scan_t *p = arg;
+    if (!name_in_list(w->stores, p->store) ||
+        !retention_wal_prunable(w->name, p->keep_from, p->ranges, p->nranges))
+        return 0;
+    p->n++;
+    if (p->collect) {
+        if (grow((void **)&p->names, &p->cap, p->nnames + 1, sizeof *p->names)) {
+            p->err = BQ_E_NOMEM;
+            return 1;
+        }
+        snprintf(p->names[p->nnames++], BQ_WAL_FILE_MAX, "%s", w->name);
+    }
+    return 0;
+}
+
+/* Parse "B-E,B-E" into ranges (at most cap); returns the count. */
+static size_t prune_ranges_parse(const char *list, retention_wal_range_t *r, size_t cap)
+{
+    size_t n = 0;
+    for (const char *p = list; *p && n < cap;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        const char *dash = memchr(p, '-', len);
+        if (dash && dash - p == 24 && len == 49) {
+            snprintf(r[n].begin, sizeof r[n].begin, "%.24s", p);
+            snprintf(r[n].end, sizeof r[n].end, "%.24s", dash + 1);
+            n++;
+        }
+        p += len + (comma ? 1 : 0);
+    }
+    return n;
+}
+
+#define PRUNE_RANGES_MAX 16 /* standalone ranges a wal-prune job carries (BQ_TEXT_MAX / 50) */
+
+/* Queue wal-prune jobs for the stores at site of cluster cl that hold WAL files before the
+ * oldest backup that stays there. b: the cluster's backups, oldest first. */
+static void wal_prune_plan(coord_t *c, catalog_txn_t *t, const bq_cfg_cluster_t *cl,
+                           const bq_backup_t *b, size_t n, const char *site)
+{
+    retention_stay_t *stay = calloc(n ? n : 1, sizeof *stay);
+    if (!stay)
+        return;
+    size_t m = 0;
+    retention_wal_range_t ranges[PRUNE_RANGES_MAX];
+    size_t nranges = 0;
+    char ranges_text[BQ_TEXT_MAX] = "";
+    for (size_t i = 0; i < n; i++) {
+        if (b[i].state == BQ_BACKUP_FAILED || !backup_at(c, &b[i], site) || !b[i].wal_begin[0])
+            continue;
+        stay[m].wal_begin = b[i].wal_begin;
+        stay[m].wal_end = b[i].wal_end;
+        stay[m].standalone = b[i].keep == RETENTION_KEEP_STANDALONE;
+        if (stay[m].standalone && nranges < PRUNE_RANGES_MAX && b[i].wal_end[0]) {
+            snprintf(ranges[nranges].begin, sizeof ranges[nranges].begin, "%s", b[i].wal_begin);
+            snprintf(ranges[nranges].end, sizeof ranges[nranges].end, "%s", b[i].wal_end);
+            size_t used = strlen(ranges_text);
+            snprintf(ranges_text + used, sizeof ranges_text - used, "%s%s-%s", used ? "," : "",
+                     b[i].wal_begin, b[i].wal_end);
+            nranges++;
+        } else if (stay[m].standalone) {
+            free(stay);
+            return; /* more standalone backups than a job carries: prune nothing (safe) */
+        }
+        m++;
+    }
+    char keep_from[BQ_WAL_NAME_MAX];
+    retention_keep_from(stay, m, keep_from, sizeof keep_from);
+    free(stay);
+    if (!keep_from[0])
+        return;
+    for (size_t k = 0; k < c->cfg.nworkers; k++) {
+        const bq_cfg_worker_ref_t *w = &c->cfg.workers[k];
+        if (strcmp(w->site, site) != 0)
+            continue;
+        prune_scan_t cnt = {.keep_from = keep_from, .ranges = ranges, .nranges = nranges,
+                            .store = w->name};
+        bq_errbuf_t e;
+        int busy = 0;
+        for (size_t i = 0; i < c->njobs; i++)
+            busy |= c->jobs[i].type == BQ_JOB_WAL_PRUNE && !bq_job_state_terminal(c->jobs[i].state) &&
+                    strcmp(c->jobs[i].cluster, cl->name) == 0 && strcmp(c->jobs[i].pin, w->name) == 0;
+        if (busy || catalog_wal_each(t, cl->name, prune_visit, &cnt, &e) < 0 || cnt.n == 0)
+            continue;
+        static bq_job_t j;
+        memset(&j, 0, sizeof j);
+        j.type = BQ_JOB_WAL_PRUNE;
+        snprintf(j.cluster, sizeof j.cluster, "%s", cl->name);
+        snprintf(j.site, sizeof j.site, "%s", site);
+        snprintf(j.pin_worker, sizeof j.pin_worker, "%s", w->name);
+        snprintf(j.wal_keep_from, sizeof j.wal_keep_from, "%s", keep_from);
+        snprintf(j.wal_keep_ranges, sizeof j.wal_keep_ranges, "%s", ranges_text);
+        uint64_t id;
+        if (job_insert(c, &j, &id, &e) == 0)
+            bq_info(COMP, id, "retention of cluster %s at site %s: %" PRIu64 " WAL files before "
+                    "%s to remove from the store of worker %s", cl->name, site, cnt.n, keep_from,
+                    w->name);
+    }
+}
+
+/* A wal-prune job succeeded: its worker's store no longer holds the files its rule names, so
+ * the WAL index drops that store from them (and a record with no store left). */
+static void wal_prune_end(coord_t *c, const bq_job_t *j)
+{
+    catalog_txn_t *t = wtxn(c);
+    if (!t)
+        return;
+    retention_wal_range_t ranges[PRUNE_RANGES_MAX];
+    size_t nranges = prune_ranges_parse(j->wal_keep_ranges, ranges, PRUNE_RANGES_MAX);
+    prune_scan_t ps = {.keep_from = j->wal_keep_from, .ranges = ranges, .nranges = nranges,
+                       .store = j->pin_worker, .collect = 1};
+    bq_errbuf_t e;
+    int rc = catalog_wal_each(t, j->cluster, prune_visit, &ps, &e);
+    size_t dropped = 0;
+    for (size_t i = 0; rc >= 0 && !ps.err && i < ps.nnames; i++) {
+        int removed = 0;
+        rc = catalog_wal_drop_store(t, j->cluster, ps.names[i], j->pin_worker, &removed, &e);
+        if (rc == BQ_E_NOTFOUND)
+            rc = 0;
+        dropped += removed;
+    }
+    free(ps.names);
+    if (rc < 0 && rc != BQ_E_INVAL)
+        batch_fail(c, rc, &e);
+    else
+        bq_info(COMP, j->id, "WAL index of cluster %s: %zu files no longer in the store of %s "
+                "(%zu records removed)", j->cluster, ps.nnames, j->pin_worker, dropped);
+}
+
+static int delete_create(coord_t *c, const bq_backup_t *b0, bq_msg_cli_reply_t *r,
+                         bq_errbuf_t *e);
+
+/* One cluster's retention at every site that holds its backups. */
+static void retention_cluster(coord_t *c, const bq_cfg_cluster_t *cl, int64_t now)
+{
+    const job_state_t *busy = retention_blocker(c, cl->name);
+    if (busy) {
+        bq_debug(COMP, busy->id, "retention of cluster %s waits for %s job %llu", cl->name,
+                 bq_job_type_name(busy->type), (unsigned long long)busy->id);
+        return;
+    }
+    catalog_txn_t *t = wtxn(c);
+    if (!t)
+        return;
+    backup_vec_t v;
+    bq_errbuf_t e;
+    if (backups_load(t, cl->name, &v, &e) != 0) {
+        bq_error(COMP, 0, "retention of cluster %s: %s", cl->name, e.msg);
+        return;
+    }
+    retention_status_t *st = calloc(v.n ? v.n : 1, sizeof *st);
+    for (size_t s = 0; st && s < c->cfg.nsites && !c->batch_failed; s++) {
+        const char *site = c->cfg.sites[s].name;
+        if (retention_statuses(c, cl, v.b, v.n, site, now, st) != 0)
+            break;
+        size_t done = 0, deleting = 0, held = 0;
+        for (size_t i = 0; i < v.n; i++) {
+            if (!backup_at(c, &v.b[i], site))
+                continue;
+            held++;
+            done += v.b[i].state == BQ_BACKUP_DONE;
+            deleting += v.b[i].state == BQ_BACKUP_DELETING;
+        }
+        if (!held)
+            continue;
+        size_t queued = 0;
+        for (size_t i = 0; i < v.n && !c->batch_failed; i++) {
+            if (st[i] != RETENTION_STATUS_OBSOLETE)
+                continue;
+            if (!retention_may_delete(done, (uint32_t)cl->minimum_redundancy))
+                break;
+            if (cl->retention == BQ_RETENTION_REPORT) {
+                bq_debug(COMP, 0, "backup %s of cluster %s is OBSOLETE at site %s (retention = "
+                         "report: kept)", v.b[i].id, cl->name, site);
+                continue;
+            }
+            if (!backup_all_at(c, &v.b[i], site)) {
+                bq_warn(COMP, 0, "backup %s of cluster %s is OBSOLETE at site %s but is held at "
+                        "other sites too (%s): not deleted", v.b[i].id, cl->name, site,
+                        v.b[i].stores);
+                continue;
+            }
+            bq_msg_cli_reply_t scratch;
+            memset(&scratch, 0, sizeof scratch);
+            if (delete_create(c, &v.b[i], &scratch, &e) == 0) {
+                bq_info(COMP, scratch.job_id, "retention (%s, minimum_redundancy %d) of cluster "
+                        "%s at site %s: backup %s is OBSOLETE, deleting it", cl->retention_policy,
+                        cl->minimum_redundancy, cl->name, site, v.b[i].id);
+                done--;
+                queued++;
+                v.b[i].state = BQ_BACKUP_DELETING;
+            } else {
+                bq_warn(COMP, 0, "retention of cluster %s: %s", cl->name, e.msg);
+            }
+            free(scratch.backups);
+            free(scratch.jobs);
+        }
+        /* the WAL goes once the backups are gone (the next run: nothing blocks it then) */
+        if (!queued && !deleting && cl->retention == BQ_RETENTION_AUTO)
+            wal_prune_plan(c, t, cl, v.b, v.n, site);
+    }
+    free(st);
+    free(v.b);
+}
+
+static void retention_run(coord_t *c)
+{
+    int64_t now = bq_wall_ms();
+    for (size_t i = 0; i < c->cfg.nclusters && !c->batch_failed; i++)
+        if (c->cfg.clusters[i].retention_policy[0])
+            retention_cluster(c, &c->cfg.clusters[i], now);
+}
+
+/* keep CLUSTER ID --target full|standalone / --release / --status */
+static int keep_apply(coord_t *c, const bq_msg_cli_request_t *q, bq_msg_cli_reply_t *r,
+                      bq_errbuf_t *e)
+{
+    catalog_txn_t *t = wtxn(c);
+    if (!t)
+        return bq_fail(e, c->batch_failed, "%s", c->batch_err.msg);
+    if (!bq_backup_id_valid(q->backup_id))
+        return bq_fail(e, BQ_E_USAGE, "keep needs a backup id (YYYYMMDDTHHMMSS), not %s",
+                       q->backup_id[0] ? q->backup_id : "\"\"");
+    int want;
+    if (strcmp(q->keep, "full") == 0)
+        want = RETENTION_KEEP_FULL;
+    else if (strcmp(q->keep, "standalone") == 0)
+        want = RETENTION_KEEP_STANDALONE;
+    else if (strcmp(q->keep, "release") == 0)
+        want = RETENTION_KEEP_NONE;
+    else if (strcmp(q->keep, "status") == 0)
+        want = -1;
+    else
+        return bq_fail(e, BQ_E_USAGE, "keep: --target must be full or standalone (or use "
+                       "--release, --status), not %s", q->keep);
+    if (!(r->backups = calloc(1, sizeof *r->backups)))
+        return bq_fail(e, BQ_E_NOMEM, "out of memory");
+    bq_backup_t *b = &r->backups[0];
+    int rc = catalog_backup_get(t, q->cluster, q->backup_id, b, e);
+    if (rc == BQ_E_NOTFOUND)
+        return bq_fail(e, rc, "no backup %s of cluster %s (see: barque list-backups %s)",
+                       q->backup_id, q->cluster, q->cluster);
+    if (rc)
+        return rc;
+    r->nbackups = 1;
+    if (want < 0 || want == b->keep)
+        goto out;
+    if (want != RETENTION_KEEP_NONE && b->state != BQ_BACKUP_DONE)
+        return bq_fail(e, BQ_E_STATE, "could not keep backup %s of cluster %s: it is %s, only a "
+                       "DONE backup can be kept", b->id, b->cluster, bq_backup_state_name(b->state));
+    b->keep = want;
+    if ((rc = catalog_backup_put(t, b, e)) != 0) {
+        batch_fail(c, rc, e);
+        return rc;
+    }
+out:
+    retention_fill(c, t, q->cluster, r->backups, r->nbackups);
+    return 0;
+}
+
+/* ---- the scheduler ---- */
+
+/* Active backup jobs of a cluster (queued or running) and its newest backup's start. */
+static void schedule_state_of(coord_t *c, catalog_txn_t *t, const bq_cfg_cluster_t *cl,
+                              schedule_state_t *st, char *last, size_t lastlen)
+{
+    memset(st, 0, sizeof *st);
+    bq_errbuf_t e;
+    catalog_sched_get(t, cl->name, &st->last_slot_ms, &e);
+    for (size_t i = 0; i < c->njobs; i++)
+        if (c->jobs[i].type == BQ_JOB_BACKUP && !bq_job_state_terminal(c->jobs[i].state) &&
+            strcmp(c->jobs[i].cluster, cl->name) == 0)
+            st->active = 1;
+    backup_vec_t v;
+    if (last)
+        last[0] = '\0';
+    if (backups_load(t, cl->name, &v, &e) != 0)
+        return;
+    for (size_t i = v.n; i-- > 0;) {
+        if (v.b[i].state == BQ_BACKUP_FAILED)
+            continue;
+        st->newest_backup_ms = v.b[i].start_ms;
+        break;
+    }
+    if (last && v.n)
+        snprintf(last, lastlen, "%s %s", v.b[v.n - 1].id, bq_backup_state_name(v.b[v.n - 1].state));
+    free(v.b);
+}
+
+static int schedule_of(const bq_cfg_cluster_t *cl, schedule_t *s)
+{
+    char why[128];
+    return schedule_parse(cl->backup_schedule, cl->backup_jitter, s, why, sizeof why);
+}
+
+static void schedule_run(coord_t *c)
+{
+    int64_t now = bq_wall_ms();
+    catalog_txn_t *t = NULL;
+    for (size_t i = 0; i < c->cfg.nclusters && !c->batch_failed; i++) {
+        const bq_cfg_cluster_t *cl = &c->cfg.clusters[i];
+        schedule_t s;
+        if (!cl->backup_schedule[0] || schedule_of(cl, &s) != 0)
+            continue;
+        if (!t && !(t = wtxn(c)))
+            return;
+        schedule_state_t st;
+        schedule_state_of(c, t, cl, &st, NULL, 0);
+        schedule_decision_t d;
+        schedule_decide(&s, schedule_offset(&s, cl->name), &st, now, &d);
+        bq_errbuf_t e;
+        if (d.due) {
+            uint64_t id;
+            if (job_create(c, BQ_JOB_BACKUP, cl->name, cl->site, 0, "fast", &id, &e) != 0) {
+                bq_error(COMP, 0, "scheduled backup of cluster %s: %s", cl->name, e.msg);
+                continue;
+            }
+            bq_info(COMP, id, "scheduled backup of cluster %s queued: %s", cl->name, d.why);
+        }
+        if ((d.due || d.adopt) && catalog_sched_put(t, cl->name, d.slot_ms, &e) != 0)
+            batch_fail(c, BQ_E_CATALOG, &e);
+    }
+}
+
+/* barque schedule [CLUSTER] */
+static int schedule_reply(coord_t *c, catalog_txn_t *t, const char *only, bq_msg_cli_reply_t *r,
+                          bq_errbuf_t *e)
+{
+    int64_t now = bq_wall_ms();
+    size_t n = 0;
+    if (!(r->schedule = calloc(c->cfg.nclusters ? c->cfg.nclusters : 1, sizeof *r->schedule)))
+        return bq_fail(e, BQ_E_NOMEM, "out of memory");
+    for (size_t i = 0; i < c->cfg.nclusters; i++) {
+        const bq_cfg_cluster_t *cl = &c->cfg.clusters[i];
+        if (only && only[0] && strcmp(only, cl->name) != 0)
+            continue;
+        bq_schedule_row_t *row = &r->schedule[n++];
+        snprintf(row->cluster, sizeof row->cluster, "%s", cl->name);
+        snprintf(row->site, sizeof row->site, "%s", cl->site);
+        snprintf(row->retention, sizeof row->retention, "%s", cl->retention_policy);
+        schedule_t s;
+        memset(&s, 0, sizeof s);
+        if (cl->backup_schedule[0])
+            schedule_of(cl, &s);
+        schedule_format(&s, row->schedule, sizeof row->schedule);
+        schedule_state_t st;
+        schedule_state_of(c, t, cl, &st, row->last_backup, sizeof row->last_backup);
+        schedule_decision_t d;
+        schedule_decide(&s, schedule_offset(&s, cl->name), &st, now, &d);
+        row->last_slot_ms = st.last_slot_ms;
+        row->next_ms = d.due ? now : d.next_ms;
+        row->due = d.due;
+        snprintf(row->why, sizeof row->why, "%s", d.why);
+        /* a queued backup that waits for a slot at its site or worker says so */
+        for (size_t k = 0; k < c->njobs; k++) {
+            const job_state_t *js = &c->jobs[k];
+            if (js->type == BQ_JOB_BACKUP && js->state == BQ_JOB_QUEUED &&
+                strcmp(js->cluster, cl->name) == 0) {
+                snprintf(row->why, sizeof row->why, "backup job %llu is queued: %s",
+                         (unsigned long long)js->id, d.why);
+                break;
+            }
+        }
+    }
+    if (only && only[0] && !n)
+        return bq_fail(e, BQ_E_NOTFOUND, "no cluster %s in the coordinator's config", only);
+    r->nschedule = n;
+    return 0;
+}
+
+/* max_concurrent_backups: backup jobs assigned or running at site and on worker wi. */
+static void backups_running(const coord_t *c, const char *site, int wi, uint32_t *at_site,
+                            uint32_t *on_worker)
+{
+    *at_site = *on_worker = 0;
+    for (size_t i = 0; i < c->njobs; i++) {
+        const job_state_t *s = &c->jobs[i];
+        if (s->type != BQ_JOB_BACKUP || (s->state != BQ_JOB_ASSIGNED && s->state != BQ_JOB_RUNNING))
+            continue;
+        if (strcmp(s->site, site) == 0)
+            (*at_site)++;
+        if (wi >= 0 && s->worker == wi)
+            (*on_worker)++;
+    }
+}
+
+static int site_backup_max(const coord_t *c, const char *site)
+{
+    for (size_t i = 0; i < c->cfg.nsites; i++)
+        if (strcmp(c->cfg.sites[i].name, site) == 0)
+            return c->cfg.sites[i].max_concurrent_backups;
+    return 0;
+}
+
+/* ---- check: the coordinator's items ---- */
+
+typedef struct {
+    const char *cluster;
+    int64_t since;
+    uint64_t n;
+    char first[BQ_DETAIL_MAX];
+} failed_scan_t;
+
+static int failed_visit(const bq_job_t *j, void *arg)
+{
+    failed_scan_t *f = arg;
+    if (j->state != BQ_JOB_FAILED || j->finished_ms < f->since || strcmp(j->cluster, f->cluster) != 0)
+        return 0;
+    if (!f->n++)
+        snprintf(f->first, sizeof f->first, "%s job %llu: %.180s", bq_job_type_name(j->type),
+                 (unsigned long long)j->id, j->error);
+    return 0;
+}
+
+/* One store's space item: free share against the thresholds, days until full from the
+ * oldest sample kept. */
+static void store_item(coord_t *c, const worker_state_t *w, bq_check_result_t *r)
+{
+    char name[BQ_NAME_MAX];
+    snprintf(name, sizeof name, "store %.50s", w->rec.name);
+    if (!w->rec.store_total) {
+        check_item(r, name, 0, "worker %s reports no usable store", w->rec.name);
+        return;
+    }
+    double pct = 100.0 * (double)w->rec.store_free / (double)w->rec.store_total;
+    char trend[96] = "";
+    double days = -1;
+    if (w->nsamples >= 2) {
+        size_t oldest = (w->sample_next + STORE_SAMPLES - w->nsamples) % STORE_SAMPLES;
+        int64_t dt = bq_wall_ms() - w->sample_ms[oldest];
+        double used = (double)w->sample_free[oldest] - (double)w->rec.store_free;
+        if (dt > 0 && used > 0) {
+            days = (double)w->rec.store_free / (used / ((double)dt / 86400000.0));
+            snprintf(trend, sizeof trend, "; full in %.1f days at the rate of the last %lld min",
+                     days, (long long)(dt / 60000));
+        }
+    }
+    int sev = pct < c->cfg.store_free_critical ? BQ_SEV_CRITICAL
+              : pct < c->cfg.store_free_warning ? BQ_SEV_WARNING
+              : (days >= 0 && days * 86400000.0 < (double)c->cfg.store_full_warning_ms) ? BQ_SEV_WARNING
+                                                                                      : BQ_SEV_OK;
+    check_item(r, name, sev == BQ_SEV_OK, "%.1f%% free (%" PRIu64 " of %" PRIu64 " MiB) at site "
+               "%s%s%s", pct, w->rec.store_free >> 20, w->rec.store_total >> 20, w->rec.site, trend,
+               sev == BQ_SEV_CRITICAL ? " (below store_free_critical)"
+               : sev == BQ_SEV_WARNING && pct < c->cfg.store_free_warning ? " (below store_free_warning)"
+               : sev == BQ_SEV_WARNING ? " (within store_full_warning)" : "");
+    r->items[r->nitems - 1].severity = sev;
+}
+
+/* Backups, redundancy, failed jobs, stores and the system identifier of cluster's check. */
+static void check_coord_items(coord_t *c, const char *cluster, bq_check_result_t *r)
+{
+    catalog_txn_t *t = wtxn(c);
+    const bq_cfg_cluster_t *cl = bq_coord_config_cluster(&c->cfg, cluster);
+    if (!t || !cl)
+        return;
+    backup_vec_t v;
+    bq_errbuf_t e;
+    if (backups_load(t, cluster, &v, &e) != 0)
+        return;
+    int64_t now = bq_wall_ms();
+    const bq_backup_t *newest = NULL;
+    size_t done = 0;
+    for (size_t i = 0; i < v.n; i++)
+        if (v.b[i].state == BQ_BACKUP_DONE) {
+            newest = &v.b[i];
+            done++;
+        }
+    int64_t max_age = cl->backup_max_age_ms;
+    schedule_t s;
+    if (!max_age && cl->backup_schedule[0] && schedule_of(cl, &s) == 0)
+        max_age = 2 * (s.kind == SCHEDULE_INTERVAL ? s.interval_ms : 86400000LL);
+    if (!newest) {
+        check_item(r, "backup age", max_age ? 0 : 1, "no DONE backup of cluster %s%s", cluster,
+                   max_age ? "" : " (no backup_max_age)");
+        if (max_age)
+            r->items[r->nitems - 1].severity = BQ_SEV_CRITICAL;
+    } else {
+        int64_t age = now - newest->stop_ms;
+        int old = max_age && age > max_age;
+        check_item(r, "backup age", !old, "newest DONE backup %s ended %lld s ago%s%lld%s", newest->id,
+                   (long long)(age / 1000), max_age ? " (backup_max_age " : "",
+                   (long long)(max_age / 1000), max_age ? " s)" : "");
+        if (!max_age) /* the %lld prints 0 with no limit: say it plainly */
+            snprintf(r->items[r->nitems - 1].detail, sizeof r->items[0].detail,
+                     "newest DONE backup %s ended %lld s ago", newest->id, (long long)(age / 1000));
+    }
+    check_item(r, "minimum redundancy", done >= (size_t)cl->minimum_redundancy,
+               "%zu DONE backup%s, minimum_redundancy %d", done, done == 1 ? "" : "s",
+               cl->minimum_redundancy);
+    /* the system identifier the worker read against the backups' */
+    if (r->system_identifier && newest && newest->system_identifier &&
+        newest->system_identifier != r->system_identifier)
+        check_item(r, "system identifier", 0, "the server's system identifier %" PRIu64 " is not "
+                   "that of backup %s (%" PRIu64 "): a different cluster behind this conninfo?",
+                   r->system_identifier, newest->id, newest->system_identifier);
+    free(v.b);
+    failed_scan_t f = {.cluster = cluster, .since = now - 86400000LL};
+    if (catalog_job_each(t, failed_visit, &f, &e) >= 0) {
+        check_item(r, "failed jobs", f.n == 0, f.n ? "%" PRIu64 " failed in the last day; first: %s"
+                                                   : "none in the last day", f.n, f.first);
+        if (f.n)
+            r->items[r->nitems - 1].severity = BQ_SEV_WARNING;
+    }
+    for (size_t i = 0; i < c->nworkers && r->nitems < BQ_CHECK_ITEMS_MAX; i++)
+        if (strcmp(c->workers[i].rec.site, cl->site) == 0 && c->workers[i].rec.online)
+            store_item(c, &c->workers[i], r);
+}
+
+/* metrics: each cluster's last finished check (its job), newest wins. */
+typedef struct {
+    bq_cluster_t *cl;
+    size_t n;
+} check_scan_t;
+
+static int check_visit(const bq_job_t *j, void *arg)
+{
+    check_scan_t *cs = arg;
+    if (j->type != BQ_JOB_CHECK || !bq_job_state_terminal(j->state) || !j->has_check)
+        return 0;
+    for (size_t i = 0; i < cs->n; i++) {
+        bq_cluster_t *cl = &cs->cl[i];
+        if (strcmp(cl->name, j->cluster) != 0 || j->finished_ms < cl->check_ms)
+            continue;
+        int sev = BQ_SEV_OK;
+        uint32_t failed = 0;
+        for (size_t k = 0; k < j->check.nitems; k++) {
+            const bq_check_item_t *it = &j->check.items[k];
+            if (it->ok)
+                continue;
+            failed++;
+            int s2 = it->severity ? it->severity : BQ_SEV_CRITICAL;
+            if (s2 == BQ_SEV_CRITICAL || (s2 == BQ_SEV_UNKNOWN && sev != BQ_SEV_CRITICAL) ||
+                (s2 == BQ_SEV_WARNING && sev == BQ_SEV_OK))
+                sev = s2;
+        }
+        cl->check_status = sev;
+        cl->check_failed = failed;
+        cl->check_ms = j->finished_ms;
+    }
+    return 0;
+}
+
+static int metrics_backup_visit(const bq_backup_t *b, void *arg)
+{
+    backup_vec_t *v = arg;
+    if (v->n >= 10000) /* the reply's bound on rows */
+        return 1;
+    return backup_vec_add(b, v);
+}
+
+/* check: the fleet's items: workers online per site, the catalog's size. */
+static void fleet_items(coord_t *c, bq_check_result_t *r)
+{
+    memset(r, 0, sizeof *r);
+    int64_t online_after = bq_mono_ms() - c->cfg.worker_timeout_ms;
+    for (size_t s = 0; s < c->cfg.nsites && r->nitems < BQ_CHECK_ITEMS_MAX - 1; s++) {
+        const char *site = c->cfg.sites[s].name;
+        int configured = 0, online = 0;
+        char down[BQ_DETAIL_MAX / 2] = "";
+        for (size_t k = 0; k < c->cfg.nworkers; k++) {
+            if (strcmp(c->cfg.workers[k].site, site) != 0)
+                continue;
+            configured++;
+            int wi = worker_find(c, c->cfg.workers[k].name);
+            if (wi >= 0 && c->workers[wi].rec.online && c->workers[wi].last_seen_mono >= online_after)
+                online++;
+            else {
+                size_t u = strlen(down);
+                snprintf(down + u, sizeof down - u, "%s%s", u ? ", " : "", c->cfg.workers[k].name);
+            }
+        }
+        if (!configured)
+            continue;
+        char name[BQ_NAME_MAX];
+        snprintf(name, sizeof name, "workers %.50s", site);
+        check_item(r, name, online == configured, "%d of %d online at site %s%s%s", online,
+                   configured, site, down[0] ? "; offline: " : "", down);
+        r->items[r->nitems - 1].severity = online == configured ? BQ_SEV_OK
+                                           : online == 0 ? BQ_SEV_CRITICAL : BQ_SEV_WARNING;
+    }
+    catalog_stats_t st;
+    bq_errbuf_t e;
+    if (catalog_stats(c->cat, &st, &e) == 0) {
+        double pct = 100.0 * (double)st.used_bytes / (double)c->cfg.catalog_max_size;
+        check_item(r, "catalog", pct < 90, "%.1f%% of catalog_max_size used (%" PRIu64 " MiB of %"
+                   PRIu64 " MiB), %" PRIu64 " jobs, %" PRIu64 " backups, %" PRIu64 " WAL files",
+                   pct, st.used_bytes >> 20, c->cfg.catalog_max_size >> 20, st.njobs, st.nbackups,
+                   st.nwal);
+        if (pct >= 90)
+            r->items[r->nitems - 1].severity = pct >= 98 ? BQ_SEV_CRITICAL : BQ_SEV_WARNING;
+    } else {
+        check_item(r, "catalog", 0, "%s", e.msg);
+    }
+}
+
 static int coord_site_known(const coord_t *c, const char *site)
 {
     for (size_t i = 0; i < c->cfg.nsites; i++)
@@ -2017,6 +2847,46 @@ static void on_cli(coord_t *c, const bq_peer_t *from, bq_msg_t *m)
             rc = 0;
         if (rc == 0)
             list_backups_unring(&bl);
+        if (rc == 0)
+            retention_fill(c, rt, q->cluster, r->backups, r->nbackups);
+    } else if (strcmp(q->verb, "keep") == 0) {
+        rc = catalog_txn_begin(c->cat, 0, &rt, &e);
+        if (rc == 0)
+            rc = cli_backup_cluster(c, rt, q->verb, q->cluster, &e);
+        catalog_txn_abort(&rt);
+        if (rc == 0)
+            rc = keep_apply(c, q, r, &e);
+        if (rc == 0 && strcmp(q->keep, "status") != 0)
+            bq_info(COMP, 0, "keep %s of backup %s of cluster %s by operator %s", q->keep,
+                    q->backup_id, q->cluster, op);
+    } else if (strcmp(q->verb, "metrics") == 0) {
+        rc = catalog_txn_begin(c->cat, 0, &rt, &e);
+        if (rc == 0)
+            reply_workers(c, r);
+        if (rc == 0) {
+            l.cap = 0;
+            rc = catalog_cluster_each(rt, list_cluster, &l, &e);
+        }
+        for (size_t i = 0; rc == 0 && i < r->nclusters; i++)
+            cluster_wal_status(c, rt, &r->clusters[i]);
+        check_scan_t cs = {r->clusters, r->nclusters};
+        if (rc == 0)
+            rc = catalog_job_each(rt, check_visit, &cs, &e);
+        backup_vec_t bv;
+        memset(&bv, 0, sizeof bv);
+        for (size_t i = 0; rc == 0 && i < r->nclusters; i++)
+            if ((rc = catalog_backup_each(rt, r->clusters[i].name, metrics_backup_visit, &bv, &e)) > 0)
+                rc = 0;
+        if (rc == 0 && bv.err)
+            rc = bq_fail(&e, bv.err, "out of memory");
+        r->backups = bv.b;
+        r->nbackups = bv.n;
+        if (rc == 0 && l.err)
+            rc = bq_fail(&e, l.err, "out of memory listing");
+    } else if (strcmp(q->verb, "schedule") == 0) {
+        rc = catalog_txn_begin(c->cat, 0, &rt, &e);
+        if (rc == 0)
+            rc = schedule_reply(c, rt, q->cluster, r, &e);
     } else if (strcmp(q->verb, "list-wal") == 0) {
         wal_list_t wl = {.err = 0};
         wal_summary_init(&wl.sum);
@@ -2119,6 +2989,8 @@ static void on_cli(coord_t *c, const bq_peer_t *from, bq_msg_t *m)
         }
         if (rc == 0)
             r->nbackups = 1;
+        if (rc == 0 && !recover && !list_files)
+            retention_fill(c, rt, q->cluster, r->backups, r->nbackups);
         if (rc == 0 && recover && q->recovery.enabled) {
             const bq_cfg_cluster_t *cl = bq_coord_config_cluster(&c->cfg, q->cluster);
             bq_errbuf_t pe;
@@ -2196,9 +3068,22 @@ static void on_cli(coord_t *c, const bq_peer_t *from, bq_msg_t *m)
         const char *site = cl ? cl->site : q->site;
         if (q->cluster[0] && !cl)
             rc = bq_fail(&e, BQ_E_NOTFOUND, "no cluster %s in the coordinator's config", q->cluster);
-        else if (check && !cl)
-            rc = bq_fail(&e, BQ_E_USAGE, "check needs a cluster");
-        else if (!site[0])
+        else if (check && !cl) { /* every cluster of the config */
+            r->job_ids = calloc(c->cfg.nclusters ? c->cfg.nclusters : 1, sizeof *r->job_ids);
+            r->clusters = calloc(c->cfg.nclusters ? c->cfg.nclusters : 1, sizeof *r->clusters);
+            if (!r->job_ids || !r->clusters)
+                rc = bq_fail(&e, BQ_E_NOMEM, "out of memory");
+            for (size_t k = 0; rc == 0 && k < c->cfg.nclusters; k++) {
+                const bq_cfg_cluster_t *ck = &c->cfg.clusters[k];
+                rc = job_create(c, BQ_JOB_CHECK, ck->name, ck->site, 0, NULL, &r->job_ids[k], &e);
+                snprintf(r->clusters[k].name, sizeof r->clusters[k].name, "%s", ck->name);
+                snprintf(r->clusters[k].site, sizeof r->clusters[k].site, "%s", ck->site);
+                r->njob_ids = r->nclusters = k + 1;
+            }
+            fleet_items(c, &r->fleet);
+            r->has_fleet = 1;
+            site = "";
+        } else if (!site[0])
             rc = bq_fail(&e, BQ_E_USAGE, "a job needs a cluster or a site");
         else if (!coord_site_known(c, site))
             rc = bq_fail(&e, BQ_E_NOTFOUND, "no site %s in the coordinator's config", site);
@@ -2206,9 +3091,13 @@ static void on_cli(coord_t *c, const bq_peer_t *from, bq_msg_t *m)
             rc = bq_fail(&e, BQ_E_USAGE, "sleep must be 0..86400000 ms");
         else if (q->count > JOBS_CREATE_MAX || (check && q->count > 1))
             rc = bq_fail(&e, BQ_E_USAGE, "count must be 1..%d (and 1 for check)", JOBS_CREATE_MAX);
-        for (uint32_t k = 0; rc == 0 && k < (q->count ? q->count : 1); k++)
+        for (uint32_t k = 0; rc == 0 && site[0] && k < (q->count ? q->count : 1); k++)
             rc = job_create(c, check ? BQ_JOB_CHECK : BQ_JOB_SLEEP, cl ? cl->name : "", site,
                             q->sleep_ms, NULL, &r->job_id, &e);
+        if (rc == 0 && check && cl) {
+            fleet_items(c, &r->fleet);
+            r->has_fleet = 1;
+        }
     } else {
         rc = bq_fail(&e, BQ_E_USAGE, "unknown request %s", q->verb);
     }
@@ -2245,6 +3134,7 @@ static void handle(coord_t *c, const bq_peer_t *from, bq_msg_t *m)
 /* ---- WAL streaming ------------------------------------------------------------------ */
 
 #define WAL_CHECK_MS 1000
+#define SCHEDULE_CHECK_MS 1000
 #define WAL_RESTART_MS 30000 /* a cluster's wal-stream jobs start at most this often */
 
 static struct wal_seen *wal_seen_of(coord_t *c, const char *cluster)
@@ -2338,6 +3228,28 @@ static void timers(coord_t *c)
     if (now - c->last_wal_check_mono >= WAL_CHECK_MS) {
         c->last_wal_check_mono = now;
         wal_ensure(c);
+    }
+    if (now - c->last_sample_mono >= STORE_SAMPLE_MS) {
+        c->last_sample_mono = now;
+        for (size_t i = 0; i < c->nworkers; i++) {
+            worker_state_t *w = &c->workers[i];
+            if (!w->rec.online || !w->rec.store_total)
+                continue;
+            w->sample_ms[w->sample_next] = bq_wall_ms();
+            w->sample_free[w->sample_next] = w->rec.store_free;
+            w->sample_next = (w->sample_next + 1) % STORE_SAMPLES;
+            if (w->nsamples < STORE_SAMPLES)
+                w->nsamples++;
+        }
+    }
+    if (now - c->last_schedule_mono >= SCHEDULE_CHECK_MS) {
+        c->last_schedule_mono = now;
+        schedule_run(c);
+    }
+    if (c->retention_due || now - c->last_retention_mono >= c->cfg.retention_interval_ms) {
+        c->retention_due = 0;
+        c->last_retention_mono = now;
+        retention_run(c);
     }
     if (c->dispatch_dirty)
         dispatch(c);

@@ -20,8 +20,18 @@ packages=(
     iproute2 procps util-linux python3 lmdb-utils zstd
     # what tests/bench/backup.sh compares Barque with (pg_basebackup is in postgresql-15)
     pgbackrest
+    # /usr/bin/promtool: metrics_test runs `promtool check metrics` on barque metrics' output
+    prometheus
 )
 
 export DEBIAN_FRONTEND=noninteractive
+had_prometheus=0
+dpkg-query -W -f='${Status}' prometheus 2>/dev/null | grep -q "ok installed" && had_prometheus=1
 apt-get update -q
 apt-get install -y -q --no-install-recommends "${packages[@]}"
+# Debian's prometheus package (there is no promtool-only one) enables a Prometheus server on
+# :9090; Barque only wants promtool, so when this script installed it on a host run by
+# systemd, the server is stopped again (a Prometheus the host already had is left alone).
+if ((!had_prometheus)) && [[ -d /run/systemd/system ]]; then
+    systemctl disable --now prometheus >/dev/null 2>&1 || true
+fi

@@ -126,7 +126,7 @@ static int codec_str_get(char *dst, size_t cap, const char *src, const char *obj
 
 static int codec_job_type_valid(int v)
 {
-    return v >= BQ_JOB_TYPE_NONE && v <= BQ_JOB_SWITCH_WAL;
+    return v >= BQ_JOB_TYPE_NONE && v <= BQ_JOB_WAL_PRUNE;
 }
 
 static int codec_backup_state_valid(int v)
@@ -242,7 +242,13 @@ static int codec_check_to_pb(codec_arena_t *a, const bq_check_result_t *c,
                 (rc = codec_str_put(it->detail, sizeof it->detail, "CheckItem", "detail",
                                     &items[i].detail, e)) < 0)
                 return rc;
-            items[i].ok = !!it->ok;
+            if (it->severity < BQ_SEV_OK || it->severity > BQ_SEV_UNKNOWN)
+                return bq_fail(e, BQ_E_INVAL, "CheckItem.severity has unknown value %d",
+                               it->severity);
+            items[i].ok = it->severity == BQ_SEV_OK && it->ok;
+            items[i].severity = (uint32_t)(items[i].ok ? BQ_SEV_OK
+                                           : it->severity == BQ_SEV_OK ? BQ_SEV_CRITICAL
+                                                                        : it->severity);
             ptrs[i] = &items[i];
         }
         pb->n_items = c->nitems;
@@ -279,7 +285,11 @@ static int codec_check_from_pb(const Barque__CheckResult *pb, bq_check_result_t 
             (rc = codec_str_get(ci->detail, sizeof ci->detail, it->detail, "CheckItem", "detail",
                                 e)) < 0)
             return rc;
-        ci->ok = !!it->ok;
+        if (it->severity > BQ_SEV_UNKNOWN)
+            return bq_fail(e, BQ_E_PROTO, "CheckItem.severity has unknown value %u",
+                           it->severity);
+        ci->ok = !!it->ok && it->severity == BQ_SEV_OK;
+        ci->severity = ci->ok ? BQ_SEV_OK : it->severity ? (int)it->severity : BQ_SEV_CRITICAL;
     }
     c->nitems = pb->n_items;
     return 0;
@@ -482,8 +492,25 @@ static int codec_job_to_pb(codec_arena_t *a, const bq_job_t *c, Barque__Job *pb,
         (rc = STR_PUT("Job", tablespaces)) < 0 || (rc = STR_PUT("Job", owner)) < 0 ||
         (rc = STR_PUT("Job", pin_worker)) < 0 || (rc = STR_PUT("Job", peer_worker)) < 0 ||
         (rc = STR_PUT("Job", peer_endpoint)) < 0 || (rc = STR_PUT("Job", peer_public_key)) < 0 ||
-        (rc = STR_PUT("Job", delta_from)) < 0 || (rc = STR_PUT("Job", wal_file)) < 0)
+        (rc = STR_PUT("Job", delta_from)) < 0 || (rc = STR_PUT("Job", wal_file)) < 0 ||
+        (rc = STR_PUT("Job", pre_script)) < 0 || (rc = STR_PUT("Job", post_script)) < 0 ||
+        (rc = STR_PUT("Job", hook_note)) < 0 || (rc = STR_PUT("Job", wal_keep_from)) < 0 ||
+        (rc = codec_list_put(a, c->wal_keep_ranges, sizeof c->wal_keep_ranges, "Job",
+                             "wal_keep_ranges", "WAL range", &pb->wal_keep_ranges,
+                             &pb->n_wal_keep_ranges, e)) < 0)
         return rc;
+    pb->hook_timeout_ms = c->hook_timeout_ms;
+    pb->hook_retries = c->hook_retries;
+    pb->hook_retry_sleep_ms = c->hook_retry_sleep_ms;
+    if (c->has_prune) {
+        Barque__WalPruneResult *pr = ARENA_NEW(a, Barque__WalPruneResult);
+        if (!pr)
+            return codec_nomem(e);
+        barque__wal_prune_result__init(pr);
+        pr->files_removed = c->prune.files_removed;
+        pr->bytes_removed = c->prune.bytes_removed;
+        pb->prune = pr;
+    }
     if (c->delta_from[0] && !bq_backup_id_valid(c->delta_from))
         return bq_fail(e, BQ_E_INVAL, "Job.delta_from \"%s\" is not a backup id (YYYYMMDDTHHMMSS)",
                        c->delta_from);
@@ -550,8 +577,23 @@ static int codec_job_from_pb(const Barque__Job *pb, bq_job_t *c, bq_errbuf_t *e)
         (rc = STR_GET("Job", tablespaces)) < 0 || (rc = STR_GET("Job", owner)) < 0 ||
         (rc = STR_GET("Job", pin_worker)) < 0 || (rc = STR_GET("Job", peer_worker)) < 0 ||
         (rc = STR_GET("Job", peer_endpoint)) < 0 || (rc = STR_GET("Job", peer_public_key)) < 0 ||
-        (rc = STR_GET("Job", delta_from)) < 0 || (rc = STR_GET("Job", wal_file)) < 0)
+        (rc = STR_GET("Job", delta_from)) < 0 || (rc = STR_GET("Job", wal_file)) < 0 ||
+        (rc = STR_GET("Job", pre_script)) < 0 || (rc = STR_GET("Job", post_script)) < 0 ||
+        (rc = STR_GET("Job", hook_note)) < 0 || (rc = STR_GET("Job", wal_keep_from)) < 0 ||
+        (rc = codec_list_get(c->wal_keep_ranges, sizeof c->wal_keep_ranges, pb->wal_keep_ranges,
+                             pb->n_wal_keep_ranges, "Job", "wal_keep_ranges", "WAL range", e)) < 0)
         return rc;
+    uint32_t kt, kh, kl;
+    if (c->wal_keep_from[0] && bq_wal_segment_parse(c->wal_keep_from, &kt, &kh, &kl) != 0)
+        return bq_fail(e, BQ_E_PROTO, "Job.wal_keep_from is not a WAL segment name");
+    c->hook_timeout_ms = pb->hook_timeout_ms;
+    c->hook_retries = pb->hook_retries;
+    c->hook_retry_sleep_ms = pb->hook_retry_sleep_ms;
+    if (pb->prune) {
+        c->has_prune = 1;
+        c->prune.files_removed = pb->prune->files_removed;
+        c->prune.bytes_removed = pb->prune->bytes_removed;
+    }
     if (c->wal_file[0] && !bq_wal_name_valid(c->wal_file))
         return bq_fail(e, BQ_E_PROTO, "Job.wal_file is not a WAL file name");
     if (c->delta_from[0] && !bq_backup_id_valid(c->delta_from))
@@ -608,8 +650,11 @@ static int codec_backup_to_pb(codec_arena_t *a, const bq_backup_t *c, Barque__Ba
         (rc = STR_PUT("Backup", worker)) < 0 || (rc = STR_PUT("Backup", site)) < 0 ||
         (rc = STR_PUT("Backup", wal_begin)) < 0 || (rc = STR_PUT("Backup", wal_end)) < 0 ||
         (rc = STR_PUT("Backup", checksum_detail)) < 0 || (rc = STR_PUT("Backup", error)) < 0 ||
-        (rc = STR_PUT("Backup", delta_from)) < 0)
+        (rc = STR_PUT("Backup", delta_from)) < 0 || (rc = STR_PUT("Backup", retention)) < 0)
         return rc;
+    if (c->keep < 0 || c->keep > 2)
+        return bq_fail(e, BQ_E_INVAL, "Backup.keep has unknown value %d", c->keep);
+    pb->keep = (uint32_t)c->keep;
     if ((rc = codec_list_put(a, c->stores, sizeof c->stores, "Backup", "stores", "worker name",
                              &pb->stores, &pb->n_stores, e)) < 0)
         return rc;
@@ -644,8 +689,11 @@ static int codec_backup_from_pb(const Barque__Backup *pb, bq_backup_t *c, bq_err
         (rc = STR_GET("Backup", worker)) < 0 || (rc = STR_GET("Backup", site)) < 0 ||
         (rc = STR_GET("Backup", wal_begin)) < 0 || (rc = STR_GET("Backup", wal_end)) < 0 ||
         (rc = STR_GET("Backup", checksum_detail)) < 0 || (rc = STR_GET("Backup", error)) < 0 ||
-        (rc = STR_GET("Backup", delta_from)) < 0)
+        (rc = STR_GET("Backup", delta_from)) < 0 || (rc = STR_GET("Backup", retention)) < 0)
         return rc;
+    if (pb->keep > 2)
+        return bq_fail(e, BQ_E_PROTO, "Backup.keep has unknown value %u", pb->keep);
+    c->keep = (int)pb->keep;
     if ((rc = codec_list_get(c->stores, sizeof c->stores, pb->stores, pb->n_stores, "Backup",
                              "stores", "worker name", e)) < 0)
         return rc;
@@ -847,6 +895,9 @@ static int codec_cluster_to_pb(const bq_cluster_t *c, Barque__Cluster *pb, bq_er
     pb->wal_gaps = c->wal_gaps;
     pb->stream_flushed = c->stream_flushed;
     pb->stream_received = c->stream_received;
+    pb->check_status = (uint32_t)c->check_status;
+    pb->check_ms = c->check_ms;
+    pb->check_failed = c->check_failed;
     return 0;
 }
 
@@ -864,6 +915,45 @@ static int codec_cluster_from_pb(const Barque__Cluster *pb, bq_cluster_t *c, bq_
     c->wal_gaps = pb->wal_gaps;
     c->stream_flushed = pb->stream_flushed;
     c->stream_received = pb->stream_received;
+    if (pb->check_status > BQ_SEV_UNKNOWN)
+        return bq_fail(e, BQ_E_PROTO, "Cluster.check_status has unknown value %u", pb->check_status);
+    c->check_status = (int)pb->check_status;
+    c->check_ms = pb->check_ms;
+    c->check_failed = pb->check_failed;
+    return 0;
+}
+
+/* ---- ScheduleRow ------------------------------------------------------------------- */
+
+static int codec_schedule_to_pb(const bq_schedule_row_t *c, Barque__ScheduleRow *pb,
+                                bq_errbuf_t *e)
+{
+    int rc;
+    barque__schedule_row__init(pb);
+    if ((rc = STR_PUT("ScheduleRow", cluster)) < 0 || (rc = STR_PUT("ScheduleRow", site)) < 0 ||
+        (rc = STR_PUT("ScheduleRow", schedule)) < 0 || (rc = STR_PUT("ScheduleRow", why)) < 0 ||
+        (rc = STR_PUT("ScheduleRow", last_backup)) < 0 ||
+        (rc = STR_PUT("ScheduleRow", retention)) < 0)
+        return rc;
+    pb->last_slot_ms = c->last_slot_ms;
+    pb->next_ms = c->next_ms;
+    pb->due = !!c->due;
+    return 0;
+}
+
+static int codec_schedule_from_pb(const Barque__ScheduleRow *pb, bq_schedule_row_t *c,
+                                  bq_errbuf_t *e)
+{
+    int rc;
+    memset(c, 0, sizeof *c);
+    if ((rc = STR_GET("ScheduleRow", cluster)) < 0 || (rc = STR_GET("ScheduleRow", site)) < 0 ||
+        (rc = STR_GET("ScheduleRow", schedule)) < 0 || (rc = STR_GET("ScheduleRow", why)) < 0 ||
+        (rc = STR_GET("ScheduleRow", last_backup)) < 0 ||
+        (rc = STR_GET("ScheduleRow", retention)) < 0)
+        return rc;
+    c->last_slot_ms = pb->last_slot_ms;
+    c->next_ms = pb->next_ms;
+    c->due = !!pb->due;
     return 0;
 }
 
@@ -1222,6 +1312,8 @@ void proto_msg_clear(bq_msg_t *m)
         free(m->u.cli_reply.sites);
         free(m->u.cli_reply.backups);
         free(m->u.cli_reply.timelines);
+        free(m->u.cli_reply.schedule);
+        free(m->u.cli_reply.job_ids);
         bq_files_free(m->u.cli_reply.files, m->u.cli_reply.nfiles);
         break;
     case BQ_MSG_PEER_KEYS:
@@ -1668,8 +1760,17 @@ static int codec_body_to_pb(codec_arena_t *a, const bq_msg_t *m, ProtobufCMessag
                                     &pb->n_files, e)) < 0)
             return rc;
         pb->files_total = c->files_total;
-        if ((rc = STR_PUT("JobResult", wal_file)) < 0)
+        if ((rc = STR_PUT("JobResult", wal_file)) < 0 || (rc = STR_PUT("JobResult", hook_note)) < 0)
             return rc;
+        if (c->has_prune) {
+            Barque__WalPruneResult *pr = ARENA_NEW(a, Barque__WalPruneResult);
+            if (!pr)
+                return codec_nomem(e);
+            barque__wal_prune_result__init(pr);
+            pr->files_removed = c->prune.files_removed;
+            pr->bytes_removed = c->prune.bytes_removed;
+            pb->prune = pr;
+        }
         *out = &pb->base;
         return 0;
     }
@@ -1699,7 +1800,7 @@ static int codec_body_to_pb(codec_arena_t *a, const bq_msg_t *m, ProtobufCMessag
             (rc = STR_PUT("CliRequest", dest)) < 0 || (rc = STR_PUT("CliRequest", worker)) < 0 ||
             (rc = STR_PUT("CliRequest", owner)) < 0 ||
             (rc = STR_PUT("CliRequest", checkpoint)) < 0 ||
-            (rc = STR_PUT("CliRequest", wal_file)) < 0)
+            (rc = STR_PUT("CliRequest", wal_file)) < 0 || (rc = STR_PUT("CliRequest", keep)) < 0)
             return rc;
         pb->force = !!c->force;
         pb->wal_size = c->wal_size;
@@ -1835,6 +1936,37 @@ static int codec_body_to_pb(codec_arena_t *a, const bq_msg_t *m, ProtobufCMessag
             return rc;
         pb->files_total = c->files_total;
         pb->files_offset = c->files_offset;
+        if ((rc = codec_rows_check(c->nschedule, c->schedule, "schedule", e)) < 0 ||
+            (rc = codec_rows_check(c->njob_ids, c->job_ids, "job_ids", e)) < 0)
+            return rc;
+        if (c->nschedule) {
+            Barque__ScheduleRow *rows = ARENA_ARRAY(a, c->nschedule, Barque__ScheduleRow);
+            Barque__ScheduleRow **ptrs = ARENA_ARRAY(a, c->nschedule, Barque__ScheduleRow *);
+            if (!rows || !ptrs)
+                return codec_nomem(e);
+            for (size_t i = 0; i < c->nschedule; i++) {
+                if ((rc = codec_schedule_to_pb(&c->schedule[i], &rows[i], e)) < 0)
+                    return rc;
+                ptrs[i] = &rows[i];
+            }
+            pb->n_schedule = c->nschedule;
+            pb->schedule = ptrs;
+        }
+        if (c->has_fleet) {
+            Barque__CheckResult *fleet = ARENA_NEW(a, Barque__CheckResult);
+            if (!fleet)
+                return codec_nomem(e);
+            if ((rc = codec_check_to_pb(a, &c->fleet, fleet, e)) < 0)
+                return rc;
+            pb->fleet = fleet;
+        }
+        if (c->njob_ids) {
+            pb->job_ids = ARENA_ARRAY(a, c->njob_ids, uint64_t);
+            if (!pb->job_ids)
+                return codec_nomem(e);
+            memcpy(pb->job_ids, c->job_ids, c->njob_ids * sizeof *c->job_ids);
+            pb->n_job_ids = c->njob_ids;
+        }
         *out = &pb->base;
         return 0;
     }
@@ -2005,8 +2137,13 @@ static int codec_body_from_pb(const ProtobufCMessage *msg, bq_msg_t *m, bq_errbu
             c->has_delete = 1;
         }
         c->files_total = pb->files_total;
-        if ((rc = STR_GET("JobResult", wal_file)) < 0)
+        if ((rc = STR_GET("JobResult", wal_file)) < 0 || (rc = STR_GET("JobResult", hook_note)) < 0)
             return rc;
+        if (pb->prune) {
+            c->has_prune = 1;
+            c->prune.files_removed = pb->prune->files_removed;
+            c->prune.bytes_removed = pb->prune->bytes_removed;
+        }
         if (c->wal_file[0] && !bq_wal_name_valid(c->wal_file))
             return bq_fail(e, BQ_E_PROTO, "JobResult.wal_file is not a WAL file name");
         return codec_files_from_pb(pb->files, pb->n_files, "JobResult", &c->files, &c->nfiles, e);
@@ -2030,7 +2167,7 @@ static int codec_body_from_pb(const ProtobufCMessage *msg, bq_msg_t *m, bq_errbu
             (rc = STR_GET("CliRequest", dest)) < 0 || (rc = STR_GET("CliRequest", worker)) < 0 ||
             (rc = STR_GET("CliRequest", owner)) < 0 ||
             (rc = STR_GET("CliRequest", checkpoint)) < 0 ||
-            (rc = STR_GET("CliRequest", wal_file)) < 0)
+            (rc = STR_GET("CliRequest", wal_file)) < 0 || (rc = STR_GET("CliRequest", keep)) < 0)
             return rc;
         if (c->wal_file[0] && !bq_wal_name_valid(c->wal_file))
             return bq_fail(e, BQ_E_PROTO, "CliRequest.wal_file is not a WAL file name");
@@ -2108,6 +2245,24 @@ static int codec_body_from_pb(const ProtobufCMessage *msg, bq_msg_t *m, bq_errbu
                 return rc;
         c->files_total = pb->files_total;
         c->files_offset = pb->files_offset;
+        if ((rc = codec_rows_limit(pb->n_schedule, "schedule", e)) < 0 ||
+            (rc = codec_rows_limit(pb->n_job_ids, "job_ids", e)) < 0)
+            return rc;
+        if ((pb->n_schedule && !(c->schedule = calloc(pb->n_schedule, sizeof *c->schedule))) ||
+            (pb->n_job_ids && !(c->job_ids = calloc(pb->n_job_ids, sizeof *c->job_ids))))
+            return codec_nomem(e);
+        for (; c->nschedule < pb->n_schedule; c->nschedule++)
+            if ((rc = codec_schedule_from_pb(pb->schedule[c->nschedule],
+                                             &c->schedule[c->nschedule], e)) < 0)
+                return rc;
+        if (pb->n_job_ids)
+            memcpy(c->job_ids, pb->job_ids, pb->n_job_ids * sizeof *c->job_ids);
+        c->njob_ids = pb->n_job_ids;
+        if (pb->fleet) {
+            if ((rc = codec_check_from_pb(pb->fleet, &c->fleet, e)) < 0)
+                return rc;
+            c->has_fleet = 1;
+        }
         return codec_files_from_pb(pb->files, pb->n_files, "CliReply", &c->files, &c->nfiles, e);
     }
     case BQ_MSG_ERROR: {

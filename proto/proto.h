@@ -137,6 +137,9 @@ typedef struct {
     int has_delete;            /* delete jobs: what was done */
     bq_delete_result_t del;
     char wal_file[BQ_WAL_NAME_MAX]; /* switch-wal jobs: the segment closed */
+    int has_prune;                  /* wal-prune jobs */
+    bq_prune_result_t prune;
+    char hook_note[BQ_DETAIL_MAX];  /* the post hook's outcome when it did not exit 0 */
 } bq_msg_result_t;
 
 /* Free what a result owns (its files) and zero those fields; the rest is left as it is.
@@ -174,6 +177,7 @@ typedef struct {
     char wal_file[BQ_WAL_FILE_MAX];   /* wal-file, wal-source, wal-pushed: the WAL file */
     uint64_t wal_size;                /* wal-pushed: its size */
     bq_recovery_t recovery;           /* recover: point-in-time recovery */
+    char keep[16];                    /* keep: full, standalone, release, status */
 } bq_msg_cli_request_t;
 
 typedef struct {
@@ -193,6 +197,12 @@ typedef struct {
     size_t ntimelines;         /* list-wal: the cluster's timelines, ascending */
     bq_wal_timeline_t *timelines; /* owned by the message */
     int found;                 /* wal-source: the WAL index holds the file */
+    size_t nschedule;          /* schedule: one row per cluster */
+    bq_schedule_row_t *schedule; /* owned by the message */
+    int has_fleet;             /* check: the fleet's items */
+    bq_check_result_t fleet;
+    size_t njob_ids;           /* check: each cluster's check job, in clusters' order */
+    uint64_t *job_ids;         /* owned by the message */
 } bq_msg_cli_reply_t;
 
 typedef struct {

@@ -912,6 +912,32 @@ out:
     return rc;
 }
 
+int store_wal_remove(const char *store_dir, const char *cluster, const char *name,
+                     uint64_t *bytes, bq_errbuf_t *e)
+{
+    store_wal_kind_t kind;
+    uint32_t tli;
+    wal_paths_t p;
+    int rc;
+    if (bytes)
+        *bytes = 0;
+    if ((rc = store_wal_name_parse(name, &kind, &tli, e)) != 0 ||
+        (rc = make_paths(store_dir, cluster, name, &p, e)) != 0)
+        return rc;
+    struct stat st;
+    if (lstat(p.file, &st) != 0)
+        return errno == ENOENT ? bq_fail(e, BQ_E_NOTFOUND, "WAL file %s of cluster %s is not in "
+                                         "store %s", name, cluster, store_dir)
+                               : bq_fail(e, BQ_E_IO, "could not stat %s: %s", p.file, strerror(errno));
+    if (unlink(p.file) != 0)
+        return errno == ENOENT ? bq_fail(e, BQ_E_NOTFOUND, "WAL file %s of cluster %s is not in "
+                                         "store %s", name, cluster, store_dir)
+                               : bq_fail(e, BQ_E_IO, "could not remove %s: %s", p.file, strerror(errno));
+    if (bytes)
+        *bytes = (uint64_t)st.st_size;
+    return fsync_path(p.tli, e);
+}
+
 int store_wal_list(const char *store_dir, const char *cluster, store_wal_list_fn fn, void *arg,
                    bq_errbuf_t *e)
 {

@@ -133,6 +133,12 @@ int store_wal_get(const char *store_dir, const char *cluster, store_chunk_ctx_t 
 int store_wal_stat(const char *store_dir, const char *cluster, const char *name, uint64_t *len,
                    int *version, uint8_t digest[STORE_WAL_SHA256_BYTES], bq_errbuf_t *e);
 
+/* Remove WAL file name (retention): unlinked, its timeline directory fsynced; *bytes (may be
+ * NULL) gets the stored file's size. BQ_E_NOTFOUND when absent, BQ_E_INVAL for a bad name,
+ * BQ_E_IO. Conflict files are never removed by it. */
+int store_wal_remove(const char *store_dir, const char *cluster, const char *name,
+                     uint64_t *bytes, bq_errbuf_t *e);
+
 /* Called once per file; a non-zero return stops the listing and is returned by it. */
 typedef int (*store_wal_list_fn)(uint32_t tli, const char *name, void *arg);
 

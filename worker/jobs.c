@@ -84,6 +84,7 @@ void jobs_run(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res)
     case BQ_JOB_DELETE: jobs_delete(job, ctx, res); break;
     case BQ_JOB_WAL_STREAM: jobs_wal_stream(job, ctx, res); break;
     case BQ_JOB_SWITCH_WAL: run_switch_wal(job, ctx, res); break;
+    case BQ_JOB_WAL_PRUNE: jobs_wal_prune(job, ctx, res); break;
     default:
         res->ok = 0;
         res->retryable = 0;

@@ -49,6 +49,10 @@ void jobs_restore(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res);
  * a success and says why in res->del.gc_note. */
 void jobs_list_files(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res);
 void jobs_delete(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res);
+/* wal-prune (retention): the WAL files of job->cluster in the store that
+ * retention_wal_prunable(name, job->wal_keep_from, job->wal_keep_ranges) allows, removed;
+ * counts in res->prune. Already absent files are skipped. */
+void jobs_wal_prune(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res);
 
 /* The wal-stream job (worker/walstream.c): job->cluster's WAL streamed on the permanent slot
  * barque_<cluster> into STORE/spool/CLUSTER, each complete segment archived into the store's

@@ -7,6 +7,8 @@
  *     tablespaces/OID/PATH -> pg_tblspc/OID/PATH (the link restore makes points there)
  *     wal/NAME             -> pg_wal/NAME */
 #include "jobs.h"
+#include "retention.h"
+#include "wal.h"
 
 #include "clock.h"
 #include "log.h"
@@ -172,4 +174,101 @@ void jobs_delete(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res)
     res->has_delete = 1;
     res->ok = 1;
     ctx->progress(ctx, 2, 2, "done");
+}
+
+/* ---- wal-prune (retention) ---- */
+
+#define PRUNE_RANGES_MAX 64
+
+typedef struct {
+    const bq_job_t *job;
+    retention_wal_range_t ranges[PRUNE_RANGES_MAX];
+    size_t nranges;
+    char (*names)[BQ_DATA_NAME_MAX];
+    size_t n, cap;
+    int err;
+} prune_ctx_t;
+
+static int prune_collect(uint32_t tli, const char *name, void *arg)
+{
+    (void)tli;
+    prune_ctx_t *p = arg;
+    if (!retention_wal_prunable(name, p->job->wal_keep_from, p->ranges, p->nranges))
+        return 0;
+    if (p->n == p->cap) {
+        size_t ncap = p->cap ? 2 * p->cap : 256;
+        void *nn = realloc(p->names, ncap * sizeof *p->names);
+        if (!nn) {
+            p->err = BQ_E_NOMEM;
+            return 1;
+        }
+        p->names = nn;
+        p->cap = ncap;
+    }
+    snprintf(p->names[p->n++], BQ_DATA_NAME_MAX, "%s", name);
+    return 0;
+}
+
+void jobs_wal_prune(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res)
+{
+    bq_errbuf_t e = {{0}};
+    prune_ctx_t p = {.job = job};
+    /* "BEGIN-END,BEGIN-END" */
+    for (const char *q = job->wal_keep_ranges; *q && p.nranges < PRUNE_RANGES_MAX;) {
+        const char *comma = strchr(q, ',');
+        size_t len = comma ? (size_t)(comma - q) : strlen(q);
+        if (len == 49 && q[24] == '-') {
+            snprintf(p.ranges[p.nranges].begin, sizeof p.ranges[0].begin, "%.24s", q);
+            snprintf(p.ranges[p.nranges].end, sizeof p.ranges[0].end, "%.24s", q + 25);
+            p.nranges++;
+        } else {
+            res->ok = 0;
+            snprintf(res->error, sizeof res->error, "wal-prune of cluster %s: bad WAL range "
+                     "\"%.*s\"", job->cluster, (int)(len < 60 ? len : 60), q);
+            return;
+        }
+        q += len + (comma ? 1 : 0);
+    }
+    int rc;
+    if (!ctx->store)
+        rc = bq_fail(&e, BQ_E_CONFIG, "%s", ctx->no_store ? ctx->no_store : "this worker has no store");
+    else if (!job->wal_keep_from[0])
+        rc = bq_fail(&e, BQ_E_INVAL, "no keep_from segment: nothing may be pruned");
+    else
+        rc = store_wal_list(store_dir(ctx->store), job->cluster, prune_collect, &p, &e);
+    if (rc == 0 && p.err)
+        rc = bq_fail(&e, p.err, "out of memory listing WAL");
+    for (size_t i = 0; rc == 0 && i < p.n; i++) {
+        if (atomic_load(ctx->cancel)) {
+            rc = bq_fail(&e, BQ_E_STATE, "cancelled after %" PRIu64 " files",
+                         res->prune.files_removed);
+            break;
+        }
+        uint64_t bytes = 0;
+        int r = store_wal_remove(store_dir(ctx->store), job->cluster, p.names[i], &bytes, &e);
+        if (r == BQ_E_NOTFOUND)
+            continue;
+        if (r) {
+            rc = r;
+            break;
+        }
+        res->prune.files_removed++;
+        res->prune.bytes_removed += bytes;
+        if (i % 64 == 0)
+            ctx->progress(ctx, i, p.n, "removing WAL");
+    }
+    free(p.names);
+    res->has_prune = 1;
+    if (rc) {
+        res->ok = 0;
+        res->retryable = rc == BQ_E_IO;
+        snprintf(res->error, sizeof res->error, "could not prune the WAL of cluster %s in the "
+                 "store of worker %s: %s", job->cluster, ctx->worker, e.msg);
+        return;
+    }
+    bq_info(COMP, job->id, "WAL of cluster %s before %s: %" PRIu64 " files (%" PRIu64 " bytes) "
+            "removed from store %s", job->cluster, job->wal_keep_from, res->prune.files_removed,
+            res->prune.bytes_removed, store_dir(ctx->store));
+    res->ok = 1;
+    ctx->progress(ctx, p.n, p.n, "done");
 }

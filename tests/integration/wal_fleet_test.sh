@@ -159,7 +159,7 @@ else # the replacement receiver was already back and archived it
     assert_eq DONE "$state2" "state of $bid2"
 fi
 done_again() { [[ $(backup_field db1 "$bid2" state) == DONE ]]; }
-bq_wait_for "backup $bid2 DONE once the WAL streams again" 90 done_again
+bq_wait_for "backup $bid2 DONE once the WAL streams again" 180 done_again
 
 # ---- 6. switch-wal ---------------------------------------------------------------------------------
 bq_wait_for "a running wal-stream job again" 60 wal_job RUNNING

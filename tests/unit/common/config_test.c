@@ -458,12 +458,13 @@ static const bad_case_t bad_cases[] = {
     {"unknown key", COORD, COORD_HEAD "lisen = tcp://h:1\n", BQ_E_CONFIG,
      ":5: [coordinator] lisen: unknown key (known keys: listen, catalog, secret_key_file, "
      "log_level, heartbeat_interval, worker_timeout, job_lease, job_max_attempts, "
-     "job_retry_backoff, catalog_max_size)"},
+     "job_retry_backoff, catalog_max_size, retention_interval, store_free_warning, "
+     "store_free_critical, store_full_warning)"},
     {"unknown key in cli file", CLI, "[cli]\ncoordinater = tcp://h:1\n", BQ_E_CONFIG,
      ":2: [cli] coordinater: unknown key (known keys: coordinator, coordinator_public_key_file, "
      "secret_key_file, timeout)"},
     {"key in [site]", COORD, COORD_HEAD "[site east]\nregion = eu\n", BQ_E_CONFIG,
-     ":6: [site east] region: unknown key ([site NAME] takes no keys)"},
+     ":6: [site east] region: unknown key (known keys: max_concurrent_backups)"},
     {"missing required key", COORD, COORD_HEAD "[site east]\n[worker w1]\nsite = east\n",
      BQ_E_CONFIG, ":6: [worker w1] public_key_file: required key is missing"},
     {"missing required key, not last section", COORD,
@@ -499,6 +500,21 @@ static const bad_case_t bad_cases[] = {
      BQ_E_CONFIG, ":9: [cluster c] wal: \"both\" is not one of stream|archive"},
     {"bad synchronous", COORD, COORD_HEAD "[site east]\n[cluster c]\nsite = east\nconninfo = x=1\n"
      "synchronous = maybe\n", BQ_E_CONFIG, ":9: [cluster c] synchronous: \"maybe\" is not on or off"},
+#define CLUSTER_C COORD_HEAD "[site east]\n[cluster c]\nsite = east\nconninfo = x=1\n"
+    {"bad retention_policy", COORD, CLUSTER_C "retention_policy = KEEP 3\n", BQ_E_CONFIG,
+     ":9: [cluster c] retention_policy: expected REDUNDANCY n or RECOVERY WINDOW OF n DAYS|WEEKS|MONTHS"},
+    {"retention_policy of 0", COORD, CLUSTER_C "retention_policy = REDUNDANCY 0\n", BQ_E_CONFIG,
+     ":9: [cluster c] retention_policy: n must be at least 1"},
+    {"bad retention", COORD, CLUSTER_C "retention = sometimes\n", BQ_E_CONFIG,
+     ":9: [cluster c] retention: \"sometimes\" is not one of auto|report"},
+    {"bad backup_schedule", COORD, CLUSTER_C "backup_schedule = 24:00\n", BQ_E_CONFIG,
+     ":9: [cluster c] backup_schedule: \"24:00\" is not a time of day (HH:MM from 00:00 to 23:59, UTC)"},
+    {"backup_jitter longer than the period", COORD, CLUSTER_C "backup_schedule = 1h\nbackup_jitter = 2h\n",
+     BQ_E_CONFIG, ":10: [cluster c] backup_jitter: \"2h\" is not shorter than the interval (1h)"},
+    {"bad max_concurrent_backups", COORD, COORD_HEAD "[site east]\nmax_concurrent_backups = -1\n",
+     BQ_E_CONFIG, ":6: [site east] max_concurrent_backups: -1 is out of range (0..100000)"},
+    {"bad hook_timeout", COORD, CLUSTER_C "hook_timeout = forever\n", BQ_E_CONFIG,
+     ":9: [cluster c] hook_timeout: \"forever\" is not a duration (use e.g. 250ms, 5s, 2m, 1h, 1d)"},
     {"bad log level", COORD, COORD_HEAD "log_level = loud\n", BQ_E_CONFIG,
      ":5: [coordinator] log_level: \"loud\" is not a log level (use debug, info, warning or error)"},
     {"empty value", COORD, COORD_HEAD "log_level =\n", BQ_E_CONFIG,

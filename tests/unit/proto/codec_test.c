@@ -51,6 +51,8 @@ static bq_check_result_t *check_full(bq_check_result_t *c)
     for (size_t i = 0; i < c->nitems; i++) {
         FILL_MAX(c->items[i].name, (char)i);
         c->items[i].ok = (int)(i % 2);
+        /* a failed item decodes with its severity: CRITICAL unless said (WARNING every 3rd) */
+        c->items[i].severity = c->items[i].ok ? BQ_SEV_OK : i % 3 == 0 ? BQ_SEV_WARNING : BQ_SEV_CRITICAL;
         FILL_MAX(c->items[i].detail, (char)(i + 3));
     }
     return c;
@@ -773,7 +775,7 @@ static void test_records(void **state)
         assert_memory_equal(j, j2, sizeof *j);
         free(buf);
     }
-    j->type = (bq_job_type_t)(BQ_JOB_SWITCH_WAL + 1);
+    j->type = (bq_job_type_t)(BQ_JOB_WAL_PRUNE + 1);
     assert_int_equal(proto_job_encode(j, &buf, &len, &e), BQ_E_INVAL);
     j->type = BQ_JOB_SWITCH_WAL;
     snprintf(j->wal_file, sizeof j->wal_file, "not-a-wal-file");
@@ -910,7 +912,7 @@ static void test_encode_refusals(void **state)
     job_full(j);
     j->check.nitems = BQ_CHECK_ITEMS_MAX + 1;
     assert_int_equal(proto_msg_encode(&m, &buf, &len, &e), BQ_E_INVAL);
-    assert_non_null(strstr(e.msg, "CheckResult has 25 items"));
+    assert_non_null(strstr(e.msg, "CheckResult has 33 items"));
     job_full(j);
     memset(j->cluster, 'x', sizeof j->cluster); /* no NUL */
     assert_int_equal(proto_msg_encode(&m, &buf, &len, &e), BQ_E_INVAL);
@@ -1294,7 +1296,7 @@ static bytes_t job_offer_with(int type, int state)
     return envelope(BQ_PROTO_VERSION, BQ_MSG_JOB_OFFER, &j.base);
 }
 
-static bytes_t bad_job_type(void) { return job_offer_with(9, 1); }
+static bytes_t bad_job_type(void) { return job_offer_with(10, 1); }
 static bytes_t bad_job_type_neg(void) { return job_offer_with(-1, 1); }
 static bytes_t bad_job_state(void) { return job_offer_with(1, 7); }
 
@@ -1675,7 +1677,7 @@ static const bad_case_t bad_msgs[] = {
     {"long CheckItem.detail", bad_item_detail, BQ_E_PROTO,
      "CheckItem.detail is 256 bytes, longer than its limit of 255"},
     {"too many check items", bad_items, BQ_E_PROTO,
-     "could not decode JOB_RESULT message seq 77: CheckResult has 25 items, more than the limit of 24"},
+     "could not decode JOB_RESULT message seq 77: CheckResult has 33 items, more than the limit of 32"},
     {"slots too long", bad_slots_long, BQ_E_PROTO,
      "CheckResult.slots joined by ',' are longer than their limit of 511 bytes"},
     {"empty slot name", bad_slots_empty, BQ_E_PROTO, "CheckResult.slots[1] is an empty slot name"},
@@ -1696,7 +1698,7 @@ static const bad_case_t bad_msgs[] = {
      "JobResult.files[0].path is 4352 bytes, not 1..4351"},
     {"too many files in a reply", bad_reply_files_many, BQ_E_PROTO,
      "could not decode CLI_REPLY message seq 77: CliReply has 5001 files, more than the limit of 5000"},
-    {"bad job type", bad_job_type, BQ_E_PROTO, "Job.type has unknown value 9"},
+    {"bad job type", bad_job_type, BQ_E_PROTO, "Job.type has unknown value 10"},
     {"negative job type", bad_job_type_neg, BQ_E_PROTO, "Job.type has unknown value -1"},
     {"bad job state", bad_job_state, BQ_E_PROTO, "Job.state has unknown value 7"},
     {"Job.delta_from not a backup id", bad_job_delta_from, BQ_E_PROTO,
