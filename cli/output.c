@@ -106,6 +106,12 @@ json_t *out_job_json(const bq_job_t *j)
     if (j->type == BQ_JOB_SWITCH_WAL)
         json_object_set_new(o, "wal_file", j->wal_file[0] ? json_string(j->wal_file) : json_null());
     json_object_set_new(o, "cancel_requested", json_boolean(j->cancel_requested));
+    if (j->hook_note[0])
+        json_object_set_new(o, "hook_note", json_string(j->hook_note));
+    if (j->has_prune)
+        json_object_set_new(o, "prune", json_pack("{s:I, s:I}", "files_removed",
+                                                  (json_int_t)j->prune.files_removed, "bytes_removed",
+                                                  (json_int_t)j->prune.bytes_removed));
     if (j->type == BQ_JOB_SLEEP)
         json_object_set_new(o, "sleep_ms", json_integer(j->sleep_ms));
     if (j->type == BQ_JOB_BACKUP || j->type == BQ_JOB_RESTORE || j->type == BQ_JOB_LIST_FILES ||
@@ -432,6 +438,8 @@ void out_job_text(FILE *f, const bq_job_t *j)
                 j->del.gc_run ? "GC ran" : j->del.gc_note);
     if (j->error[0])
         fprintf(f, "error:        %s\n", j->error);
+    if (j->hook_note[0])
+        fprintf(f, "hook:         %s\n", j->hook_note);
     if (j->has_check)
         out_check_text(f, j->cluster, j);
 }

@@ -2,6 +2,7 @@
 
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Atomic so that the handler may read them (C11 7.14.1.1); set before any handler runs. */
@@ -21,6 +22,8 @@ int bq_daemon_args(int argc, char **argv, const char *prog, const char *version,
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},
         {"check-config", no_argument, NULL, 'C'},
+        {"rebuild-catalog", no_argument, NULL, 'R'},
+        {"rebuild-timeout", required_argument, NULL, 'T'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -31,6 +34,17 @@ int bq_daemon_args(int argc, char **argv, const char *prog, const char *version,
         switch (o) {
         case 'c': out->config = optarg; break;
         case 'C': out->check_only = 1; break;
+        case 'R': out->rebuild = 1; break;
+        case 'T': {
+            char *end = NULL;
+            out->rebuild_timeout_s = strtol(optarg, &end, 10);
+            if (!end || *end || out->rebuild_timeout_s < 1 || out->rebuild_timeout_s > 86400) {
+                fprintf(stderr, "%s: --rebuild-timeout wants seconds from 1 to 86400, not %s\n",
+                        prog, optarg);
+                return 2;
+            }
+            break;
+        }
         case 'h': fputs(usage_text, stdout); return 0;
         case 'V': printf("%s %s\n", prog, version); return 0;
         default: fputs(usage_text, stderr); return 2;

@@ -8,6 +8,8 @@
 typedef struct {
     const char *config; /* the -c argument (borrowed from argv) */
     int check_only;     /* --check-config was given */
+    int rebuild;        /* coordinator: --rebuild-catalog */
+    long rebuild_timeout_s; /* coordinator: --rebuild-timeout SEC (0 = not given) */
 } bq_daemon_args_t;
 
 /* Parse argv for the daemon prog. --help prints usage_text to stdout, --version prints

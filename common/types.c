@@ -16,6 +16,7 @@ const char *bq_job_type_name(bq_job_type_t t)
     case BQ_JOB_WAL_STREAM: return "wal-stream";
     case BQ_JOB_SWITCH_WAL: return "switch-wal";
     case BQ_JOB_WAL_PRUNE: return "wal-prune";
+    case BQ_JOB_INVENTORY: return "inventory";
     default: return "?";
     }
 }

@@ -20,6 +20,7 @@ typedef enum {
     BQ_JOB_WAL_STREAM = 7, /* long-running: the cluster's WAL into the worker's store */
     BQ_JOB_SWITCH_WAL = 8, /* pg_switch_wal() on the cluster (CHECKPOINT first with force) */
     BQ_JOB_WAL_PRUNE = 9,  /* retention: the cluster's WAL before job.wal_keep_from, from the store */
+    BQ_JOB_INVENTORY = 10, /* --rebuild-catalog: a page of what the store holds, from job.offset */
 } bq_job_type_t;
 
 /* States of a backup in the catalog (issue 4; WAITING_FOR_WALS comes with issue 5). */

@@ -114,6 +114,17 @@ struct coord {
     int64_t last_sample_mono;
     int64_t last_retention_mono;
     int retention_due;        /* a backup became DONE: run retention at the next turn */
+    /* --rebuild-catalog: each configured worker's inventory (no scheduler, retention or
+     * wal-stream jobs meanwhile) */
+    int rebuild;
+    int rebuild_over;         /* every worker answered, or the deadline passed */
+    int64_t rebuild_deadline_mono;
+    struct rebuild_worker {
+        int state;            /* 0 not asked, 1 a page is queued or running, 2 done, 3 failed */
+        char error[BQ_DETAIL_MAX];
+        uint64_t backups, wal, orphans;
+    } *rb;                    /* one per c->cfg.workers[] */
+    uint64_t rb_backups_new, rb_wal_new;
     struct wal_seen {
         char cluster[BQ_NAME_MAX];
         int64_t created_mono; /* a wal-stream job was last queued */
@@ -839,6 +850,9 @@ static void job_offer(coord_t *c, job_state_t *s, int wi)
 
 static void backups_running(const coord_t *c, const char *site, int wi, uint32_t *at_site,
                             uint32_t *on_worker);
+static void rebuild_tick(coord_t *c);
+static void rebuild_result(coord_t *c, const bq_job_t *j, const bq_msg_result_t *r, int ok);
+static void rebuild_states(coord_t *c);
 static int site_backup_max(const coord_t *c, const char *site);
 
 /* Give every due QUEUED job to the online worker of its site with the most free slots.
@@ -852,7 +866,7 @@ static void dispatch(coord_t *c)
     char full_site[BQ_NAME_MAX] = "";
     for (size_t i = 0; i < c->njobs && !c->batch_failed; i++) {
         job_state_t *s = &c->jobs[i];
-        if (s->state != BQ_JOB_QUEUED)
+        if (s->state != BQ_JOB_QUEUED || (c->rebuild && s->type != BQ_JOB_INVENTORY))
             continue;
         if (s->next_attempt > now) {
             c->dispatch_dirty = 1; /* look again when it is due */
@@ -1273,6 +1287,8 @@ static void on_result(coord_t *c, const bq_peer_t *from, bq_msg_t *m)
         listing_put(c, j.id, j.offset, m->u.result);
     if (j.type == BQ_JOB_WAL_PRUNE && ch.state == BQ_JOB_SUCCEEDED)
         wal_prune_end(c, &j);
+    if (j.type == BQ_JOB_INVENTORY && c->rebuild && bq_job_state_terminal(ch.state))
+        rebuild_result(c, &j, r, ch.state == BQ_JOB_SUCCEEDED);
     if (j.type == BQ_JOB_BACKUP || j.type == BQ_JOB_DELETE || j.type == BQ_JOB_WAL_PRUNE ||
         j.type == BQ_JOB_RESTORE || j.type == BQ_JOB_LIST_FILES)
         c->retention_due = 1; /* what blocked retention, or made a backup obsolete, is over */
@@ -3225,6 +3241,12 @@ static void timers(coord_t *c)
     }
     if (c->nlistings)
         listings_expire(c);
+    if (c->rebuild) {
+        rebuild_tick(c);
+        if (c->dispatch_dirty)
+            dispatch(c);
+        return; /* no scheduler, retention or WAL streaming on a catalog being rebuilt */
+    }
     if (now - c->last_wal_check_mono >= WAL_CHECK_MS) {
         c->last_wal_check_mono = now;
         wal_ensure(c);
@@ -3253,6 +3275,158 @@ static void timers(coord_t *c)
     }
     if (c->dispatch_dirty)
         dispatch(c);
+}
+
+/* ---- --rebuild-catalog ---- */
+
+static void rebuild_page(coord_t *c, size_t k, uint64_t offset)
+{
+    const bq_cfg_worker_ref_t *w = &c->cfg.workers[k];
+    static bq_job_t j;
+    memset(&j, 0, sizeof j);
+    j.type = BQ_JOB_INVENTORY;
+    snprintf(j.site, sizeof j.site, "%s", w->site);
+    snprintf(j.pin_worker, sizeof j.pin_worker, "%s", w->name);
+    j.offset = offset;
+    uint64_t id;
+    bq_errbuf_t e;
+    if (job_insert(c, &j, &id, &e) == 0) {
+        c->rb[k].state = 1;
+        bq_info(COMP, id, "rebuild: inventory of the store of worker %s from item %" PRIu64,
+                w->name, offset);
+    } else {
+        c->rb[k].state = 3;
+        snprintf(c->rb[k].error, sizeof c->rb[k].error, "%s", e.msg);
+    }
+}
+
+static void rebuild_tick(coord_t *c)
+{
+    int64_t online_after = bq_mono_ms() - c->cfg.worker_timeout_ms;
+    size_t open = 0;
+    for (size_t k = 0; k < c->cfg.nworkers && !c->batch_failed; k++) {
+        if (c->rb[k].state == 0) {
+            int wi = worker_find(c, c->cfg.workers[k].name);
+            if (wi >= 0 && c->workers[wi].rec.online && c->workers[wi].last_seen_mono >= online_after)
+                rebuild_page(c, k, 0);
+        }
+        open += c->rb[k].state < 2;
+    }
+    if (!open || bq_mono_ms() >= c->rebuild_deadline_mono)
+        c->rebuild_over = 1;
+}
+
+/* An inventory page came back: the backups and WAL files it lists go into the catalog
+ * (records that exist gain the store), and the next page is asked for. */
+static void rebuild_result(coord_t *c, const bq_job_t *j, const bq_msg_result_t *r, int ok)
+{
+    size_t k = 0;
+    while (k < c->cfg.nworkers && strcmp(c->cfg.workers[k].name, j->pin_worker) != 0)
+        k++;
+    if (k == c->cfg.nworkers)
+        return;
+    if (!ok) {
+        c->rb[k].state = 3;
+        snprintf(c->rb[k].error, sizeof c->rb[k].error, "%s", r->error);
+        return;
+    }
+    catalog_txn_t *t = wtxn(c);
+    if (!t)
+        return;
+    bq_errbuf_t e;
+    static bq_backup_t old;
+    for (size_t i = 0; i < r->ninv_backups && !c->batch_failed; i++) {
+        bq_backup_t b = r->inv_backups[i];
+        snprintf(b.site, sizeof b.site, "%s", c->cfg.workers[k].site);
+        int rc = catalog_backup_get(t, b.cluster, b.id, &old, &e);
+        c->rb[k].backups++;
+        if (rc == 0) {
+            if (name_in_list(old.stores, j->pin_worker))
+                continue;
+            size_t u = strlen(old.stores);
+            snprintf(old.stores + u, sizeof old.stores - u, "%s%s", u ? "," : "", j->pin_worker);
+            b = old;
+        } else if (rc != BQ_E_NOTFOUND) {
+            bq_warn(COMP, j->id, "rebuild: backup %s of cluster %s: %s", b.id, b.cluster, e.msg);
+            continue;
+        } else {
+            c->rb_backups_new++;
+        }
+        if ((rc = catalog_backup_put(t, &b, &e)) != 0) {
+            if (rc == BQ_E_INVAL || rc == BQ_E_TOOBIG)
+                bq_warn(COMP, j->id, "rebuild: %s", e.msg);
+            else
+                batch_fail(c, rc, &e);
+        }
+    }
+    for (size_t i = 0; i < r->ninv_wal && !c->batch_failed; i++) {
+        bq_wal_file_t had;
+        int rc = catalog_wal_get(t, r->inv_wal[i].cluster, r->inv_wal[i].name, &had, &e);
+        c->rb_wal_new += rc == BQ_E_NOTFOUND;
+        if ((rc = catalog_wal_put(t, &r->inv_wal[i], &e)) != 0) {
+            if (rc == BQ_E_INVAL)
+                bq_warn(COMP, j->id, "rebuild: %s", e.msg);
+            else
+                batch_fail(c, rc, &e);
+        }
+        c->rb[k].wal++;
+    }
+    c->rb[k].orphans += r->inv_orphans;
+    uint64_t next = j->offset + BQ_INVENTORY_PAGE;
+    if (next < r->inv_total)
+        rebuild_page(c, k, next);
+    else
+        c->rb[k].state = 2;
+}
+
+/* After the last page: a backup whose WAL the index now lacks waits for it, as a new one. */
+static void rebuild_states(coord_t *c)
+{
+    catalog_txn_t *t = wtxn(c);
+    for (size_t i = 0; t && i < c->cfg.nclusters && !c->batch_failed; i++) {
+        backup_vec_t v;
+        bq_errbuf_t e;
+        if (backups_load(t, c->cfg.clusters[i].name, &v, &e) != 0)
+            continue;
+        for (size_t k = 0; k < v.n; k++) {
+            char missing[64];
+            if (v.b[k].state != BQ_BACKUP_DONE || !backup_needs_wal(c, t, &v.b[k], missing, sizeof missing))
+                continue;
+            v.b[k].state = BQ_BACKUP_WAITING_FOR_WALS;
+            snprintf(v.b[k].error, sizeof v.b[k].error, "waiting for WAL %s", missing);
+            if (catalog_backup_put(t, &v.b[k], &e) != 0)
+                bq_warn(COMP, 0, "rebuild: %s", e.msg);
+        }
+        free(v.b);
+    }
+}
+
+int coord_rebuild(coord_t *c, int64_t timeout_ms)
+{
+    if (!(c->rb = calloc(c->cfg.nworkers ? c->cfg.nworkers : 1, sizeof *c->rb)))
+        return BQ_E_NOMEM;
+    c->rebuild = 1;
+    c->rebuild_deadline_mono = bq_mono_ms() + timeout_ms;
+    bq_info(COMP, 0, "rebuilding the catalog from the stores of %zu workers (at most %lld s)",
+            c->cfg.nworkers, (long long)(timeout_ms / 1000));
+    return 0;
+}
+
+int coord_rebuild_report(coord_t *c, FILE *out)
+{
+    int missing = 0;
+    for (size_t k = 0; k < c->cfg.nworkers; k++) {
+        const struct rebuild_worker *r = &c->rb[k];
+        const char *what = r->state == 2 ? "listed" : r->state == 3 ? "FAILED" : "did not answer";
+        fprintf(out, "worker %s (site %s): %s: %" PRIu64 " backups, %" PRIu64 " WAL files%s%s%s\n",
+                c->cfg.workers[k].name, c->cfg.workers[k].site, what, r->backups, r->wal,
+                r->orphans ? " (backups without a cluster name: " : "",
+                r->orphans ? "see the log)" : "", r->state == 3 ? r->error : "");
+        missing += r->state != 2;
+    }
+    fprintf(out, "catalog %s: %" PRIu64 " backup records and %" PRIu64 " WAL records added\n",
+            c->cfg.catalog, c->rb_backups_new, c->rb_wal_new);
+    return missing;
 }
 
 static int load_worker(const bq_worker_t *w, void *arg)
@@ -3530,6 +3704,12 @@ int coord_run(coord_t *c, volatile sig_atomic_t *stop, volatile sig_atomic_t *re
         }
         timers(c);
         batch_finish(c);
+        if (c->rebuild && c->rebuild_over) {
+            rebuild_states(c);
+            batch_finish(c);
+            bq_info(COMP, 0, "rebuild of the catalog finished");
+            return c->batch_failed ? c->batch_failed : 0;
+        }
     }
     bq_info(COMP, 0, "stopping");
     return 0;
@@ -3553,6 +3733,7 @@ void coord_destroy(coord_t **self_p)
     free(c->workers);
     free(c->jobs);
     free(c->wal_seen);
+    free(c->rb);
     free(c->out);
     free(c);
     *self_p = NULL;

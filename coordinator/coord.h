@@ -8,6 +8,7 @@
 #include "err.h"
 
 #include <signal.h>
+#include <stdio.h>
 
 typedef struct coord coord_t;
 
@@ -20,5 +21,14 @@ int coord_new(const bq_coord_config_t *cfg, int skip_zap, coord_t **out, bq_errb
  * sites, log level) and clear it. Returns 0 on a clean stop. */
 int coord_run(coord_t *c, volatile sig_atomic_t *stop, volatile sig_atomic_t *reload);
 void coord_destroy(coord_t **self_p);
+
+/* --rebuild-catalog: before coord_run, make it ask every configured worker, once it is
+ * online, for the inventory of its store (inventory jobs, page by page) and record each
+ * backup and WAL file in the catalog (an existing record gains the store); no scheduler,
+ * retention or wal-stream job runs meanwhile. coord_run then returns once every worker has
+ * answered or timeout_ms passed. coord_rebuild_report prints a line per worker and the
+ * totals, and returns how many workers did not answer (or failed). */
+int coord_rebuild(coord_t *c, int64_t timeout_ms);
+int coord_rebuild_report(coord_t *c, FILE *out);
 
 #endif

@@ -14,7 +14,7 @@
 static volatile sig_atomic_t stop_flag, reload_flag;
 
 static const char usage_text[] =
-    "usage: barque-coordinator -c FILE [--check-config]\n"
+    "usage: barque-coordinator -c FILE [--check-config | --rebuild-catalog [--rebuild-timeout SEC]]\n"
     "\n"
     "Runs Barque's coordinator: keeps the catalog (LMDB), hands jobs to workers over\n"
     "CURVE-encrypted ZeroMQ and answers the barque CLI.\n"
@@ -22,6 +22,15 @@ static const char usage_text[] =
     "  -c, --config FILE   coordinator config (INI: [coordinator], [site NAME],\n"
     "                      [worker NAME], [operator NAME], [cluster NAME])\n"
     "      --check-config  validate the config (and the key files it names), then exit\n"
+    "      --rebuild-catalog\n"
+    "                      rebuild the catalog from the stores: every worker of the config\n"
+    "                      lists its store (backups with their figures, WAL files) and each\n"
+    "                      is recorded (existing records gain the store); then exit: 0 when\n"
+    "                      every worker answered, 1 otherwise. Run it with the workers up and\n"
+    "                      no other coordinator on the catalog. Keep marks (barque keep) are\n"
+    "                      not in the stores: set them again afterwards.\n"
+    "      --rebuild-timeout SEC\n"
+    "                      how long to wait for the workers (default 300)\n"
     "  -h, --help          this help\n"
     "      --version       print the version\n"
     "\n"
@@ -66,7 +75,14 @@ int main(int argc, char **argv)
         bq_error("coordinator", 0, "could not start: %s", e.msg);
         return 1;
     }
+    if (args.rebuild && coord_rebuild(c, (args.rebuild_timeout_s ? args.rebuild_timeout_s : 300) *
+                                             1000LL) != 0) {
+        bq_error("coordinator", 0, "could not start the rebuild: out of memory");
+        coord_destroy(&c);
+        return 1;
+    }
     int rc = coord_run(c, &stop_flag, &reload_flag);
+    int missing = args.rebuild && rc == 0 ? coord_rebuild_report(c, stdout) : 0;
     coord_destroy(&c);
-    return rc ? 1 : 0;
+    return rc || missing ? 1 : 0;
 }

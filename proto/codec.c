@@ -126,7 +126,7 @@ static int codec_str_get(char *dst, size_t cap, const char *src, const char *obj
 
 static int codec_job_type_valid(int v)
 {
-    return v >= BQ_JOB_TYPE_NONE && v <= BQ_JOB_WAL_PRUNE;
+    return v >= BQ_JOB_TYPE_NONE && v <= BQ_JOB_INVENTORY;
 }
 
 static int codec_backup_state_valid(int v)
@@ -1284,6 +1284,21 @@ void proto_result_clear(bq_msg_result_t *r)
     bq_files_free(r->files, r->nfiles);
     r->files = NULL;
     r->nfiles = 0;
+    free(r->inv_backups);
+    free(r->inv_wal);
+    r->inv_backups = NULL;
+    r->inv_wal = NULL;
+    r->ninv_backups = r->ninv_wal = 0;
+}
+
+void proto_result_move(bq_msg_result_t *dst, bq_msg_result_t *src)
+{
+    *dst = *src;
+    src->files = NULL;
+    src->nfiles = 0;
+    src->inv_backups = NULL;
+    src->inv_wal = NULL;
+    src->ninv_backups = src->ninv_wal = 0;
 }
 
 void proto_msg_clear(bq_msg_t *m)
@@ -1771,6 +1786,37 @@ static int codec_body_to_pb(codec_arena_t *a, const bq_msg_t *m, ProtobufCMessag
             pr->bytes_removed = c->prune.bytes_removed;
             pb->prune = pr;
         }
+        if (c->ninv_backups + c->ninv_wal > BQ_INVENTORY_PAGE)
+            return bq_fail(e, BQ_E_INVAL, "JobResult has %zu inventory items, more than %d",
+                           c->ninv_backups + c->ninv_wal, BQ_INVENTORY_PAGE);
+        if (c->ninv_backups) {
+            Barque__Backup *rows = ARENA_ARRAY(a, c->ninv_backups, Barque__Backup);
+            Barque__Backup **ptrs = ARENA_ARRAY(a, c->ninv_backups, Barque__Backup *);
+            if (!rows || !ptrs)
+                return codec_nomem(e);
+            for (size_t i = 0; i < c->ninv_backups; i++) {
+                if ((rc = codec_backup_to_pb(a, &c->inv_backups[i], &rows[i], e)) < 0)
+                    return rc;
+                ptrs[i] = &rows[i];
+            }
+            pb->n_inventory_backups = c->ninv_backups;
+            pb->inventory_backups = ptrs;
+        }
+        if (c->ninv_wal) {
+            Barque__WalFile *rows = ARENA_ARRAY(a, c->ninv_wal, Barque__WalFile);
+            Barque__WalFile **ptrs = ARENA_ARRAY(a, c->ninv_wal, Barque__WalFile *);
+            if (!rows || !ptrs)
+                return codec_nomem(e);
+            for (size_t i = 0; i < c->ninv_wal; i++) {
+                if ((rc = codec_wal_file_to_pb(a, &c->inv_wal[i], &rows[i], e)) < 0)
+                    return rc;
+                ptrs[i] = &rows[i];
+            }
+            pb->n_inventory_wal = c->ninv_wal;
+            pb->inventory_wal = ptrs;
+        }
+        pb->inventory_total = c->inv_total;
+        pb->inventory_orphans = c->inv_orphans;
         *out = &pb->base;
         return 0;
     }
@@ -2146,6 +2192,23 @@ static int codec_body_from_pb(const ProtobufCMessage *msg, bq_msg_t *m, bq_errbu
         }
         if (c->wal_file[0] && !bq_wal_name_valid(c->wal_file))
             return bq_fail(e, BQ_E_PROTO, "JobResult.wal_file is not a WAL file name");
+        if (pb->n_inventory_backups + pb->n_inventory_wal > BQ_INVENTORY_PAGE)
+            return bq_fail(e, BQ_E_PROTO, "JobResult has %zu inventory items, more than %d",
+                           pb->n_inventory_backups + pb->n_inventory_wal, BQ_INVENTORY_PAGE);
+        if ((pb->n_inventory_backups &&
+             !(c->inv_backups = calloc(pb->n_inventory_backups, sizeof *c->inv_backups))) ||
+            (pb->n_inventory_wal && !(c->inv_wal = calloc(pb->n_inventory_wal, sizeof *c->inv_wal))))
+            return codec_nomem(e);
+        for (; c->ninv_backups < pb->n_inventory_backups; c->ninv_backups++)
+            if ((rc = codec_backup_from_pb(pb->inventory_backups[c->ninv_backups],
+                                           &c->inv_backups[c->ninv_backups], e)) < 0)
+                return rc;
+        for (; c->ninv_wal < pb->n_inventory_wal; c->ninv_wal++)
+            if ((rc = codec_wal_file_from_pb(pb->inventory_wal[c->ninv_wal],
+                                             &c->inv_wal[c->ninv_wal], e)) < 0)
+                return rc;
+        c->inv_total = pb->inventory_total;
+        c->inv_orphans = pb->inventory_orphans;
         return codec_files_from_pb(pb->files, pb->n_files, "JobResult", &c->files, &c->nfiles, e);
     }
     case BQ_MSG_RESULT_ACK: {

@@ -76,6 +76,7 @@ typedef struct {
 #define BQ_PACK_WAL 1  /* wal-put: packed by store_wal_pack (compressed pieces) */
 #define BQ_DATA_KEYS_MAX 200000        /* key ids in a "keys" reply */
 #define BQ_DATA_NAME_MAX 128
+#define BQ_INVENTORY_PAGE 10000        /* inventory: items (backups, WAL files) per page */
 
 typedef struct {
     char op[16];                       /* "read", "keys", "chunks", "wal-put", "wal-get" */
@@ -140,11 +141,19 @@ typedef struct {
     int has_prune;                  /* wal-prune jobs */
     bq_prune_result_t prune;
     char hook_note[BQ_DETAIL_MAX];  /* the post hook's outcome when it did not exit 0 */
+    size_t ninv_backups;            /* inventory jobs: one page (owned: proto_result_clear) */
+    bq_backup_t *inv_backups;
+    size_t ninv_wal;
+    bq_wal_file_t *inv_wal;
+    uint64_t inv_total;             /* items in the store: backups, then WAL files */
+    uint64_t inv_orphans;           /* backups the store cannot say the cluster of */
 } bq_msg_result_t;
 
 /* Free what a result owns (its files) and zero those fields; the rest is left as it is.
  * Accepts NULL. A result copied with '=' shares its files: clear only one of the copies. */
 void proto_result_clear(bq_msg_result_t *r);
+/* *dst = *src, and src no longer owns anything (its files and inventory go with dst). */
+void proto_result_move(bq_msg_result_t *dst, bq_msg_result_t *src);
 
 typedef struct {
     uint64_t job_id;

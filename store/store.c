@@ -1583,12 +1583,58 @@ int store_backup_list(store_t *s, store_backup_list_fn fn, void *arg, bq_errbuf_
     return rc;
 }
 
-int store_backup_delete(store_t *s, const char *backup_id, bq_errbuf_t *e)
+static int info_path(const store_t *s, const char *id, char *buf, size_t size, bq_errbuf_t *e)
+{
+    int rc = manifest_path(s, id, buf, size, e);
+    if (rc == 0 && snprintf(buf, size, "%s/backups/%s.info", s->dir, id) >= (int)size)
+        return bq_fail(e, BQ_E_INVAL, "store path too long: %s", s->dir);
+    return rc;
+}
+
+int store_backup_info_put(store_t *s, const char *backup_id, const void *text, size_t len,
+                          bq_errbuf_t *e)
 {
     char path[PATH_MAX];
+    int rc = info_path(s, backup_id, path, sizeof path, e);
+    if (rc == 0 && len > STORE_BACKUP_INFO_MAX)
+        rc = bq_fail(e, BQ_E_TOOBIG, "the figures of backup %s are %zu bytes, more than %d",
+                     backup_id, len, STORE_BACKUP_INFO_MAX);
+    return rc ? rc : bq_file_write_durable(path, text, len, 0600, 0, e);
+}
+
+int store_backup_info_get(store_t *s, const char *backup_id, char *buf, size_t cap, size_t *len,
+                          bq_errbuf_t *e)
+{
+    char path[PATH_MAX];
+    int rc = info_path(s, backup_id, path, sizeof path, e);
+    if (rc)
+        return rc;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return errno == ENOENT ? bq_fail(e, BQ_E_NOTFOUND, "backup %s of store %s has no %s",
+                                         backup_id, s->dir, path)
+                               : bq_fail(e, BQ_E_IO, "could not open %s: %s", path, strerror(errno));
+    ssize_t n = read(fd, buf, cap ? cap - 1 : 0);
+    int err = errno;
+    close(fd);
+    if (n < 0)
+        return bq_fail(e, BQ_E_IO, "could not read %s: %s", path, strerror(err));
+    buf[n] = '\0';
+    *len = (size_t)n;
+    return 0;
+}
+
+int store_backup_delete(store_t *s, const char *backup_id, bq_errbuf_t *e)
+{
+    char path[PATH_MAX], info[PATH_MAX];
     int rc = manifest_path(s, backup_id, path, sizeof path, e);
+    if (rc == 0)
+        rc = info_path(s, backup_id, info, sizeof info, e);
     if (rc != 0)
         return rc;
+    if (unlink(info) != 0 && errno != ENOENT) /* the figures go first: a manifest alone is whole */
+        return bq_fail(e, BQ_E_IO, "could not delete backup %s from store %s: unlink %s: %s",
+                       backup_id, s->dir, info, strerror(errno));
     if (unlink(path) != 0) {
         if (errno == ENOENT)
             return bq_fail(e, BQ_E_NOTFOUND, "backup %s does not exist in store %s", backup_id,

@@ -153,6 +153,17 @@ int store_backup_list(store_t *s, store_backup_list_fn fn, void *arg, bq_errbuf_
  * manifest (a temp manifest of a running writer is not a backup and is left alone), BQ_E_IO. */
 int store_backup_delete(store_t *s, const char *backup_id, bq_errbuf_t *e);
 
+/* A backup's figures as the worker that took it reported them (the worker stores its Backup
+ * message: sizes, times, the job), in backups/ID.info beside its manifest (written durably after the
+ * commit; removed by store_backup_delete). Not authenticated: only what the catalog shows
+ * comes from it (--rebuild-catalog), never what a restore trusts. get: at most cap - 1
+ * bytes (and a NUL after them); BQ_E_NOTFOUND when the backup has none. */
+#define STORE_BACKUP_INFO_MAX 8192
+int store_backup_info_put(store_t *s, const char *backup_id, const void *text, size_t len,
+                          bq_errbuf_t *e);
+int store_backup_info_get(store_t *s, const char *backup_id, char *buf, size_t cap, size_t *len,
+                          bq_errbuf_t *e);
+
 /* file_begin may return this to skip the file: its chunks are not read and its file_end is
  * not called (a delta restore skips files that are already right). */
 #define STORE_READ_SKIP 1

@@ -316,6 +316,7 @@ void jobs_backup(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res)
     char l1[32], l2[32];
     lsn_text(b.start_lsn, l1, sizeof l1);
     lsn_text(b.end.stop_lsn, l2, sizeof l2);
+    facts_add(&b, "cluster=%s\n", job->cluster);
     facts_add(&b, "system_identifier=%" PRIu64 "\nserver_version=%d\ntimeline=%u\n"
               "start_lsn=%s\nstop_lsn=%s\nwal_segment_size=%u\nwal_begin=%s\nwal_end=%s\n"
               "checksum_failures=%" PRIu64 "\n", b.system_identifier, b.server_version,
@@ -364,6 +365,15 @@ void jobs_backup(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res)
         off += (size_t)n;
     }
     res->has_backup = 1;
+    /* the figures beside the manifest, for a catalog rebuilt from the store */
+    uint8_t *info = NULL;
+    size_t info_len = 0;
+    bq_errbuf_t ie = {{0}};
+    if (proto_backup_encode(out, &info, &info_len, &ie) != 0 ||
+        store_backup_info_put(ctx->store, id, info, info_len, &ie) != 0)
+        bq_warn(COMP, job->id, "backup %s of %s: its figures could not be kept beside it (a "
+                "rebuilt catalog will show fewer): %s", id, job->cluster, ie.msg);
+    free(info);
     b.done = b.done ? b.done : 1;
     b.total = (int64_t)b.done;
     b.phase = "done";

@@ -53,6 +53,11 @@ void jobs_delete(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res);
  * retention_wal_prunable(name, job->wal_keep_from, job->wal_keep_ranges) allows, removed;
  * counts in res->prune. Already absent files are skipped. */
 void jobs_wal_prune(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res);
+/* inventory (--rebuild-catalog): one page of what the store holds, from item job->offset:
+ * its backups (those whose manifest names their cluster; with the figures of their .info),
+ * then its WAL files (bq_wal_name_valid ones, with sizes and file times), at most
+ * BQ_INVENTORY_PAGE items, and res->inv_total. */
+void jobs_inventory(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res);
 
 /* The wal-stream job (worker/walstream.c): job->cluster's WAL streamed on the permanent slot
  * barque_<cluster> into STORE/spool/CLUSTER, each complete segment archived into the store's

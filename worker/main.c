@@ -37,6 +37,10 @@ int main(int argc, char **argv)
     int status = bq_daemon_args(argc, argv, "barque-worker", BQ_VERSION_STRING, usage_text, &args);
     if (status >= 0)
         return status;
+    if (args.rebuild || args.rebuild_timeout_s) {
+        fprintf(stderr, "barque-worker: --rebuild-catalog is an option of barque-coordinator\n");
+        return 2;
+    }
     bq_worker_config_t cfg;
     bq_errbuf_t e;
     memset(&cfg, 0, sizeof cfg);

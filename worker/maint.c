@@ -10,6 +10,9 @@
 #include "retention.h"
 #include "wal.h"
 
+#include <sys/stat.h>
+#include <limits.h>
+
 #include "clock.h"
 #include "log.h"
 
@@ -271,4 +274,231 @@ void jobs_wal_prune(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res)
             res->prune.bytes_removed, store_dir(ctx->store));
     res->ok = 1;
     ctx->progress(ctx, p.n, p.n, "done");
+}
+
+/* ---- inventory (--rebuild-catalog) ---- */
+
+typedef struct {
+    char **ids;
+    size_t n, cap;
+} id_list_t;
+
+static int inv_id(const char *id, void *arg)
+{
+    id_list_t *l = arg;
+    if (l->n == l->cap) {
+        size_t ncap = l->cap ? 2 * l->cap : 64;
+        char **nn = realloc(l->ids, ncap * sizeof *nn);
+        if (!nn)
+            return BQ_E_NOMEM;
+        l->ids = nn;
+        l->cap = ncap;
+    }
+    return (l->ids[l->n] = strdup(id)) ? (l->n++, 0) : BQ_E_NOMEM;
+}
+
+/* The facts a backup's manifest holds (authenticated), for one without its .info figures. */
+typedef struct {
+    bq_backup_t *b;
+    uint64_t files, bytes;
+} inv_walk_t;
+
+static int inv_meta(void *arg, const char *key, const void *val, size_t len, bq_errbuf_t *e)
+{
+    (void)e;
+    inv_walk_t *w = arg;
+    if (strcmp(key, "pg.facts") != 0)
+        return 0;
+    const char *p = val, *end = p + len;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+        char line[256];
+        if (n < sizeof line) {
+            memcpy(line, p, n);
+            line[n] = '\0';
+            char *eq = strchr(line, '=');
+            if (eq) {
+                *eq++ = '\0';
+                if (strcmp(line, "cluster") == 0 && bq_name_valid(eq))
+                    snprintf(w->b->cluster, sizeof w->b->cluster, "%s", eq);
+                else if (strcmp(line, "system_identifier") == 0)
+                    w->b->system_identifier = strtoull(eq, NULL, 10);
+                else if (strcmp(line, "server_version") == 0)
+                    w->b->pg_version = (uint32_t)strtoul(eq, NULL, 10);
+                else if (strcmp(line, "timeline") == 0)
+                    w->b->timeline = (uint32_t)strtoul(eq, NULL, 10);
+                else if (strcmp(line, "wal_begin") == 0 && strlen(eq) < sizeof w->b->wal_begin)
+                    snprintf(w->b->wal_begin, sizeof w->b->wal_begin, "%s", eq);
+                else if (strcmp(line, "wal_end") == 0 && strlen(eq) < sizeof w->b->wal_end)
+                    snprintf(w->b->wal_end, sizeof w->b->wal_end, "%s", eq);
+            }
+        }
+        p += n + 1;
+    }
+    return 0;
+}
+
+static int inv_file_end(void *arg, const char *path, uint64_t size, const uint8_t sum[32],
+                        bq_errbuf_t *e)
+{
+    (void)path, (void)sum, (void)e;
+    inv_walk_t *w = arg;
+    w->files++;
+    w->bytes += size;
+    return 0;
+}
+
+/* One backup of the store as the catalog records it: its .info figures when they are there
+ * (and name the same backup), else what its manifest says. 0, 1 when the store cannot say
+ * its cluster (an orphan), or an error. */
+static int inv_backup(jobs_ctx_t *ctx, const char *id, bq_backup_t *b, bq_errbuf_t *e)
+{
+    memset(b, 0, sizeof *b);
+    static _Thread_local uint8_t info[STORE_BACKUP_INFO_MAX];
+    size_t len = 0;
+    bq_errbuf_t ie = {{0}};
+    inv_walk_t w = {.b = b};
+    store_read_cb_t cb = {.meta = inv_meta, .file_end = inv_file_end};
+    int rc = store_backup_walk(ctx->store, id, &cb, &w, e); /* the manifest opens: it is whole */
+    if (rc)
+        return rc;
+    char cluster[BQ_NAME_MAX];
+    snprintf(cluster, sizeof cluster, "%s", b->cluster);
+    static _Thread_local bq_backup_t fig;
+    if (store_backup_info_get(ctx->store, id, (char *)info, sizeof info, &len, &ie) == 0 &&
+        proto_backup_decode(info, len, &fig, &ie) == 0 && strcmp(fig.id, id) == 0 &&
+        (!cluster[0] || strcmp(fig.cluster, cluster) == 0)) {
+        *b = fig; /* the figures the worker reported when it took it */
+    } else {
+        if (ie.msg[0] && !strstr(ie.msg, "has no"))
+            bq_warn(COMP, 0, "backup %s: its figures (.info) are unusable (%s): using its manifest",
+                    id, ie.msg);
+        b->files = w.files;
+        b->data_bytes = w.bytes;
+        snprintf(b->id, sizeof b->id, "%s", id);
+    }
+    if (!b->cluster[0])
+        return 1;
+    b->state = BQ_BACKUP_DONE;
+    b->error[0] = '\0';
+    b->keep = 0;
+    b->retention[0] = '\0';
+    snprintf(b->stores, sizeof b->stores, "%s", ctx->worker);
+    if (!b->worker[0])
+        snprintf(b->worker, sizeof b->worker, "%s", ctx->worker);
+    return 0;
+}
+
+typedef struct {
+    jobs_ctx_t *ctx;
+    const char *cluster;
+    uint64_t index, from, to;   /* WAL items [from, to) of the whole sequence go in the page */
+    bq_msg_result_t *res;
+    size_t cap;
+    int err;
+    bq_errbuf_t *e;
+} inv_wal_t;
+
+static int inv_wal_file(uint32_t tli, const char *name, void *arg)
+{
+    (void)tli;
+    inv_wal_t *w = arg;
+    if (!bq_wal_name_valid(name)) /* .backup files: stored, never indexed */
+        return 0;
+    uint64_t i = w->index++;
+    if (i < w->from || i >= w->to)
+        return 0;
+    bq_msg_result_t *r = w->res;
+    if (r->ninv_wal == w->cap) {
+        size_t ncap = w->cap ? 2 * w->cap : 256;
+        bq_wal_file_t *nw = realloc(r->inv_wal, ncap * sizeof *nw);
+        if (!nw) {
+            w->err = BQ_E_NOMEM;
+            return 1;
+        }
+        r->inv_wal = nw;
+        w->cap = ncap;
+    }
+    bq_wal_file_t *f = &r->inv_wal[r->ninv_wal];
+    memset(f, 0, sizeof *f);
+    snprintf(f->cluster, sizeof f->cluster, "%s", w->cluster);
+    snprintf(f->name, sizeof f->name, "%s", name);
+    snprintf(f->stores, sizeof f->stores, "%s", w->ctx->worker);
+    bq_errbuf_t se;
+    if (store_wal_stat(store_dir(w->ctx->store), w->cluster, name, &f->size, NULL, NULL, &se) != 0) {
+        bq_warn(COMP, 0, "WAL file %s of cluster %s: %s (not listed)", name, w->cluster, se.msg);
+        return 0;
+    }
+    char path[PATH_MAX];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/wal/%s/%.8s/%s", store_dir(w->ctx->store), w->cluster, name, name);
+    f->archived_ms = stat(path, &st) == 0 ? (int64_t)st.st_mtime * 1000 : 0;
+    r->ninv_wal++;
+    return 0;
+}
+
+static int inv_wal_cluster(const char *cluster, void *arg)
+{
+    inv_wal_t *w = arg;
+    if (!bq_name_valid(cluster))
+        return 0;
+    w->cluster = cluster;
+    int rc = store_wal_list(store_dir(w->ctx->store), cluster, inv_wal_file, w, w->e);
+    return w->err ? w->err : rc;
+}
+
+void jobs_inventory(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res)
+{
+    bq_errbuf_t e = {{0}};
+    id_list_t ids = {0};
+    int rc = 0;
+    if (!ctx->store)
+        rc = bq_fail(&e, BQ_E_CONFIG, "%s", ctx->no_store ? ctx->no_store : "this worker has no store");
+    else if ((rc = store_backup_list(ctx->store, inv_id, &ids, &e)) == BQ_E_NOMEM)
+        bq_fail(&e, rc, "out of memory listing backups");
+    uint64_t from = job->offset, to = job->offset + BQ_INVENTORY_PAGE;
+    /* the backups: items 0 .. ids.n - 1 */
+    if (rc == 0 && from < ids.n) {
+        size_t want = (size_t)((to < ids.n ? to : ids.n) - from);
+        if (!(res->inv_backups = calloc(want, sizeof *res->inv_backups)))
+            rc = bq_fail(&e, BQ_E_NOMEM, "out of memory");
+        for (size_t i = 0; rc == 0 && i < want; i++) {
+            const char *id = ids.ids[from + i];
+            int brc = inv_backup(ctx, id, &res->inv_backups[res->ninv_backups], &e);
+            if (brc == 0)
+                res->ninv_backups++;
+            else if (brc == 1)
+                res->inv_orphans++, bq_warn(COMP, job->id, "backup %s: its manifest does not name "
+                                            "its cluster (taken before the cluster was recorded): "
+                                            "not listed", id);
+            else
+                bq_warn(COMP, job->id, "backup %s: %s (not listed)", id, e.msg);
+            e.msg[0] = '\0';
+        }
+    }
+    /* then the WAL files: items ids.n ... */
+    inv_wal_t w = {.ctx = ctx, .from = from > ids.n ? from - ids.n : 0,
+                   .to = to > ids.n ? to - ids.n : 0, .res = res, .e = &e};
+    if (rc == 0 && w.to > w.from)
+        rc = store_wal_clusters(store_dir(ctx->store), inv_wal_cluster, &w, &e);
+    else if (rc == 0) /* count them all the same */
+        w.to = w.from = UINT64_MAX, rc = store_wal_clusters(store_dir(ctx->store), inv_wal_cluster, &w, &e);
+    if (rc == 0 && w.err)
+        rc = bq_fail(&e, w.err, "out of memory listing WAL");
+    res->inv_total = ids.n + w.index;
+    for (size_t i = 0; i < ids.n; i++)
+        free(ids.ids[i]);
+    free(ids.ids);
+    if (rc) {
+        res->ok = 0;
+        res->retryable = rc == BQ_E_IO;
+        snprintf(res->error, sizeof res->error, "could not list the store of worker %s: %s",
+                 ctx->worker, e.msg);
+        return;
+    }
+    bq_info(COMP, job->id, "inventory of store %s from item %" PRIu64 ": %zu backups, %zu WAL "
+            "files (%" PRIu64 " items in all)", store_dir(ctx->store), job->offset,
+            res->ninv_backups, res->ninv_wal, res->inv_total);
+    res->ok = 1;
 }

@@ -421,9 +421,7 @@ static void on_thread_msg(worker_t *w, bq_msg_t *m)
            r->attempt, r->ok ? "ok" : "failed: ", r->ok ? "" : r->error);
     pending_t *p = calloc(1, sizeof *p);
     if (p) {
-        p->result = *r; /* takes the result's files: the message must not free them */
-        r->files = NULL;
-        r->nfiles = 0;
+        proto_result_move(&p->result, r); /* the message must not free what it owned */
         p->next = w->pending;
         w->pending = p;
         send_result(w, p);
