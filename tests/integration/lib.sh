@@ -167,8 +167,13 @@ bq__stop_pid() {
     wait "$pid" 2>/dev/null || true
 }
 
+# bq_on_cleanup COMMAND...: run COMMAND (a shell line) at cleanup, after the processes the test
+# started are stopped and before the scratch dir goes (e.g. an umount).
+BQ__CLEANUPS=()
+bq_on_cleanup() { BQ__CLEANUPS+=("$*"); }
+
 bq__cleanup() {
-    local rc=$? pid kind f
+    local rc=$? pid kind f c
     trap - EXIT INT TERM ERR
     set +e
     if [[ -z $BQ_TMP || ! -d $BQ_TMP ]]; then
@@ -180,6 +185,9 @@ bq__cleanup() {
             bq__stop_pid "$pid" "$kind"
         done < <(tac "$BQ_TMP/.pids")
     fi
+    for c in "${BQ__CLEANUPS[@]}"; do
+        eval "$c"
+    done
     # A sanitizer report in any daemon's log fails the test, whatever the test saw.
     for f in "$BQ_TMP"/*.log; do
         [[ -s $f ]] || continue
