@@ -17,6 +17,7 @@ const char *bq_job_type_name(bq_job_type_t t)
     case BQ_JOB_SWITCH_WAL: return "switch-wal";
     case BQ_JOB_WAL_PRUNE: return "wal-prune";
     case BQ_JOB_INVENTORY: return "inventory";
+    case BQ_JOB_KEEP: return "keep";
     default: return "?";
     }
 }

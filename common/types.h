@@ -21,6 +21,7 @@ typedef enum {
     BQ_JOB_SWITCH_WAL = 8, /* pg_switch_wal() on the cluster (CHECKPOINT first with force) */
     BQ_JOB_WAL_PRUNE = 9,  /* retention: the cluster's WAL before job.wal_keep_from, from the store */
     BQ_JOB_INVENTORY = 10, /* --rebuild-catalog: a page of what the store holds, from job.offset */
+    BQ_JOB_KEEP = 11,      /* barque keep: the keep mark of job.backup_id in the store */
 } bq_job_type_t;
 
 /* States of a backup in the catalog (issue 4; WAITING_FOR_WALS comes with issue 5). */
@@ -273,6 +274,7 @@ typedef struct {
     char wal_keep_ranges[BQ_TEXT_MAX]; /* "BEGIN-END" of each standalone backup, joined by ',' */
     int has_prune;
     bq_prune_result_t prune;
+    int keep;                         /* keep: 0 release, 1 full, 2 standalone */
 } bq_job_t;
 
 typedef struct {

@@ -2125,7 +2125,7 @@ static const job_state_t *retention_blocker(const coord_t *c, const char *cluste
         if (bq_job_state_terminal(s->state) || strcmp(s->cluster, cluster) != 0)
             continue;
         if (s->type == BQ_JOB_BACKUP || s->type == BQ_JOB_RESTORE || s->type == BQ_JOB_LIST_FILES ||
-            s->type == BQ_JOB_DELETE || s->type == BQ_JOB_WAL_PRUNE)
+            s->type == BQ_JOB_DELETE || s->type == BQ_JOB_WAL_PRUNE || s->type == BQ_JOB_KEEP)
             return s;
     }
     return NULL;
@@ -2399,6 +2399,28 @@ static int keep_apply(coord_t *c, const bq_msg_cli_request_t *q, bq_msg_cli_repl
     if ((rc = catalog_backup_put(t, b, e)) != 0) {
         batch_fail(c, rc, e);
         return rc;
+    }
+    /* the mark goes to every store that holds it too, for a catalog rebuilt from them */
+    for (const char *p = b->stores; *p;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        char name[BQ_NAME_MAX];
+        snprintf(name, sizeof name, "%.*s", (int)(len < BQ_NAME_MAX ? len : BQ_NAME_MAX - 1), p);
+        p += len + (comma ? 1 : 0);
+        const bq_cfg_worker_ref_t *w = bq_coord_config_worker(&c->cfg, name);
+        if (!w)
+            continue;
+        static bq_job_t kj;
+        memset(&kj, 0, sizeof kj);
+        kj.type = BQ_JOB_KEEP;
+        snprintf(kj.cluster, sizeof kj.cluster, "%s", b->cluster);
+        snprintf(kj.site, sizeof kj.site, "%s", w->site);
+        snprintf(kj.pin_worker, sizeof kj.pin_worker, "%s", w->name);
+        snprintf(kj.backup_id, sizeof kj.backup_id, "%s", b->id);
+        kj.keep = want;
+        uint64_t id;
+        if ((rc = job_insert(c, &kj, &id, e)) != 0)
+            return rc;
     }
 out:
     retention_fill(c, t, q->cluster, r->backups, r->nbackups);

@@ -126,7 +126,7 @@ static int codec_str_get(char *dst, size_t cap, const char *src, const char *obj
 
 static int codec_job_type_valid(int v)
 {
-    return v >= BQ_JOB_TYPE_NONE && v <= BQ_JOB_INVENTORY;
+    return v >= BQ_JOB_TYPE_NONE && v <= BQ_JOB_KEEP;
 }
 
 static int codec_backup_state_valid(int v)
@@ -499,6 +499,9 @@ static int codec_job_to_pb(codec_arena_t *a, const bq_job_t *c, Barque__Job *pb,
                              "wal_keep_ranges", "WAL range", &pb->wal_keep_ranges,
                              &pb->n_wal_keep_ranges, e)) < 0)
         return rc;
+    if (c->keep < 0 || c->keep > 2)
+        return bq_fail(e, BQ_E_INVAL, "Job.keep has unknown value %d", c->keep);
+    pb->keep = (uint32_t)c->keep;
     pb->hook_timeout_ms = c->hook_timeout_ms;
     pb->hook_retries = c->hook_retries;
     pb->hook_retry_sleep_ms = c->hook_retry_sleep_ms;
@@ -586,6 +589,9 @@ static int codec_job_from_pb(const Barque__Job *pb, bq_job_t *c, bq_errbuf_t *e)
     uint32_t kt, kh, kl;
     if (c->wal_keep_from[0] && bq_wal_segment_parse(c->wal_keep_from, &kt, &kh, &kl) != 0)
         return bq_fail(e, BQ_E_PROTO, "Job.wal_keep_from is not a WAL segment name");
+    if (pb->keep > 2)
+        return bq_fail(e, BQ_E_PROTO, "Job.keep has unknown value %u", pb->keep);
+    c->keep = (int)pb->keep;
     c->hook_timeout_ms = pb->hook_timeout_ms;
     c->hook_retries = pb->hook_retries;
     c->hook_retry_sleep_ms = pb->hook_retry_sleep_ms;

@@ -1624,17 +1624,64 @@ int store_backup_info_get(store_t *s, const char *backup_id, char *buf, size_t c
     return 0;
 }
 
+static int keep_path(const store_t *s, const char *id, char *buf, size_t size, bq_errbuf_t *e)
+{
+    int rc = manifest_path(s, id, buf, size, e);
+    if (rc == 0 && snprintf(buf, size, "%s/backups/%s.keep", s->dir, id) >= (int)size)
+        return bq_fail(e, BQ_E_INVAL, "store path too long: %s", s->dir);
+    return rc;
+}
+
+int store_backup_keep_set(store_t *s, const char *backup_id, int keep, bq_errbuf_t *e)
+{
+    char path[PATH_MAX], man[PATH_MAX];
+    int rc = keep_path(s, backup_id, path, sizeof path, e);
+    if (rc == 0)
+        rc = manifest_path(s, backup_id, man, sizeof man, e);
+    if (rc)
+        return rc;
+    if (access(man, F_OK) != 0)
+        return bq_fail(e, BQ_E_NOTFOUND, "backup %s does not exist in store %s", backup_id, s->dir);
+    if (keep == 1 || keep == 2) {
+        const char *text = keep == 1 ? "full\n" : "standalone\n";
+        return bq_file_write_durable(path, text, strlen(text), 0600, 0, e);
+    }
+    if (unlink(path) != 0 && errno != ENOENT)
+        return bq_fail(e, BQ_E_IO, "could not remove %s: %s", path, strerror(errno));
+    return bq_fsync_dir_of(path, e);
+}
+
+int store_backup_keep_get(store_t *s, const char *backup_id, int *keep, bq_errbuf_t *e)
+{
+    char path[PATH_MAX], buf[32];
+    *keep = 0;
+    int rc = keep_path(s, backup_id, path, sizeof path, e);
+    if (rc)
+        return rc;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return errno == ENOENT ? 0 : bq_fail(e, BQ_E_IO, "could not open %s: %s", path, strerror(errno));
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    buf[n > 0 ? n : 0] = '\0';
+    *keep = strcmp(buf, "standalone\n") == 0 ? 2 : 1; /* anything else: full, the safer one */
+    return 0;
+}
+
 int store_backup_delete(store_t *s, const char *backup_id, bq_errbuf_t *e)
 {
-    char path[PATH_MAX], info[PATH_MAX];
+    char path[PATH_MAX], info[PATH_MAX], keep[PATH_MAX];
     int rc = manifest_path(s, backup_id, path, sizeof path, e);
     if (rc == 0)
         rc = info_path(s, backup_id, info, sizeof info, e);
+    if (rc == 0)
+        rc = keep_path(s, backup_id, keep, sizeof keep, e);
     if (rc != 0)
         return rc;
-    if (unlink(info) != 0 && errno != ENOENT) /* the figures go first: a manifest alone is whole */
-        return bq_fail(e, BQ_E_IO, "could not delete backup %s from store %s: unlink %s: %s",
-                       backup_id, s->dir, info, strerror(errno));
+    /* the figures and the keep mark go first: a manifest alone is whole */
+    if ((unlink(info) != 0 && errno != ENOENT) || (unlink(keep) != 0 && errno != ENOENT))
+        return bq_fail(e, BQ_E_IO, "could not delete backup %s from store %s: %s", backup_id,
+                       s->dir, strerror(errno));
     if (unlink(path) != 0) {
         if (errno == ENOENT)
             return bq_fail(e, BQ_E_NOTFOUND, "backup %s does not exist in store %s", backup_id,

@@ -159,6 +159,12 @@ int store_backup_delete(store_t *s, const char *backup_id, bq_errbuf_t *e);
  * comes from it (--rebuild-catalog), never what a restore trusts. get: at most cap - 1
  * bytes (and a NUL after them); BQ_E_NOTFOUND when the backup has none. */
 #define STORE_BACKUP_INFO_MAX 8192
+
+/* barque keep, kept beside the manifest (backups/ID.keep: "full" or "standalone"), so that
+ * a catalog rebuilt from the store keeps it too. set: keep 1 full, 2 standalone, 0 release
+ * (durable); BQ_E_NOTFOUND when the store lacks the backup. get: *keep 0 when there is none. */
+int store_backup_keep_set(store_t *s, const char *backup_id, int keep, bq_errbuf_t *e);
+int store_backup_keep_get(store_t *s, const char *backup_id, int *keep, bq_errbuf_t *e);
 int store_backup_info_put(store_t *s, const char *backup_id, const void *text, size_t len,
                           bq_errbuf_t *e);
 int store_backup_info_get(store_t *s, const char *backup_id, char *buf, size_t cap, size_t *len,

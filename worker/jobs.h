@@ -58,6 +58,8 @@ void jobs_wal_prune(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res);
  * then its WAL files (bq_wal_name_valid ones, with sizes and file times), at most
  * BQ_INVENTORY_PAGE items, and res->inv_total. */
 void jobs_inventory(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res);
+/* keep: the keep mark of job->backup_id in the store (store_backup_keep_set, job->keep). */
+void jobs_keep(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res);
 
 /* The wal-stream job (worker/walstream.c): job->cluster's WAL streamed on the permanent slot
  * barque_<cluster> into STORE/spool/CLUSTER, each complete segment archived into the store's

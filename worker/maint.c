@@ -382,7 +382,10 @@ static int inv_backup(jobs_ctx_t *ctx, const char *id, bq_backup_t *b, bq_errbuf
         return 1;
     b->state = BQ_BACKUP_DONE;
     b->error[0] = '\0';
-    b->keep = 0;
+    if (store_backup_keep_get(ctx->store, id, &b->keep, &ie) != 0) {
+        bq_warn(COMP, 0, "backup %s: %s (taken as kept: full)", id, ie.msg);
+        b->keep = 1;
+    }
     b->retention[0] = '\0';
     snprintf(b->stores, sizeof b->stores, "%s", ctx->worker);
     if (!b->worker[0])
@@ -500,5 +503,26 @@ void jobs_inventory(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res)
     bq_info(COMP, job->id, "inventory of store %s from item %" PRIu64 ": %zu backups, %zu WAL "
             "files (%" PRIu64 " items in all)", store_dir(ctx->store), job->offset,
             res->ninv_backups, res->ninv_wal, res->inv_total);
+    res->ok = 1;
+}
+
+/* ---- keep ---- */
+
+void jobs_keep(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res)
+{
+    bq_errbuf_t e = {{0}};
+    int rc = ctx->store ? store_backup_keep_set(ctx->store, job->backup_id, job->keep, &e)
+                        : bq_fail(&e, BQ_E_CONFIG, "%s", ctx->no_store ? ctx->no_store
+                                                                      : "this worker has no store");
+    if (rc) {
+        res->ok = 0;
+        res->retryable = rc == BQ_E_IO;
+        snprintf(res->error, sizeof res->error, "could not mark backup %s of cluster %s in the "
+                 "store of worker %s: %s", job->backup_id, job->cluster, ctx->worker, e.msg);
+        return;
+    }
+    bq_info(COMP, job->id, "backup %s of cluster %s: keep %s in store %s", job->backup_id,
+            job->cluster, job->keep == 1 ? "full" : job->keep == 2 ? "standalone" : "released",
+            store_dir(ctx->store));
     res->ok = 1;
 }

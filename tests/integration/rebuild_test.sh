@@ -2,7 +2,7 @@
 #   - two backups and streamed WAL; the catalog directory deleted; --rebuild-catalog asks the
 #     worker for its store's inventory and exits 0 naming what it found;
 #   - list-backups --json and list-wal --json after the rebuild are the same as before, field
-#     for field (ids, states, LSNs, times, sizes, the job that took each, stores);
+#     for field (ids, states, LSNs, times, sizes, the job that took each, stores, keep);
 #   - a coordinator on the rebuilt catalog serves them, and a rebuilt backup restores;
 #   - with a configured worker that never comes, the rebuild ends at --rebuild-timeout with
 #     exit 1 naming it.
@@ -33,6 +33,13 @@ assert_eq 0 "$rc" "second backup: $(cat "$BQ_TMP/backup-last.err")"
 fleet_cli switch-wal db1 --archive --wait-timeout 60 >/dev/null || fail "switch-wal"
 done2() { [[ $(backup_field db1 "$id2" state) == DONE ]]; }
 bq_wait_for "backup $id2 DONE" 60 done2
+# a keep mark goes to the store too (a keep job), so the rebuilt catalog keeps it
+fleet_cli keep db1 "$id1" --target full >/dev/null || fail "keep --target full"
+keep_done() { fleet_cli jobs --all --json | python3 -c '
+import json, sys
+sys.exit(0 if any(j["type"] == "keep" and j["state"] == "SUCCEEDED" for j in json.load(sys.stdin)) else 1)'; }
+bq_wait_for "the keep mark in the store" 30 keep_done
+[[ -f $FLEET/east-1/store/backups/$id1.keep ]] || fail "no keep mark beside $id1 in the store"
 # no more WAL from here: the server stops, so the index and the store stay as they are
 pg_stop main
 

@@ -775,7 +775,7 @@ static void test_records(void **state)
         assert_memory_equal(j, j2, sizeof *j);
         free(buf);
     }
-    j->type = (bq_job_type_t)(BQ_JOB_INVENTORY + 1);
+    j->type = (bq_job_type_t)(BQ_JOB_KEEP + 1);
     assert_int_equal(proto_job_encode(j, &buf, &len, &e), BQ_E_INVAL);
     j->type = BQ_JOB_SWITCH_WAL;
     snprintf(j->wal_file, sizeof j->wal_file, "not-a-wal-file");
@@ -1296,7 +1296,7 @@ static bytes_t job_offer_with(int type, int state)
     return envelope(BQ_PROTO_VERSION, BQ_MSG_JOB_OFFER, &j.base);
 }
 
-static bytes_t bad_job_type(void) { return job_offer_with(11, 1); }
+static bytes_t bad_job_type(void) { return job_offer_with(12, 1); }
 static bytes_t bad_job_type_neg(void) { return job_offer_with(-1, 1); }
 static bytes_t bad_job_state(void) { return job_offer_with(1, 7); }
 
@@ -1698,7 +1698,7 @@ static const bad_case_t bad_msgs[] = {
      "JobResult.files[0].path is 4352 bytes, not 1..4351"},
     {"too many files in a reply", bad_reply_files_many, BQ_E_PROTO,
      "could not decode CLI_REPLY message seq 77: CliReply has 5001 files, more than the limit of 5000"},
-    {"bad job type", bad_job_type, BQ_E_PROTO, "Job.type has unknown value 11"},
+    {"bad job type", bad_job_type, BQ_E_PROTO, "Job.type has unknown value 12"},
     {"negative job type", bad_job_type_neg, BQ_E_PROTO, "Job.type has unknown value -1"},
     {"bad job state", bad_job_state, BQ_E_PROTO, "Job.state has unknown value 7"},
     {"Job.delta_from not a backup id", bad_job_delta_from, BQ_E_PROTO,
