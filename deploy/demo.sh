@@ -107,6 +107,11 @@ public_key_file = keys/ops.pub
 [cluster demo]
 conninfo = $conninfo
 site = east
+# the coordinator's scheduler backs it up every 6 hours (a cluster never backed up: at
+# once), keeps the newest 3 (Barman's REDUNDANCY), and check fails past 12 h without one
+backup_schedule = 6h
+retention_policy = REDUNDANCY 3
+minimum_redundancy = 1
 CONF
 for w in east-1:east west-1:west; do
     name=${w%%:*} site=${w##*:}
@@ -161,16 +166,27 @@ echo
 echo "\$ barque status"
 "$cli" status
 echo
-# the cluster streams its WAL (wal = stream): wait for the receiver before checking
-for _ in $(seq 1 60); do "$cli" check demo >/dev/null 2>&1 && break; sleep 0.5; done
-echo "\$ barque check demo"
-"$cli" check demo
-echo
-echo "\$ barque backup demo --wait"
-"$cli" backup demo --wait
+# the scheduler starts the first backup by itself (backup_schedule = 6h, never backed up)
+for _ in $(seq 1 240); do
+    "$cli" list-backups demo --json 2>/dev/null | grep -q '"state": "DONE"' && break
+    sleep 0.5
+done
+echo "\$ barque schedule"
+"$cli" schedule
 echo
 echo "\$ barque list-backups demo"
 "$cli" list-backups demo
+echo
+# the cluster streams its WAL (wal = stream): wait for the receiver before checking
+for _ in $(seq 1 60); do "$cli" check demo >/dev/null 2>&1 && break; sleep 0.5; done
+echo "\$ barque check demo"
+"$cli" check demo || true
+echo
+echo "\$ barque check all --nagios"
+"$cli" check all --nagios || true
+echo
+echo "\$ barque backup demo --wait"
+"$cli" backup demo --wait
 echo
 # The cluster streams its WAL (wal = stream, the default): a wal-stream job on east-1 holds
 # slot barque_demo and archives every segment into east-1's store.
@@ -229,5 +245,7 @@ The demo fleet keeps running in the background. Try:
     $cli workers
     $cli jobs --all
     $cli check demo --json
+    $cli schedule
+    $cli metrics
 Logs: $demo/*.log.   Stop it: bash deploy/demo.sh stop
 MSG

@@ -2,6 +2,7 @@
 # barque-worker --check-config, barque status) with the error text it must print: the file,
 # the line, the section, the key and the reason. Nothing starts; exit status 2.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+EXAMPLES=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../deploy/examples" && pwd)
 bq_require_bins
 bq_tmpdir
 
@@ -112,4 +113,17 @@ out=$("$BQ_BIN_CLI" keygen prod --store-key --dir skeys 2>&1) || rc=$?
 assert_eq 1 "$rc" "exit status of keygen over an existing store key"
 assert_contains "$out" "already exists"
 assert_eq "$before" "$(cat skeys/prod.storekey)" "store key after a refused keygen"
-echo "config_test: OK ($n bad configs)"
+# The example configs of deploy/examples (a two-site fleet) load as they are, with their keys.
+ex=$BQ_TMP/examples
+mkdir -p "$ex/keys"
+chmod 700 "$ex/keys"
+cp "$EXAMPLES/"*.conf "$ex/"
+for k in coordinator ops pg-east east-1 east-2 west-1; do "$BQ_BIN_CLI" keygen "$k" --dir "$ex/keys" >/dev/null; done
+"$BQ_BIN_CLI" keygen fleet --store-key --dir "$ex/keys" >/dev/null
+out=$("$BQ_BIN_COORDINATOR" -c "$ex/coordinator.conf" --check-config 2>&1) || fail "example coordinator.conf: $out"
+assert_contains "$out" "OK (2 sites, 3 workers, 2 operators, 3 clusters)" "example coordinator.conf"
+for w in east-1 west-1; do
+    out=$("$BQ_BIN_WORKER" -c "$ex/worker-$w.conf" --check-config 2>&1) || fail "example worker-$w.conf: $out"
+    assert_contains "$out" "OK (worker $w" "example worker-$w.conf"
+done
+echo "config_test: OK ($n bad configs, the example configs)"
