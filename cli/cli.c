@@ -748,8 +748,6 @@ static int verb_schedule(cli_t *c)
     return 0;
 }
 
-static int cluster_arg(const char *verb, const char *arg, char *dst, size_t cap);
-
 /* switch-wal CLUSTER [--force] [--archive]: close the current segment (a worker of the
  * cluster's site runs pg_switch_wal); with --archive, wait until the WAL index has it. */
 static int verb_switch_wal(cli_t *c)

@@ -2016,30 +2016,12 @@ static int backups_load(catalog_txn_t *t, const char *cluster, backup_vec_t *v, 
     return rc > 0 ? 0 : rc;
 }
 
-/* Nonzero when every store of b is a worker of site (and it has one). */
-static int backup_all_at(const coord_t *c, const bq_backup_t *b, const char *site)
+/* How many of b's stores are workers of site; *elsewhere gets how many are not (workers of
+ * another site, or no longer in the config). */
+static size_t stores_at(const coord_t *c, const bq_backup_t *b, const char *site, size_t *elsewhere)
 {
-    int any = 0;
-    for (const char *p = b->stores; *p;) {
-        const char *comma = strchr(p, ',');
-        size_t len = comma ? (size_t)(comma - p) : strlen(p);
-        char name[BQ_NAME_MAX];
-        snprintf(name, sizeof name, "%.*s", (int)(len < BQ_NAME_MAX ? len : BQ_NAME_MAX - 1), p);
-        const bq_cfg_worker_ref_t *w = bq_coord_config_worker(&c->cfg, name);
-        if (!w || strcmp(w->site, site) != 0)
-            return 0;
-        any = 1;
-        p += len + (comma ? 1 : 0);
-    }
-    return any;
-}
-
-/* Nonzero when b is held at site (one of its stores is a worker there), or, having no store
- * yet (STARTED, FAILED), was taken there. */
-static int backup_at(const coord_t *c, const bq_backup_t *b, const char *site)
-{
-    if (!b->stores[0])
-        return strcmp(b->site, site) == 0;
+    size_t here = 0;
+    *elsewhere = 0;
     for (const char *p = b->stores; *p;) {
         const char *comma = strchr(p, ',');
         size_t len = comma ? (size_t)(comma - p) : strlen(p);
@@ -2047,10 +2029,27 @@ static int backup_at(const coord_t *c, const bq_backup_t *b, const char *site)
         snprintf(name, sizeof name, "%.*s", (int)(len < BQ_NAME_MAX ? len : BQ_NAME_MAX - 1), p);
         const bq_cfg_worker_ref_t *w = bq_coord_config_worker(&c->cfg, name);
         if (w && strcmp(w->site, site) == 0)
-            return 1;
+            here++;
+        else
+            (*elsewhere)++;
         p += len + (comma ? 1 : 0);
     }
-    return 0;
+    return here;
+}
+
+/* Nonzero when every store of b is a worker of site (and it has one). */
+static int backup_all_at(const coord_t *c, const bq_backup_t *b, const char *site)
+{
+    size_t elsewhere;
+    return stores_at(c, b, site, &elsewhere) > 0 && elsewhere == 0;
+}
+
+/* Nonzero when b is held at site (one of its stores is a worker there), or, having no store
+ * yet (STARTED, FAILED), was taken there. */
+static int backup_at(const coord_t *c, const bq_backup_t *b, const char *site)
+{
+    size_t elsewhere;
+    return b->stores[0] ? stores_at(c, b, site, &elsewhere) > 0 : strcmp(b->site, site) == 0;
 }
 
 /* Classify the backups b[0..n) (oldest first) that are at site (NULL: all of them) under cl's
