@@ -1510,61 +1510,6 @@ static void check_item(bq_check_result_t *r, const char *name, int ok, const cha
     va_end(ap);
 }
 
-/* A check of cluster came back: add what the coordinator knows, from the WAL index: gaps
- * (CRITICAL: a recovery cannot replay past one) and the last archived file's age. */
-static void check_wal_items(coord_t *c, const char *cluster, bq_check_result_t *r)
-{
-    catalog_txn_t *t = wtxn(c);
-    if (!t)
-        return;
-    static wal_list_t wl;
-    memset(&wl, 0, sizeof wl);
-    wal_summary_init(&wl.sum);
-    bq_errbuf_t e;
-    bq_wal_timeline_t *tl = NULL;
-    size_t ntl = 0;
-    int rc = catalog_wal_each(t, cluster, wal_list_visit, &wl, &e);
-    if (rc == 0)
-        wal_summary_end(&wl.sum, &tl, &ntl);
-    wal_summary_clear(&wl.sum);
-    if (rc != 0) {
-        check_item(r, "WAL archive", 0, "could not read the WAL index: %s",
-                   rc > 0 ? wl.why.msg : e.msg);
-        return;
-    }
-    uint64_t missing = 0;
-    char ranges[BQ_DETAIL_MAX] = "";
-    size_t off = 0;
-    for (size_t i = 0; i < ntl; i++)
-        for (size_t g = 0; g < tl[i].ngaps; g++) {
-            missing++;
-            int n = snprintf(ranges + off, sizeof ranges - off, "%s%s", off ? ", " : "",
-                             tl[i].gaps[g]);
-            if (n > 0 && (size_t)n < sizeof ranges - off)
-                off += (size_t)n;
-        }
-    if (ntl == 0)
-        check_item(r, "WAL archive", 1, "no WAL archived yet");
-    else if (missing)
-        check_item(r, "WAL archive", 0, "CRITICAL: WAL missing from the archive (%" PRIu64
-                   " gap%s: %s): no recovery can replay past a gap; take a new backup",
-                   missing, missing == 1 ? "" : "s", ranges);
-    else
-        check_item(r, "WAL archive", 1, "timeline %u: %s to %s, %" PRIu64 " segments, no gap",
-                   tl[ntl - 1].tli, tl[ntl - 1].first[0] ? tl[ntl - 1].first : "-",
-                   tl[ntl - 1].last[0] ? tl[ntl - 1].last : "-", tl[ntl - 1].segments);
-    const bq_cfg_cluster_t *cl = bq_coord_config_cluster(&c->cfg, cluster);
-    int64_t age = bq_wall_ms() - wl.newest_ms;
-    if (ntl && cl && cl->wal_max_age_ms > 0 && age > cl->wal_max_age_ms) {
-        check_item(r, "last archived WAL", 0, "%s was archived %lld s ago, more than wal_max_age "
-                   "(%lld s): is WAL still reaching the archive?", wl.newest,
-                   (long long)(age / 1000), (long long)(cl->wal_max_age_ms / 1000));
-        r->items[r->nitems - 1].severity = BQ_SEV_WARNING;
-    } else if (ntl) {
-        check_item(r, "last archived WAL", 1, "%s, %lld s ago", wl.newest, (long long)(age / 1000));
-    }
-    free(tl);
-}
 
 /* status: what the WAL index and the cluster's wal-stream job say about cluster cl. */
 static void cluster_wal_status(coord_t *c, catalog_txn_t *t, bq_cluster_t *cl)
@@ -2179,20 +2124,23 @@ static size_t prune_ranges_parse(const char *list, retention_wal_range_t *r, siz
 
 #define PRUNE_RANGES_MAX 16 /* standalone ranges a wal-prune job carries (BQ_TEXT_MAX / 50) */
 
-/* Queue wal-prune jobs for the stores at site of cluster cl that hold WAL files before the
- * oldest backup that stays there. b: the cluster's backups, oldest first. */
-static void wal_prune_plan(coord_t *c, catalog_txn_t *t, const bq_cfg_cluster_t *cl,
-                           const bq_backup_t *b, size_t n, const char *site)
+/* What the WAL rule needs of the backups b[0..n) (oldest first) that stay at site (NULL: at
+ * any): keep_from ("" = prune nothing) and the standalone ranges, also as "B-E,B-E" text.
+ * 0, or -1 when there are more standalone ranges than PRUNE_RANGES_MAX (prune nothing). */
+static int wal_keep_of(const coord_t *c, const bq_backup_t *b, size_t n, const char *site,
+                       char keep_from[BQ_WAL_NAME_MAX], retention_wal_range_t *ranges,
+                       size_t *nranges_out, char *ranges_text, size_t text_cap)
 {
+    keep_from[0] = '\0';
+    ranges_text[0] = '\0';
+    *nranges_out = 0;
     retention_stay_t *stay = calloc(n ? n : 1, sizeof *stay);
     if (!stay)
-        return;
-    size_t m = 0;
-    retention_wal_range_t ranges[PRUNE_RANGES_MAX];
-    size_t nranges = 0;
-    char ranges_text[BQ_TEXT_MAX] = "";
+        return -1;
+    size_t m = 0, nranges = 0;
     for (size_t i = 0; i < n; i++) {
-        if (b[i].state == BQ_BACKUP_FAILED || !backup_at(c, &b[i], site) || !b[i].wal_begin[0])
+        if (b[i].state == BQ_BACKUP_FAILED || (site && !backup_at(c, &b[i], site)) ||
+            !b[i].wal_begin[0])
             continue;
         stay[m].wal_begin = b[i].wal_begin;
         stay[m].wal_end = b[i].wal_end;
@@ -2201,19 +2149,31 @@ static void wal_prune_plan(coord_t *c, catalog_txn_t *t, const bq_cfg_cluster_t 
             snprintf(ranges[nranges].begin, sizeof ranges[nranges].begin, "%s", b[i].wal_begin);
             snprintf(ranges[nranges].end, sizeof ranges[nranges].end, "%s", b[i].wal_end);
             size_t used = strlen(ranges_text);
-            snprintf(ranges_text + used, sizeof ranges_text - used, "%s%s-%s", used ? "," : "",
+            snprintf(ranges_text + used, text_cap - used, "%s%s-%s", used ? "," : "",
                      b[i].wal_begin, b[i].wal_end);
             nranges++;
         } else if (stay[m].standalone) {
             free(stay);
-            return; /* more standalone backups than a job carries: prune nothing (safe) */
+            return -1; /* more standalone backups than a job carries */
         }
         m++;
     }
-    char keep_from[BQ_WAL_NAME_MAX];
-    retention_keep_from(stay, m, keep_from, sizeof keep_from);
+    retention_keep_from(stay, m, keep_from, BQ_WAL_NAME_MAX);
     free(stay);
-    if (!keep_from[0])
+    *nranges_out = nranges;
+    return 0;
+}
+
+/* Queue wal-prune jobs for the stores at site of cluster cl that hold WAL files before the
+ * oldest backup that stays there. b: the cluster's backups, oldest first. */
+static void wal_prune_plan(coord_t *c, catalog_txn_t *t, const bq_cfg_cluster_t *cl,
+                           const bq_backup_t *b, size_t n, const char *site)
+{
+    retention_wal_range_t ranges[PRUNE_RANGES_MAX];
+    size_t nranges = 0;
+    char ranges_text[BQ_TEXT_MAX], keep_from[BQ_WAL_NAME_MAX];
+    if (wal_keep_of(c, b, n, site, keep_from, ranges, &nranges, ranges_text,
+                    sizeof ranges_text) != 0 || !keep_from[0])
         return;
     for (size_t k = 0; k < c->cfg.nworkers; k++) {
         const bq_cfg_worker_ref_t *w = &c->cfg.workers[k];
@@ -2558,6 +2518,78 @@ static int site_backup_max(const coord_t *c, const char *site)
         if (strcmp(c->cfg.sites[i].name, site) == 0)
             return c->cfg.sites[i].max_concurrent_backups;
     return 0;
+}
+
+/* A check of cluster came back: add what the coordinator knows, from the WAL index: gaps
+ * (CRITICAL: a recovery cannot replay past one) and the last archived file's age. */
+static void check_wal_items(coord_t *c, const char *cluster, bq_check_result_t *r)
+{
+    catalog_txn_t *t = wtxn(c);
+    if (!t)
+        return;
+    static wal_list_t wl;
+    memset(&wl, 0, sizeof wl);
+    wal_summary_init(&wl.sum);
+    bq_errbuf_t e;
+    bq_wal_timeline_t *tl = NULL;
+    size_t ntl = 0;
+    int rc = catalog_wal_each(t, cluster, wal_list_visit, &wl, &e);
+    if (rc == 0)
+        wal_summary_end(&wl.sum, &tl, &ntl);
+    wal_summary_clear(&wl.sum);
+    if (rc != 0) {
+        check_item(r, "WAL archive", 0, "could not read the WAL index: %s",
+                   rc > 0 ? wl.why.msg : e.msg);
+        return;
+    }
+    /* a gap that ends before the oldest backup retention keeps (not standalone) is WAL it
+     * pruned on purpose (between a KEEP:STANDALONE backup and the next): no backup needs it */
+    char keep_from[BQ_WAL_NAME_MAX] = "";
+    backup_vec_t bv;
+    if (backups_load(t, cluster, &bv, &e) == 0) {
+        retention_wal_range_t kr[PRUNE_RANGES_MAX];
+        size_t nkr;
+        char krt[BQ_TEXT_MAX];
+        if (wal_keep_of(c, bv.b, bv.n, NULL, keep_from, kr, &nkr, krt, sizeof krt) != 0)
+            keep_from[0] = '\0';
+        free(bv.b);
+    }
+    uint64_t missing = 0;
+    char ranges[BQ_DETAIL_MAX] = "";
+    size_t off = 0;
+    for (size_t i = 0; i < ntl; i++)
+        for (size_t g = 0; g < tl[i].ngaps; g++) {
+            const char *gap = tl[i].gaps[g], *dash = strchr(gap, '-');
+            const char *end = dash ? dash + 1 : gap;
+            if (keep_from[0] && strlen(end) == 24 && strcmp(end, keep_from) < 0)
+                continue;
+            missing++;
+            int n = snprintf(ranges + off, sizeof ranges - off, "%s%s", off ? ", " : "",
+                             tl[i].gaps[g]);
+            if (n > 0 && (size_t)n < sizeof ranges - off)
+                off += (size_t)n;
+        }
+    if (ntl == 0)
+        check_item(r, "WAL archive", 1, "no WAL archived yet");
+    else if (missing)
+        check_item(r, "WAL archive", 0, "CRITICAL: WAL missing from the archive (%" PRIu64
+                   " gap%s: %s): no recovery can replay past a gap; take a new backup",
+                   missing, missing == 1 ? "" : "s", ranges);
+    else
+        check_item(r, "WAL archive", 1, "timeline %u: %s to %s, %" PRIu64 " segments, no gap",
+                   tl[ntl - 1].tli, tl[ntl - 1].first[0] ? tl[ntl - 1].first : "-",
+                   tl[ntl - 1].last[0] ? tl[ntl - 1].last : "-", tl[ntl - 1].segments);
+    const bq_cfg_cluster_t *cl = bq_coord_config_cluster(&c->cfg, cluster);
+    int64_t age = bq_wall_ms() - wl.newest_ms;
+    if (ntl && cl && cl->wal_max_age_ms > 0 && age > cl->wal_max_age_ms) {
+        check_item(r, "last archived WAL", 0, "%s was archived %lld s ago, more than wal_max_age "
+                   "(%lld s): is WAL still reaching the archive?", wl.newest,
+                   (long long)(age / 1000), (long long)(cl->wal_max_age_ms / 1000));
+        r->items[r->nitems - 1].severity = BQ_SEV_WARNING;
+    } else if (ntl) {
+        check_item(r, "last archived WAL", 1, "%s, %lld s ago", wl.newest, (long long)(age / 1000));
+    }
+    free(tl);
 }
 
 /* ---- check: the coordinator's items ---- */

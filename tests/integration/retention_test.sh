@@ -2,8 +2,9 @@
 #   - REDUNDANCY 2, minimum_redundancy 1, retention = auto: a third backup makes the oldest
 #     OBSOLETE; the coordinator deletes it (catalog and store) and then the WAL before the
 #     oldest backup that stays, from the store's WAL area and the WAL index;
-#   - keep --target full keeps an old backup (KEEP:FULL, never deleted, it still counts), and
-#     it still restores (pg_verifybackup); --status and --release;
+#   - keep --target standalone keeps an old backup (never deleted, it still counts) with only
+#     its own WAL: the WAL between it and the next backup kept is pruned, check sees no gap;
+#     every backup that stays restores (pg_verifybackup); --status and --release;
 #   - list-backups shows each backup's retention status;
 #   - check: OK items with the coordinator's own (backup age, redundancy, failed jobs, store,
 #     workers, catalog); PostgreSQL stopped -> exit 1, the PostgreSQL item FAILED, and
@@ -33,67 +34,84 @@ fleet_worker_start east-1
 bq_wait_for "east-1 online" 15 fleet_worker_online east-1
 STORE=$FLEET/east-1/store
 
-# ---- two backups, the first kept ---------------------------------------------------------------
-rc=0; id1=$(backup_take db1) || rc=$?
-assert_eq 0 "$rc" "first backup: $(cat "$BQ_TMP/backup-last.err")"
-fleet_cli switch-wal db1 --archive --wait-timeout 60 >/dev/null || fail "switch-wal after backup 1"
-rc=0; id2=$(backup_take db1) || rc=$?
-assert_eq 0 "$rc" "second backup: $(cat "$BQ_TMP/backup-last.err")"
-fleet_cli switch-wal db1 --archive --wait-timeout 60 >/dev/null || fail "switch-wal after backup 2"
+# ---- two backups, the first kept standalone ------------------------------------------------------
+take() { # take a backup and close its last segment, so each backup's WAL is archived apart
+    local id rc=0
+    id=$(backup_take db1) || rc=$?
+    ((rc == 0)) || fail "backup: $(cat "$BQ_TMP/backup-last.err")"
+    fleet_cli switch-wal db1 --archive --wait-timeout 60 >/dev/null || fail "switch-wal after $id"
+    echo "$id"
+}
+statuses() { local i; for i in "$@"; do backup_field db1 "$i" retention; done | tr '\n' ' ' | sed 's/ $//'; }
+id1=$(take)
+id2=$(take)
 
 list=$(fleet_cli list-backups db1)
 assert_contains "$list" "RETENTION" "list-backups header"
-assert_eq VALID "$(backup_field db1 "$id1" retention)" "retention of $id1 with 2 backups"
+assert_eq "VALID VALID" "$(statuses "$id1" "$id2")" "two backups under REDUNDANCY 2"
 
 assert_eq nokeep "$(fleet_cli keep db1 "$id1" --status)" "keep --status before"
-fleet_cli keep db1 "$id1" --target full >/dev/null || fail "keep --target full"
-assert_eq full "$(fleet_cli keep db1 "$id1" --status)" "keep --status after"
-assert_eq KEEP:FULL "$(backup_field db1 "$id1" retention)" "retention of the kept backup"
+fleet_cli keep db1 "$id1" --target standalone >/dev/null || fail "keep --target standalone"
+assert_eq standalone "$(fleet_cli keep db1 "$id1" --status)" "keep --status after"
 rc=0; out=$(fleet_cli keep db1 "$id1" 2>&1) || rc=$?
 assert_eq 2 "$rc" "keep without a mode"
 rc=0; out=$(fleet_cli keep db1 "$id1" --target forever 2>&1) || rc=$?
 assert_eq 2 "$rc" "keep --target forever"
 assert_contains "$out" "full or standalone"
 
-# ---- a third backup: the kept one counts but stays; nothing is OBSOLETE yet ----------------------
-rc=0; id3=$(backup_take db1) || rc=$?
-assert_eq 0 "$rc" "third backup: $(cat "$BQ_TMP/backup-last.err")"
-# REDUNDANCY 2: newest two (id3, id2) are VALID, id1 kept: nothing to delete
-sleep_until_retention() { [[ $(fleet_cli jobs --all --json | python3 -c '
-import json, sys
-print(sum(1 for j in json.load(sys.stdin) if j["type"] in ("delete", "wal-prune")))') -ge "$1" ]]; }
-assert_eq "KEEP:FULL VALID VALID" "$(for i in $id1 $id2 $id3; do backup_field db1 "$i" retention; done | tr '\n' ' ' | sed 's/ $//')" \
-    "statuses with the first kept"
+# ---- a third backup: the kept one counts, nothing is OBSOLETE -----------------------------------
+id3=$(take)
+assert_eq "KEEP:STANDALONE VALID VALID" "$(statuses "$id1" "$id2" "$id3")" "three backups, the first kept"
 
-# ---- release it: it becomes OBSOLETE and retention deletes it and its WAL ----------------------
-wal_begin2=$(backup_field db1 "$id2" wal_begin)
-wal_first_before=$(ls "$STORE/wal/db1/00000001" | sort | head -1)
-[[ $wal_first_before < $wal_begin2 ]] || fail "no WAL before $wal_begin2 to prune (first: $wal_first_before)"
-fleet_cli keep db1 "$id1" --release >/dev/null || fail "keep --release"
-gone() { ! fleet_cli show-backup db1 "$id1" >/dev/null 2>&1; }
-bq_wait_for "retention to delete $id1" 60 gone
-assert_not_contains "$(fleet_cli store ls "$STORE" --key "$FLEET/keys/east-1.storekey" 2>&1)" "$id1" \
+# ---- a fourth: id2 is OBSOLETE and goes; the kept id1 stays, with its own WAL only --------------
+id4=$(take)
+b1=$(backup_field db1 "$id1" wal_begin); e1=$(backup_field db1 "$id1" wal_end)
+b3=$(backup_field db1 "$id3" wal_begin)
+segs() { ls "$STORE/wal/db1/00000001" | grep -E '^[0-9A-F]{24}$' | sort; }
+gone2() { ! fleet_cli show-backup db1 "$id2" >/dev/null 2>&1; }
+bq_wait_for "retention to delete the OBSOLETE $id2" 60 gone2
+assert_eq "KEEP:STANDALONE VALID VALID" "$(statuses "$id1" "$id3" "$id4")" "after retention"
+assert_not_contains "$(fleet_cli store ls "$STORE" --key "$FLEET/keys/east-1.storekey" 2>&1)" "$id2" \
     "the deleted backup in the store"
 out=$("$BQ_BIN_CLI" store verify "$STORE" --key "$FLEET/keys/east-1.storekey" 2>&1) ||
     fail "store verify after retention's delete: $out"
-pruned() { local f; f=$(ls "$STORE/wal/db1/00000001" | grep -v '\.backup$' | sort | head -1); [[ ! $f < $wal_begin2 ]]; }
-bq_wait_for "retention to prune the WAL before $wal_begin2" 60 pruned
-index_first() { fleet_cli list-wal db1 --json | python3 -c '
+pruned_between() { (($(segs | awk -v a="$e1" -v b="$b3" '$0 > a && $0 < b' | wc -l) == 0)); }
+bq_wait_for "retention to prune the WAL between $e1 and $b3" 60 pruned_between
+removed=$(fleet_cli jobs --all --json | python3 -c '
 import json, sys
-t = json.load(sys.stdin)
-print(t[0]["first"] if t else "")'; }
-index_pruned() { [[ ! $(index_first) < $wal_begin2 ]]; }
+print(sum(j.get("prune", {}).get("files_removed", 0) for j in json.load(sys.stdin) if j["type"] == "wal-prune"))')
+((removed >= $((16#${b3:16:8} - 16#${e1:16:8} - 1)))) ||
+    fail "wal-prune jobs removed $removed files, fewer than the segments between $e1 and $b3"
+kept1=$(segs | awk -v a="$b1" -v b="$e1" '$0 >= a && $0 <= b' | wc -l)
+assert_eq "$((16#${e1:16:8} - 16#${b1:16:8} + 1))" "$kept1" "the standalone backup's own WAL ($b1..$e1) in the store"
+index_has() { fleet_cli list-wal db1 --json | python3 -c '
+import json, sys
+t = json.load(sys.stdin)[0]
+print(t["first"], t["segments"])'; }
+read -r ifirst _ < <(index_has)
+assert_eq "$b1" "$ifirst" "the WAL index starts at the standalone backup's WAL"
+# the pruned stretch is no gap for check: no kept backup needs it
+rc=0; out=$(fleet_cli check db1 --wait-timeout 60) || rc=$?
+assert_contains "$out" "WAL archive          OK" "check after pruning around a standalone backup"
+
+# every kept backup still restores
+for id in "$id1" "$id3" "$id4"; do
+    pg_dir "$BQ_TMP/r-$id"
+    rc=0; recover_json db1 "$id" "$BQ_TMP/r-$id/data" --worker east-1 >/dev/null || rc=$?
+    assert_eq 0 "$rc" "restore of $id after retention: $(cat "$BQ_TMP/recover-last.err")"
+    as_pg "$BQ_PGBIN/pg_verifybackup" "$BQ_TMP/r-$id/data" >"$BQ_TMP/verify.log" 2>&1 \
+        || fail "pg_verifybackup of $id: $(cat "$BQ_TMP/verify.log")"
+done
+
+# ---- release it: it becomes OBSOLETE, and it and its WAL go ----------------------------------
+fleet_cli keep db1 "$id1" --release >/dev/null || fail "keep --release"
+gone1() { ! fleet_cli show-backup db1 "$id1" >/dev/null 2>&1; }
+bq_wait_for "retention to delete the released $id1" 60 gone1
+pruned_all() { (($(segs | awk -v b="$b3" '$0 < b' | wc -l) == 0)); }
+bq_wait_for "retention to prune the WAL before $b3" 60 pruned_all
+index_pruned() { read -r f _ < <(index_has); [[ ! $f < $b3 ]]; }
 bq_wait_for "the WAL index to drop the pruned WAL" 30 index_pruned
-assert_eq "VALID VALID" "$(for i in $id2 $id3; do backup_field db1 "$i" retention; done | tr '\n' ' ' | sed 's/ $//')" \
-    "statuses after retention"
-# the backups that stay still restore
-pg_dir "$BQ_TMP/r2"
-DEST=$BQ_TMP/r2/data
-rc=0; recover_json db1 "$id2" "$DEST" --worker east-1 >/dev/null || rc=$?
-assert_eq 0 "$rc" "restore of $id2 after retention: $(cat "$BQ_TMP/recover-last.err")"
-as_pg "$BQ_PGBIN/pg_verifybackup" "$DEST" >"$BQ_TMP/verify2.log" 2>&1 \
-    || fail "pg_verifybackup of $id2: $(cat "$BQ_TMP/verify2.log")"
-# no WAL gap after pruning: the archive is whole from the oldest backup on
+assert_eq "VALID VALID" "$(statuses "$id3" "$id4")" "statuses after the release"
 assert_not_contains "$(fleet_cli list-wal db1)" "missing" "list-wal after pruning"
 
 # ---- check ---------------------------------------------------------------------------------------
