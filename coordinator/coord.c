@@ -2702,8 +2702,10 @@ static void check_coord_items(coord_t *c, const char *cluster, bq_check_result_t
         if (f.n)
             r->items[r->nitems - 1].severity = BQ_SEV_WARNING;
     }
+    /* each store at the cluster's site (a worker with no store has nothing to measure) */
     for (size_t i = 0; i < c->nworkers && r->nitems < BQ_CHECK_ITEMS_MAX; i++)
-        if (strcmp(c->workers[i].rec.site, cl->site) == 0 && c->workers[i].rec.online)
+        if (strcmp(c->workers[i].rec.site, cl->site) == 0 && c->workers[i].rec.online &&
+            c->workers[i].rec.store_total)
             store_item(c, &c->workers[i], r);
 }
 

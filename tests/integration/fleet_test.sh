@@ -99,7 +99,7 @@ for verb in keygen status workers clusters jobs "job show" "job cancel" "job sle
     assert_contains "$help" "usage: barque"
 done
 rc=0; "$BQ_BIN_CLI" frobnicate >/dev/null 2>&1 || rc=$?; assert_eq 2 "$rc" "unknown verb"
-rc=0; "$BQ_BIN_CLI" -c "$FLEET/cli.conf" check >/dev/null 2>&1 || rc=$?; assert_eq 2 "$rc" "check without a cluster"
+rc=0; "$BQ_BIN_CLI" -c "$FLEET/cli.conf" check db1 db2 >/dev/null 2>&1 || rc=$?; assert_eq 2 "$rc" "check with two clusters"
 rc=0; "$BQ_BIN_CLI" -c "$FLEET/cli.conf" status --bogus >/dev/null 2>&1 || rc=$?; assert_eq 2 "$rc" "unknown option"
 rc=0; "$BQ_BIN_CLI" -c "$FLEET/cli.conf" job show abc >/dev/null 2>&1 || rc=$?; assert_eq 2 "$rc" "bad job id"
 
