@@ -3,7 +3,8 @@
 #     "WAL slot ... is missing" and "WAL receiver ... is not connected", exit 1, Nagios 2;
 #   - a small store filled up (a 256 MiB tmpfs as the worker's store, filled to < 5% free):
 #     the "store east-1" item FAILED "below store_free_critical", Nagios 2;
-#   - failed jobs in the last day: a WARNING, Nagios 1, naming the job;
+#   - failed jobs in the last day: a WARNING naming the job;
+#   - a cluster never backed up with backup_max_age and minimum_redundancy 1: both FAILED;
 #   - hooks: pre_backup_script exiting 63 stops the backup (FAILED, the hook's message);
 #     after a reload, pre_backup_script and post_backup_script run with BARQUE_* (the backup
 #     id, status DONE) and post_wal_script runs for an archived segment.
@@ -40,11 +41,19 @@ STORE=$FLEET/east-1/store
 mkdir -p "$STORE"
 mount -t tmpfs -o size=256m tmpfs "$STORE" || fail "could not mount a 256 MiB tmpfs for the store"
 bq_on_cleanup "umount '$STORE' 2>/dev/null || umount -l '$STORE' 2>/dev/null || true"
+fleet_cluster never east "$C" # never backed up, with a limit on backup age and a redundancy
+printf 'wal = archive\nbackup_max_age = 1h\nminimum_redundancy = 1\n' >>"$FLEET/coordinator.conf"
 fleet_cluster db1 east "$C"
 printf 'pre_backup_script = %s\nhook_retries = 0\n' "$HOOKS/stop.sh" >>"$FLEET/coordinator.conf"
 fleet_coord_start
 fleet_worker_start east-1
 bq_wait_for "east-1 online" 15 fleet_worker_online east-1
+
+# ---- no backup within backup_max_age, minimum_redundancy not met ----------------------------------
+rc=0; out=$(fleet_cli check never --wait-timeout 60) || rc=$?
+assert_eq 1 "$rc" "check of a cluster never backed up: $out"
+assert_contains "$out" "backup age           FAILED  no DONE backup of cluster never" "the backup age item"
+assert_contains "$out" "minimum redundancy   FAILED  0 DONE backups, minimum_redundancy 1" "the redundancy item"
 
 # ---- hooks: a pre_backup_script that says stop -----------------------------------------------------
 rc=0; fleet_cli backup db1 --wait >"$BQ_TMP/b1.out" 2>&1 || rc=$?
