@@ -113,7 +113,10 @@ struct coord {
     int64_t last_schedule_mono;
     int64_t last_sample_mono;
     int64_t last_retention_mono;
-    int retention_due;        /* a backup became DONE: run retention at the next turn */
+    char (*ret_due)[BQ_NAME_MAX]; /* clusters whose retention runs at the next turn: a job
+                                   * of theirs ended (a backup may be obsolete now, or what
+                                   * held retention back is over) */
+    size_t nret_due, ret_due_cap;
     /* --rebuild-catalog: each configured worker's inventory (no scheduler, retention or
      * wal-stream jobs meanwhile) */
     int rebuild;
@@ -1215,6 +1218,19 @@ static void on_progress(coord_t *c, const bq_peer_t *from, bq_msg_t *m)
 
 static void check_wal_items(coord_t *c, const char *cluster, bq_check_result_t *r);
 static void wal_prune_end(coord_t *c, const bq_job_t *j);
+
+/* Run the retention of cluster at the next turn (once, however often asked). */
+static void retention_soon(coord_t *c, const char *cluster)
+{
+    if (!cluster[0])
+        return;
+    for (size_t i = 0; i < c->nret_due; i++)
+        if (strcmp(c->ret_due[i], cluster) == 0)
+            return;
+    if (grow((void **)&c->ret_due, &c->ret_due_cap, c->nret_due + 1, sizeof *c->ret_due))
+        return; /* the periodic run will do it */
+    snprintf(c->ret_due[c->nret_due++], BQ_NAME_MAX, "%s", cluster);
+}
 static void check_coord_items(coord_t *c, const char *cluster, bq_check_result_t *r);
 static void check_item(bq_check_result_t *r, const char *name, int ok, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -1289,9 +1305,10 @@ static void on_result(coord_t *c, const bq_peer_t *from, bq_msg_t *m)
         wal_prune_end(c, &j);
     if (j.type == BQ_JOB_INVENTORY && c->rebuild && bq_job_state_terminal(ch.state))
         rebuild_result(c, &j, r, ch.state == BQ_JOB_SUCCEEDED);
-    if (j.type == BQ_JOB_BACKUP || j.type == BQ_JOB_DELETE || j.type == BQ_JOB_WAL_PRUNE ||
-        j.type == BQ_JOB_RESTORE || j.type == BQ_JOB_LIST_FILES)
-        c->retention_due = 1; /* what blocked retention, or made a backup obsolete, is over */
+    if ((j.type == BQ_JOB_BACKUP || j.type == BQ_JOB_DELETE || j.type == BQ_JOB_WAL_PRUNE ||
+         j.type == BQ_JOB_RESTORE || j.type == BQ_JOB_LIST_FILES || j.type == BQ_JOB_KEEP) &&
+        bq_job_state_terminal(ch.state))
+        retention_soon(c, j.cluster);
     bq_log(r->ok ? BQ_LOG_INFO : BQ_LOG_WARNING, COMP, s->id,
            "attempt %u on worker %s ended: %s%s%s", s->attempt, c->workers[wi].rec.name,
            bq_job_state_name(ch.state), r->ok ? "" : ": ", r->ok ? "" : r->error);
@@ -2402,7 +2419,9 @@ static void schedule_state_of(coord_t *c, catalog_txn_t *t, const bq_cfg_cluster
     backup_vec_t v;
     if (last)
         last[0] = '\0';
-    if (backups_load(t, cl->name, &v, &e) != 0)
+    /* the newest backup matters only at first sight (or to show it): a fleet of scheduled
+     * clusters is looked at every second */
+    if ((!last && st->last_slot_ms) || backups_load(t, cl->name, &v, &e) != 0)
         return;
     for (size_t i = v.n; i-- > 0;) {
         if (v.b[i].state == BQ_BACKUP_FAILED)
@@ -3323,11 +3342,17 @@ static void timers(coord_t *c)
         c->last_schedule_mono = now;
         schedule_run(c);
     }
-    if (c->retention_due || now - c->last_retention_mono >= c->cfg.retention_interval_ms) {
-        c->retention_due = 0;
+    if (now - c->last_retention_mono >= c->cfg.retention_interval_ms) {
+        c->nret_due = 0;
         c->last_retention_mono = now;
         retention_run(c);
     }
+    for (size_t i = 0; i < c->nret_due && !c->batch_failed; i++) {
+        const bq_cfg_cluster_t *cl = bq_coord_config_cluster(&c->cfg, c->ret_due[i]);
+        if (cl && cl->retention_policy[0])
+            retention_cluster(c, cl, bq_wall_ms());
+    }
+    c->nret_due = 0;
     if (c->dispatch_dirty)
         dispatch(c);
 }
@@ -3789,6 +3814,7 @@ void coord_destroy(coord_t **self_p)
     free(c->jobs);
     free(c->wal_seen);
     free(c->rb);
+    free(c->ret_due);
     free(c->out);
     free(c);
     *self_p = NULL;
