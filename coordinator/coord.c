@@ -37,6 +37,7 @@
 
 #define STORE_SAMPLES 120        /* store free space samples kept per worker (2 hours) */
 #define STORE_SAMPLE_MS 60000
+#define STORE_TREND_MIN_MS 3600000 /* the shortest span a days-until-full figure is drawn from */
 
 typedef struct {
     bq_worker_t rec;          /* as last persisted or reported */
@@ -2648,7 +2649,8 @@ static void store_item(coord_t *c, const worker_state_t *w, bq_check_result_t *r
         size_t oldest = (w->sample_next + STORE_SAMPLES - w->nsamples) % STORE_SAMPLES;
         int64_t dt = bq_wall_ms() - w->sample_ms[oldest];
         double used = (double)w->sample_free[oldest] - (double)w->rec.store_free;
-        if (dt > 0 && used > 0) {
+        /* under an hour of samples says more about a restore passing by than a trend */
+        if (dt >= STORE_TREND_MIN_MS && used > 0) {
             days = (double)w->rec.store_free / (used / ((double)dt / 86400000.0));
             snprintf(trend, sizeof trend, "; full in %.1f days at the rate of the last %lld min",
                      days, (long long)(dt / 60000));
@@ -2707,6 +2709,19 @@ static void check_coord_items(coord_t *c, const char *cluster, bq_check_result_t
     check_item(r, "minimum redundancy", done >= (size_t)cl->minimum_redundancy,
                "%zu DONE backup%s, minimum_redundancy %d", done, done == 1 ? "" : "s",
                cl->minimum_redundancy);
+    if (cl->retention_policy[0]) { /* what retention makes of the backups now */
+        retention_status_t *st = calloc(v.n ? v.n : 1, sizeof *st);
+        size_t count[5] = {0, 0, 0, 0, 0};
+        if (st && retention_statuses(c, cl, v.b, v.n, NULL, now, st) == 0)
+            for (size_t i = 0; i < v.n; i++)
+                count[st[i] < 5 ? st[i] : 0]++;
+        check_item(r, "retention", 1, "%s, minimum_redundancy %d: %zu VALID, %zu OBSOLETE%s, %zu kept",
+                   cl->retention_policy, cl->minimum_redundancy, count[RETENTION_STATUS_VALID],
+                   count[RETENTION_STATUS_OBSOLETE],
+                   cl->retention == BQ_RETENTION_REPORT ? " (retention = report: not deleted)" : "",
+                   count[RETENTION_STATUS_KEEP_FULL] + count[RETENTION_STATUS_KEEP_STANDALONE]);
+        free(st);
+    }
     /* the system identifier the worker read against the backups' */
     if (r->system_identifier && newest && newest->system_identifier &&
         newest->system_identifier != r->system_identifier)

@@ -117,7 +117,7 @@ assert_not_contains "$(fleet_cli list-wal db1)" "missing" "list-wal after prunin
 # ---- check ---------------------------------------------------------------------------------------
 rc=0; out=$(fleet_cli check db1 --wait-timeout 60) || rc=$?
 assert_eq 0 "$rc" "check of a healthy cluster: $out"
-for item in "backup age" "minimum redundancy" "failed jobs" "store east-1" "workers east" "catalog"; do
+for item in "backup age" "minimum redundancy" "failed jobs" "store east-1" "workers east" "catalog" "retention            OK      REDUNDANCY 2, minimum_redundancy 1: 2 VALID, 0 OBSOLETE, 0 kept"; do
     assert_contains "$out" "$item" "check item $item"
 done
 rc=0; nag=$(fleet_cli check all --nagios --wait-timeout 60) || rc=$?
