@@ -95,6 +95,21 @@ static void job_full(bq_job_t *j)
     j->del.chunks_removed = UINT64_MAX;
     j->del.bytes_reclaimed = 1ULL << 40;
     snprintf(j->delta_from, sizeof j->delta_from, "20991231T235959");
+    /* issue 6: hooks, wal-prune, keep */
+    FILL_MAX(j->pre_script, 10);
+    FILL_MAX(j->post_script, 11);
+    FILL_MAX(j->hook_note, 12);
+    j->hook_timeout_ms = INT64_MAX;
+    j->hook_retries = UINT32_MAX;
+    j->hook_retry_sleep_ms = 1;
+    snprintf(j->wal_keep_from, sizeof j->wal_keep_from, "0000000200000001000000FF");
+    snprintf(j->wal_keep_ranges, sizeof j->wal_keep_ranges,
+             "000000010000000000000001-000000010000000000000003,"
+             "000000010000000000000007-000000010000000000000007");
+    j->has_prune = 1;
+    j->prune.files_removed = UINT64_MAX;
+    j->prune.bytes_removed = 1;
+    j->keep = 2;
 }
 
 static void backup_full(bq_backup_t *b, char seed)
@@ -134,6 +149,8 @@ static void backup_full(bq_backup_t *b, char seed)
     b->checksum_failures = 3;
     FILL_MAX(b->checksum_detail, (char)(seed + 6));
     FILL_MAX(b->error, (char)(seed + 7));
+    b->keep = 1;
+    FILL_MAX(b->retention, (char)(seed + 8));
 }
 
 static void worker_full(bq_worker_t *w, char seed)
@@ -469,7 +486,44 @@ static void test_result(void **state)
     assert_memory_equal(out.u.result, in.u.result, sizeof *in.u.result);
     proto_msg_clear(&out);
 
+    /* an inventory page (owned arrays), a wal-prune result, a hook note */
+    memset(in.u.result, 0, sizeof *in.u.result);
+    in.u.result->job_id = 7;
+    in.u.result->ok = 1;
+    in.u.result->ninv_backups = 2;
+    in.u.result->inv_backups = calloc(2, sizeof *in.u.result->inv_backups);
+    in.u.result->ninv_wal = 1;
+    in.u.result->inv_wal = calloc(1, sizeof *in.u.result->inv_wal);
+    assert_true(in.u.result->inv_backups && in.u.result->inv_wal);
+    backup_full(&in.u.result->inv_backups[0], 3);
+    snprintf(in.u.result->inv_backups[1].id, sizeof in.u.result->inv_backups[1].id, "20260101T000000");
+    bq_wal_file_t *wf = &in.u.result->inv_wal[0];
+    snprintf(wf->cluster, sizeof wf->cluster, "db1");
+    snprintf(wf->name, sizeof wf->name, "000000010000000000000001.partial");
+    snprintf(wf->stores, sizeof wf->stores, "east-1");
+    wf->size = 16777216;
+    wf->archived_ms = 1764633600000;
+    in.u.result->inv_total = UINT64_MAX;
+    in.u.result->inv_orphans = 3;
+    in.u.result->has_prune = 1;
+    in.u.result->prune.files_removed = 12;
+    FILL_MAX(in.u.result->hook_note, 5);
+    roundtrip(&in, &out);
+    assert_int_equal(out.u.result->ninv_backups, 2);
+    assert_memory_equal(out.u.result->inv_backups, in.u.result->inv_backups,
+                        2 * sizeof *in.u.result->inv_backups);
+    assert_int_equal(out.u.result->ninv_wal, 1);
+    assert_memory_equal(out.u.result->inv_wal, wf, sizeof *wf);
+    assert_true(out.u.result->inv_total == UINT64_MAX && out.u.result->inv_orphans == 3);
+    assert_true(out.u.result->has_prune && out.u.result->prune.files_removed == 12);
+    assert_string_equal(out.u.result->hook_note, in.u.result->hook_note);
+    proto_msg_clear(&out);
+    proto_result_clear(in.u.result);
+    assert_null(in.u.result->inv_backups);
+
     /* one slot only */
+    memset(in.u.result, 0, sizeof *in.u.result);
+    in.u.result->job_id = 6;
     in.u.result->has_check = 1;
     snprintf(in.u.result->check.slots, sizeof in.u.result->check.slots, "barque_main");
     roundtrip(&in, &out);
@@ -673,8 +727,35 @@ static void test_cli_reply(void **state)
     tl = &r->timelines[1]; /* a history file and nothing else */
     tl->tli = UINT32_MAX;
     tl->history = 1;
+    /* issue 6: schedule rows, the fleet's check items, check job ids */
+    r->nschedule = 2;
+    r->schedule = calloc(2, sizeof *r->schedule);
+    assert_non_null(r->schedule);
+    FILL_MAX(r->schedule[0].cluster, 1);
+    FILL_MAX(r->schedule[0].site, 2);
+    FILL_MAX(r->schedule[0].schedule, 3);
+    FILL_MAX(r->schedule[0].why, 4);
+    FILL_MAX(r->schedule[0].last_backup, 5);
+    FILL_MAX(r->schedule[0].retention, 6);
+    r->schedule[0].last_slot_ms = INT64_MIN;
+    r->schedule[0].next_ms = INT64_MAX;
+    r->schedule[0].due = 1;
+    snprintf(r->schedule[1].cluster, sizeof r->schedule[1].cluster, "db2");
+    r->has_fleet = 1;
+    check_full(&r->fleet);
+    r->njob_ids = 3;
+    r->job_ids = calloc(3, sizeof *r->job_ids);
+    assert_non_null(r->job_ids);
+    r->job_ids[0] = 1;
+    r->job_ids[2] = UINT64_MAX;
     roundtrip(&in, &out);
     bq_msg_cli_reply_t *o = &out.u.cli_reply;
+    assert_int_equal(o->nschedule, 2);
+    assert_memory_equal(o->schedule, r->schedule, 2 * sizeof *r->schedule);
+    assert_true(o->has_fleet);
+    assert_memory_equal(&o->fleet, &r->fleet, sizeof r->fleet);
+    assert_int_equal(o->njob_ids, 3);
+    assert_memory_equal(o->job_ids, r->job_ids, 3 * sizeof *r->job_ids);
     assert_int_equal(o->code, BQ_E_NOTFOUND);
     assert_string_equal(o->error, r->error);
     assert_true(o->job_id == 123);
