@@ -254,9 +254,13 @@ int pg_wal_spool_begin(pg_wal_spool_t *s, const char *name, uint64_t offset, bq_
         return spool_fail(e, "stat", path);
     if ((uint64_t)sb.st_size < s->seg_size) {
         static const uint8_t zero[65536];
-        for (uint64_t o = (uint64_t)sb.st_size; o < s->seg_size; o += sizeof zero)
-            if (pwrite(s->fd, zero, sizeof zero, (off_t)o) != (ssize_t)sizeof zero)
+        /* the last piece ends at seg_size, whatever size a killed writer left */
+        for (uint64_t o = (uint64_t)sb.st_size; o < s->seg_size;) {
+            size_t n = s->seg_size - o < sizeof zero ? (size_t)(s->seg_size - o) : sizeof zero;
+            if (pwrite(s->fd, zero, n, (off_t)o) != (ssize_t)n)
                 return spool_fail(e, "write", path);
+            o += n;
+        }
         if (fsync(s->fd) != 0)
             return spool_fail(e, "fsync", path);
         int rc = bq_fsync_dir_of(path, e);

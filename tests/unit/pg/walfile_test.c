@@ -407,6 +407,31 @@ static void test_recycle_missing(void **state)
     check_content(".prealloc", SEG, 0xA5);
 }
 
+/* A .partial cut mid-way by a killed writer (not a multiple of the 64 KiB zero buffer) is
+ * zero-filled to exactly the segment size, its received bytes kept. */
+static void test_begin_odd_partial(void **state)
+{
+    (void)state;
+    put_file("000000010000000000000007.partial", 4096 + 3, 0xA5);
+    pg_wal_spool_t s;
+    bq_errbuf_t e = {{0}};
+    pg_wal_spool_init(&s, spool, SEG);
+    int rc = pg_wal_spool_begin(&s, "000000010000000000000007", 4099, &e);
+    if (rc != 0)
+        fail_msg("begin: %s \"%s\"", bq_err_name(rc), e.msg);
+    pg_wal_spool_close(&s);
+    struct stat sb;
+    assert_int_equal(stat(in_spool("000000010000000000000007.partial"), &sb), 0);
+    assert_int_equal(sb.st_size, SEG);
+    int fd = open(in_spool("000000010000000000000007.partial"), O_RDONLY | O_CLOEXEC);
+    assert_true(fd >= 0);
+    uint8_t b[2];
+    assert_int_equal(pread(fd, b, 2, 4098), 2);
+    close(fd);
+    assert_int_equal(b[0], 0xA5); /* the last byte received */
+    assert_int_equal(b[1], 0);    /* then zeros */
+}
+
 /* The recycled file serves the next segment: pg_wal_spool_begin renames it into place and
  * writes no zeros (its mtime, set back here, stays), and the data lands in it. */
 static void test_recycle_then_begin(void **state)
@@ -455,6 +480,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_recycle_wrong_size, spool_setup, spool_teardown),
         cmocka_unit_test_setup_teardown(test_recycle_missing, spool_setup, spool_teardown),
         cmocka_unit_test_setup_teardown(test_recycle_then_begin, spool_setup, spool_teardown),
+        cmocka_unit_test_setup_teardown(test_begin_odd_partial, spool_setup, spool_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
