@@ -1776,7 +1776,7 @@ static const verb_t verbs[] = {
      "Check one cluster, or every cluster of the config (all, the default). A worker at each\n"
      "cluster's site checks PostgreSQL: reachable, server version, system identifier (against\n"
      "the catalog's), wal_level, archive_mode, max_wal_senders, the slot barque_<cluster> and\n"
-     "its receiver, WAL lag, whether the role may replicate. The coordinator adds: WAL archive\n"
+     "its receiver, WAL lag (wal_max_lag), whether the role may replicate. The coordinator adds: WAL archive\n"
      "gaps, last archived WAL age (wal_max_age), newest DONE backup age (backup_max_age),\n"
      "minimum_redundancy, jobs failed in the last day, store space at each site and its trend\n"
      "(store_free_warning, store_free_critical, store_full_warning); and for the fleet: workers\n"

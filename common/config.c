@@ -161,6 +161,7 @@ static const cfg_key_t cluster_keys[] = {
     KEY_NUM(bq_cfg_cluster_t, "minimum_redundancy", CFG_INT, minimum_redundancy, 0, 100000, "0"),
     KEY_CHOICE(bq_cfg_cluster_t, "retention", retention, "auto|report", "auto"),
     KEY_NUM(bq_cfg_cluster_t, "wal_max_age", CFG_DURATION, wal_max_age_ms, 0, 366 * MS_DAY, "0"),
+    KEY_NUM(bq_cfg_cluster_t, "wal_max_lag", CFG_SIZE, wal_max_lag, 0, 64 * TIB, "0"),
     KEY_TEXT(bq_cfg_cluster_t, "pre_backup_script", CFG_STRING, false, pre_backup_script),
     KEY_TEXT(bq_cfg_cluster_t, "post_backup_script", CFG_STRING, false, post_backup_script),
     KEY_TEXT(bq_cfg_cluster_t, "pre_recover_script", CFG_STRING, false, pre_recover_script),

@@ -54,6 +54,7 @@ typedef struct {
     int minimum_redundancy;                   /* default 0 */
     int retention;                            /* BQ_RETENTION_AUTO (default) or _REPORT */
     int64_t wal_max_age_ms;                   /* check: newest archived WAL older = WARNING; 0 = off */
+    uint64_t wal_max_lag;                     /* check: the receiver further behind = CRITICAL; 0 = off */
     char pre_backup_script[BQ_HOOK_MAX];      /* hooks, run on the worker by /bin/sh -c */
     char post_backup_script[BQ_HOOK_MAX];
     char pre_recover_script[BQ_HOOK_MAX];

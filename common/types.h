@@ -74,6 +74,9 @@ typedef struct {
     int max_wal_senders;
     char slots[BQ_SLOTS_MAX];   /* slot names joined by ',' */
     int can_replicate;
+    int64_t receiver_lag;       /* bytes the receiver's flush is behind (-1 or 0 with no
+                                   receiver checked: see receiver_lag_known) */
+    int receiver_lag_known;
     size_t nitems;
     bq_check_item_t items[BQ_CHECK_ITEMS_MAX];
 } bq_check_result_t;

@@ -2722,6 +2722,14 @@ static void check_coord_items(coord_t *c, const char *cluster, bq_check_result_t
                    count[RETENTION_STATUS_KEEP_FULL] + count[RETENTION_STATUS_KEEP_STANDALONE]);
         free(st);
     }
+    /* the receiver's lag against wal_max_lag (the worker measured it) */
+    if (cl->wal == BQ_WAL_STREAM && cl->wal_max_lag && r->receiver_lag_known) {
+        int over = r->receiver_lag > (int64_t)cl->wal_max_lag;
+        check_item(r, "WAL lag", !over, "the receiver's flush is %lld bytes behind the server "
+                   "(wal_max_lag %llu)%s", (long long)r->receiver_lag,
+                   (unsigned long long)cl->wal_max_lag,
+                   over ? ": WAL the server wrote is not durable in the archive yet" : "");
+    }
     /* the system identifier the worker read against the backups' */
     if (r->system_identifier && newest && newest->system_identifier &&
         newest->system_identifier != r->system_identifier)

@@ -228,9 +228,12 @@ static void check_receiver(PGconn *conn, const char *app, const char *slot, bq_c
     else if (strcmp(val, "none") == 0)
         add_item(r, "WAL receiver", 0, "%s is not connected", app);
     else if (sscanf(val, "%31s %31s %lld %lf", state, sync, &lag, &lag_s) == 4 &&
-             strcmp(state, "streaming") == 0)
+             strcmp(state, "streaming") == 0) {
         add_item(r, "WAL receiver", 1, "%s streaming (%s), %lld bytes and %.3f s behind", app,
                  sync, lag, lag_s);
+        r->receiver_lag = lag;
+        r->receiver_lag_known = 1;
+    }
     else
         add_item(r, "WAL receiver", 0, "%s is %s", app, val);
 }

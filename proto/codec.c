@@ -220,6 +220,8 @@ static int codec_check_to_pb(codec_arena_t *a, const bq_check_result_t *c,
     pb->system_identifier = c->system_identifier;
     pb->max_wal_senders = c->max_wal_senders;
     pb->can_replicate = !!c->can_replicate;
+    pb->receiver_lag = c->receiver_lag;
+    pb->receiver_lag_known = !!c->receiver_lag_known;
 
     /* slots: "a,b,c" -> ["a", "b", "c"]; "" -> [] */
     if ((rc = codec_list_put(a, c->slots, sizeof c->slots, "CheckResult", "slots", "slot name",
@@ -269,6 +271,8 @@ static int codec_check_from_pb(const Barque__CheckResult *pb, bq_check_result_t 
     c->system_identifier = pb->system_identifier;
     c->max_wal_senders = pb->max_wal_senders;
     c->can_replicate = !!pb->can_replicate;
+    c->receiver_lag = pb->receiver_lag;
+    c->receiver_lag_known = !!pb->receiver_lag_known;
 
     /* ["a", "b", "c"] -> "a,b,c": names must be non-empty and comma-free to come back */
     if ((rc = codec_list_get(c->slots, sizeof c->slots, pb->slots, pb->n_slots, "CheckResult",

@@ -5,6 +5,8 @@
 #     the "store east-1" item FAILED "below store_free_critical", Nagios 2;
 #   - failed jobs in the last day: a WARNING naming the job;
 #   - a cluster never backed up with backup_max_age and minimum_redundancy 1: both FAILED;
+#   - the receiver stopped (SIGSTOP) while the server writes 20+ MB: "WAL lag" over
+#     wal_max_lag FAILED (checked by a second worker);
 #   - hooks: pre_backup_script exiting 63 stops the backup (FAILED, the hook's message);
 #     after a reload, pre_backup_script and post_backup_script run with BARQUE_* (the backup
 #     id, status DONE) and post_wal_script runs for an archived segment.
@@ -44,7 +46,9 @@ bq_on_cleanup "umount '$STORE' 2>/dev/null || umount -l '$STORE' 2>/dev/null || 
 fleet_cluster never east "$C" # never backed up, with a limit on backup age and a redundancy
 printf 'wal = archive\nbackup_max_age = 1h\nminimum_redundancy = 1\n' >>"$FLEET/coordinator.conf"
 fleet_cluster db1 east "$C"
-printf 'pre_backup_script = %s\nhook_retries = 0\n' "$HOOKS/stop.sh" >>"$FLEET/coordinator.conf"
+printf 'pre_backup_script = %s\nhook_retries = 0\nwal_max_lag = 1MiB\n' "$HOOKS/stop.sh" >>"$FLEET/coordinator.conf"
+fleet_worker_conf east-2 east # started only for the lag check, while east-1 is stopped
+fleet_worker_store_key east-2
 fleet_coord_start
 fleet_worker_start east-1
 bq_wait_for "east-1 online" 15 fleet_worker_online east-1
@@ -93,6 +97,22 @@ import json, sys
 print(json.load(sys.stdin).get("wal_file") or "")')
 has_wal_hook() { grep -q "^$seg 16777216$" "$HOOKS/post_wal.list" 2>/dev/null; }
 bq_wait_for "post_wal_script for $seg" 30 has_wal_hook
+
+# ---- the receiver falls behind: WAL lag over wal_max_lag --------------------------------------
+kill -STOP "$FLEET_PID_east_1" # its receiver stops reading; the server goes on writing
+pg_psql main -c "CREATE TABLE lagfill AS SELECT g, repeat('x', 200) AS pad FROM generate_series(1, 100000) g" >/dev/null
+bq_wait_for "east-1 offline" 15 fleet_worker_offline east-1
+fleet_worker_start east-2
+bq_wait_for "east-2 online" 15 fleet_worker_online east-2
+rc=0; out=$(fleet_cli check db1 --wait-timeout 60) || rc=$?
+assert_eq 1 "$rc" "check with the receiver behind: $out"
+assert_contains "$out" "WAL lag              FAILED  the receiver's flush is" "the lag item"
+assert_contains "$out" "(wal_max_lag 1048576)"
+bq_kill "$FLEET_PID_east_2" TERM
+kill -CONT "$FLEET_PID_east_1"
+bq_wait_for "east-1 online again" 30 fleet_worker_online east-1
+stream_again() { [[ -n $(wal_job) ]]; }
+bq_wait_for "a wal-stream job again" 60 stream_again
 
 # ---- the slot dropped ---------------------------------------------------------------------------
 wj=$(wal_job)

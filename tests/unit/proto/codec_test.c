@@ -47,6 +47,8 @@ static bq_check_result_t *check_full(bq_check_result_t *c)
     c->slots[off] = '\0';
     assert_int_equal(strlen(c->slots), BQ_SLOTS_MAX - 1);
     c->can_replicate = 1;
+    c->receiver_lag = INT64_MAX - 1;
+    c->receiver_lag_known = 1;
     c->nitems = BQ_CHECK_ITEMS_MAX;
     for (size_t i = 0; i < c->nitems; i++) {
         FILL_MAX(c->items[i].name, (char)i);
