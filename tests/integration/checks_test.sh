@@ -9,7 +9,8 @@
 #     wal_max_lag FAILED (checked by a second worker);
 #   - hooks: pre_backup_script exiting 63 stops the backup (FAILED, the hook's message);
 #     after a reload, pre_backup_script and post_backup_script run with BARQUE_* (the backup
-#     id, status DONE) and post_wal_script runs for an archived segment.
+#     id, status DONE), pre/post_recover_script around a restore (BARQUE_DEST, status OK) and
+#     post_wal_script runs for an archived segment.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/fleet.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/backup.sh"
@@ -68,7 +69,7 @@ assert_contains "$(backup_field db1 "$bid" error)" "pre_backup hook exited 63 (A
     "the hook's reason in the backup's error"
 
 # ---- hooks that run: reload with pre/post_backup and post_wal scripts ------------------------------
-sed -i "s|^pre_backup_script = .*|pre_backup_script = $HOOKS/env.sh $HOOKS\npost_backup_script = $HOOKS/env.sh $HOOKS\npost_wal_script = $HOOKS/wal.sh $HOOKS|" \
+sed -i "s|^pre_backup_script = .*|pre_backup_script = $HOOKS/env.sh $HOOKS\npost_backup_script = $HOOKS/env.sh $HOOKS\npost_wal_script = $HOOKS/wal.sh $HOOKS\npre_recover_script = $HOOKS/env.sh $HOOKS\npost_recover_script = $HOOKS/env.sh $HOOKS|" \
     "$FLEET/coordinator.conf"
 kill -HUP "$FLEET_COORD_PID"
 bq_wait_log "$BQ_TMP/coordinator.log" "config reloaded" 10
@@ -81,6 +82,13 @@ assert_contains "$(cat "$HOOKS/post_backup.env")" "BARQUE_BACKUP_ID=$id" "post h
 assert_contains "$(cat "$HOOKS/post_backup.env")" "BARQUE_STATUS=DONE"
 assert_contains "$(cat "$HOOKS/post_backup.env")" "BARQUE_CLUSTER=db1"
 assert_contains "$(cat "$HOOKS/post_backup.env")" "BARQUE_WORKER=east-1"
+# pre/post_recover around a restore
+pg_dir "$BQ_TMP/r"
+rc=0; recover_json db1 "$id" "$BQ_TMP/r/data" --worker east-1 >/dev/null || rc=$?
+assert_eq 0 "$rc" "restore with hooks: $(cat "$BQ_TMP/recover-last.err")"
+assert_contains "$(cat "$HOOKS/pre_recover.env")" "BARQUE_DEST=$BQ_TMP/r/data" "pre_recover env"
+assert_contains "$(cat "$HOOKS/post_recover.env")" "BARQUE_STATUS=OK" "post_recover env"
+assert_contains "$(cat "$HOOKS/post_recover.env")" "BARQUE_BACKUP_ID=$id"
 # post_wal: the wal-stream job was (re)offered after the reload? Cancel it so the next offer
 # carries the script, then archive a segment.
 wal_job() { fleet_cli jobs --json | python3 -c '
