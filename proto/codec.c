@@ -206,6 +206,26 @@ static int codec_job_state_valid(int v)
     return v >= BQ_JOB_NONE && v <= BQ_JOB_CANCELLED;
 }
 
+/* The n rows of a C array as pb's array of message pointers (dst, ndst), from the arena;
+ * CONV converts row i_ into rows_[i_] and returns < 0 on failure (then the caller returns
+ * it). Needs `a`, `e` and `int rc` in scope. */
+#define ROWS_TO_PB(PB, n, dst, ndst, CONV)                                                  \
+    do {                                                                                    \
+        if ((n) == 0)                                                                       \
+            break;                                                                          \
+        PB *rows_ = ARENA_ARRAY(a, (n), PB);                                                \
+        PB **ptrs_ = ARENA_ARRAY(a, (n), PB *);                                             \
+        if (!rows_ || !ptrs_)                                                               \
+            return codec_nomem(e);                                                          \
+        for (size_t i_ = 0; i_ < (n); i_++) {                                               \
+            if ((rc = (CONV)) < 0)                                                          \
+                return rc;                                                                  \
+            ptrs_[i_] = &rows_[i_];                                                         \
+        }                                                                                   \
+        (dst) = ptrs_;                                                                      \
+        (ndst) = (n);                                                                       \
+    } while (0)
+
 /* ---- CheckResult --------------------------------------------------------------------- */
 
 static int codec_check_to_pb(codec_arena_t *a, const bq_check_result_t *c,
@@ -1799,32 +1819,10 @@ static int codec_body_to_pb(codec_arena_t *a, const bq_msg_t *m, ProtobufCMessag
         if (c->ninv_backups + c->ninv_wal > BQ_INVENTORY_PAGE)
             return bq_fail(e, BQ_E_INVAL, "JobResult has %zu inventory items, more than %d",
                            c->ninv_backups + c->ninv_wal, BQ_INVENTORY_PAGE);
-        if (c->ninv_backups) {
-            Barque__Backup *rows = ARENA_ARRAY(a, c->ninv_backups, Barque__Backup);
-            Barque__Backup **ptrs = ARENA_ARRAY(a, c->ninv_backups, Barque__Backup *);
-            if (!rows || !ptrs)
-                return codec_nomem(e);
-            for (size_t i = 0; i < c->ninv_backups; i++) {
-                if ((rc = codec_backup_to_pb(a, &c->inv_backups[i], &rows[i], e)) < 0)
-                    return rc;
-                ptrs[i] = &rows[i];
-            }
-            pb->n_inventory_backups = c->ninv_backups;
-            pb->inventory_backups = ptrs;
-        }
-        if (c->ninv_wal) {
-            Barque__WalFile *rows = ARENA_ARRAY(a, c->ninv_wal, Barque__WalFile);
-            Barque__WalFile **ptrs = ARENA_ARRAY(a, c->ninv_wal, Barque__WalFile *);
-            if (!rows || !ptrs)
-                return codec_nomem(e);
-            for (size_t i = 0; i < c->ninv_wal; i++) {
-                if ((rc = codec_wal_file_to_pb(a, &c->inv_wal[i], &rows[i], e)) < 0)
-                    return rc;
-                ptrs[i] = &rows[i];
-            }
-            pb->n_inventory_wal = c->ninv_wal;
-            pb->inventory_wal = ptrs;
-        }
+        ROWS_TO_PB(Barque__Backup, c->ninv_backups, pb->inventory_backups, pb->n_inventory_backups,
+                   codec_backup_to_pb(a, &c->inv_backups[i_], &rows_[i_], e));
+        ROWS_TO_PB(Barque__WalFile, c->ninv_wal, pb->inventory_wal, pb->n_inventory_wal,
+                   codec_wal_file_to_pb(a, &c->inv_wal[i_], &rows_[i_], e));
         pb->inventory_total = c->inv_total;
         pb->inventory_orphans = c->inv_orphans;
         *out = &pb->base;
@@ -1907,45 +1905,12 @@ static int codec_body_to_pb(codec_arena_t *a, const bq_msg_t *m, ProtobufCMessag
         pb->job_id = c->job_id;
         pb->jobs_queued = c->jobs_queued;
         pb->jobs_running = c->jobs_running;
-        if (c->nworkers) {
-            Barque__Worker *rows = ARENA_ARRAY(a, c->nworkers, Barque__Worker);
-            Barque__Worker **ptrs = ARENA_ARRAY(a, c->nworkers, Barque__Worker *);
-            if (!rows || !ptrs)
-                return codec_nomem(e);
-            for (size_t i = 0; i < c->nworkers; i++) {
-                if ((rc = codec_worker_to_pb(&c->workers[i], &rows[i], e)) < 0)
-                    return rc;
-                ptrs[i] = &rows[i];
-            }
-            pb->n_workers = c->nworkers;
-            pb->workers = ptrs;
-        }
-        if (c->nclusters) {
-            Barque__Cluster *rows = ARENA_ARRAY(a, c->nclusters, Barque__Cluster);
-            Barque__Cluster **ptrs = ARENA_ARRAY(a, c->nclusters, Barque__Cluster *);
-            if (!rows || !ptrs)
-                return codec_nomem(e);
-            for (size_t i = 0; i < c->nclusters; i++) {
-                if ((rc = codec_cluster_to_pb(&c->clusters[i], &rows[i], e)) < 0)
-                    return rc;
-                ptrs[i] = &rows[i];
-            }
-            pb->n_clusters = c->nclusters;
-            pb->clusters = ptrs;
-        }
-        if (c->njobs) {
-            Barque__Job *rows = ARENA_ARRAY(a, c->njobs, Barque__Job);
-            Barque__Job **ptrs = ARENA_ARRAY(a, c->njobs, Barque__Job *);
-            if (!rows || !ptrs)
-                return codec_nomem(e);
-            for (size_t i = 0; i < c->njobs; i++) {
-                if ((rc = codec_job_to_pb(a, &c->jobs[i], &rows[i], e)) < 0)
-                    return rc;
-                ptrs[i] = &rows[i];
-            }
-            pb->n_jobs = c->njobs;
-            pb->jobs = ptrs;
-        }
+        ROWS_TO_PB(Barque__Worker, c->nworkers, pb->workers, pb->n_workers,
+                   codec_worker_to_pb(&c->workers[i_], &rows_[i_], e));
+        ROWS_TO_PB(Barque__Cluster, c->nclusters, pb->clusters, pb->n_clusters,
+                   codec_cluster_to_pb(&c->clusters[i_], &rows_[i_], e));
+        ROWS_TO_PB(Barque__Job, c->njobs, pb->jobs, pb->n_jobs,
+                   codec_job_to_pb(a, &c->jobs[i_], &rows_[i_], e));
         if (c->nsites) {
             Barque__Site *rows = ARENA_ARRAY(a, c->nsites, Barque__Site);
             Barque__Site **ptrs = ARENA_ARRAY(a, c->nsites, Barque__Site *);
@@ -1961,32 +1926,10 @@ static int codec_body_to_pb(codec_arena_t *a, const bq_msg_t *m, ProtobufCMessag
             pb->n_sites = c->nsites;
             pb->sites = ptrs;
         }
-        if (c->nbackups) {
-            Barque__Backup *rows = ARENA_ARRAY(a, c->nbackups, Barque__Backup);
-            Barque__Backup **ptrs = ARENA_ARRAY(a, c->nbackups, Barque__Backup *);
-            if (!rows || !ptrs)
-                return codec_nomem(e);
-            for (size_t i = 0; i < c->nbackups; i++) {
-                if ((rc = codec_backup_to_pb(a, &c->backups[i], &rows[i], e)) < 0)
-                    return rc;
-                ptrs[i] = &rows[i];
-            }
-            pb->n_backups = c->nbackups;
-            pb->backups = ptrs;
-        }
-        if (c->ntimelines) {
-            Barque__WalTimeline *rows = ARENA_ARRAY(a, c->ntimelines, Barque__WalTimeline);
-            Barque__WalTimeline **ptrs = ARENA_ARRAY(a, c->ntimelines, Barque__WalTimeline *);
-            if (!rows || !ptrs)
-                return codec_nomem(e);
-            for (size_t i = 0; i < c->ntimelines; i++) {
-                if ((rc = codec_wal_timeline_to_pb(a, &c->timelines[i], &rows[i], e)) < 0)
-                    return rc;
-                ptrs[i] = &rows[i];
-            }
-            pb->n_timelines = c->ntimelines;
-            pb->timelines = ptrs;
-        }
+        ROWS_TO_PB(Barque__Backup, c->nbackups, pb->backups, pb->n_backups,
+                   codec_backup_to_pb(a, &c->backups[i_], &rows_[i_], e));
+        ROWS_TO_PB(Barque__WalTimeline, c->ntimelines, pb->timelines, pb->n_timelines,
+                   codec_wal_timeline_to_pb(a, &c->timelines[i_], &rows_[i_], e));
         if ((rc = codec_files_to_pb(a, c->files, c->nfiles, "CliReply", &pb->files,
                                     &pb->n_files, e)) < 0)
             return rc;
@@ -1995,19 +1938,8 @@ static int codec_body_to_pb(codec_arena_t *a, const bq_msg_t *m, ProtobufCMessag
         if ((rc = codec_rows_check(c->nschedule, c->schedule, "schedule", e)) < 0 ||
             (rc = codec_rows_check(c->njob_ids, c->job_ids, "job_ids", e)) < 0)
             return rc;
-        if (c->nschedule) {
-            Barque__ScheduleRow *rows = ARENA_ARRAY(a, c->nschedule, Barque__ScheduleRow);
-            Barque__ScheduleRow **ptrs = ARENA_ARRAY(a, c->nschedule, Barque__ScheduleRow *);
-            if (!rows || !ptrs)
-                return codec_nomem(e);
-            for (size_t i = 0; i < c->nschedule; i++) {
-                if ((rc = codec_schedule_to_pb(&c->schedule[i], &rows[i], e)) < 0)
-                    return rc;
-                ptrs[i] = &rows[i];
-            }
-            pb->n_schedule = c->nschedule;
-            pb->schedule = ptrs;
-        }
+        ROWS_TO_PB(Barque__ScheduleRow, c->nschedule, pb->schedule, pb->n_schedule,
+                   codec_schedule_to_pb(&c->schedule[i_], &rows_[i_], e));
         if (c->has_fleet) {
             Barque__CheckResult *fleet = ARENA_NEW(a, Barque__CheckResult);
             if (!fleet)
