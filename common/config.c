@@ -170,6 +170,14 @@ static const cfg_key_t cluster_keys[] = {
     KEY_NUM(bq_cfg_cluster_t, "hook_timeout", CFG_DURATION, hook_timeout_ms, 1, MS_DAY, "60s"),
     KEY_NUM(bq_cfg_cluster_t, "hook_retries", CFG_INT, hook_retries, 0, 1000, "5"),
     KEY_NUM(bq_cfg_cluster_t, "hook_retry_sleep", CFG_DURATION, hook_retry_sleep_ms, 0, MS_HOUR, "10s"),
+    /* issue 7: restore tests */
+    KEY_CHECKED(bq_cfg_cluster_t, "restore_test_schedule", restore_test_schedule, bq_schedule_check),
+    KEY_NUM(bq_cfg_cluster_t, "restore_test_max_age", CFG_DURATION, restore_test_max_age_ms, 0,
+            3660 * MS_DAY, "0"),
+    KEY_BOOL(bq_cfg_cluster_t, "restore_test_amcheck", restore_test_amcheck, "off"),
+    KEY_TEXT(bq_cfg_cluster_t, "restore_test_sql", CFG_PATH, false, restore_test_sql),
+    KEY_NUM(bq_cfg_cluster_t, "restore_test_timeout", CFG_DURATION, restore_test_timeout_ms,
+            60000, 7 * MS_DAY, "6h"),
 };
 
 /* backup_jitter must be shorter than the schedule's period (bq_schedule_check's grammar). */
@@ -235,6 +243,9 @@ static const cfg_key_t worker_keys[] = {
     /* the store's key (issue 3) has its own format: only the path is resolved here */
     KEY_TEXT(worker_t, "store_key_file", CFG_PATH, false, store_key_file),
     KEY_TEXT(worker_t, "cli_command", CFG_STRING, false, cli_command),
+    /* restore tests (issue 7): who runs the restored server, and with which binaries */
+    KEY_TEXT(worker_t, "restore_test_user", CFG_NAME, false, restore_test_user),
+    KEY_TEXT(worker_t, "pg_bindir", CFG_PATH, false, pg_bindir),
     KEY_LEVEL(worker_t, "log_level", log_level),
     KEY_NUM(worker_t, "max_jobs", CFG_INT, max_jobs, 1, 1024, "4"),
     KEY_NUM(worker_t, "heartbeat_interval", CFG_DURATION, heartbeat_interval_ms, 1, MS_HOUR, "1s"),

@@ -63,6 +63,13 @@ typedef struct {
     int64_t hook_timeout_ms;                  /* per run, default 60s */
     int hook_retries;                         /* pre hooks: further runs, default 5 */
     int64_t hook_retry_sleep_ms;              /* default 10s */
+    /* restore tests (issue 7) */
+    char restore_test_schedule[64];           /* "" = none; backup_schedule's grammar */
+    int64_t restore_test_max_age_ms;          /* check: last good test older = CRITICAL; 0 =
+                                                 two periods of restore_test_schedule */
+    int restore_test_amcheck;                 /* pg_amcheck every database */
+    char restore_test_sql[PATH_MAX];          /* a file of SQL whose result must be true */
+    int64_t restore_test_timeout_ms;          /* default 6h */
 } bq_cfg_cluster_t;
 
 enum { BQ_RETENTION_AUTO = 0, BQ_RETENTION_REPORT = 1 }; /* [cluster] retention = auto | report */
@@ -114,6 +121,12 @@ typedef struct {
     char store_key_file[PATH_MAX];            /* optional (used by the store, issue 3) */
     char cli_command[PATH_MAX];               /* optional, default "barque": how a server
                                                  restored here runs the CLI (restore_command) */
+    char restore_test_user[BQ_NAME_MAX];      /* optional: the OS user a restore test's server
+                                                 runs as (default: postgres as root, else the
+                                                 worker's own user) */
+    char pg_bindir[PATH_MAX];                 /* optional: PostgreSQL's binaries (default
+                                                 /usr/lib/postgresql/MAJOR/bin, MAJOR the
+                                                 backup's) */
     int max_jobs;                             /* optional, default 4 */
     int64_t heartbeat_interval_ms;            /* optional, default 1s */
 } bq_worker_config_t;

@@ -18,6 +18,7 @@ const char *bq_job_type_name(bq_job_type_t t)
     case BQ_JOB_WAL_PRUNE: return "wal-prune";
     case BQ_JOB_INVENTORY: return "inventory";
     case BQ_JOB_KEEP: return "keep";
+    case BQ_JOB_RESTORE_TEST: return "restore-test";
     default: return "?";
     }
 }

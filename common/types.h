@@ -22,6 +22,7 @@ typedef enum {
     BQ_JOB_WAL_PRUNE = 9,  /* retention: the cluster's WAL before job.wal_keep_from, from the store */
     BQ_JOB_INVENTORY = 10, /* --rebuild-catalog: a page of what the store holds, from job.offset */
     BQ_JOB_KEEP = 11,      /* barque keep: the keep mark of job.backup_id in the store */
+    BQ_JOB_RESTORE_TEST = 12, /* restore job.backup_id into scratch, start, replay, check, measure */
 } bq_job_type_t;
 
 /* States of a backup in the catalog (issue 4; WAITING_FOR_WALS comes with issue 5). */
@@ -220,6 +221,55 @@ typedef struct {
     uint64_t bytes_reclaimed;
 } bq_delete_result_t;
 
+/* restore-test (issue 7): what the worker checks, and the backup's figures (set at offer). */
+#define BQ_RT_SQL_MAX 4096
+typedef struct {
+    char kind[12];                  /* "scheduled", "manual", "drill" */
+    int amcheck;                    /* pg_amcheck (heap and btree) on every database */
+    char sql[BQ_RT_SQL_MAX];        /* restore_test_sql's text ("" = none): must return true */
+    char sql_file[BQ_DEST_MAX];     /* its file, for messages */
+    int64_t timeout_ms;             /* restore_test_timeout */
+    char wal_end[BQ_WAL_NAME_MAX];  /* the newest complete segment in the WAL index ("" = none):
+                                       with no target, replay must reach it */
+    uint64_t system_identifier;     /* the backup's */
+    uint64_t start_lsn, stop_lsn;   /* the backup's */
+    uint64_t data_bytes;            /* the backup's logical bytes: the space it needs */
+    uint32_t pg_version;            /* server_version_num (which binaries start it) */
+    char dbname[BQ_NAME_MAX];       /* the database of the cluster's conninfo ("" = postgres) */
+} bq_rt_spec_t;
+
+/* A restore test: what a restore-test job measured (its result; the catalog's restore_tests
+ * record, key cluster NUL job id; restore-tests rows). Times in ms (wall clock for _ms
+ * instants, durations otherwise). */
+#define BQ_RT_CHECKS_MAX 16
+typedef struct {
+    char cluster[BQ_NAME_MAX];
+    uint64_t job_id;
+    uint32_t attempt;
+    char backup_id[BQ_BACKUP_ID_MAX];
+    char kind[12];                  /* "scheduled", "manual", "drill" */
+    char worker[BQ_NAME_MAX];       /* the worker that ran it */
+    char site[BQ_NAME_MAX];
+    char read_from[BQ_NAME_MAX];    /* the worker whose store it read ("" = its own) */
+    int ok;                         /* restored, recovered, answered, every check passed */
+    char error[BQ_TEXT_MAX];        /* failed: the first failure */
+    char target[BQ_TARGET_VALUE_MAX + 16]; /* "latest WAL", "time ...", "immediate" */
+    int64_t started_ms, finished_ms;
+    uint64_t reached_lsn;           /* pg_last_wal_replay_lsn() at the end of recovery */
+    int64_t reached_ms;             /* pg_last_xact_replay_timestamp() (0 = none) */
+    uint64_t wal_segments;          /* segments replayed: the backup's start to reached_lsn */
+    uint64_t wal_bytes;             /* WAL replayed after the backup's end */
+    uint64_t bytes;                 /* bytes restored */
+    int64_t fetch_ms;               /* fetch and write the data (the restore) */
+    int64_t start_ms;               /* server start to consistent */
+    int64_t replay_ms;              /* consistent to the end of recovery */
+    int64_t rto_ms;                 /* job start to a server answering queries: measured RTO */
+    int64_t check_ms;               /* the checks after that */
+    size_t nchecks;
+    bq_check_item_t checks[BQ_RT_CHECKS_MAX];
+    int64_t predicted_ms;           /* what status predicted for it at its start (0 = none) */
+} bq_restore_test_t;
+
 typedef struct {
     uint64_t id;
     bq_job_type_t type;
@@ -278,6 +328,7 @@ typedef struct {
     int has_prune;
     bq_prune_result_t prune;
     int keep;                         /* keep: 0 release, 1 full, 2 standalone */
+    bq_rt_spec_t rt;                  /* restore-test: what to check (set at offer) */
 } bq_job_t;
 
 typedef struct {
@@ -290,6 +341,7 @@ typedef struct {
     int online;
     char data_endpoint[BQ_ENDPOINT_MAX]; /* where peers reach its store ("" = none) */
     char public_key[BQ_Z85_KEY_LEN + 1]; /* wal-target/wal-source replies only ("" = none) */
+    uint64_t scratch_free, scratch_total; /* its scratch directory (0/0 = none) */
 } bq_worker_t;
 
 typedef struct {
@@ -308,6 +360,17 @@ typedef struct {
     int check_status;                /* the last check: BQ_SEV_* (metrics) */
     int64_t check_ms;                /* when it ended (0 = never) */
     uint32_t check_failed;           /* its items not OK */
+    /* restore tests (status and metrics replies) */
+    int64_t rt_last_ms;              /* the last finished test's end (0 = never tested) */
+    int rt_last_ok;
+    char rt_last_backup[BQ_BACKUP_ID_MAX];
+    char rt_last_error[BQ_DETAIL_MAX];
+    int64_t rt_ok_ms;                /* the last successful test's end (0 = none) */
+    char rt_ok_backup[BQ_BACKUP_ID_MAX];
+    int64_t rt_ok_rto_ms;            /* its measured recovery time */
+    int64_t rt_predicted_ms;         /* predicted recovery time of a restore now (0 = unknown) */
+    char rt_predicted_detail[BQ_DETAIL_MAX];
+    int rt_severity;                 /* the "restore test" check item's severity */
 } bq_cluster_t;
 
 /* barque schedule: one cluster's row (the reply of "schedule"). */

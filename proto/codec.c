@@ -126,7 +126,7 @@ static int codec_str_get(char *dst, size_t cap, const char *src, const char *obj
 
 static int codec_job_type_valid(int v)
 {
-    return v >= BQ_JOB_TYPE_NONE && v <= BQ_JOB_KEEP;
+    return v >= BQ_JOB_TYPE_NONE && v <= BQ_JOB_RESTORE_TEST;
 }
 
 static int codec_backup_state_valid(int v)
@@ -226,6 +226,65 @@ static int codec_job_state_valid(int v)
         (ndst) = (n);                                                                       \
     } while (0)
 
+/* ---- CheckItem arrays (CheckResult.items, RestoreTest.checks) ------------------------- */
+
+static int codec_items_to_pb(codec_arena_t *a, const bq_check_item_t *src, size_t n, size_t max,
+                             const char *obj, Barque__CheckItem ***out, size_t *nout,
+                             bq_errbuf_t *e)
+{
+    int rc;
+    if (n > max)
+        return bq_fail(e, BQ_E_INVAL, "%s has %zu items, more than the limit of %zu", obj, n, max);
+    if (!n)
+        return 0;
+    Barque__CheckItem *items = ARENA_ARRAY(a, n, Barque__CheckItem);
+    Barque__CheckItem **ptrs = ARENA_ARRAY(a, n, Barque__CheckItem *);
+    if (!items || !ptrs)
+        return codec_nomem(e);
+    for (size_t i = 0; i < n; i++) {
+        const bq_check_item_t *it = &src[i];
+        barque__check_item__init(&items[i]);
+        if ((rc = codec_str_put(it->name, sizeof it->name, "CheckItem", "name", &items[i].name,
+                                e)) < 0 ||
+            (rc = codec_str_put(it->detail, sizeof it->detail, "CheckItem", "detail",
+                                &items[i].detail, e)) < 0)
+            return rc;
+        if (it->severity < BQ_SEV_OK || it->severity > BQ_SEV_UNKNOWN)
+            return bq_fail(e, BQ_E_INVAL, "CheckItem.severity has unknown value %d", it->severity);
+        items[i].ok = it->severity == BQ_SEV_OK && it->ok;
+        items[i].severity = (uint32_t)(items[i].ok ? BQ_SEV_OK
+                                       : it->severity == BQ_SEV_OK ? BQ_SEV_CRITICAL
+                                                                    : it->severity);
+        ptrs[i] = &items[i];
+    }
+    *nout = n;
+    *out = ptrs;
+    return 0;
+}
+
+static int codec_items_from_pb(Barque__CheckItem *const *src, size_t n, size_t max,
+                               const char *obj, bq_check_item_t *dst, size_t *ndst,
+                               bq_errbuf_t *e)
+{
+    int rc;
+    if (n > max)
+        return bq_fail(e, BQ_E_PROTO, "%s has %zu items, more than the limit of %zu", obj, n, max);
+    for (size_t i = 0; i < n; i++) {
+        const Barque__CheckItem *it = src[i];
+        bq_check_item_t *ci = &dst[i];
+        if ((rc = codec_str_get(ci->name, sizeof ci->name, it->name, "CheckItem", "name", e)) < 0 ||
+            (rc = codec_str_get(ci->detail, sizeof ci->detail, it->detail, "CheckItem", "detail",
+                                e)) < 0)
+            return rc;
+        if (it->severity > BQ_SEV_UNKNOWN)
+            return bq_fail(e, BQ_E_PROTO, "CheckItem.severity has unknown value %u", it->severity);
+        ci->ok = !!it->ok && it->severity == BQ_SEV_OK;
+        ci->severity = ci->ok ? BQ_SEV_OK : it->severity ? (int)it->severity : BQ_SEV_CRITICAL;
+    }
+    *ndst = n;
+    return 0;
+}
+
 /* ---- CheckResult --------------------------------------------------------------------- */
 
 static int codec_check_to_pb(codec_arena_t *a, const bq_check_result_t *c,
@@ -248,35 +307,8 @@ static int codec_check_to_pb(codec_arena_t *a, const bq_check_result_t *c,
                              &pb->slots, &pb->n_slots, e)) < 0)
         return rc;
 
-    if (c->nitems > BQ_CHECK_ITEMS_MAX)
-        return bq_fail(e, BQ_E_INVAL, "CheckResult has %zu items, more than the limit of %d",
-                       c->nitems, BQ_CHECK_ITEMS_MAX);
-    if (c->nitems) {
-        Barque__CheckItem *items = ARENA_ARRAY(a, c->nitems, Barque__CheckItem);
-        Barque__CheckItem **ptrs = ARENA_ARRAY(a, c->nitems, Barque__CheckItem *);
-        if (!items || !ptrs)
-            return codec_nomem(e);
-        for (size_t i = 0; i < c->nitems; i++) {
-            const bq_check_item_t *it = &c->items[i];
-            barque__check_item__init(&items[i]);
-            if ((rc = codec_str_put(it->name, sizeof it->name, "CheckItem", "name", &items[i].name,
-                                    e)) < 0 ||
-                (rc = codec_str_put(it->detail, sizeof it->detail, "CheckItem", "detail",
-                                    &items[i].detail, e)) < 0)
-                return rc;
-            if (it->severity < BQ_SEV_OK || it->severity > BQ_SEV_UNKNOWN)
-                return bq_fail(e, BQ_E_INVAL, "CheckItem.severity has unknown value %d",
-                               it->severity);
-            items[i].ok = it->severity == BQ_SEV_OK && it->ok;
-            items[i].severity = (uint32_t)(items[i].ok ? BQ_SEV_OK
-                                           : it->severity == BQ_SEV_OK ? BQ_SEV_CRITICAL
-                                                                        : it->severity);
-            ptrs[i] = &items[i];
-        }
-        pb->n_items = c->nitems;
-        pb->items = ptrs;
-    }
-    return 0;
+    return codec_items_to_pb(a, c->items, c->nitems, BQ_CHECK_ITEMS_MAX, "CheckResult",
+                             &pb->items, &pb->n_items, e);
 }
 
 static int codec_check_from_pb(const Barque__CheckResult *pb, bq_check_result_t *c,
@@ -299,24 +331,8 @@ static int codec_check_from_pb(const Barque__CheckResult *pb, bq_check_result_t 
                              "slots", "slot name", e)) < 0)
         return rc;
 
-    if (pb->n_items > BQ_CHECK_ITEMS_MAX)
-        return bq_fail(e, BQ_E_PROTO, "CheckResult has %zu items, more than the limit of %d",
-                       pb->n_items, BQ_CHECK_ITEMS_MAX);
-    for (size_t i = 0; i < pb->n_items; i++) {
-        const Barque__CheckItem *it = pb->items[i];
-        bq_check_item_t *ci = &c->items[i];
-        if ((rc = codec_str_get(ci->name, sizeof ci->name, it->name, "CheckItem", "name", e)) < 0 ||
-            (rc = codec_str_get(ci->detail, sizeof ci->detail, it->detail, "CheckItem", "detail",
-                                e)) < 0)
-            return rc;
-        if (it->severity > BQ_SEV_UNKNOWN)
-            return bq_fail(e, BQ_E_PROTO, "CheckItem.severity has unknown value %u",
-                           it->severity);
-        ci->ok = !!it->ok && it->severity == BQ_SEV_OK;
-        ci->severity = ci->ok ? BQ_SEV_OK : it->severity ? (int)it->severity : BQ_SEV_CRITICAL;
-    }
-    c->nitems = pb->n_items;
-    return 0;
+    return codec_items_from_pb(pb->items, pb->n_items, BQ_CHECK_ITEMS_MAX, "CheckResult",
+                               c->items, &c->nitems, e);
 }
 
 /* ---- RestoreResult (plain numbers) ------------------------------------------------------ */
@@ -586,6 +602,14 @@ static int codec_job_to_pb(codec_arena_t *a, const bq_job_t *c, Barque__Job *pb,
             return rc;
         pb->check = check;
     }
+    if (c->type == BQ_JOB_RESTORE_TEST) {
+        Barque__RestoreTestSpec *rt = ARENA_NEW(a, Barque__RestoreTestSpec);
+        if (!rt)
+            return codec_nomem(e);
+        if ((rc = codec_rt_spec_to_pb(&c->rt, rt, e)) < 0)
+            return rc;
+        pb->rtest = rt;
+    }
     return 0;
 }
 
@@ -664,7 +688,112 @@ static int codec_job_from_pb(const Barque__Job *pb, bq_job_t *c, bq_errbuf_t *e)
             return rc;
         c->has_check = 1;
     }
+    if (pb->rtest && (rc = codec_rt_spec_from_pb(pb->rtest, &c->rt, e)) < 0)
+        return rc;
     return 0;
+}
+
+/* ---- RestoreTestSpec, RestoreTest (issue 7) ------------------------------------------- */
+
+static int codec_rt_spec_to_pb(const bq_rt_spec_t *c, Barque__RestoreTestSpec *pb, bq_errbuf_t *e)
+{
+    int rc;
+    barque__restore_test_spec__init(pb);
+    if ((rc = STR_PUT("RestoreTestSpec", kind)) < 0 || (rc = STR_PUT("RestoreTestSpec", sql)) < 0 ||
+        (rc = STR_PUT("RestoreTestSpec", sql_file)) < 0 ||
+        (rc = STR_PUT("RestoreTestSpec", wal_end)) < 0 ||
+        (rc = STR_PUT("RestoreTestSpec", dbname)) < 0)
+        return rc;
+    pb->amcheck = !!c->amcheck;
+    pb->timeout_ms = c->timeout_ms;
+    pb->system_identifier = c->system_identifier;
+    pb->start_lsn = c->start_lsn;
+    pb->stop_lsn = c->stop_lsn;
+    pb->data_bytes = c->data_bytes;
+    pb->pg_version = c->pg_version;
+    return 0;
+}
+
+static int codec_rt_spec_from_pb(const Barque__RestoreTestSpec *pb, bq_rt_spec_t *c,
+                                 bq_errbuf_t *e)
+{
+    int rc;
+    if ((rc = STR_GET("RestoreTestSpec", kind)) < 0 || (rc = STR_GET("RestoreTestSpec", sql)) < 0 ||
+        (rc = STR_GET("RestoreTestSpec", sql_file)) < 0 ||
+        (rc = STR_GET("RestoreTestSpec", wal_end)) < 0 ||
+        (rc = STR_GET("RestoreTestSpec", dbname)) < 0)
+        return rc;
+    uint32_t t, h, l;
+    if (c->wal_end[0] && bq_wal_segment_parse(c->wal_end, &t, &h, &l) != 0)
+        return bq_fail(e, BQ_E_PROTO, "RestoreTestSpec.wal_end is not a WAL segment name");
+    c->amcheck = !!pb->amcheck;
+    c->timeout_ms = pb->timeout_ms;
+    c->system_identifier = pb->system_identifier;
+    c->start_lsn = pb->start_lsn;
+    c->stop_lsn = pb->stop_lsn;
+    c->data_bytes = pb->data_bytes;
+    c->pg_version = pb->pg_version;
+    return 0;
+}
+
+static int codec_rtest_to_pb(codec_arena_t *a, const bq_restore_test_t *c,
+                             Barque__RestoreTest *pb, bq_errbuf_t *e)
+{
+    int rc;
+    barque__restore_test__init(pb);
+    if ((rc = STR_PUT("RestoreTest", cluster)) < 0 || (rc = STR_PUT("RestoreTest", backup_id)) < 0 ||
+        (rc = STR_PUT("RestoreTest", kind)) < 0 || (rc = STR_PUT("RestoreTest", worker)) < 0 ||
+        (rc = STR_PUT("RestoreTest", site)) < 0 || (rc = STR_PUT("RestoreTest", read_from)) < 0 ||
+        (rc = STR_PUT("RestoreTest", error)) < 0 || (rc = STR_PUT("RestoreTest", target)) < 0)
+        return rc;
+    pb->job_id = c->job_id;
+    pb->attempt = c->attempt;
+    pb->ok = !!c->ok;
+    pb->started_ms = c->started_ms;
+    pb->finished_ms = c->finished_ms;
+    pb->reached_lsn = c->reached_lsn;
+    pb->reached_ms = c->reached_ms;
+    pb->wal_segments = c->wal_segments;
+    pb->wal_bytes = c->wal_bytes;
+    pb->bytes = c->bytes;
+    pb->fetch_ms = c->fetch_ms;
+    pb->start_ms = c->start_ms;
+    pb->replay_ms = c->replay_ms;
+    pb->rto_ms = c->rto_ms;
+    pb->check_ms = c->check_ms;
+    pb->predicted_ms = c->predicted_ms;
+    return codec_items_to_pb(a, c->checks, c->nchecks, BQ_RT_CHECKS_MAX, "RestoreTest",
+                             &pb->checks, &pb->n_checks, e);
+}
+
+static int codec_rtest_from_pb(const Barque__RestoreTest *pb, bq_restore_test_t *c,
+                               bq_errbuf_t *e)
+{
+    int rc;
+    memset(c, 0, sizeof *c);
+    if ((rc = STR_GET("RestoreTest", cluster)) < 0 || (rc = STR_GET("RestoreTest", backup_id)) < 0 ||
+        (rc = STR_GET("RestoreTest", kind)) < 0 || (rc = STR_GET("RestoreTest", worker)) < 0 ||
+        (rc = STR_GET("RestoreTest", site)) < 0 || (rc = STR_GET("RestoreTest", read_from)) < 0 ||
+        (rc = STR_GET("RestoreTest", error)) < 0 || (rc = STR_GET("RestoreTest", target)) < 0)
+        return rc;
+    c->job_id = pb->job_id;
+    c->attempt = pb->attempt;
+    c->ok = !!pb->ok;
+    c->started_ms = pb->started_ms;
+    c->finished_ms = pb->finished_ms;
+    c->reached_lsn = pb->reached_lsn;
+    c->reached_ms = pb->reached_ms;
+    c->wal_segments = pb->wal_segments;
+    c->wal_bytes = pb->wal_bytes;
+    c->bytes = pb->bytes;
+    c->fetch_ms = pb->fetch_ms;
+    c->start_ms = pb->start_ms;
+    c->replay_ms = pb->replay_ms;
+    c->rto_ms = pb->rto_ms;
+    c->check_ms = pb->check_ms;
+    c->predicted_ms = pb->predicted_ms;
+    return codec_items_from_pb(pb->checks, pb->n_checks, BQ_RT_CHECKS_MAX, "RestoreTest",
+                               c->checks, &c->nchecks, e);
 }
 
 /* ---- Backup -------------------------------------------------------------------------- */
@@ -882,6 +1011,8 @@ static int codec_worker_to_pb(const bq_worker_t *c, Barque__Worker *pb, bq_errbu
         return rc;
     pb->store_free = c->store_free;
     pb->store_total = c->store_total;
+    pb->scratch_free = c->scratch_free;
+    pb->scratch_total = c->scratch_total;
     pb->running = c->running;
     pb->max_jobs = c->max_jobs;
     pb->registered_ms = c->registered_ms;
@@ -903,6 +1034,8 @@ static int codec_worker_from_pb(const Barque__Worker *pb, bq_worker_t *c, bq_err
                        strlen(c->public_key), BQ_Z85_KEY_LEN);
     c->store_free = pb->store_free;
     c->store_total = pb->store_total;
+    c->scratch_free = pb->scratch_free;
+    c->scratch_total = pb->scratch_total;
     c->running = pb->running;
     c->max_jobs = pb->max_jobs;
     c->registered_ms = pb->registered_ms;
@@ -918,8 +1051,18 @@ static int codec_cluster_to_pb(const bq_cluster_t *c, Barque__Cluster *pb, bq_er
     if ((rc = STR_PUT("Cluster", name)) < 0 || (rc = STR_PUT("Cluster", site)) < 0 ||
         (rc = STR_PUT("Cluster", conninfo)) < 0 || (rc = STR_PUT("Cluster", wal_mode)) < 0 ||
         (rc = STR_PUT("Cluster", wal_last)) < 0 || (rc = STR_PUT("Cluster", stream_state)) < 0 ||
-        (rc = STR_PUT("Cluster", stream_worker)) < 0)
+        (rc = STR_PUT("Cluster", stream_worker)) < 0 || (rc = STR_PUT("Cluster", rt_last_backup)) < 0 ||
+        (rc = STR_PUT("Cluster", rt_last_error)) < 0 || (rc = STR_PUT("Cluster", rt_ok_backup)) < 0 ||
+        (rc = STR_PUT("Cluster", rt_predicted_detail)) < 0)
         return rc;
+    if (c->rt_severity < BQ_SEV_OK || c->rt_severity > BQ_SEV_UNKNOWN)
+        return bq_fail(e, BQ_E_INVAL, "Cluster.rt_severity has unknown value %d", c->rt_severity);
+    pb->rt_severity = (uint32_t)c->rt_severity;
+    pb->rt_last_ms = c->rt_last_ms;
+    pb->rt_last_ok = !!c->rt_last_ok;
+    pb->rt_ok_ms = c->rt_ok_ms;
+    pb->rt_ok_rto_ms = c->rt_ok_rto_ms;
+    pb->rt_predicted_ms = c->rt_predicted_ms;
     pb->system_identifier = c->system_identifier;
     pb->wal_last_ms = c->wal_last_ms;
     pb->wal_gaps = c->wal_gaps;
@@ -938,8 +1081,18 @@ static int codec_cluster_from_pb(const Barque__Cluster *pb, bq_cluster_t *c, bq_
     if ((rc = STR_GET("Cluster", name)) < 0 || (rc = STR_GET("Cluster", site)) < 0 ||
         (rc = STR_GET("Cluster", conninfo)) < 0 || (rc = STR_GET("Cluster", wal_mode)) < 0 ||
         (rc = STR_GET("Cluster", wal_last)) < 0 || (rc = STR_GET("Cluster", stream_state)) < 0 ||
-        (rc = STR_GET("Cluster", stream_worker)) < 0)
+        (rc = STR_GET("Cluster", stream_worker)) < 0 || (rc = STR_GET("Cluster", rt_last_backup)) < 0 ||
+        (rc = STR_GET("Cluster", rt_last_error)) < 0 || (rc = STR_GET("Cluster", rt_ok_backup)) < 0 ||
+        (rc = STR_GET("Cluster", rt_predicted_detail)) < 0)
         return rc;
+    if (pb->rt_severity > BQ_SEV_UNKNOWN)
+        return bq_fail(e, BQ_E_PROTO, "Cluster.rt_severity has unknown value %u", pb->rt_severity);
+    c->rt_severity = (int)pb->rt_severity;
+    c->rt_last_ms = pb->rt_last_ms;
+    c->rt_last_ok = !!pb->rt_last_ok;
+    c->rt_ok_ms = pb->rt_ok_ms;
+    c->rt_ok_rto_ms = pb->rt_ok_rto_ms;
+    c->rt_predicted_ms = pb->rt_predicted_ms;
     c->system_identifier = pb->system_identifier;
     c->wal_last_ms = pb->wal_last_ms;
     c->wal_gaps = pb->wal_gaps;
@@ -1107,6 +1260,7 @@ typedef union {
     Barque__Cluster cluster;
     Barque__Backup backup;
     Barque__WalFile wal_file;
+    Barque__RestoreTest rtest;
 } codec_record_pb_t;
 
 /* One kind of catalog record: its name in messages, its message and its conversions. */
@@ -1172,6 +1326,19 @@ static int codec_wal_file_rec_from_pb(const ProtobufCMessage *pb, void *c, bq_er
     return codec_wal_file_from_pb((const Barque__WalFile *)pb, c, e);
 }
 
+static int codec_rtest_rec_to_pb(codec_arena_t *a, const void *c, codec_record_pb_t *pb,
+                                 bq_errbuf_t *e)
+{
+    return codec_rtest_to_pb(a, c, &pb->rtest, e);
+}
+
+static int codec_rtest_rec_from_pb(const ProtobufCMessage *pb, void *c, bq_errbuf_t *e)
+{
+    return codec_rtest_from_pb((const Barque__RestoreTest *)pb, c, e);
+}
+
+static const codec_record_t codec_rec_rtest = {"RestoreTest", &barque__restore_test__descriptor,
+                                               codec_rtest_rec_to_pb, codec_rtest_rec_from_pb};
 static const codec_record_t codec_rec_job = {"Job", &barque__job__descriptor,
                                              codec_job_rec_to_pb, codec_job_rec_from_pb};
 static const codec_record_t codec_rec_worker = {"Worker", &barque__worker__descriptor,
@@ -1274,6 +1441,16 @@ int proto_wal_file_decode(const uint8_t *buf, size_t len, bq_wal_file_t *w, bq_e
     return codec_record_decode(&codec_rec_wal_file, buf, len, w, sizeof *w, e);
 }
 
+int proto_rtest_encode(const bq_restore_test_t *t, uint8_t **buf, size_t *len, bq_errbuf_t *e)
+{
+    return codec_record_encode(&codec_rec_rtest, t, &t->job_id, buf, len, e);
+}
+
+int proto_rtest_decode(const uint8_t *buf, size_t len, bq_restore_test_t *t, bq_errbuf_t *e)
+{
+    return codec_record_decode(&codec_rec_rtest, buf, len, t, sizeof *t, e);
+}
+
 /* ---- messages ------------------------------------------------------------------------ */
 
 /* The wire name and body descriptor of each message type. */
@@ -1359,6 +1536,7 @@ void proto_msg_clear(bq_msg_t *m)
         free(m->u.cli_reply.timelines);
         free(m->u.cli_reply.schedule);
         free(m->u.cli_reply.job_ids);
+        free(m->u.cli_reply.rtests);
         bq_files_free(m->u.cli_reply.files, m->u.cli_reply.nfiles);
         break;
     case BQ_MSG_PEER_KEYS:
@@ -1825,6 +2003,14 @@ static int codec_body_to_pb(codec_arena_t *a, const bq_msg_t *m, ProtobufCMessag
                    codec_wal_file_to_pb(a, &c->inv_wal[i_], &rows_[i_], e));
         pb->inventory_total = c->inv_total;
         pb->inventory_orphans = c->inv_orphans;
+        if (c->has_rtest) {
+            Barque__RestoreTest *rt = ARENA_NEW(a, Barque__RestoreTest);
+            if (!rt)
+                return codec_nomem(e);
+            if ((rc = codec_rtest_to_pb(a, &c->rtest, rt, e)) < 0)
+                return rc;
+            pb->rtest = rt;
+        }
         *out = &pb->base;
         return 0;
     }
@@ -1854,7 +2040,8 @@ static int codec_body_to_pb(codec_arena_t *a, const bq_msg_t *m, ProtobufCMessag
             (rc = STR_PUT("CliRequest", dest)) < 0 || (rc = STR_PUT("CliRequest", worker)) < 0 ||
             (rc = STR_PUT("CliRequest", owner)) < 0 ||
             (rc = STR_PUT("CliRequest", checkpoint)) < 0 ||
-            (rc = STR_PUT("CliRequest", wal_file)) < 0 || (rc = STR_PUT("CliRequest", keep)) < 0)
+            (rc = STR_PUT("CliRequest", wal_file)) < 0 || (rc = STR_PUT("CliRequest", keep)) < 0 ||
+            (rc = STR_PUT("CliRequest", from_site)) < 0)
             return rc;
         pb->force = !!c->force;
         pb->wal_size = c->wal_size;
@@ -1940,6 +2127,10 @@ static int codec_body_to_pb(codec_arena_t *a, const bq_msg_t *m, ProtobufCMessag
             return rc;
         ROWS_TO_PB(Barque__ScheduleRow, c->nschedule, pb->schedule, pb->n_schedule,
                    codec_schedule_to_pb(&c->schedule[i_], &rows_[i_], e));
+        if ((rc = codec_rows_check(c->nrtests, c->rtests, "restore_tests", e)) < 0)
+            return rc;
+        ROWS_TO_PB(Barque__RestoreTest, c->nrtests, pb->restore_tests, pb->n_restore_tests,
+                   codec_rtest_to_pb(a, &c->rtests[i_], &rows_[i_], e));
         if (c->has_fleet) {
             Barque__CheckResult *fleet = ARENA_NEW(a, Barque__CheckResult);
             if (!fleet)
@@ -2151,6 +2342,11 @@ static int codec_body_from_pb(const ProtobufCMessage *msg, bq_msg_t *m, bq_errbu
                 return rc;
         c->inv_total = pb->inventory_total;
         c->inv_orphans = pb->inventory_orphans;
+        if (pb->rtest) {
+            if ((rc = codec_rtest_from_pb(pb->rtest, &c->rtest, e)) < 0)
+                return rc;
+            c->has_rtest = 1;
+        }
         return codec_files_from_pb(pb->files, pb->n_files, "JobResult", &c->files, &c->nfiles, e);
     }
     case BQ_MSG_RESULT_ACK: {
@@ -2172,7 +2368,8 @@ static int codec_body_from_pb(const ProtobufCMessage *msg, bq_msg_t *m, bq_errbu
             (rc = STR_GET("CliRequest", dest)) < 0 || (rc = STR_GET("CliRequest", worker)) < 0 ||
             (rc = STR_GET("CliRequest", owner)) < 0 ||
             (rc = STR_GET("CliRequest", checkpoint)) < 0 ||
-            (rc = STR_GET("CliRequest", wal_file)) < 0 || (rc = STR_GET("CliRequest", keep)) < 0)
+            (rc = STR_GET("CliRequest", wal_file)) < 0 || (rc = STR_GET("CliRequest", keep)) < 0 ||
+            (rc = STR_GET("CliRequest", from_site)) < 0)
             return rc;
         if (c->wal_file[0] && !bq_wal_name_valid(c->wal_file))
             return bq_fail(e, BQ_E_PROTO, "CliRequest.wal_file is not a WAL file name");
@@ -2259,6 +2456,15 @@ static int codec_body_from_pb(const ProtobufCMessage *msg, bq_msg_t *m, bq_errbu
         for (; c->nschedule < pb->n_schedule; c->nschedule++)
             if ((rc = codec_schedule_from_pb(pb->schedule[c->nschedule],
                                              &c->schedule[c->nschedule], e)) < 0)
+                return rc;
+        if ((rc = codec_rows_limit(pb->n_restore_tests, "restore_tests", e)) < 0)
+            return rc;
+        if (pb->n_restore_tests &&
+            !(c->rtests = calloc(pb->n_restore_tests, sizeof *c->rtests)))
+            return codec_nomem(e);
+        for (; c->nrtests < pb->n_restore_tests; c->nrtests++)
+            if ((rc = codec_rtest_from_pb(pb->restore_tests[c->nrtests], &c->rtests[c->nrtests],
+                                          e)) < 0)
                 return rc;
         if (pb->n_job_ids)
             memcpy(c->job_ids, pb->job_ids, pb->n_job_ids * sizeof *c->job_ids);

@@ -147,6 +147,8 @@ typedef struct {
     bq_wal_file_t *inv_wal;
     uint64_t inv_total;             /* items in the store: backups, then WAL files */
     uint64_t inv_orphans;           /* backups the store cannot say the cluster of */
+    int has_rtest;                  /* restore-test jobs: what was measured (failed ones too) */
+    bq_restore_test_t rtest;
 } bq_msg_result_t;
 
 /* Free what a result owns (its files) and zero those fields; the rest is left as it is.
@@ -187,6 +189,7 @@ typedef struct {
     uint64_t wal_size;                /* wal-pushed: its size */
     bq_recovery_t recovery;           /* recover: point-in-time recovery */
     char keep[16];                    /* keep: full, standalone, release, status */
+    char from_site[BQ_NAME_MAX];      /* restore-test, drill: read from a store at this site */
 } bq_msg_cli_request_t;
 
 typedef struct {
@@ -212,6 +215,8 @@ typedef struct {
     bq_check_result_t fleet;
     size_t njob_ids;           /* check: each cluster's check job, in clusters' order */
     uint64_t *job_ids;         /* owned by the message */
+    size_t nrtests;            /* restore-tests (oldest first), show-backup (its last test) */
+    bq_restore_test_t *rtests; /* owned by the message */
 } bq_msg_cli_reply_t;
 
 typedef struct {
@@ -258,6 +263,9 @@ int proto_backup_decode(const uint8_t *buf, size_t len, bq_backup_t *b, bq_errbu
 /* WalFile: name "" or bq_wal_name_valid (refused both ways). */
 int proto_wal_file_encode(const bq_wal_file_t *w, uint8_t **buf, size_t *len, bq_errbuf_t *e);
 int proto_wal_file_decode(const uint8_t *buf, size_t len, bq_wal_file_t *w, bq_errbuf_t *e);
+/* RestoreTest (issue 7): the catalog's restore_tests records. */
+int proto_rtest_encode(const bq_restore_test_t *t, uint8_t **buf, size_t *len, bq_errbuf_t *e);
+int proto_rtest_decode(const uint8_t *buf, size_t len, bq_restore_test_t *t, bq_errbuf_t *e);
 
 /* ---- sockets ------------------------------------------------------------------------- */
 

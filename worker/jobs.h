@@ -23,6 +23,9 @@ struct jobs_ctx {
     const bq_keypair_t *keys;                 /* this worker's CURVE keys */
     const char *store_key_file;               /* the master key ("" = none) */
     const char *cli_command;                  /* [worker] cli_command ("" = "barque") */
+    const char *scratch;                      /* [worker] scratch ("" = none) */
+    const char *restore_test_user;            /* [worker] restore_test_user ("" = default) */
+    const char *pg_bindir;                    /* [worker] pg_bindir ("" = by the backup's version) */
 };
 
 /* Run job and fill res (ok, retryable, error, check, backup). Never returns without filling
@@ -39,6 +42,18 @@ void jobs_backup(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res);
  * files owned by job->owner or DEST's parent's owner, --delta rewriting only what differs).
  * Fills res->restore. */
 void jobs_restore(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res);
+
+/* The restore-test job (worker/restest.c): backup job->backup_id restored into
+ * ctx->scratch/rt-JOB-ATTEMPT/data (jobs_restore, with job->recovery written as for
+ * recover), PostgreSQL started there as ctx->restore_test_user on a free 127.0.0.1 port with
+ * archive_mode = off, replayed to the target, checked (system identifier, every database,
+ * pg_amcheck with job->rt.amcheck, job->rt.sql), stopped, and the copy removed. Fills
+ * res->rtest (also when it fails). Leftovers of earlier attempts in the scratch directory (a
+ * killed worker's server and files) are stopped and removed first. */
+void jobs_restore_test(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res);
+/* Remove what restore tests left in scratch (servers stopped, rt-* directories removed),
+ * except the directory of job keep_job (0 = none). Logs what it removed; 0 or an error. */
+int jobs_restore_test_sweep(const char *scratch, uint64_t keep_job, bq_errbuf_t *e);
 
 /* The maintenance jobs (worker/maint.c). list-files: one page of the files of backup
  * job->backup_id from the manifest alone (no chunk read), from file job->offset: at most

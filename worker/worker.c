@@ -124,6 +124,11 @@ int worker_new(const bq_worker_config_t *cfg, worker_t **out, bq_errbuf_t *e)
     w->cfg = *cfg;
     w->interval_ms = cfg->heartbeat_interval_ms;
     int rc = worker_store_open(w, e);
+    if (rc == 0 && cfg->scratch[0]) { /* what restore tests of a killed worker left */
+        bq_errbuf_t why;
+        if (jobs_restore_test_sweep(cfg->scratch, 0, &why) != 0)
+            bq_warn(COMP, 0, "scratch %s: %s", cfg->scratch, why.msg);
+    }
     if (rc == 0)
         rc = proto_ctx_new(&w->ctx, e);
     if (rc == 0)
@@ -190,6 +195,9 @@ static void *thread_main(void *arg)
     t.base.keys = &jt->w->cfg.keys;
     t.base.store_key_file = jt->w->cfg.store_key_file;
     t.base.cli_command = jt->w->cfg.cli_command;
+    t.base.scratch = jt->w->cfg.scratch;
+    t.base.restore_test_user = jt->w->cfg.restore_test_user;
+    t.base.pg_bindir = jt->w->cfg.pg_bindir;
     bq_errbuf_t e;
     bq_msg_t m = {.type = BQ_MSG_JOB_RESULT};
     bq_msg_result_t *res = calloc(1, sizeof *res);
@@ -255,6 +263,8 @@ static void send_hello(worker_t *w, bq_msg_type_t type)
     snprintf(h->worker.version, sizeof h->worker.version, "%s", BQ_VERSION_STRING);
     if (w->store) /* a worker without a usable store says so: 0 bytes (no WAL, no backups) */
         store_space(w->cfg.store, &h->worker.store_free, &h->worker.store_total, NULL);
+    if (w->cfg.scratch[0]) /* restore tests run where there is scratch space */
+        store_space(w->cfg.scratch, &h->worker.scratch_free, &h->worker.scratch_total, NULL);
     h->worker.max_jobs = (uint32_t)w->cfg.max_jobs;
     snprintf(h->worker.data_endpoint, sizeof h->worker.data_endpoint, "%s", w->data_endpoint);
     h->peers_version = w->peers_version;
