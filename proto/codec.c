@@ -517,6 +517,109 @@ static int codec_recovery_from_pb(const Barque__RecoveryTarget *pb, bq_recovery_
     return 0;
 }
 
+/* ---- RestoreTestSpec, RestoreTest (issue 7) ------------------------------------------- */
+
+static int codec_rt_spec_to_pb(const bq_rt_spec_t *c, Barque__RestoreTestSpec *pb, bq_errbuf_t *e)
+{
+    int rc;
+    barque__restore_test_spec__init(pb);
+    if ((rc = STR_PUT("RestoreTestSpec", kind)) < 0 || (rc = STR_PUT("RestoreTestSpec", sql)) < 0 ||
+        (rc = STR_PUT("RestoreTestSpec", sql_file)) < 0 ||
+        (rc = STR_PUT("RestoreTestSpec", wal_end)) < 0 ||
+        (rc = STR_PUT("RestoreTestSpec", dbname)) < 0)
+        return rc;
+    pb->amcheck = !!c->amcheck;
+    pb->timeout_ms = c->timeout_ms;
+    pb->system_identifier = c->system_identifier;
+    pb->start_lsn = c->start_lsn;
+    pb->stop_lsn = c->stop_lsn;
+    pb->data_bytes = c->data_bytes;
+    pb->pg_version = c->pg_version;
+    return 0;
+}
+
+static int codec_rt_spec_from_pb(const Barque__RestoreTestSpec *pb, bq_rt_spec_t *c,
+                                 bq_errbuf_t *e)
+{
+    int rc;
+    if ((rc = STR_GET("RestoreTestSpec", kind)) < 0 || (rc = STR_GET("RestoreTestSpec", sql)) < 0 ||
+        (rc = STR_GET("RestoreTestSpec", sql_file)) < 0 ||
+        (rc = STR_GET("RestoreTestSpec", wal_end)) < 0 ||
+        (rc = STR_GET("RestoreTestSpec", dbname)) < 0)
+        return rc;
+    uint32_t t, h, l;
+    if (c->wal_end[0] && bq_wal_segment_parse(c->wal_end, &t, &h, &l) != 0)
+        return bq_fail(e, BQ_E_PROTO, "RestoreTestSpec.wal_end is not a WAL segment name");
+    c->amcheck = !!pb->amcheck;
+    c->timeout_ms = pb->timeout_ms;
+    c->system_identifier = pb->system_identifier;
+    c->start_lsn = pb->start_lsn;
+    c->stop_lsn = pb->stop_lsn;
+    c->data_bytes = pb->data_bytes;
+    c->pg_version = pb->pg_version;
+    return 0;
+}
+
+static int codec_rtest_to_pb(codec_arena_t *a, const bq_restore_test_t *c,
+                             Barque__RestoreTest *pb, bq_errbuf_t *e)
+{
+    int rc;
+    barque__restore_test__init(pb);
+    if ((rc = STR_PUT("RestoreTest", cluster)) < 0 || (rc = STR_PUT("RestoreTest", backup_id)) < 0 ||
+        (rc = STR_PUT("RestoreTest", kind)) < 0 || (rc = STR_PUT("RestoreTest", worker)) < 0 ||
+        (rc = STR_PUT("RestoreTest", site)) < 0 || (rc = STR_PUT("RestoreTest", read_from)) < 0 ||
+        (rc = STR_PUT("RestoreTest", error)) < 0 || (rc = STR_PUT("RestoreTest", target)) < 0)
+        return rc;
+    pb->job_id = c->job_id;
+    pb->attempt = c->attempt;
+    pb->ok = !!c->ok;
+    pb->started_ms = c->started_ms;
+    pb->finished_ms = c->finished_ms;
+    pb->reached_lsn = c->reached_lsn;
+    pb->reached_ms = c->reached_ms;
+    pb->wal_segments = c->wal_segments;
+    pb->wal_bytes = c->wal_bytes;
+    pb->bytes = c->bytes;
+    pb->fetch_ms = c->fetch_ms;
+    pb->start_ms = c->start_ms;
+    pb->replay_ms = c->replay_ms;
+    pb->rto_ms = c->rto_ms;
+    pb->check_ms = c->check_ms;
+    pb->predicted_ms = c->predicted_ms;
+    return codec_items_to_pb(a, c->checks, c->nchecks, BQ_RT_CHECKS_MAX, "RestoreTest",
+                             &pb->checks, &pb->n_checks, e);
+}
+
+static int codec_rtest_from_pb(const Barque__RestoreTest *pb, bq_restore_test_t *c,
+                               bq_errbuf_t *e)
+{
+    int rc;
+    memset(c, 0, sizeof *c);
+    if ((rc = STR_GET("RestoreTest", cluster)) < 0 || (rc = STR_GET("RestoreTest", backup_id)) < 0 ||
+        (rc = STR_GET("RestoreTest", kind)) < 0 || (rc = STR_GET("RestoreTest", worker)) < 0 ||
+        (rc = STR_GET("RestoreTest", site)) < 0 || (rc = STR_GET("RestoreTest", read_from)) < 0 ||
+        (rc = STR_GET("RestoreTest", error)) < 0 || (rc = STR_GET("RestoreTest", target)) < 0)
+        return rc;
+    c->job_id = pb->job_id;
+    c->attempt = pb->attempt;
+    c->ok = !!pb->ok;
+    c->started_ms = pb->started_ms;
+    c->finished_ms = pb->finished_ms;
+    c->reached_lsn = pb->reached_lsn;
+    c->reached_ms = pb->reached_ms;
+    c->wal_segments = pb->wal_segments;
+    c->wal_bytes = pb->wal_bytes;
+    c->bytes = pb->bytes;
+    c->fetch_ms = pb->fetch_ms;
+    c->start_ms = pb->start_ms;
+    c->replay_ms = pb->replay_ms;
+    c->rto_ms = pb->rto_ms;
+    c->check_ms = pb->check_ms;
+    c->predicted_ms = pb->predicted_ms;
+    return codec_items_from_pb(pb->checks, pb->n_checks, BQ_RT_CHECKS_MAX, "RestoreTest",
+                               c->checks, &c->nchecks, e);
+}
+
 static int codec_job_to_pb(codec_arena_t *a, const bq_job_t *c, Barque__Job *pb, bq_errbuf_t *e)
 {
     int rc;
@@ -691,109 +794,6 @@ static int codec_job_from_pb(const Barque__Job *pb, bq_job_t *c, bq_errbuf_t *e)
     if (pb->rtest && (rc = codec_rt_spec_from_pb(pb->rtest, &c->rt, e)) < 0)
         return rc;
     return 0;
-}
-
-/* ---- RestoreTestSpec, RestoreTest (issue 7) ------------------------------------------- */
-
-static int codec_rt_spec_to_pb(const bq_rt_spec_t *c, Barque__RestoreTestSpec *pb, bq_errbuf_t *e)
-{
-    int rc;
-    barque__restore_test_spec__init(pb);
-    if ((rc = STR_PUT("RestoreTestSpec", kind)) < 0 || (rc = STR_PUT("RestoreTestSpec", sql)) < 0 ||
-        (rc = STR_PUT("RestoreTestSpec", sql_file)) < 0 ||
-        (rc = STR_PUT("RestoreTestSpec", wal_end)) < 0 ||
-        (rc = STR_PUT("RestoreTestSpec", dbname)) < 0)
-        return rc;
-    pb->amcheck = !!c->amcheck;
-    pb->timeout_ms = c->timeout_ms;
-    pb->system_identifier = c->system_identifier;
-    pb->start_lsn = c->start_lsn;
-    pb->stop_lsn = c->stop_lsn;
-    pb->data_bytes = c->data_bytes;
-    pb->pg_version = c->pg_version;
-    return 0;
-}
-
-static int codec_rt_spec_from_pb(const Barque__RestoreTestSpec *pb, bq_rt_spec_t *c,
-                                 bq_errbuf_t *e)
-{
-    int rc;
-    if ((rc = STR_GET("RestoreTestSpec", kind)) < 0 || (rc = STR_GET("RestoreTestSpec", sql)) < 0 ||
-        (rc = STR_GET("RestoreTestSpec", sql_file)) < 0 ||
-        (rc = STR_GET("RestoreTestSpec", wal_end)) < 0 ||
-        (rc = STR_GET("RestoreTestSpec", dbname)) < 0)
-        return rc;
-    uint32_t t, h, l;
-    if (c->wal_end[0] && bq_wal_segment_parse(c->wal_end, &t, &h, &l) != 0)
-        return bq_fail(e, BQ_E_PROTO, "RestoreTestSpec.wal_end is not a WAL segment name");
-    c->amcheck = !!pb->amcheck;
-    c->timeout_ms = pb->timeout_ms;
-    c->system_identifier = pb->system_identifier;
-    c->start_lsn = pb->start_lsn;
-    c->stop_lsn = pb->stop_lsn;
-    c->data_bytes = pb->data_bytes;
-    c->pg_version = pb->pg_version;
-    return 0;
-}
-
-static int codec_rtest_to_pb(codec_arena_t *a, const bq_restore_test_t *c,
-                             Barque__RestoreTest *pb, bq_errbuf_t *e)
-{
-    int rc;
-    barque__restore_test__init(pb);
-    if ((rc = STR_PUT("RestoreTest", cluster)) < 0 || (rc = STR_PUT("RestoreTest", backup_id)) < 0 ||
-        (rc = STR_PUT("RestoreTest", kind)) < 0 || (rc = STR_PUT("RestoreTest", worker)) < 0 ||
-        (rc = STR_PUT("RestoreTest", site)) < 0 || (rc = STR_PUT("RestoreTest", read_from)) < 0 ||
-        (rc = STR_PUT("RestoreTest", error)) < 0 || (rc = STR_PUT("RestoreTest", target)) < 0)
-        return rc;
-    pb->job_id = c->job_id;
-    pb->attempt = c->attempt;
-    pb->ok = !!c->ok;
-    pb->started_ms = c->started_ms;
-    pb->finished_ms = c->finished_ms;
-    pb->reached_lsn = c->reached_lsn;
-    pb->reached_ms = c->reached_ms;
-    pb->wal_segments = c->wal_segments;
-    pb->wal_bytes = c->wal_bytes;
-    pb->bytes = c->bytes;
-    pb->fetch_ms = c->fetch_ms;
-    pb->start_ms = c->start_ms;
-    pb->replay_ms = c->replay_ms;
-    pb->rto_ms = c->rto_ms;
-    pb->check_ms = c->check_ms;
-    pb->predicted_ms = c->predicted_ms;
-    return codec_items_to_pb(a, c->checks, c->nchecks, BQ_RT_CHECKS_MAX, "RestoreTest",
-                             &pb->checks, &pb->n_checks, e);
-}
-
-static int codec_rtest_from_pb(const Barque__RestoreTest *pb, bq_restore_test_t *c,
-                               bq_errbuf_t *e)
-{
-    int rc;
-    memset(c, 0, sizeof *c);
-    if ((rc = STR_GET("RestoreTest", cluster)) < 0 || (rc = STR_GET("RestoreTest", backup_id)) < 0 ||
-        (rc = STR_GET("RestoreTest", kind)) < 0 || (rc = STR_GET("RestoreTest", worker)) < 0 ||
-        (rc = STR_GET("RestoreTest", site)) < 0 || (rc = STR_GET("RestoreTest", read_from)) < 0 ||
-        (rc = STR_GET("RestoreTest", error)) < 0 || (rc = STR_GET("RestoreTest", target)) < 0)
-        return rc;
-    c->job_id = pb->job_id;
-    c->attempt = pb->attempt;
-    c->ok = !!pb->ok;
-    c->started_ms = pb->started_ms;
-    c->finished_ms = pb->finished_ms;
-    c->reached_lsn = pb->reached_lsn;
-    c->reached_ms = pb->reached_ms;
-    c->wal_segments = pb->wal_segments;
-    c->wal_bytes = pb->wal_bytes;
-    c->bytes = pb->bytes;
-    c->fetch_ms = pb->fetch_ms;
-    c->start_ms = pb->start_ms;
-    c->replay_ms = pb->replay_ms;
-    c->rto_ms = pb->rto_ms;
-    c->check_ms = pb->check_ms;
-    c->predicted_ms = pb->predicted_ms;
-    return codec_items_from_pb(pb->checks, pb->n_checks, BQ_RT_CHECKS_MAX, "RestoreTest",
-                               c->checks, &c->nchecks, e);
 }
 
 /* ---- Backup -------------------------------------------------------------------------- */
