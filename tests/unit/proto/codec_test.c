@@ -858,7 +858,31 @@ static void test_records(void **state)
         assert_memory_equal(j, j2, sizeof *j);
         free(buf);
     }
-    j->type = (bq_job_type_t)(BQ_JOB_KEEP + 1);
+    /* a restore test carries its spec */
+    j->type = BQ_JOB_RESTORE_TEST;
+    snprintf(j->rt.kind, sizeof j->rt.kind, "drill");
+    j->rt.amcheck = 1;
+    snprintf(j->rt.sql, sizeof j->rt.sql, "SELECT count(*) > 0 FROM t");
+    snprintf(j->rt.sql_file, sizeof j->rt.sql_file, "/etc/barque/db1.sql");
+    j->rt.timeout_ms = 3600000;
+    snprintf(j->rt.wal_end, sizeof j->rt.wal_end, "0000000100000000000000A1");
+    j->rt.system_identifier = 7312345678901234567ULL;
+    j->rt.start_lsn = 0x1000028;
+    j->rt.stop_lsn = 0x1000100;
+    j->rt.data_bytes = 123456789;
+    j->rt.pg_version = 150004;
+    snprintf(j->rt.dbname, sizeof j->rt.dbname, "app");
+    assert_int_equal(proto_job_encode(j, &buf, &len, &e), 0);
+    assert_int_equal(proto_job_decode(buf, len, j2, &e), 0);
+    assert_memory_equal(j, j2, sizeof *j);
+    free(buf);
+    snprintf(j->rt.wal_end, sizeof j->rt.wal_end, "not-a-segment");
+    assert_int_equal(proto_job_encode(j, &buf, &len, &e), 0); /* encode does not check it */
+    assert_int_equal(proto_job_decode(buf, len, j2, &e), BQ_E_PROTO);
+    assert_non_null(strstr(e.msg, "RestoreTestSpec.wal_end is not a WAL segment name"));
+    free(buf);
+    memset(&j->rt, 0, sizeof j->rt);
+    j->type = (bq_job_type_t)(BQ_JOB_RESTORE_TEST + 1);
     assert_int_equal(proto_job_encode(j, &buf, &len, &e), BQ_E_INVAL);
     j->type = BQ_JOB_SWITCH_WAL;
     snprintf(j->wal_file, sizeof j->wal_file, "not-a-wal-file");
@@ -1379,7 +1403,7 @@ static bytes_t job_offer_with(int type, int state)
     return envelope(BQ_PROTO_VERSION, BQ_MSG_JOB_OFFER, &j.base);
 }
 
-static bytes_t bad_job_type(void) { return job_offer_with(12, 1); }
+static bytes_t bad_job_type(void) { return job_offer_with(13, 1); }
 static bytes_t bad_job_type_neg(void) { return job_offer_with(-1, 1); }
 static bytes_t bad_job_state(void) { return job_offer_with(1, 7); }
 
@@ -1781,7 +1805,7 @@ static const bad_case_t bad_msgs[] = {
      "JobResult.files[0].path is 4352 bytes, not 1..4351"},
     {"too many files in a reply", bad_reply_files_many, BQ_E_PROTO,
      "could not decode CLI_REPLY message seq 77: CliReply has 5001 files, more than the limit of 5000"},
-    {"bad job type", bad_job_type, BQ_E_PROTO, "Job.type has unknown value 12"},
+    {"bad job type", bad_job_type, BQ_E_PROTO, "Job.type has unknown value 13"},
     {"negative job type", bad_job_type_neg, BQ_E_PROTO, "Job.type has unknown value -1"},
     {"bad job state", bad_job_state, BQ_E_PROTO, "Job.state has unknown value 7"},
     {"Job.delta_from not a backup id", bad_job_delta_from, BQ_E_PROTO,
