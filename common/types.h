@@ -236,6 +236,8 @@ typedef struct {
     uint64_t data_bytes;            /* the backup's logical bytes: the space it needs */
     uint32_t pg_version;            /* server_version_num (which binaries start it) */
     char dbname[BQ_NAME_MAX];       /* the database of the cluster's conninfo ("" = postgres) */
+    char from_site[BQ_NAME_MAX];    /* --from-site: read the backup from a store at this site */
+    int64_t predicted_ms;           /* status's prediction for this test at offer (0 = none) */
 } bq_rt_spec_t;
 
 /* A restore test: what a restore-test job measured (its result; the catalog's restore_tests

@@ -68,7 +68,7 @@ static const char KEY_NEXT_JOB[] = "next_job_id";
 
 struct catalog {
     MDB_env *env;
-    MDB_dbi meta, sites, clusters, workers, jobs, backups, wal;
+    MDB_dbi meta, sites, clusters, workers, jobs, backups, wal, rtests;
     char dir[PATH_MAX];
     uint64_t map_max;
     uint64_t map_size;   /* the size LMDB maps now */
@@ -296,6 +296,8 @@ static int catalog_init(catalog_t *c, bq_errbuf_t *e)
         rc = dbi_open(t, "backups", MDB_CREATE, &c->backups, e);
     if (rc == 0) /* issue 5: likewise */
         rc = dbi_open(t, "wal", MDB_CREATE, &c->wal, e);
+    if (rc == 0) /* issue 7: likewise */
+        rc = dbi_open(t, "restore_tests", MDB_CREATE, &c->rtests, e);
     if (rc) {
         catalog_txn_abort(&t);
         return rc;
@@ -1257,18 +1259,19 @@ int catalog_wal_drop_store(catalog_txn_t *t, const char *cluster, const char *na
 }
 
 /* meta key of a cluster's scheduler slot: "sched:" + name */
-static void sched_key(const char *cluster, char *buf, size_t len)
+static void sched_key(const char *kind, const char *cluster, char *buf, size_t len)
 {
-    snprintf(buf, len, "sched:%s", cluster);
+    snprintf(buf, len, "%s:%s", kind, cluster);
 }
 
-int catalog_sched_get(catalog_txn_t *t, const char *cluster, int64_t *last_slot_ms, bq_errbuf_t *e)
+int catalog_sched_get(catalog_txn_t *t, const char *kind, const char *cluster,
+                      int64_t *last_slot_ms, bq_errbuf_t *e)
 {
-    char key[8 + BQ_NAME_MAX];
+    char key[16 + BQ_NAME_MAX];
     uint64_t v = 0;
     if (!bq_name_valid(cluster))
         return bq_fail(e, BQ_E_INVAL, "invalid cluster name for the scheduler's record");
-    sched_key(cluster, key, sizeof key);
+    sched_key(kind, cluster, key, sizeof key);
     int rc = txn_usable(t, 0, e);
     if (rc == 0)
         rc = meta_u64(t, key, 0, &v, e);
@@ -1276,14 +1279,101 @@ int catalog_sched_get(catalog_txn_t *t, const char *cluster, int64_t *last_slot_
     return rc;
 }
 
-int catalog_sched_put(catalog_txn_t *t, const char *cluster, int64_t last_slot_ms, bq_errbuf_t *e)
+int catalog_sched_put(catalog_txn_t *t, const char *kind, const char *cluster,
+                      int64_t last_slot_ms, bq_errbuf_t *e)
 {
-    char key[8 + BQ_NAME_MAX];
+    char key[16 + BQ_NAME_MAX];
     if (!bq_name_valid(cluster))
         return bq_fail(e, BQ_E_INVAL, "invalid cluster name for the scheduler's record");
-    sched_key(cluster, key, sizeof key);
+    sched_key(kind, cluster, key, sizeof key);
     int rc = txn_usable(t, 1, e);
     return rc ? rc : meta_put_u64(t, key, (uint64_t)last_slot_ms, e);
+}
+
+/* ---- restore tests (issue 7) ---------------------------------------------------------- */
+
+/* The key of (cluster, job id) into kb: name, NUL, the id big-endian (creation order). */
+static int rtest_key(catalog_txn_t *t, int write, const char *cluster, uint64_t job_id,
+                     uint8_t kb[BQ_NAME_MAX + 9], MDB_val *k, char key[CAT_KEY_MAX], bq_errbuf_t *e)
+{
+    uint8_t id[8];
+    be64_put(id, job_id);
+    int rc = txn_usable(t, write, e);
+    size_t cn = cluster ? strnlen(cluster, BQ_NAME_MAX) : 0;
+    if (rc == 0 && (cn == 0 || cn >= BQ_NAME_MAX))
+        rc = bq_fail(e, BQ_E_INVAL, "invalid cluster name for a restore test in the catalog");
+    if (rc)
+        return rc;
+    memcpy(kb, cluster, cn);
+    kb[cn] = '\0';
+    memcpy(kb + cn + 1, id, 8);
+    k->mv_data = kb;
+    k->mv_size = cn + 9;
+    snprintf(key, CAT_KEY_MAX, "restore test %" PRIu64 " of cluster \"%s\"", job_id, cluster);
+    return 0;
+}
+
+int catalog_rtest_put(catalog_txn_t *t, const bq_restore_test_t *r, bq_errbuf_t *e)
+{
+    uint8_t kb[BQ_NAME_MAX + 9];
+    MDB_val k, v;
+    char key[CAT_KEY_MAX];
+    int rc = rtest_key(t, 1, r->cluster, r->job_id, kb, &k, key, e);
+    if (rc)
+        return rc;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    bq_errbuf_t pe = {{0}};
+    rc = proto_rtest_encode(r, &buf, &len, &pe);
+    if (rc)
+        return bq_fail(e, rc, "could not store %s in catalog %s: %s", key, t->c->dir, pe.msg);
+    v.mv_data = buf;
+    v.mv_size = len;
+    rc = txn_put(t, t->c->rtests, "restore_tests", key, &k, &v, 0, e);
+    free(buf);
+    return rc;
+}
+
+typedef struct {
+    catalog_rtest_fn fn;
+    void *arg;
+    bq_restore_test_t *rec;
+} rtest_each_ctx_t;
+
+static int rtest_visit(catalog_txn_t *t, const MDB_val *k, const MDB_val *v, void *ctx, int *fnrc,
+                       bq_errbuf_t *e)
+{
+    rtest_each_ctx_t *x = ctx;
+    const char *p = k->mv_data;
+    const char *nul = k->mv_size > 9 ? memchr(p, '\0', k->mv_size) : NULL;
+    if (!nul || (size_t)(nul - p) + 9 != k->mv_size)
+        return bq_fail(e, BQ_E_CATALOG, "catalog %s: db restore_tests has a key of %zu bytes that "
+                       "is not a cluster name, a NUL and a job id", t->c->dir, k->mv_size);
+    bq_errbuf_t pe = {{0}};
+    if (proto_rtest_decode(v->mv_data, v->mv_size, x->rec, &pe) != 0)
+        return bq_fail(e, BQ_E_CATALOG, "catalog %s: db restore_tests, cluster %s: %s", t->c->dir,
+                       p, pe.msg);
+    snprintf(x->rec->cluster, sizeof x->rec->cluster, "%s", p);
+    x->rec->job_id = be64_get((const uint8_t *)nul + 1);
+    *fnrc = x->fn(x->rec, x->arg);
+    return 0;
+}
+
+int catalog_rtest_each(catalog_txn_t *t, const char *cluster, catalog_rtest_fn fn, void *arg,
+                       bq_errbuf_t *e)
+{
+    uint8_t kb[CAT_BACKUP_KEY_MAX];
+    MDB_val prefix;
+    int rc = backup_prefix(cluster, kb, &prefix, e);
+    if (rc)
+        return rc;
+    rtest_each_ctx_t x = {fn, arg, malloc(sizeof(bq_restore_test_t))};
+    if (!x.rec)
+        return bq_fail(e, BQ_E_NOMEM, "out of memory listing the restore tests of catalog %s",
+                       t->c->dir);
+    rc = cat_each(t, t->c->rtests, "restore_tests", &prefix, rtest_visit, &x, e);
+    free(x.rec);
+    return rc;
 }
 
 typedef struct {

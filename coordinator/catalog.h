@@ -114,9 +114,20 @@ int catalog_wal_drop_store(catalog_txn_t *t, const char *cluster, const char *na
                            const char *store, int *removed, bq_errbuf_t *e);
 
 /* The scheduler's last fired slot of a cluster (ms since the epoch; 0 = never), kept in the
- * meta db under "sched:CLUSTER". */
-int catalog_sched_get(catalog_txn_t *t, const char *cluster, int64_t *last_slot_ms, bq_errbuf_t *e);
-int catalog_sched_put(catalog_txn_t *t, const char *cluster, int64_t last_slot_ms, bq_errbuf_t *e);
+ * meta db under "KIND:CLUSTER": kind "sched" for backups, "rtsched" for restore tests. */
+int catalog_sched_get(catalog_txn_t *t, const char *kind, const char *cluster,
+                      int64_t *last_slot_ms, bq_errbuf_t *e);
+int catalog_sched_put(catalog_txn_t *t, const char *kind, const char *cluster,
+                      int64_t last_slot_ms, bq_errbuf_t *e);
+
+/* Restore tests (issue 7), db restore_tests, key cluster NUL job id (big-endian): put
+ * replaces the record of (r->cluster, r->job_id); each calls fn for one cluster's tests in job
+ * order (oldest first), with a copy valid during the call; fn's return value works as for
+ * jobs. */
+int catalog_rtest_put(catalog_txn_t *t, const bq_restore_test_t *r, bq_errbuf_t *e);
+typedef int (*catalog_rtest_fn)(const bq_restore_test_t *r, void *arg);
+int catalog_rtest_each(catalog_txn_t *t, const char *cluster, catalog_rtest_fn fn, void *arg,
+                       bq_errbuf_t *e);
 
 /* Clear reader slots left by dead processes (mdb_reader_check); logs how many. Runs at open;
  * the coordinator also calls it periodically. */

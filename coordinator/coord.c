@@ -2412,7 +2412,7 @@ static void schedule_state_of(coord_t *c, catalog_txn_t *t, const bq_cfg_cluster
 {
     memset(st, 0, sizeof *st);
     bq_errbuf_t e;
-    catalog_sched_get(t, cl->name, &st->last_slot_ms, &e);
+    catalog_sched_get(t, "sched", cl->name, &st->last_slot_ms, &e);
     for (size_t i = 0; i < c->njobs; i++)
         if (c->jobs[i].type == BQ_JOB_BACKUP && !bq_job_state_terminal(c->jobs[i].state) &&
             strcmp(c->jobs[i].cluster, cl->name) == 0)
@@ -2465,7 +2465,7 @@ static void schedule_run(coord_t *c)
             }
             bq_info(COMP, id, "scheduled backup of cluster %s queued: %s", cl->name, d.why);
         }
-        if ((d.due || d.adopt) && catalog_sched_put(t, cl->name, d.slot_ms, &e) != 0)
+        if ((d.due || d.adopt) && catalog_sched_put(t, "sched", cl->name, d.slot_ms, &e) != 0)
             batch_fail(c, BQ_E_CATALOG, &e);
     }
 }

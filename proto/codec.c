@@ -526,8 +526,10 @@ static int codec_rt_spec_to_pb(const bq_rt_spec_t *c, Barque__RestoreTestSpec *p
     if ((rc = STR_PUT("RestoreTestSpec", kind)) < 0 || (rc = STR_PUT("RestoreTestSpec", sql)) < 0 ||
         (rc = STR_PUT("RestoreTestSpec", sql_file)) < 0 ||
         (rc = STR_PUT("RestoreTestSpec", wal_end)) < 0 ||
-        (rc = STR_PUT("RestoreTestSpec", dbname)) < 0)
+        (rc = STR_PUT("RestoreTestSpec", dbname)) < 0 ||
+        (rc = STR_PUT("RestoreTestSpec", from_site)) < 0)
         return rc;
+    pb->predicted_ms = c->predicted_ms;
     pb->amcheck = !!c->amcheck;
     pb->timeout_ms = c->timeout_ms;
     pb->system_identifier = c->system_identifier;
@@ -545,8 +547,10 @@ static int codec_rt_spec_from_pb(const Barque__RestoreTestSpec *pb, bq_rt_spec_t
     if ((rc = STR_GET("RestoreTestSpec", kind)) < 0 || (rc = STR_GET("RestoreTestSpec", sql)) < 0 ||
         (rc = STR_GET("RestoreTestSpec", sql_file)) < 0 ||
         (rc = STR_GET("RestoreTestSpec", wal_end)) < 0 ||
-        (rc = STR_GET("RestoreTestSpec", dbname)) < 0)
+        (rc = STR_GET("RestoreTestSpec", dbname)) < 0 ||
+        (rc = STR_GET("RestoreTestSpec", from_site)) < 0)
         return rc;
+    c->predicted_ms = pb->predicted_ms;
     uint32_t t, h, l;
     if (c->wal_end[0] && bq_wal_segment_parse(c->wal_end, &t, &h, &l) != 0)
         return bq_fail(e, BQ_E_PROTO, "RestoreTestSpec.wal_end is not a WAL segment name");
