@@ -16,6 +16,8 @@
 #include "pitr.h"
 #include "retention.h"
 #include "schedule.h"
+#include "fsutil.h"
+#include "rtest.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -23,6 +25,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
 
 #define COMP "coordinator"
 #define BATCH_MAX 512
@@ -756,6 +760,9 @@ static void listings_expire(coord_t *c)
 /* The attempt ended without a result (worker gone, lease expired): queue it again, or
  * end it when it is out of attempts or was being cancelled. lost says what happened to the
  * worker, for the backup the attempt was taking. */
+static void rtest_record(coord_t *c, const bq_job_t *j, const bq_msg_result_t *r,
+                         const char *error);
+
 static void job_requeue_lost(coord_t *c, job_state_t *s, const char *why, const char *lost)
 {
     bq_job_t j;
@@ -777,6 +784,8 @@ static void job_requeue_lost(coord_t *c, job_state_t *s, const char *why, const 
                    s->cancel_requested ? NULL : lost);
     if (j.type == BQ_JOB_DELETE && bq_job_state_terminal(ch.state))
         delete_end(c, &j, 0, ch.error);
+    if (j.type == BQ_JOB_RESTORE_TEST && bq_job_state_terminal(ch.state))
+        rtest_record(c, &j, NULL, ch.error);
     job_release(c, s);
     s->state = ch.state;
     s->queued_mono = bq_mono_ms();
@@ -784,6 +793,7 @@ static void job_requeue_lost(coord_t *c, job_state_t *s, const char *why, const 
 }
 
 static int restore_peer(coord_t *c, bq_job_t *j, bq_errbuf_t *e);
+static int rtest_offer(coord_t *c, bq_job_t *j, bq_errbuf_t *e);
 
 static void job_offer(coord_t *c, job_state_t *s, int wi)
 {
@@ -796,21 +806,24 @@ static void job_offer(coord_t *c, job_state_t *s, int wi)
         free(j);
         return;
     }
-    if (j->type == BQ_JOB_BACKUP || j->type == BQ_JOB_RESTORE) {
+    if (j->type == BQ_JOB_BACKUP || j->type == BQ_JOB_RESTORE || j->type == BQ_JOB_RESTORE_TEST) {
         bq_errbuf_t e;
-        int backup = j->type == BQ_JOB_BACKUP;
-        if ((backup ? backup_begin(c, j, &e) : restore_peer(c, j, &e)) != 0) {
+        int backup = j->type == BQ_JOB_BACKUP, rtest = j->type == BQ_JOB_RESTORE_TEST;
+        if ((backup ? backup_begin(c, j, &e) : rtest ? rtest_offer(c, j, &e) : restore_peer(c, j, &e)) != 0) {
             char msg[BQ_TEXT_MAX];
             snprintf(msg, sizeof msg, "could not start a %s of cluster %s: %s",
-                     backup ? "backup" : "restore", j->cluster, e.msg);
+                     backup ? "backup" : rtest ? "restore test" : "restore", j->cluster, e.msg);
             free(j);
             if (c->batch_failed)
                 return;
             /* nothing to offer: end the job (its record says why) */
             job_change_t fail = {.state = BQ_JOB_FAILED, .worker = "", .error = msg};
-            if (job_edit(c, s->id, job_apply, &fail, NULL) == 0) {
+            static bq_job_t failed;
+            if (job_edit(c, s->id, job_apply, &fail, &failed) == 0) {
                 bq_error(COMP, s->id, "%s", msg);
                 s->state = BQ_JOB_FAILED;
+                if (rtest)
+                    rtest_record(c, &failed, NULL, msg);
             }
             return;
         }
@@ -893,6 +906,8 @@ static void dispatch(coord_t *c)
             if (!w->rec.online || w->last_seen_mono < online_after || w->assigned >= w->cap ||
                 strcmp(w->rec.site, s->site) != 0 || (s->pin[0] && strcmp(w->rec.name, s->pin) != 0))
                 continue;
+            if (s->type == BQ_JOB_RESTORE_TEST && w->rec.scratch_total == 0)
+                continue; /* restore tests run in a worker's scratch directory */
             if (s->type == BQ_JOB_BACKUP) {
                 const bq_cfg_worker_ref_t *ref = bq_coord_config_worker(&c->cfg, w->rec.name);
                 backups_running(c, s->site, (int)k, &site_running, &worker_running);
@@ -1304,10 +1319,13 @@ static void on_result(coord_t *c, const bq_peer_t *from, bq_msg_t *m)
         listing_put(c, j.id, j.offset, m->u.result);
     if (j.type == BQ_JOB_WAL_PRUNE && ch.state == BQ_JOB_SUCCEEDED)
         wal_prune_end(c, &j);
+    if (j.type == BQ_JOB_RESTORE_TEST && bq_job_state_terminal(ch.state))
+        rtest_record(c, &j, r, ch.state == BQ_JOB_CANCELLED ? "cancelled" : r->error);
     if (j.type == BQ_JOB_INVENTORY && c->rebuild && bq_job_state_terminal(ch.state))
         rebuild_result(c, &j, r, ch.state == BQ_JOB_SUCCEEDED);
     if ((j.type == BQ_JOB_BACKUP || j.type == BQ_JOB_DELETE || j.type == BQ_JOB_WAL_PRUNE ||
-         j.type == BQ_JOB_RESTORE || j.type == BQ_JOB_LIST_FILES || j.type == BQ_JOB_KEEP) &&
+         j.type == BQ_JOB_RESTORE || j.type == BQ_JOB_LIST_FILES || j.type == BQ_JOB_KEEP ||
+         j.type == BQ_JOB_RESTORE_TEST) &&
         bq_job_state_terminal(ch.state))
         retention_soon(c, j.cluster);
     bq_log(r->ok ? BQ_LOG_INFO : BQ_LOG_WARNING, COMP, s->id,
@@ -1584,7 +1602,8 @@ static int worker_online(coord_t *c, const char *name);
 /* The worker that serves backup b to a worker whose store lacks it: the first of b's stores
  * that is online, has a data port and is in the config (whose key the coordinator vouches
  * for). 0 with *wi its index; BQ_E_NOTFOUND with why listing each store and what it lacks. */
-static int restore_source(coord_t *c, const bq_backup_t *b, int *wi, char *why, size_t whylen)
+static int restore_source(coord_t *c, const bq_backup_t *b, const char *site, int *wi, char *why,
+                          size_t whylen)
 {
     char name[BQ_NAME_MAX];
     size_t off = 0;
@@ -1595,7 +1614,10 @@ static int restore_source(coord_t *c, const bq_backup_t *b, int *wi, char *why, 
         snprintf(name, sizeof name, "%.*s", (int)(len < sizeof name ? len : sizeof name - 1), p);
         p += len + (comma ? 1 : 0);
         int k = worker_find(c, name);
-        const char *lacks = !bq_coord_config_worker(&c->cfg, name) ? "not in the config"
+        const bq_cfg_worker_ref_t *ref = bq_coord_config_worker(&c->cfg, name);
+        if (site && ref && strcmp(ref->site, site) != 0)
+            continue;
+        const char *lacks = !ref                                     ? "not in the config"
                             : k < 0 || !worker_online(c, name)      ? "offline"
                             : !c->workers[k].rec.data_endpoint[0]   ? "no data_listen"
                                                                     : NULL;
@@ -1689,7 +1711,7 @@ static int restore_peer(coord_t *c, bq_job_t *j, bq_errbuf_t *e)
     if (!name_in_list(b.stores, j->worker)) {
         int wi = -1;
         char why[BQ_TEXT_MAX / 2];
-        if (restore_source(c, &b, &wi, why, sizeof why) != 0)
+        if (restore_source(c, &b, NULL, &wi, why, sizeof why) != 0)
             return bq_fail(e, BQ_E_STATE, "the store of worker %s lacks backup %s and no worker "
                            "holding it can serve it (%s)", j->worker, b.id, why);
         const worker_state_t *src = &c->workers[wi];
@@ -1725,7 +1747,7 @@ static int recover_create(coord_t *c, const bq_msg_cli_request_t *q, const bq_ba
     if (!name_in_list(b->stores, w->name)) {
         int src = -1;
         char why[BQ_TEXT_MAX / 2];
-        if (restore_source(c, b, &src, why, sizeof why) != 0)
+        if (restore_source(c, b, NULL, &src, why, sizeof why) != 0)
             return bq_fail(e, BQ_E_STATE, "could not recover backup %s of cluster %s on worker %s: "
                            "its store lacks the backup and no worker holding it can serve it "
                            "(%s)\nhint: start one of them (with data_listen set), or use --worker "
@@ -1820,6 +1842,7 @@ static int delete_create(coord_t *c, const bq_backup_t *b0, bq_msg_cli_reply_t *
         const char *what = s->type == BQ_JOB_RESTORE      ? "a restore of it is running"
                            : s->type == BQ_JOB_LIST_FILES ? "a list-files of it is running"
                            : s->type == BQ_JOB_DELETE     ? "a delete of it is already running"
+                           : s->type == BQ_JOB_RESTORE_TEST ? "a restore test of it is running"
                                                           : "a job on it is running";
         return bq_fail(e, BQ_E_STATE, "could not delete backup %s of cluster %s: %s (%s job "
                        "%llu is %s)\nhint: wait for it to end (barque job show %llu) or cancel it",
@@ -2087,7 +2110,8 @@ static const job_state_t *retention_blocker(const coord_t *c, const char *cluste
         if (bq_job_state_terminal(s->state) || strcmp(s->cluster, cluster) != 0)
             continue;
         if (s->type == BQ_JOB_BACKUP || s->type == BQ_JOB_RESTORE || s->type == BQ_JOB_LIST_FILES ||
-            s->type == BQ_JOB_DELETE || s->type == BQ_JOB_WAL_PRUNE || s->type == BQ_JOB_KEEP)
+            s->type == BQ_JOB_DELETE || s->type == BQ_JOB_WAL_PRUNE || s->type == BQ_JOB_KEEP ||
+            s->type == BQ_JOB_RESTORE_TEST)
             return s;
     }
     return NULL;
@@ -2669,6 +2693,9 @@ static void store_item(coord_t *c, const worker_state_t *w, bq_check_result_t *r
 }
 
 /* Backups, redundancy, failed jobs, stores and the system identifier of cluster's check. */
+static void check_rt_item(coord_t *c, catalog_txn_t *t, const bq_cfg_cluster_t *cl,
+                          bq_check_result_t *r);
+
 static void check_coord_items(coord_t *c, const char *cluster, bq_check_result_t *r)
 {
     catalog_txn_t *t = wtxn(c);
@@ -2737,6 +2764,7 @@ static void check_coord_items(coord_t *c, const char *cluster, bq_check_result_t
                    "that of backup %s (%" PRIu64 "): a different cluster behind this conninfo?",
                    r->system_identifier, newest->id, newest->system_identifier);
     free(v.b);
+    check_rt_item(c, t, cl, r);
     failed_scan_t f = {.cluster = cluster, .since = now - 86400000LL};
     if (catalog_job_each(t, failed_visit, &f, &e) >= 0) {
         check_item(r, "failed jobs", f.n == 0, f.n ? "%" PRIu64 " failed in the last day; first: %s"
@@ -2846,6 +2874,564 @@ static int coord_site_known(const coord_t *c, const char *site)
     return 0;
 }
 
+/* ---- restore tests (issue 7) -------------------------------------------------------- */
+
+#define RTESTS_LIST_MAX 1000
+
+/* A cluster's restore tests, scanned oldest first: the newest finished and the newest passed
+ * (of one backup, or one job, when asked), and with collect a ring of the newest rows. */
+typedef struct {
+    const char *backup_id; /* only this backup's ("" or NULL = all) */
+    uint64_t job_id;       /* only this job's (0 = all) */
+    int collect;
+    bq_restore_test_t *last, *ok; /* heap, valid when has_* */
+    int has_last, has_ok;
+    bq_restore_test_t *rows;
+    size_t n, cap;
+    uint64_t seen;
+    int err;
+} rtest_scan_t;
+
+static int rtest_scan_visit(const bq_restore_test_t *t, void *arg)
+{
+    rtest_scan_t *x = arg;
+    if ((x->backup_id && x->backup_id[0] && strcmp(t->backup_id, x->backup_id) != 0) ||
+        (x->job_id && t->job_id != x->job_id))
+        return 0;
+    *x->last = *t;
+    x->has_last = 1;
+    if (t->ok) {
+        *x->ok = *t;
+        x->has_ok = 1;
+    }
+    if (!x->collect)
+        return 0;
+    size_t slot = (size_t)(x->seen++ % RTESTS_LIST_MAX);
+    if (slot >= x->n) {
+        if (grow((void **)&x->rows, &x->cap, x->n + 1, sizeof *x->rows)) {
+            x->err = BQ_E_NOMEM;
+            return 1;
+        }
+        x->n++;
+    }
+    x->rows[slot] = *t;
+    return 0;
+}
+
+static int rtest_scan(catalog_txn_t *t, const char *cluster, rtest_scan_t *x, bq_errbuf_t *e)
+{
+    x->last = calloc(1, sizeof *x->last);
+    x->ok = calloc(1, sizeof *x->ok);
+    if (!x->last || !x->ok)
+        return bq_fail(e, BQ_E_NOMEM, "out of memory");
+    int rc = catalog_rtest_each(t, cluster, rtest_scan_visit, x, e);
+    if (rc > 0)
+        rc = 0;
+    if (rc == 0 && x->err)
+        rc = bq_fail(e, x->err, "out of memory listing restore tests");
+    if (rc == 0 && x->seen > x->n) { /* unring: oldest first */
+        size_t start = (size_t)(x->seen % RTESTS_LIST_MAX);
+        bq_restore_test_t *o = malloc(x->n * sizeof *o);
+        if (!o)
+            return bq_fail(e, BQ_E_NOMEM, "out of memory");
+        for (size_t i = 0; i < x->n; i++)
+            o[i] = x->rows[(start + i) % x->n];
+        free(x->rows);
+        x->rows = o;
+    }
+    return rc;
+}
+
+static void rtest_scan_free(rtest_scan_t *x)
+{
+    free(x->last);
+    free(x->ok);
+    free(x->rows);
+}
+
+/* restore_test_max_age, or two periods of restore_test_schedule (0: no limit). */
+static int64_t rtest_max_age(const bq_cfg_cluster_t *cl)
+{
+    if (cl->restore_test_max_age_ms)
+        return cl->restore_test_max_age_ms;
+    schedule_t s;
+    char why[128];
+    if (cl->restore_test_schedule[0] &&
+        schedule_parse(cl->restore_test_schedule, "", &s, why, sizeof why) == 0)
+        return 2 * (s.kind == SCHEDULE_INTERVAL ? s.interval_ms : 86400000LL);
+    return 0;
+}
+
+/* The newest complete segment of the cluster's highest timeline in the WAL index ("" = none),
+ * the LSN where it ends, and when the newest file was archived. */
+static void rtest_wal_tail(catalog_txn_t *t, const char *cluster, char *name, size_t len,
+                           uint64_t *end_lsn, int64_t *newest_ms)
+{
+    static wal_list_t wl;
+    memset(&wl, 0, sizeof wl);
+    wal_summary_init(&wl.sum);
+    bq_errbuf_t e;
+    bq_wal_timeline_t *tl = NULL;
+    size_t ntl = 0;
+    name[0] = '\0';
+    *end_lsn = 0;
+    if (catalog_wal_each(t, cluster, wal_list_visit, &wl, &e) == 0)
+        wal_summary_end(&wl.sum, &tl, &ntl);
+    wal_summary_clear(&wl.sum);
+    if (newest_ms)
+        *newest_ms = wl.newest_ms;
+    for (size_t i = ntl; i-- > 0;) {
+        uint32_t tli, hi, lo;
+        if (!tl[i].last[0] || bq_wal_segment_parse(tl[i].last, &tli, &hi, &lo) != 0)
+            continue;
+        uint64_t seg = tl[i].segments ? tl[i].bytes / tl[i].segments : 0;
+        if (seg < (1u << 20) || seg > (1u << 30) || (seg & (seg - 1)))
+            seg = 16u << 20;
+        uint64_t segno = (uint64_t)hi * (0x100000000ULL / seg) + lo;
+        *end_lsn = (segno + 1) * seg;
+        snprintf(name, len, "%s", tl[i].last);
+        break;
+    }
+    free(tl);
+}
+
+/* The predicted recovery time of a restore of cluster now (its newest DONE backup and the WAL
+ * after it), from the last passed test; 0 when unknown. */
+static int64_t rtest_predict_now(coord_t *c, catalog_txn_t *t, const char *cluster,
+                                 const bq_restore_test_t *ok, char *detail, size_t len)
+{
+    if (detail && len)
+        detail[0] = '\0';
+    if (!ok)
+        return 0;
+    backup_vec_t v;
+    bq_errbuf_t e;
+    if (backups_load(t, cluster, &v, &e) != 0)
+        return 0;
+    const bq_backup_t *b = NULL;
+    for (size_t i = v.n; i-- > 0 && !b;)
+        if (v.b[i].state == BQ_BACKUP_DONE)
+            b = &v.b[i];
+    int64_t ms = 0;
+    if (b) {
+        char name[BQ_WAL_FILE_MAX];
+        uint64_t end = 0;
+        rtest_wal_tail(t, cluster, name, sizeof name, &end, NULL);
+        for (size_t i = 0; i < c->njobs; i++) /* a streaming cluster replays its spool too */
+            if (c->jobs[i].type == BQ_JOB_WAL_STREAM && !bq_job_state_terminal(c->jobs[i].state) &&
+                strcmp(c->jobs[i].cluster, cluster) == 0) {
+                static bq_job_t j;
+                if (catalog_job_get(t, c->jobs[i].id, &j, &e) == 0 && j.progress_done > end)
+                    end = j.progress_done;
+            }
+        uint64_t wal = end > b->stop_lsn ? end - b->stop_lsn : 0;
+        ms = rtest_predict(ok, b->data_bytes, wal, detail, len);
+    }
+    free(v.b);
+    return ms;
+}
+
+/* A cluster's restore-test fields of status and metrics. */
+static void cluster_rt_status(coord_t *c, catalog_txn_t *t, bq_cluster_t *cl)
+{
+    const bq_cfg_cluster_t *cfg = bq_coord_config_cluster(&c->cfg, cl->name);
+    rtest_scan_t x = {0};
+    bq_errbuf_t e;
+    if (rtest_scan(t, cl->name, &x, &e) == 0) {
+        if (x.has_last) {
+            cl->rt_last_ms = x.last->finished_ms;
+            cl->rt_last_ok = x.last->ok;
+            snprintf(cl->rt_last_backup, sizeof cl->rt_last_backup, "%s", x.last->backup_id);
+            snprintf(cl->rt_last_error, sizeof cl->rt_last_error, "%s", x.last->error);
+        }
+        if (x.has_ok) {
+            cl->rt_ok_ms = x.ok->finished_ms;
+            snprintf(cl->rt_ok_backup, sizeof cl->rt_ok_backup, "%s", x.ok->backup_id);
+            cl->rt_ok_rto_ms = x.ok->rto_ms;
+            cl->rt_predicted_ms = rtest_predict_now(c, t, cl->name, x.ok, cl->rt_predicted_detail,
+                                                    sizeof cl->rt_predicted_detail);
+        }
+        char detail[BQ_DETAIL_MAX];
+        int sev = rtest_item(x.has_last ? x.last : NULL, x.has_ok ? x.ok : NULL,
+                             cfg ? rtest_max_age(cfg) : 0, bq_wall_ms(), detail, sizeof detail);
+        cl->rt_severity = sev < 0 ? BQ_SEV_OK : sev;
+    }
+    rtest_scan_free(&x);
+}
+
+/* check's "restore test" item of a cluster (none when never tested and no age applies). */
+static void check_rt_item(coord_t *c, catalog_txn_t *t, const bq_cfg_cluster_t *cl,
+                          bq_check_result_t *r)
+{
+    rtest_scan_t x = {0};
+    bq_errbuf_t e;
+    if (rtest_scan(t, cl->name, &x, &e) == 0) {
+        char detail[BQ_DETAIL_MAX];
+        int sev = rtest_item(x.has_last ? x.last : NULL, x.has_ok ? x.ok : NULL, rtest_max_age(cl),
+                             bq_wall_ms(), detail, sizeof detail);
+        if (sev >= 0) {
+            check_item(r, "restore test", sev == BQ_SEV_OK, "%s", detail);
+            if (sev != BQ_SEV_OK)
+                r->items[r->nitems - 1].severity = sev;
+        }
+    }
+    rtest_scan_free(&x);
+}
+
+static void rtest_target_text(const bq_recovery_t *rec, char *buf, size_t len)
+{
+    if (!rec->kind[0])
+        snprintf(buf, len, "latest WAL");
+    else if (strcmp(rec->kind, "immediate") == 0)
+        snprintf(buf, len, "immediate (consistency)");
+    else
+        snprintf(buf, len, "%s %s", rec->kind, rec->value);
+}
+
+/* A known worker of site reported a scratch directory. */
+static int site_has_scratch(const coord_t *c, const char *site)
+{
+    for (size_t i = 0; i < c->nworkers; i++)
+        if (strcmp(c->workers[i].rec.site, site) == 0 && c->workers[i].rec.scratch_total > 0)
+            return 1;
+    return 0;
+}
+
+/* Queue a restore test of cluster cl: backup q->backup_id ("" or latest: the newest DONE),
+ * to q->recovery's target (none: the end of the archive); a drill picks a random time inside
+ * the recovery window and the newest backup before it. The reply's rtests[0] says what was
+ * queued. Reads and writes in the batch's transaction. */
+static int rtest_create(coord_t *c, const bq_cfg_cluster_t *cl, const char *kind,
+                        const bq_msg_cli_request_t *q, bq_msg_cli_reply_t *r, bq_errbuf_t *e)
+{
+    catalog_txn_t *t = wtxn(c);
+    if (!t)
+        return bq_fail(e, c->batch_failed, "%s", c->batch_err.msg);
+    int drill = strcmp(kind, "drill") == 0;
+    const char *want = q ? q->backup_id : "";
+    if (!want[0])
+        want = "latest";
+    if (!site_has_scratch(c, cl->site))
+        return bq_fail(e, BQ_E_NOWORKER, "no worker of site %s has reported a scratch directory "
+                       "([worker] scratch), where restore tests of cluster %s run", cl->site,
+                       cl->name);
+    if (q && q->from_site[0] && !coord_site_known(c, q->from_site))
+        return bq_fail(e, BQ_E_NOTFOUND, "no site %s in the coordinator's config", q->from_site);
+    static bq_job_t j;
+    memset(&j, 0, sizeof j);
+    j.recovery.enabled = 1;
+    snprintf(j.recovery.tli, sizeof j.recovery.tli, "latest");
+    snprintf(j.recovery.action, sizeof j.recovery.action, "promote");
+    if (q && !drill && q->recovery.kind[0]) {
+        if (strcmp(q->recovery.kind, "time") != 0 && strcmp(q->recovery.kind, "immediate") != 0)
+            return bq_fail(e, BQ_E_USAGE, "a restore test takes --target-time or "
+                           "--target-immediate, not a %s target", q->recovery.kind);
+        snprintf(j.recovery.kind, sizeof j.recovery.kind, "%s", q->recovery.kind);
+        snprintf(j.recovery.value, sizeof j.recovery.value, "%s", q->recovery.value);
+        j.recovery.time_ms = q->recovery.time_ms;
+        char why[BQ_DETAIL_MAX];
+        if (bq_recovery_valid(&j.recovery, why, sizeof why) != 0)
+            return bq_fail(e, BQ_E_USAGE, "%s", why);
+    }
+    backup_vec_t v;
+    int rc = backups_load(t, cl->name, &v, e);
+    if (rc)
+        return rc;
+    const bq_backup_t *b = NULL;
+    if (drill) {
+        const bq_backup_t *oldest = NULL;
+        for (size_t i = 0; i < v.n && !oldest; i++)
+            if (v.b[i].state == BQ_BACKUP_DONE)
+                oldest = &v.b[i];
+        char name[BQ_WAL_FILE_MAX];
+        uint64_t end;
+        int64_t newest_ms = 0;
+        rtest_wal_tail(t, cl->name, name, sizeof name, &end, &newest_ms);
+        int64_t now = bq_wall_ms(), lo = oldest ? oldest->stop_ms + 1000 : 0;
+        int64_t hi = newest_ms < now ? newest_ms : now;
+        if (!oldest || hi <= lo) {
+            free(v.b);
+            return bq_fail(e, BQ_E_STATE, "cluster %s has no recovery window to drill in yet: %s",
+                           cl->name, !oldest ? "no DONE backup" : "no WAL archived after its "
+                           "oldest DONE backup");
+        }
+        uint64_t rnd = 0;
+        if (getrandom(&rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd)
+            rnd = (uint64_t)now * 0x9E3779B97F4A7C15ULL;
+        int64_t target = rtest_drill_time(lo, hi, rnd);
+        time_t sec = (time_t)(target / 1000);
+        struct tm tm;
+        gmtime_r(&sec, &tm);
+        char ts[40];
+        strftime(ts, sizeof ts, "%Y-%m-%d %H:%M:%S", &tm);
+        snprintf(j.recovery.kind, sizeof j.recovery.kind, "time");
+        snprintf(j.recovery.value, sizeof j.recovery.value, "%s.%03d+00", ts, (int)(target % 1000));
+        j.recovery.time_ms = target;
+        for (size_t i = v.n; i-- > 0 && !b;)
+            if (v.b[i].state == BQ_BACKUP_DONE && pitr_backup_before(&v.b[i], &j.recovery))
+                b = &v.b[i];
+    } else if (strcmp(want, "latest") == 0) {
+        for (size_t i = v.n; i-- > 0 && !b;)
+            if (v.b[i].state == BQ_BACKUP_DONE)
+                b = &v.b[i];
+    } else {
+        for (size_t i = 0; i < v.n && !b; i++)
+            if (strcmp(v.b[i].id, want) == 0)
+                b = &v.b[i];
+        if (!b) {
+            free(v.b);
+            return bq_fail(e, BQ_E_NOTFOUND, "no backup %s of cluster %s (see: barque "
+                           "list-backups %s)", want, cl->name, cl->name);
+        }
+        if (b->state != BQ_BACKUP_DONE && b->state != BQ_BACKUP_WAITING_FOR_WALS) {
+            rc = bq_fail(e, BQ_E_STATE, "could not test backup %s of cluster %s: it is %s, not "
+                         "DONE", b->id, cl->name, bq_backup_state_name(b->state));
+            free(v.b);
+            return rc;
+        }
+    }
+    if (!b) {
+        free(v.b);
+        return bq_fail(e, BQ_E_NOTFOUND, "cluster %s has no DONE backup%s to test (see: barque "
+                       "list-backups %s)", cl->name, drill ? " before the drill's target" : "",
+                       cl->name);
+    }
+    if (j.recovery.kind[0] && strcmp(j.recovery.kind, "time") == 0) {
+        bq_errbuf_t pe;
+        if ((rc = pitr_check(t, b, &j.recovery, cl->wal == BQ_WAL_STREAM, bq_wall_ms(), &pe)) != 0) {
+            bq_fail(e, rc, "could not test cluster %s from backup %s to %s: %s", cl->name, b->id,
+                    j.recovery.value, pe.msg);
+            free(v.b);
+            return rc;
+        }
+    }
+    if (q && q->from_site[0]) {
+        int held = 0;
+        for (const char *p = b->stores; *p;) {
+            const char *comma = strchr(p, ',');
+            size_t n = comma ? (size_t)(comma - p) : strlen(p);
+            char name[BQ_NAME_MAX];
+            snprintf(name, sizeof name, "%.*s", (int)(n < sizeof name ? n : sizeof name - 1), p);
+            const bq_cfg_worker_ref_t *w = bq_coord_config_worker(&c->cfg, name);
+            held |= w && strcmp(w->site, q->from_site) == 0;
+            p += n + (comma ? 1 : 0);
+        }
+        if (!held) {
+            rc = bq_fail(e, BQ_E_NOTFOUND, "no store at site %s holds backup %s of cluster %s "
+                         "(its stores: %s)", q->from_site, b->id, cl->name,
+                         b->stores[0] ? b->stores : "none");
+            free(v.b);
+            return rc;
+        }
+        snprintf(j.rt.from_site, sizeof j.rt.from_site, "%s", q->from_site);
+    }
+    j.type = BQ_JOB_RESTORE_TEST;
+    snprintf(j.cluster, sizeof j.cluster, "%s", cl->name);
+    snprintf(j.site, sizeof j.site, "%s", cl->site);
+    snprintf(j.backup_id, sizeof j.backup_id, "%s", b->id);
+    snprintf(j.rt.kind, sizeof j.rt.kind, "%s", kind);
+    free(v.b);
+    uint64_t id = 0;
+    if ((rc = job_insert(c, &j, &id, e)) != 0)
+        return rc;
+    r->job_id = id;
+    if (!(r->rtests = calloc(1, sizeof *r->rtests)))
+        return bq_fail(e, BQ_E_NOMEM, "out of memory");
+    r->nrtests = 1;
+    bq_restore_test_t *o = &r->rtests[0];
+    snprintf(o->cluster, sizeof o->cluster, "%s", cl->name);
+    o->job_id = id;
+    snprintf(o->backup_id, sizeof o->backup_id, "%s", j.backup_id);
+    snprintf(o->kind, sizeof o->kind, "%s", kind);
+    snprintf(o->site, sizeof o->site, "%s", cl->site);
+    rtest_target_text(&j.recovery, o->target, sizeof o->target);
+    bq_info(COMP, id, "%s restore test of backup %s of cluster %s queued (target: %s)", kind,
+            j.backup_id, cl->name, o->target);
+    return 0;
+}
+
+/* "dbname" of a conninfo string of key=value pairs ("" = none). */
+static void conninfo_dbname(const char *ci, char *out, size_t len)
+{
+    out[0] = '\0';
+    for (const char *p = ci; p && *p;) {
+        while (*p == ' ' || *p == '\t')
+            p++;
+        const char *eq = strchr(p, '=');
+        if (!eq)
+            return;
+        size_t kl = (size_t)(eq - p);
+        while (kl && (p[kl - 1] == ' ' || p[kl - 1] == '\t'))
+            kl--;
+        const char *v = eq + 1;
+        while (*v == ' ')
+            v++;
+        size_t vl = strcspn(v, " \t");
+        if (kl == 6 && strncmp(p, "dbname", 6) == 0 && *v != '\'' && vl < len) {
+            memcpy(out, v, vl);
+            out[vl] = '\0';
+            return;
+        }
+        p = v + vl;
+    }
+}
+
+/* A restore-test job is being offered (j, ASSIGNED in this batch): the source store (its
+ * worker's own, or a holder's at rt.from_site or anywhere when it lacks the backup), and the
+ * spec from the backup and the cluster's config, recorded in the job. */
+static int rtest_offer(coord_t *c, bq_job_t *j, bq_errbuf_t *e)
+{
+    catalog_txn_t *t = wtxn(c);
+    if (!t)
+        return bq_fail(e, c->batch_failed, "%s", c->batch_err.msg);
+    static bq_backup_t b;
+    int rc = catalog_backup_get(t, j->cluster, j->backup_id, &b, e);
+    if (rc != 0)
+        return rc;
+    const bq_cfg_cluster_t *cl = bq_coord_config_cluster(&c->cfg, j->cluster);
+    if (!cl)
+        return bq_fail(e, BQ_E_NOTFOUND, "cluster %s is no longer in the config", j->cluster);
+    j->peer_worker[0] = j->peer_endpoint[0] = j->peer_public_key[0] = '\0';
+    const char *site = j->rt.from_site[0] ? j->rt.from_site : NULL;
+    int own = name_in_list(b.stores, j->worker) && (!site || strcmp(site, j->site) == 0);
+    if (!own) {
+        int wi = -1;
+        char why[BQ_TEXT_MAX / 2];
+        if (restore_source(c, &b, site, &wi, why, sizeof why) != 0)
+            return bq_fail(e, BQ_E_STATE, "the store of worker %s lacks backup %s and no worker "
+                           "holding it%s%s can serve it (%s)", j->worker, b.id,
+                           site ? " at site " : "", site ? site : "", why);
+        const worker_state_t *src = &c->workers[wi];
+        const bq_cfg_worker_ref_t *ref = bq_coord_config_worker(&c->cfg, src->rec.name);
+        snprintf(j->peer_worker, sizeof j->peer_worker, "%s", src->rec.name);
+        snprintf(j->peer_endpoint, sizeof j->peer_endpoint, "%s", src->rec.data_endpoint);
+        snprintf(j->peer_public_key, sizeof j->peer_public_key, "%s", ref->public_key);
+    }
+    bq_rt_spec_t *s = &j->rt;
+    s->amcheck = cl->restore_test_amcheck;
+    s->timeout_ms = cl->restore_test_timeout_ms;
+    s->system_identifier = b.system_identifier;
+    s->start_lsn = b.start_lsn;
+    s->stop_lsn = b.stop_lsn;
+    s->data_bytes = b.data_bytes;
+    s->pg_version = b.pg_version;
+    conninfo_dbname(cl->conninfo, s->dbname, sizeof s->dbname);
+    s->sql[0] = s->sql_file[0] = '\0';
+    if (cl->restore_test_sql[0]) {
+        char *text = NULL;
+        size_t len = 0;
+        bq_errbuf_t fe;
+        if (bq_file_read_small(cl->restore_test_sql, sizeof s->sql - 1, &text, &len, &fe) != 0)
+            return bq_fail(e, BQ_E_CONFIG, "restore_test_sql of cluster %s: %s", cl->name, fe.msg);
+        if (memchr(text, '\0', len)) {
+            free(text);
+            return bq_fail(e, BQ_E_CONFIG, "restore_test_sql %s of cluster %s has a NUL byte",
+                           cl->restore_test_sql, cl->name);
+        }
+        memcpy(s->sql, text, len);
+        s->sql[len] = '\0';
+        free(text);
+        snprintf(s->sql_file, sizeof s->sql_file, "%s", cl->restore_test_sql);
+    }
+    uint64_t end;
+    rtest_wal_tail(t, j->cluster, s->wal_end, sizeof s->wal_end, &end, NULL);
+    rtest_scan_t x = {.backup_id = NULL};
+    if (rtest_scan(t, j->cluster, &x, e) == 0 && x.has_ok)
+        s->predicted_ms = rtest_predict_now(c, t, j->cluster, x.ok, NULL, 0);
+    rtest_scan_free(&x);
+    rc = catalog_job_put(t, j, e);
+    if (rc && rc != BQ_E_INVAL && rc != BQ_E_TOOBIG && rc != BQ_E_NOTFOUND)
+        batch_fail(c, rc, e);
+    return rc;
+}
+
+/* A restore-test job ended for good: its record in restore_tests (a lost or refused one
+ * too, failed with why). */
+static void rtest_record(coord_t *c, const bq_job_t *j, const bq_msg_result_t *r,
+                         const char *error)
+{
+    catalog_txn_t *t = wtxn(c);
+    if (!t)
+        return;
+    static bq_restore_test_t rec;
+    memset(&rec, 0, sizeof rec);
+    if (r && r->has_rtest)
+        rec = r->rtest;
+    snprintf(rec.cluster, sizeof rec.cluster, "%s", j->cluster);
+    rec.job_id = j->id;
+    rec.attempt = j->attempt;
+    snprintf(rec.backup_id, sizeof rec.backup_id, "%s", j->backup_id);
+    snprintf(rec.kind, sizeof rec.kind, "%s", j->rt.kind);
+    snprintf(rec.site, sizeof rec.site, "%s", j->site);
+    if (j->worker[0])
+        snprintf(rec.worker, sizeof rec.worker, "%s", j->worker);
+    if (!rec.target[0])
+        rtest_target_text(&j->recovery, rec.target, sizeof rec.target);
+    rec.ok = rec.ok && j->state == BQ_JOB_SUCCEEDED;
+    if (!rec.ok && !rec.error[0])
+        snprintf(rec.error, sizeof rec.error, "%s", error && error[0] ? error : "failed");
+    if (!rec.started_ms)
+        rec.started_ms = j->started_ms ? j->started_ms : j->created_ms;
+    if (!rec.finished_ms)
+        rec.finished_ms = bq_wall_ms();
+    rec.predicted_ms = j->rt.predicted_ms;
+    bq_errbuf_t e;
+    if (catalog_rtest_put(t, &rec, &e) != 0)
+        batch_fail(c, BQ_E_CATALOG, &e);
+    else
+        bq_log(rec.ok ? BQ_LOG_INFO : BQ_LOG_WARNING, COMP, j->id, "restore test of backup %s of "
+               "cluster %s %s: RTO %.1f s (predicted %.1f s)%s%s", rec.backup_id, rec.cluster,
+               rec.ok ? "PASSED" : "FAILED", (double)rec.rto_ms / 1000,
+               (double)rec.predicted_ms / 1000, rec.ok ? "" : ": ", rec.ok ? "" : rec.error);
+}
+
+/* The restore-test schedule of every cluster with restore_test_schedule: due slots queue a
+ * test of the newest DONE backup (a slot with no backup to test is logged and passed). */
+static void rtest_schedule_run(coord_t *c)
+{
+    int64_t now = bq_wall_ms();
+    for (size_t i = 0; i < c->cfg.nclusters && !c->batch_failed; i++) {
+        const bq_cfg_cluster_t *cl = &c->cfg.clusters[i];
+        schedule_t s;
+        char why[128];
+        if (!cl->restore_test_schedule[0] ||
+            schedule_parse(cl->restore_test_schedule, "", &s, why, sizeof why) != 0)
+            continue;
+        catalog_txn_t *t = wtxn(c);
+        if (!t)
+            return;
+        schedule_state_t st;
+        memset(&st, 0, sizeof st);
+        bq_errbuf_t e;
+        catalog_sched_get(t, "rtsched", cl->name, &st.last_slot_ms, &e);
+        for (size_t k = 0; k < c->njobs; k++)
+            if (c->jobs[k].type == BQ_JOB_RESTORE_TEST &&
+                !bq_job_state_terminal(c->jobs[k].state) && strcmp(c->jobs[k].cluster, cl->name) == 0)
+                st.active = 1;
+        if (!st.last_slot_ms) { /* first sight: the newest test counts as the last run */
+            rtest_scan_t x = {0};
+            if (rtest_scan(t, cl->name, &x, &e) == 0 && x.has_last)
+                st.newest_backup_ms = x.last->started_ms;
+            rtest_scan_free(&x);
+        }
+        schedule_decision_t d;
+        schedule_decide(&s, schedule_offset(&s, cl->name), &st, now, &d);
+        if (d.due) {
+            bq_msg_cli_reply_t rr;
+            memset(&rr, 0, sizeof rr);
+            if (rtest_create(c, cl, "scheduled", NULL, &rr, &e) != 0) {
+                if (c->batch_failed)
+                    return;
+                bq_warn(COMP, 0, "scheduled restore test of cluster %s not queued: %s", cl->name,
+                        e.msg);
+            }
+            free(rr.rtests);
+        }
+        if ((d.due || d.adopt) && catalog_sched_put(t, "rtsched", cl->name, d.slot_ms, &e) != 0)
+            batch_fail(c, BQ_E_CATALOG, &e);
+    }
+}
+
 static void on_cli(coord_t *c, const bq_peer_t *from, bq_msg_t *m)
 {
     char op[BQ_NAME_MAX];
@@ -2874,8 +3460,10 @@ static void on_cli(coord_t *c, const bq_peer_t *from, bq_msg_t *m)
             if (rc == 0)
                 rc = catalog_site_each(rt, list_site, &l, &e);
         }
-        for (size_t i = 0; rc == 0 && status && i < r->nclusters; i++)
+        for (size_t i = 0; rc == 0 && status && i < r->nclusters; i++) {
             cluster_wal_status(c, rt, &r->clusters[i]);
+            cluster_rt_status(c, rt, &r->clusters[i]);
+        }
         for (size_t i = 0; i < c->njobs; i++) {
             r->jobs_queued += c->jobs[i].state == BQ_JOB_QUEUED;
             r->jobs_running += c->jobs[i].state == BQ_JOB_ASSIGNED || c->jobs[i].state == BQ_JOB_RUNNING;
@@ -2980,8 +3568,10 @@ static void on_cli(coord_t *c, const bq_peer_t *from, bq_msg_t *m)
             l.cap = 0;
             rc = catalog_cluster_each(rt, list_cluster, &l, &e);
         }
-        for (size_t i = 0; rc == 0 && i < r->nclusters; i++)
+        for (size_t i = 0; rc == 0 && i < r->nclusters; i++) {
             cluster_wal_status(c, rt, &r->clusters[i]);
+            cluster_rt_status(c, rt, &r->clusters[i]);
+        }
         check_scan_t cs = {r->clusters, r->nclusters};
         if (rc == 0)
             rc = catalog_job_each(rt, check_visit, &cs, &e);
@@ -3102,8 +3692,16 @@ static void on_cli(coord_t *c, const bq_peer_t *from, bq_msg_t *m)
         }
         if (rc == 0)
             r->nbackups = 1;
-        if (rc == 0 && !recover && !list_files)
+        if (rc == 0 && !recover && !list_files) {
             retention_fill(c, rt, q->cluster, r->backups, r->nbackups);
+            rtest_scan_t x = {.backup_id = r->backups[0].id};
+            if (rtest_scan(rt, q->cluster, &x, &e) == 0 && x.has_last &&
+                (r->rtests = calloc(1, sizeof *r->rtests)) != NULL) {
+                r->rtests[0] = *x.last;
+                r->nrtests = 1;
+            }
+            rtest_scan_free(&x);
+        }
         if (rc == 0 && recover && q->recovery.enabled) {
             const bq_cfg_cluster_t *cl = bq_coord_config_cluster(&c->cfg, q->cluster);
             bq_errbuf_t pe;
@@ -3124,6 +3722,32 @@ static void on_cli(coord_t *c, const bq_peer_t *from, bq_msg_t *m)
             catalog_txn_abort(&rt);
             rc = list_files_create(c, q, &r->backups[0], &r->job_id, &e);
         }
+    } else if (strcmp(q->verb, "restore-test") == 0 || strcmp(q->verb, "drill") == 0) {
+        const bq_cfg_cluster_t *cl = bq_coord_config_cluster(&c->cfg, q->cluster);
+        int drill = strcmp(q->verb, "drill") == 0;
+        if (!cl)
+            rc = bq_fail(&e, BQ_E_NOTFOUND, "no cluster %s in the coordinator's config", q->cluster);
+        else
+            rc = rtest_create(c, cl, drill ? "drill" : "manual", q, r, &e);
+        if (rc == 0)
+            bq_info(COMP, r->job_id, "%s of cluster %s requested by operator %s", q->verb,
+                    q->cluster, op);
+    } else if (strcmp(q->verb, "restore-tests") == 0) {
+        rc = catalog_txn_begin(c->cat, 0, &rt, &e);
+        if (rc == 0)
+            rc = cli_backup_cluster(c, rt, q->verb, q->cluster, &e);
+        rtest_scan_t x = {.job_id = q->job_id, .collect = 1};
+        if (rc == 0)
+            rc = rtest_scan(rt, q->cluster, &x, &e);
+        if (rc == 0 && q->job_id && !x.n)
+            rc = bq_fail(&e, BQ_E_NOTFOUND, "job %" PRIu64 " has no restore test of cluster %s "
+                         "recorded (yet)", q->job_id, q->cluster);
+        if (rc == 0) {
+            r->rtests = x.rows;
+            r->nrtests = x.n;
+            x.rows = NULL;
+        }
+        rtest_scan_free(&x);
     } else if (strcmp(q->verb, "switch-wal") == 0) {
         const bq_cfg_cluster_t *cl = bq_coord_config_cluster(&c->cfg, q->cluster);
         if (!cl) {
@@ -3364,6 +3988,7 @@ static void timers(coord_t *c)
     if (now - c->last_schedule_mono >= SCHEDULE_CHECK_MS) {
         c->last_schedule_mono = now;
         schedule_run(c);
+        rtest_schedule_run(c);
     }
     if (now - c->last_retention_mono >= c->cfg.retention_interval_ms) {
         c->nret_due = 0;
