@@ -112,6 +112,10 @@ site = east
 backup_schedule = 6h
 retention_policy = REDUNDANCY 3
 minimum_redundancy = 1
+# and proves its newest backup once a day: restored into a worker's scratch, started, checked,
+# the recovery time measured (check fails when no test passed within 2 days)
+restore_test_schedule = 1d
+restore_test_amcheck = on
 CONF
 for w in east-1:east west-1:west; do
     name=${w%%:*} site=${w##*:}
@@ -239,6 +243,19 @@ echo "\$ psql (recovered to $T, port $pport): SELECT count(*) FROM demo   -- 150
 psql -X -At "host=127.0.0.1 port=$pport user=postgres dbname=postgres" -c "SELECT count(*) FROM demo"
 runuser -u postgres -- "$pgbin/pg_ctl" -D "$pitr/data" -m fast -w stop >/dev/null
 echo
+# A restore test: east-1 restores the newest backup into its scratch directory, starts it on a
+# free loopback port (archive_mode off), replays the archive to its end through wal-get,
+# checks it (system identifier, every database, pg_amcheck), stops it and removes it. The
+# measured recovery time is what status predicts from.
+echo "\$ barque restore-test demo --wait"
+"$cli" restore-test demo --wait
+echo
+echo "\$ barque restore-tests demo"
+"$cli" restore-tests demo
+echo
+echo "\$ barque status"
+"$cli" status
+echo
 cat <<MSG
 The demo fleet keeps running in the background. Try:
     export BARQUE_CONFIG=$demo/barque.conf
@@ -246,6 +263,7 @@ The demo fleet keeps running in the background. Try:
     $cli jobs --all
     $cli check demo --json
     $cli schedule
+    $cli drill demo --wait
     $cli metrics
 Logs: $demo/*.log.   Stop it: bash deploy/demo.sh stop
 MSG

@@ -3,6 +3,7 @@
 #include "worker.h"
 
 #include "clock.h"
+#include "fsutil.h"
 #include "jobs.h"
 #include "log.h"
 #include "peer.h"
@@ -126,7 +127,10 @@ int worker_new(const bq_worker_config_t *cfg, worker_t **out, bq_errbuf_t *e)
     int rc = worker_store_open(w, e);
     if (rc == 0 && cfg->scratch[0]) { /* what restore tests of a killed worker left */
         bq_errbuf_t why;
-        if (jobs_restore_test_sweep(cfg->scratch, 0, &why) != 0)
+        /* 0711: the restored servers' user passes through to its own directories */
+        if (bq_mkdir_p(cfg->scratch, 0711, &why) != 0)
+            bq_warn(COMP, 0, "scratch %s: %s (restore tests will fail)", cfg->scratch, why.msg);
+        else if (jobs_restore_test_sweep(cfg->scratch, 0, &why) != 0)
             bq_warn(COMP, 0, "scratch %s: %s", cfg->scratch, why.msg);
     }
     if (rc == 0)
