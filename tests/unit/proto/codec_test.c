@@ -2079,6 +2079,286 @@ static void test_clear_null(void **state)
     assert_true(is_zero(&m, sizeof m));
 }
 
+/* ---- restore tests (issue 7) --------------------------------------------------------- */
+
+/* A restore test at its widest: every string at its longest, figures at their extremes,
+ * BQ_RT_CHECKS_MAX checks of each severity (an item decodes with its severity, so the
+ * values are the ones decode makes: ok with OK, not ok with WARNING/CRITICAL/UNKNOWN). */
+static void rtest_full(bq_restore_test_t *t, char seed)
+{
+    memset(t, 0, sizeof *t);
+    FILL_MAX(t->cluster, seed);
+    t->job_id = UINT64_MAX - (uint64_t)seed;
+    t->attempt = UINT32_MAX;
+    snprintf(t->backup_id, sizeof t->backup_id, "20261201T10%02d00", seed % 60);
+    snprintf(t->kind, sizeof t->kind, "%s", seed % 3 == 0 ? "scheduled" : seed % 3 == 1 ? "manual"
+                                                                                      : "drill");
+    FILL_MAX(t->worker, (char)(seed + 1));
+    FILL_MAX(t->site, (char)(seed + 2));
+    FILL_MAX(t->read_from, (char)(seed + 3));
+    t->ok = seed % 2;
+    FILL_MAX(t->error, (char)(seed + 4));
+    FILL_MAX(t->target, (char)(seed + 5));
+    t->started_ms = 1764583200000 + seed;
+    t->finished_ms = INT64_MAX;
+    t->reached_lsn = UINT64_MAX;
+    t->reached_ms = INT64_MIN;
+    t->wal_segments = UINT64_MAX - 1;
+    t->wal_bytes = 1ULL << 40;
+    t->bytes = UINT64_MAX;
+    t->fetch_ms = 12300;
+    t->start_ms = -1;
+    t->replay_ms = INT64_MAX - 1;
+    t->rto_ms = 17000;
+    t->check_ms = 2000;
+    t->predicted_ms = 15000 + seed;
+    t->nchecks = BQ_RT_CHECKS_MAX;
+    for (size_t i = 0; i < t->nchecks; i++) {
+        bq_check_item_t *it = &t->checks[i];
+        FILL_MAX(it->name, (char)(seed + i));
+        FILL_MAX(it->detail, (char)(seed + 2 * i));
+        it->severity = (int)(i % 4);
+        it->ok = it->severity == BQ_SEV_OK;
+    }
+}
+
+/* A cluster's status fields of restore tests, at their widest. */
+static void cluster_rt_full(bq_cluster_t *c, char seed)
+{
+    cluster_full(c, seed);
+    c->rt_last_ms = INT64_MAX;
+    c->rt_last_ok = 1;
+    snprintf(c->rt_last_backup, sizeof c->rt_last_backup, "20261201T100000");
+    FILL_MAX(c->rt_last_error, (char)(seed + 3));
+    c->rt_ok_ms = 1764583200123;
+    snprintf(c->rt_ok_backup, sizeof c->rt_ok_backup, "20261130T100000");
+    c->rt_ok_rto_ms = INT64_MAX - 1;
+    c->rt_predicted_ms = 14100;
+    FILL_MAX(c->rt_predicted_detail, (char)(seed + 4));
+    c->rt_severity = BQ_SEV_UNKNOWN;
+}
+
+/* A restore-test job's result carries its RestoreTest whole, passed or failed. */
+static void test_rtest_result(void **state)
+{
+    bq_msg_t in = {.type = BQ_MSG_JOB_RESULT, .seq = 14}, out;
+    in.u.result = calloc(1, sizeof *in.u.result);
+    assert_non_null(in.u.result);
+    in.u.result->job_id = UINT64_MAX;
+    in.u.result->attempt = 2;
+    in.u.result->ok = 1;
+    in.u.result->has_rtest = 1;
+    rtest_full(&in.u.result->rtest, 1);
+    roundtrip(&in, &out);
+    assert_true(out.u.result->has_rtest);
+    assert_memory_equal(&out.u.result->rtest, &in.u.result->rtest, sizeof in.u.result->rtest);
+    assert_memory_equal(out.u.result, in.u.result, sizeof *in.u.result);
+    assert_int_equal(out.u.result->rtest.nchecks, BQ_RT_CHECKS_MAX);
+    assert_int_equal(out.u.result->rtest.checks[3].severity, BQ_SEV_UNKNOWN);
+    proto_msg_clear(&out);
+
+    /* a failed test with no checks (the restore itself failed) */
+    memset(&in.u.result->rtest, 0, sizeof in.u.result->rtest);
+    in.u.result->ok = 0;
+    in.u.result->retryable = 1;
+    snprintf(in.u.result->error, sizeof in.u.result->error, "scratch is full");
+    snprintf(in.u.result->rtest.cluster, sizeof in.u.result->rtest.cluster, "db1");
+    in.u.result->rtest.job_id = 42;
+    snprintf(in.u.result->rtest.error, sizeof in.u.result->rtest.error,
+             "could not restore backup 20261201T100000 into /srv/scratch: no space left");
+    roundtrip(&in, &out);
+    assert_memory_equal(out.u.result, in.u.result, sizeof *in.u.result);
+    assert_int_equal(out.u.result->rtest.nchecks, 0);
+    proto_msg_clear(&out);
+
+    /* and a result without one says so */
+    in.u.result->has_rtest = 0;
+    memset(&in.u.result->rtest, 0, sizeof in.u.result->rtest);
+    roundtrip(&in, &out);
+    assert_false(out.u.result->has_rtest);
+    proto_msg_clear(&out);
+    proto_msg_clear(&in);
+}
+
+/* restore-tests rows (two, with checks), the status fields of clusters, the scratch space
+ * of workers in a CLI_REPLY. */
+static void test_rtest_reply(void **state)
+{
+    bq_msg_t in = {.type = BQ_MSG_CLI_REPLY, .seq = 15}, out;
+    bq_msg_cli_reply_t *r = &in.u.cli_reply;
+    r->job_id = 42;
+    r->nrtests = 2;
+    r->rtests = calloc(2, sizeof *r->rtests);
+    r->nclusters = 2;
+    r->clusters = calloc(2, sizeof *r->clusters);
+    r->nworkers = 1;
+    r->workers = calloc(1, sizeof *r->workers);
+    assert_true(r->rtests && r->clusters && r->workers);
+    rtest_full(&r->rtests[0], 2);
+    rtest_full(&r->rtests[1], 3);
+    r->rtests[1].nchecks = 2; /* fewer checks: an OK one and a WARNING one */
+    memset(&r->rtests[1].checks[2], 0, (BQ_RT_CHECKS_MAX - 2) * sizeof r->rtests[1].checks[0]);
+    cluster_rt_full(&r->clusters[0], 'a');
+    cluster_full(&r->clusters[1], 'b'); /* never tested: all zero */
+    worker_full(&r->workers[0], 'w');
+    r->workers[0].scratch_free = 1ULL << 39;
+    r->workers[0].scratch_total = UINT64_MAX;
+    roundtrip(&in, &out);
+    bq_msg_cli_reply_t *o = &out.u.cli_reply;
+    assert_int_equal(o->nrtests, 2);
+    assert_memory_equal(o->rtests, r->rtests, 2 * sizeof *r->rtests);
+    assert_int_equal(o->rtests[1].nchecks, 2);
+    assert_true(o->rtests[1].checks[0].ok && !o->rtests[1].checks[1].ok);
+    assert_int_equal(o->rtests[1].checks[1].severity, BQ_SEV_WARNING);
+    assert_int_equal(o->nclusters, 2);
+    assert_memory_equal(o->clusters, r->clusters, 2 * sizeof *r->clusters);
+    assert_int_equal(o->clusters[0].rt_severity, BQ_SEV_UNKNOWN);
+    assert_true(o->clusters[1].rt_last_ms == 0 && o->clusters[1].rt_severity == BQ_SEV_OK);
+    assert_memory_equal(o->workers, r->workers, sizeof *r->workers);
+    assert_true(o->workers[0].scratch_total == UINT64_MAX);
+    proto_msg_clear(&out);
+    assert_true(is_zero(&out, sizeof out));
+    proto_msg_clear(&in);
+}
+
+/* CliRequest.from_site (restore-test, drill) with the recovery target it goes with, and the
+ * worker's scratch space in its hello. */
+static void test_rtest_request_hello(void **state)
+{
+    bq_msg_t in = {.type = BQ_MSG_CLI_REQUEST, .seq = 16}, out;
+    snprintf(in.u.cli_req.verb, sizeof in.u.cli_req.verb, "restore-test");
+    snprintf(in.u.cli_req.cluster, sizeof in.u.cli_req.cluster, "db1");
+    snprintf(in.u.cli_req.backup_id, sizeof in.u.cli_req.backup_id, "latest");
+    FILL_MAX(in.u.cli_req.from_site, 7);
+    in.u.cli_req.recovery.enabled = 1;
+    snprintf(in.u.cli_req.recovery.kind, sizeof in.u.cli_req.recovery.kind, "time");
+    snprintf(in.u.cli_req.recovery.value, sizeof in.u.cli_req.recovery.value,
+             "2026-12-01 10:00:00.000000+00");
+    in.u.cli_req.recovery.time_ms = 1796119200000;
+    roundtrip(&in, &out);
+    assert_memory_equal(&out.u.cli_req, &in.u.cli_req, sizeof in.u.cli_req);
+    assert_int_equal(strlen(out.u.cli_req.from_site), BQ_NAME_MAX - 1);
+    proto_msg_clear(&out);
+
+    /* drill: from_site alone */
+    memset(&in.u.cli_req, 0, sizeof in.u.cli_req);
+    snprintf(in.u.cli_req.verb, sizeof in.u.cli_req.verb, "drill");
+    snprintf(in.u.cli_req.from_site, sizeof in.u.cli_req.from_site, "west");
+    roundtrip(&in, &out);
+    assert_string_equal(out.u.cli_req.from_site, "west");
+    assert_false(out.u.cli_req.recovery.enabled);
+    proto_msg_clear(&out);
+
+    bq_msg_t h = {.type = BQ_MSG_HEARTBEAT, .seq = 17};
+    worker_full(&h.u.hello.worker, 's');
+    h.u.hello.worker.scratch_free = 0;
+    h.u.hello.worker.scratch_total = 1ULL << 41;
+    roundtrip(&h, &out);
+    assert_memory_equal(&out.u.hello.worker, &h.u.hello.worker, sizeof h.u.hello.worker);
+    assert_true(out.u.hello.worker.scratch_total == 1ULL << 41);
+    proto_msg_clear(&out);
+}
+
+/* The catalog's records: RestoreTest (restore_tests), Cluster with its rt_* fields, Worker
+ * with its scratch space. */
+static void test_rtest_records(void **state)
+{
+    bq_errbuf_t e = {{0}};
+    uint8_t *buf;
+    size_t len;
+    static bq_restore_test_t t, t2;
+    rtest_full(&t, 4);
+    assert_int_equal(proto_rtest_encode(&t, &buf, &len, &e), 0);
+    memset(&t2, 0xa5, sizeof t2);
+    assert_int_equal(proto_rtest_decode(buf, len, &t2, &e), 0);
+    assert_memory_equal(&t, &t2, sizeof t);
+    free(buf);
+    memset(&t, 0, sizeof t);
+    assert_int_equal(proto_rtest_encode(&t, &buf, &len, &e), 0);
+    assert_int_equal(len, 0);
+    assert_int_equal(proto_rtest_decode(buf, len, &t2, &e), 0);
+    assert_memory_equal(&t, &t2, sizeof t);
+    free(buf);
+
+    bq_cluster_t c, c2;
+    cluster_rt_full(&c, 'r');
+    assert_int_equal(proto_cluster_encode(&c, &buf, &len, &e), 0);
+    assert_int_equal(proto_cluster_decode(buf, len, &c2, &e), 0);
+    assert_memory_equal(&c, &c2, sizeof c);
+    free(buf);
+
+    bq_worker_t w, w2;
+    worker_full(&w, 'k');
+    w.scratch_free = UINT64_MAX - 1;
+    w.scratch_total = UINT64_MAX;
+    assert_int_equal(proto_worker_encode(&w, &buf, &len, &e), 0);
+    assert_int_equal(proto_worker_decode(buf, len, &w2, &e), 0);
+    assert_memory_equal(&w, &w2, sizeof w);
+    free(buf);
+}
+
+/* More checks than a RestoreTest holds (17 > BQ_RT_CHECKS_MAX) are refused on encode, in a
+ * result, a reply and a record, never truncated; and on decode; a Cluster's rt_severity out
+ * of range is refused too. */
+static void test_rtest_refusals(void **state)
+{
+    bq_errbuf_t e = {{0}};
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    bq_msg_t m = {.type = BQ_MSG_JOB_RESULT, .seq = 18};
+    m.u.result = calloc(1, sizeof *m.u.result);
+    assert_non_null(m.u.result);
+    m.u.result->has_rtest = 1;
+    rtest_full(&m.u.result->rtest, 5);
+    m.u.result->rtest.nchecks = BQ_RT_CHECKS_MAX + 1;
+    assert_int_equal(BQ_RT_CHECKS_MAX + 1, 17);
+    assert_int_equal(proto_msg_encode(&m, &buf, &len, &e), BQ_E_INVAL);
+    assert_non_null(strstr(e.msg, "could not encode JOB_RESULT message seq 18: RestoreTest has "
+                                  "17 items, more than the limit of 16"));
+    assert_null(buf);
+    assert_int_equal(proto_rtest_encode(&m.u.result->rtest, &buf, &len, &e), BQ_E_INVAL);
+    assert_non_null(strstr(e.msg, "could not encode RestoreTest record"));
+    assert_non_null(strstr(e.msg, "RestoreTest has 17 items, more than the limit of 16"));
+    assert_null(buf);
+
+    bq_msg_t r = {.type = BQ_MSG_CLI_REPLY, .seq = 19};
+    r.u.cli_reply.nrtests = 2;
+    r.u.cli_reply.rtests = calloc(2, sizeof *r.u.cli_reply.rtests);
+    assert_non_null(r.u.cli_reply.rtests);
+    r.u.cli_reply.rtests[1] = m.u.result->rtest;
+    assert_int_equal(proto_msg_encode(&r, &buf, &len, &e), BQ_E_INVAL);
+    assert_non_null(strstr(e.msg, "RestoreTest has 17 items, more than the limit of 16"));
+    assert_null(buf);
+    proto_msg_clear(&r);
+    proto_msg_clear(&m);
+
+    bq_cluster_t c;
+    cluster_rt_full(&c, 'x');
+    c.rt_severity = 4;
+    assert_int_equal(proto_cluster_encode(&c, &buf, &len, &e), BQ_E_INVAL);
+    assert_non_null(strstr(e.msg, "Cluster.rt_severity has unknown value 4"));
+
+    /* a peer that sends 17 anyway is refused on decode */
+    Barque__JobResult jr = BARQUE__JOB_RESULT__INIT;
+    Barque__RestoreTest rt = BARQUE__RESTORE_TEST__INIT;
+    Barque__CheckItem it = BARQUE__CHECK_ITEM__INIT;
+    Barque__CheckItem *items[BQ_RT_CHECKS_MAX + 1];
+    for (size_t i = 0; i < BQ_RT_CHECKS_MAX + 1; i++)
+        items[i] = &it;
+    rt.n_checks = BQ_RT_CHECKS_MAX + 1;
+    rt.checks = items;
+    jr.job_id = 1;
+    jr.rtest = &rt;
+    bytes_t b = envelope(BQ_PROTO_VERSION, BQ_MSG_JOB_RESULT, &jr.base);
+    bq_msg_t d;
+    memset(&d, 0xa5, sizeof d);
+    assert_int_equal(proto_msg_decode(b.buf, b.len, &d, &e), BQ_E_PROTO);
+    assert_non_null(strstr(e.msg, "could not decode JOB_RESULT message seq 77: RestoreTest has "
+                                  "17 items, more than the limit of 16"));
+    assert_true(is_zero(&d, sizeof d));
+    free(b.buf);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2101,6 +2381,11 @@ int main(void)
         cmocka_unit_test(test_bad_msgs),
         cmocka_unit_test(test_bad_records),
         cmocka_unit_test(test_clear_null),
+        cmocka_unit_test(test_rtest_result),
+        cmocka_unit_test(test_rtest_reply),
+        cmocka_unit_test(test_rtest_request_hello),
+        cmocka_unit_test(test_rtest_records),
+        cmocka_unit_test(test_rtest_refusals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
