@@ -334,8 +334,45 @@ int metrics_write(FILE *out, const metrics_input_t *in)
         if (sum[i].c && sum[i].has_check)
             mw_sample(&w, CL(&sum[i]), mw_val_u64(v, sum[i].check_failed));
 
-    /* barque_restore_test_* (per cluster: when the last restore test succeeded, how long it
-     * took, its status) go here once restore tests exist. */
+    /* restore tests: from the cluster's rt_* fields; a cluster never tested has only the
+     * predicted RTO (it needs no test of its own) and the status of its check item (which
+     * says, for one, that a scheduled test never ran) */
+    mw_family(&w, "barque_restore_test_last_timestamp_seconds",
+              "When the cluster's last restore test ended, seconds since the epoch.");
+    for (size_t i = 0; i < nc; i++)
+        if (sum[i].c && sum[i].c->rt_last_ms)
+            mw_sample(&w, CL(&sum[i]), mw_val_ms(v, sum[i].c->rt_last_ms));
+    mw_family(&w, "barque_restore_test_last_success",
+              "Whether the cluster's last restore test passed (1) or failed (0).");
+    for (size_t i = 0; i < nc; i++)
+        if (sum[i].c && sum[i].c->rt_last_ms)
+            mw_sample(&w, CL(&sum[i]), sum[i].c->rt_last_ok ? "1" : "0");
+    mw_family(&w, "barque_restore_test_last_success_timestamp_seconds",
+              "When the cluster's last passed restore test ended, seconds since the epoch.");
+    for (size_t i = 0; i < nc; i++)
+        if (sum[i].c && sum[i].c->rt_last_ms && sum[i].c->rt_ok_ms)
+            mw_sample(&w, CL(&sum[i]), mw_val_ms(v, sum[i].c->rt_ok_ms));
+    mw_family(&w, "barque_restore_test_rto_seconds",
+              "Recovery time measured by the cluster's last passed restore test.");
+    for (size_t i = 0; i < nc; i++)
+        if (sum[i].c && sum[i].c->rt_last_ms && sum[i].c->rt_ok_ms)
+            mw_sample(&w, CL(&sum[i]),
+                      mw_val_ms(v, sum[i].c->rt_ok_rto_ms > 0 ? sum[i].c->rt_ok_rto_ms : 0));
+    mw_family(&w, "barque_restore_test_predicted_rto_seconds",
+              "Recovery time the coordinator predicts for a restore of the cluster now.");
+    for (size_t i = 0; i < nc; i++)
+        if (sum[i].c && sum[i].c->rt_predicted_ms > 0)
+            mw_sample(&w, CL(&sum[i]), mw_val_ms(v, sum[i].c->rt_predicted_ms));
+    mw_family(&w, "barque_restore_test_status",
+              "The cluster's restore test check: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.");
+    for (size_t i = 0; i < nc; i++) {
+        if (!sum[i].c)
+            continue;
+        int st = sum[i].c->rt_severity;
+        if (st < BQ_SEV_OK || st > BQ_SEV_UNKNOWN)
+            st = BQ_SEV_UNKNOWN;
+        mw_sample(&w, CL(&sum[i]), mw_val_u64(v, (uint64_t)st));
+    }
 
     mw_family(&w, "barque_worker_online",
               "Whether the worker is connected to the coordinator (1) or not (0).");

@@ -54,6 +54,17 @@ typedef struct {
  *       (the check of a cluster is the newest of its in->checks entries and of the
  *        cluster's own check_status/check_ms/check_failed when check_ms is not 0; a cluster
  *        with neither is status 3 alone)
+ *   barque_restore_test_last_timestamp_seconds{cluster}    rt_last_ms
+ *   barque_restore_test_last_success{cluster}              rt_last_ok: 1 or 0
+ *   barque_restore_test_last_success_timestamp_seconds{cluster}  rt_ok_ms (absent when 0)
+ *   barque_restore_test_rto_seconds{cluster}   rt_ok_rto_ms: the last passed test's measured
+ *                                              recovery time (absent when rt_ok_ms is 0)
+ *   barque_restore_test_predicted_rto_seconds{cluster}     rt_predicted_ms (absent unless > 0;
+ *                                                          shown for untested clusters too)
+ *   barque_restore_test_status{cluster}  rt_severity, the "restore test" check item's 0-3 (a
+ *                                        value outside that range is 3), every cluster
+ *       (the other barque_restore_test_* are absent for a cluster never tested, rt_last_ms 0;
+ *        the predicted RTO needs no test)
  *   barque_worker_online{worker,site}                      0 or 1
  *   barque_worker_store_free_bytes{worker,site}
  *   barque_worker_store_size_bytes{worker,site}            store_total

@@ -282,6 +282,22 @@ static void fixture_make(fixture_t *fx)
     snprintf(c[2].stream_state, sizeof c[2].stream_state, "QUEUED");
     c[2].stream_received = 10; /* behind flushed: no lag */
     c[2].stream_flushed = 20;
+    /* restore tests: main's last one passed; reporting's failed after one that passed;
+     * empty.db-2 never tested (its check item warns) */
+    c[0].rt_last_ms = NOW_MS - 2 * HOUR_MS;
+    c[0].rt_last_ok = 1;
+    snprintf(c[0].rt_last_backup, sizeof c[0].rt_last_backup, "20251201T014000");
+    c[0].rt_ok_ms = c[0].rt_last_ms;
+    snprintf(c[0].rt_ok_backup, sizeof c[0].rt_ok_backup, "20251201T014000");
+    c[0].rt_ok_rto_ms = 754250;
+    c[0].rt_predicted_ms = 812000;
+    c[1].rt_last_ms = NOW_MS - 3 * HOUR_MS;
+    c[1].rt_last_ok = 0;
+    snprintf(c[1].rt_last_error, sizeof c[1].rt_last_error, "pg_amcheck: 2 corrupt pages");
+    c[1].rt_ok_ms = NOW_MS - 27 * HOUR_MS;
+    c[1].rt_ok_rto_ms = 61000;
+    c[1].rt_severity = BQ_SEV_CRITICAL;
+    c[2].rt_severity = BQ_SEV_WARNING;
 
     bq_backup_t *b = fx->backups;
     size_t n = 0;
@@ -446,6 +462,9 @@ static void test_write_golden(void **state)
         "# HELP barque_check_failed_items Items of the cluster's last check that were not OK.\n"
         "# TYPE barque_check_failed_items gauge\n"
         "barque_check_failed_items{cluster=\"db1\"} 0\n"
+        "# HELP barque_restore_test_status The cluster's restore test check: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.\n"
+        "# TYPE barque_restore_test_status gauge\n"
+        "barque_restore_test_status{cluster=\"db1\"} 0\n"
         "# HELP barque_worker_online Whether the worker is connected to the coordinator (1) or not (0).\n"
         "# TYPE barque_worker_online gauge\n"
         "barque_worker_online{worker=\"w1\",site=\"s1\"} 1\n"
@@ -541,6 +560,30 @@ static void test_write_fixture(void **state)
     assert_no_sample(out, "barque_check_timestamp_seconds{cluster=\"empty.db-2\"}");
     assert_no_sample(out, "barque_check_failed_items{cluster=\"empty.db-2\"}");
 
+    /* restore tests: main passed, reporting failed (its last pass still shown), empty.db-2
+     * never tested: only its status */
+    assert_sample(out, "barque_restore_test_last_timestamp_seconds{cluster=\"main\"}", "1764636000.123");
+    assert_sample(out, "barque_restore_test_last_success{cluster=\"main\"}", "1");
+    assert_sample(out, "barque_restore_test_last_success_timestamp_seconds{cluster=\"main\"}",
+                  "1764636000.123");
+    assert_sample(out, "barque_restore_test_rto_seconds{cluster=\"main\"}", "754.25");
+    assert_sample(out, "barque_restore_test_predicted_rto_seconds{cluster=\"main\"}", "812");
+    assert_sample(out, "barque_restore_test_status{cluster=\"main\"}", "0");
+    assert_sample(out, "barque_restore_test_last_timestamp_seconds{cluster=\"reporting\"}", "1764632400.123");
+    assert_sample(out, "barque_restore_test_last_success{cluster=\"reporting\"}", "0");
+    assert_sample(out, "barque_restore_test_last_success_timestamp_seconds{cluster=\"reporting\"}",
+                  "1764546000.123");
+    assert_sample(out, "barque_restore_test_rto_seconds{cluster=\"reporting\"}", "61");
+    assert_no_sample(out, "barque_restore_test_predicted_rto_seconds{cluster=\"reporting\"}");
+    assert_sample(out, "barque_restore_test_status{cluster=\"reporting\"}", "2");
+    assert_no_sample(out, "barque_restore_test_last_timestamp_seconds{cluster=\"empty.db-2\"}");
+    assert_no_sample(out, "barque_restore_test_last_success{cluster=\"empty.db-2\"}");
+    assert_no_sample(out, "barque_restore_test_last_success_timestamp_seconds{cluster=\"empty.db-2\"}");
+    assert_no_sample(out, "barque_restore_test_rto_seconds{cluster=\"empty.db-2\"}");
+    assert_no_sample(out, "barque_restore_test_predicted_rto_seconds{cluster=\"empty.db-2\"}");
+    assert_sample(out, "barque_restore_test_status{cluster=\"empty.db-2\"}", "1");
+    assert_int_equal(count_lines(out, "barque_restore_test_status{"), 3);
+
     /* workers: w1 once (its second entry skipped), w2 offline and never seen */
     const char *w1 = "{worker=\"w1\",site=\"paris\"}";
     const char *w2 = "{worker=\"w2.lyon\",site=\"lyon \\\"b\\\"\\\\x\\ny\"}";
@@ -581,6 +624,12 @@ static void test_write_family_order(void **state)
         "barque_check_status",
         "barque_check_timestamp_seconds",
         "barque_check_failed_items",
+        "barque_restore_test_last_timestamp_seconds",
+        "barque_restore_test_last_success",
+        "barque_restore_test_last_success_timestamp_seconds",
+        "barque_restore_test_rto_seconds",
+        "barque_restore_test_predicted_rto_seconds",
+        "barque_restore_test_status",
         "barque_worker_online",
         "barque_worker_store_free_bytes",
         "barque_worker_store_size_bytes",
@@ -657,6 +706,71 @@ static void test_write_checks(void **state)
     assert_null(strstr(out, "barque_backup_last_"));
     assert_null(strstr(out, "barque_backup_age_seconds"));
     assert_int_equal(count_lines(out, "barque_backups{"), 30);
+    free(out);
+}
+
+/* Restore tests at their edges: failed with no pass ever, a prediction with no test, a
+ * severity out of range, a cluster never tested; with no tested cluster at all, the
+ * families of tests are left out whole, HELP and TYPE too. */
+static char *rtests_render(void)
+{
+    bq_cluster_t c[4];
+    memset(c, 0, sizeof c);
+    for (int i = 0; i < 4; i++)
+        snprintf(c[i].name, sizeof c[i].name, "r%d", i);
+    c[0].rt_last_ms = NOW_MS - 1000; /* failed, never passed */
+    c[0].rt_severity = BQ_SEV_CRITICAL;
+    c[1].rt_predicted_ms = 4500; /* never tested, but predicted */
+    c[1].rt_severity = BQ_SEV_WARNING;
+    c[2].rt_last_ms = NOW_MS; /* passed, severity out of range */
+    c[2].rt_last_ok = 1;
+    c[2].rt_ok_ms = NOW_MS;
+    c[2].rt_ok_rto_ms = 1;
+    c[2].rt_severity = 7;
+    metrics_input_t in = {.clusters = c, .nclusters = 4, .now_ms = NOW_MS};
+    return render(&in);
+}
+
+static void test_write_restore_tests(void **state)
+{
+    (void)state;
+    char *out = rtests_render();
+    assert_parses(out);
+    assert_sample(out, "barque_restore_test_last_timestamp_seconds{cluster=\"r0\"}", "1764643199.123");
+    assert_sample(out, "barque_restore_test_last_success{cluster=\"r0\"}", "0");
+    assert_no_sample(out, "barque_restore_test_last_success_timestamp_seconds{cluster=\"r0\"}");
+    assert_no_sample(out, "barque_restore_test_rto_seconds{cluster=\"r0\"}");
+    assert_sample(out, "barque_restore_test_status{cluster=\"r0\"}", "2");
+    assert_no_sample(out, "barque_restore_test_last_timestamp_seconds{cluster=\"r1\"}");
+    assert_no_sample(out, "barque_restore_test_last_success{cluster=\"r1\"}");
+    assert_sample(out, "barque_restore_test_predicted_rto_seconds{cluster=\"r1\"}", "4.5");
+    assert_sample(out, "barque_restore_test_status{cluster=\"r1\"}", "1");
+    assert_sample(out, "barque_restore_test_last_success{cluster=\"r2\"}", "1");
+    assert_sample(out, "barque_restore_test_last_success_timestamp_seconds{cluster=\"r2\"}", "1764643200.123");
+    assert_sample(out, "barque_restore_test_rto_seconds{cluster=\"r2\"}", "0.001");
+    assert_sample(out, "barque_restore_test_status{cluster=\"r2\"}", "3");
+    assert_sample(out, "barque_restore_test_status{cluster=\"r3\"}", "0");
+    for (const char *f = "last_timestamp_seconds\0last_success\0predicted_rto_seconds\0"; *f;
+         f += strlen(f) + 1) {
+        char key[128];
+        snprintf(key, sizeof key, "barque_restore_test_%s{cluster=\"r3\"}", f);
+        assert_no_sample(out, key);
+    }
+    assert_int_equal(count_lines(out, "barque_restore_test_last_success{"), 2);
+    assert_int_equal(count_lines(out, "barque_restore_test_rto_seconds{"), 1);
+    free(out);
+
+    /* no cluster tested and none predicted: only the status family of the tests */
+    bq_cluster_t u;
+    memset(&u, 0, sizeof u);
+    snprintf(u.name, sizeof u.name, "u");
+    metrics_input_t in = {.clusters = &u, .nclusters = 1, .now_ms = NOW_MS};
+    out = render(&in);
+    assert_parses(out);
+    assert_null(strstr(out, "barque_restore_test_last_"));
+    assert_null(strstr(out, "barque_restore_test_rto_seconds"));
+    assert_null(strstr(out, "barque_restore_test_predicted_rto_seconds"));
+    assert_sample(out, "barque_restore_test_status{cluster=\"u\"}", "0");
     free(out);
 }
 
@@ -767,6 +881,7 @@ static void test_promtool(void **state)
         {"golden", golden_render()},
         {"three-cluster", render(&fx.in)},
         {"checks", checks_render()},
+        {"restore-tests", rtests_render()},
     };
     for (size_t i = 0; i < sizeof outs / sizeof outs[0]; i++)
         assert_promtool_clean(outs[i].what, outs[i].text);
@@ -793,6 +908,7 @@ int main(void)
         cmocka_unit_test(test_write_fixture),
         cmocka_unit_test(test_write_family_order),
         cmocka_unit_test(test_write_checks),
+        cmocka_unit_test(test_write_restore_tests),
         cmocka_unit_test(test_write_duplicates),
         cmocka_unit_test(test_write_times),
         cmocka_unit_test(test_write_fails),
