@@ -48,6 +48,7 @@ enum {
     OPT_TARGET = 1 << 21,    /* recover's --target-*, --exclusive, --standby */
     OPT_NAGIOS = 1 << 22,    /* check --nagios */
     OPT_KEEP = 1 << 23,      /* keep --target full|standalone, --release, --status */
+    OPT_FROM_SITE = 1 << 24, /* restore-test, drill: --from-site SITE */
 };
 
 #define CLI_TABLESPACES_MAX 64
@@ -92,6 +93,7 @@ typedef struct {
     int nagios;              /* check: --nagios */
     const char *keep_target; /* keep: --target full|standalone */
     int keep_release, keep_status; /* keep: --release, --status */
+    const char *from_site;   /* restore-test, drill: --from-site */
     int help;
     int nargs;
     const char *args[8];
@@ -858,9 +860,10 @@ static int verb_job_sleep(cli_t *c)
 #define BACKUP_PLAIN_EVERY_MS 10000
 #define BACKUP_WAIT_POLLS_MAX 100000000L /* ~3 years at one a second: no timeout of its own */
 
-/* One backup of cluster by id ("latest", "oldest" or an id) from the coordinator. */
+/* One backup of cluster by id ("latest", "oldest" or an id) from the coordinator; with
+ * last_test, also its last restore test (*tested 0 when it has none). */
 static int backup_get(cli_t *c, const char *cluster, const char *id, bq_backup_t *out,
-                      bq_errbuf_t *e)
+                      bq_restore_test_t *last_test, int *tested, bq_errbuf_t *e)
 {
     bq_msg_cli_request_t req;
     memset(&req, 0, sizeof req);
@@ -876,6 +879,11 @@ static int backup_get(cli_t *c, const char *cluster, const char *id, bq_backup_t
         return bq_fail(e, BQ_E_PROTO, "coordinator sent no backup in its reply");
     }
     *out = r.u.cli_reply.backups[0];
+    if (last_test) {
+        *tested = r.u.cli_reply.nrtests > 0;
+        if (*tested)
+            *last_test = r.u.cli_reply.rtests[0];
+    }
     proto_msg_clear(&r);
     return 0;
 }
@@ -899,6 +907,7 @@ typedef struct {
     uint64_t last_done;
     int drawn;                   /* a progress bar is on the terminal's line */
     char label[BQ_TEXT_MAX];     /* plain lines: what is watched ("" = the backup) */
+    int states;                  /* job_follow: say each new state of the job */
 } backup_watch_t;
 
 static void watch_clear_line(backup_watch_t *w)
@@ -1033,7 +1042,7 @@ static int backup_wait(cli_t *c, const char *cluster, uint64_t job_id)
         if (j.backup_id[0] && strcmp(j.backup_id, w.id) != 0 &&
             (j.state == BQ_JOB_ASSIGNED || j.state == BQ_JOB_RUNNING ||
              bq_job_state_terminal(j.state))) {
-            if (w.id[0] && backup_get(c, cluster, w.id, &b, &e) == 0)
+            if (w.id[0] && backup_get(c, cluster, w.id, &b, NULL, NULL, &e) == 0)
                 watch_attempt_failed(&w, &b);
             watch_attempt(&w, cluster, &j);
         }
@@ -1059,7 +1068,7 @@ static int backup_wait(cli_t *c, const char *cluster, uint64_t job_id)
                                             cluster, "backup", "error", msg));
         return fail(BQ_E_STATE, msg);
     }
-    rc = backup_get(c, cluster, j.backup_id, &b, &e);
+    rc = backup_get(c, cluster, j.backup_id, &b, NULL, NULL, &e);
     if (rc)
         return fail(rc, e.msg);
     /* As Barman's --wait: a backup whose data is whole waits for its WAL in the archive. */
@@ -1076,7 +1085,7 @@ static int backup_wait(cli_t *c, const char *cluster, uint64_t job_id)
         said = 1;
         struct timespec ts = {0, 500 * 1000000L};
         nanosleep(&ts, NULL);
-        if ((rc = backup_get(c, cluster, j.backup_id, &b, &e)) != 0)
+        if ((rc = backup_get(c, cluster, j.backup_id, &b, NULL, NULL, &e)) != 0)
             return fail(rc, e.msg);
     }
     int ok = j.state == BQ_JOB_SUCCEEDED && b.state == BQ_BACKUP_DONE;
@@ -1154,6 +1163,54 @@ static int verb_backup(cli_t *c)
     return 0;
 }
 
+/* A job seen in a new state (w->states): "LABEL: RUNNING on worker W (job N, attempt A)", or
+ * a JSON "state" event. */
+static void watch_state(backup_watch_t *w, const bq_job_t *j)
+{
+    if (w->json) {
+        json_t *o = json_pack("{s:s, s:I, s:s, s:i}", "event", "state", "job_id",
+                              (json_int_t)j->id, "state", bq_job_state_name(j->state), "attempt",
+                              (int)j->attempt);
+        json_object_set_new(o, "worker", j->worker[0] ? json_string(j->worker) : json_null());
+        out_json_line(stdout, o);
+        return;
+    }
+    watch_clear_line(w);
+    printf("%s: %s", w->label, bq_job_state_name(j->state));
+    if (j->worker[0])
+        printf(" on worker %s", j->worker);
+    printf(" (job %" PRIu64 ", attempt %u)\n", j->id, j->attempt);
+    fflush(stdout);
+}
+
+/* Follow job_id until it ends, drawing its progress with w (a bar on a terminal, a plain line
+ * every 10 s otherwise, JSON events with --json) and, when w->states, each new state; *j is
+ * the job as it ended. No time limit of its own (restores take hours), but a coordinator that
+ * stops answering ends it (job_get's timeout); at most a month of 1 s polls. */
+static int job_follow(cli_t *c, const char *cluster, uint64_t job_id, backup_watch_t *w,
+                      bq_job_t *j, bq_errbuf_t *e)
+{
+    int rc = 0;
+    bq_job_state_t last = BQ_JOB_NONE;
+    for (int i = 0; i < 31 * 86400; i++) {
+        if ((rc = job_get(c, job_id, j, e)) != 0)
+            break;
+        if (w->states && j->state != last)
+            watch_state(w, j);
+        last = j->state;
+        if (bq_job_state_terminal(j->state))
+            break;
+        if (j->state == BQ_JOB_RUNNING && j->progress_total)
+            watch_progress(w, cluster, j);
+        poll_pause(i);
+    }
+    watch_clear_line(w);
+    if (rc == 0 && !bq_job_state_terminal(j->state))
+        rc = bq_fail(e, BQ_E_TIMEOUT, "gave up waiting for job %" PRIu64 " (see: barque job show %"
+                     PRIu64 ")", job_id, job_id);
+    return rc;
+}
+
 /* recover --wait: follow the restore job to its end. */
 static int recover_wait(cli_t *c, const char *cluster, const char *id, uint64_t job_id,
                         const char *dest)
@@ -1167,23 +1224,9 @@ static int recover_wait(cli_t *c, const char *cluster, const char *id, uint64_t 
     snprintf(w.id, sizeof w.id, "%s", id);
     snprintf(w.label, sizeof w.label, "restore of backup %s of cluster %s to %s", id, cluster,
              dest);
-    int rc = 0;
-    /* Restores can take hours: no time limit, but a coordinator that stops answering ends it
-     * (job_get's timeout); at most a month of 1 s polls. */
-    for (int i = 0; i < 31 * 86400; i++) {
-        if ((rc = job_get(c, job_id, &j, &e)) != 0)
-            break;
-        if (bq_job_state_terminal(j.state))
-            break;
-        if (j.state == BQ_JOB_RUNNING && j.progress_total)
-            watch_progress(&w, cluster, &j);
-        poll_pause(i);
-    }
-    watch_clear_line(&w);
+    int rc = job_follow(c, cluster, job_id, &w, &j, &e);
     if (rc != 0)
         return fail(rc, e.msg);
-    if (!bq_job_state_terminal(j.state))
-        return fail(BQ_E_TIMEOUT, "gave up waiting for the restore job");
     const bq_restore_result_t *r = &j.restore;
     if (c->o->json) {
         json_t *o = json_pack("{s:s, s:I, s:s, s:s, s:s, s:s, s:s}", "event", "done", "job_id",
@@ -1283,37 +1326,37 @@ static int target_time_parse(const char *s, int64_t *ms, char *out, size_t cap)
     return 0;
 }
 
-/* recover's --target-* options into r (enabled when any is given); 2 on a bad one. */
-static int recovery_args(const cli_opts_t *o, bq_recovery_t *r)
+/* The --target-* options into r (enabled when any is given); 2 on a bad one, said as verb's. */
+static int recovery_args(const char *verb, const cli_opts_t *o, bq_recovery_t *r)
 {
     memset(r, 0, sizeof *r);
     if (!o->target_kind && !o->target_tli && !o->target_action && !o->exclusive && !o->standby)
         return 0;
     r->enabled = 1;
     if (o->ntargets > 1)
-        return err_usage("recover: give one of --target-time, --target-xid, --target-lsn, "
-                         "--target-name, --target-immediate");
+        return err_usage("%s: give one of --target-time, --target-xid, --target-lsn, "
+                         "--target-name, --target-immediate", verb);
     const char *k = o->target_kind ? o->target_kind : "", *v = o->target_value;
     snprintf(r->kind, sizeof r->kind, "%s", k);
     if (strcmp(k, "time") == 0) {
         if (target_time_parse(v, &r->time_ms, r->value, sizeof r->value) != 0)
-            return err_usage("recover: --target-time %s is not a time like 2026-12-01 "
-                             "14:30:00[.123456][+02[:00]|Z] (no zone: UTC)", v);
+            return err_usage("%s: --target-time %s is not a time like 2026-12-01 "
+                             "14:30:00[.123456][+02[:00]|Z] (no zone: UTC)", verb, v);
     } else if (strcmp(k, "xid") == 0) {
         if (!*v || strspn(v, "0123456789") != strlen(v) || strlen(v) > 20)
-            return err_usage("recover: --target-xid %s is not a transaction id (a number)", v);
+            return err_usage("%s: --target-xid %s is not a transaction id (a number)", verb, v);
         snprintf(r->value, sizeof r->value, "%s", v);
     } else if (strcmp(k, "lsn") == 0) {
         unsigned hi, lo;
         int n = 0;
         if (sscanf(v, "%8X/%8X%n", &hi, &lo, &n) != 2 || v[n] || strchr(v, '-') || strchr(v, '+'))
-            return err_usage("recover: --target-lsn %s is not an LSN (like 0/16B3748)", v);
+            return err_usage("%s: --target-lsn %s is not an LSN (like 0/16B3748)", verb, v);
         r->lsn = ((uint64_t)hi << 32) | lo;
         snprintf(r->value, sizeof r->value, "%X/%X", hi, lo);
     } else if (strcmp(k, "name") == 0) {
         if (!*v || strlen(v) > 63)
-            return err_usage("recover: --target-name must be 1 to 63 bytes (a restore point made "
-                             "with pg_create_restore_point)");
+            return err_usage("%s: --target-name must be 1 to 63 bytes (a restore point made "
+                             "with pg_create_restore_point)", verb);
         snprintf(r->value, sizeof r->value, "%s", v);
     }
     if (o->target_tli)
@@ -1323,12 +1366,12 @@ static int recovery_args(const cli_opts_t *o, bq_recovery_t *r)
     r->exclusive = o->exclusive;
     r->standby = o->standby;
     if (r->exclusive && strcmp(k, "time") != 0 && strcmp(k, "xid") != 0 && strcmp(k, "lsn") != 0)
-        return err_usage("recover: --exclusive needs --target-time, --target-xid or --target-lsn");
+        return err_usage("%s: --exclusive needs --target-time, --target-xid or --target-lsn", verb);
     if (r->action[0] && !k[0])
-        return err_usage("recover: --target-action needs a target (--target-time, ...)");
+        return err_usage("%s: --target-action needs a target (--target-time, ...)", verb);
     char why[160];
     if (bq_recovery_valid(r, why, sizeof why) != 0)
-        return err_usage("recover: %s", why);
+        return err_usage("%s: %s", verb, why);
     return 0;
 }
 
@@ -1344,7 +1387,7 @@ static int verb_recover(cli_t *c)
         !bq_backup_id_valid(id))
         return err_usage("recover: %s is not a backup id (YYYYMMDDTHHMMSS, latest, oldest or "
                          "auto)", id);
-    if (recovery_args(c->o, &req.recovery))
+    if (recovery_args("recover", c->o, &req.recovery))
         return 2;
     if (strcmp(id, "auto") == 0 && !req.recovery.kind[0])
         return err_usage("recover: auto needs a target (--target-time, --target-xid, "
@@ -1458,14 +1501,188 @@ static int verb_show_backup(cli_t *c)
         return err_usage("show-backup: %s is not a backup id (YYYYMMDDTHHMMSS, latest or oldest)",
                          id);
     static bq_backup_t b;
+    static bq_restore_test_t t;
+    int tested = 0;
     bq_errbuf_t e;
-    int rc = backup_get(c, cluster, id, &b, &e);
+    int rc = backup_get(c, cluster, id, &b, &t, &tested, &e);
     if (rc)
         return fail(rc, e.msg);
-    if (c->o->json)
-        out_json_print(stdout, out_backup_json(&b));
-    else
+    if (c->o->json) {
+        json_t *o = out_backup_json(&b);
+        json_object_set_new(o, "last_restore_test", tested ? out_rtest_json(&t) : json_null());
+        out_json_print(stdout, o);
+    } else {
         out_backup_text(stdout, &b);
+        out_rtest_last_text(stdout, tested ? &t : NULL);
+    }
+    return 0;
+}
+
+/* ---- restore tests ------------------------------------------------------------------ */
+
+/* The record of restore test job_id of cluster (verb restore-tests with its job id). */
+static int rtest_get(cli_t *c, const char *cluster, uint64_t job_id, bq_restore_test_t *out,
+                     bq_errbuf_t *e)
+{
+    bq_msg_cli_request_t req;
+    memset(&req, 0, sizeof req);
+    snprintf(req.verb, sizeof req.verb, "restore-tests");
+    snprintf(req.cluster, sizeof req.cluster, "%s", cluster);
+    req.job_id = job_id;
+    bq_msg_t r;
+    int rc = cli_call(c, &req, &r, e);
+    if (rc)
+        return rc;
+    if (r.u.cli_reply.nrtests < 1) {
+        proto_msg_clear(&r);
+        return bq_fail(e, BQ_E_NOTFOUND, "the coordinator has no record of restore test job %"
+                       PRIu64 " of cluster %s", job_id, cluster);
+    }
+    *out = r.u.cli_reply.rtests[0];
+    proto_msg_clear(&r);
+    return 0;
+}
+
+/* restore-test and drill --wait: follow the job, then print its record; 0 when it passed. */
+static int rtest_wait(cli_t *c, const bq_restore_test_t *queued)
+{
+    static bq_job_t j;
+    static bq_restore_test_t t;
+    bq_errbuf_t e;
+    backup_watch_t w;
+    memset(&w, 0, sizeof w);
+    w.json = c->o->json;
+    w.tty = !w.json && isatty(STDOUT_FILENO);
+    w.states = 1;
+    snprintf(w.id, sizeof w.id, "%s", queued->backup_id);
+    snprintf(w.label, sizeof w.label, "restore test of backup %s of cluster %s",
+             queued->backup_id, queued->cluster);
+    int rc = job_follow(c, queued->cluster, queued->job_id, &w, &j, &e);
+    if (rc)
+        return fail(rc, e.msg);
+    rc = rtest_get(c, queued->cluster, queued->job_id, &t, &e);
+    char msg[BQ_TEXT_MAX + 256];
+    if (rc == BQ_E_NOTFOUND) { /* it never ran (cancelled while queued, no worker took it) */
+        snprintf(msg, sizeof msg, "restore test job %" PRIu64 " of cluster %s ended %s with no "
+                 "result%s%s", queued->job_id, queued->cluster, bq_job_state_name(j.state),
+                 j.error[0] ? ": " : "", j.error);
+        if (w.json)
+            out_json_line(stdout, json_pack("{s:s, s:b, s:I, s:s, s:n, s:s}", "event", "done",
+                                            "ok", 0, "job_id", (json_int_t)queued->job_id,
+                                            "cluster", queued->cluster, "restore_test", "error",
+                                            msg));
+        return fail(BQ_E_STATE, msg);
+    }
+    if (rc)
+        return fail(rc, e.msg);
+    if (!t.ok)
+        snprintf(msg, sizeof msg, "restore test job %" PRIu64 " of cluster %s FAILED: %s",
+                 t.job_id, t.cluster, t.error[0] ? t.error : j.error[0] ? j.error : "-");
+    if (w.json) {
+        json_t *o = json_pack("{s:s, s:b, s:I, s:s, s:o}", "event", "done", "ok", t.ok, "job_id",
+                              (json_int_t)t.job_id, "cluster", t.cluster, "restore_test",
+                              out_rtest_json(&t));
+        json_object_set_new(o, "error", t.ok ? json_null() : json_string(msg));
+        out_json_line(stdout, o);
+    } else {
+        out_rtest_text(stdout, &t);
+        fflush(stdout);
+    }
+    if (t.ok)
+        return 0;
+    fprintf(stderr, "barque: %s\n", msg);
+    return 1; /* the test failed: 1, whatever the error's own exit status */
+}
+
+/* restore-test CLUSTER [ID|latest] [--target-time T | --target-immediate] and drill CLUSTER:
+ * queue the test (the coordinator picks the backup and, for a drill, a point in the recovery
+ * window), say what was queued, and with --wait follow it to its record. */
+static int rtest_submit(cli_t *c, const char *verb)
+{
+    bq_msg_cli_request_t req;
+    memset(&req, 0, sizeof req);
+    snprintf(req.verb, sizeof req.verb, "%s", verb);
+    if (cluster_arg(verb, c->o->args[0], req.cluster, sizeof req.cluster))
+        return 2;
+    const char *id = c->o->nargs > 1 ? c->o->args[1] : "latest";
+    if (strcmp(id, "latest") != 0 && !bq_backup_id_valid(id))
+        return err_usage("%s: %s is not a backup id (YYYYMMDDTHHMMSS or latest)", verb, id);
+    if (strcmp(verb, "drill") != 0)
+        snprintf(req.backup_id, sizeof req.backup_id, "%s", id);
+    const cli_opts_t *o = c->o;
+    if (o->target_tli || o->target_action || o->exclusive || o->standby ||
+        (o->target_kind && strcmp(o->target_kind, "time") != 0 &&
+         strcmp(o->target_kind, "immediate") != 0))
+        return err_usage("%s: the targets of a restore test are --target-time T and "
+                         "--target-immediate (none: all the archived WAL)", verb);
+    if (o->ntargets > 1)
+        return err_usage("%s: give one of --target-time, --target-immediate", verb);
+    if (recovery_args(verb, o, &req.recovery))
+        return 2;
+    if (o->from_site) {
+        if (!bq_name_valid(o->from_site))
+            return err_usage("%s: %s is not a valid site name", verb, o->from_site);
+        snprintf(req.from_site, sizeof req.from_site, "%s", o->from_site);
+    }
+    bq_msg_t r;
+    bq_errbuf_t e;
+    int rc = cli_call(c, &req, &r, &e);
+    if (rc)
+        return fail(rc, e.msg);
+    static bq_restore_test_t q; /* what was queued */
+    memset(&q, 0, sizeof q);
+    if (r.u.cli_reply.nrtests)
+        q = r.u.cli_reply.rtests[0];
+    if (!q.job_id)
+        q.job_id = r.u.cli_reply.job_id;
+    if (!q.cluster[0])
+        snprintf(q.cluster, sizeof q.cluster, "%s", req.cluster);
+    if (!q.backup_id[0])
+        snprintf(q.backup_id, sizeof q.backup_id, "%s", strcmp(verb, "drill") ? id : "-");
+    proto_msg_clear(&r);
+    if (c->o->json) {
+        json_t *ev = json_object();
+        if (c->o->wait)
+            json_object_set_new(ev, "event", json_string("queued"));
+        json_object_set_new(ev, "job_id", json_integer((json_int_t)q.job_id));
+        json_object_set_new(ev, "cluster", json_string(q.cluster));
+        json_object_set_new(ev, "backup_id", json_string(q.backup_id));
+        json_object_set_new(ev, "kind", q.kind[0] ? json_string(q.kind) : json_null());
+        json_object_set_new(ev, "target", q.target[0] ? json_string(q.target) : json_null());
+        if (!c->o->wait) {
+            out_json_print(stdout, ev);
+            return 0;
+        }
+        out_json_line(stdout, ev);
+    } else {
+        printf("restore test of backup %s of cluster %s queued as job %" PRIu64 " (target: %s)\n",
+               q.backup_id, q.cluster, q.job_id, q.target[0] ? q.target : "-");
+        fflush(stdout);
+    }
+    return c->o->wait ? rtest_wait(c, &q) : 0;
+}
+
+static int verb_restore_test(cli_t *c) { return rtest_submit(c, "restore-test"); }
+static int verb_drill(cli_t *c) { return rtest_submit(c, "drill"); }
+
+/* restore-tests CLUSTER: the cluster's restore tests, newest first as a table; as JSON in
+ * the catalog's order, oldest first (so [-1] is the newest, as scripts read it). */
+static int verb_restore_tests(cli_t *c)
+{
+    bq_msg_t r;
+    int rc = cluster_query(c, "restore-tests", &r);
+    if (rc)
+        return rc;
+    const bq_msg_cli_reply_t *p = &r.u.cli_reply;
+    if (c->o->json) {
+        json_t *a = json_array();
+        for (size_t i = 0; i < p->nrtests; i++)
+            json_array_append_new(a, out_rtest_json(&p->rtests[i]));
+        out_json_print(stdout, a);
+    } else {
+        out_rtests_text(stdout, c->o->args[0], p);
+    }
+    proto_msg_clear(&r);
     return 0;
 }
 
@@ -1755,7 +1972,9 @@ static const verb_t verbs[] = {
      "deployment's store master key (mode 0600), which wraps the keys that encrypt backups.\n"
      "Refuses to overwrite existing files.", VERB_OFFLINE, NULL},
     {"status", 0, 0, OPT_JSON, verb_status, "status [--json]",
-     "Workers online/offline per site, clusters, queued and running jobs.", 0, NULL},
+     "Workers online/offline per site, clusters, queued and running jobs. Per cluster its WAL\n"
+     "and its restore tests: when the last one passed (backup, measured RTO) or failed (why),\n"
+     "and the recovery time the coordinator predicts for a restore now.", 0, NULL},
     {"workers", 0, 0, OPT_JSON, verb_workers, "workers [--json]",
      "Every worker the coordinator knows: site, online, jobs, store free space, last seen.", 0, NULL},
     {"clusters", 0, 0, OPT_JSON, verb_clusters, "clusters [--json]",
@@ -1793,8 +2012,10 @@ static const verb_t verbs[] = {
      "The coordinator's view in Prometheus text exposition format, for node_exporter's\n"
      "textfile collector (barque metrics > DIR/barque.prom.tmp && mv ... barque.prom): per\n"
      "cluster the last backup's time, duration and size, backups per state, backup age, WAL\n"
-     "archive gaps, last archived WAL time, receiver lag, the last check's status; per worker\n"
-     "online, store free and total bytes, jobs. Names start with barque_; units in the names.\n"
+     "archive gaps, last archived WAL time, receiver lag, the last check's status, the last\n"
+     "restore test's time and result, the last passed one's time and RTO, the predicted RTO\n"
+     "and the restore test check's status; per worker online, store free and total bytes,\n"
+     "jobs. Names start with barque_; units in the names.\n"
      "When the coordinator does not answer it prints barque_up 0 and exits 1.", 0, NULL},
     {"schedule", 0, 1, OPT_JSON, verb_schedule, "schedule [CLUSTER] [--json]",
      "What the coordinator's scheduler does for each cluster (backup_schedule, backup_jitter):\n"
@@ -1837,6 +2058,34 @@ static const verb_t verbs[] = {
      "coordinator refuses a target the archive cannot reach, saying why: no backup ends before\n"
      "it, a segment between the backup and the target is missing from the WAL index, the target\n"
      "timeline is not in the archive, a time in the future.", 0, NULL},
+    {"restore-test", 1, 2, OPT_JSON | OPT_WAIT | OPT_TARGET | OPT_FROM_SITE, verb_restore_test,
+     "restore-test CLUSTER [ID|latest] [--target-time T | --target-immediate]\n"
+     "               [--from-site SITE] [--wait] [--json]",
+     "Test that backup ID of CLUSTER (default latest, the newest DONE one) restores: a worker\n"
+     "restores it into its scratch space, starts PostgreSQL on a free port, replays the WAL\n"
+     "(all the archived WAL; to T with --target-time, no zone: UTC; only to consistency with\n"
+     "--target-immediate), runs the checks (the server answers queries; pg_amcheck with\n"
+     "restore_test_amcheck = on; the file of restore_test_sql must return true), records the\n"
+     "result with the measured recovery time (RTO) and removes the copy.\n"
+     "--from-site SITE reads the backup from a store at SITE. Prints the job queued; with\n"
+     "--wait follows it (its state, and a progress bar while it fetches) and prints the test:\n"
+     "target reached (LSN, time), WAL replayed, bytes, the time of each phase, the RTO and\n"
+     "each check. Exit 0 when it passed, 1 when it failed (the error on stderr too).", 0, NULL},
+    {"drill", 1, 1, OPT_JSON | OPT_WAIT | OPT_FROM_SITE, verb_drill,
+     "drill CLUSTER [--from-site SITE] [--wait] [--json]",
+     "A restore drill of CLUSTER: the coordinator picks a random point in the recovery window\n"
+     "and the backup that reaches it, and a worker runs a restore test to that time (as\n"
+     "restore-test --target-time). Prints which backup and target were picked; --wait, --json\n"
+     "and the exit status as restore-test's.", 0, NULL},
+    {"restore-tests", 1, 1, OPT_JSON, verb_restore_tests, "restore-tests CLUSTER [--json]",
+     "The restore tests of CLUSTER in the catalog, newest first: job, backup, kind (scheduled,\n"
+     "manual, drill), PASSED or FAILED, when it finished (UTC), the recovery time (RTO), its\n"
+     "phases (fetch and write, server start to consistent, replay), WAL segments replayed,\n"
+     "bytes restored and the target reached (LSN and time of the last transaction replayed);\n"
+     "a failed test's error on the line below. --json prints one array, oldest first, of\n"
+     "objects with every field (times as ISO-8601 UTC and as *_ms numbers, checks as {name,\n"
+     "status, ok, detail}).",
+     0, NULL},
     {"list-backups", 1, 1, OPT_JSON, verb_list_backups, "list-backups CLUSTER [--json]",
      "The backups of CLUSTER in the catalog, newest first (the newest 1,000): id, state,\n"
      "retention status (VALID, OBSOLETE, KEEP:FULL, KEEP:STANDALONE; - when not DONE), end\n"
@@ -1897,7 +2146,9 @@ static const verb_t verbs[] = {
      "Everything the catalog knows about one backup of CLUSTER: state, job and worker, stores\n"
      "holding it, system identifier, PostgreSQL version, timeline, begin/end LSN, time and WAL,\n"
      "sizes, files, duration, page checksum failures. latest and oldest mean the newest and\n"
-     "oldest DONE backup. --json gives sizes in bytes.", 0, NULL},
+     "oldest DONE backup. Then the backup's last restore test (PASSED or FAILED, when, its\n"
+     "RTO, job and error), or \"never\". --json gives sizes in bytes, and the test as\n"
+     "last_restore_test (null when none).", 0, NULL},
     {"list-files", 2, 2, OPT_JSON | OPT_WAIT_TIMEOUT, verb_list_files,
      "list-files CLUSTER ID|latest|oldest [--wait-timeout SEC] [--json]",
      "The files of a DONE backup of CLUSTER, in the backup's order: mode, size, modification\n"
@@ -2030,6 +2281,12 @@ int cli_main(int argc, char **argv)
             i++;
             o.keep_target = val;
             seen |= OPT_KEEP;
+        } else if (strcmp(a, "--from-site") == 0) {
+            if (!val)
+                return err_usage("option %s needs a value", a);
+            i++;
+            o.from_site = val;
+            seen |= OPT_FROM_SITE;
         } else if (strcmp(a, "--archive") == 0) {
             o.archive = 1;
             seen |= OPT_ARCHIVE;

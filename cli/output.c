@@ -3,6 +3,7 @@
 #include "clock.h"
 
 #include <inttypes.h>
+#include <stdarg.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -65,17 +66,32 @@ static const char *time_text(int64_t ms, char *buf, size_t len)
     return ms ? bq_wall_format(ms, buf, len) : "-";
 }
 
+/* An item's severity: OK when ok, else its own, CRITICAL when it says none. */
+static int item_severity(const bq_check_item_t *it)
+{
+    return it->ok ? BQ_SEV_OK : it->severity ? it->severity : BQ_SEV_CRITICAL;
+}
+
+/* [{name, ok, status, detail}] of n check items. */
+static json_t *items_json(const bq_check_item_t *items, size_t n)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(a, json_pack("{s:s, s:b, s:s, s:s}", "name", items[i].name, "ok",
+                                           items[i].ok, "status",
+                                           bq_severity_name(item_severity(&items[i])), "detail",
+                                           items[i].detail));
+    return a;
+}
+
+static json_t *str_or_null(const char *s)
+{
+    return s[0] ? json_string(s) : json_null();
+}
+
 json_t *out_check_json(const bq_check_result_t *r)
 {
-    json_t *items = json_array();
-    for (size_t i = 0; i < r->nitems; i++)
-        json_array_append_new(items, json_pack("{s:s, s:b, s:s, s:s}", "name", r->items[i].name,
-                                               "ok", r->items[i].ok, "status",
-                                               bq_severity_name(r->items[i].ok ? BQ_SEV_OK
-                                                                : r->items[i].severity
-                                                                    ? r->items[i].severity
-                                                                    : BQ_SEV_CRITICAL),
-                                               "detail", r->items[i].detail));
+    json_t *items = items_json(r->items, r->nitems);
     json_t *slots = json_array();
     char tmp[BQ_SLOTS_MAX];
     snprintf(tmp, sizeof tmp, "%s", r->slots);
@@ -115,9 +131,11 @@ json_t *out_job_json(const bq_job_t *j)
     if (j->type == BQ_JOB_SLEEP)
         json_object_set_new(o, "sleep_ms", json_integer(j->sleep_ms));
     if (j->type == BQ_JOB_BACKUP || j->type == BQ_JOB_RESTORE || j->type == BQ_JOB_LIST_FILES ||
-        j->type == BQ_JOB_DELETE)
+        j->type == BQ_JOB_DELETE || j->type == BQ_JOB_RESTORE_TEST)
         json_object_set_new(o, "backup_id",
                             j->backup_id[0] ? json_string(j->backup_id) : json_null());
+    if (j->type == BQ_JOB_RESTORE_TEST)
+        json_object_set_new(o, "restore_test_kind", str_or_null(j->rt.kind));
     if (j->type == BQ_JOB_BACKUP)
         json_object_set_new(o, "checkpoint",
                             json_string(j->checkpoint[0] ? j->checkpoint : "fast"));
@@ -139,11 +157,6 @@ json_t *out_delete_json(const bq_delete_result_t *d)
                           "bytes_reclaimed", (json_int_t)d->bytes_reclaimed);
     json_object_set_new(o, "gc_note", d->gc_note[0] ? json_string(d->gc_note) : json_null());
     return o;
-}
-
-static json_t *str_or_null(const char *s)
-{
-    return s[0] ? json_string(s) : json_null();
 }
 
 json_t *out_backup_json(const bq_backup_t *b)
@@ -433,6 +446,9 @@ void out_job_text(FILE *f, const bq_job_t *j)
         fprintf(f, "backup:       %s (files from #%" PRIu64 ")\n", j->backup_id, j->offset);
     if (j->type == BQ_JOB_DELETE)
         fprintf(f, "backup:       %s\n", j->backup_id);
+    if (j->type == BQ_JOB_RESTORE_TEST)
+        fprintf(f, "backup:       %s (restore test%s%s)\n", j->backup_id[0] ? j->backup_id : "-",
+                j->rt.kind[0] ? ", " : "", j->rt.kind);
     if (j->has_delete)
         fprintf(f, "deleted:      %s; %s\n", j->del.was_absent ? "was already gone" : "manifest removed",
                 j->del.gc_run ? "GC ran" : j->del.gc_note);
@@ -463,6 +479,9 @@ void out_check_text(FILE *f, const char *cluster, const bq_job_t *j)
                 r->slots[0] ? r->slots : "(none)", r->can_replicate ? "yes" : "no");
     }
 }
+
+static void status_rt_text(FILE *f, const bq_cluster_t *c);
+static json_t *status_rt_json(const bq_cluster_t *c);
 
 typedef struct {
     char site[BQ_NAME_MAX];
@@ -533,6 +552,8 @@ void out_status_text(FILE *f, const char *coordinator, const bq_msg_cli_reply_t 
             else if (strcmp(c->wal_mode, "stream") == 0)
                 fprintf(f, "; no receiver running");
         }
+        fprintf(f, "\n    ");
+        status_rt_text(f, c);
         fputc('\n', f);
     }
     if (!r->nclusters)
@@ -554,8 +575,11 @@ json_t *out_status_json(const char *coordinator, const bq_msg_cli_reply_t *r)
                                                sums[i].clusters));
     for (size_t i = 0; i < r->nworkers; i++)
         json_array_append_new(workers, out_worker_json(&r->workers[i]));
-    for (size_t i = 0; i < r->nclusters; i++)
-        json_array_append_new(clusters, out_cluster_json(&r->clusters[i]));
+    for (size_t i = 0; i < r->nclusters; i++) {
+        json_t *o = out_cluster_json(&r->clusters[i]);
+        json_object_set_new(o, "restore_test", status_rt_json(&r->clusters[i]));
+        json_array_append_new(clusters, o);
+    }
     return json_pack("{s:s, s:o, s:o, s:o, s:{s:i, s:i}}", "coordinator", coordinator, "sites",
                      sites, "workers", workers, "clusters", clusters, "jobs", "queued", queued,
                      "running", running);
@@ -596,4 +620,202 @@ void out_file_text(FILE *out, const bq_file_entry_t *f)
     m[10] = '\0';
     fprintf(out, "%s %12" PRIu64 " %s %s\n", m, f->size,
             bq_wall_format(f->mtime * 1000, when, sizeof when), f->path);
+}
+
+/* ---- restore tests --------------------------------------------------------------------- */
+
+static const char *rt_result(const bq_restore_test_t *t)
+{
+    return t->ok ? "PASSED" : "FAILED";
+}
+
+/* "16/B374D848 at 2026-12-01T09:59:58Z", "16/B374D848 (no transaction replayed)", "-". */
+static const char *rt_reached(const bq_restore_test_t *t, const char *sep, char *buf, size_t len)
+{
+    char lsn[32], when[32];
+    if (!t->reached_lsn)
+        snprintf(buf, len, "-");
+    else if (t->reached_ms)
+        snprintf(buf, len, "%s%s%s", out_lsn(t->reached_lsn, lsn, sizeof lsn), sep,
+                 bq_wall_format(t->reached_ms, when, sizeof when));
+    else
+        snprintf(buf, len, "%s (no transaction replayed)", out_lsn(t->reached_lsn, lsn, sizeof lsn));
+    return buf;
+}
+
+json_t *out_rtest_json(const bq_restore_test_t *t)
+{
+    char lsn[32];
+    json_t *o = json_pack("{s:s, s:I, s:i, s:s, s:s, s:s, s:s, s:b, s:s}", "cluster", t->cluster,
+                          "job_id", (json_int_t)t->job_id, "attempt", (int)t->attempt,
+                          "backup_id", t->backup_id, "kind", t->kind, "worker", t->worker, "site",
+                          t->site, "ok", t->ok, "result", rt_result(t));
+    json_object_set_new(o, "read_from", str_or_null(t->read_from));
+    json_object_set_new(o, "error", str_or_null(t->error));
+    json_object_set_new(o, "target", str_or_null(t->target));
+    json_object_set_new(o, "started", time_json(t->started_ms));
+    json_object_set_new(o, "started_ms", json_integer(t->started_ms));
+    json_object_set_new(o, "finished", time_json(t->finished_ms));
+    json_object_set_new(o, "finished_ms", json_integer(t->finished_ms));
+    json_object_set_new(o, "reached_lsn", t->reached_lsn ? json_string(out_lsn(t->reached_lsn, lsn,
+                                                                               sizeof lsn))
+                                                         : json_null());
+    json_object_set_new(o, "reached", time_json(t->reached_ms));
+    json_object_set_new(o, "reached_ms", json_integer(t->reached_ms));
+    json_object_set_new(o, "wal_segments", json_integer((json_int_t)t->wal_segments));
+    json_object_set_new(o, "wal_bytes", json_integer((json_int_t)t->wal_bytes));
+    json_object_set_new(o, "bytes", json_integer((json_int_t)t->bytes));
+    json_object_set_new(o, "fetch_ms", json_integer(t->fetch_ms));
+    json_object_set_new(o, "start_ms", json_integer(t->start_ms));
+    json_object_set_new(o, "replay_ms", json_integer(t->replay_ms));
+    json_object_set_new(o, "rto_ms", json_integer(t->rto_ms));
+    json_object_set_new(o, "check_ms", json_integer(t->check_ms));
+    json_object_set_new(o, "predicted_ms", t->predicted_ms > 0 ? json_integer(t->predicted_ms)
+                                                               : json_null());
+    json_object_set_new(o, "checks", items_json(t->checks, t->nchecks));
+    return o;
+}
+
+void out_rtests_text(FILE *f, const char *cluster, const bq_msg_cli_reply_t *r)
+{
+    if (!r->nrtests) {
+        fprintf(f, "(no restore tests for cluster %s)\n", cluster);
+        return;
+    }
+    char when[32], rto[32], fetch[32], start[32], replay[32], bytes[32], reached[96];
+    fprintf(f, "%-8s %-16s %-9s %-6s %-21s %-9s %-9s %-9s %-9s %8s %-10s %s\n", "JOB", "BACKUP",
+            "KIND", "RESULT", "FINISHED", "RTO", "FETCH", "START", "REPLAY", "WAL", "BYTES",
+            "TARGET REACHED");
+    for (size_t i = r->nrtests; i-- > 0;) {
+        const bq_restore_test_t *t = &r->rtests[i];
+        fprintf(f, "%-8" PRIu64 " %-16s %-9s %-6s %-21s %-9s %-9s %-9s %-9s %8" PRIu64
+                " %-10s %s\n", t->job_id, t->backup_id[0] ? t->backup_id : "-",
+                t->kind[0] ? t->kind : "-", rt_result(t),
+                time_text(t->finished_ms, when, sizeof when),
+                out_duration(t->rto_ms, rto, sizeof rto),
+                out_duration(t->fetch_ms, fetch, sizeof fetch),
+                out_duration(t->start_ms, start, sizeof start),
+                out_duration(t->replay_ms, replay, sizeof replay), t->wal_segments,
+                out_bytes(t->bytes, bytes, sizeof bytes),
+                rt_reached(t, " ", reached, sizeof reached));
+        if (!t->ok)
+            fprintf(f, "    error: %s\n", t->error[0] ? t->error : "-");
+    }
+}
+
+/* One "  label:  value" line of a restore test in detail. */
+static void rt_line(FILE *f, const char *label, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void rt_line(FILE *f, const char *label, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(f, "  %-28s", label);
+    vfprintf(f, fmt, ap);
+    fputc('\n', f);
+    va_end(ap);
+}
+
+void out_rtest_text(FILE *f, const bq_restore_test_t *t)
+{
+    char a[96], b[32];
+    fprintf(f, "restore test job %" PRIu64 " of cluster %s%s%s%s: %s\n", t->job_id, t->cluster,
+            t->kind[0] ? " (" : "", t->kind, t->kind[0] ? ")" : "", rt_result(t));
+    rt_line(f, "backup:", "%s", t->backup_id[0] ? t->backup_id : "-");
+    if (t->read_from[0] && strcmp(t->read_from, t->worker) != 0)
+        rt_line(f, "worker:", "%s at site %s, read from the store of worker %s",
+                t->worker[0] ? t->worker : "-", t->site[0] ? t->site : "-", t->read_from);
+    else
+        rt_line(f, "worker:", "%s at site %s", t->worker[0] ? t->worker : "-",
+                t->site[0] ? t->site : "-");
+    rt_line(f, "target:", "%s", t->target[0] ? t->target : "-");
+    rt_line(f, "started:", "%s", time_text(t->started_ms, b, sizeof b));
+    rt_line(f, "finished:", "%s", time_text(t->finished_ms, b, sizeof b));
+    if (t->error[0])
+        rt_line(f, "error:", "%s", t->error);
+    rt_line(f, "target reached:", "%s", rt_reached(t, " at ", a, sizeof a));
+    rt_line(f, "WAL segments replayed:", "%" PRIu64, t->wal_segments);
+    rt_line(f, "WAL bytes after the backup:", "%s (%" PRIu64 " bytes)",
+            out_bytes(t->wal_bytes, b, sizeof b), t->wal_bytes);
+    rt_line(f, "bytes restored:", "%s (%" PRIu64 " bytes)", out_bytes(t->bytes, b, sizeof b),
+            t->bytes);
+    rt_line(f, "fetch and write:", "%s", out_duration(t->fetch_ms, b, sizeof b));
+    rt_line(f, "server start to consistent:", "%s", out_duration(t->start_ms, b, sizeof b));
+    rt_line(f, "replay:", "%s", out_duration(t->replay_ms, b, sizeof b));
+    rt_line(f, "recovery time (RTO):", "%s", out_duration(t->rto_ms, b, sizeof b));
+    rt_line(f, "checks time:", "%s", out_duration(t->check_ms, b, sizeof b));
+    if (t->predicted_ms > 0)
+        rt_line(f, "predicted at start:", "%s", out_duration(t->predicted_ms, b, sizeof b));
+    for (size_t i = 0; i < t->nchecks; i++) {
+        const bq_check_item_t *it = &t->checks[i];
+        int sev = item_severity(it);
+        fprintf(f, "  %s%s %s: %s\n", bq_severity_name(sev), sev == BQ_SEV_OK ? " " : "",
+                it->name, it->detail);
+    }
+}
+
+void out_rtest_last_text(FILE *f, const bq_restore_test_t *t)
+{
+    char b[32];
+    if (!t) {
+        fprintf(f, "Last restore test: never\n");
+        return;
+    }
+    fprintf(f, "Last restore test:\n");
+    fprintf(f, "  result:             %s\n", rt_result(t));
+    fprintf(f, "  finished:           %s\n", time_text(t->finished_ms, b, sizeof b));
+    fprintf(f, "  recovery time:      %s (RTO)\n", out_duration(t->rto_ms, b, sizeof b));
+    fprintf(f, "  job:                %" PRIu64 "%s%s%s\n", t->job_id, t->kind[0] ? " (" : "",
+            t->kind, t->kind[0] ? ")" : "");
+    if (!t->ok)
+        fprintf(f, "  error:              %s\n", t->error[0] ? t->error : "-");
+}
+
+/* status: a cluster's restore tests from its rt_* fields, on one line (no newline). */
+static void status_rt_text(FILE *f, const bq_cluster_t *c)
+{
+    char when[32], rto[32];
+    fprintf(f, "restore test: ");
+    if (!c->rt_last_ms)
+        fprintf(f, "never run");
+    else if (!c->rt_last_ok)
+        fprintf(f, "last FAILED %s (backup %s): %s", time_text(c->rt_last_ms, when, sizeof when),
+                c->rt_last_backup[0] ? c->rt_last_backup : "-",
+                c->rt_last_error[0] ? c->rt_last_error : "-");
+    if (c->rt_ok_ms)
+        fprintf(f, "%slast passed %s (backup %s, RTO %s)", c->rt_last_ok ? "" : "; ",
+                time_text(c->rt_ok_ms, when, sizeof when), c->rt_ok_backup[0] ? c->rt_ok_backup : "-",
+                out_duration(c->rt_ok_rto_ms, rto, sizeof rto));
+    if (c->rt_predicted_ms > 0)
+        fprintf(f, "; predicted recovery now %s%s%s%s",
+                out_duration(c->rt_predicted_ms, rto, sizeof rto),
+                c->rt_predicted_detail[0] ? " (" : "", c->rt_predicted_detail,
+                c->rt_predicted_detail[0] ? ")" : "");
+}
+
+/* status --json: {status, severity, last {...} | null, last_passed {...} | null,
+ * predicted_ms, predicted_detail}. */
+static json_t *status_rt_json(const bq_cluster_t *c)
+{
+    int sev = c->rt_severity >= BQ_SEV_OK && c->rt_severity <= BQ_SEV_UNKNOWN ? c->rt_severity
+                                                                              : BQ_SEV_UNKNOWN;
+    json_t *o = json_pack("{s:s, s:i}", "status", bq_severity_name(sev), "severity", sev);
+    json_t *last = json_null(), *passed = json_null();
+    if (c->rt_last_ms) {
+        last = json_pack("{s:o, s:I, s:b, s:s}", "finished", time_json(c->rt_last_ms),
+                         "finished_ms", (json_int_t)c->rt_last_ms, "ok", c->rt_last_ok,
+                         "backup_id", c->rt_last_backup);
+        json_object_set_new(last, "error", str_or_null(c->rt_last_error));
+    }
+    if (c->rt_ok_ms)
+        passed = json_pack("{s:o, s:I, s:s, s:I}", "finished", time_json(c->rt_ok_ms),
+                           "finished_ms", (json_int_t)c->rt_ok_ms, "backup_id", c->rt_ok_backup,
+                           "rto_ms", (json_int_t)c->rt_ok_rto_ms);
+    json_object_set_new(o, "last", last);
+    json_object_set_new(o, "last_passed", passed);
+    json_object_set_new(o, "predicted_ms", c->rt_predicted_ms > 0
+                                                   ? json_integer(c->rt_predicted_ms)
+                                                   : json_null());
+    json_object_set_new(o, "predicted_detail", str_or_null(c->rt_predicted_detail));
+    return o;
 }

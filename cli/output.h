@@ -31,6 +31,11 @@ void out_workers_text(FILE *f, const bq_msg_cli_reply_t *r);
 void out_clusters_text(FILE *f, const bq_msg_cli_reply_t *r);
 void out_jobs_text(FILE *f, const bq_msg_cli_reply_t *r);
 void out_job_text(FILE *f, const bq_job_t *j);
+/* status: per cluster a second line "    restore test: never run" | "last passed TIME (backup
+ * ID, RTO D)" | "last FAILED TIME (backup ID): ERROR[; last passed ...]", then "; predicted
+ * recovery now D (DETAIL)" when rt_predicted_ms > 0; --json: each cluster's "restore_test"
+ * {status, severity, last {finished, finished_ms, ok, backup_id, error} | null, last_passed
+ * {finished, finished_ms, backup_id, rto_ms} | null, predicted_ms, predicted_detail}. */
 void out_status_text(FILE *f, const char *coordinator, const bq_msg_cli_reply_t *r);
 json_t *out_status_json(const char *coordinator, const bq_msg_cli_reply_t *r);
 /* One line per check item: "  connection        OK      reason". */
@@ -46,6 +51,23 @@ void out_backup_text(FILE *f, const bq_backup_t *b);
  * history and partial file, or "(no WAL archived for cluster C)". */
 json_t *out_wal_timeline_json(const bq_wal_timeline_t *t);
 void out_wal_text(FILE *f, const char *cluster, const bq_msg_cli_reply_t *r);
+
+/* Restore tests (issue 7). JSON: every field of the record; instants as ISO-8601 UTC strings
+ * (started, finished, reached: null when 0) and as numbers (started_ms, ...); durations in
+ * ms (fetch_ms, start_ms, replay_ms, rto_ms, check_ms; predicted_ms null when 0); LSNs as
+ * "X/X" (reached_lsn, null when 0); result PASSED/FAILED; checks [{name, ok, status, detail}]. */
+json_t *out_rtest_json(const bq_restore_test_t *t);
+/* restore-tests: a table newest first (r->rtests is oldest first): JOB BACKUP KIND RESULT
+ * FINISHED RTO FETCH START REPLAY WAL BYTES TARGET REACHED, a failed test's error on the line
+ * after it ("    error: ..."); "(no restore tests for cluster C)" when there is none. */
+void out_rtests_text(FILE *f, const char *cluster, const bq_msg_cli_reply_t *r);
+/* One test in detail: a header "restore test job N of cluster C (KIND): PASSED|FAILED", then
+ * each figure on a line of its own, then each check item "  OK  name: detail" or
+ * "  CRITICAL name: detail". */
+void out_rtest_text(FILE *f, const bq_restore_test_t *t);
+/* show-backup's "Last restore test:" block (result, finished, RTO, job, error when failed);
+ * t NULL: "Last restore test: never". */
+void out_rtest_last_text(FILE *f, const bq_restore_test_t *t);
 
 /* "12.3 GiB" */
 char *out_bytes(uint64_t n, char *buf, size_t len);
