@@ -1192,12 +1192,28 @@ static int job_follow(cli_t *c, const char *cluster, uint64_t job_id, backup_wat
 {
     int rc = 0;
     bq_job_state_t last = BQ_JOB_NONE;
+    char phase[BQ_DETAIL_MAX] = "";
     for (int i = 0; i < 31 * 86400; i++) {
         if ((rc = job_get(c, job_id, j, e)) != 0)
             break;
         if (w->states && j->state != last)
             watch_state(w, j);
         last = j->state;
+        /* a restore test's phases (restoring, starting, replaying, checking) as they come */
+        if (j->type == BQ_JOB_RESTORE_TEST && j->progress_message[0] &&
+            strcmp(j->progress_message, phase) != 0 && !bq_job_state_terminal(j->state)) {
+            snprintf(phase, sizeof phase, "%s", j->progress_message);
+            watch_clear_line(w);
+            if (w->json) {
+                json_t *o = json_pack("{s:s, s:I, s:s}", "event", "phase", "job_id",
+                                      (json_int_t)j->id, "message", phase);
+                out_json_line(stdout, o);
+                json_decref(o);
+            } else {
+                printf("%s: %s\n", w->label[0] ? w->label : "job", phase);
+                fflush(stdout);
+            }
+        }
         if (bq_job_state_terminal(j->state))
             break;
         if (j->state == BQ_JOB_RUNNING && j->progress_total)

@@ -118,6 +118,7 @@ json_t *out_job_json(const bq_job_t *j)
     json_object_set_new(o, "finished", time_json(j->finished_ms));
     json_object_set_new(o, "progress_done", json_integer((json_int_t)j->progress_done));
     json_object_set_new(o, "progress_total", json_integer((json_int_t)j->progress_total));
+    json_object_set_new(o, "progress_message", json_string(j->progress_message));
     json_object_set_new(o, "error", j->error[0] ? json_string(j->error) : json_null());
     if (j->type == BQ_JOB_SWITCH_WAL)
         json_object_set_new(o, "wal_file", j->wal_file[0] ? json_string(j->wal_file) : json_null());
@@ -437,6 +438,8 @@ void out_job_text(FILE *f, const bq_job_t *j)
     fprintf(f, "finished:     %s\n", time_text(j->finished_ms, t, sizeof t));
     if (j->progress_total)
         fprintf(f, "progress:     %" PRIu64 " of %" PRIu64 "\n", j->progress_done, j->progress_total);
+    if (j->progress_message[0])
+        fprintf(f, "phase:        %s\n", j->progress_message);
     if (j->type == BQ_JOB_BACKUP)
         fprintf(f, "backup:       %s (%s checkpoint)\n", j->backup_id[0] ? j->backup_id : "-",
                 j->checkpoint[0] ? j->checkpoint : "fast");

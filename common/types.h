@@ -331,6 +331,7 @@ typedef struct {
     bq_prune_result_t prune;
     int keep;                         /* keep: 0 release, 1 full, 2 standalone */
     bq_rt_spec_t rt;                  /* restore-test: what to check (set at offer) */
+    char progress_message[BQ_DETAIL_MAX]; /* the last progress report's message (its phase) */
 } bq_job_t;
 
 typedef struct {

@@ -318,6 +318,7 @@ typedef struct {
     const bq_msg_result_t *result;
     int progress;
     uint64_t done, total;
+    const char *message;      /* with progress: the report's message (NULL: kept) */
     int cancel;
 } job_change_t;
 
@@ -328,6 +329,8 @@ static void job_apply(bq_job_t *j, void *arg)
     if (ch->progress) {
         j->progress_done = ch->done;
         j->progress_total = ch->total;
+        if (ch->message)
+            snprintf(j->progress_message, sizeof j->progress_message, "%s", ch->message);
     }
     if (ch->cancel)
         j->cancel_requested = 1;
@@ -1222,7 +1225,8 @@ static void on_progress(coord_t *c, const bq_peer_t *from, bq_msg_t *m)
                     "archive WAL)", bq_job_type_name(s->type), p->wal_file);
     }
     /* a WAL file's report carries no figures: the job's progress stays as it was */
-    job_change_t ch = {.progress = !p->wal_file[0], .done = p->done, .total = p->total};
+    job_change_t ch = {.progress = !p->wal_file[0], .done = p->done, .total = p->total,
+                       .message = p->message};
     if (s->state == BQ_JOB_ASSIGNED)
         ch.state = BQ_JOB_RUNNING;
     if (job_edit(c, s->id, job_apply, &ch, NULL) == 0) {

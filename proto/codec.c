@@ -642,6 +642,7 @@ static int codec_job_to_pb(codec_arena_t *a, const bq_job_t *c, Barque__Job *pb,
         (rc = STR_PUT("Job", delta_from)) < 0 || (rc = STR_PUT("Job", wal_file)) < 0 ||
         (rc = STR_PUT("Job", pre_script)) < 0 || (rc = STR_PUT("Job", post_script)) < 0 ||
         (rc = STR_PUT("Job", hook_note)) < 0 || (rc = STR_PUT("Job", wal_keep_from)) < 0 ||
+        (rc = STR_PUT("Job", progress_message)) < 0 ||
         (rc = codec_list_put(a, c->wal_keep_ranges, sizeof c->wal_keep_ranges, "Job",
                              "wal_keep_ranges", "WAL range", &pb->wal_keep_ranges,
                              &pb->n_wal_keep_ranges, e)) < 0)
@@ -738,6 +739,7 @@ static int codec_job_from_pb(const Barque__Job *pb, bq_job_t *c, bq_errbuf_t *e)
         (rc = STR_GET("Job", delta_from)) < 0 || (rc = STR_GET("Job", wal_file)) < 0 ||
         (rc = STR_GET("Job", pre_script)) < 0 || (rc = STR_GET("Job", post_script)) < 0 ||
         (rc = STR_GET("Job", hook_note)) < 0 || (rc = STR_GET("Job", wal_keep_from)) < 0 ||
+        (rc = STR_GET("Job", progress_message)) < 0 ||
         (rc = codec_list_get(c->wal_keep_ranges, sizeof c->wal_keep_ranges, pb->wal_keep_ranges,
                              pb->n_wal_keep_ranges, "Job", "wal_keep_ranges", "WAL range", e)) < 0)
         return rc;
