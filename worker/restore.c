@@ -418,6 +418,17 @@ static int relocate(rs_t *r, bq_errbuf_t *e)
 {
     for (size_t i = 0; i < r->nts; i++)
         memcpy(r->ts[i].target, r->ts[i].location, sizeof r->ts[i].target);
+    /* a first line "*:/DIR" (a restore test's copy in its scratch directory): every
+     * tablespace to DIR/OID, unless a later line names it */
+    if (strncmp(r->job->tablespaces, "*:", 2) == 0) {
+        const char *all = r->job->tablespaces + 2;
+        int n = (int)strcspn(all, "\n");
+        if (all[0] != '/')
+            return bq_fail(e, BQ_E_USAGE, "tablespace relocation \"*:%.*s\" is not "
+                           "*:/ABSOLUTE/PATH", n, all);
+        for (size_t i = 0; i < r->nts; i++)
+            snprintf(r->ts[i].target, sizeof r->ts[i].target, "%.*s/%u", n, all, r->ts[i].oid);
+    }
     const char *p = r->job->tablespaces;
     while (*p) {
         const char *nl = strchr(p, '\n');
@@ -425,7 +436,7 @@ static int relocate(rs_t *r, bq_errbuf_t *e)
         char line[BQ_TEXT_MAX];
         snprintf(line, sizeof line, "%.*s", (int)n, p);
         p += n + (nl ? 1 : 0);
-        if (!line[0])
+        if (!line[0] || strncmp(line, "*:", 2) == 0)
             continue;
         char *colon = strchr(line, ':');
         if (!colon || colon == line || colon[1] != '/')
