@@ -8,16 +8,18 @@
 #      time of the next test (restore-test --wait).
 #   3. restore_test_sql returning false fails the test, naming it; check is CRITICAL.
 #   4. drill: a random point inside the recovery window, recorded as a drill.
-#   5. The worker SIGKILLed while the test's server runs: the server goes (parent-death
-#      signal), the retry passes, and no server and no scratch data is left behind.
-#   6. Scratch too small (a 16 MiB tmpfs): a clear error before any byte is written.
-#   7. A WAL gap (a segment after the backup removed from the store): the test fails naming the
+#   5. A WAL gap (a segment after the backup removed from the store): the test fails naming the
 #      missing segment.
+#   6. The worker SIGKILLed while the test's server runs (a test of B2 --target-immediate,
+#      which the gap does not touch): the server goes (parent-death signal), the retry passes,
+#      and no server and no scratch data is left behind.
+#   7. Scratch too small (a 16 MiB tmpfs): a clear error before any byte is written.
 #   8. A damaged pack byte in the store: the test fails naming the damage.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/fleet.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/backup.sh"
 bq_require_bins
+ok() { echo "ok - $*"; }
 bq_tmpdir
 
 C=$(pg_start main)
@@ -91,9 +93,9 @@ bq_kill "$FLEET_COORD_PID" HUP
 has_test() { [[ $(rt_count) -ge 1 ]]; }
 bq_wait_for "the scheduled restore test to be recorded" 180 has_test
 T1=$(fleet_cli restore-tests db1 --json | python3 -c 'import json, sys; print(json.load(sys.stdin)[0]["job_id"])')
-fleet_cli restore-tests db1 --json | python3 - "$B1" <<'PY' || fail "scheduled test record: $(fleet_cli restore-tests db1 --json)"
+python3 - "$B1" "$(fleet_cli restore-tests db1 --json)" <<'PY' || fail "scheduled test record: $(fleet_cli restore-tests db1 --json)"
 import json, sys
-t = json.load(sys.stdin)[0]
+t = json.loads(sys.argv[2])[0]
 bad = []
 def need(cond, what):
     if not cond:
@@ -186,9 +188,37 @@ out=$(fleet_cli restore-tests db1)
 assert_contains "$out" "drill"
 ok "drill to a random point of the recovery window passed and is in the history"
 
-# ---- 5. the worker SIGKILLed while the test's server runs ----------------------------------------
+# ---- 5. a WAL gap -----------------------------------------------------------------------------
+pg_psql main -c "INSERT INTO w SELECT g, repeat('g', 200) FROM generate_series(1, 150000) g" >/dev/null
+fleet_cli switch-wal db1 --archive >/dev/null || fail "switch-wal --archive"
+G=$(python3 - "$(fleet_cli show-backup db1 latest --json)" "$(fleet_cli list-wal db1 --json)" <<'PY'
+import json, sys
+b = json.loads(sys.argv[1])
+tls = json.loads(sys.argv[2])
+tls = tls.get("timelines", tls) if isinstance(tls, dict) else tls
+def segno(n):
+    return int(n[8:16], 16) * 256 + int(n[16:24], 16)  # 16 MiB segments
+tli = b["wal_end"][:8]
+tl = [t for t in tls if t["timeline"] == int(tli, 16)][0]
+end, last = segno(b["wal_end"]), segno(tl["last"])
+assert last - end >= 3, (b["wal_end"], tl["last"])
+g = end + 2
+print("%s%08X%08X" % (tli, g // 256, g % 256))
+PY
+) || fail "no room for a gap after the backup"
+f=$STORE/wal/db1/${G:0:8}/$G
+[[ -e $f ]] || fail "segment $G is not in the store ($f)"
+rm -f "$f"
+rt_run
+assert_eq 1 "$RT_RC" "restore-test across a WAL gap"
+err="$(cat "$BQ_TMP/rt-last.err") $(rt_field "$RT_JOB" error)"
+assert_contains "$err" "$G"
+bq_wait_for "scratch to be clean after the gap test" 10 scratch_clean
+ok "a WAL gap fails the test naming segment $G"
+
+# ---- 6. the worker SIGKILLed while the test's server runs ----------------------------------------
 echo "SELECT true FROM pg_sleep(60)" >"$SQL"
-out=$(fleet_cli restore-test db1 --json) || fail "restore-test: $out"
+out=$(fleet_cli restore-test db1 "$B2" --target-immediate --json) || fail "restore-test: $out"
 J=$(python3 -c 'import json, sys; print(json.loads(sys.argv[1])["job_id"])' "$out")
 # the test's server is up and runs the sleeping restore_test_sql (postmaster.pid: PID, data
 # directory, start time, port, socket directory)
@@ -212,7 +242,7 @@ bq_wait_for "the killed test to pass on its retry" 240 fleet_job_state_is "$J" S
 bq_wait_for "scratch to be clean after the retry" 10 scratch_clean
 ok "worker SIGKILLed during the test: its server exited, the retry passed, scratch is clean"
 
-# ---- 6. scratch too small ----------------------------------------------------------------------
+# ---- 7. scratch too small ----------------------------------------------------------------------
 SMALL=$FLEET/east-1/small
 mkdir -p "$SMALL"
 mount -t tmpfs -o size=16m,mode=755 tmpfs "$SMALL" || fail "could not mount a 16 MiB tmpfs"
@@ -231,38 +261,7 @@ bq_kill "$FLEET_PID_east_1" TERM
 sed -i "s|^scratch = .*|scratch = $SCRATCH|" "$FLEET/east-1.conf"
 fleet_worker_start east-1
 bq_wait_for "east-1 online" 15 fleet_worker_online east-1
-bq_wait_for "the wal-stream job of db1 to stream" 30 streaming
 ok "scratch too small: refused before any byte was written ($err)"
-
-# ---- 7. a WAL gap -----------------------------------------------------------------------------
-for i in 1 2 3; do
-    pg_psql main -c "INSERT INTO w SELECT g, repeat('g', 200) FROM generate_series(1, 20000) g" >/dev/null
-    fleet_cli switch-wal db1 --archive >/dev/null || fail "switch-wal --archive"
-done
-G=$(python3 - "$(fleet_cli show-backup db1 latest --json)" "$(fleet_cli list-wal db1 --json)" <<'PY'
-import json, sys
-b = json.loads(sys.argv[1])
-tls = json.loads(sys.argv[2])
-tls = tls.get("timelines", tls) if isinstance(tls, dict) else tls
-def segno(n):
-    return int(n[8:16], 16) * 256 + int(n[16:24], 16)  # 16 MiB segments
-tli = b["wal_end"][:8]
-tl = [t for t in tls if t["tli"] == int(tli, 16)][0]
-end, last = segno(b["wal_end"]), segno(tl["last"])
-assert last - end >= 3, (b["wal_end"], tl["last"])
-g = end + 2
-print("%s%08X%08X" % (tli, g // 256, g % 256))
-PY
-) || fail "no room for a gap after the backup"
-f=$STORE/wal/db1/${G:0:8}/$G
-[[ -e $f ]] || fail "segment $G is not in the store ($f)"
-rm -f "$f"
-rt_run
-assert_eq 1 "$RT_RC" "restore-test across a WAL gap"
-err="$(cat "$BQ_TMP/rt-last.err") $(rt_field "$RT_JOB" error)"
-assert_contains "$err" "$G"
-bq_wait_for "scratch to be clean after the gap test" 10 scratch_clean
-ok "a WAL gap fails the test naming segment $G"
 
 # ---- 8. a damaged chunk -------------------------------------------------------------------------
 for pack in $(find "$STORE/packs" -name '*.pack'); do
