@@ -86,5 +86,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_RECORD(bq_cluster_t, proto_cluster_decode, proto_cluster_encode);
     FUZZ_RECORD(bq_backup_t, proto_backup_decode, proto_backup_encode);
     FUZZ_RECORD(bq_wal_file_t, proto_wal_file_decode, proto_wal_file_encode);
+    FUZZ_RECORD(bq_restore_test_t, proto_rtest_decode, proto_rtest_encode);
     return 0;
 }
