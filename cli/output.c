@@ -31,17 +31,7 @@ char *out_lsn(uint64_t lsn, char *buf, size_t len)
 
 char *out_duration(int64_t ms, char *buf, size_t len)
 {
-    if (ms < 0)
-        ms = 0;
-    int64_t s = ms / 1000;
-    if (ms < 60000)
-        snprintf(buf, len, "%.1f s", (double)ms / 1000);
-    else if (s < 3600)
-        snprintf(buf, len, "%lldm%02llds", (long long)(s / 60), (long long)(s % 60));
-    else
-        snprintf(buf, len, "%lldh%02lldm%02llds", (long long)(s / 3600),
-                 (long long)(s / 60 % 60), (long long)(s % 60));
-    return buf;
+    return bq_duration_text(ms, buf, len);
 }
 
 char *out_pg_version(uint32_t v, char *buf, size_t len)

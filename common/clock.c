@@ -3,6 +3,7 @@
 #include "err.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -57,4 +58,28 @@ int bq_duration_parse(const char *s, int64_t *out_ms)
         return BQ_E_INVAL;
     *out_ms = v * mult;
     return 0;
+}
+
+char *bq_duration_text(int64_t ms, char *buf, size_t len)
+{
+    if (ms < 0)
+        ms = 0;
+    int64_t s = ms / 1000;
+    if (ms < 60000)
+        snprintf(buf, len, "%.1f s", (double)ms / 1000);
+    else if (s < 3600)
+        snprintf(buf, len, "%lldm%02llds", (long long)(s / 60), (long long)(s % 60));
+    else
+        snprintf(buf, len, "%lldh%02lldm%02llds", (long long)(s / 3600),
+                 (long long)(s / 60 % 60), (long long)(s % 60));
+    return buf;
+}
+
+void bq_sleep_ms(int64_t ms)
+{
+    if (ms <= 0)
+        return;
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
 }

@@ -1699,35 +1699,51 @@ static int wal_candidates(coord_t *c, const bq_cfg_cluster_t *cl, const char *ho
     return 0;
 }
 
-/* A restore job is being offered (j, ASSIGNED in this batch): when its worker's store lacks
- * the backup, name the worker that serves it (peer_*), recorded in the job; else clear them.
- * On failure e says why; the batch has failed only when c->batch_failed is set. */
-static int restore_peer(coord_t *c, bq_job_t *j, bq_errbuf_t *e)
+/* A restore or restore-test job is being offered (j, ASSIGNED in this batch): its backup into
+ * *b, and when j's worker's store lacks it (or is not at site, when set), the worker that
+ * serves it (peer_*: a holder, at site when set); else those are cleared. On failure e says
+ * why; the batch has failed only when c->batch_failed is set. */
+static int offer_source(coord_t *c, bq_job_t *j, const char *site, bq_backup_t *b,
+                        bq_errbuf_t *e)
 {
     catalog_txn_t *t = wtxn(c);
     if (!t)
         return bq_fail(e, c->batch_failed, "%s", c->batch_err.msg);
-    static bq_backup_t b;
-    int rc = catalog_backup_get(t, j->cluster, j->backup_id, &b, e);
+    int rc = catalog_backup_get(t, j->cluster, j->backup_id, b, e);
     if (rc != 0)
         return rc;
     j->peer_worker[0] = j->peer_endpoint[0] = j->peer_public_key[0] = '\0';
-    if (!name_in_list(b.stores, j->worker)) {
-        int wi = -1;
-        char why[BQ_TEXT_MAX / 2];
-        if (restore_source(c, &b, NULL, &wi, why, sizeof why) != 0)
-            return bq_fail(e, BQ_E_STATE, "the store of worker %s lacks backup %s and no worker "
-                           "holding it can serve it (%s)", j->worker, b.id, why);
-        const worker_state_t *src = &c->workers[wi];
-        const bq_cfg_worker_ref_t *ref = bq_coord_config_worker(&c->cfg, src->rec.name);
-        snprintf(j->peer_worker, sizeof j->peer_worker, "%s", src->rec.name);
-        snprintf(j->peer_endpoint, sizeof j->peer_endpoint, "%s", src->rec.data_endpoint);
-        snprintf(j->peer_public_key, sizeof j->peer_public_key, "%s", ref->public_key);
-    }
-    rc = catalog_job_put(t, j, e);
+    if (name_in_list(b->stores, j->worker) && (!site || strcmp(site, j->site) == 0))
+        return 0;
+    int wi = -1;
+    char why[BQ_TEXT_MAX / 2];
+    if (restore_source(c, b, site, &wi, why, sizeof why) != 0)
+        return bq_fail(e, BQ_E_STATE, "the store of worker %s lacks backup %s and no worker "
+                       "holding it%s%s can serve it (%s)", j->worker, b->id, site ? " at site " : "",
+                       site ? site : "", why);
+    const worker_state_t *src = &c->workers[wi];
+    const bq_cfg_worker_ref_t *ref = bq_coord_config_worker(&c->cfg, src->rec.name);
+    snprintf(j->peer_worker, sizeof j->peer_worker, "%s", src->rec.name);
+    snprintf(j->peer_endpoint, sizeof j->peer_endpoint, "%s", src->rec.data_endpoint);
+    snprintf(j->peer_public_key, sizeof j->peer_public_key, "%s", ref->public_key);
+    return 0;
+}
+
+/* The offered job j, changed at offer, into the batch's catalog transaction. */
+static int offer_record(coord_t *c, const bq_job_t *j, bq_errbuf_t *e)
+{
+    int rc = catalog_job_put(wtxn(c), j, e);
     if (rc && rc != BQ_E_INVAL && rc != BQ_E_TOOBIG && rc != BQ_E_NOTFOUND)
         batch_fail(c, rc, e);
     return rc;
+}
+
+/* A restore job is being offered: its source (offer_source), recorded in the job. */
+static int restore_peer(coord_t *c, bq_job_t *j, bq_errbuf_t *e)
+{
+    static bq_backup_t b;
+    int rc = offer_source(c, j, NULL, &b, e);
+    return rc ? rc : offer_record(c, j, e);
 }
 
 /* A restore job for recover: backup b (resolved by the caller) to q->dest on q->worker. */
@@ -3285,32 +3301,14 @@ static void conninfo_dbname(const char *ci, char *out, size_t len)
  * spec from the backup and the cluster's config, recorded in the job. */
 static int rtest_offer(coord_t *c, bq_job_t *j, bq_errbuf_t *e)
 {
-    catalog_txn_t *t = wtxn(c);
-    if (!t)
-        return bq_fail(e, c->batch_failed, "%s", c->batch_err.msg);
-    static bq_backup_t b;
-    int rc = catalog_backup_get(t, j->cluster, j->backup_id, &b, e);
-    if (rc != 0)
-        return rc;
     const bq_cfg_cluster_t *cl = bq_coord_config_cluster(&c->cfg, j->cluster);
     if (!cl)
         return bq_fail(e, BQ_E_NOTFOUND, "cluster %s is no longer in the config", j->cluster);
-    j->peer_worker[0] = j->peer_endpoint[0] = j->peer_public_key[0] = '\0';
-    const char *site = j->rt.from_site[0] ? j->rt.from_site : NULL;
-    int own = name_in_list(b.stores, j->worker) && (!site || strcmp(site, j->site) == 0);
-    if (!own) {
-        int wi = -1;
-        char why[BQ_TEXT_MAX / 2];
-        if (restore_source(c, &b, site, &wi, why, sizeof why) != 0)
-            return bq_fail(e, BQ_E_STATE, "the store of worker %s lacks backup %s and no worker "
-                           "holding it%s%s can serve it (%s)", j->worker, b.id,
-                           site ? " at site " : "", site ? site : "", why);
-        const worker_state_t *src = &c->workers[wi];
-        const bq_cfg_worker_ref_t *ref = bq_coord_config_worker(&c->cfg, src->rec.name);
-        snprintf(j->peer_worker, sizeof j->peer_worker, "%s", src->rec.name);
-        snprintf(j->peer_endpoint, sizeof j->peer_endpoint, "%s", src->rec.data_endpoint);
-        snprintf(j->peer_public_key, sizeof j->peer_public_key, "%s", ref->public_key);
-    }
+    static bq_backup_t b;
+    int rc = offer_source(c, j, j->rt.from_site[0] ? j->rt.from_site : NULL, &b, e);
+    if (rc != 0)
+        return rc;
+    catalog_txn_t *t = wtxn(c);
     bq_rt_spec_t *s = &j->rt;
     s->amcheck = cl->restore_test_amcheck;
     s->timeout_ms = cl->restore_test_timeout_ms;
@@ -3343,10 +3341,7 @@ static int rtest_offer(coord_t *c, bq_job_t *j, bq_errbuf_t *e)
     if (rtest_scan(t, j->cluster, &x, e) == 0 && x.has_ok)
         s->predicted_ms = rtest_predict_now(c, t, j->cluster, x.ok, NULL, 0);
     rtest_scan_free(&x);
-    rc = catalog_job_put(t, j, e);
-    if (rc && rc != BQ_E_INVAL && rc != BQ_E_TOOBIG && rc != BQ_E_NOTFOUND)
-        batch_fail(c, rc, e);
-    return rc;
+    return offer_record(c, j, e);
 }
 
 /* A restore-test job ended for good: its record in restore_tests (a lost or refused one

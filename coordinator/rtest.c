@@ -1,27 +1,14 @@
 /* Restore tests' arithmetic (issue 7); see rtest.h. */
 #include "rtest.h"
 
+#include "clock.h"
+
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
 #define RATE_MIN_WAL (4u << 20) /* less replayed WAL than this gives no rate */
 
-char *rtest_duration(int64_t ms, char *buf, size_t len)
-{
-    if (ms < 0)
-        ms = 0;
-    int64_t s = ms / 1000;
-    if (ms < 60000)
-        snprintf(buf, len, "%.1f s", (double)ms / 1000);
-    else if (s < 3600)
-        snprintf(buf, len, "%" PRId64 " min %" PRId64 " s", s / 60, s % 60);
-    else if (s < 86400)
-        snprintf(buf, len, "%" PRId64 " h %" PRId64 " min", s / 3600, s % 3600 / 60);
-    else
-        snprintf(buf, len, "%" PRId64 " d %" PRId64 " h", s / 86400, s % 86400 / 3600);
-    return buf;
-}
 
 static double mb(uint64_t b) { return (double)b / 1e6; }
 
@@ -43,12 +30,12 @@ int64_t rtest_predict(const bq_restore_test_t *t, uint64_t data_bytes, uint64_t 
     double total = fetch + (double)(t->start_ms > 0 ? t->start_ms : 0) + replay + (double)other;
     if (detail && len) {
         char st[32], rp[32], ot[32];
-        rtest_duration(t->start_ms, st, sizeof st);
-        rtest_duration(other, ot, sizeof ot);
+        bq_duration_text(t->start_ms, st, sizeof st);
+        bq_duration_text(other, ot, sizeof ot);
         if (rated)
             snprintf(rp, sizeof rp, "%.1f MB/s", (double)t->wal_bytes / (double)t->replay_ms / 1000.0);
         else
-            rtest_duration(t->replay_ms, rp, sizeof rp);
+            bq_duration_text(t->replay_ms, rp, sizeof rp);
         snprintf(detail, len, "%.1f MB at %.1f MB/s + %s start + %.1f MB WAL %s %s + %s other",
                  mb(data_bytes), fetch_rate, st, mb(wal_bytes), rated ? "at" : "in (as measured)",
                  rp, ot);
@@ -77,19 +64,19 @@ int rtest_item(const bq_restore_test_t *last, const bq_restore_test_t *ok, int64
     }
     if (max_age_ms > 0 && !ok) {
         snprintf(detail, len, "no restore test has passed (restore_test_max_age %s)",
-                 rtest_duration(max_age_ms, lim, sizeof lim));
+                 bq_duration_text(max_age_ms, lim, sizeof lim));
         return BQ_SEV_CRITICAL;
     }
     if (!ok)
         return -1;
-    rtest_duration(now_ms - ok->finished_ms, age, sizeof age);
+    bq_duration_text(now_ms - ok->finished_ms, age, sizeof age);
     if (max_age_ms > 0 && now_ms - ok->finished_ms > max_age_ms) {
         snprintf(detail, len, "the last restore test that passed (job %" PRIu64 ", backup %s) is "
                  "%s old, more than restore_test_max_age %s", ok->job_id, ok->backup_id, age,
-                 rtest_duration(max_age_ms, lim, sizeof lim));
+                 bq_duration_text(max_age_ms, lim, sizeof lim));
         return BQ_SEV_CRITICAL;
     }
     snprintf(detail, len, "passed %s ago (job %" PRIu64 ", backup %s), recovery time %s", age,
-             ok->job_id, ok->backup_id, rtest_duration(ok->rto_ms, rto, sizeof rto));
+             ok->job_id, ok->backup_id, bq_duration_text(ok->rto_ms, rto, sizeof rto));
     return BQ_SEV_OK;
 }

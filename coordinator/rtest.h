@@ -29,7 +29,4 @@ int64_t rtest_drill_time(int64_t lo_ms, int64_t hi_ms, uint64_t rnd);
 int rtest_item(const bq_restore_test_t *last, const bq_restore_test_t *ok, int64_t max_age_ms,
                int64_t now_ms, char *detail, size_t len);
 
-/* "3.2 s", "4 min 12 s", "2 h 5 min", "3 d 4 h" */
-char *rtest_duration(int64_t ms, char *buf, size_t len);
-
 #endif

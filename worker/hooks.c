@@ -46,14 +46,6 @@ static int cancel_set(const hook_t *h)
     return h->cancel && __atomic_load_n(h->cancel, __ATOMIC_ACQUIRE) != 0;
 }
 
-static void sleep_ms(int64_t ms)
-{
-    if (ms <= 0)
-        return;
-    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
 
 /* Length of the KEY of "KEY=VALUE"; 0 when there is no '=' or the key is empty. */
 static size_t key_len(const char *kv)
@@ -299,7 +291,7 @@ static int attempt_run(const hook_t *h, unsigned n, hook_result_t *res, int *err
                 rfd = -1;
             }
         } else {
-            sleep_ms(idle_ms < wait_ms ? idle_ms : wait_ms);
+            bq_sleep_ms(idle_ms < wait_ms ? idle_ms : wait_ms);
             if (idle_ms < TICK_MS)
                 idle_ms *= 2;
         }
@@ -338,7 +330,7 @@ static int nap(const hook_t *h)
         int64_t left = end - bq_mono_ms();
         if (left <= 0)
             return 0;
-        sleep_ms(left < TICK_MS ? left : TICK_MS);
+        bq_sleep_ms(left < TICK_MS ? left : TICK_MS);
     }
 }
 

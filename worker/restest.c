@@ -60,14 +60,6 @@ static pthread_mutex_t g_dir_mu = PTHREAD_MUTEX_INITIALIZER;
 
 /* ---- small helpers ---- */
 
-static void sleep_ms(int64_t ms)
-{
-    if (ms <= 0)
-        return;
-    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
 
 static int cancelled(const rt_server_t *s)
 {
@@ -829,7 +821,7 @@ int rt_server_wait(rt_server_t *s, bq_errbuf_t *e)
                 c = NULL;
             }
         }
-        sleep_ms(RT_POLL_MS);
+        bq_sleep_ms(RT_POLL_MS);
     }
 }
 
@@ -844,7 +836,7 @@ static int reap_within(pid_t pid, int64_t ms)
             return 1;
         if (bq_mono_ms() >= end)
             return 0;
-        sleep_ms(RT_POLL_MS);
+        bq_sleep_ms(RT_POLL_MS);
     }
 }
 
@@ -1355,7 +1347,7 @@ static int gone_within(pid_t pid, int64_t ms)
     while (proc_alive(pid)) {
         if (bq_mono_ms() >= end)
             return 0;
-        sleep_ms(RT_POLL_MS);
+        bq_sleep_ms(RT_POLL_MS);
     }
     return 1;
 }

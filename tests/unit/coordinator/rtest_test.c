@@ -96,7 +96,7 @@ static void test_item(void **state)
     assert_non_null(strstr(d, "recovery time 17.5 s"));
     assert_int_equal(rtest_item(&ok, &ok, 3600000, 1000000 + 3600001, d, sizeof d),
                      BQ_SEV_CRITICAL);
-    assert_non_null(strstr(d, "more than restore_test_max_age 1 h 0 min"));
+    assert_non_null(strstr(d, "more than restore_test_max_age 1h00m00s"));
     assert_int_equal(rtest_item(&ok, &ok, 0, 99999999, d, sizeof d), BQ_SEV_OK);
 }
 
