@@ -90,17 +90,6 @@ static char *size_text(uint64_t bytes, char *buf, size_t size)
     return buf;
 }
 
-/* "90 s", "2.5 min", "6.0 h" */
-static char *duration_text(int64_t ms, char *buf, size_t size)
-{
-    if (ms < 120000)
-        snprintf(buf, size, "%.1f s", (double)ms / 1000);
-    else if (ms < 7200000)
-        snprintf(buf, size, "%.1f min", (double)ms / 60000);
-    else
-        snprintf(buf, size, "%.1f h", (double)ms / 3600000);
-    return buf;
-}
 
 /* The first line of a libpq message without its "connection to server ... failed: " lead,
  * runs of blanks made one. */
@@ -1626,8 +1615,8 @@ void jobs_restore_test(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *re
     if (bq_mono_ms() >= s->deadline_ms) {
         char d1[32], d2[32];
         rc = bq_fail(&e, BQ_E_TIMEOUT, "the restore took %s, the test's timeout is %s",
-                     duration_text(rt->fetch_ms, d1, sizeof d1),
-                     duration_text(timeout, d2, sizeof d2));
+                     bq_duration_text(rt->fetch_ms, d1, sizeof d1),
+                     bq_duration_text(timeout, d2, sizeof d2));
         goto done;
     }
 
