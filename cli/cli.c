@@ -1207,8 +1207,7 @@ static int job_follow(cli_t *c, const char *cluster, uint64_t job_id, backup_wat
             if (w->json) {
                 json_t *o = json_pack("{s:s, s:I, s:s}", "event", "phase", "job_id",
                                       (json_int_t)j->id, "message", phase);
-                out_json_line(stdout, o);
-                json_decref(o);
+                out_json_line(stdout, o); /* takes o */
             } else {
                 printf("%s: %s\n", w->label[0] ? w->label : "job", phase);
                 fflush(stdout);
