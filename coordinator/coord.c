@@ -3415,6 +3415,17 @@ static void rtest_schedule_run(coord_t *c)
         }
         schedule_decision_t d;
         schedule_decide(&s, schedule_offset(&s, cl->name), &st, now, &d);
+        if (d.due) { /* nothing to test yet: due again as soon as a backup is DONE */
+            backup_vec_t v;
+            int done = 0;
+            if (backups_load(t, cl->name, &v, &e) == 0) {
+                for (size_t k = 0; k < v.n && !done; k++)
+                    done = v.b[k].state == BQ_BACKUP_DONE;
+                free(v.b);
+            }
+            if (!done)
+                continue;
+        }
         if (d.due) {
             bq_msg_cli_reply_t rr;
             memset(&rr, 0, sizeof rr);
