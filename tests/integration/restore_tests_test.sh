@@ -136,6 +136,17 @@ if command -v promtool >/dev/null; then
 fi
 ok "scheduled restore test of $B1 passed with every figure; scratch clean; show-backup, check, status, metrics"
 
+# refusals: a site holding no copy, a target the archive cannot reach, an unknown backup
+rc=0; out=$(fleet_cli restore-test db1 --from-site west 2>&1) || rc=$?
+assert_eq 1 "$rc" "restore-test --from-site west: $out"
+assert_contains "$out" "west"
+rc=0; out=$(fleet_cli restore-test db1 --target-time "2000-01-01 00:00:00" 2>&1) || rc=$?
+[[ $rc != 0 ]] || fail "a restore test to 2000-01-01 was queued: $out"
+rc=0; out=$(fleet_cli restore-test db1 20000101T000000 2>&1) || rc=$?
+assert_eq 1 "$rc" "restore-test of an unknown backup: $out"
+assert_contains "$out" "no backup 20000101T000000"
+ok "refused: --from-site without a copy there, a target before the backup, an unknown backup"
+
 # ---- 2. the prediction against the next test ----------------------------------------------------
 pg_psql main -c "INSERT INTO w SELECT g, repeat('z', 200) FROM generate_series(1, 150000) g"
 fleet_cli switch-wal db1 --archive >/dev/null || fail "switch-wal --archive"

@@ -158,7 +158,13 @@ if [[ $state2 == WAITING_FOR_WALS ]]; then
 else # the replacement receiver was already back and archived it
     assert_eq DONE "$state2" "state of $bid2"
 fi
-done_again() { [[ $(backup_field db1 "$bid2" state) == DONE ]]; }
+# the backup's last segment completes with the next WAL: a switch (a no-op while nothing new
+# was written) rather than waiting for a checkpoint_timeout to close it
+done_again() {
+    [[ $(backup_field db1 "$bid2" state) == DONE ]] && return 0
+    pg_psql main -c "SELECT pg_switch_wal()" >/dev/null
+    return 1
+}
 bq_wait_for "backup $bid2 DONE once the WAL streams again" 180 done_again
 
 # ---- 6. switch-wal ---------------------------------------------------------------------------------
