@@ -551,6 +551,11 @@ int rt_server_start(rt_server_t *s, bq_errbuf_t *e)
                     "-c", "logging_collector=off",
                     "-c", "log_destination=stderr",
                     "-c", "cluster_name=barque-restore-test",
+                    /* the production's commands never run on the worker's host */
+                    "-c", "archive_cleanup_command=",
+                    "-c", "recovery_end_command=",
+                    /* huge_pages = on there need not be possible here */
+                    "-c", "huge_pages=try",
                     NULL};
     int logfd = open(s->log, O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC);
     int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
