@@ -154,3 +154,15 @@ int bq_fs_space(const char *path, unsigned long long *free_bytes, unsigned long 
         *total_bytes = (unsigned long long)sv.f_blocks * sv.f_frsize;
     return 0;
 }
+
+int bq_fd_above_stdio(int *fd)
+{
+    if (*fd > 2)
+        return 0;
+    int nfd = fcntl(*fd, F_DUPFD_CLOEXEC, 3);
+    if (nfd < 0)
+        return errno;
+    close(*fd);
+    *fd = nfd;
+    return 0;
+}

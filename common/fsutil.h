@@ -24,6 +24,9 @@ int bq_file_read_small(const char *path, size_t max, char **out, size_t *len, bq
 int bq_fsync_dir_of(const char *path, bq_errbuf_t *e);
 /* mkdir -p with the given mode. */
 int bq_mkdir_p(const char *path, mode_t mode, bq_errbuf_t *e);
+/* Move *fd above 2 (close-on-exec), so a child's dup2 onto 0, 1 and 2 cannot clobber it (a
+ * daemon may run with them closed). 0 or an errno. */
+int bq_fd_above_stdio(int *fd);
 /* Free and total bytes of the filesystem holding path. */
 int bq_fs_space(const char *path, unsigned long long *free_bytes, unsigned long long *total_bytes,
                 bq_errbuf_t *e);

@@ -215,6 +215,22 @@ static int txn_put(catalog_txn_t *t, MDB_dbi dbi, const char *db, const char *ke
     return txn_kill(t, rc == MDB_MAP_FULL ? BQ_E_MAPFULL : BQ_E_CATALOG, e);
 }
 
+/* Put the record encode made (rc, buf, len, its message in pe) under k in dbi, and free buf:
+ * a failed encode is the caller's error naming key, nothing is written. */
+static int put_encoded(catalog_txn_t *t, MDB_dbi dbi, const char *db, const char *key,
+                       MDB_val *k, unsigned flags, int rc, uint8_t *buf, size_t len,
+                       const bq_errbuf_t *pe, bq_errbuf_t *e)
+{
+    if (rc) {
+        free(buf);
+        return bq_fail(e, rc, "could not store %s in catalog %s: %s", key, t->c->dir, pe->msg);
+    }
+    MDB_val v = {len, buf};
+    rc = txn_put(t, dbi, db, key, k, &v, flags, e);
+    free(buf);
+    return rc;
+}
+
 static int txn_get(catalog_txn_t *t, MDB_dbi dbi, const char *db, const char *key, MDB_val *k,
                    MDB_val *v, bq_errbuf_t *e)
 {
@@ -579,14 +595,10 @@ static int job_store(catalog_txn_t *t, const bq_job_t *j, unsigned flags, bq_err
     size_t len = 0;
     bq_errbuf_t pe = {{0}};
     int rc = proto_job_encode(j, &buf, &len, &pe);
-    if (rc)
-        return bq_fail(e, rc, "could not store %s in catalog %s: %s", key, t->c->dir, pe.msg);
     uint8_t kb[8];
     be64_put(kb, j->id);
-    MDB_val k = {sizeof kb, kb}, v = {len, buf};
-    rc = txn_put(t, t->c->jobs, "jobs", key, &k, &v, flags, e);
-    free(buf);
-    return rc;
+    MDB_val k = {sizeof kb, kb};
+    return put_encoded(t, t->c->jobs, "jobs", key, &k, flags, rc, buf, len, &pe, e);
 }
 
 int catalog_job_new(catalog_txn_t *t, bq_job_t *j, bq_errbuf_t *e)
@@ -771,7 +783,7 @@ static int named_key(catalog_txn_t *t, int write, const named_kind_t *kind, cons
 static int named_put(catalog_txn_t *t, const named_kind_t *kind, const char *name,
                      const void *rec, bq_errbuf_t *e)
 {
-    MDB_val k, v;
+    MDB_val k;
     char key[CAT_KEY_MAX];
     int rc = named_key(t, 1, kind, name, &k, key, e);
     if (rc)
@@ -780,13 +792,7 @@ static int named_put(catalog_txn_t *t, const named_kind_t *kind, const char *nam
     size_t len = 0;
     bq_errbuf_t pe = {{0}};
     rc = kind->encode(rec, &buf, &len, &pe);
-    if (rc)
-        return bq_fail(e, rc, "could not store %s in catalog %s: %s", key, t->c->dir, pe.msg);
-    v.mv_data = buf;
-    v.mv_size = len;
-    rc = txn_put(t, named_dbi(t, kind), kind->db, key, &k, &v, 0, e);
-    free(buf);
-    return rc;
+    return put_encoded(t, named_dbi(t, kind), kind->db, key, &k, 0, rc, buf, len, &pe, e);
 }
 
 static int named_decode(catalog_txn_t *t, const named_kind_t *kind, const MDB_val *k,
@@ -975,7 +981,7 @@ static int backup_decode(catalog_txn_t *t, const MDB_val *k, const MDB_val *v, b
 int catalog_backup_put(catalog_txn_t *t, const bq_backup_t *b, bq_errbuf_t *e)
 {
     uint8_t kb[CAT_BACKUP_KEY_MAX];
-    MDB_val k, v;
+    MDB_val k;
     char key[CAT_KEY_MAX];
     int rc = backup_key(t, 1, b->cluster, b->id, kb, &k, key, e);
     if (rc)
@@ -984,13 +990,7 @@ int catalog_backup_put(catalog_txn_t *t, const bq_backup_t *b, bq_errbuf_t *e)
     size_t len = 0;
     bq_errbuf_t pe = {{0}};
     rc = proto_backup_encode(b, &buf, &len, &pe);
-    if (rc)
-        return bq_fail(e, rc, "could not store %s in catalog %s: %s", key, t->c->dir, pe.msg);
-    v.mv_data = buf;
-    v.mv_size = len;
-    rc = txn_put(t, t->c->backups, "backups", key, &k, &v, 0, e);
-    free(buf);
-    return rc;
+    return put_encoded(t, t->c->backups, "backups", key, &k, 0, rc, buf, len, &pe, e);
 }
 
 int catalog_backup_get(catalog_txn_t *t, const char *cluster, const char *id, bq_backup_t *out,
@@ -1198,13 +1198,7 @@ int catalog_wal_put(catalog_txn_t *t, const bq_wal_file_t *w, bq_errbuf_t *e)
     size_t len = 0;
     bq_errbuf_t pe = {{0}};
     rc = proto_wal_file_encode(&rec, &buf, &len, &pe);
-    if (rc)
-        return bq_fail(e, rc, "could not store %s in catalog %s: %s", key, t->c->dir, pe.msg);
-    v.mv_data = buf;
-    v.mv_size = len;
-    rc = txn_put(t, t->c->wal, "wal", key, &k, &v, 0, e);
-    free(buf);
-    return rc;
+    return put_encoded(t, t->c->wal, "wal", key, &k, 0, rc, buf, len, &pe, e);
 }
 
 int catalog_wal_drop_store(catalog_txn_t *t, const char *cluster, const char *name,
@@ -1249,13 +1243,8 @@ int catalog_wal_drop_store(catalog_txn_t *t, const char *cluster, const char *na
     uint8_t *buf = NULL;
     size_t len = 0;
     bq_errbuf_t pe = {{0}};
-    if ((rc = proto_wal_file_encode(&rec, &buf, &len, &pe)) != 0)
-        return bq_fail(e, rc, "could not store %s in catalog %s: %s", key, t->c->dir, pe.msg);
-    v.mv_data = buf;
-    v.mv_size = len;
-    rc = txn_put(t, t->c->wal, "wal", key, &k, &v, 0, e);
-    free(buf);
-    return rc;
+    rc = proto_wal_file_encode(&rec, &buf, &len, &pe);
+    return put_encoded(t, t->c->wal, "wal", key, &k, 0, rc, buf, len, &pe, e);
 }
 
 /* meta key of a cluster's scheduler slot: "sched:" + name */
@@ -1316,7 +1305,7 @@ static int rtest_key(catalog_txn_t *t, int write, const char *cluster, uint64_t 
 int catalog_rtest_put(catalog_txn_t *t, const bq_restore_test_t *r, bq_errbuf_t *e)
 {
     uint8_t kb[BQ_NAME_MAX + 9];
-    MDB_val k, v;
+    MDB_val k;
     char key[CAT_KEY_MAX];
     int rc = rtest_key(t, 1, r->cluster, r->job_id, kb, &k, key, e);
     if (rc)
@@ -1325,13 +1314,7 @@ int catalog_rtest_put(catalog_txn_t *t, const bq_restore_test_t *r, bq_errbuf_t 
     size_t len = 0;
     bq_errbuf_t pe = {{0}};
     rc = proto_rtest_encode(r, &buf, &len, &pe);
-    if (rc)
-        return bq_fail(e, rc, "could not store %s in catalog %s: %s", key, t->c->dir, pe.msg);
-    v.mv_data = buf;
-    v.mv_size = len;
-    rc = txn_put(t, t->c->rtests, "restore_tests", key, &k, &v, 0, e);
-    free(buf);
-    return rc;
+    return put_encoded(t, t->c->rtests, "restore_tests", key, &k, 0, rc, buf, len, &pe, e);
 }
 
 typedef struct {

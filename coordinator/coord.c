@@ -1533,6 +1533,26 @@ static int wal_list_visit(const bq_wal_file_t *w, void *arg)
     return l->err ? 1 : 0;
 }
 
+/* A cluster's WAL index as list-wal's timelines (*tl, heap, *ntl of them; none when the index
+ * cannot be read) and its newest file (name, archive time). */
+static void wal_timelines(catalog_txn_t *t, const char *cluster, bq_wal_timeline_t **tl,
+                          size_t *ntl, char *newest, size_t len, int64_t *newest_ms)
+{
+    static wal_list_t wl;
+    memset(&wl, 0, sizeof wl);
+    wal_summary_init(&wl.sum);
+    bq_errbuf_t e;
+    *tl = NULL;
+    *ntl = 0;
+    if (catalog_wal_each(t, cluster, wal_list_visit, &wl, &e) == 0)
+        wal_summary_end(&wl.sum, tl, ntl);
+    wal_summary_clear(&wl.sum);
+    if (newest)
+        snprintf(newest, len, "%s", wl.newest);
+    if (newest_ms)
+        *newest_ms = wl.newest_ms;
+}
+
 static int job_insert(coord_t *c, bq_job_t *jp, uint64_t *id, bq_errbuf_t *e);
 
 static void check_item(bq_check_result_t *r, const char *name, int ok, const char *fmt, ...)
@@ -1557,20 +1577,13 @@ static void cluster_wal_status(coord_t *c, catalog_txn_t *t, bq_cluster_t *cl)
     const bq_cfg_cluster_t *cfg = bq_coord_config_cluster(&c->cfg, cl->name);
     snprintf(cl->wal_mode, sizeof cl->wal_mode, "%s",
              !cfg ? "" : cfg->wal == BQ_WAL_STREAM ? "stream" : "archive");
-    static wal_list_t wl;
-    memset(&wl, 0, sizeof wl);
-    wal_summary_init(&wl.sum);
     bq_errbuf_t e;
-    bq_wal_timeline_t *tl = NULL;
-    size_t ntl = 0;
-    if (catalog_wal_each(t, cl->name, wal_list_visit, &wl, &e) == 0)
-        wal_summary_end(&wl.sum, &tl, &ntl);
-    wal_summary_clear(&wl.sum);
+    bq_wal_timeline_t *tl;
+    size_t ntl;
+    wal_timelines(t, cl->name, &tl, &ntl, cl->wal_last, sizeof cl->wal_last, &cl->wal_last_ms);
     for (size_t i = 0; i < ntl; i++)
         cl->wal_gaps += (uint32_t)tl[i].ngaps;
     free(tl);
-    snprintf(cl->wal_last, sizeof cl->wal_last, "%s", wl.newest);
-    cl->wal_last_ms = wl.newest_ms;
     for (size_t i = 0; i < c->njobs; i++) {
         const job_state_t *s = &c->jobs[i];
         if (s->type != BQ_JOB_WAL_STREAM || strcmp(s->cluster, cl->name) != 0)
@@ -2987,19 +3000,11 @@ static int64_t rtest_max_age(const bq_cfg_cluster_t *cl)
 static void rtest_wal_tail(catalog_txn_t *t, const char *cluster, char *name, size_t len,
                            uint64_t *end_lsn, int64_t *newest_ms)
 {
-    static wal_list_t wl;
-    memset(&wl, 0, sizeof wl);
-    wal_summary_init(&wl.sum);
-    bq_errbuf_t e;
-    bq_wal_timeline_t *tl = NULL;
-    size_t ntl = 0;
+    bq_wal_timeline_t *tl;
+    size_t ntl;
     name[0] = '\0';
     *end_lsn = 0;
-    if (catalog_wal_each(t, cluster, wal_list_visit, &wl, &e) == 0)
-        wal_summary_end(&wl.sum, &tl, &ntl);
-    wal_summary_clear(&wl.sum);
-    if (newest_ms)
-        *newest_ms = wl.newest_ms;
+    wal_timelines(t, cluster, &tl, &ntl, NULL, 0, newest_ms);
     for (size_t i = ntl; i-- > 0;) {
         uint32_t tli, hi, lo;
         if (!tl[i].last[0] || bq_wal_segment_parse(tl[i].last, &tli, &hi, &lo) != 0)

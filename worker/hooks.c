@@ -7,6 +7,7 @@
 #include "hooks.h"
 
 #include "clock.h"
+#include "fsutil.h"
 #include "err.h"
 
 #include <errno.h>
@@ -101,19 +102,6 @@ static char **env_build(const char *const *extra, const char *attempt_var)
     return envp;
 }
 
-/* Move *fd above 2 (a daemon may run with 0, 1 or 2 closed, and the child's dup2 onto 1 and
- * 2 must not clobber the pipe). 0 or an errno. */
-static int fd_above_stdio(int *fd)
-{
-    if (*fd > 2)
-        return 0;
-    int nfd = fcntl(*fd, F_DUPFD_CLOEXEC, 3);
-    if (nfd < 0)
-        return errno;
-    close(*fd);
-    *fd = nfd;
-    return 0;
-}
 
 /* Start /bin/sh -c h->command as attempt n with stdout and stderr on wfd. 0 or an errno. */
 static int spawn_hook(const hook_t *h, unsigned n, int wfd, pid_t *pid)
@@ -236,7 +224,7 @@ static int attempt_run(const hook_t *h, unsigned n, hook_result_t *res, int *err
         *err = errno;
         return ATT_NOT_RUN;
     }
-    if ((*err = fd_above_stdio(&p[0])) != 0 || (*err = fd_above_stdio(&p[1])) != 0 ||
+    if ((*err = bq_fd_above_stdio(&p[0])) != 0 || (*err = bq_fd_above_stdio(&p[1])) != 0 ||
         fcntl(p[0], F_SETFL, O_NONBLOCK) != 0) {
         if (!*err)
             *err = errno;

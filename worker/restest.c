@@ -112,18 +112,6 @@ static void pq_line(char *dst, size_t size, const char *msg)
     dst[k] = '\0';
 }
 
-/* Move *fd above 2 (the child dup2s onto 0, 1 and 2). 0 or an errno. */
-static int fd_above_stdio(int *fd)
-{
-    if (*fd > 2)
-        return 0;
-    int nfd = fcntl(*fd, F_DUPFD_CLOEXEC, 3);
-    if (nfd < 0)
-        return errno;
-    close(*fd);
-    *fd = nfd;
-    return 0;
-}
 
 /* 'text' single-quoted for /bin/sh into out; 0, or -1 when it does not fit. */
 static int sh_quote(const char *text, char *out, size_t size)
@@ -561,9 +549,9 @@ int rt_server_start(rt_server_t *s, bq_errbuf_t *e)
     int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
     int err = logfd < 0 || devnull < 0 ? errno : 0;
     if (!err)
-        err = fd_above_stdio(&logfd);
+        err = bq_fd_above_stdio(&logfd);
     if (!err)
-        err = fd_above_stdio(&devnull);
+        err = bq_fd_above_stdio(&devnull);
     if (err) {
         if (logfd >= 0)
             close(logfd);
