@@ -66,6 +66,9 @@ typedef struct {
     const char *choices; /* CFG_CHOICE: "a|b|c" */
     /* CFG_STRING: checks the value's grammar (0, or -1 with why); NULL: any text */
     int (*check)(const char *v, char *why, size_t len);
+    /* KEY@SITE overrides (issue 8): at_n_off != 0 when the key takes them; each goes to the
+     * next bq_cfg_at_t of the array at at_off (its text for strings, its size for sizes) */
+    size_t at_off, at_n_off;
 } cfg_key_t;
 
 typedef struct {
@@ -111,6 +114,7 @@ typedef struct {
 #define KEY_CHECKED(T, k, f, fn)                                                            \
     { .key = (k), .type = CFG_STRING, .off = offsetof(T, f), .size = FIELD_SIZE(T, f),      \
       .check = (fn) }
+#define KEY_AT(T, arr, n) .at_off = offsetof(T, arr), .at_n_off = offsetof(T, n)
 #define NKEYS(a) (sizeof(a) / sizeof((a)[0]))
 
 #define MS_HOUR (3600LL * 1000)
@@ -138,6 +142,8 @@ static const cfg_key_t coord_keys[] = {
 };
 static const cfg_key_t site_keys[] = {
     KEY_NUM(bq_cfg_site_t, "max_concurrent_backups", CFG_INT, max_concurrent_backups, 0, 100000, "0"),
+    { .key = "bandwidth_limit", .type = CFG_SIZE, .off = offsetof(bq_cfg_site_t, bandwidth_limit),
+      .min = 0, .max = 1000 * TIB, .def = "0", KEY_AT(bq_cfg_site_t, bandwidth_at, nbandwidth_at) },
 };
 static const cfg_key_t worker_ref_keys[] = {
     KEY_PUBLIC(bq_cfg_worker_ref_t, "public_key_file", public_key_file, public_key, true),
@@ -148,6 +154,53 @@ static const cfg_key_t worker_ref_keys[] = {
 static const cfg_key_t operator_keys[] = {
     KEY_PUBLIC(bq_cfg_operator_t, "public_key_file", public_key_file, public_key, true),
 };
+/* replicate_to: site names joined by ',' (spaces around them allowed), each once, at most
+ * BQ_REPLICA_SITES_MAX; whether each names a [site] is checked with the whole file. */
+static int sites_list_check(const char *v, char *why, size_t len)
+{
+    char names[BQ_REPLICA_SITES_MAX][BQ_NAME_MAX];
+    size_t n = 0;
+    const char *p = v;
+    for (;;) {
+        while (*p == ' ' || *p == '\t')
+            p++;
+        size_t w = strcspn(p, ", \t");
+        char name[BQ_NAME_MAX];
+        if (w == 0 || w >= sizeof name) {
+            snprintf(why, len, "expected site names separated by commas, as replicate_to = "
+                     "west, north");
+            return -1;
+        }
+        memcpy(name, p, w);
+        name[w] = '\0';
+        if (!bq_name_valid(name)) {
+            snprintf(why, len, "'%s' is not a site name", name);
+            return -1;
+        }
+        for (size_t i = 0; i < n; i++)
+            if (strcmp(names[i], name) == 0) {
+                snprintf(why, len, "site %s is named twice", name);
+                return -1;
+            }
+        if (n == BQ_REPLICA_SITES_MAX) {
+            snprintf(why, len, "at most %d sites", BQ_REPLICA_SITES_MAX);
+            return -1;
+        }
+        memcpy(names[n++], name, w + 1);
+        p += w;
+        while (*p == ' ' || *p == '\t')
+            p++;
+        if (!*p)
+            return 0;
+        if (*p != ',') {
+            snprintf(why, len, "expected site names separated by commas, as replicate_to = "
+                     "west, north");
+            return -1;
+        }
+        p++;
+    }
+}
+
 static const cfg_key_t cluster_keys[] = {
     KEY_TEXT(bq_cfg_cluster_t, "conninfo", CFG_STRING, true, conninfo),
     KEY_REF(bq_cfg_cluster_t, "site", true, site, "site"),
@@ -157,7 +210,10 @@ static const cfg_key_t cluster_keys[] = {
     KEY_CHECKED(bq_cfg_cluster_t, "backup_schedule", backup_schedule, bq_schedule_check),
     KEY_CHECKED(bq_cfg_cluster_t, "backup_jitter", backup_jitter, bq_duration_check),
     KEY_NUM(bq_cfg_cluster_t, "backup_max_age", CFG_DURATION, backup_max_age_ms, 0, 3660 * MS_DAY, "0"),
-    KEY_CHECKED(bq_cfg_cluster_t, "retention_policy", retention_policy, bq_retention_check),
+    { .key = "retention_policy", .type = CFG_STRING,
+      .off = offsetof(bq_cfg_cluster_t, retention_policy),
+      .size = FIELD_SIZE(bq_cfg_cluster_t, retention_policy), .check = bq_retention_check,
+      KEY_AT(bq_cfg_cluster_t, retention_at, nretention_at) },
     KEY_NUM(bq_cfg_cluster_t, "minimum_redundancy", CFG_INT, minimum_redundancy, 0, 100000, "0"),
     KEY_CHOICE(bq_cfg_cluster_t, "retention", retention, "auto|report", "auto"),
     KEY_NUM(bq_cfg_cluster_t, "wal_max_age", CFG_DURATION, wal_max_age_ms, 0, 366 * MS_DAY, "0"),
@@ -178,6 +234,7 @@ static const cfg_key_t cluster_keys[] = {
     KEY_TEXT(bq_cfg_cluster_t, "restore_test_sql", CFG_PATH, false, restore_test_sql),
     KEY_NUM(bq_cfg_cluster_t, "restore_test_timeout", CFG_DURATION, restore_test_timeout_ms,
             60000, 7 * MS_DAY, "6h"),
+    KEY_CHECKED(bq_cfg_cluster_t, "replicate_to", replicate_to, sites_list_check),
 };
 
 /* backup_jitter must be shorter than the schedule's period (bq_schedule_check's grammar). */
@@ -900,6 +957,49 @@ static char *cfg_reader(char *str, int num, void *stream)
     return cfg_line_check(c, str) ? NULL : str;
 }
 
+/* KEY@SITE = VALUE: the next override of KEY's array, its value parsed as KEY's. */
+static int cfg_at_set(cfg_ctx_t *c, cfg_rec_t *r, const char *label, const char *name,
+                      const char *at, const char *value)
+{
+    const cfg_key_t *k = NULL;
+    size_t blen = (size_t)(at - name);
+    for (size_t i = 0; i < r->sec->nkeys; i++)
+        if (strlen(r->sec->keys[i].key) == blen && memcmp(r->sec->keys[i].key, name, blen) == 0)
+            k = &r->sec->keys[i];
+    if (!k || !k->at_n_off)
+        return !cfg_fail(c, BQ_E_CONFIG, c->lineno, label, name,
+                         "unknown key (KEY@SITE is known for retention_policy in [cluster] and "
+                         "bandwidth_limit in [site])");
+    const char *site = at + 1;
+    if (!bq_name_valid(site))
+        return !cfg_fail(c, BQ_E_CONFIG, c->lineno, label, name, "'%s' is not a site name", site);
+    size_t *n = (size_t *)((char *)c->obj + k->at_n_off);
+    bq_cfg_at_t *arr = (bq_cfg_at_t *)((char *)c->obj + k->at_off);
+    for (size_t i = 0; i < *n; i++)
+        if (strcmp(arr[i].site, site) == 0)
+            return !cfg_fail(c, BQ_E_CONFIG, c->lineno, label, name,
+                             "duplicate key (first at line %d)", arr[i].line);
+    if (*n == BQ_CFG_AT_MAX)
+        return !cfg_fail(c, BQ_E_CONFIG, c->lineno, label, name, "at most %d sites",
+                         BQ_CFG_AT_MAX);
+    if (!*value)
+        return !cfg_fail(c, BQ_E_CONFIG, c->lineno, label, name, "value is empty");
+    bq_cfg_at_t *a = &arr[*n];
+    memset(a, 0, sizeof *a);
+    cfg_key_t kk = *k;
+    size_t base = k->at_off + *n * sizeof *a;
+    kk.off = base + (k->type == CFG_SIZE ? offsetof(bq_cfg_at_t, size) : offsetof(bq_cfg_at_t, text));
+    kk.size = sizeof a->text;
+    char why[BQ_ERRMSG_MAX];
+    int rc = cfg_value_set(c, &kk, c->obj, value, why, sizeof why);
+    if (rc)
+        return !cfg_fail(c, rc, c->lineno, label, name, "%s", why);
+    snprintf(a->site, sizeof a->site, "%s", site);
+    a->line = c->lineno;
+    (*n)++;
+    return 1;
+}
+
 static int cfg_handler(void *user, const char *section, const char *name, const char *value)
 {
     cfg_ctx_t *c = user;
@@ -915,6 +1015,9 @@ static int cfg_handler(void *user, const char *section, const char *name, const 
     cfg_rec_t *r = &c->recs[c->nrecs - 1];
     char label[2 * BQ_NAME_MAX];
     cfg_rec_label(r, label, sizeof label);
+    const char *at = strchr(name, '@');
+    if (at)
+        return cfg_at_set(c, r, label, name, at, value);
     const cfg_key_t *k = NULL;
     size_t i;
     for (i = 0; i < r->sec->nkeys; i++) {
@@ -1083,9 +1186,91 @@ static int cfg_load(const cfg_schema_t *schema, const char *path, void *cfg, bq_
     return c.rc;
 }
 
+static int coord_has_site(const coord_t *cfg, const char *site)
+{
+    for (size_t i = 0; i < cfg->nsites; i++)
+        if (strcmp(cfg->sites[i].name, site) == 0)
+            return 1;
+    return 0;
+}
+
+/* The sites that replicate_to and KEY@SITE name must be [site] sections of the file, and a
+ * cluster does not copy to its own site. */
+static int coord_sites_check(const coord_t *cfg, bq_errbuf_t *e)
+{
+    for (size_t i = 0; i < cfg->nclusters; i++) {
+        const bq_cfg_cluster_t *cl = &cfg->clusters[i];
+        char list[sizeof cl->replicate_to];
+        snprintf(list, sizeof list, "%s", cl->replicate_to);
+        char *save = NULL;
+        for (char *t = strtok_r(list, ", \t", &save); t; t = strtok_r(NULL, ", \t", &save)) {
+            if (!coord_has_site(cfg, t))
+                return bq_fail(e, BQ_E_CONFIG, "%s: [cluster %s] replicate_to: no [site %s] in "
+                               "the file", cfg->path, cl->name, t);
+            if (strcmp(t, cl->site) == 0)
+                return bq_fail(e, BQ_E_CONFIG, "%s: [cluster %s] replicate_to: %s is the "
+                               "cluster's own site", cfg->path, cl->name, t);
+        }
+        for (size_t j = 0; j < cl->nretention_at; j++)
+            if (!coord_has_site(cfg, cl->retention_at[j].site))
+                return bq_fail(e, BQ_E_CONFIG, "%s:%d: [cluster %s] retention_policy@%s: no "
+                               "[site %s] in the file", cfg->path, cl->retention_at[j].line,
+                               cl->name, cl->retention_at[j].site, cl->retention_at[j].site);
+    }
+    for (size_t i = 0; i < cfg->nsites; i++)
+        for (size_t j = 0; j < cfg->sites[i].nbandwidth_at; j++) {
+            const bq_cfg_at_t *a = &cfg->sites[i].bandwidth_at[j];
+            if (!coord_has_site(cfg, a->site))
+                return bq_fail(e, BQ_E_CONFIG, "%s:%d: [site %s] bandwidth_limit@%s: no [site "
+                               "%s] in the file", cfg->path, a->line, cfg->sites[i].name,
+                               a->site, a->site);
+        }
+    return 0;
+}
+
 int bq_coord_config_load(const char *path, bq_coord_config_t *cfg, bq_errbuf_t *e)
 {
-    return cfg_load(&coord_schema, path, cfg, e);
+    int rc = cfg_load(&coord_schema, path, cfg, e);
+    if (rc == 0 && (rc = coord_sites_check(cfg, e)) != 0) {
+        bq_coord_config_free(cfg);
+        sodium_memzero(cfg, sizeof *cfg);
+    }
+    return rc;
+}
+
+const char *bq_cluster_retention_at(const bq_cfg_cluster_t *cl, const char *site)
+{
+    for (size_t i = 0; site && i < cl->nretention_at; i++)
+        if (strcmp(cl->retention_at[i].site, site) == 0)
+            return cl->retention_at[i].text;
+    return cl->retention_policy;
+}
+
+int bq_cluster_replicates_to(const bq_cfg_cluster_t *cl, const char *site)
+{
+    size_t n = strlen(site);
+    for (const char *p = cl->replicate_to; *p;) {
+        p += strspn(p, ", \t");
+        size_t w = strcspn(p, ", \t");
+        if (w == n && memcmp(p, site, n) == 0)
+            return 1;
+        p += w;
+    }
+    return 0;
+}
+
+uint64_t bq_site_bandwidth(const bq_coord_config_t *cfg, const char *to, const char *from)
+{
+    for (size_t i = 0; i < cfg->nsites; i++) {
+        const bq_cfg_site_t *s = &cfg->sites[i];
+        if (strcmp(s->name, to) != 0)
+            continue;
+        for (size_t j = 0; j < s->nbandwidth_at; j++)
+            if (strcmp(s->bandwidth_at[j].site, from) == 0)
+                return s->bandwidth_at[j].size;
+        return s->bandwidth_limit;
+    }
+    return 0;
 }
 
 int bq_worker_config_load(const char *path, bq_worker_config_t *cfg, bq_errbuf_t *e)

@@ -19,9 +19,22 @@
 #define BQ_CONNINFO_MAX 1024
 #define BQ_HOOK_MAX 512      /* a hook's command line */
 
+/* A per-site override, KEY@SITE = VALUE (issue 8): retention_policy@west in [cluster],
+ * bandwidth_limit@east in [site]. */
+#define BQ_CFG_AT_MAX 8
+typedef struct {
+    char site[BQ_NAME_MAX];                   /* a [site] of the same file */
+    char text[64];                            /* text values (retention_policy@SITE) */
+    uint64_t size;                            /* size values (bandwidth_limit@SITE) */
+    int line;                                 /* where it was set */
+} bq_cfg_at_t;
+
 typedef struct {
     char name[BQ_NAME_MAX];
     int max_concurrent_backups;               /* optional, 0 = no limit: backups running at once */
+    uint64_t bandwidth_limit;                 /* bytes/s of copies into this site (0 = none) */
+    bq_cfg_at_t bandwidth_at[BQ_CFG_AT_MAX];  /* bandwidth_limit@SOURCE: copies from SOURCE */
+    size_t nbandwidth_at;
 } bq_cfg_site_t;
 
 typedef struct {
@@ -70,7 +83,13 @@ typedef struct {
     int restore_test_amcheck;                 /* pg_amcheck every database */
     char restore_test_sql[PATH_MAX];          /* a file of SQL whose result must be true */
     int64_t restore_test_timeout_ms;          /* default 6h */
+    /* geo copies (issue 8) */
+    char replicate_to[256];                   /* "" = none; other sites, joined by ',' */
+    bq_cfg_at_t retention_at[BQ_CFG_AT_MAX];  /* retention_policy@SITE: that site's policy */
+    size_t nretention_at;
 } bq_cfg_cluster_t;
+
+#define BQ_REPLICA_SITES_MAX 4 /* sites in one cluster's replicate_to */
 
 enum { BQ_RETENTION_AUTO = 0, BQ_RETENTION_REPORT = 1 }; /* [cluster] retention = auto | report */
 
@@ -157,6 +176,13 @@ int bq_cli_config_find(const char *explicit_path, char *path, size_t len, bq_err
 
 /* Lookups in a loaded coordinator config; NULL when absent. */
 const bq_cfg_cluster_t *bq_coord_config_cluster(const bq_coord_config_t *cfg, const char *name);
+/* The cluster's retention policy at site: its retention_policy@SITE, else retention_policy. */
+const char *bq_cluster_retention_at(const bq_cfg_cluster_t *cl, const char *site);
+/* Whether site is in the cluster's replicate_to. */
+int bq_cluster_replicates_to(const bq_cfg_cluster_t *cl, const char *site);
+/* Bytes/s a copy from site `from` into site `to` may use: [site TO] bandwidth_limit@FROM,
+ * else its bandwidth_limit; 0 = no limit. */
+uint64_t bq_site_bandwidth(const bq_coord_config_t *cfg, const char *to, const char *from);
 const bq_cfg_worker_ref_t *bq_coord_config_worker(const bq_coord_config_t *cfg, const char *name);
 
 /* A valid name: 1..63 of [A-Za-z0-9_.-], not starting with '.' or '-'. */

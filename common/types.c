@@ -19,6 +19,20 @@ const char *bq_job_type_name(bq_job_type_t t)
     case BQ_JOB_INVENTORY: return "inventory";
     case BQ_JOB_KEEP: return "keep";
     case BQ_JOB_RESTORE_TEST: return "restore-test";
+    case BQ_JOB_REPLICATE: return "replicate";
+    case BQ_JOB_REPLICATE_WAL: return "replicate-wal";
+    default: return "?";
+    }
+}
+
+const char *bq_copy_state_name(bq_copy_state_t s)
+{
+    switch (s) {
+    case BQ_COPY_QUEUED: return "QUEUED";
+    case BQ_COPY_COPYING: return "COPYING";
+    case BQ_COPY_WAITING_FOR_WALS: return "WAITING_FOR_WALS";
+    case BQ_COPY_DONE: return "DONE";
+    case BQ_COPY_FAILED: return "FAILED";
     default: return "?";
     }
 }

@@ -23,6 +23,8 @@ typedef enum {
     BQ_JOB_INVENTORY = 10, /* --rebuild-catalog: a page of what the store holds, from job.offset */
     BQ_JOB_KEEP = 11,      /* barque keep: the keep mark of job.backup_id in the store */
     BQ_JOB_RESTORE_TEST = 12, /* restore job.backup_id into scratch, start, replay, check, measure */
+    BQ_JOB_REPLICATE = 13,     /* geo copy of job.backup_id from job.peer_worker's store */
+    BQ_JOB_REPLICATE_WAL = 14, /* geo copy of the WAL files job.wal_names from job.peer_worker */
 } bq_job_type_t;
 
 /* States of a backup in the catalog (issue 4; WAITING_FOR_WALS comes with issue 5). */
@@ -145,6 +147,51 @@ typedef struct {
  * or control character, so it can be written between single quotes), else -1 with why. */
 int bq_recovery_valid(const bq_recovery_t *r, char *why, size_t whylen);
 
+/* Geo copies (issue 8). */
+#define BQ_COPIES_MAX 4        /* copies of one backup at other sites (BQ_REPLICA_SITES_MAX) */
+#define BQ_WAL_NAMES_MAX 128   /* WAL files in one replicate-wal job */
+#define BQ_WAL_LIST_MAX (BQ_WAL_NAMES_MAX * (BQ_WAL_FILE_MAX - 15))
+typedef enum {
+    BQ_COPY_NONE = 0,
+    BQ_COPY_QUEUED = 1,
+    BQ_COPY_COPYING = 2,
+    BQ_COPY_WAITING_FOR_WALS = 3,
+    BQ_COPY_DONE = 4,
+    BQ_COPY_FAILED = 5,
+} bq_copy_state_t;
+const char *bq_copy_state_name(bq_copy_state_t s); /* "QUEUED", ... "?" */
+/* What a replicate or replicate-wal job did (one attempt). */
+typedef struct {
+    char peer_worker[BQ_NAME_MAX];
+    uint64_t chunks_total, chunks_present, chunks_fetched, bytes_fetched, chunks_refetched;
+    uint64_t file_bytes;
+    int64_t duration_ms;
+    uint32_t streams;
+    uint64_t wal_files, wal_bytes, wal_missing;
+} bq_replicate_result_t;
+/* A backup's copy at another site (Backup.copies). */
+typedef struct {
+    char site[BQ_NAME_MAX];
+    bq_copy_state_t state;
+    char worker[BQ_NAME_MAX];       /* whose store holds (takes) it */
+    char source[BQ_NAME_MAX];       /* the worker it is copied from */
+    uint64_t job_id;
+    int64_t queued_ms, done_ms, duration_ms;
+    uint64_t chunks_total, chunks_present, chunks_fetched, bytes_fetched, chunks_refetched;
+    uint32_t attempts;
+    char error[BQ_DETAIL_MAX];
+} bq_copy_t;
+/* Per cluster and replicate_to site (status, check, metrics). */
+typedef struct {
+    char site[BQ_NAME_MAX];
+    uint32_t copies_done, copies_behind, copies_failed;
+    uint64_t wal_missing, wal_lag_bytes;
+    char wal_last[BQ_WAL_FILE_MAX];
+    int64_t wal_last_ms, last_copy_ms;
+    char last_copy_backup[BQ_BACKUP_ID_MAX];
+    char error[BQ_DETAIL_MAX];
+} bq_replica_status_t;
+
 /* What the catalog keeps per backup (issue 4). Sizes in bytes, times in ms since the epoch
  * (wall clock), LSNs as 64-bit integers (print as X/X). */
 typedef struct {
@@ -176,6 +223,8 @@ typedef struct {
     uint64_t delta_chunks;          /* chunks stored as deltas */
     int keep;                       /* barque keep: 0 none, 1 full, 2 standalone */
     char retention[20];             /* replies only: VALID, OBSOLETE, KEEP:FULL, ... or "-" */
+    size_t ncopies;                 /* copies at other sites (issue 8) */
+    bq_copy_t copies[BQ_COPIES_MAX];
 } bq_backup_t;
 
 /* What a restore did (issue 4): the figures its result carries. */
@@ -332,6 +381,11 @@ typedef struct {
     int keep;                         /* keep: 0 release, 1 full, 2 standalone */
     bq_rt_spec_t rt;                  /* restore-test: what to check (set at offer) */
     char progress_message[BQ_DETAIL_MAX]; /* the last progress report's message (its phase) */
+    /* replicate, replicate-wal (issue 8) */
+    uint64_t bandwidth_limit;         /* bytes/s it may receive (0 = no limit) */
+    char wal_names[BQ_WAL_LIST_MAX];  /* replicate-wal: the files, joined by ',' */
+    int has_replicate;
+    bq_replicate_result_t rep;        /* what the last attempt did */
 } bq_job_t;
 
 typedef struct {
@@ -374,6 +428,8 @@ typedef struct {
     int64_t rt_predicted_ms;         /* predicted recovery time of a restore now (0 = unknown) */
     char rt_predicted_detail[BQ_DETAIL_MAX];
     int rt_severity;                 /* the "restore test" check item's severity */
+    size_t nreplicas;                /* per replicate_to site (status, metrics) */
+    bq_replica_status_t replicas[BQ_COPIES_MAX];
 } bq_cluster_t;
 
 /* barque schedule: one cluster's row (the reply of "schedule"). */

@@ -126,7 +126,7 @@ static int codec_str_get(char *dst, size_t cap, const char *src, const char *obj
 
 static int codec_job_type_valid(int v)
 {
-    return v >= BQ_JOB_TYPE_NONE && v <= BQ_JOB_RESTORE_TEST;
+    return v >= BQ_JOB_TYPE_NONE && v <= BQ_JOB_REPLICATE_WAL;
 }
 
 static int codec_backup_state_valid(int v)
@@ -365,6 +365,138 @@ static int codec_restore_from_pb(const Barque__RestoreResult *pb, bq_restore_res
     c->files_removed = pb->files_removed;
     c->bytes = pb->bytes;
     c->duration_ms = pb->duration_ms;
+    return 0;
+}
+
+/* ---- ReplicateResult, BackupCopy, ReplicaStatus (issue 8) ------------------------------- */
+
+static int codec_rep_to_pb(codec_arena_t *a, const bq_replicate_result_t *c,
+                           Barque__ReplicateResult **out, bq_errbuf_t *e)
+{
+    int rc;
+    Barque__ReplicateResult *pb = ARENA_NEW(a, Barque__ReplicateResult);
+    if (!pb)
+        return codec_nomem(e);
+    barque__replicate_result__init(pb);
+    if ((rc = STR_PUT("ReplicateResult", peer_worker)) < 0)
+        return rc;
+    pb->chunks_total = c->chunks_total;
+    pb->chunks_present = c->chunks_present;
+    pb->chunks_fetched = c->chunks_fetched;
+    pb->bytes_fetched = c->bytes_fetched;
+    pb->chunks_refetched = c->chunks_refetched;
+    pb->file_bytes = c->file_bytes;
+    pb->duration_ms = c->duration_ms;
+    pb->streams = c->streams;
+    pb->wal_files = c->wal_files;
+    pb->wal_bytes = c->wal_bytes;
+    pb->wal_missing = c->wal_missing;
+    *out = pb;
+    return 0;
+}
+
+static int codec_rep_from_pb(const Barque__ReplicateResult *pb, bq_replicate_result_t *c,
+                             bq_errbuf_t *e)
+{
+    int rc;
+    memset(c, 0, sizeof *c);
+    if ((rc = STR_GET("ReplicateResult", peer_worker)) < 0)
+        return rc;
+    c->chunks_total = pb->chunks_total;
+    c->chunks_present = pb->chunks_present;
+    c->chunks_fetched = pb->chunks_fetched;
+    c->bytes_fetched = pb->bytes_fetched;
+    c->chunks_refetched = pb->chunks_refetched;
+    c->file_bytes = pb->file_bytes;
+    c->duration_ms = pb->duration_ms;
+    c->streams = pb->streams;
+    c->wal_files = pb->wal_files;
+    c->wal_bytes = pb->wal_bytes;
+    c->wal_missing = pb->wal_missing;
+    return 0;
+}
+
+static int codec_copy_to_pb(const bq_copy_t *c, Barque__BackupCopy *pb, bq_errbuf_t *e)
+{
+    int rc;
+    barque__backup_copy__init(pb);
+    if (c->state < BQ_COPY_QUEUED || c->state > BQ_COPY_FAILED)
+        return bq_fail(e, BQ_E_INVAL, "BackupCopy.state has unknown value %d", (int)c->state);
+    if ((rc = STR_PUT("BackupCopy", site)) < 0 || (rc = STR_PUT("BackupCopy", worker)) < 0 ||
+        (rc = STR_PUT("BackupCopy", source)) < 0 || (rc = STR_PUT("BackupCopy", error)) < 0)
+        return rc;
+    pb->state = (uint32_t)c->state;
+    pb->job_id = c->job_id;
+    pb->queued_ms = c->queued_ms;
+    pb->done_ms = c->done_ms;
+    pb->duration_ms = c->duration_ms;
+    pb->chunks_total = c->chunks_total;
+    pb->chunks_present = c->chunks_present;
+    pb->chunks_fetched = c->chunks_fetched;
+    pb->bytes_fetched = c->bytes_fetched;
+    pb->chunks_refetched = c->chunks_refetched;
+    pb->attempts = c->attempts;
+    return 0;
+}
+
+static int codec_copy_from_pb(const Barque__BackupCopy *pb, bq_copy_t *c, bq_errbuf_t *e)
+{
+    int rc;
+    memset(c, 0, sizeof *c);
+    if (pb->state < BQ_COPY_QUEUED || pb->state > BQ_COPY_FAILED)
+        return bq_fail(e, BQ_E_PROTO, "BackupCopy.state has unknown value %u", pb->state);
+    if ((rc = STR_GET("BackupCopy", site)) < 0 || (rc = STR_GET("BackupCopy", worker)) < 0 ||
+        (rc = STR_GET("BackupCopy", source)) < 0 || (rc = STR_GET("BackupCopy", error)) < 0)
+        return rc;
+    c->state = (bq_copy_state_t)pb->state;
+    c->job_id = pb->job_id;
+    c->queued_ms = pb->queued_ms;
+    c->done_ms = pb->done_ms;
+    c->duration_ms = pb->duration_ms;
+    c->chunks_total = pb->chunks_total;
+    c->chunks_present = pb->chunks_present;
+    c->chunks_fetched = pb->chunks_fetched;
+    c->bytes_fetched = pb->bytes_fetched;
+    c->chunks_refetched = pb->chunks_refetched;
+    c->attempts = pb->attempts;
+    return 0;
+}
+
+static int codec_replica_to_pb(const bq_replica_status_t *c, Barque__ReplicaStatus *pb,
+                               bq_errbuf_t *e)
+{
+    int rc;
+    barque__replica_status__init(pb);
+    if ((rc = STR_PUT("ReplicaStatus", site)) < 0 || (rc = STR_PUT("ReplicaStatus", wal_last)) < 0 ||
+        (rc = STR_PUT("ReplicaStatus", last_copy_backup)) < 0 ||
+        (rc = STR_PUT("ReplicaStatus", error)) < 0)
+        return rc;
+    pb->copies_done = c->copies_done;
+    pb->copies_behind = c->copies_behind;
+    pb->copies_failed = c->copies_failed;
+    pb->wal_missing = c->wal_missing;
+    pb->wal_lag_bytes = c->wal_lag_bytes;
+    pb->wal_last_ms = c->wal_last_ms;
+    pb->last_copy_ms = c->last_copy_ms;
+    return 0;
+}
+
+static int codec_replica_from_pb(const Barque__ReplicaStatus *pb, bq_replica_status_t *c,
+                                 bq_errbuf_t *e)
+{
+    int rc;
+    memset(c, 0, sizeof *c);
+    if ((rc = STR_GET("ReplicaStatus", site)) < 0 || (rc = STR_GET("ReplicaStatus", wal_last)) < 0 ||
+        (rc = STR_GET("ReplicaStatus", last_copy_backup)) < 0 ||
+        (rc = STR_GET("ReplicaStatus", error)) < 0)
+        return rc;
+    c->copies_done = pb->copies_done;
+    c->copies_behind = pb->copies_behind;
+    c->copies_failed = pb->copies_failed;
+    c->wal_missing = pb->wal_missing;
+    c->wal_lag_bytes = pb->wal_lag_bytes;
+    c->wal_last_ms = pb->wal_last_ms;
+    c->last_copy_ms = pb->last_copy_ms;
     return 0;
 }
 
@@ -684,6 +816,12 @@ static int codec_job_to_pb(codec_arena_t *a, const bq_job_t *c, Barque__Job *pb,
             return rc;
         pb->deletion = dr;
     }
+    if (c->has_replicate && (rc = codec_rep_to_pb(a, &c->rep, &pb->replicate, e)) < 0)
+        return rc;
+    if ((rc = codec_list_put(a, c->wal_names, sizeof c->wal_names, "Job", "wal_names",
+                             "WAL file name", &pb->wal_names, &pb->n_wal_names, e)) < 0)
+        return rc;
+    pb->bandwidth_limit = c->bandwidth_limit;
     pb->offset = c->offset;
     pb->id = c->id;
     pb->type = (Barque__JobType)c->type;
@@ -774,6 +912,21 @@ static int codec_job_from_pb(const Barque__Job *pb, bq_job_t *c, bq_errbuf_t *e)
             return rc;
         c->has_delete = 1;
     }
+    if (pb->replicate) {
+        if ((rc = codec_rep_from_pb(pb->replicate, &c->rep, e)) < 0)
+            return rc;
+        c->has_replicate = 1;
+    }
+    if (pb->n_wal_names > BQ_WAL_NAMES_MAX)
+        return bq_fail(e, BQ_E_PROTO, "Job.wal_names has %zu names, more than the limit of %d",
+                       pb->n_wal_names, BQ_WAL_NAMES_MAX);
+    for (size_t i = 0; i < pb->n_wal_names; i++)
+        if (!pb->wal_names[i] || !bq_wal_name_valid(pb->wal_names[i]))
+            return bq_fail(e, BQ_E_PROTO, "Job.wal_names[%zu] is not a WAL file name", i);
+    if ((rc = codec_list_get(c->wal_names, sizeof c->wal_names, pb->wal_names, pb->n_wal_names,
+                             "Job", "wal_names", "WAL file name", e)) < 0)
+        return rc;
+    c->bandwidth_limit = pb->bandwidth_limit;
     c->offset = pb->offset;
     c->id = pb->id;
     c->type = (bq_job_type_t)pb->type;
@@ -841,6 +994,11 @@ static int codec_backup_to_pb(codec_arena_t *a, const bq_backup_t *c, Barque__Ba
     pb->checksum_failures = c->checksum_failures;
     pb->delta_bytes = c->delta_bytes;
     pb->delta_chunks = c->delta_chunks;
+    if (c->ncopies > BQ_COPIES_MAX)
+        return bq_fail(e, BQ_E_INVAL, "Backup.copies has %zu copies, more than the limit of %d",
+                       c->ncopies, BQ_COPIES_MAX);
+    ROWS_TO_PB(Barque__BackupCopy, c->ncopies, pb->copies, pb->n_copies,
+               codec_copy_to_pb(&c->copies[i_], &rows_[i_], e));
     return 0;
 }
 
@@ -880,6 +1038,12 @@ static int codec_backup_from_pb(const Barque__Backup *pb, bq_backup_t *c, bq_err
     c->checksum_failures = pb->checksum_failures;
     c->delta_bytes = pb->delta_bytes;
     c->delta_chunks = pb->delta_chunks;
+    if (pb->n_copies > BQ_COPIES_MAX)
+        return bq_fail(e, BQ_E_PROTO, "Backup.copies has %zu copies, more than the limit of %d",
+                       pb->n_copies, BQ_COPIES_MAX);
+    for (; c->ncopies < pb->n_copies; c->ncopies++)
+        if ((rc = codec_copy_from_pb(pb->copies[c->ncopies], &c->copies[c->ncopies], e)) < 0)
+            return rc;
     return 0;
 }
 
@@ -1050,7 +1214,8 @@ static int codec_worker_from_pb(const Barque__Worker *pb, bq_worker_t *c, bq_err
     return 0;
 }
 
-static int codec_cluster_to_pb(const bq_cluster_t *c, Barque__Cluster *pb, bq_errbuf_t *e)
+static int codec_cluster_to_pb(codec_arena_t *a, const bq_cluster_t *c, Barque__Cluster *pb,
+                               bq_errbuf_t *e)
 {
     int rc;
     barque__cluster__init(pb);
@@ -1077,6 +1242,11 @@ static int codec_cluster_to_pb(const bq_cluster_t *c, Barque__Cluster *pb, bq_er
     pb->check_status = (uint32_t)c->check_status;
     pb->check_ms = c->check_ms;
     pb->check_failed = c->check_failed;
+    if (c->nreplicas > BQ_COPIES_MAX)
+        return bq_fail(e, BQ_E_INVAL, "Cluster.replicas has %zu sites, more than the limit of %d",
+                       c->nreplicas, BQ_COPIES_MAX);
+    ROWS_TO_PB(Barque__ReplicaStatus, c->nreplicas, pb->replicas, pb->n_replicas,
+               codec_replica_to_pb(&c->replicas[i_], &rows_[i_], e));
     return 0;
 }
 
@@ -1109,6 +1279,13 @@ static int codec_cluster_from_pb(const Barque__Cluster *pb, bq_cluster_t *c, bq_
     c->check_status = (int)pb->check_status;
     c->check_ms = pb->check_ms;
     c->check_failed = pb->check_failed;
+    if (pb->n_replicas > BQ_COPIES_MAX)
+        return bq_fail(e, BQ_E_PROTO, "Cluster.replicas has %zu sites, more than the limit of %d",
+                       pb->n_replicas, BQ_COPIES_MAX);
+    for (; c->nreplicas < pb->n_replicas; c->nreplicas++)
+        if ((rc = codec_replica_from_pb(pb->replicas[c->nreplicas], &c->replicas[c->nreplicas],
+                                        e)) < 0)
+            return rc;
     return 0;
 }
 
@@ -1302,7 +1479,7 @@ static int codec_worker_rec_from_pb(const ProtobufCMessage *pb, void *c, bq_errb
 static int codec_cluster_rec_to_pb(codec_arena_t *a, const void *c, codec_record_pb_t *pb,
                                    bq_errbuf_t *e)
 {
-    return codec_cluster_to_pb(c, &pb->cluster, e);
+    return codec_cluster_to_pb(a, c, &pb->cluster, e);
 }
 
 static int codec_cluster_rec_from_pb(const ProtobufCMessage *pb, void *c, bq_errbuf_t *e)
@@ -2017,6 +2194,8 @@ static int codec_body_to_pb(codec_arena_t *a, const bq_msg_t *m, ProtobufCMessag
                 return rc;
             pb->rtest = rt;
         }
+        if (c->has_replicate && (rc = codec_rep_to_pb(a, &c->rep, &pb->replicate, e)) < 0)
+            return rc;
         *out = &pb->base;
         return 0;
     }
@@ -2101,7 +2280,7 @@ static int codec_body_to_pb(codec_arena_t *a, const bq_msg_t *m, ProtobufCMessag
         ROWS_TO_PB(Barque__Worker, c->nworkers, pb->workers, pb->n_workers,
                    codec_worker_to_pb(&c->workers[i_], &rows_[i_], e));
         ROWS_TO_PB(Barque__Cluster, c->nclusters, pb->clusters, pb->n_clusters,
-                   codec_cluster_to_pb(&c->clusters[i_], &rows_[i_], e));
+                   codec_cluster_to_pb(a, &c->clusters[i_], &rows_[i_], e));
         ROWS_TO_PB(Barque__Job, c->njobs, pb->jobs, pb->n_jobs,
                    codec_job_to_pb(a, &c->jobs[i_], &rows_[i_], e));
         if (c->nsites) {
@@ -2352,6 +2531,11 @@ static int codec_body_from_pb(const ProtobufCMessage *msg, bq_msg_t *m, bq_errbu
             if ((rc = codec_rtest_from_pb(pb->rtest, &c->rtest, e)) < 0)
                 return rc;
             c->has_rtest = 1;
+        }
+        if (pb->replicate) {
+            if ((rc = codec_rep_from_pb(pb->replicate, &c->rep, e)) < 0)
+                return rc;
+            c->has_replicate = 1;
         }
         return codec_files_from_pb(pb->files, pb->n_files, "JobResult", &c->files, &c->nfiles, e);
     }

@@ -149,6 +149,8 @@ typedef struct {
     uint64_t inv_orphans;           /* backups the store cannot say the cluster of */
     int has_rtest;                  /* restore-test jobs: what was measured (failed ones too) */
     bq_restore_test_t rtest;
+    int has_replicate;              /* replicate, replicate-wal jobs (failed ones too) */
+    bq_replicate_result_t rep;
 } bq_msg_result_t;
 
 /* Free what a result owns (its files) and zero those fields; the rest is left as it is.

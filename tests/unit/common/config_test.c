@@ -127,6 +127,8 @@ static void test_coord_good(void **state)
                "# sites may be empty\n"
                "[site east]\n"
                "[site west]\r\n"
+               "bandwidth_limit = 100MiB\n"
+               "bandwidth_limit@east = 10MiB\n"
                "  [worker w1]\n"
                "  public_key_file = w1.pub\n"
                "  site = east\n"
@@ -139,6 +141,9 @@ static void test_coord_good(void **state)
                "[cluster main]\n"
                "conninfo = host=db1 port=5432 dbname=postgres user=barque\n"
                "site = east\n"
+               "replicate_to = west\n"
+               "retention_policy = REDUNDANCY 3\n"
+               "retention_policy@west = RECOVERY WINDOW OF 2 WEEKS\n"
                "[cluster pg.2]\n"
                "conninfo = postgresql://barque@db2:5432/postgres?sslmode=require\n"
                "site = west\n"
@@ -202,6 +207,15 @@ static void test_coord_good(void **state)
 
     assert_ptr_equal(bq_coord_config_cluster(&cfg, "pg.2"), &cfg.clusters[1]);
     assert_null(bq_coord_config_cluster(&cfg, "nope"));
+    /* geo copies (issue 8) */
+    assert_true(bq_cluster_replicates_to(&cfg.clusters[0], "west"));
+    assert_false(bq_cluster_replicates_to(&cfg.clusters[0], "wes"));
+    assert_false(bq_cluster_replicates_to(&cfg.clusters[1], "east"));
+    assert_string_equal(bq_cluster_retention_at(&cfg.clusters[0], "west"), "RECOVERY WINDOW OF 2 WEEKS");
+    assert_string_equal(bq_cluster_retention_at(&cfg.clusters[0], "east"), "REDUNDANCY 3");
+    assert_int_equal(bq_site_bandwidth(&cfg, "west", "east"), 10u << 20);
+    assert_int_equal(bq_site_bandwidth(&cfg, "west", "north"), 100u << 20);
+    assert_int_equal(bq_site_bandwidth(&cfg, "east", "west"), 0);
     assert_ptr_equal(bq_coord_config_worker(&cfg, "w2"), &cfg.workers[1]);
     assert_null(bq_coord_config_worker(&cfg, "w3"));
 
@@ -447,6 +461,7 @@ typedef struct {
     "catalog = catalog\n"                                                                   \
     "secret_key_file = coord.key\n"
 #define WORKER_W1 "[site east]\n[worker w1]\npublic_key_file = w1.pub\nsite = east\n"
+#define GEO_CLUSTER "[site east]\n[site west]\n[cluster db1]\nconninfo = host=h\nsite = east\n"
 #define NAME_RULE "(use 1 to 63 of A-Z a-z 0-9 _ . -, not starting with . or -)"
 
 static const bad_case_t bad_cases[] = {
@@ -464,7 +479,31 @@ static const bad_case_t bad_cases[] = {
      ":2: [cli] coordinater: unknown key (known keys: coordinator, coordinator_public_key_file, "
      "secret_key_file, timeout)"},
     {"key in [site]", COORD, COORD_HEAD "[site east]\nregion = eu\n", BQ_E_CONFIG,
-     ":6: [site east] region: unknown key (known keys: max_concurrent_backups)"},
+     ":6: [site east] region: unknown key (known keys: max_concurrent_backups, bandwidth_limit)"},
+    /* geo copies (issue 8) */
+    {"replicate_to an unknown site", COORD, COORD_HEAD GEO_CLUSTER "replicate_to = north\n",
+     BQ_E_CONFIG, ": [cluster db1] replicate_to: no [site north] in the file"},
+    {"replicate_to its own site", COORD, COORD_HEAD GEO_CLUSTER "replicate_to = west, east\n",
+     BQ_E_CONFIG, ": [cluster db1] replicate_to: east is the cluster's own site"},
+    {"replicate_to grammar", COORD, COORD_HEAD GEO_CLUSTER "replicate_to = west,,east\n",
+     BQ_E_CONFIG, ":10: [cluster db1] replicate_to: expected site names separated by commas, as "
+     "replicate_to = west, north"},
+    {"replicate_to twice the same site", COORD, COORD_HEAD GEO_CLUSTER "replicate_to = west, west\n",
+     BQ_E_CONFIG, ":10: [cluster db1] replicate_to: site west is named twice"},
+    {"retention_policy@ an unknown site", COORD,
+     COORD_HEAD GEO_CLUSTER "retention_policy@north = REDUNDANCY 2\n", BQ_E_CONFIG,
+     ":10: [cluster db1] retention_policy@north: no [site north] in the file"},
+    {"retention_policy@SITE twice", COORD,
+     COORD_HEAD GEO_CLUSTER "retention_policy@west = REDUNDANCY 2\nretention_policy@west = REDUNDANCY 3\n",
+     BQ_E_CONFIG, ":11: [cluster db1] retention_policy@west: duplicate key (first at line 10)"},
+    {"KEY@SITE of a key without overrides", COORD, COORD_HEAD GEO_CLUSTER "conninfo@west = x\n",
+     BQ_E_CONFIG, ":10: [cluster db1] conninfo@west: unknown key (KEY@SITE is known for "
+     "retention_policy in [cluster] and bandwidth_limit in [site])"},
+    {"KEY@ not a site name", COORD, COORD_HEAD GEO_CLUSTER "retention_policy@-x = REDUNDANCY 1\n",
+     BQ_E_CONFIG, ":10: [cluster db1] retention_policy@-x: '-x' is not a site name"},
+    {"bandwidth_limit@ an unknown site", COORD,
+     COORD_HEAD "[site east]\nbandwidth_limit@north = 10MiB\n", BQ_E_CONFIG,
+     ":6: [site east] bandwidth_limit@north: no [site north] in the file"},
     {"missing required key", COORD, COORD_HEAD "[site east]\n[worker w1]\nsite = east\n",
      BQ_E_CONFIG, ":6: [worker w1] public_key_file: required key is missing"},
     {"missing required key, not last section", COORD,

@@ -112,6 +112,23 @@ static void job_full(bq_job_t *j)
     j->prune.files_removed = UINT64_MAX;
     j->prune.bytes_removed = 1;
     j->keep = 2;
+    /* issue 8: geo copies */
+    j->bandwidth_limit = UINT64_MAX;
+    snprintf(j->wal_names, sizeof j->wal_names,
+             "000000010000000000000001,00000002.history,000000010000000000000002.partial");
+    j->has_replicate = 1;
+    FILL_MAX(j->rep.peer_worker, 13);
+    j->rep.chunks_total = UINT64_MAX;
+    j->rep.chunks_present = 1;
+    j->rep.chunks_fetched = 2;
+    j->rep.bytes_fetched = 3;
+    j->rep.chunks_refetched = 4;
+    j->rep.file_bytes = 5;
+    j->rep.duration_ms = INT64_MIN;
+    j->rep.streams = UINT32_MAX;
+    j->rep.wal_files = 6;
+    j->rep.wal_bytes = 7;
+    j->rep.wal_missing = 8;
 }
 
 static void backup_full(bq_backup_t *b, char seed)
@@ -153,6 +170,25 @@ static void backup_full(bq_backup_t *b, char seed)
     FILL_MAX(b->error, (char)(seed + 7));
     b->keep = 1;
     FILL_MAX(b->retention, (char)(seed + 8));
+    b->ncopies = BQ_COPIES_MAX;
+    for (size_t i = 0; i < BQ_COPIES_MAX; i++) {
+        bq_copy_t *c = &b->copies[i];
+        FILL_MAX(c->site, (char)(seed + 9 + (char)i));
+        c->state = (bq_copy_state_t)(BQ_COPY_QUEUED + (int)i);
+        FILL_MAX(c->worker, (char)(seed + 10));
+        FILL_MAX(c->source, (char)(seed + 11));
+        FILL_MAX(c->error, (char)(seed + 12));
+        c->job_id = UINT64_MAX - i;
+        c->queued_ms = INT64_MIN;
+        c->done_ms = INT64_MAX;
+        c->duration_ms = 1;
+        c->chunks_total = 2;
+        c->chunks_present = 3;
+        c->chunks_fetched = 4;
+        c->bytes_fetched = UINT64_MAX;
+        c->chunks_refetched = 5;
+        c->attempts = UINT32_MAX;
+    }
 }
 
 static void worker_full(bq_worker_t *w, char seed)
@@ -177,6 +213,21 @@ static void cluster_full(bq_cluster_t *c, char seed)
     FILL_MAX(c->site, (char)(seed + 1));
     FILL_MAX(c->conninfo, (char)(seed + 2));
     c->system_identifier = 7321345678901234567ULL + (uint64_t)seed;
+    c->nreplicas = BQ_COPIES_MAX;
+    for (size_t i = 0; i < BQ_COPIES_MAX; i++) {
+        bq_replica_status_t *r = &c->replicas[i];
+        FILL_MAX(r->site, (char)(seed + 3 + (char)i));
+        FILL_MAX(r->wal_last, 'A');
+        FILL_MAX(r->last_copy_backup, (char)(seed + 4));
+        FILL_MAX(r->error, (char)(seed + 5));
+        r->copies_done = UINT32_MAX;
+        r->copies_behind = 1;
+        r->copies_failed = 2;
+        r->wal_missing = UINT64_MAX;
+        r->wal_lag_bytes = 3;
+        r->wal_last_ms = INT64_MIN;
+        r->last_copy_ms = INT64_MAX;
+    }
 }
 
 /* Encode in, decode into out, and check that out encodes to the same bytes. */
@@ -882,7 +933,7 @@ static void test_records(void **state)
     assert_non_null(strstr(e.msg, "RestoreTestSpec.wal_end is not a WAL segment name"));
     free(buf);
     memset(&j->rt, 0, sizeof j->rt);
-    j->type = (bq_job_type_t)(BQ_JOB_RESTORE_TEST + 1);
+    j->type = (bq_job_type_t)(BQ_JOB_REPLICATE_WAL + 1);
     assert_int_equal(proto_job_encode(j, &buf, &len, &e), BQ_E_INVAL);
     j->type = BQ_JOB_SWITCH_WAL;
     snprintf(j->wal_file, sizeof j->wal_file, "not-a-wal-file");
@@ -1403,7 +1454,7 @@ static bytes_t job_offer_with(int type, int state)
     return envelope(BQ_PROTO_VERSION, BQ_MSG_JOB_OFFER, &j.base);
 }
 
-static bytes_t bad_job_type(void) { return job_offer_with(13, 1); }
+static bytes_t bad_job_type(void) { return job_offer_with(15, 1); }
 static bytes_t bad_job_type_neg(void) { return job_offer_with(-1, 1); }
 static bytes_t bad_job_state(void) { return job_offer_with(1, 7); }
 
@@ -1805,7 +1856,7 @@ static const bad_case_t bad_msgs[] = {
      "JobResult.files[0].path is 4352 bytes, not 1..4351"},
     {"too many files in a reply", bad_reply_files_many, BQ_E_PROTO,
      "could not decode CLI_REPLY message seq 77: CliReply has 5001 files, more than the limit of 5000"},
-    {"bad job type", bad_job_type, BQ_E_PROTO, "Job.type has unknown value 13"},
+    {"bad job type", bad_job_type, BQ_E_PROTO, "Job.type has unknown value 15"},
     {"negative job type", bad_job_type_neg, BQ_E_PROTO, "Job.type has unknown value -1"},
     {"bad job state", bad_job_state, BQ_E_PROTO, "Job.state has unknown value 7"},
     {"Job.delta_from not a backup id", bad_job_delta_from, BQ_E_PROTO,
