@@ -7,6 +7,7 @@
 #include "manifest.h"
 #include "pack.h"
 #include "session.h"
+#include "store_int.h"
 #include "wal.h"
 
 #include <ctype.h>
@@ -134,6 +135,7 @@ int store_space(const char *dir, uint64_t *free_bytes, uint64_t *total_bytes, bq
 #define STORE_CONF_MAX 4096
 #define STORE_INDEX_MAP_MAX ((uint64_t)16 << 30)
 #define STORE_KEY_CACHE_MAX 256
+#define STORE_ID_KEY_DERIVE "barque id key 1" /* keyed BLAKE2b of it under the master key */
 
 struct store {
     char dir[PATH_MAX];
@@ -251,8 +253,12 @@ int store_create(const char *dir, const store_master_t *master, const store_opts
         return rc;
     store_index_close(&idx);
 
+    /* The id key is derived from the master key, so that every store made under one
+     * deployment key names chunks alike and copies of backups between them dedup
+     * (docs/store.md, "Keys"). A store made earlier with a random one keeps it. */
     uint8_t idkey[STORE_KEY_BYTES], wrapped[STORE_WRAPPED_BYTES];
-    randombytes_buf(idkey, sizeof idkey);
+    crypto_generichash(idkey, sizeof idkey, (const unsigned char *)STORE_ID_KEY_DERIVE,
+                       sizeof STORE_ID_KEY_DERIVE - 1, master->key, sizeof master->key);
     rc = store_key_wrap(master, STORE_LABEL_ID_KEY, idkey, wrapped, e);
     sodium_memzero(idkey, sizeof idkey);
     if (rc != 0)
@@ -646,7 +652,7 @@ struct store_backup {
     store_crew_t *crew;
     store_chunk_ctx_t *ctx[STORE_CREW_MAX]; /* one per crew thread */
     store_session_t *ss;
-    store_pack_writer_t *pack;
+    store_appender_t app; /* the packs and the entries not indexed yet */
     store_manifest_writer_t *man;
     size_t sealed_cap;
     /* the batch: slots[nslots] is the one being filled */
@@ -662,12 +668,6 @@ struct store_backup {
     size_t nnew;
     uint8_t (*notes)[STORE_CHUNK_ID_BYTES];
     store_sha256_t *fsha; /* the open file's checksum: sha256 of its chunk ids, in order */
-    /* Chunks appended since the last pack sync: their entries, and an open-addressing set of
-     * indexes into them (slot value = index + 1, 0 = empty) to dedup inside the backup. */
-    store_index_entry_t *pend;
-    size_t npend, pend_cap;
-    uint32_t *set;
-    size_t set_cap; /* a power of two, at least 2 * pend_cap */
     int in_file;
     uint64_t file_size;
     int failed;
@@ -687,19 +687,21 @@ static uint64_t id_hash(const uint8_t id[STORE_CHUNK_ID_BYTES])
     return h;
 }
 
+/* ---- the appender (store_int.h): the writer's and the importer's way into packs ---- */
+
 /* The pending entry of id, or NULL. */
-static const store_index_entry_t *pend_find(const store_backup_t *bw,
-                                            const uint8_t id[STORE_CHUNK_ID_BYTES])
+const store_index_entry_t *store_appender_find(const store_appender_t *a,
+                                               const uint8_t id[STORE_CHUNK_ID_BYTES])
 {
-    if (bw->set_cap == 0)
+    if (a->set_cap == 0)
         return NULL;
-    size_t mask = bw->set_cap - 1;
+    size_t mask = a->set_cap - 1;
     for (size_t i = id_hash(id) & mask;; i = (i + 1) & mask) {
-        uint32_t v = bw->set[i];
+        uint32_t v = a->set[i];
         if (v == 0)
             return NULL;
-        if (memcmp(bw->pend[v - 1].id, id, STORE_CHUNK_ID_BYTES) == 0)
-            return &bw->pend[v - 1];
+        if (memcmp(a->pend[v - 1].id, id, STORE_CHUNK_ID_BYTES) == 0)
+            return &a->pend[v - 1];
     }
 }
 
@@ -713,90 +715,120 @@ static void set_insert(uint32_t *set, size_t cap, const uint8_t id[STORE_CHUNK_I
     set[i] = value;
 }
 
-static int pend_add(store_backup_t *bw, const store_index_entry_t *ent, bq_errbuf_t *e)
+static int pend_add(store_appender_t *a, const store_index_entry_t *ent, bq_errbuf_t *e)
 {
-    if (bw->npend == bw->pend_cap) {
-        size_t cap = bw->pend_cap ? bw->pend_cap * 2 : 1024;
+    if (a->npend == a->pend_cap) {
+        size_t cap = a->pend_cap ? a->pend_cap * 2 : 1024;
         if (cap > UINT32_MAX / 4)
-            return bq_fail(e, BQ_E_NOMEM, "backup %s: too many chunks pending in one pack",
-                           bw->id);
-        store_index_entry_t *p = realloc(bw->pend, cap * sizeof *p);
+            return bq_fail(e, BQ_E_NOMEM, "%s: too many chunks pending in one pack", a->what);
+        store_index_entry_t *p = realloc(a->pend, cap * sizeof *p);
         uint32_t *set = calloc(cap * 2, sizeof *set);
         if (!p || !set) {
             if (p)
-                bw->pend = p;
+                a->pend = p;
             free(set);
-            return bq_fail(e, BQ_E_NOMEM, "out of memory writing backup %s", bw->id);
+            return bq_fail(e, BQ_E_NOMEM, "out of memory writing %s", a->what);
         }
-        bw->pend = p;
-        bw->pend_cap = cap;
-        free(bw->set);
-        bw->set = set;
-        bw->set_cap = cap * 2;
-        for (size_t i = 0; i < bw->npend; i++)
-            set_insert(bw->set, bw->set_cap, bw->pend[i].id, (uint32_t)i + 1);
+        a->pend = p;
+        a->pend_cap = cap;
+        free(a->set);
+        a->set = set;
+        a->set_cap = cap * 2;
+        for (size_t i = 0; i < a->npend; i++)
+            set_insert(a->set, a->set_cap, a->pend[i].id, (uint32_t)i + 1);
     }
-    bw->pend[bw->npend] = *ent;
-    bw->npend++;
-    set_insert(bw->set, bw->set_cap, ent->id, (uint32_t)bw->npend);
+    a->pend[a->npend] = *ent;
+    a->npend++;
+    a->pend_bytes += ent->loc.rec_len;
+    set_insert(a->set, a->set_cap, ent->id, (uint32_t)a->npend);
     return 0;
 }
 
-/* Index entries a writer keeps pending across packs before it indexes them: one LMDB
- * transaction copies every leaf page its random ids touch (the whole tree, for a batch of
- * thousands), so a backup indexed in one transaction instead of one per pack grows the index
- * file about half as much (docs/measurements.md, runs E-I). 65,536 entries: ~6 MiB with the
- * dedup set, 4 GiB of 64 KiB chunks. */
-#define STORE_PEND_MAX 65536
-
-/* Sync the open pack, then index every pending entry (of it and of packs sealed since the
- * last flush, all synced); close the pack when close_it. */
-static int pack_flush(store_backup_t *bw, int close_it, bq_errbuf_t *e)
+int store_appender_flush(store_appender_t *a, int close_it, bq_errbuf_t *e)
 {
-    int rc = bw->pack ? store_pack_sync(bw->pack, e) : 0;
-    if (rc == 0 && bw->npend > 0)
-        rc = store_index_put_new(bw->s->idx, bw->pend, bw->npend, e);
+    int rc = a->pack ? store_pack_sync(a->pack, e) : 0;
+    if (rc == 0 && a->npend > 0) {
+        rc = store_index_put_new(a->s->idx, a->pend, a->npend, e);
+        a->flushes += rc == 0;
+    }
     if (rc != 0)
         return rc;
-    bw->npend = 0;
-    if (bw->set)
-        memset(bw->set, 0, bw->set_cap * sizeof *bw->set);
-    if (close_it && bw->pack)
-        rc = store_pack_close(&bw->pack, e);
+    a->npend = 0;
+    a->pend_bytes = 0;
+    if (a->set)
+        memset(a->set, 0, a->set_cap * sizeof *a->set);
+    if (close_it && a->pack)
+        rc = store_pack_close(&a->pack, e);
     return rc;
 }
 
-/* The open pack is full: sync and close it; its entries stay pending (the session notes the
- * pack, so GC leaves it alone) until STORE_PEND_MAX of them wait or the backup commits. */
-static int pack_seal(store_backup_t *bw, bq_errbuf_t *e)
+static int pend_full(const store_appender_t *a)
 {
-    if (bw->npend >= STORE_PEND_MAX)
-        return pack_flush(bw, 1, e);
-    return store_pack_close(&bw->pack, e); /* syncs it first */
+    return a->npend >= a->flush_entries || (a->flush_bytes && a->pend_bytes >= a->flush_bytes);
 }
 
 /* A new pack with a fresh random id, noted in the session before it exists. */
-static int pack_start(store_backup_t *bw, bq_errbuf_t *e)
+static int pack_start(store_appender_t *a, bq_errbuf_t *e)
 {
-    int rc = store_session_enter(bw->ss, e);
+    int rc = store_session_enter(a->ss, e);
     for (int tries = 0; rc == 0; tries++) {
         uint64_t pid = 0;
         while (pid == 0)
             randombytes_buf(&pid, sizeof pid);
-        if ((rc = store_session_note_pack(bw->ss, pid, e)) != 0)
+        if ((rc = store_session_note_pack(a->ss, pid, e)) != 0)
             break;
-        rc = store_pack_create(bw->s->dir, pid, &bw->pack, e);
+        rc = store_pack_create(a->s->dir, pid, &a->pack, e);
         if (rc != BQ_E_EXISTS)
             break;
         if (tries >= 8) {
-            rc = bq_fail(e, BQ_E_IO, "backup %s: could not find a free pack id in %s", bw->id,
-                         bw->s->dir);
+            rc = bq_fail(e, BQ_E_IO, "%s: could not find a free pack id in %s", a->what,
+                         a->s->dir);
             break;
         }
         rc = 0;
     }
-    store_session_leave(bw->ss);
+    store_session_leave(a->ss);
     return rc;
+}
+
+int store_appender_append(store_appender_t *a, const uint8_t id[STORE_CHUNK_ID_BYTES],
+                          uint32_t raw_len, const uint8_t *base, const void *body, size_t len,
+                          uint32_t *rec_len, bq_errbuf_t *e)
+{
+    int rc;
+    if (!a->pack && (rc = pack_start(a, e)) != 0)
+        return rc;
+    store_index_entry_t ent;
+    memset(&ent, 0, sizeof ent);
+    memcpy(ent.id, id, sizeof ent.id);
+    ent.loc.pack = store_pack_id(a->pack);
+    ent.loc.raw_len = raw_len;
+    if (base) {
+        ent.loc.flags = STORE_INDEX_F_DELTA;
+        memcpy(ent.loc.base, base, STORE_CHUNK_ID_BYTES);
+    }
+    if ((rc = store_pack_append(a->pack, id, body, len, &ent.loc.offset, &ent.loc.rec_len,
+                                e)) != 0 ||
+        (rc = pend_add(a, &ent, e)) != 0)
+        return rc;
+    if (rec_len)
+        *rec_len = ent.loc.rec_len;
+    /* A full pack is synced and closed; its entries stay pending (the session notes the pack,
+     * so GC leaves it alone) until the bounds say they go. */
+    if (store_pack_size(a->pack) >= STORE_PACK_TARGET)
+        return pend_full(a) ? store_appender_flush(a, 1, e) : store_pack_close(&a->pack, e);
+    return pend_full(a) ? store_appender_flush(a, 0, e) : 0;
+}
+
+void store_appender_free(store_appender_t *a)
+{
+    store_pack_abandon(&a->pack);
+    free(a->pend);
+    free(a->set);
+    a->pend = NULL;
+    a->set = NULL;
+    a->npend = a->pend_cap = a->set_cap = 0;
+    a->pend_bytes = 0;
 }
 
 /* ---- the base backup ---- */
@@ -1096,7 +1128,7 @@ static int batch_decide(store_backup_t *bw, bq_errbuf_t *e)
             continue;
         }
         bw->bset[i] = (uint32_t)k + 1;
-        if (pend_find(bw, sl->id)) {
+        if (store_appender_find(&bw->app, sl->id)) {
             sl->verdict = SLOT_PEND; /* noted when it was new */
             continue;
         }
@@ -1133,33 +1165,19 @@ static int batch_decide(store_backup_t *bw, bq_errbuf_t *e)
 /* Step 4: one new chunk into the pack. */
 static int chunk_append(store_backup_t *bw, wslot_t *sl, bq_errbuf_t *e)
 {
-    int rc;
-    if (!bw->pack && (rc = pack_start(bw, e)) != 0)
-        return rc;
-    store_index_entry_t ent;
-    memcpy(ent.id, sl->id, sizeof ent.id);
-    ent.loc.pack = store_pack_id(bw->pack);
-    ent.loc.raw_len = (uint32_t)sl->len;
-    ent.loc.flags = sl->delta ? STORE_INDEX_F_DELTA : 0;
-    if (sl->delta)
-        memcpy(ent.loc.base, sl->base, STORE_CHUNK_ID_BYTES);
-    else
-        memset(ent.loc.base, 0, sizeof ent.loc.base);
-    if ((rc = store_pack_append(bw->pack, sl->id, sl->sealed, sl->sealed_len, &ent.loc.offset,
-                                &ent.loc.rec_len, e)) != 0 ||
-        (rc = pend_add(bw, &ent, e)) != 0)
+    uint32_t rec_len = 0;
+    int rc = store_appender_append(&bw->app, sl->id, (uint32_t)sl->len,
+                                   sl->delta ? sl->base : NULL, sl->sealed, sl->sealed_len,
+                                   &rec_len, e);
+    if (rc != 0)
         return rc;
     bw->st.new_chunks++;
-    bw->st.new_bytes += ent.loc.rec_len;
+    bw->st.new_bytes += rec_len;
     if (sl->delta) {
         bw->st.delta_chunks++;
-        bw->st.delta_bytes += ent.loc.rec_len;
+        bw->st.delta_bytes += rec_len;
     }
-    if (store_pack_size(bw->pack) >= STORE_PACK_TARGET)
-        rc = pack_seal(bw, e);
-    else if (bw->npend >= STORE_PEND_MAX)
-        rc = pack_flush(bw, 0, e);
-    return rc;
+    return 0;
 }
 
 /* Process the batch (steps 1-4) and empty it. */
@@ -1237,7 +1255,7 @@ void store_backup_abort(store_backup_t **bw_p)
         return;
     store_backup_t *bw = *bw_p;
     store_manifest_abort(&bw->man);
-    store_pack_abandon(&bw->pack);
+    store_appender_free(&bw->app);
     store_session_end(&bw->ss); /* after the temp manifest is gone (docs/store.md, "GC") */
     store_crew_destroy(&bw->crew);
     for (unsigned i = 0; i < STORE_CREW_MAX; i++)
@@ -1264,8 +1282,6 @@ void store_backup_abort(store_backup_t **bw_p)
     free(bw->newslots);
     free(bw->notes);
     store_sha256_destroy(&bw->fsha);
-    free(bw->pend);
-    free(bw->set);
     free(bw);
     *bw_p = NULL;
 }
@@ -1321,6 +1337,9 @@ int store_backup_begin(store_t *s, const char *backup_id, store_backup_t **out, 
         return bq_fail(e, BQ_E_NOMEM, "out of memory starting backup %s", backup_id);
     bw->s = s;
     snprintf(bw->id, sizeof bw->id, "%s", backup_id);
+    bw->app.s = s;
+    snprintf(bw->app.what, sizeof bw->app.what, "backup %s", backup_id);
+    bw->app.flush_entries = STORE_PEND_MAX;
     bw->sealed_cap = store_chunk_seal_bound(s->chunk_size);
     unsigned threads = s->threads ? s->threads : store_crew_default_size();
     char sub[PATH_MAX];
@@ -1335,6 +1354,7 @@ int store_backup_begin(store_t *s, const char *backup_id, store_backup_t **out, 
         (rc = store_datakey_new(s->dir, &s->master, &bw->dk, e)) != 0 ||
         (rc = store_session_new(s->dir, &bw->ss, e)) != 0)
         goto fail;
+    bw->app.ss = bw->ss;
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     int64_t created = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
@@ -1475,7 +1495,7 @@ int store_backup_commit(store_backup_t **bw_p, store_backup_stats_t *stats, bq_e
     if (rc == 0)
         rc = batch_run(bw, e);
     if (rc == 0)
-        rc = pack_flush(bw, 1, e);
+        rc = store_appender_flush(&bw->app, 1, e);
     /* The manifest is linked and the session removed inside one reference section: a GC sees
      * the one or the other (docs/store.md, "Concurrency"). */
     if (rc == 0)
@@ -2182,6 +2202,25 @@ int store_stats(store_t *s, store_stats_t *st, bq_errbuf_t *e)
 }
 
 /* ---- for the store's own modules (store/verify.c) ------------------------------------------ */
+
+int store_id_key_same(const store_t *a, const store_t *b)
+{
+    return sodium_memcmp(a->idkey, b->idkey, sizeof a->idkey) == 0;
+}
+
+const store_master_t *store_master_of(const store_t *s)
+{
+    return &s->master;
+}
+
+int store_manifest_open_keys(store_t *s, const char *path, store_manifest_reader_t **out,
+                             bq_errbuf_t *e)
+{
+    key_cache_t kc = {.s = s}; /* the stream holds its own copy of the key once open */
+    int rc = store_manifest_open(path, manifest_key, &kc, out, e);
+    key_cache_free(&kc);
+    return rc;
+}
 
 store_index_t *store_index_handle(store_t *s)
 {

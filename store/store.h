@@ -44,9 +44,11 @@ typedef struct store store_t;
 /* Make a new store in dir: store_init (marker), keys/, backups/, an empty lock file, the index
  * (opened once, so that it exists before the first pack), and last store.conf, durably:
  *     format=1 / chunk_size=N / compression=NAME / level=N / id_key=HEX(72 wrapped bytes)
- * with a fresh random id key wrapped under master. store.conf is written last, so a store
- * whose creation was interrupted can be created again. opts may be NULL (64 KiB chunks, zstd
- * level 3). BQ_E_EXISTS when dir already has store.conf, BQ_E_INVAL for bad opts, the errors
+ * with the id key wrapped under master. The id key is derived from master (keyed BLAKE2b of
+ * "barque id key 1"), so every store made under one master key has the same one: their chunk
+ * ids agree and backups copied between them dedup (store_id_key_same). store.conf is written
+ * last, so a store whose creation was interrupted can be created again. opts may be NULL
+ * (64 KiB chunks, zstd level 3). BQ_E_EXISTS when dir already has store.conf, BQ_E_INVAL for bad opts, the errors
  * of store_init, BQ_E_IO. */
 int store_create(const char *dir, const store_master_t *master, const store_opts_t *opts,
                  bq_errbuf_t *e);
@@ -471,5 +473,93 @@ int store_wal_archive(store_t *s, const char *cluster, size_t seg_size, const ch
  * when it is not archived), the data keys from this store. */
 int store_wal_fetch(store_t *s, const char *cluster, const char *name, void *buf, size_t cap,
                     size_t *len, bq_errbuf_t *e);
+
+/* ---- copies of backups between stores (store/import.c) ------------------------------------ */
+
+/* 1 when stores a and b have the same id key: their chunk ids agree, so chunks can be compared
+ * by id and copied between them as they are (stores created under one master key do; see
+ * store_create). A copy between stores whose id keys differ would index chunks under ids this
+ * store does not give them: check this before importing from a view. */
+int store_id_key_same(const store_t *a, const store_t *b);
+
+/* Importing a backup from another store (geo-replication): a worker fetches the peer's
+ * store.conf, data key files and manifest into a view (store_view_create/put, store_open),
+ * walks the manifest, asks store_import_have which chunks this store lacks, fetches their
+ * sealed bodies, checks each with store_reader_open on a reader of the view, and puts them
+ * here still sealed (store_import_chunk); then the data key files (store_import_datakey) and
+ * last the manifest (store_import_commit). The caller checks store_id_key_same(view, s)
+ * first. docs/store.md, "Copies between stores". */
+typedef struct store_import store_import_t;
+
+typedef struct {
+    uint64_t chunks;  /* records appended to this store's packs */
+    uint64_t bytes;   /* pack bytes of those records */
+    uint64_t flushes; /* index puts (each after the pack bytes were synced) */
+} store_import_stats_t;
+
+/* Begin importing chunks into s: opens a writer session (store/session.h), so that a GC
+ * running beside the import leaves the packs and chunks it relies on alone, exactly as a
+ * backup writer's. *out is the caller's: end it with store_import_commit or store_import_end;
+ * s must outlive it. BQ_E_IO, BQ_E_NOMEM. */
+int store_import_begin(store_t *s, store_import_t **out, bq_errbuf_t *e);
+
+/* For each of n chunk ids (ids: n * 32 bytes), have[i] = 1 when s's index has it or this
+ * importer appended it (pending or indexed), else 0. The lookups and the notes of the chunks
+ * found are made in reference sections (like the backup writer's dedup lookups), so a GC
+ * cannot delete a chunk the import relies on before its manifest lands. Thread-safe.
+ * BQ_E_IO, BQ_E_STATE when the importer failed earlier. */
+int store_import_have(store_import_t *imp, const uint8_t *ids, size_t n, uint8_t *have,
+                      bq_errbuf_t *e);
+
+/* Copy data key file keys/XXXXXXXX.datakey of another store (wrapped: the 72 bytes as it
+ * stores them) into s as it is, durably (bq_file_write_durable), when s lacks it. It must open
+ * under s's master key: BQ_E_KEY "could not import data key XXXXXXXX into store DIR: the key
+ * in M does not open it" otherwise, and nothing is written. Already present with the same
+ * bytes: success; with other bytes: success when both open to the same key, else
+ * BQ_E_EXISTS (the file is never replaced). BQ_E_INVAL for a length other than 72 or key id 0,
+ * BQ_E_IO. Thread-safe; needs no importer. */
+int store_import_datakey(store_t *s, uint32_t key_id, const uint8_t *wrapped, size_t len,
+                         bq_errbuf_t *e);
+
+/* Append sealed body (len bytes, as store_reader_sealed gives it on the peer; the CALLER has
+ * checked it with store_reader_open) as chunk id. Its head (store_chunk_head) gives the index
+ * entry: raw length, and for a delta STORE_INDEX_F_DELTA and its base. A chunk already present
+ * (in the index, or appended by this importer) is skipped (noted in the session as relied
+ * on), never appended twice. Packs are made as the backup writer makes them (noted in the
+ * session before they exist, sealed past STORE_PACK_TARGET); entries are indexed in small
+ * batches, so an interrupted import loses little: when 256 chunks or 16 MiB wait, the open pack
+ * is synced, then the entries put (store_index_put_new: a chunk another writer indexed first
+ * keeps its entry). Thread-safe (several fetch threads: a mutex). BQ_E_IO naming the chunk for
+ * a body whose head is damaged, BQ_E_INVAL for one too long, BQ_E_STATE for a delta whose base
+ * s holds as a delta itself (a base is never a delta: that body cannot be used in s) — all
+ * three leave the importer usable; BQ_E_IO, BQ_E_NOMEM, BQ_E_MAPFULL from the pack or the
+ * index leave it failed (every later call but end is BQ_E_STATE). */
+int store_import_chunk(store_import_t *imp, const uint8_t id[STORE_CHUNK_ID_BYTES],
+                       const void *body, size_t len, bq_errbuf_t *e);
+
+/* Sync the open pack and index every pending entry now. Thread-safe. */
+int store_import_flush(store_import_t *imp, bq_errbuf_t *e);
+
+/* The last act, once no other call of imp runs: flush and close the pack; copy src_path (the
+ * manifest of backup_id, e.g. in the view) to backups/ID.manifest.tmp.S (S: the session, so a
+ * GC leaves it alone), fsynced; read that copy to its END with s's data keys (the manifest's
+ * key was imported first: BQ_E_NOTFOUND or BQ_E_KEY otherwise), check that its HEADER names
+ * backup_id (BQ_E_INVAL) and that every chunk it names, and every delta base those chunks
+ * name, is in s's index (BQ_E_IO "chunk ID of file F is not in store DIR"; the lookups noted
+ * in the session, so GC keeps them) and that s holds the data keys of the chunks appended;
+ * then, inside one reference section with ending the session, link it under
+ * backups/ID.manifest (never replacing), remove the temp name and fsync backups/. When
+ * backups/ID.manifest already exists with the same bytes: success (a retried import whose
+ * earlier attempt got that far); with other bytes: BQ_E_EXISTS, the manifest untouched. On
+ * any failure no manifest appears. backup_id: as store_export_name_valid accepts
+ * "backups/ID.manifest" (BQ_E_INVAL). Takes *imp in every case and nulls it; st (may be NULL)
+ * gets the figures. BQ_E_STATE when the importer failed earlier. */
+int store_import_commit(store_import_t **imp, const char *backup_id, const char *src_path,
+                        store_import_stats_t *st, bq_errbuf_t *e);
+
+/* Give up, once no other call of imp runs: index what was appended (so a resumed import finds
+ * it and does not fetch it again; a failure is only logged), close the pack, end the session,
+ * free; st (may be NULL) gets the figures. Accepts NULL and *imp == NULL; nulls *imp. */
+void store_import_end(store_import_t **imp, store_import_stats_t *st);
 
 #endif
