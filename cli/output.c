@@ -150,6 +150,40 @@ json_t *out_delete_json(const bq_delete_result_t *d)
     return o;
 }
 
+/* The sites that hold a verified copy of b: where it was taken (when it is DONE or waiting
+ * for its WAL) and each DONE copy, joined by ',' into buf. */
+const char *out_backup_sites(const bq_backup_t *b, char *buf, size_t len)
+{
+    size_t off = 0;
+    buf[0] = '\0';
+    if ((b->state == BQ_BACKUP_DONE || b->state == BQ_BACKUP_WAITING_FOR_WALS) && b->site[0])
+        off += (size_t)snprintf(buf, len, "%s", b->site);
+    for (size_t i = 0; i < b->ncopies && off < len; i++)
+        if (b->copies[i].state == BQ_COPY_DONE)
+            off += (size_t)snprintf(buf + off, len - off, "%s%s", off ? "," : "",
+                                    b->copies[i].site);
+    return buf;
+}
+
+static json_t *copy_json(const bq_copy_t *c)
+{
+    json_t *o = json_pack("{s:s, s:s}", "site", c->site, "state", bq_copy_state_name(c->state));
+    json_object_set_new(o, "worker", str_or_null(c->worker));
+    json_object_set_new(o, "source", str_or_null(c->source));
+    json_object_set_new(o, "job_id", json_integer((json_int_t)c->job_id));
+    json_object_set_new(o, "queued", time_json(c->queued_ms));
+    json_object_set_new(o, "done", time_json(c->done_ms));
+    json_object_set_new(o, "duration_ms", json_integer(c->duration_ms));
+    json_object_set_new(o, "chunks_total", json_integer((json_int_t)c->chunks_total));
+    json_object_set_new(o, "chunks_present", json_integer((json_int_t)c->chunks_present));
+    json_object_set_new(o, "chunks_fetched", json_integer((json_int_t)c->chunks_fetched));
+    json_object_set_new(o, "bytes_fetched", json_integer((json_int_t)c->bytes_fetched));
+    json_object_set_new(o, "chunks_refetched", json_integer((json_int_t)c->chunks_refetched));
+    json_object_set_new(o, "attempts", json_integer(c->attempts));
+    json_object_set_new(o, "error", str_or_null(c->error));
+    return o;
+}
+
 json_t *out_backup_json(const bq_backup_t *b)
 {
     char lsn1[32], lsn2[32], sysid[32], ver[32];
@@ -192,6 +226,16 @@ json_t *out_backup_json(const bq_backup_t *b)
     json_object_set_new(o, "retention", str_or_null(b->retention));
     json_object_set_new(o, "keep", json_string(b->keep == 1 ? "full" : b->keep == 2 ? "standalone"
                                                                                  : "nokeep"));
+    char sites[BQ_NAME_MAX * (BQ_COPIES_MAX + 1)];
+    out_backup_sites(b, sites, sizeof sites);
+    json_t *sa = json_array(), *copies = json_array();
+    save = NULL;
+    for (char *t = strtok_r(sites, ",", &save); t; t = strtok_r(NULL, ",", &save))
+        json_array_append_new(sa, json_string(t));
+    for (size_t i = 0; i < b->ncopies; i++)
+        json_array_append_new(copies, copy_json(&b->copies[i]));
+    json_object_set_new(o, "sites", sa);
+    json_object_set_new(o, "copies", copies);
     return o;
 }
 
@@ -244,8 +288,9 @@ void out_json_line(FILE *f, json_t *v)
 void out_backups_text(FILE *f, const char *cluster, const bq_msg_cli_reply_t *r)
 {
     char end[32], size[32], stored[32], wal[2 * BQ_WAL_NAME_MAX + 2];
-    fprintf(f, "%-16s %-8s %-16s %-21s %-10s %-10s %-49s %s\n", "ID", "STATE", "RETENTION",
-            "END TIME", "SIZE", "STORED", "WAL RANGE", "ERROR");
+    char sites[BQ_NAME_MAX * (BQ_COPIES_MAX + 1)];
+    fprintf(f, "%-16s %-8s %-16s %-21s %-10s %-10s %-49s %-12s %s\n", "ID", "STATE", "RETENTION",
+            "END TIME", "SIZE", "STORED", "WAL RANGE", "SITES", "ERROR");
     for (size_t i = r->nbackups; i-- > 0;) {
         const bq_backup_t *b = &r->backups[i];
         int sized = b->state == BQ_BACKUP_DONE || b->state == BQ_BACKUP_WAITING_FOR_WALS ||
@@ -254,11 +299,13 @@ void out_backups_text(FILE *f, const char *cluster, const bq_msg_cli_reply_t *r)
             snprintf(wal, sizeof wal, "%s-%s", b->wal_begin, b->wal_end[0] ? b->wal_end : "?");
         else
             snprintf(wal, sizeof wal, "-");
-        fprintf(f, "%-16s %-8s %-16s %-21s %-10s %-10s %-49s %s\n", b->id,
+        out_backup_sites(b, sites, sizeof sites);
+        fprintf(f, "%-16s %-8s %-16s %-21s %-10s %-10s %-49s %-12s %s\n", b->id,
                 bq_backup_state_name(b->state), b->retention[0] ? b->retention : "-",
                 b->state == BQ_BACKUP_STARTED ? "-" : time_text(b->stop_ms, end, sizeof end),
                 sized ? out_bytes(b->data_bytes, size, sizeof size) : "-",
-                sized ? out_bytes(b->stored_bytes, stored, sizeof stored) : "-", wal, b->error);
+                sized ? out_bytes(b->stored_bytes, stored, sizeof stored) : "-", wal,
+                sites[0] ? sites : "-", b->error);
     }
     if (!r->nbackups)
         fprintf(f, "(no backups of cluster %s)\n", cluster);
@@ -366,6 +413,27 @@ void out_backup_text(FILE *f, const bq_backup_t *b)
                 (double)b->data_bytes / 1e6 / ((double)b->duration_ms / 1000));
     fprintf(f, "  checksum failures:  %" PRIu64 "%s%s\n", b->checksum_failures,
             b->checksum_detail[0] ? ": " : "", b->checksum_detail);
+    char sites[BQ_NAME_MAX * (BQ_COPIES_MAX + 1)];
+    fprintf(f, "  sites:              %s\n", out_backup_sites(b, sites, sizeof sites)[0] ? sites : "-");
+    for (size_t i = 0; i < b->ncopies; i++) {
+        const bq_copy_t *c = &b->copies[i];
+        fprintf(f, "  copy at %-11s %s", c->site, bq_copy_state_name(c->state));
+        if (c->worker[0])
+            fprintf(f, " in the store of %s", c->worker);
+        if (c->source[0])
+            fprintf(f, ", from %s", c->source);
+        if (c->chunks_total)
+            fprintf(f, ": %" PRIu64 " chunks, %" PRIu64 " there already, %" PRIu64 " fetched (%s)"
+                    "%s", c->chunks_total, c->chunks_present, c->chunks_fetched,
+                    out_bytes(c->bytes_fetched, u, sizeof u), "");
+        if (c->chunks_refetched)
+            fprintf(f, ", %" PRIu64 " damaged on the way and fetched again", c->chunks_refetched);
+        if (c->state == BQ_COPY_DONE)
+            fprintf(f, ", done %s", time_text(c->done_ms, t, sizeof t));
+        if (c->error[0])
+            fprintf(f, " (%s)", c->error);
+        fputc('\n', f);
+    }
 }
 
 void out_workers_text(FILE *f, const bq_msg_cli_reply_t *r)
@@ -506,6 +574,46 @@ static void status_counts(const bq_msg_cli_reply_t *r, int *queued, int *running
     *running = (int)r->jobs_running;
 }
 
+/* A cluster's copies at one replicate_to site: "copies at west: 3 done, 1 behind; WAL 2 files
+ * (32 MB) behind, last ...; last copy 20261201T020000 12 min ago". */
+static void status_replica_text(FILE *f, const bq_replica_status_t *rs)
+{
+    char b[32], t[32];
+    fprintf(f, "    copies at %s: %u done, %u behind", rs->site, rs->copies_done, rs->copies_behind);
+    if (rs->copies_failed)
+        fprintf(f, ", %u FAILED (%s)", rs->copies_failed, rs->error);
+    fprintf(f, "; WAL %" PRIu64 " file%s (%s) behind", rs->wal_missing,
+            rs->wal_missing == 1 ? "" : "s", out_bytes(rs->wal_lag_bytes, b, sizeof b));
+    if (rs->wal_last[0])
+        fprintf(f, ", newest there %s", rs->wal_last);
+    if (rs->last_copy_ms)
+        fprintf(f, "; last copy %s at %s", rs->last_copy_backup,
+                time_text(rs->last_copy_ms, t, sizeof t));
+    else
+        fprintf(f, "; no copy yet");
+    fputc('\n', f);
+}
+
+static json_t *status_replicas_json(const bq_cluster_t *c)
+{
+    json_t *a = json_array();
+    for (size_t k = 0; k < c->nreplicas; k++) {
+        const bq_replica_status_t *rs = &c->replicas[k];
+        json_t *o = json_pack("{s:s, s:i, s:i, s:i, s:I, s:I}", "site", rs->site, "copies_done",
+                              (int)rs->copies_done, "copies_behind", (int)rs->copies_behind,
+                              "copies_failed", (int)rs->copies_failed, "wal_missing",
+                              (json_int_t)rs->wal_missing, "wal_lag_bytes",
+                              (json_int_t)rs->wal_lag_bytes);
+        json_object_set_new(o, "wal_last", str_or_null(rs->wal_last));
+        json_object_set_new(o, "wal_last_time", time_json(rs->wal_last_ms));
+        json_object_set_new(o, "last_copy_backup", str_or_null(rs->last_copy_backup));
+        json_object_set_new(o, "last_copy_time", time_json(rs->last_copy_ms));
+        json_object_set_new(o, "error", str_or_null(rs->error));
+        json_array_append_new(a, o);
+    }
+    return a;
+}
+
 void out_status_text(FILE *f, const char *coordinator, const bq_msg_cli_reply_t *r)
 {
     site_sum_t sums[256];
@@ -548,6 +656,8 @@ void out_status_text(FILE *f, const char *coordinator, const bq_msg_cli_reply_t 
         fprintf(f, "\n    ");
         status_rt_text(f, c);
         fputc('\n', f);
+        for (size_t k = 0; k < c->nreplicas; k++)
+            status_replica_text(f, &c->replicas[k]);
     }
     if (!r->nclusters)
         fprintf(f, "  (none configured)\n");
@@ -571,6 +681,7 @@ json_t *out_status_json(const char *coordinator, const bq_msg_cli_reply_t *r)
     for (size_t i = 0; i < r->nclusters; i++) {
         json_t *o = out_cluster_json(&r->clusters[i]);
         json_object_set_new(o, "restore_test", status_rt_json(&r->clusters[i]));
+        json_object_set_new(o, "replicas", status_replicas_json(&r->clusters[i]));
         json_array_append_new(clusters, o);
     }
     return json_pack("{s:s, s:o, s:o, s:o, s:{s:i, s:i}}", "coordinator", coordinator, "sites",

@@ -20,6 +20,8 @@ json_t *out_worker_json(const bq_worker_t *w);
 json_t *out_cluster_json(const bq_cluster_t *c);
 json_t *out_check_json(const bq_check_result_t *r);
 json_t *out_backup_json(const bq_backup_t *b);
+/* The sites holding a verified copy of b (where it was taken, then DONE copies), joined by ','. */
+const char *out_backup_sites(const bq_backup_t *b, char *buf, size_t len);
 
 /* Print v (stolen) as indented JSON with a final newline. */
 void out_json_print(FILE *f, json_t *v);

@@ -139,10 +139,32 @@ struct coord {
         int64_t active_mono;  /* ... last seen queued or running */
     } *wal_seen;
     size_t nwal_seen;
+    /* geo copies (issue 8): per cluster and replicate_to site */
+    struct geo_pair {
+        char cluster[BQ_NAME_MAX];
+        char site[BQ_NAME_MAX];
+        int wal_dirty;          /* the WAL index changed since the last look */
+        int64_t wal_scan_mono;  /* the last look */
+        int64_t wal_idle_until; /* no look before (the source lacked files) */
+    } *geo;
+    size_t ngeo, geo_cap;
+    int geo_dirty;            /* a backup or copy ended: look for copies to queue now */
+    int64_t last_geo_mono;
     uint64_t seq;
 };
 
 /* ---- small helpers ------------------------------------------------------------------ */
+
+/* Attempts a job of type t gets: job_max_attempts, but geo copies (whose retries resume
+ * where they stopped, across partitions that may last) get at least GEO_ATTEMPTS. */
+#define GEO_ATTEMPTS 50
+static uint32_t job_attempts_max(const coord_t *c, bq_job_type_t t)
+{
+    uint32_t n = (uint32_t)c->cfg.job_max_attempts;
+    if ((t == BQ_JOB_REPLICATE || t == BQ_JOB_REPLICATE_WAL) && n < GEO_ATTEMPTS)
+        n = GEO_ATTEMPTS;
+    return n;
+}
 
 static int user_is(const bq_peer_t *p, const char *kind, char *name, size_t len)
 {
@@ -456,8 +478,11 @@ static int backup_begin(coord_t *c, bq_job_t *j, bq_errbuf_t *e)
  * cluster lacks, into missing (""): 0 when all are there. The segment size is the archived
  * size of wal_begin (complete segments are exactly wal_segment_size). BQ_E_INVAL for names
  * that are not two segments of one timeline in order. */
-static int wal_range_missing(catalog_txn_t *t, const char *cluster, const char *wal_begin,
-                             const char *wal_end, char *missing, size_t cap, bq_errbuf_t *e)
+static int stores_list_at(const coord_t *c, const char *stores, const char *site);
+
+static int wal_range_missing(const coord_t *c, catalog_txn_t *t, const char *cluster,
+                             const char *wal_begin, const char *wal_end, const char *site,
+                             char *missing, size_t cap, bq_errbuf_t *e)
 {
     uint32_t t1, h1, l1, t2, h2, l2;
     missing[0] = '\0';
@@ -468,7 +493,8 @@ static int wal_range_missing(catalog_txn_t *t, const char *cluster, const char *
                        wal_end);
     bq_wal_file_t w;
     bq_errbuf_t ge;
-    if (catalog_wal_get(t, cluster, wal_begin, &w, &ge) != 0) {
+    if (catalog_wal_get(t, cluster, wal_begin, &w, &ge) != 0 ||
+        (site && !stores_list_at(c, w.stores, site))) {
         snprintf(missing, cap, "%s", wal_begin);
         return 0;
     }
@@ -479,7 +505,8 @@ static int wal_range_missing(catalog_txn_t *t, const char *cluster, const char *
         char name[32];
         snprintf(name, sizeof name, "%08X%08X%08X", (unsigned)t1, (unsigned)(n / per),
                  (unsigned)(n % per));
-        if (catalog_wal_get(t, cluster, name, &w, &ge) != 0) {
+        if (catalog_wal_get(t, cluster, name, &w, &ge) != 0 ||
+            (site && !stores_list_at(c, w.stores, site))) {
             snprintf(missing, cap, "%s", name);
             return 0;
         }
@@ -490,15 +517,16 @@ static int wal_range_missing(catalog_txn_t *t, const char *cluster, const char *
 /* Whether a DONE backup of cluster must wait for the archive: its cluster streams WAL (the
  * archive should have every segment) and some segment from its start to its stop is not in
  * the index yet (missing says which). */
-static int backup_needs_wal(coord_t *c, catalog_txn_t *t, const bq_backup_t *b, char *missing,
-                            size_t cap)
+static int backup_needs_wal(coord_t *c, catalog_txn_t *t, const bq_backup_t *b, const char *site,
+                            char *missing, size_t cap)
 {
     const bq_cfg_cluster_t *cl = bq_coord_config_cluster(&c->cfg, b->cluster);
     missing[0] = '\0';
     if (!cl || cl->wal != BQ_WAL_STREAM || !b->wal_begin[0] || !b->wal_end[0])
         return 0;
     bq_errbuf_t e;
-    if (wal_range_missing(t, b->cluster, b->wal_begin, b->wal_end, missing, cap, &e) != 0) {
+    if (wal_range_missing(c, t, b->cluster, b->wal_begin, b->wal_end, site, missing, cap, &e) !=
+        0) {
         bq_warn(COMP, b->job_id, "backup %s of cluster %s: %s; not waiting for it", b->id,
                 b->cluster, e.msg);
         return 0;
@@ -511,15 +539,20 @@ typedef struct {
     catalog_txn_t *t;
 } wal_wait_t;
 
+static int copies_wal_check(coord_t *c, catalog_txn_t *t, bq_backup_t *b);
+
 static int wal_wait_visit(const bq_backup_t *b, void *arg)
 {
     wal_wait_t *x = arg;
-    if (b->state != BQ_BACKUP_WAITING_FOR_WALS)
-        return 0;
+    if (b->state != BQ_BACKUP_WAITING_FOR_WALS) {
+        static bq_backup_t cb;
+        cb = *b;
+        return copies_wal_check(x->c, x->t, &cb);
+    }
     static bq_backup_t nb;
     nb = *b;
     char missing[64];
-    if (backup_needs_wal(x->c, x->t, &nb, missing, sizeof missing)) {
+    if (backup_needs_wal(x->c, x->t, &nb, NULL, missing, sizeof missing)) {
         snprintf(nb.error, sizeof nb.error, "waiting for WAL %s", missing);
         if (strcmp(nb.error, b->error) == 0)
             return 0;
@@ -611,7 +644,7 @@ static void backup_end(coord_t *c, const bq_job_t *j, uint32_t attempt, bq_backu
         /* the store that holds it: the worker that took it, as the coordinator knows it */
         snprintf(b.stores, sizeof b.stores, "%s", b.worker);
         b.error[0] = '\0';
-        if (backup_needs_wal(c, t, &b, missing, sizeof missing)) {
+        if (backup_needs_wal(c, t, &b, NULL, missing, sizeof missing)) {
             b.state = BQ_BACKUP_WAITING_FOR_WALS;
             snprintf(b.error, sizeof b.error, "waiting for WAL %s", missing);
         }
@@ -765,6 +798,11 @@ static void listings_expire(coord_t *c)
  * worker, for the backup the attempt was taking. */
 static void rtest_record(coord_t *c, const bq_job_t *j, const bq_msg_result_t *r,
                          const char *error);
+static void geo_copy_end(coord_t *c, const bq_job_t *j, const bq_msg_result_t *r,
+                         bq_job_state_t state, const char *error);
+static void geo_wal_end(coord_t *c, const bq_job_t *j, const bq_msg_result_t *r);
+static void geo_wal_changed(coord_t *c, const char *cluster);
+static void cluster_geo_status(coord_t *c, catalog_txn_t *t, bq_cluster_t *cl);
 
 static void job_requeue_lost(coord_t *c, job_state_t *s, const char *why, const char *lost)
 {
@@ -775,7 +813,7 @@ static void job_requeue_lost(coord_t *c, job_state_t *s, const char *why, const 
     if (s->cancel_requested) {
         ch.state = BQ_JOB_CANCELLED;
         ch.error = "cancelled (its worker was lost before it confirmed)";
-    } else if (s->attempt >= (uint32_t)c->cfg.job_max_attempts) {
+    } else if (s->attempt >= job_attempts_max(c, s->type)) {
         ch.state = BQ_JOB_FAILED;
     }
     ch.worker = ch.state == BQ_JOB_QUEUED ? "" : NULL;
@@ -789,6 +827,8 @@ static void job_requeue_lost(coord_t *c, job_state_t *s, const char *why, const 
         delete_end(c, &j, 0, ch.error);
     if (j.type == BQ_JOB_RESTORE_TEST && bq_job_state_terminal(ch.state))
         rtest_record(c, &j, NULL, ch.error);
+    if (j.type == BQ_JOB_REPLICATE)
+        geo_copy_end(c, &j, NULL, ch.state, ch.error);
     job_release(c, s);
     s->state = ch.state;
     s->queued_mono = bq_mono_ms();
@@ -797,6 +837,8 @@ static void job_requeue_lost(coord_t *c, job_state_t *s, const char *why, const 
 
 static int restore_peer(coord_t *c, bq_job_t *j, bq_errbuf_t *e);
 static int rtest_offer(coord_t *c, bq_job_t *j, bq_errbuf_t *e);
+static int geo_offer(coord_t *c, bq_job_t *j, bq_errbuf_t *e);
+static int geo_wal_offer(coord_t *c, bq_job_t *j, bq_errbuf_t *e);
 
 static void job_offer(coord_t *c, job_state_t *s, int wi)
 {
@@ -832,6 +874,28 @@ static void job_offer(coord_t *c, job_state_t *s, int wi)
         }
         if (backup)
             snprintf(s->backup_id, sizeof s->backup_id, "%s", j->backup_id);
+    }
+    if (j->type == BQ_JOB_REPLICATE || j->type == BQ_JOB_REPLICATE_WAL) {
+        bq_errbuf_t e;
+        int copy = j->type == BQ_JOB_REPLICATE;
+        if ((copy ? geo_offer(c, j, &e) : geo_wal_offer(c, j, &e)) != 0) {
+            char msg[BQ_TEXT_MAX];
+            snprintf(msg, sizeof msg, "could not start a copy of cluster %s to site %s: %s",
+                     j->cluster, j->site, e.msg);
+            free(j);
+            if (c->batch_failed)
+                return;
+            job_change_t fail = {.state = BQ_JOB_FAILED, .worker = "", .error = msg};
+            static bq_job_t failed;
+            if (job_edit(c, s->id, job_apply, &fail, &failed) == 0) {
+                bq_error(COMP, s->id, "%s", msg);
+                s->state = BQ_JOB_FAILED;
+                if (copy)
+                    geo_copy_end(c, &failed, NULL, BQ_JOB_FAILED, msg);
+            }
+            return;
+        }
+        snprintf(s->pin, sizeof s->pin, "%s", j->pin_worker);
     }
     const bq_cfg_cluster_t *cl = bq_coord_config_cluster(&c->cfg, j->cluster);
     if (cl)
@@ -911,6 +975,9 @@ static void dispatch(coord_t *c)
                 continue;
             if (s->type == BQ_JOB_RESTORE_TEST && w->rec.scratch_total == 0)
                 continue; /* restore tests run in a worker's scratch directory */
+            if ((s->type == BQ_JOB_REPLICATE || s->type == BQ_JOB_REPLICATE_WAL) &&
+                w->rec.store_total == 0)
+                continue; /* copies go into a worker's store */
             if (s->type == BQ_JOB_BACKUP) {
                 const bq_cfg_worker_ref_t *ref = bq_coord_config_worker(&c->cfg, w->rec.name);
                 backups_running(c, s->site, (int)k, &site_running, &worker_running);
@@ -1199,8 +1266,10 @@ static int wal_record(coord_t *c, uint64_t job_id, const char *cluster, const ch
     else
         bq_debug(COMP, job_id, "cluster %s: WAL file %s (%llu bytes) in the store of %s",
                  cluster, name, (unsigned long long)size, worker);
-    if (rc == 0)
+    if (rc == 0) {
         wal_waiters_check(c, cluster);
+        geo_wal_changed(c, cluster);
+    }
     return rc;
 }
 
@@ -1217,12 +1286,12 @@ static void on_progress(coord_t *c, const bq_peer_t *from, bq_msg_t *m)
     }
     if (p->wal_file[0]) {
         bq_errbuf_t e;
-        if (s->type == BQ_JOB_WAL_STREAM)
+        if (s->type == BQ_JOB_WAL_STREAM || s->type == BQ_JOB_REPLICATE_WAL)
             wal_record(c, s->id, s->cluster, c->workers[wi].rec.name, p->wal_file, p->wal_size,
                        &e);
         else
-            bq_warn(COMP, s->id, "a %s job reported WAL file %s: ignored (only wal-stream jobs "
-                    "archive WAL)", bq_job_type_name(s->type), p->wal_file);
+            bq_warn(COMP, s->id, "a %s job reported WAL file %s: ignored (only wal-stream and "
+                    "replicate-wal jobs archive WAL)", bq_job_type_name(s->type), p->wal_file);
     }
     /* a WAL file's report carries no figures: the job's progress stays as it was */
     job_change_t ch = {.progress = !p->wal_file[0], .done = p->done, .total = p->total,
@@ -1293,7 +1362,7 @@ static void on_result(coord_t *c, const bq_peer_t *from, bq_msg_t *m)
     } else if (s->cancel_requested) {
         ch.state = BQ_JOB_CANCELLED;
         ch.error = r->error;
-    } else if (r->retryable && s->attempt < (uint32_t)c->cfg.job_max_attempts) {
+    } else if (r->retryable && s->attempt < job_attempts_max(c, s->type)) {
         ch.state = BQ_JOB_QUEUED;
         ch.worker = "";
         ch.error = r->error;
@@ -1325,6 +1394,10 @@ static void on_result(coord_t *c, const bq_peer_t *from, bq_msg_t *m)
         wal_prune_end(c, &j);
     if (j.type == BQ_JOB_RESTORE_TEST && bq_job_state_terminal(ch.state))
         rtest_record(c, &j, r, ch.state == BQ_JOB_CANCELLED ? "cancelled" : r->error);
+    if (j.type == BQ_JOB_REPLICATE)
+        geo_copy_end(c, &j, r, ch.state, ch.state == BQ_JOB_CANCELLED ? "cancelled" : r->error);
+    if (j.type == BQ_JOB_REPLICATE_WAL && bq_job_state_terminal(ch.state))
+        geo_wal_end(c, &j, r);
     if (j.type == BQ_JOB_INVENTORY && c->rebuild && bq_job_state_terminal(ch.state))
         rebuild_result(c, &j, r, ch.state == BQ_JOB_SUCCEEDED);
     if ((j.type == BQ_JOB_BACKUP || j.type == BQ_JOB_DELETE || j.type == BQ_JOB_WAL_PRUNE ||
@@ -1619,20 +1692,45 @@ static int worker_online(coord_t *c, const char *name);
 /* The worker that serves backup b to a worker whose store lacks it: the first of b's stores
  * that is online, has a data port and is in the config (whose key the coordinator vouches
  * for). 0 with *wi its index; BQ_E_NOTFOUND with why listing each store and what it lacks. */
+typedef struct {
+    const char *only;    /* only holders at this site (NULL: any) */
+    const char *avoid;   /* never holders at this site (a copy's target) */
+    const char *prefer;  /* holders at this site first: the nearest (NULL: in list order) */
+} source_pick_t;
+
+static int store_source(coord_t *c, const char *stores, const source_pick_t *pk, int *wi,
+                        char *why, size_t whylen);
+
 static int restore_source(coord_t *c, const bq_backup_t *b, const char *site, int *wi, char *why,
                           size_t whylen)
+{
+    source_pick_t pk = {site, NULL, NULL};
+    return store_source(c, b->stores, &pk, wi, why, whylen);
+}
+
+/* The worker of stores (names joined by ',') that serves what they hold to another worker:
+ * online, with a data port, in the config (the coordinator vouches for its key), at the site
+ * pk asks for, pk->prefer's first. 0 with *wi; BQ_E_NOTFOUND with why naming each holder and
+ * what it lacks. */
+static int store_source(coord_t *c, const char *stores, const source_pick_t *pk, int *wi,
+                        char *why, size_t whylen)
 {
     char name[BQ_NAME_MAX];
     size_t off = 0;
     why[0] = '\0';
-    for (const char *p = b->stores; *p;) {
+    for (int pass = pk->prefer ? 0 : 1; pass < 2; pass++) {
+    for (const char *p = stores; *p;) {
         const char *comma = strchr(p, ',');
         size_t len = comma ? (size_t)(comma - p) : strlen(p);
         snprintf(name, sizeof name, "%.*s", (int)(len < sizeof name ? len : sizeof name - 1), p);
         p += len + (comma ? 1 : 0);
         int k = worker_find(c, name);
         const bq_cfg_worker_ref_t *ref = bq_coord_config_worker(&c->cfg, name);
-        if (site && ref && strcmp(ref->site, site) != 0)
+        if (pk->only && ref && strcmp(ref->site, pk->only) != 0)
+            continue;
+        if (pk->avoid && ref && strcmp(ref->site, pk->avoid) == 0)
+            continue;
+        if (pass == 0 && (!ref || strcmp(ref->site, pk->prefer) != 0))
             continue;
         const char *lacks = !ref                                     ? "not in the config"
                             : k < 0 || !worker_online(c, name)      ? "offline"
@@ -1642,9 +1740,12 @@ static int restore_source(coord_t *c, const bq_backup_t *b, const char *site, in
             *wi = k;
             return 0;
         }
+        if (pass == 0)
+            continue; /* said in the second pass */
         int n = snprintf(why + off, whylen - off, "%s%s: %s", off ? ", " : "", name, lacks);
         if (n > 0 && (size_t)n < whylen - off)
             off += (size_t)n;
+    }
     }
     if (!off)
         snprintf(why, whylen, "no store holds it");
@@ -1990,7 +2091,7 @@ static int job_insert(coord_t *c, bq_job_t *jp, uint64_t *id, bq_errbuf_t *e)
     bq_job_type_t type = j.type;
     const char *cluster = jp->cluster, *site = jp->site;
     j.state = BQ_JOB_QUEUED;
-    j.max_attempts = (uint32_t)c->cfg.job_max_attempts;
+    j.max_attempts = job_attempts_max(c, j.type);
     j.created_ms = j.updated_ms = bq_wall_ms();
     int rc = catalog_job_new(t, &j, e);
     if (rc) {
@@ -2907,6 +3008,495 @@ static int coord_site_known(const coord_t *c, const char *site)
     return 0;
 }
 
+/* ---- geo copies (issue 8) ----------------------------------------------------------- */
+
+#define GEO_SCAN_MS 5000        /* look for backups to copy at least this often */
+#define GEO_WAL_SCAN_MS 30000   /* ... and for WAL files, when nothing said to sooner */
+#define GEO_WAL_IDLE_MS 300000  /* after a replicate-wal job found files missing at the source */
+
+/* Nonzero when one of stores (worker names joined by ',') is a worker of site. */
+static int stores_list_at(const coord_t *c, const char *stores, const char *site)
+{
+    for (const char *p = stores; *p;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        char name[BQ_NAME_MAX];
+        snprintf(name, sizeof name, "%.*s", (int)(len < BQ_NAME_MAX ? len : BQ_NAME_MAX - 1), p);
+        const bq_cfg_worker_ref_t *w = bq_coord_config_worker(&c->cfg, name);
+        if (w && strcmp(w->site, site) == 0)
+            return 1;
+        p += len + (comma ? 1 : 0);
+    }
+    return 0;
+}
+
+static bq_copy_t *copy_of(bq_backup_t *b, const char *site)
+{
+    for (size_t i = 0; i < b->ncopies; i++)
+        if (strcmp(b->copies[i].site, site) == 0)
+            return &b->copies[i];
+    return NULL;
+}
+
+/* b's copy record at site, made (QUEUED) when there is none; NULL when b has BQ_COPIES_MAX. */
+static bq_copy_t *copy_get(bq_backup_t *b, const char *site)
+{
+    bq_copy_t *cp = copy_of(b, site);
+    if (cp || b->ncopies == BQ_COPIES_MAX)
+        return cp;
+    cp = &b->copies[b->ncopies++];
+    memset(cp, 0, sizeof *cp);
+    snprintf(cp->site, sizeof cp->site, "%s", site);
+    cp->state = BQ_COPY_QUEUED;
+    return cp;
+}
+
+/* The active job of type for cluster at site (and backup, when given), or NULL. */
+static job_state_t *geo_active(coord_t *c, bq_job_type_t type, const char *cluster,
+                               const char *site, const char *backup_id)
+{
+    for (size_t i = 0; i < c->njobs; i++) {
+        job_state_t *s = &c->jobs[i];
+        if (!bq_job_state_terminal(s->state) && s->type == type &&
+            strcmp(s->cluster, cluster) == 0 && strcmp(s->site, site) == 0 &&
+            (!backup_id || strcmp(s->backup_id, backup_id) == 0))
+            return s;
+    }
+    return NULL;
+}
+
+/* The site's next token of a replicate_to list into out; p advanced. 0 at the end. */
+static int sites_next(const char **p, char *out, size_t cap)
+{
+    *p += strspn(*p, ", \t");
+    size_t w = strcspn(*p, ", \t");
+    if (!w)
+        return 0;
+    snprintf(out, cap, "%.*s", (int)(w < cap ? w : cap - 1), *p);
+    *p += w;
+    return 1;
+}
+
+/* Whether b's copy at site has the WAL it needs there (as backup_needs_wal for the backup
+ * itself): the copy's state and error follow. */
+static void copy_wal_state(coord_t *c, catalog_txn_t *t, bq_backup_t *b, bq_copy_t *cp)
+{
+    char missing[64];
+    if (backup_needs_wal(c, t, b, cp->site, missing, sizeof missing)) {
+        cp->state = BQ_COPY_WAITING_FOR_WALS;
+        snprintf(cp->error, sizeof cp->error, "waiting for WAL %s at site %s", missing, cp->site);
+        return;
+    }
+    cp->state = BQ_COPY_DONE;
+    cp->error[0] = '\0';
+    if (!cp->done_ms)
+        cp->done_ms = bq_wall_ms();
+}
+
+/* A WAL file of b's cluster was recorded: copies waiting for their WAL may be DONE now. b is
+ * the caller's copy of the record; written back when a copy changed. 1 when the batch
+ * failed. */
+static int copies_wal_check(coord_t *c, catalog_txn_t *t, bq_backup_t *b)
+{
+    int changed = 0;
+    for (size_t i = 0; i < b->ncopies; i++) {
+        bq_copy_t *cp = &b->copies[i];
+        if (cp->state != BQ_COPY_WAITING_FOR_WALS)
+            continue;
+        char before[sizeof cp->error];
+        memcpy(before, cp->error, sizeof before);
+        copy_wal_state(c, t, b, cp);
+        if (cp->state == BQ_COPY_DONE)
+            bq_info(COMP, cp->job_id, "the copy of backup %s of cluster %s at site %s is DONE: "
+                    "its WAL is there", b->id, b->cluster, cp->site);
+        changed |= cp->state != BQ_COPY_WAITING_FOR_WALS || strcmp(before, cp->error) != 0;
+    }
+    if (!changed)
+        return 0;
+    bq_errbuf_t e;
+    int rc = catalog_backup_put(t, b, &e);
+    if (rc) {
+        batch_fail(c, rc, &e);
+        return 1;
+    }
+    return 0;
+}
+
+/* Queue the copy of cluster cl's oldest backup that site lacks, when no copy to site is
+ * active: one at a time per cluster and site, oldest first (each copy dedups against the
+ * ones before it). A FAILED copy is not retried by itself: `barque replicate` does. */
+static void geo_copies_queue(coord_t *c, catalog_txn_t *t, const bq_cfg_cluster_t *cl,
+                             const char *site, backup_vec_t *v)
+{
+    if (geo_active(c, BQ_JOB_REPLICATE, cl->name, site, NULL))
+        return;
+    for (size_t i = 0; i < v->n && !c->batch_failed; i++) {
+        bq_backup_t *b = &v->b[i];
+        if ((b->state != BQ_BACKUP_DONE && b->state != BQ_BACKUP_WAITING_FOR_WALS) ||
+            strcmp(b->site, site) == 0 || backup_at(c, b, site))
+            continue;
+        bq_copy_t *cp = copy_of(b, site);
+        if (cp && (cp->state == BQ_COPY_FAILED || cp->state == BQ_COPY_DONE ||
+                   cp->state == BQ_COPY_WAITING_FOR_WALS))
+            continue;
+        /* a source must be up, else the job would fail at its offer */
+        source_pick_t pk = {NULL, site, b->site};
+        int wi;
+        char why[BQ_DETAIL_MAX];
+        if (store_source(c, b->stores, &pk, &wi, why, sizeof why) != 0)
+            continue;
+        static bq_job_t j;
+        memset(&j, 0, sizeof j);
+        j.type = BQ_JOB_REPLICATE;
+        snprintf(j.cluster, sizeof j.cluster, "%s", cl->name);
+        snprintf(j.site, sizeof j.site, "%s", site);
+        snprintf(j.backup_id, sizeof j.backup_id, "%s", b->id);
+        uint64_t id;
+        bq_errbuf_t e;
+        if (job_insert(c, &j, &id, &e) != 0) {
+            bq_error(COMP, 0, "could not queue the copy of backup %s of cluster %s to site %s: "
+                     "%s", b->id, cl->name, site, e.msg);
+            return;
+        }
+        job_state_t *s = job_find(c, id);
+        if (s)
+            snprintf(s->backup_id, sizeof s->backup_id, "%s", b->id);
+        if (!(cp = copy_get(b, site)))
+            return;
+        cp->state = BQ_COPY_QUEUED;
+        cp->job_id = id;
+        cp->queued_ms = bq_wall_ms();
+        cp->error[0] = '\0';
+        int rc = catalog_backup_put(t, b, &e);
+        if (rc)
+            batch_fail(c, rc, &e);
+        return;
+    }
+}
+
+typedef struct {
+    const coord_t *c;
+    const char *site;
+    char names[BQ_WAL_LIST_MAX];
+    size_t n, off;
+} wal_miss_t;
+
+static int wal_miss_visit(const bq_wal_file_t *w, void *arg)
+{
+    wal_miss_t *x = arg;
+    if (!w->stores[0] || stores_list_at(x->c, w->stores, x->site))
+        return 0;
+    source_pick_t pk = {NULL, x->site, NULL};
+    int wi;
+    char why[BQ_DETAIL_MAX];
+    if (store_source((coord_t *)x->c, w->stores, &pk, &wi, why, sizeof why) != 0)
+        return 0; /* nobody up serves it now */
+    int k = snprintf(x->names + x->off, sizeof x->names - x->off, "%s%s", x->n ? "," : "",
+                     w->name);
+    if (k < 0 || (size_t)k >= sizeof x->names - x->off)
+        return 1;
+    x->off += (size_t)k;
+    return ++x->n == BQ_WAL_NAMES_MAX;
+}
+
+static struct geo_pair *geo_pair_of(coord_t *c, const char *cluster, const char *site)
+{
+    for (size_t i = 0; i < c->ngeo; i++)
+        if (strcmp(c->geo[i].cluster, cluster) == 0 && strcmp(c->geo[i].site, site) == 0)
+            return &c->geo[i];
+    if (grow((void **)&c->geo, &c->geo_cap, c->ngeo + 1, sizeof *c->geo))
+        return NULL;
+    struct geo_pair *g = &c->geo[c->ngeo++];
+    memset(g, 0, sizeof *g);
+    snprintf(g->cluster, sizeof g->cluster, "%s", cluster);
+    snprintf(g->site, sizeof g->site, "%s", site);
+    g->wal_dirty = 1;
+    return g;
+}
+
+/* Queue a replicate-wal job for the (at most BQ_WAL_NAMES_MAX) oldest WAL files of cl in
+ * the index that no store at site holds and an online worker elsewhere serves. */
+static void geo_wal_queue(coord_t *c, catalog_txn_t *t, const bq_cfg_cluster_t *cl,
+                          const char *site, int64_t now)
+{
+    struct geo_pair *g = geo_pair_of(c, cl->name, site);
+    if (!g || geo_active(c, BQ_JOB_REPLICATE_WAL, cl->name, site, NULL))
+        return;
+    if (now < g->wal_idle_until || (!g->wal_dirty && now - g->wal_scan_mono < GEO_WAL_SCAN_MS))
+        return;
+    g->wal_dirty = 0;
+    g->wal_scan_mono = now;
+    static wal_miss_t x;
+    memset(&x, 0, sizeof x);
+    x.c = c;
+    x.site = site;
+    bq_errbuf_t e;
+    if (catalog_wal_each(t, cl->name, wal_miss_visit, &x, &e) < 0) {
+        bq_warn(COMP, 0, "cluster %s: could not read the WAL index: %s", cl->name, e.msg);
+        return;
+    }
+    if (!x.n)
+        return;
+    static bq_job_t j;
+    memset(&j, 0, sizeof j);
+    j.type = BQ_JOB_REPLICATE_WAL;
+    snprintf(j.cluster, sizeof j.cluster, "%s", cl->name);
+    snprintf(j.site, sizeof j.site, "%s", site);
+    memcpy(j.wal_names, x.names, sizeof j.wal_names);
+    uint64_t id;
+    if (job_insert(c, &j, &id, &e) != 0)
+        bq_error(COMP, 0, "could not queue the WAL copy of cluster %s to site %s: %s", cl->name,
+                 site, e.msg);
+}
+
+/* Every cluster with replicate_to: its copies and its WAL at each target site. */
+static void geo_run(coord_t *c)
+{
+    int64_t now = bq_mono_ms();
+    int backups = c->geo_dirty || now - c->last_geo_mono >= GEO_SCAN_MS;
+    catalog_txn_t *t = NULL;
+    for (size_t i = 0; i < c->cfg.nclusters && !c->batch_failed; i++) {
+        const bq_cfg_cluster_t *cl = &c->cfg.clusters[i];
+        if (!cl->replicate_to[0])
+            continue;
+        if (!t && !(t = wtxn(c)))
+            return;
+        backup_vec_t v = {0};
+        bq_errbuf_t e;
+        if (backups && backups_load(t, cl->name, &v, &e) != 0) {
+            bq_error(COMP, 0, "copies of cluster %s: %s", cl->name, e.msg);
+            continue;
+        }
+        char site[BQ_NAME_MAX];
+        for (const char *p = cl->replicate_to; sites_next(&p, site, sizeof site) && !c->batch_failed;) {
+            if (backups)
+                geo_copies_queue(c, t, cl, site, &v);
+            geo_wal_queue(c, t, cl, site, now);
+        }
+        free(v.b);
+    }
+    if (backups) {
+        c->geo_dirty = 0;
+        c->last_geo_mono = now;
+    }
+}
+
+/* The WAL index of a cluster changed: its WAL copies are looked at again. */
+static void geo_wal_changed(coord_t *c, const char *cluster)
+{
+    for (size_t i = 0; i < c->ngeo; i++)
+        if (strcmp(c->geo[i].cluster, cluster) == 0)
+            c->geo[i].wal_dirty = 1;
+}
+
+/* A replicate job is being offered: a worker holding its backup at another site (its own
+ * site's first) serves it; the job is pinned to the worker it is offered to, so a retry
+ * resumes in the same store; the copy is COPYING. */
+static int geo_offer(coord_t *c, bq_job_t *j, bq_errbuf_t *e)
+{
+    catalog_txn_t *t = wtxn(c);
+    if (!t)
+        return bq_fail(e, c->batch_failed, "%s", c->batch_err.msg);
+    static bq_backup_t b;
+    int rc = catalog_backup_get(t, j->cluster, j->backup_id, &b, e);
+    if (rc != 0)
+        return rc;
+    if (b.state != BQ_BACKUP_DONE && b.state != BQ_BACKUP_WAITING_FOR_WALS)
+        return bq_fail(e, BQ_E_STATE, "backup %s is %s", b.id, bq_backup_state_name(b.state));
+    source_pick_t pk = {NULL, j->site, b.site};
+    int wi = -1;
+    char why[BQ_TEXT_MAX / 2];
+    if (store_source(c, b.stores, &pk, &wi, why, sizeof why) != 0)
+        return bq_fail(e, BQ_E_STATE, "no worker outside site %s holding backup %s can serve it "
+                       "(%s)", j->site, b.id, why);
+    const worker_state_t *src = &c->workers[wi];
+    const bq_cfg_worker_ref_t *ref = bq_coord_config_worker(&c->cfg, src->rec.name);
+    snprintf(j->peer_worker, sizeof j->peer_worker, "%s", src->rec.name);
+    snprintf(j->peer_endpoint, sizeof j->peer_endpoint, "%s", src->rec.data_endpoint);
+    snprintf(j->peer_public_key, sizeof j->peer_public_key, "%s", ref->public_key);
+    j->bandwidth_limit = bq_site_bandwidth(&c->cfg, j->site, src->rec.site);
+    if (!j->pin_worker[0])
+        snprintf(j->pin_worker, sizeof j->pin_worker, "%s", j->worker);
+    bq_copy_t *cp = copy_get(&b, j->site);
+    if (cp) {
+        cp->state = BQ_COPY_COPYING;
+        cp->job_id = j->id;
+        snprintf(cp->worker, sizeof cp->worker, "%s", j->worker);
+        snprintf(cp->source, sizeof cp->source, "%s", src->rec.name);
+        cp->attempts++;
+        if ((rc = catalog_backup_put(t, &b, e)) != 0) {
+            batch_fail(c, rc, e);
+            return rc;
+        }
+    }
+    return offer_record(c, j, e);
+}
+
+/* A replicate-wal job is being offered: the worker serving its first file. */
+static int geo_wal_offer(coord_t *c, bq_job_t *j, bq_errbuf_t *e)
+{
+    catalog_txn_t *t = wtxn(c);
+    if (!t)
+        return bq_fail(e, c->batch_failed, "%s", c->batch_err.msg);
+    char first[BQ_WAL_FILE_MAX];
+    snprintf(first, sizeof first, "%.*s", (int)strcspn(j->wal_names, ","), j->wal_names);
+    bq_wal_file_t w;
+    int rc = catalog_wal_get(t, j->cluster, first, &w, e);
+    if (rc != 0)
+        return rc;
+    const bq_cfg_cluster_t *cl = bq_coord_config_cluster(&c->cfg, j->cluster);
+    source_pick_t pk = {NULL, j->site, cl ? cl->site : NULL};
+    int wi = -1;
+    char why[BQ_TEXT_MAX / 2];
+    if (store_source(c, w.stores, &pk, &wi, why, sizeof why) != 0)
+        return bq_fail(e, BQ_E_STATE, "no worker outside site %s holding WAL file %s can serve it "
+                       "(%s)", j->site, first, why);
+    const worker_state_t *src = &c->workers[wi];
+    const bq_cfg_worker_ref_t *ref = bq_coord_config_worker(&c->cfg, src->rec.name);
+    snprintf(j->peer_worker, sizeof j->peer_worker, "%s", src->rec.name);
+    snprintf(j->peer_endpoint, sizeof j->peer_endpoint, "%s", src->rec.data_endpoint);
+    snprintf(j->peer_public_key, sizeof j->peer_public_key, "%s", ref->public_key);
+    j->bandwidth_limit = bq_site_bandwidth(&c->cfg, j->site, src->rec.site);
+    return offer_record(c, j, e);
+}
+
+/* An attempt of replicate job j ended (r: its result, NULL when the worker was lost) and the
+ * job is now state: the copy's figures add up; SUCCEEDED puts the worker in the backup's
+ * stores and the copy is DONE once its WAL is at the site too. */
+static void geo_copy_end(coord_t *c, const bq_job_t *j, const bq_msg_result_t *r,
+                         bq_job_state_t state, const char *error)
+{
+    catalog_txn_t *t = wtxn(c);
+    if (!t)
+        return;
+    static bq_backup_t b;
+    bq_errbuf_t e;
+    if (catalog_backup_get(t, j->cluster, j->backup_id, &b, &e) != 0) {
+        bq_warn(COMP, j->id, "copy of backup %s of cluster %s not recorded: %s", j->backup_id,
+                j->cluster, e.msg);
+        return;
+    }
+    bq_copy_t *cp = copy_get(&b, j->site);
+    if (!cp)
+        return;
+    if (r && r->has_replicate) {
+        if (!cp->chunks_total) {
+            cp->chunks_total = r->rep.chunks_total;
+            cp->chunks_present = r->rep.chunks_present;
+        }
+        cp->chunks_fetched += r->rep.chunks_fetched;
+        cp->bytes_fetched += r->rep.bytes_fetched;
+        cp->chunks_refetched += r->rep.chunks_refetched;
+    }
+    cp->job_id = j->id;
+    if (state == BQ_JOB_SUCCEEDED) {
+        if (!name_in_list(b.stores, j->worker)) {
+            size_t n = strlen(b.stores);
+            snprintf(b.stores + n, sizeof b.stores - n, "%s%s", n ? "," : "", j->worker);
+        }
+        snprintf(cp->worker, sizeof cp->worker, "%s", j->worker);
+        cp->duration_ms = r && r->has_replicate ? r->rep.duration_ms : 0;
+        copy_wal_state(c, t, &b, cp);
+    } else if (bq_job_state_terminal(state)) {
+        cp->state = BQ_COPY_FAILED;
+        snprintf(cp->error, sizeof cp->error, "%s", error && error[0] ? error : "failed");
+    } else {
+        cp->state = BQ_COPY_QUEUED;
+        snprintf(cp->error, sizeof cp->error, "%s", error ? error : "");
+    }
+    int rc = catalog_backup_put(t, &b, &e);
+    if (rc) {
+        batch_fail(c, rc, &e);
+        return;
+    }
+    c->geo_dirty = 1;
+    bq_log(cp->state == BQ_COPY_FAILED ? BQ_LOG_WARNING : BQ_LOG_INFO, COMP, j->id,
+           "copy of backup %s of cluster %s at site %s is %s%s%s", b.id, b.cluster, cp->site,
+           bq_copy_state_name(cp->state), cp->error[0] ? ": " : "", cp->error);
+}
+
+/* A replicate-wal job ended: the pair's next look comes at once, or after GEO_WAL_IDLE_MS
+ * when the source lacked files the index says it holds (so they are not asked for in a
+ * loop). */
+static void geo_wal_end(coord_t *c, const bq_job_t *j, const bq_msg_result_t *r)
+{
+    struct geo_pair *g = geo_pair_of(c, j->cluster, j->site);
+    if (!g)
+        return;
+    g->wal_dirty = 1;
+    if (r && r->has_replicate && r->rep.wal_missing > 0) {
+        g->wal_idle_until = bq_mono_ms() + GEO_WAL_IDLE_MS;
+        bq_warn(COMP, j->id, "cluster %s: %llu WAL files the index places at worker %s are not "
+                "in its store; copies of them to site %s wait %d s", j->cluster,
+                (unsigned long long)r->rep.wal_missing, j->peer_worker, j->site,
+                GEO_WAL_IDLE_MS / 1000);
+    }
+}
+
+typedef struct {
+    const coord_t *c;
+    bq_replica_status_t *rs;
+    uint64_t seg;
+} geo_wal_stat_t;
+
+static int geo_wal_stat_visit(const bq_wal_file_t *w, void *arg)
+{
+    geo_wal_stat_t *x = arg;
+    if (stores_list_at(x->c, w->stores, x->rs->site)) {
+        if (strcmp(w->name, x->rs->wal_last) > 0 && !strstr(w->name, ".history")) {
+            snprintf(x->rs->wal_last, sizeof x->rs->wal_last, "%s", w->name);
+            x->rs->wal_last_ms = w->archived_ms;
+        }
+    } else if (w->stores[0]) {
+        x->rs->wal_missing++;
+        x->rs->wal_lag_bytes += w->size;
+    }
+    return 0;
+}
+
+/* Per replicate_to site of cluster cl->name: copies done, behind and failed, the last good
+ * copy, WAL files missing there (status, check, metrics). */
+static void cluster_geo_status(coord_t *c, catalog_txn_t *t, bq_cluster_t *cl)
+{
+    const bq_cfg_cluster_t *cc = bq_coord_config_cluster(&c->cfg, cl->name);
+    cl->nreplicas = 0;
+    if (!cc || !cc->replicate_to[0])
+        return;
+    backup_vec_t v = {0};
+    bq_errbuf_t e;
+    if (backups_load(t, cl->name, &v, &e) != 0)
+        return;
+    char site[BQ_NAME_MAX];
+    for (const char *p = cc->replicate_to;
+         cl->nreplicas < BQ_COPIES_MAX && sites_next(&p, site, sizeof site);) {
+        bq_replica_status_t *rs = &cl->replicas[cl->nreplicas++];
+        memset(rs, 0, sizeof *rs);
+        snprintf(rs->site, sizeof rs->site, "%s", site);
+        for (size_t i = 0; i < v.n; i++) {
+            bq_backup_t *b = &v.b[i];
+            if (b->state != BQ_BACKUP_DONE && b->state != BQ_BACKUP_WAITING_FOR_WALS)
+                continue;
+            bq_copy_t *cp = copy_of(b, site);
+            if (cp && cp->state == BQ_COPY_DONE) {
+                rs->copies_done++;
+                if (cp->done_ms >= rs->last_copy_ms) {
+                    rs->last_copy_ms = cp->done_ms;
+                    snprintf(rs->last_copy_backup, sizeof rs->last_copy_backup, "%s", b->id);
+                }
+            } else if (cp && cp->state == BQ_COPY_FAILED) {
+                rs->copies_failed++;
+                snprintf(rs->error, sizeof rs->error, "backup %s: %s", b->id, cp->error);
+            } else if (strcmp(b->site, site) != 0) {
+                rs->copies_behind++;
+            }
+        }
+        geo_wal_stat_t x = {c, rs, 0};
+        if (catalog_wal_each(t, cl->name, geo_wal_stat_visit, &x, &e) < 0)
+            bq_warn(COMP, 0, "cluster %s: could not read the WAL index: %s", cl->name, e.msg);
+    }
+    free(v.b);
+}
+
 /* ---- restore tests (issue 7) -------------------------------------------------------- */
 
 #define RTESTS_LIST_MAX 1000
@@ -3478,6 +4068,7 @@ static void on_cli(coord_t *c, const bq_peer_t *from, bq_msg_t *m)
         for (size_t i = 0; rc == 0 && status && i < r->nclusters; i++) {
             cluster_wal_status(c, rt, &r->clusters[i]);
             cluster_rt_status(c, rt, &r->clusters[i]);
+            cluster_geo_status(c, rt, &r->clusters[i]);
         }
         for (size_t i = 0; i < c->njobs; i++) {
             r->jobs_queued += c->jobs[i].state == BQ_JOB_QUEUED;
@@ -3586,6 +4177,7 @@ static void on_cli(coord_t *c, const bq_peer_t *from, bq_msg_t *m)
         for (size_t i = 0; rc == 0 && i < r->nclusters; i++) {
             cluster_wal_status(c, rt, &r->clusters[i]);
             cluster_rt_status(c, rt, &r->clusters[i]);
+            cluster_geo_status(c, rt, &r->clusters[i]);
         }
         check_scan_t cs = {r->clusters, r->nclusters};
         if (rc == 0)
@@ -3986,6 +4578,7 @@ static void timers(coord_t *c)
     if (now - c->last_wal_check_mono >= WAL_CHECK_MS) {
         c->last_wal_check_mono = now;
         wal_ensure(c);
+        geo_run(c);
     }
     if (now - c->last_sample_mono >= STORE_SAMPLE_MS) {
         c->last_sample_mono = now;
@@ -4133,7 +4726,7 @@ static void rebuild_states(coord_t *c)
             continue;
         for (size_t k = 0; k < v.n; k++) {
             char missing[64];
-            if (v.b[k].state != BQ_BACKUP_DONE || !backup_needs_wal(c, t, &v.b[k], missing, sizeof missing))
+            if (v.b[k].state != BQ_BACKUP_DONE || !backup_needs_wal(c, t, &v.b[k], NULL, missing, sizeof missing))
                 continue;
             v.b[k].state = BQ_BACKUP_WAITING_FOR_WALS;
             snprintf(v.b[k].error, sizeof v.b[k].error, "waiting for WAL %s", missing);
@@ -4476,6 +5069,7 @@ void coord_destroy(coord_t **self_p)
     free(c->workers);
     free(c->jobs);
     free(c->wal_seen);
+    free(c->geo);
     free(c->rb);
     free(c->ret_due);
     free(c->out);

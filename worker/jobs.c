@@ -192,6 +192,8 @@ static void job_dispatch(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *
     case BQ_JOB_INVENTORY: jobs_inventory(job, ctx, res); break;
     case BQ_JOB_KEEP: jobs_keep(job, ctx, res); break;
     case BQ_JOB_RESTORE_TEST: jobs_restore_test(job, ctx, res); break;
+    case BQ_JOB_REPLICATE: jobs_replicate(job, ctx, res); break;
+    case BQ_JOB_REPLICATE_WAL: jobs_replicate_wal(job, ctx, res); break;
     default:
         res->ok = 0;
         res->retryable = 0;

@@ -82,4 +82,13 @@ void jobs_keep(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res);
  * (retryable but for configuration). */
 void jobs_wal_stream(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res);
 
+/* Geo copies (worker/replicate.c, issue 8). replicate: backup job->backup_id copied from the
+ * store of job->peer_worker (its data port) into ctx->store: the chunks this store lacks,
+ * each checked on arrival, the manifest last; resumable (what an interrupted attempt stored
+ * is not fetched again). replicate-wal: the WAL files job->wal_names of job->cluster copied
+ * from job->peer_worker, each reported through ctx->wal_archived. Both fill res->rep (also
+ * when they fail), at most job->bandwidth_limit bytes/s. */
+void jobs_replicate(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res);
+void jobs_replicate_wal(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res);
+
 #endif

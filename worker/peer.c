@@ -87,6 +87,9 @@ struct peer_server {
     pthread_cond_t cv;
     struct archive_job *todo, *done;
     size_t pending;            /* handed to the archivers, reply not sent yet */
+    /* BARQUE_TEST_DAMAGE_CHUNK=N (tests only): the N-th chunk body this port serves goes out
+     * with one byte flipped, as if damaged on the way; 0 = never */
+    uint64_t damage_at, served;
 };
 
 static void reply_send(peer_server_t *srv, const bq_peer_t *to, bq_msg_t *m)
@@ -168,6 +171,11 @@ static void serve_chunks(peer_server_t *srv, store_reader_t *rd, const bq_peer_t
         if (rc != 0) {
             reply_error(srv, from, seq, rc, e.msg, q->ids[i], (uint32_t)i);
             return;
+        }
+        if (++srv->served == srv->damage_at && len > 0) {
+            ((uint8_t *)body)[len / 2] ^= 0x20; /* the reader's own buffer: sent, then dropped */
+            bq_warn(COMP, 0, "BARQUE_TEST_DAMAGE_CHUNK: chunk body %" PRIu64 " served damaged",
+                    srv->served);
         }
         size_t off = 0;
         do {
@@ -649,6 +657,9 @@ int peer_server_start(proto_ctx_t *ctx, store_t *store, const char *endpoint,
     }
     srv->ctx = ctx;
     srv->store = store;
+    const char *dmg = getenv("BARQUE_TEST_DAMAGE_CHUNK");
+    if (dmg && *dmg)
+        srv->damage_at = strtoull(dmg, NULL, 10);
     pthread_mutex_init(&srv->mu, NULL);
     pthread_cond_init(&srv->cv, NULL);
     int rc = proto_zap_start(ctx, &srv->zap, e);
@@ -1035,4 +1046,149 @@ int peer_chunk_next(peer_client_t *c, const uint8_t id[BQ_CHUNK_ID_BYTES],
     }
     c->broken = 1;
     return bq_fail(e, BQ_E_PROTO, "worker %s sent a chunk in too many pieces", c->name);
+}
+
+int peer_wal_get(peer_client_t *c, const char *cluster, const char *name, uint8_t **buf,
+                 size_t *len, int *partial, bq_errbuf_t *e)
+{
+    *buf = NULL;
+    *len = 0;
+    *partial = 0;
+    if (c->broken || c->got != c->nwant)
+        return bq_fail(e, BQ_E_STATE, "the client of worker %s is busy or failed", c->name);
+    bq_msg_t m = {0};
+    snprintf(m.u.data_req.op, sizeof m.u.data_req.op, "wal-get");
+    snprintf(m.u.data_req.cluster, sizeof m.u.data_req.cluster, "%s", cluster);
+    snprintf(m.u.data_req.name, sizeof m.u.data_req.name, "%s", name);
+    int rc = request_send(c, &m, e);
+    c->first_seq = c->seq;
+    uint8_t *mem = NULL;
+    uint64_t off = 0, total = 0;
+    for (int i = 0; rc == 0 && i < 1 << 20; i++) {
+        if ((rc = recv_reply(c, e)) != 0)
+            break;
+        const bq_msg_data_reply_t *d = &c->cur.u.data_reply;
+        if (d->code != 0) {
+            rc = bq_fail(e, d->code, "worker %s: %s", c->name, d->error);
+            break;
+        }
+        if (i == 0) {
+            total = d->total;
+            if (total > STORE_WAL_SEG_MAX) {
+                rc = bq_fail(e, BQ_E_PROTO, "worker %s: WAL file %s of %" PRIu64 " bytes",
+                             c->name, name, total);
+                break;
+            }
+            if (!(mem = malloc(total ? (size_t)total : 1))) {
+                rc = bq_fail(e, BQ_E_NOMEM, "out of memory receiving WAL file %s", name);
+                break;
+            }
+            *partial = d->partial;
+        }
+        if (d->total != total || d->offset != off || d->len > total - off ||
+            (d->len == 0 && off < total)) {
+            rc = bq_fail(e, BQ_E_PROTO, "worker %s sent WAL file %s out of order", c->name, name);
+            break;
+        }
+        if (d->len)
+            memcpy(mem + off, d->data, d->len);
+        off += d->len;
+        c->bytes += d->len;
+        if (d->last) {
+            if (off != total)
+                rc = bq_fail(e, BQ_E_PROTO, "worker %s sent WAL file %s cut short", c->name,
+                             name);
+            break;
+        }
+    }
+    proto_msg_clear(&c->cur);
+    /* What arrives is checked as a wal-put's content is: name, headers, history. */
+    if (rc == 0 && !*partial)
+        rc = wal_put_check(name, mem, (size_t)total, 0, e);
+    if (rc != 0) {
+        if (rc != BQ_E_NOTFOUND)
+            c->broken = c->broken || rc == BQ_E_TIMEOUT;
+        free(mem);
+        return rc;
+    }
+    *buf = mem;
+    *len = (size_t)total;
+    return 0;
+}
+
+int peer_view_open(const peer_view_args_t *a, const char *backup_id, const char *view_dir,
+                   store_t **view, uint64_t *bytes, bq_errbuf_t *e)
+{
+    *view = NULL;
+    const char *me = a->me ? a->me : "?";
+    if (!a->key_file || !a->key_file[0])
+        return bq_fail(e, BQ_E_CONFIG, "worker %s has no store_key_file: it cannot open the "
+                       "chunks of worker %s's store", me, a->name);
+    if (!a->zctx || !a->keys)
+        return bq_fail(e, BQ_E_STATE, "worker %s cannot reach its peers", me);
+    int rc = store_view_remove(view_dir, e); /* an earlier run of this attempt */
+    peer_client_t *pc = NULL;
+    if (rc == 0)
+        rc = peer_client_new(a->zctx, a->name, a->endpoint, a->public_key, a->keys, &pc, e);
+    uint8_t *conf = NULL;
+    size_t conf_len = 0;
+    if (rc == 0)
+        rc = peer_fetch_file(pc, "store.conf", NULL, 4096, &conf, &conf_len, e);
+    if (rc == 0)
+        rc = store_view_create(view_dir, conf, conf_len, e);
+    free(conf);
+    uint32_t *ids = NULL;
+    size_t nids = 0;
+    if (rc == 0)
+        rc = peer_key_ids(pc, &ids, &nids, e);
+    for (size_t i = 0; rc == 0 && i < nids; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "keys/%08x.datakey", (unsigned)ids[i]);
+        rc = peer_fetch_file(pc, name, view_dir, 0, NULL, NULL, e);
+    }
+    free(ids);
+    if (rc == 0 && backup_id) {
+        char man[BQ_BACKUP_ID_MAX + 32];
+        snprintf(man, sizeof man, "backups/%s.manifest", backup_id);
+        bq_errbuf_t why;
+        rc = peer_fetch_file(pc, man, view_dir, 0, NULL, NULL, &why);
+        if (rc == BQ_E_NOTFOUND)
+            rc = bq_fail(e, BQ_E_NOTFOUND, "backup %s is not in the store of worker %s",
+                         backup_id, a->name);
+        else if (rc != 0)
+            rc = bq_fail(e, rc, "%s", why.msg);
+    }
+    if (bytes)
+        *bytes += peer_client_bytes(pc);
+    peer_client_destroy(&pc);
+    store_master_t master;
+    if (rc == 0)
+        rc = store_master_key_load(a->key_file, &master, e);
+    if (rc == 0) {
+        bq_errbuf_t why;
+        rc = store_open(view_dir, &master, view, &why);
+        store_master_clear(&master);
+        if (rc == BQ_E_KEY)
+            rc = bq_fail(e, BQ_E_KEY, "the store key of worker %s (%s) does not open the store of "
+                         "worker %s\nhint: workers that restore or copy each other's backups "
+                         "need the same store master key (store_key_file)", me, a->key_file,
+                         a->name);
+        else if (rc != 0)
+            rc = bq_fail(e, rc, "could not open the view of worker %s's store: %s", a->name,
+                         why.msg);
+    }
+    return rc;
+}
+
+int peer_view_dir(store_t *store, const char *kind, const bq_job_t *job, char *out, size_t cap,
+                  bq_errbuf_t *e)
+{
+    char views[PATH_MAX];
+    snprintf(views, sizeof views, "%s/views", store_dir(store));
+    if (mkdir(views, 0700) != 0 && errno != EEXIST)
+        return bq_fail(e, BQ_E_IO, "could not create %s: %s", views, strerror(errno));
+    if (snprintf(out, cap, "%s/%s-%" PRIu64 "-%u", views, kind, job->id, job->attempt) >=
+        (int)cap)
+        return bq_fail(e, BQ_E_INVAL, "path too long: %s", views);
+    return 0;
 }

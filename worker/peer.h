@@ -52,4 +52,31 @@ int peer_chunk_next(peer_client_t *c, const uint8_t id[BQ_CHUNK_ID_BYTES],
 /* Bytes of sealed bodies received so far. */
 uint64_t peer_client_bytes(const peer_client_t *c);
 
+/* WAL file name of cluster from the peer's store (or the segment its wal-stream job is
+ * receiving: *partial), plaintext into a new buffer (*buf, the caller frees); a complete file
+ * is checked as a wal-put's is (name, page headers, history). BQ_E_NOTFOUND when the peer
+ * lacks it, BQ_E_TIMEOUT, BQ_E_PROTO, the check's errors. */
+int peer_wal_get(peer_client_t *c, const char *cluster, const char *name, uint8_t **buf,
+                 size_t *len, int *partial, bq_errbuf_t *e);
+
+/* Who a view is made by and of: this worker (me, its CURVE keys, its master key file) and
+ * the peer (name, data endpoint, public key vouched for by the coordinator). */
+typedef struct {
+    proto_ctx_t *zctx;
+    const bq_keypair_t *keys;
+    const char *me;
+    const char *key_file;
+    const char *name, *endpoint, *public_key;
+} peer_view_args_t;
+/* Make view_dir (removed first when an earlier run left it) a view of the peer's store: its
+ * store.conf, every data key file and, with backup_id, backups/ID.manifest (BQ_E_NOTFOUND
+ * naming the backup when the peer lacks it); open it with this worker's master key (BQ_E_KEY
+ * with a hint when it does not open the peer's). *view is the caller's: store_close, then
+ * store_view_remove. *bytes (may be NULL) grows by the bytes received. */
+/* The directory of job's view (STORE/views/KIND-JOB-ATTEMPT) into out; STORE/views made. */
+int peer_view_dir(store_t *store, const char *kind, const bq_job_t *job, char *out, size_t cap,
+                  bq_errbuf_t *e);
+int peer_view_open(const peer_view_args_t *a, const char *backup_id, const char *view_dir,
+                   store_t **view, uint64_t *bytes, bq_errbuf_t *e);
+
 #endif

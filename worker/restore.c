@@ -1165,70 +1165,15 @@ static int view_open(rs_t *r, bq_errbuf_t *e)
     const bq_job_t *job = r->job;
     jobs_ctx_t *ctx = r->ctx;
     const char *me = ctx->worker ? ctx->worker : "?";
-    if (!ctx->store_key_file || !ctx->store_key_file[0])
-        return bq_fail(e, BQ_E_CONFIG, "worker %s has no store_key_file: it cannot open the "
-                       "chunks of worker %s's store", me, job->peer_worker);
-    if (!ctx->zctx || !ctx->keys)
-        return bq_fail(e, BQ_E_STATE, "worker %s cannot reach its peers", me);
     snprintf(r->where, sizeof r->where, "from worker %s", job->peer_worker);
-    char views[PATH_MAX];
-    snprintf(views, sizeof views, "%s/views", store_dir(ctx->store));
-    if (mkdir(views, 0700) != 0 && errno != EEXIST)
-        return bq_fail(e, BQ_E_IO, "could not create %s: %s", views, strerror(errno));
-    if (snprintf(r->view_dir, sizeof r->view_dir, "%s/restore-%" PRIu64 "-%u", views, job->id,
-                 job->attempt) >= (int)sizeof r->view_dir)
-        return bq_fail(e, BQ_E_INVAL, "path too long: %s", views);
-    int rc = store_view_remove(r->view_dir, e); /* an earlier run of this attempt */
-    peer_client_t *pc = NULL;
-    if (rc == 0)
-        rc = peer_client_new(ctx->zctx, job->peer_worker, job->peer_endpoint,
-                             job->peer_public_key, ctx->keys, &pc, e);
-    uint8_t *conf = NULL;
-    size_t conf_len = 0;
-    if (rc == 0)
-        rc = peer_fetch_file(pc, "store.conf", NULL, 4096, &conf, &conf_len, e);
-    if (rc == 0)
-        rc = store_view_create(r->view_dir, conf, conf_len, e);
-    free(conf);
-    uint32_t *ids = NULL;
-    size_t nids = 0;
-    if (rc == 0)
-        rc = peer_key_ids(pc, &ids, &nids, e);
-    for (size_t i = 0; rc == 0 && i < nids; i++) {
-        char name[64];
-        snprintf(name, sizeof name, "keys/%08x.datakey", (unsigned)ids[i]);
-        rc = peer_fetch_file(pc, name, r->view_dir, 0, NULL, NULL, e);
-    }
-    free(ids);
-    char man[BQ_BACKUP_ID_MAX + 32];
-    snprintf(man, sizeof man, "backups/%s.manifest", job->backup_id);
-    if (rc == 0) {
-        bq_errbuf_t why;
-        rc = peer_fetch_file(pc, man, r->view_dir, 0, NULL, NULL, &why);
-        if (rc == BQ_E_NOTFOUND)
-            rc = bq_fail(e, BQ_E_NOTFOUND, "backup %s is not in the store of worker %s",
-                         job->backup_id, job->peer_worker);
-        else if (rc != 0)
-            rc = bq_fail(e, rc, "%s", why.msg);
-    }
-    atomic_fetch_add(&r->peer_bytes, peer_client_bytes(pc));
-    peer_client_destroy(&pc);
-    store_master_t master;
-    if (rc == 0)
-        rc = store_master_key_load(ctx->store_key_file, &master, e);
-    if (rc == 0) {
-        bq_errbuf_t why;
-        rc = store_open(r->view_dir, &master, &r->view, &why);
-        store_master_clear(&master);
-        if (rc == BQ_E_KEY)
-            rc = bq_fail(e, BQ_E_KEY, "the store key of worker %s (%s) does not open the store of "
-                         "worker %s\nhint: workers that restore each other's backups need the "
-                         "same store master key (store_key_file)", me, ctx->store_key_file,
-                         job->peer_worker);
-        else if (rc != 0)
-            rc = bq_fail(e, rc, "could not open the view of worker %s's store: %s",
-                         job->peer_worker, why.msg);
-    }
+    int rc = peer_view_dir(ctx->store, "restore", job, r->view_dir, sizeof r->view_dir, e);
+    if (rc != 0)
+        return rc;
+    peer_view_args_t va = {ctx->zctx, ctx->keys, me, ctx->store_key_file, job->peer_worker,
+                           job->peer_endpoint, job->peer_public_key};
+    uint64_t got = 0;
+    rc = peer_view_open(&va, job->backup_id, r->view_dir, &r->view, &got, e);
+    atomic_fetch_add(&r->peer_bytes, got);
     if (rc == 0) {
         r->store = r->view;
         bq_info(COMP, job->id, "backup %s is read from worker %s (%s)", job->backup_id,

@@ -2,6 +2,8 @@
  * data port, as whoever holds SECRET_KEY_FILE.
  *   MODE read:    asks for store.conf; prints "read N bytes" and exits 0 on an answer,
  *                 prints "no answer: WHY" and exits 2 when refused or unanswered (3 s).
+ *   MODE chunks:  asks for a chunk (an id the store lacks): prints "chunks answered: ..." and
+ *                 exits 3 on any answer; "no answer: WHY" and 2 when refused or unanswered.
  *   MODE hostile: sends requests the port must refuse (a path outside the store, an unknown
  *                 op, a chunk it lacks, a chunks request with no id, raw bytes, another
  *                 message type) and prints one "ok - ..." line per error reply that names the
@@ -132,6 +134,20 @@ int main(int argc, char **argv)
         }
         proto_msg_clear(&r);
         status = failures ? 1 : 0;
+    }
+    if (strcmp(argv[4], "chunks") == 0) {
+        if (ask(s, "chunks", "", 1, &r, why, sizeof why) == 0) {
+            printf("chunks answered: %s\n", r.type == BQ_MSG_DATA_REPLY && r.u.data_reply.code
+                                                 ? r.u.data_reply.error : "a chunk body");
+            status = 3;
+        } else {
+            printf("no answer: %s\n", why);
+            status = 2;
+        }
+        proto_msg_clear(&r);
+        proto_sock_destroy(&s);
+        proto_ctx_destroy(&ctx);
+        return status;
     }
     if (status == 0) {
         if (ask(s, "read", "store.conf", 0, &r, why, sizeof why) == 0 &&
