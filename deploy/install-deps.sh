@@ -20,6 +20,9 @@ packages=(
     iproute2 procps util-linux python3 lmdb-utils zstd
     # what tests/bench/backup.sh compares Barque with (pg_basebackup is in postgresql-15)
     pgbackrest
+    # what tests/bench/replicate.sh compares geo copies with (pgBackRest cannot copy between
+    # repositories; Barman's passive node copies with rsync)
+    rsync
     # /usr/bin/promtool: metrics_test runs `promtool check metrics` on barque metrics' output
     prometheus
 )
