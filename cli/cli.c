@@ -48,7 +48,8 @@ enum {
     OPT_TARGET = 1 << 21,    /* recover's --target-*, --exclusive, --standby */
     OPT_NAGIOS = 1 << 22,    /* check --nagios */
     OPT_KEEP = 1 << 23,      /* keep --target full|standalone, --release, --status */
-    OPT_FROM_SITE = 1 << 24, /* restore-test, drill: --from-site SITE */
+    OPT_FROM_SITE = 1 << 24, /* restore-test, drill, recover, wal-get: --from-site SITE */
+    OPT_PREFER_SITE = 1 << 25, /* wal-get: --prefer-site SITE */
 };
 
 #define CLI_TABLESPACES_MAX 64
@@ -93,7 +94,8 @@ typedef struct {
     int nagios;              /* check: --nagios */
     const char *keep_target; /* keep: --target full|standalone */
     int keep_release, keep_status; /* keep: --release, --status */
-    const char *from_site;   /* restore-test, drill: --from-site */
+    const char *from_site;   /* restore-test, drill, recover, wal-get: --from-site */
+    const char *prefer_site; /* wal-get: --prefer-site */
     int help;
     int nargs;
     const char *args[8];
@@ -1419,6 +1421,8 @@ static int verb_recover(cli_t *c)
     snprintf(req.backup_id, sizeof req.backup_id, "%s", id);
     snprintf(req.dest, sizeof req.dest, "%s", dest);
     snprintf(req.worker, sizeof req.worker, "%s", c->o->worker);
+    if (c->o->from_site)
+        snprintf(req.from_site, sizeof req.from_site, "%s", c->o->from_site);
     if (c->o->owner)
         snprintf(req.owner, sizeof req.owner, "%s", c->o->owner);
     req.delta = c->o->delta;
@@ -1943,6 +1947,8 @@ static void wal_opts(cli_t *c, wal_cmd_opts_t *w)
     w->prefetch = c->o->prefetch;
     w->prefetch_only = c->o->prefetch_only;
     w->spool_pusher = c->o->spool_pusher;
+    w->from_site = c->o->from_site;
+    w->prefer_site = c->o->prefer_site;
     w->nargs = c->o->nargs;
     w->args = c->o->args;
 }
@@ -2046,9 +2052,9 @@ static const verb_t verbs[] = {
      "event with --json; no time limit, but gives up when the coordinator does not answer\n"
      "within the timeout. Exit 0 when the backup is DONE, 1 when it FAILED.", 0, NULL},
     {"recover", 3, 3, OPT_JSON | OPT_WAIT | OPT_WORKER | OPT_TABLESPACE | OPT_DELTA | OPT_OWNER |
-     OPT_TARGET, verb_recover,
+     OPT_TARGET | OPT_FROM_SITE, verb_recover,
      "recover CLUSTER BACKUP_ID|latest|oldest|auto DEST --worker NAME [--tablespace NAME:PATH]...\n"
-     "               [--delta] [--owner USER] [--wait] [--json]\n"
+     "               [--delta] [--owner USER] [--from-site SITE] [--wait] [--json]\n"
      "               [--target-time T | --target-xid X | --target-lsn L | --target-name N |\n"
      "                --target-immediate] [--target-tli current|latest|N]\n"
      "               [--target-action pause|promote|shutdown] [--exclusive] [--standby]",
@@ -2063,8 +2069,8 @@ static const verb_t verbs[] = {
      "restored and synced, 1 when the restore failed.\n\n"
      "Point-in-time recovery: with any --target-* option, --standby or --exclusive, the restore\n"
      "also writes recovery.signal (standby.signal with --standby) and, in postgresql.auto.conf,\n"
-     "restore_command = '<cli_command> wal-get CLUSTER %f %p' (cli_command from the worker's\n"
-     "config, default barque), archive_command = false (the copy never archives into the\n"
+     "restore_command = '<cli_command> wal-get CLUSTER %f %p --prefer-site SITE' (cli_command\n"
+     "from the worker's config, default barque; SITE the worker's), archive_command = false (the copy never archives into the\n"
      "cluster's archive), and recovery_target_* as asked: --target-time (no zone: UTC),\n"
      "--target-xid, --target-lsn, --target-name (a restore point), --target-immediate (the end\n"
      "of the backup), --target-tli, --target-action, --exclusive (stop just before the target).\n"
@@ -2072,7 +2078,9 @@ static const verb_t verbs[] = {
      "the newest backup that ends before the target (for an xid or a name: the newest). The\n"
      "coordinator refuses a target the archive cannot reach, saying why: no backup ends before\n"
      "it, a segment between the backup and the target is missing from the WAL index, the target\n"
-     "timeline is not in the archive, a time in the future.", 0, NULL},
+     "timeline is not in the archive, a time in the future. The backup is read from the\n"
+     "worker's own store, else from the nearest store holding it (its site's first, then the\n"
+     "other sites); --from-site SITE forces a store at SITE.", 0, NULL},
     {"restore-test", 1, 2, OPT_JSON | OPT_WAIT | OPT_TARGET | OPT_FROM_SITE, verb_restore_test,
      "restore-test CLUSTER [ID|latest] [--target-time T | --target-immediate]\n"
      "               [--from-site SITE] [--wait] [--json]",
@@ -2143,8 +2151,10 @@ static const verb_t verbs[] = {
      "the server retries it). The pusher logs to DIR/pusher.log and ends after 10 s idle. The\n"
      "config and its secret key must be readable by the server's OS user; its operator key is\n"
      "the one the data ports admit.", 0, NULL},
-    {"wal-get", 3, 3, OPT_JSON | OPT_SPOOL | OPT_PREFETCH, verb_wal_get,
-     "wal-get CLUSTER NAME DEST [--prefetch N] [--spool DIR] [--json]",
+    {"wal-get", 3, 3, OPT_JSON | OPT_SPOOL | OPT_PREFETCH | OPT_FROM_SITE | OPT_PREFER_SITE,
+     verb_wal_get,
+     "wal-get CLUSTER NAME DEST [--prefetch N] [--spool DIR] [--from-site SITE]\n"
+     "               [--prefer-site SITE] [--json]",
      "PostgreSQL's restore_command, for every cluster:\n"
      "    restore_command = 'barque -c /etc/barque/barque.conf wal-get CLUSTER %f %p'\n"
      "Fetches WAL file NAME (a segment, .history, .partial or .backup file) of CLUSTER into\n"
@@ -2155,7 +2165,10 @@ static const verb_t verbs[] = {
      "ends there); 2 when it could not be fetched (no worker reachable, damage), said on\n"
      "stderr. --prefetch N: fetch the next N segments in the background into DIR (default:\n"
      "DEST's directory/.barque-prefetch), so replay finds them there; files still streaming\n"
-     "are never prefetched.", 0, NULL},
+     "are never prefetched. --from-site SITE: only stores at SITE; --prefer-site SITE: stores\n"
+     "at SITE first, then the others (recover writes it with the restoring worker's site, so a\n"
+     "recovery reads the nearest copy and falls back to another site when that is dark).",
+     0, NULL},
     {"show-backup", 2, 2, OPT_JSON, verb_show_backup,
      "show-backup CLUSTER ID|latest|oldest [--json]",
      "Everything the catalog knows about one backup of CLUSTER: state, job and worker, stores\n"
@@ -2296,12 +2309,19 @@ int cli_main(int argc, char **argv)
             i++;
             o.keep_target = val;
             seen |= OPT_KEEP;
-        } else if (strcmp(a, "--from-site") == 0) {
+        } else if (strcmp(a, "--from-site") == 0 || strcmp(a, "--prefer-site") == 0) {
             if (!val)
                 return err_usage("option %s needs a value", a);
+            if (!bq_name_valid(val))
+                return err_usage("%s: %s is not a valid site name", a, val);
             i++;
-            o.from_site = val;
-            seen |= OPT_FROM_SITE;
+            if (a[2] == 'f') {
+                o.from_site = val;
+                seen |= OPT_FROM_SITE;
+            } else {
+                o.prefer_site = val;
+                seen |= OPT_PREFER_SITE;
+            }
         } else if (strcmp(a, "--archive") == 0) {
             o.archive = 1;
             seen |= OPT_ARCHIVE;

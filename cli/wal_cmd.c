@@ -332,6 +332,10 @@ static int ask(const wal_cmd_opts_t *o, const char *verb, const char *cluster, c
     snprintf(q.cluster, sizeof q.cluster, "%s", cluster);
     if (name)
         snprintf(q.wal_file, sizeof q.wal_file, "%s", name);
+    if (o->from_site)
+        snprintf(q.from_site, sizeof q.from_site, "%s", o->from_site);
+    if (o->prefer_site)
+        snprintf(q.prefer_site, sizeof q.prefer_site, "%s", o->prefer_site);
     return o->call(o->call_arg, &q, r, e);
 }
 
@@ -1032,8 +1036,18 @@ static void prefetch_spawn(const wal_cmd_opts_t *o, const char *cluster, const c
     char nbuf[16], sbuf[24];
     snprintf(nbuf, sizeof nbuf, "%d", o->prefetch);
     snprintf(sbuf, sizeof sbuf, "%zu", seg_size);
-    const char *args[] = {"wal-get", cluster, name, dest, "--prefetch", nbuf, "--spool", pdir,
-                          "--prefetch-only", sbuf, NULL};
+    const char *args[16] = {"wal-get", cluster, name, dest, "--prefetch", nbuf, "--spool", pdir,
+                            "--prefetch-only", sbuf, NULL};
+    size_t n = 10;
+    if (o->from_site) {
+        args[n++] = "--from-site";
+        args[n++] = o->from_site;
+    }
+    if (o->prefer_site) {
+        args[n++] = "--prefer-site";
+        args[n++] = o->prefer_site;
+    }
+    args[n] = NULL;
     spawn_self(o, args, NULL, "wal-get prefetcher");
 }
 

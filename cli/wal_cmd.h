@@ -32,6 +32,8 @@ typedef struct {
     int prefetch;              /* wal-get: --prefetch N (0: none) */
     long prefetch_only;        /* wal-get: internal: be the background prefetcher; the segment size */
     int spool_pusher;          /* wal-push: internal: be the pusher of --spool DIR */
+    const char *from_site;     /* wal-get: --from-site SITE: only stores at SITE (NULL: any) */
+    const char *prefer_site;   /* wal-get: --prefer-site SITE: stores at SITE first */
     int nargs;
     const char *const *args;   /* push: CLUSTER PATH; get: CLUSTER NAME DEST */
 } wal_cmd_opts_t;

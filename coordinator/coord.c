@@ -1778,7 +1778,8 @@ static int wal_candidate_add(coord_t *c, bq_msg_cli_reply_t *r, size_t cap, int 
  * pushes go to the same one while it is up), which for a get may hold it unindexed or in its
  * stream spool. BQ_E_NOWORKER naming the site when there is none. */
 static int wal_candidates(coord_t *c, const bq_cfg_cluster_t *cl, const char *holders,
-                          bq_msg_cli_reply_t *r, bq_errbuf_t *e)
+                          const char *only, const char *prefer, bq_msg_cli_reply_t *r,
+                          bq_errbuf_t *e)
 {
     size_t cap = c->nworkers ? c->nworkers : 1;
     if (!(r->workers = calloc(cap, sizeof *r->workers)))
@@ -1797,19 +1798,25 @@ static int wal_candidates(coord_t *c, const bq_cfg_cluster_t *cl, const char *ho
             order[k] = order[k - 1];
             order[k - 1] = t;
         }
-    for (int pass = 0; pass < 3; pass++)
+    /* holders at the preferred site (the nearest), at the cluster's, elsewhere; then the
+     * cluster's site's workers (a segment still streaming is in one's spool) */
+    const char *home = only ? only : cl->site;
+    for (int pass = prefer ? 0 : 1; pass < 4; pass++)
         for (size_t i = 0; i < n; i++) {
             const worker_state_t *w = &c->workers[order[i]];
+            if (only && strcmp(w->rec.site, only) != 0)
+                continue;
             int here = strcmp(w->rec.site, cl->site) == 0;
             int holds = holders && name_in_list(holders, w->rec.name);
-            if ((pass == 0 && holds && here) || (pass == 1 && holds && !here) ||
-                (pass == 2 && here && w->rec.store_total > 0))
+            if ((pass == 0 && holds && strcmp(w->rec.site, prefer) == 0) ||
+                (pass == 1 && holds && here) || (pass == 2 && holds && !here) ||
+                (pass == 3 && strcmp(w->rec.site, home) == 0 && w->rec.store_total > 0))
                 wal_candidate_add(c, r, cap, (int)order[i]);
         }
     free(order);
     if (r->nworkers == 0)
         return bq_fail(e, BQ_E_NOWORKER, "no worker of site %s is online with a store and a data "
-                       "port (data_listen) for the WAL of cluster %s", cl->site, cl->name);
+                       "port (data_listen) for the WAL of cluster %s", home, cl->name);
     return 0;
 }
 
@@ -1831,7 +1838,8 @@ static int offer_source(coord_t *c, bq_job_t *j, const char *site, bq_backup_t *
         return 0;
     int wi = -1;
     char why[BQ_TEXT_MAX / 2];
-    if (restore_source(c, b, site, &wi, why, sizeof why) != 0)
+    source_pick_t pk = {site, NULL, j->site}; /* the nearest: the restoring worker's site first */
+    if (store_source(c, b->stores, &pk, &wi, why, sizeof why) != 0)
         return bq_fail(e, BQ_E_STATE, "the store of worker %s lacks backup %s and no worker "
                        "holding it%s%s can serve it (%s)", j->worker, b->id, site ? " at site " : "",
                        site ? site : "", why);
@@ -1856,11 +1864,13 @@ static int offer_record(coord_t *c, const bq_job_t *j, bq_errbuf_t *e)
 static int restore_peer(coord_t *c, bq_job_t *j, bq_errbuf_t *e)
 {
     static bq_backup_t b;
-    int rc = offer_source(c, j, NULL, &b, e);
+    int rc = offer_source(c, j, j->rt.from_site[0] ? j->rt.from_site : NULL, &b, e);
     return rc ? rc : offer_record(c, j, e);
 }
 
 /* A restore job for recover: backup b (resolved by the caller) to q->dest on q->worker. */
+static int coord_site_known(const coord_t *c, const char *site);
+
 static int recover_create(coord_t *c, const bq_msg_cli_request_t *q, const bq_backup_t *b,
                           uint64_t *id, bq_errbuf_t *e)
 {
@@ -1878,10 +1888,18 @@ static int recover_create(coord_t *c, const bq_msg_cli_request_t *q, const bq_ba
     if (q->dest[0] != '/')
         return bq_fail(e, BQ_E_USAGE, "could not recover cluster %s: destination \"%s\" is not an "
                        "absolute path", q->cluster, q->dest);
-    if (!name_in_list(b->stores, w->name)) {
+    const char *from = q->from_site[0] ? q->from_site : NULL;
+    if (from && !coord_site_known(c, from))
+        return bq_fail(e, BQ_E_NOTFOUND, "could not recover cluster %s: no site %s in the "
+                       "coordinator's config", q->cluster, from);
+    if (from && !stores_list_at(c, b->stores, from))
+        return bq_fail(e, BQ_E_STATE, "could not recover backup %s of cluster %s from site %s: no "
+                       "store there holds it (its stores: %s)", b->id, q->cluster, from,
+                       b->stores[0] ? b->stores : "none");
+    if (!name_in_list(b->stores, w->name) || (from && strcmp(w->site, from) != 0)) {
         int src = -1;
         char why[BQ_TEXT_MAX / 2];
-        if (restore_source(c, b, NULL, &src, why, sizeof why) != 0)
+        if (restore_source(c, b, from, &src, why, sizeof why) != 0)
             return bq_fail(e, BQ_E_STATE, "could not recover backup %s of cluster %s on worker %s: "
                            "its store lacks the backup and no worker holding it can serve it "
                            "(%s)\nhint: start one of them (with data_listen set), or use --worker "
@@ -1898,6 +1916,8 @@ static int recover_create(coord_t *c, const bq_msg_cli_request_t *q, const bq_ba
     snprintf(j.owner, sizeof j.owner, "%s", q->owner);
     j.delta = q->delta;
     j.recovery = q->recovery;
+    if (from)
+        snprintf(j.rt.from_site, sizeof j.rt.from_site, "%s", from);
     size_t off = 0;
     for (size_t i = 0; i < q->ntablespaces; i++) {
         const char *m = q->tablespaces[i], *colon = strchr(m, ':');
@@ -3726,12 +3746,16 @@ static int rtest_create(coord_t *c, const bq_cfg_cluster_t *cl, const char *kind
     const char *want = q ? q->backup_id : "";
     if (!want[0])
         want = "latest";
-    if (!site_has_scratch(c, cl->site))
-        return bq_fail(e, BQ_E_NOWORKER, "no worker of site %s has reported a scratch directory "
-                       "([worker] scratch), where restore tests of cluster %s run", cl->site,
-                       cl->name);
     if (q && q->from_site[0] && !coord_site_known(c, q->from_site))
         return bq_fail(e, BQ_E_NOTFOUND, "no site %s in the coordinator's config", q->from_site);
+    /* the test runs next to the store it reads: at --from-site when a worker there has
+     * scratch (a copy tested at its own site), else at the cluster's site */
+    const char *run_site = q && q->from_site[0] && site_has_scratch(c, q->from_site)
+                               ? q->from_site : cl->site;
+    if (!site_has_scratch(c, run_site))
+        return bq_fail(e, BQ_E_NOWORKER, "no worker of site %s has reported a scratch directory "
+                       "([worker] scratch), where restore tests of cluster %s run", run_site,
+                       cl->name);
     static bq_job_t j;
     memset(&j, 0, sizeof j);
     j.recovery.enabled = 1;
@@ -3821,17 +3845,7 @@ static int rtest_create(coord_t *c, const bq_cfg_cluster_t *cl, const char *kind
         }
     }
     if (q && q->from_site[0]) {
-        int held = 0;
-        for (const char *p = b->stores; *p;) {
-            const char *comma = strchr(p, ',');
-            size_t n = comma ? (size_t)(comma - p) : strlen(p);
-            char name[BQ_NAME_MAX];
-            snprintf(name, sizeof name, "%.*s", (int)(n < sizeof name ? n : sizeof name - 1), p);
-            const bq_cfg_worker_ref_t *w = bq_coord_config_worker(&c->cfg, name);
-            held |= w && strcmp(w->site, q->from_site) == 0;
-            p += n + (comma ? 1 : 0);
-        }
-        if (!held) {
+        if (!stores_list_at(c, b->stores, q->from_site)) {
             rc = bq_fail(e, BQ_E_NOTFOUND, "no store at site %s holds backup %s of cluster %s "
                          "(its stores: %s)", q->from_site, b->id, cl->name,
                          b->stores[0] ? b->stores : "none");
@@ -3842,7 +3856,7 @@ static int rtest_create(coord_t *c, const bq_cfg_cluster_t *cl, const char *kind
     }
     j.type = BQ_JOB_RESTORE_TEST;
     snprintf(j.cluster, sizeof j.cluster, "%s", cl->name);
-    snprintf(j.site, sizeof j.site, "%s", cl->site);
+    snprintf(j.site, sizeof j.site, "%s", run_site);
     snprintf(j.backup_id, sizeof j.backup_id, "%s", b->id);
     snprintf(j.rt.kind, sizeof j.rt.kind, "%s", kind);
     free(v.b);
@@ -4389,7 +4403,7 @@ static void on_cli(coord_t *c, const bq_peer_t *from, bq_msg_t *m)
         else if (!target && !bq_wal_name_valid(q->wal_file))
             rc = bq_fail(&e, BQ_E_USAGE, "\"%s\" is not a WAL file name", q->wal_file);
         else if (target)
-            rc = wal_candidates(c, cl, NULL, r, &e);
+            rc = wal_candidates(c, cl, NULL, NULL, NULL, r, &e);
         else if (strcmp(q->verb, "wal-pushed") == 0) {
             if (!q->worker[0] || !bq_coord_config_worker(&c->cfg, q->worker))
                 rc = bq_fail(&e, BQ_E_NOTFOUND, "no worker %s in the coordinator's config",
@@ -4404,7 +4418,9 @@ static void on_cli(coord_t *c, const bq_peer_t *from, bq_msg_t *m)
             if (rc == BQ_E_NOTFOUND)
                 rc = 0;
             if (rc == 0)
-                rc = wal_candidates(c, cl, r->found ? w.stores : NULL, r, &e);
+                rc = wal_candidates(c, cl, r->found ? w.stores : NULL,
+                                    q->from_site[0] ? q->from_site : NULL,
+                                    q->prefer_site[0] ? q->prefer_site : NULL, r, &e);
         }
     } else if (strcmp(q->verb, "check") == 0 || strcmp(q->verb, "sleep") == 0) {
         int check = strcmp(q->verb, "check") == 0;

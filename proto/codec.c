@@ -848,7 +848,7 @@ static int codec_job_to_pb(codec_arena_t *a, const bq_job_t *c, Barque__Job *pb,
             return rc;
         pb->check = check;
     }
-    if (c->type == BQ_JOB_RESTORE_TEST) {
+    if (c->type == BQ_JOB_RESTORE_TEST || c->rt.from_site[0]) { /* restore: --from-site */
         Barque__RestoreTestSpec *rt = ARENA_NEW(a, Barque__RestoreTestSpec);
         if (!rt)
             return codec_nomem(e);
@@ -2226,7 +2226,8 @@ static int codec_body_to_pb(codec_arena_t *a, const bq_msg_t *m, ProtobufCMessag
             (rc = STR_PUT("CliRequest", owner)) < 0 ||
             (rc = STR_PUT("CliRequest", checkpoint)) < 0 ||
             (rc = STR_PUT("CliRequest", wal_file)) < 0 || (rc = STR_PUT("CliRequest", keep)) < 0 ||
-            (rc = STR_PUT("CliRequest", from_site)) < 0)
+            (rc = STR_PUT("CliRequest", from_site)) < 0 ||
+            (rc = STR_PUT("CliRequest", prefer_site)) < 0)
             return rc;
         pb->force = !!c->force;
         pb->wal_size = c->wal_size;
@@ -2559,7 +2560,8 @@ static int codec_body_from_pb(const ProtobufCMessage *msg, bq_msg_t *m, bq_errbu
             (rc = STR_GET("CliRequest", owner)) < 0 ||
             (rc = STR_GET("CliRequest", checkpoint)) < 0 ||
             (rc = STR_GET("CliRequest", wal_file)) < 0 || (rc = STR_GET("CliRequest", keep)) < 0 ||
-            (rc = STR_GET("CliRequest", from_site)) < 0)
+            (rc = STR_GET("CliRequest", from_site)) < 0 ||
+            (rc = STR_GET("CliRequest", prefer_site)) < 0)
             return rc;
         if (c->wal_file[0] && !bq_wal_name_valid(c->wal_file))
             return bq_fail(e, BQ_E_PROTO, "CliRequest.wal_file is not a WAL file name");

@@ -191,7 +191,9 @@ typedef struct {
     uint64_t wal_size;                /* wal-pushed: its size */
     bq_recovery_t recovery;           /* recover: point-in-time recovery */
     char keep[16];                    /* keep: full, standalone, release, status */
-    char from_site[BQ_NAME_MAX];      /* restore-test, drill: read from a store at this site */
+    char from_site[BQ_NAME_MAX];      /* restore-test, drill, recover: read from a store at this
+                                         site; wal-source: only holders there */
+    char prefer_site[BQ_NAME_MAX];    /* wal-source: holders at this site first */
 } bq_msg_cli_request_t;
 
 typedef struct {

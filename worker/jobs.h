@@ -17,6 +17,7 @@ struct jobs_ctx {
     void (*wal_archived)(jobs_ctx_t *ctx, const char *name, uint64_t size);
     void *arg;
     const char *worker;                       /* this worker's name */
+    const char *site;                         /* and site ("" = unknown) */
     store_t *store;                           /* its store; NULL when it has none */
     const char *no_store;                     /* why not, for messages */
     proto_ctx_t *zctx;                        /* for sockets of the job's own (peers) */

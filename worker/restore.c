@@ -1103,9 +1103,11 @@ static int recovery_write(rs_t *r, const bq_job_t *job, const char *cli, bq_errb
     char conf[4096];
     int n = snprintf(conf, sizeof conf,
                      "\n# barque recover: backup %s of cluster %s (job %" PRIu64 ")\n"
-                     "restore_command = '%s wal-get %s %%f %%p'\n"
+                     "restore_command = '%s wal-get %s %%f %%p%s%s'\n"
                      "archive_command = 'false'\n",
-                     job->backup_id, job->cluster, job->id, cli, job->cluster);
+                     job->backup_id, job->cluster, job->id, cli, job->cluster,
+                     r->ctx->site && r->ctx->site[0] ? " --prefer-site " : "",
+                     r->ctx->site ? r->ctx->site : "");
     if (t->kind[0]) {
         if (strcmp(t->kind, "immediate") == 0)
             n += snprintf(conf + n, sizeof conf - (size_t)n, "recovery_target = 'immediate'\n");

@@ -199,6 +199,7 @@ static void *thread_main(void *arg)
     t.base.keys = &jt->w->cfg.keys;
     t.base.store_key_file = jt->w->cfg.store_key_file;
     t.base.cli_command = jt->w->cfg.cli_command;
+    t.base.site = jt->w->cfg.site;
     t.base.scratch = jt->w->cfg.scratch;
     t.base.restore_test_user = jt->w->cfg.restore_test_user;
     t.base.pg_bindir = jt->w->cfg.pg_bindir;

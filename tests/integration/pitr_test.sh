@@ -66,7 +66,7 @@ recover_to() {
     recover_json db1 auto "$dest.parent/data" --worker east-1 "$@" --target-action promote \
         >/dev/null || fail "recover to $*: $(cat "$BQ_TMP/recover-last.err")"
     [[ -f $dest.parent/data/recovery.signal ]] || fail "no recovery.signal in the restore ($*)"
-    grep -q "restore_command = '.* wal-get db1 %f %p'" "$dest.parent/data/postgresql.auto.conf" ||
+    grep -q "restore_command = '.* wal-get db1 %f %p --prefer-site east'" "$dest.parent/data/postgresql.auto.conf" ||
         fail "no restore_command in postgresql.auto.conf: $(tail -n 8 "$dest.parent/data/postgresql.auto.conf")"
     pg_start_dir "$name" "$dest.parent/data"
     promoted() { [[ $(pg_psql "$1" -c "SELECT pg_is_in_recovery()") == f ]]; }

@@ -136,3 +136,13 @@ assert_eq 0 "$(pg_psql w -c "SELECT count(*) FROM marker WHERE id = 1000")" "a r
 assert_eq 1000000 "$(pg_psql w -c "SELECT count(*) FROM pgbench_accounts")" "pgbench_accounts rows"
 pg_stop w
 echo "ok: recovered at west to $T with east dark"
+
+# ---- 6. with east dark: reading from east is refused, naming why; a restore test at west ---
+pg_dir "$BQ_TMP/w2"
+rc=0; out=$(fleet_cli recover db1 latest "$BQ_TMP/w2/data" --worker west-1 --from-site east 2>&1) || rc=$?
+assert_eq 1 "$rc" "recover --from-site east with east dark: $out"
+assert_contains "$out" "east-1: offline"
+rc=0; out=$(fleet_cli restore-test db1 latest --from-site west --wait --json 2>&1) || rc=$?
+assert_eq 0 "$rc" "restore-test at west with east dark: $(echo "$out" | tail -n 3)"
+assert_contains "$out" '"site":"west"'
+echo "ok: restore test at west passed with east dark"
