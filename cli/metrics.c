@@ -374,6 +374,35 @@ int metrics_write(FILE *out, const metrics_input_t *in)
         mw_sample(&w, CL(&sum[i]), mw_val_u64(v, (uint64_t)st));
     }
 
+    /* geo copies (issue 8): per cluster and replicate_to site */
+#define CLS(s, r) ((const char *const[]){"cluster", (s)->c->name, "site", (r)->site, NULL})
+#define REPLICA_FAMILY(NAME, HELP, EXPR, COND)                                              \
+    mw_family(&w, NAME, HELP);                                                              \
+    for (size_t i = 0; i < nc; i++)                                                         \
+        for (size_t k = 0; sum[i].c && k < sum[i].c->nreplicas; k++) {                      \
+            const bq_replica_status_t *r_ = &sum[i].c->replicas[k];                         \
+            if (COND)                                                                       \
+                mw_sample(&w, CLS(&sum[i], r_), EXPR);                                      \
+        }
+    REPLICA_FAMILY("barque_replica_copies_done", "DONE backups of the cluster with a DONE copy at the site.",
+                   mw_val_u64(v, r_->copies_done), 1)
+    REPLICA_FAMILY("barque_replica_copies_behind",
+                   "DONE backups of the cluster without a copy at the site yet.",
+                   mw_val_u64(v, r_->copies_behind), 1)
+    REPLICA_FAMILY("barque_replica_copies_failed", "Copies of the cluster's backups to the site that FAILED.",
+                   mw_val_u64(v, r_->copies_failed), 1)
+    REPLICA_FAMILY("barque_replica_wal_missing_files",
+                   "WAL files of the cluster's archive not in a store at the site yet.",
+                   mw_val_u64(v, r_->wal_missing), 1)
+    REPLICA_FAMILY("barque_replica_wal_lag_bytes",
+                   "Bytes of the cluster's WAL files not in a store at the site yet.",
+                   mw_val_u64(v, r_->wal_lag_bytes), 1)
+    REPLICA_FAMILY("barque_replica_last_copy_timestamp_seconds",
+                   "When the last copy of a backup of the cluster became DONE at the site.",
+                   mw_val_ms(v, r_->last_copy_ms), r_->last_copy_ms != 0)
+#undef REPLICA_FAMILY
+#undef CLS
+
     mw_family(&w, "barque_worker_online",
               "Whether the worker is connected to the coordinator (1) or not (0).");
     for (size_t i = 0; i < nwk; i++)

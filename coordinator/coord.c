@@ -2850,6 +2850,40 @@ static void store_item(coord_t *c, const worker_state_t *w, bq_check_result_t *r
 static void check_rt_item(coord_t *c, catalog_txn_t *t, const bq_cfg_cluster_t *cl,
                           bq_check_result_t *r);
 
+/* Per replicate_to site: "copies SITE" (CRITICAL: a copy FAILED; WARNING: more than the
+ * newest backup waits for its copy) and "WAL at SITE" (WARNING: more than one segment's worth
+ * missing there; CRITICAL past wal_max_lag when it is set). */
+static void check_geo_items(coord_t *c, catalog_txn_t *t, const bq_cfg_cluster_t *cl,
+                            bq_check_result_t *r)
+{
+    static bq_cluster_t st;
+    memset(&st, 0, sizeof st);
+    snprintf(st.name, sizeof st.name, "%s", cl->name);
+    cluster_geo_status(c, t, &st);
+    for (size_t i = 0; i < st.nreplicas && r->nitems + 2 <= BQ_CHECK_ITEMS_MAX; i++) {
+        const bq_replica_status_t *rs = &st.replicas[i];
+        char name[BQ_NAME_MAX];
+        char last[96] = "no copy yet";
+        if (rs->last_copy_ms)
+            snprintf(last, sizeof last, "last copy %s %lld s ago", rs->last_copy_backup,
+                     (long long)((bq_wall_ms() - rs->last_copy_ms) / 1000));
+        snprintf(name, sizeof name, "copies %s", rs->site);
+        int sev = rs->copies_failed ? BQ_SEV_CRITICAL : rs->copies_behind > 1 ? BQ_SEV_WARNING
+                                                                              : BQ_SEV_OK;
+        check_item(r, name, sev == BQ_SEV_OK, "%u DONE at site %s, %u behind%s%s; %s",
+                   rs->copies_done, rs->site, rs->copies_behind,
+                   rs->copies_failed ? ", FAILED: " : "", rs->copies_failed ? rs->error : "", last);
+        r->items[r->nitems - 1].severity = sev;
+        snprintf(name, sizeof name, "WAL at %s", rs->site);
+        int over = cl->wal_max_lag && rs->wal_lag_bytes > cl->wal_max_lag;
+        sev = over ? BQ_SEV_CRITICAL : rs->wal_missing > 1 ? BQ_SEV_WARNING : BQ_SEV_OK;
+        check_item(r, name, sev == BQ_SEV_OK, "%" PRIu64 " WAL file%s (%" PRIu64 " bytes) not at "
+                   "site %s yet; newest there %s", rs->wal_missing, rs->wal_missing == 1 ? "" : "s",
+                   rs->wal_lag_bytes, rs->site, rs->wal_last[0] ? rs->wal_last : "none");
+        r->items[r->nitems - 1].severity = sev;
+    }
+}
+
 static void check_coord_items(coord_t *c, const char *cluster, bq_check_result_t *r)
 {
     catalog_txn_t *t = wtxn(c);
@@ -2919,6 +2953,7 @@ static void check_coord_items(coord_t *c, const char *cluster, bq_check_result_t
                    r->system_identifier, newest->id, newest->system_identifier);
     free(v.b);
     check_rt_item(c, t, cl, r);
+    check_geo_items(c, t, cl, r);
     failed_scan_t f = {.cluster = cluster, .since = now - 86400000LL};
     if (catalog_job_each(t, failed_visit, &f, &e) >= 0) {
         check_item(r, "failed jobs", f.n == 0, f.n ? "%" PRIu64 " failed in the last day; first: %s"

@@ -298,6 +298,16 @@ static void fixture_make(fixture_t *fx)
     c[1].rt_ok_rto_ms = 61000;
     c[1].rt_severity = BQ_SEV_CRITICAL;
     c[2].rt_severity = BQ_SEV_WARNING;
+    /* geo copies: main copies to lyon (one behind, WAL lagging) and to nantes (never copied) */
+    c[0].nreplicas = 2;
+    snprintf(c[0].replicas[0].site, sizeof c[0].replicas[0].site, "lyon");
+    c[0].replicas[0].copies_done = 3;
+    c[0].replicas[0].copies_behind = 1;
+    c[0].replicas[0].wal_missing = 2;
+    c[0].replicas[0].wal_lag_bytes = 33554432;
+    c[0].replicas[0].last_copy_ms = NOW_MS - HOUR_MS;
+    snprintf(c[0].replicas[1].site, sizeof c[0].replicas[1].site, "nantes");
+    c[0].replicas[1].copies_failed = 1;
 
     bq_backup_t *b = fx->backups;
     size_t n = 0;
@@ -568,6 +578,13 @@ static void test_write_fixture(void **state)
                   "1764636000.123");
     assert_sample(out, "barque_restore_test_rto_seconds{cluster=\"main\"}", "754.25");
     assert_sample(out, "barque_restore_test_predicted_rto_seconds{cluster=\"main\"}", "812");
+    assert_sample(out, "barque_replica_copies_done{cluster=\"main\",site=\"lyon\"}", "3");
+    assert_sample(out, "barque_replica_copies_behind{cluster=\"main\",site=\"lyon\"}", "1");
+    assert_sample(out, "barque_replica_copies_failed{cluster=\"main\",site=\"nantes\"}", "1");
+    assert_sample(out, "barque_replica_wal_missing_files{cluster=\"main\",site=\"lyon\"}", "2");
+    assert_sample(out, "barque_replica_wal_lag_bytes{cluster=\"main\",site=\"lyon\"}", "33554432");
+    assert_no_sample(out, "barque_replica_last_copy_timestamp_seconds{cluster=\"main\",site=\"nantes\"}");
+    assert_no_sample(out, "barque_replica_copies_done{cluster=\"reporting\",site=\"lyon\"}");
     assert_sample(out, "barque_restore_test_status{cluster=\"main\"}", "0");
     assert_sample(out, "barque_restore_test_last_timestamp_seconds{cluster=\"reporting\"}", "1764632400.123");
     assert_sample(out, "barque_restore_test_last_success{cluster=\"reporting\"}", "0");
@@ -630,6 +647,12 @@ static void test_write_family_order(void **state)
         "barque_restore_test_rto_seconds",
         "barque_restore_test_predicted_rto_seconds",
         "barque_restore_test_status",
+        "barque_replica_copies_done",
+        "barque_replica_copies_behind",
+        "barque_replica_copies_failed",
+        "barque_replica_wal_missing_files",
+        "barque_replica_wal_lag_bytes",
+        "barque_replica_last_copy_timestamp_seconds",
         "barque_worker_online",
         "barque_worker_store_free_bytes",
         "barque_worker_store_size_bytes",
