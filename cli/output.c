@@ -156,7 +156,12 @@ const char *out_backup_sites(const bq_backup_t *b, char *buf, size_t len)
 {
     size_t off = 0;
     buf[0] = '\0';
-    if ((b->state == BQ_BACKUP_DONE || b->state == BQ_BACKUP_WAITING_FOR_WALS) && b->site[0])
+    int origin = (b->state == BQ_BACKUP_DONE || b->state == BQ_BACKUP_WAITING_FOR_WALS) &&
+                 b->site[0];
+    for (size_t i = 0; i < b->ncopies; i++) /* its own site's retention deleted it there */
+        if (b->copies[i].state == BQ_COPY_DELETED && strcmp(b->copies[i].site, b->site) == 0)
+            origin = 0;
+    if (origin)
         off += (size_t)snprintf(buf, len, "%s", b->site);
     for (size_t i = 0; i < b->ncopies && off < len; i++)
         if (b->copies[i].state == BQ_COPY_DONE)

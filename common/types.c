@@ -33,6 +33,7 @@ const char *bq_copy_state_name(bq_copy_state_t s)
     case BQ_COPY_WAITING_FOR_WALS: return "WAITING_FOR_WALS";
     case BQ_COPY_DONE: return "DONE";
     case BQ_COPY_FAILED: return "FAILED";
+    case BQ_COPY_DELETED: return "DELETED";
     default: return "?";
     }
 }

@@ -158,6 +158,7 @@ typedef enum {
     BQ_COPY_WAITING_FOR_WALS = 3,
     BQ_COPY_DONE = 4,
     BQ_COPY_FAILED = 5,
+    BQ_COPY_DELETED = 6, /* removed from the site's stores by its retention: not copied again */
 } bq_copy_state_t;
 const char *bq_copy_state_name(bq_copy_state_t s); /* "QUEUED", ... "?" */
 /* What a replicate or replicate-wal job did (one attempt). */

@@ -479,6 +479,7 @@ static int backup_begin(coord_t *c, bq_job_t *j, bq_errbuf_t *e)
  * size of wal_begin (complete segments are exactly wal_segment_size). BQ_E_INVAL for names
  * that are not two segments of one timeline in order. */
 static int stores_list_at(const coord_t *c, const char *stores, const char *site);
+static bq_copy_t *copy_get(bq_backup_t *b, const char *site);
 
 static int wal_range_missing(const coord_t *c, catalog_txn_t *t, const char *cluster,
                              const char *wal_begin, const char *wal_end, const char *site,
@@ -710,11 +711,35 @@ static void delete_end(coord_t *c, const bq_job_t *j, int ok, const char *error)
         batch_fail(c, rc, &e);
         return;
     }
-    if (b.state != BQ_BACKUP_DELETING) {
+    int site_only = b.state == BQ_BACKUP_DONE || b.state == BQ_BACKUP_WAITING_FOR_WALS;
+    if (b.state != BQ_BACKUP_DELETING && !site_only) {
         bq_warn(COMP, j->id, "backup %s of cluster %s is %s: not ending its delete", b.id,
                 b.cluster, bq_backup_state_name(b.state));
         return;
     }
+    if (site_only && ok) { /* a site's retention removed its copy; the others stay */
+        name_list_remove(b.stores, j->pin_worker);
+        if (!stores_list_at(c, b.stores, j->site)) {
+            bq_copy_t *cp = copy_get(&b, j->site);
+            if (cp) {
+                cp->state = BQ_COPY_DELETED;
+                cp->error[0] = '\0';
+            }
+        }
+        bq_info(COMP, j->id, "backup %s of cluster %s deleted at site %s (worker %s) by its "
+                "retention; still in: %s", b.id, b.cluster, j->site, j->pin_worker,
+                b.stores[0] ? b.stores : "-");
+        if (!b.stores[0]) {
+            rc = catalog_backup_del(t, b.cluster, b.id, &e);
+            if (rc && rc != BQ_E_NOTFOUND)
+                batch_fail(c, rc, &e);
+            return;
+        }
+    } else if (site_only) {
+        bq_warn(COMP, j->id, "delete of backup %s of cluster %s at site %s (worker %s) failed: %s",
+                b.id, b.cluster, j->site, j->pin_worker, error && error[0] ? error : "?");
+        return;
+    } else
     if (ok) {
         name_list_remove(b.stores, j->pin_worker);
         if (!b.stores[0]) {
@@ -1402,7 +1427,7 @@ static void on_result(coord_t *c, const bq_peer_t *from, bq_msg_t *m)
         rebuild_result(c, &j, r, ch.state == BQ_JOB_SUCCEEDED);
     if ((j.type == BQ_JOB_BACKUP || j.type == BQ_JOB_DELETE || j.type == BQ_JOB_WAL_PRUNE ||
          j.type == BQ_JOB_RESTORE || j.type == BQ_JOB_LIST_FILES || j.type == BQ_JOB_KEEP ||
-         j.type == BQ_JOB_RESTORE_TEST) &&
+         j.type == BQ_JOB_RESTORE_TEST || j.type == BQ_JOB_REPLICATE) &&
         bq_job_state_terminal(ch.state))
         retention_soon(c, j.cluster);
     bq_log(r->ok ? BQ_LOG_INFO : BQ_LOG_WARNING, COMP, s->id,
@@ -1997,6 +2022,7 @@ static int delete_create(coord_t *c, const bq_backup_t *b0, bq_msg_cli_reply_t *
                            : s->type == BQ_JOB_LIST_FILES ? "a list-files of it is running"
                            : s->type == BQ_JOB_DELETE     ? "a delete of it is already running"
                            : s->type == BQ_JOB_RESTORE_TEST ? "a restore test of it is running"
+                           : s->type == BQ_JOB_REPLICATE ? "a copy of it to another site is running"
                                                           : "a job on it is running";
         return bq_fail(e, BQ_E_STATE, "could not delete backup %s of cluster %s: %s (%s job "
                        "%llu is %s)\nhint: wait for it to end (barque job show %llu) or cancel it",
@@ -2065,6 +2091,46 @@ static int delete_create(coord_t *c, const bq_backup_t *b0, bq_msg_cli_reply_t *
             r->job_id = id;
     }
     return 0;
+}
+
+/* A site's retention removes its copy of b only: a delete job pinned to each of b's stores
+ * at site; b stays DONE for the other sites (delete_end takes the workers out of its stores,
+ * and marks the copy there DELETED so it is not copied again). */
+static int delete_at_site(coord_t *c, const bq_backup_t *b, const char *site, bq_errbuf_t *e)
+{
+    for (size_t i = 0; i < c->njobs; i++) {
+        const job_state_t *s = &c->jobs[i];
+        if (!bq_job_state_terminal(s->state) && strcmp(s->backup_id, b->id) == 0 &&
+            strcmp(s->cluster, b->cluster) == 0)
+            return bq_fail(e, BQ_E_STATE, "backup %s: %s job %llu is %s", b->id,
+                           bq_job_type_name(s->type), (unsigned long long)s->id,
+                           bq_job_state_name(s->state));
+    }
+    int queued = 0;
+    for (const char *p = b->stores; *p;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        char name[BQ_NAME_MAX];
+        snprintf(name, sizeof name, "%.*s", (int)(len < BQ_NAME_MAX ? len : BQ_NAME_MAX - 1), p);
+        p += len + (comma ? 1 : 0);
+        const bq_cfg_worker_ref_t *w = bq_coord_config_worker(&c->cfg, name);
+        if (!w || strcmp(w->site, site) != 0)
+            continue;
+        static bq_job_t j;
+        memset(&j, 0, sizeof j);
+        j.type = BQ_JOB_DELETE;
+        snprintf(j.cluster, sizeof j.cluster, "%s", b->cluster);
+        snprintf(j.site, sizeof j.site, "%s", site);
+        snprintf(j.pin_worker, sizeof j.pin_worker, "%s", name);
+        snprintf(j.backup_id, sizeof j.backup_id, "%s", b->id);
+        uint64_t id;
+        int rc = job_insert(c, &j, &id, e);
+        if (rc != 0)
+            return rc;
+        queued++;
+    }
+    return queued ? 0 : bq_fail(e, BQ_E_NOTFOUND, "no store at site %s holds backup %s", site,
+                                b->id);
 }
 
 static void reply_workers(coord_t *c, bq_msg_cli_reply_t *r)
@@ -2202,7 +2268,7 @@ static int retention_statuses(const coord_t *c, const bq_cfg_cluster_t *cl, cons
     char why[128];
     for (size_t i = 0; i < n; i++)
         st[i] = RETENTION_STATUS_NONE;
-    if (!cl || retention_policy_parse(cl->retention_policy, &pol, why, sizeof why) != 0)
+    if (!cl || retention_policy_parse(bq_cluster_retention_at(cl, site), &pol, why, sizeof why) != 0)
         return -1;
     retention_backup_t *rb = calloc(n ? n : 1, sizeof *rb);
     size_t *idx = calloc(n ? n : 1, sizeof *idx);
@@ -2265,7 +2331,7 @@ static const job_state_t *retention_blocker(const coord_t *c, const char *cluste
             continue;
         if (s->type == BQ_JOB_BACKUP || s->type == BQ_JOB_RESTORE || s->type == BQ_JOB_LIST_FILES ||
             s->type == BQ_JOB_DELETE || s->type == BQ_JOB_WAL_PRUNE || s->type == BQ_JOB_KEEP ||
-            s->type == BQ_JOB_RESTORE_TEST)
+            s->type == BQ_JOB_RESTORE_TEST || s->type == BQ_JOB_REPLICATE)
             return s;
     }
     return NULL;
@@ -2454,7 +2520,7 @@ static void retention_cluster(coord_t *c, const bq_cfg_cluster_t *cl, int64_t no
     for (size_t s = 0; st && s < c->cfg.nsites && !c->batch_failed; s++) {
         const char *site = c->cfg.sites[s].name;
         if (retention_statuses(c, cl, v.b, v.n, site, now, st) != 0)
-            break;
+            continue; /* no policy at this site */
         size_t done = 0, deleting = 0, held = 0;
         for (size_t i = 0; i < v.n; i++) {
             if (!backup_at(c, &v.b[i], site))
@@ -2477,9 +2543,17 @@ static void retention_cluster(coord_t *c, const bq_cfg_cluster_t *cl, int64_t no
                 continue;
             }
             if (!backup_all_at(c, &v.b[i], site)) {
-                bq_warn(COMP, 0, "backup %s of cluster %s is OBSOLETE at site %s but is held at "
-                        "other sites too (%s): not deleted", v.b[i].id, cl->name, site,
-                        v.b[i].stores);
+                /* held at other sites too: only this site's copy goes */
+                if (delete_at_site(c, &v.b[i], site, &e) == 0) {
+                    bq_info(COMP, 0, "retention (%s) of cluster %s at site %s: backup %s is "
+                            "OBSOLETE there, deleting it there (other sites keep theirs)",
+                            bq_cluster_retention_at(cl, site), cl->name, site, v.b[i].id);
+                    done--;
+                    queued++;
+                } else {
+                    bq_warn(COMP, 0, "retention of cluster %s at site %s: %s", cl->name, site,
+                            e.msg);
+                }
                 continue;
             }
             bq_msg_cli_reply_t scratch;
@@ -2509,7 +2583,7 @@ static void retention_run(coord_t *c)
 {
     int64_t now = bq_wall_ms();
     for (size_t i = 0; i < c->cfg.nclusters && !c->batch_failed; i++)
-        if (c->cfg.clusters[i].retention_policy[0])
+        if (c->cfg.clusters[i].retention_policy[0] || c->cfg.clusters[i].nretention_at)
             retention_cluster(c, &c->cfg.clusters[i], now);
 }
 
@@ -3192,7 +3266,7 @@ static void geo_copies_queue(coord_t *c, catalog_txn_t *t, const bq_cfg_cluster_
             continue;
         bq_copy_t *cp = copy_of(b, site);
         if (cp && (cp->state == BQ_COPY_FAILED || cp->state == BQ_COPY_DONE ||
-                   cp->state == BQ_COPY_WAITING_FOR_WALS))
+                   cp->state == BQ_COPY_WAITING_FOR_WALS || cp->state == BQ_COPY_DELETED))
             continue;
         /* a source must be up, else the job would fail at its offer */
         source_pick_t pk = {NULL, site, b->site};
@@ -4656,7 +4730,7 @@ static void timers(coord_t *c)
     }
     for (size_t i = 0; i < c->nret_due && !c->batch_failed; i++) {
         const bq_cfg_cluster_t *cl = bq_coord_config_cluster(&c->cfg, c->ret_due[i]);
-        if (cl && cl->retention_policy[0])
+        if (cl && (cl->retention_policy[0] || cl->nretention_at))
             retention_cluster(c, cl, bq_wall_ms());
     }
     c->nret_due = 0;

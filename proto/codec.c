@@ -420,7 +420,7 @@ static int codec_copy_to_pb(const bq_copy_t *c, Barque__BackupCopy *pb, bq_errbu
 {
     int rc;
     barque__backup_copy__init(pb);
-    if (c->state < BQ_COPY_QUEUED || c->state > BQ_COPY_FAILED)
+    if (c->state < BQ_COPY_QUEUED || c->state > BQ_COPY_DELETED)
         return bq_fail(e, BQ_E_INVAL, "BackupCopy.state has unknown value %d", (int)c->state);
     if ((rc = STR_PUT("BackupCopy", site)) < 0 || (rc = STR_PUT("BackupCopy", worker)) < 0 ||
         (rc = STR_PUT("BackupCopy", source)) < 0 || (rc = STR_PUT("BackupCopy", error)) < 0)
@@ -443,7 +443,7 @@ static int codec_copy_from_pb(const Barque__BackupCopy *pb, bq_copy_t *c, bq_err
 {
     int rc;
     memset(c, 0, sizeof *c);
-    if (pb->state < BQ_COPY_QUEUED || pb->state > BQ_COPY_FAILED)
+    if (pb->state < BQ_COPY_QUEUED || pb->state > BQ_COPY_DELETED)
         return bq_fail(e, BQ_E_PROTO, "BackupCopy.state has unknown value %u", pb->state);
     if ((rc = STR_GET("BackupCopy", site)) < 0 || (rc = STR_GET("BackupCopy", worker)) < 0 ||
         (rc = STR_GET("BackupCopy", source)) < 0 || (rc = STR_GET("BackupCopy", error)) < 0)

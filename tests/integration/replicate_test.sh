@@ -35,7 +35,8 @@ for w in east-1:east:$P_EAST west-1:west:$P_WEST; do
         "$port" "$BQ_BIN_CLI" "$PGCLI" >>"$FLEET/$name.conf"
 done
 fleet_cluster db1 east "$C"
-printf 'replicate_to = west\n' >>"$FLEET/coordinator.conf"
+# east keeps one backup, west (no policy of its own) keeps every copy
+printf 'replicate_to = west\nretention_policy@east = REDUNDANCY 1\n' >>"$FLEET/coordinator.conf"
 fleet_coord_start
 BARQUE_TEST_DAMAGE_CHUNK=7 fleet_worker_start east-1
 fleet_worker_start west-1
@@ -90,6 +91,15 @@ total2=$(copy_field "$id2" west chunks_total)
 echo "copy 2: $fetched2 bytes fetched ($present2 of $total2 chunks already at west); copy 1: $fetched1 bytes"
 ((fetched2 * 10 < fetched1)) || fail "the second copy moved $fetched2 bytes, not under a tenth of the first's $fetched1"
 ((present2 * 2 > total2)) || fail "only $present2 of $total2 chunks of backup 2 were at west already"
+
+# ---- 2b. east's retention (REDUNDANCY 1 at east) removes backup 1 there only ----------------
+east_gone() { [[ $(backup_field db1 "$id1" stores | tr -d "[]'\" ") == west-1 ]]; }
+bq_wait_for "backup $id1 to be deleted at east only" 90 east_gone
+assert_eq DONE "$(backup_field db1 "$id1" state)" "backup 1 after east's retention"
+assert_eq "['west']" "$(backup_field db1 "$id1" sites | tr -d ' ')" "sites of backup 1"
+[[ ! -f $FLEET/east-1/store/backups/$id1.manifest ]] || fail "east-1 still has backup $id1"
+[[ -f $FLEET/west-1/store/backups/$id1.manifest ]] || fail "west-1 lost backup $id1"
+assert_eq DELETED "$(copy_field "$id1" east state)" "the record of backup 1 at east"
 
 # ---- 3. WAL at west, and writes after the last backup -----------------------------------------
 pg_psql main -c "INSERT INTO marker SELECT g, 'after backup 2' FROM generate_series(2, 101) g" >/dev/null
