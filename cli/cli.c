@@ -50,6 +50,7 @@ enum {
     OPT_KEEP = 1 << 23,      /* keep --target full|standalone, --release, --status */
     OPT_FROM_SITE = 1 << 24, /* restore-test, drill, recover, wal-get: --from-site SITE */
     OPT_PREFER_SITE = 1 << 25, /* wal-get: --prefer-site SITE */
+    OPT_TO = 1 << 26,          /* replicate: --to SITE */
 };
 
 #define CLI_TABLESPACES_MAX 64
@@ -96,6 +97,7 @@ typedef struct {
     int keep_release, keep_status; /* keep: --release, --status */
     const char *from_site;   /* restore-test, drill, recover, wal-get: --from-site */
     const char *prefer_site; /* wal-get: --prefer-site */
+    const char *to_site;     /* replicate: --to */
     int help;
     int nargs;
     const char *args[8];
@@ -1861,6 +1863,89 @@ static int delete_wait(cli_t *c, const char *cluster, const char *id, const bq_j
     return 0;
 }
 
+/* replicate CLUSTER [ID|latest] [--to SITE]: queue the copies, say them; with --wait follow
+ * each job and print the backup's copies: 0 when every copy asked for succeeded. */
+static int verb_replicate(cli_t *c)
+{
+    bq_msg_cli_request_t req;
+    memset(&req, 0, sizeof req);
+    snprintf(req.verb, sizeof req.verb, "replicate");
+    if (cluster_arg("replicate", c->o->args[0], req.cluster, sizeof req.cluster))
+        return 2;
+    const char *id = c->o->nargs > 1 ? c->o->args[1] : "latest";
+    if (strcmp(id, "latest") != 0 && !bq_backup_id_valid(id))
+        return err_usage("replicate: %s is not a backup id (YYYYMMDDTHHMMSS or latest)", id);
+    snprintf(req.backup_id, sizeof req.backup_id, "%s", id);
+    if (c->o->to_site)
+        snprintf(req.site, sizeof req.site, "%s", c->o->to_site);
+    bq_msg_t r;
+    bq_errbuf_t e;
+    int rc = cli_call(c, &req, &r, &e);
+    if (rc)
+        return fail(rc, e.msg);
+    const bq_msg_cli_reply_t *rep = &r.u.cli_reply;
+    char bid[BQ_BACKUP_ID_MAX];
+    snprintf(bid, sizeof bid, "%s", rep->nbackups ? rep->backups[0].id : id);
+    size_t n = rep->njobs;
+    uint64_t ids[BQ_REPLICA_SITES_MAX];
+    char sites[BQ_REPLICA_SITES_MAX][BQ_NAME_MAX];
+    for (size_t i = 0; i < n && i < BQ_REPLICA_SITES_MAX; i++) {
+        ids[i] = rep->jobs[i].id;
+        snprintf(sites[i], sizeof sites[i], "%s", rep->jobs[i].site);
+        if (c->o->json) {
+            json_t *ev = json_pack("{s:s, s:I, s:s, s:s, s:s}", "event", "queued", "job_id",
+                                   (json_int_t)ids[i], "cluster", req.cluster, "backup_id", bid,
+                                   "site", sites[i]);
+            out_json_line(stdout, ev);
+        } else {
+            printf("copy of backup %s of cluster %s to site %s: job %" PRIu64 "\n", bid,
+                   req.cluster, sites[i], ids[i]);
+        }
+    }
+    fflush(stdout);
+    proto_msg_clear(&r);
+    if (!c->o->wait)
+        return 0;
+    int bad = 0;
+    for (size_t i = 0; i < n && i < BQ_REPLICA_SITES_MAX; i++) {
+        static bq_job_t j;
+        backup_watch_t w;
+        memset(&w, 0, sizeof w);
+        w.json = c->o->json;
+        w.tty = !w.json && isatty(STDOUT_FILENO);
+        w.states = 1;
+        snprintf(w.id, sizeof w.id, "%s", bid);
+        snprintf(w.label, sizeof w.label, "copy of backup %s to site %s", bid, sites[i]);
+        if ((rc = job_follow(c, req.cluster, ids[i], &w, &j, &e)) != 0)
+            return fail(rc, e.msg);
+        bad |= j.state != BQ_JOB_SUCCEEDED;
+        if (!c->o->json && j.state != BQ_JOB_SUCCEEDED)
+            fprintf(stderr, "barque: copy of backup %s to site %s %s: %s\n", bid, sites[i],
+                    bq_job_state_name(j.state), j.error);
+    }
+    /* the backup's copies as the catalog has them now */
+    bq_msg_cli_request_t sq;
+    memset(&sq, 0, sizeof sq);
+    snprintf(sq.verb, sizeof sq.verb, "show-backup");
+    snprintf(sq.cluster, sizeof sq.cluster, "%s", req.cluster);
+    snprintf(sq.backup_id, sizeof sq.backup_id, "%s", bid);
+    if ((rc = cli_call(c, &sq, &r, &e)) != 0)
+        return fail(rc, e.msg);
+    if (r.u.cli_reply.nbackups) {
+        const bq_backup_t *b = &r.u.cli_reply.backups[0];
+        if (c->o->json) {
+            json_t *o = json_pack("{s:s, s:b, s:s, s:s}", "event", "done", "ok", !bad, "cluster",
+                                  req.cluster, "backup_id", bid);
+            json_object_set_new(o, "backup", out_backup_json(b));
+            out_json_line(stdout, o);
+        } else {
+            out_backup_text(stdout, b);
+        }
+    }
+    proto_msg_clear(&r);
+    return bad ? 1 : 0;
+}
+
 static int verb_delete(cli_t *c)
 {
     bq_msg_cli_request_t req;
@@ -2187,6 +2272,14 @@ static const verb_t verbs[] = {
      "show-backup's files. A worker whose store holds the backup reads its manifest (no data is\n"
      "read), 5,000 files per job; each page must come within --wait-timeout (default 120 s).\n"
      "--json prints one array of {path, type, mode, size, mtime, modified}.", 0, NULL},
+    {"replicate", 1, 2, OPT_JSON | OPT_WAIT | OPT_TO, verb_replicate,
+     "replicate CLUSTER [ID|latest] [--to SITE] [--wait] [--json]",
+     "Copy backup ID of CLUSTER (latest: the newest DONE one) to SITE, or to every site of the\n"
+     "cluster's replicate_to, now (the coordinator also does it by itself for each backup that\n"
+     "becomes DONE). A worker at the target site pulls from a worker holding the backup only\n"
+     "the chunks its store lacks, checks each on arrival and writes the manifest last; the copy\n"
+     "is DONE once the WAL the backup needs is at the site too. A FAILED copy is tried again.\n"
+     "--wait follows the jobs and prints the backup's copies; exit 1 when one failed.", 0, NULL},
     {"delete", 2, 2, OPT_JSON | OPT_WAIT, verb_delete, "delete CLUSTER ID [--wait] [--json]",
      "Delete backup ID of CLUSTER (an id: latest and oldest are not accepted). Refused while the\n"
      "backup is STARTED or a restore, list-files or delete of it is queued or running. The\n"
@@ -2309,6 +2402,14 @@ int cli_main(int argc, char **argv)
             i++;
             o.keep_target = val;
             seen |= OPT_KEEP;
+        } else if (strcmp(a, "--to") == 0) {
+            if (!val)
+                return err_usage("option %s needs a value", a);
+            if (!bq_name_valid(val))
+                return err_usage("%s: %s is not a valid site name", a, val);
+            i++;
+            o.to_site = val;
+            seen |= OPT_TO;
         } else if (strcmp(a, "--from-site") == 0 || strcmp(a, "--prefer-site") == 0) {
             if (!val)
                 return err_usage("option %s needs a value", a);

@@ -3626,6 +3626,102 @@ static void cluster_geo_status(coord_t *c, catalog_txn_t *t, bq_cluster_t *cl)
     free(v.b);
 }
 
+/* barque replicate CLUSTER [ID|latest] [--to SITE]: copy backup ID (latest: the newest DONE)
+ * to SITE, or to every replicate_to site, now; a FAILED copy is tried again. The reply has the
+ * backup and one job per site queued (or already running). */
+static int geo_replicate_create(coord_t *c, const bq_msg_cli_request_t *q, bq_msg_cli_reply_t *r,
+                                bq_errbuf_t *e)
+{
+    const bq_cfg_cluster_t *cl = bq_coord_config_cluster(&c->cfg, q->cluster);
+    if (!cl)
+        return bq_fail(e, BQ_E_NOTFOUND, "no cluster %s in the coordinator's config", q->cluster);
+    if (q->site[0] && !coord_site_known(c, q->site))
+        return bq_fail(e, BQ_E_NOTFOUND, "no site %s in the coordinator's config", q->site);
+    if (!q->site[0] && !cl->replicate_to[0])
+        return bq_fail(e, BQ_E_USAGE, "cluster %s has no replicate_to: name a site with --to SITE",
+                       cl->name);
+    catalog_txn_t *t = wtxn(c);
+    if (!t)
+        return bq_fail(e, c->batch_failed, "%s", c->batch_err.msg);
+    backup_vec_t v;
+    int rc = backups_load(t, cl->name, &v, e);
+    if (rc != 0)
+        return rc;
+    int latest = !q->backup_id[0] || strcmp(q->backup_id, "latest") == 0;
+    bq_backup_t *b = NULL;
+    for (size_t i = v.n; i-- > 0 && !b;)
+        if (latest ? v.b[i].state == BQ_BACKUP_DONE : strcmp(v.b[i].id, q->backup_id) == 0)
+            b = &v.b[i];
+    if (!b) {
+        free(v.b);
+        return bq_fail(e, BQ_E_NOTFOUND, latest ? "cluster %s has no DONE backup"
+                                                : "no backup %s of cluster %s", latest ? cl->name : q->backup_id,
+                       cl->name);
+    }
+    if (b->state != BQ_BACKUP_DONE && b->state != BQ_BACKUP_WAITING_FOR_WALS) {
+        rc = bq_fail(e, BQ_E_STATE, "could not copy backup %s of cluster %s: it is %s, not DONE",
+                     b->id, cl->name, bq_backup_state_name(b->state));
+        free(v.b);
+        return rc;
+    }
+    if (!(r->backups = calloc(1, sizeof *r->backups)) ||
+        !(r->jobs = calloc(BQ_REPLICA_SITES_MAX, sizeof *r->jobs))) {
+        free(v.b);
+        return bq_fail(e, BQ_E_NOMEM, "out of memory");
+    }
+    char site[BQ_NAME_MAX], there[BQ_TEXT_MAX / 2] = "";
+    const char *p = q->site[0] ? q->site : cl->replicate_to;
+    for (; rc == 0 && r->njobs < BQ_REPLICA_SITES_MAX && sites_next(&p, site, sizeof site);) {
+        if (strcmp(site, b->site) == 0 || backup_at(c, b, site)) {
+            size_t n = strlen(there);
+            snprintf(there + n, sizeof there - n, "%s%s", n ? ", " : "", site);
+            continue;
+        }
+        job_state_t *s = geo_active(c, BQ_JOB_REPLICATE, cl->name, site, b->id);
+        static bq_job_t j;
+        memset(&j, 0, sizeof j);
+        if (!s) {
+            j.type = BQ_JOB_REPLICATE;
+            snprintf(j.cluster, sizeof j.cluster, "%s", cl->name);
+            snprintf(j.site, sizeof j.site, "%s", site);
+            snprintf(j.backup_id, sizeof j.backup_id, "%s", b->id);
+            if ((rc = job_insert(c, &j, &j.id, e)) != 0)
+                break;
+            bq_copy_t *cp = copy_get(b, site);
+            if (cp) {
+                cp->state = BQ_COPY_QUEUED;
+                cp->job_id = j.id;
+                cp->queued_ms = bq_wall_ms();
+                cp->error[0] = '\0';
+            }
+            if ((rc = catalog_backup_put(t, b, e)) != 0) {
+                batch_fail(c, rc, e);
+                break;
+            }
+            j.state = BQ_JOB_QUEUED;
+        } else {
+            j.id = s->id;
+            j.type = s->type;
+            j.state = s->state;
+            snprintf(j.cluster, sizeof j.cluster, "%s", cl->name);
+            snprintf(j.site, sizeof j.site, "%s", site);
+            snprintf(j.backup_id, sizeof j.backup_id, "%s", b->id);
+        }
+        r->jobs[r->njobs++] = j;
+        if (!r->job_id)
+            r->job_id = j.id;
+    }
+    if (rc == 0 && !r->njobs)
+        rc = bq_fail(e, BQ_E_EXISTS, "backup %s of cluster %s is at %s already", b->id, cl->name,
+                     there);
+    if (rc == 0) {
+        r->backups[0] = *b;
+        r->nbackups = 1;
+    }
+    free(v.b);
+    return rc;
+}
+
 /* ---- restore tests (issue 7) -------------------------------------------------------- */
 
 #define RTESTS_LIST_MAX 1000
@@ -4452,6 +4548,12 @@ static void on_cli(coord_t *c, const bq_peer_t *from, bq_msg_t *m)
             catalog_txn_abort(&rt);
             rc = list_files_create(c, q, &r->backups[0], &r->job_id, &e);
         }
+    } else if (strcmp(q->verb, "replicate") == 0) {
+        rc = geo_replicate_create(c, q, r, &e);
+        if (rc == 0)
+            bq_info(COMP, r->job_id, "copy of backup %s of cluster %s requested by operator %s "
+                    "(%zu job%s)", r->backups[0].id, q->cluster, op, r->njobs,
+                    r->njobs == 1 ? "" : "s");
     } else if (strcmp(q->verb, "restore-test") == 0 || strcmp(q->verb, "drill") == 0) {
         const bq_cfg_cluster_t *cl = bq_coord_config_cluster(&c->cfg, q->cluster);
         int drill = strcmp(q->verb, "drill") == 0;

@@ -92,6 +92,13 @@ echo "copy 2: $fetched2 bytes fetched ($present2 of $total2 chunks already at we
 ((fetched2 * 10 < fetched1)) || fail "the second copy moved $fetched2 bytes, not under a tenth of the first's $fetched1"
 ((present2 * 2 > total2)) || fail "only $present2 of $total2 chunks of backup 2 were at west already"
 
+rc=0; out=$(fleet_cli replicate db1 "$id2" --to west 2>&1) || rc=$?
+assert_eq 1 "$rc" "replicate of a backup west holds: $out"
+assert_contains "$out" "is at west already"
+rc=0; out=$(fleet_cli replicate db1 latest --to nowhere 2>&1) || rc=$?
+((rc != 0)) || fail "replicate to an unknown site: $out"
+assert_contains "$out" "no site nowhere"
+
 # ---- 2b. east's retention (REDUNDANCY 1 at east) removes backup 1 there only ----------------
 east_gone() { [[ $(backup_field db1 "$id1" stores | tr -d "[]'\" ") == west-1 ]]; }
 bq_wait_for "backup $id1 to be deleted at east only" 90 east_gone
