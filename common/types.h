@@ -180,6 +180,7 @@ typedef struct {
     int64_t queued_ms, done_ms, duration_ms;
     uint64_t chunks_total, chunks_present, chunks_fetched, bytes_fetched, chunks_refetched;
     uint32_t attempts;
+    uint64_t counted;               /* bit N-1: attempt N's figures are in the sums */
     char error[BQ_DETAIL_MAX];
 } bq_copy_t;
 /* Per cluster and replicate_to site (status, check, metrics). */

@@ -826,6 +826,8 @@ static void rtest_record(coord_t *c, const bq_job_t *j, const bq_msg_result_t *r
 static void geo_copy_end(coord_t *c, const bq_job_t *j, const bq_msg_result_t *r,
                          bq_job_state_t state, const char *error);
 static void geo_wal_end(coord_t *c, const bq_job_t *j, const bq_msg_result_t *r);
+static void geo_copy_figures(coord_t *c, const bq_msg_result_t *r);
+static int copy_count(bq_copy_t *cp, const bq_msg_result_t *r);
 static void geo_wal_changed(coord_t *c, const char *cluster);
 static void cluster_geo_status(coord_t *c, catalog_txn_t *t, bq_cluster_t *cl);
 
@@ -1360,6 +1362,10 @@ static void on_result(coord_t *c, const bq_peer_t *from, bq_msg_t *m)
     ack.u.result_ack.attempt = r->attempt;
     job_state_t *s = job_of_worker(c, from, r->job_id, r->attempt, &wi, why, sizeof why);
     if (!s) {
+        /* a copy's superseded attempt (lost in a partition) still moved chunks: its figures
+         * count, its outcome does not */
+        if (r->has_replicate)
+            geo_copy_figures(c, r);
         bq_warn(COMP, r->job_id, "result refused: %s", why);
         snprintf(ack.u.result_ack.reason, sizeof ack.u.result_ack.reason, "%s", why);
         out_push(c, from, &ack, 0);
@@ -3508,15 +3514,8 @@ static void geo_copy_end(coord_t *c, const bq_job_t *j, const bq_msg_result_t *r
     bq_copy_t *cp = copy_get(&b, j->site);
     if (!cp)
         return;
-    if (r && r->has_replicate) {
-        if (!cp->chunks_total) {
-            cp->chunks_total = r->rep.chunks_total;
-            cp->chunks_present = r->rep.chunks_present;
-        }
-        cp->chunks_fetched += r->rep.chunks_fetched;
-        cp->bytes_fetched += r->rep.bytes_fetched;
-        cp->chunks_refetched += r->rep.chunks_refetched;
-    }
+    if (r && r->has_replicate)
+        copy_count(cp, r);
     cp->job_id = j->id;
     if (state == BQ_JOB_SUCCEEDED) {
         if (!name_in_list(b.stores, j->worker)) {
@@ -3542,6 +3541,49 @@ static void geo_copy_end(coord_t *c, const bq_job_t *j, const bq_msg_result_t *r
     bq_log(cp->state == BQ_COPY_FAILED ? BQ_LOG_WARNING : BQ_LOG_INFO, COMP, j->id,
            "copy of backup %s of cluster %s at site %s is %s%s%s", b.id, b.cluster, cp->site,
            bq_copy_state_name(cp->state), cp->error[0] ? ": " : "", cp->error);
+}
+
+/* Add attempt r->attempt's figures to the copy's sums, once (0 when they are in already). The
+ * chunks there already are what the earliest attempt found. */
+static int copy_count(bq_copy_t *cp, const bq_msg_result_t *r)
+{
+    uint64_t bit = r->attempt >= 1 && r->attempt <= 64 ? 1ull << (r->attempt - 1) : 0;
+    if (cp->counted & bit)
+        return 0;
+    cp->counted |= bit;
+    if (!cp->chunks_total || r->rep.chunks_present < cp->chunks_present) {
+        cp->chunks_total = r->rep.chunks_total;
+        cp->chunks_present = r->rep.chunks_present;
+    }
+    cp->chunks_fetched += r->rep.chunks_fetched;
+    cp->bytes_fetched += r->rep.bytes_fetched;
+    cp->chunks_refetched += r->rep.chunks_refetched;
+    return 1;
+}
+
+/* The refused result r of a superseded replicate attempt: what it fetched is added to the
+ * copy's figures (the chunks are in the store; the next attempt found them there). */
+static void geo_copy_figures(coord_t *c, const bq_msg_result_t *r)
+{
+    catalog_txn_t *t = wtxn(c);
+    if (!t)
+        return;
+    static bq_job_t j;
+    static bq_backup_t b;
+    bq_errbuf_t e;
+    if (catalog_job_get(t, r->job_id, &j, &e) != 0 || j.type != BQ_JOB_REPLICATE ||
+        catalog_backup_get(t, j.cluster, j.backup_id, &b, &e) != 0)
+        return;
+    bq_copy_t *cp = copy_of(&b, j.site);
+    if (!cp || !copy_count(cp, r))
+        return;
+    int rc = catalog_backup_put(t, &b, &e);
+    if (rc)
+        batch_fail(c, rc, &e);
+    else
+        bq_info(COMP, r->job_id, "copy of backup %s of cluster %s at site %s: attempt %u "
+                "(superseded) had fetched %llu chunks", b.id, b.cluster, j.site, r->attempt,
+                (unsigned long long)r->rep.chunks_fetched);
 }
 
 /* A replicate-wal job ended: the pair's next look comes at once, or after GEO_WAL_IDLE_MS

@@ -116,6 +116,9 @@ minimum_redundancy = 1
 # the recovery time measured (check fails when no test passed within 2 days)
 restore_test_schedule = 1d
 restore_test_amcheck = on
+# and keeps a copy of every backup and of its WAL at site west (west-1 pulls only the chunks
+# its store lacks from east-1, checks each, writes the manifest last)
+replicate_to = west
 CONF
 for w in east-1:east west-1:west; do
     name=${w%%:*} site=${w##*:}
@@ -204,7 +207,23 @@ restore=$demo/restore
 rm -rf "$restore"
 mkdir -p "$restore"
 chown postgres: "$restore"
-# west-1 (site west) restores a backup held by east-1's store: it reads it over east-1's data port.
+# Geo copy: the coordinator queued a replicate job at west as soon as the backup was DONE.
+echo "(waiting for the copy of the backup at west)"
+for _ in $(seq 1 240); do
+    "$cli" show-backup demo latest --json 2>/dev/null | grep -q '"state": "DONE",' &&
+        "$cli" show-backup demo latest --json | python3 -c '
+import json, sys
+b = json.load(sys.stdin)
+sys.exit(0 if any(c["site"] == "west" and c["state"] == "DONE" for c in b["copies"]) else 1)' && break
+    sleep 0.5
+done
+echo "\$ barque list-backups demo      # SITES: where a verified copy is"
+"$cli" list-backups demo
+echo
+echo "\$ barque show-backup demo latest | tail -n 2"
+"$cli" show-backup demo latest | tail -n 2
+echo
+# west-1 (site west) restores the backup from its own store: the copy.
 echo "\$ barque recover demo latest $restore/data --worker west-1 --wait"
 "$cli" recover demo latest "$restore/data" --worker west-1 --wait
 echo

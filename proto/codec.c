@@ -436,6 +436,7 @@ static int codec_copy_to_pb(const bq_copy_t *c, Barque__BackupCopy *pb, bq_errbu
     pb->bytes_fetched = c->bytes_fetched;
     pb->chunks_refetched = c->chunks_refetched;
     pb->attempts = c->attempts;
+    pb->counted = c->counted;
     return 0;
 }
 
@@ -459,6 +460,7 @@ static int codec_copy_from_pb(const Barque__BackupCopy *pb, bq_copy_t *c, bq_err
     c->bytes_fetched = pb->bytes_fetched;
     c->chunks_refetched = pb->chunks_refetched;
     c->attempts = pb->attempts;
+    c->counted = pb->counted;
     return 0;
 }
 

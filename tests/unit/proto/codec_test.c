@@ -188,6 +188,7 @@ static void backup_full(bq_backup_t *b, char seed)
         c->bytes_fetched = UINT64_MAX;
         c->chunks_refetched = 5;
         c->attempts = UINT32_MAX;
+        c->counted = UINT64_MAX - i;
     }
 }
 
