@@ -155,6 +155,19 @@ struct coord {
 
 /* ---- small helpers ------------------------------------------------------------------ */
 
+/* The next name of a list (worker or site names joined by ',', spaces allowed around them)
+ * into out (cap bytes); *p advanced. 0 at the end. */
+static int names_next(const char **p, char *out, size_t cap)
+{
+    *p += strspn(*p, ", \t");
+    size_t w = strcspn(*p, ", \t");
+    if (!w)
+        return 0;
+    snprintf(out, cap, "%.*s", (int)(w < cap ? w : cap - 1), *p);
+    *p += w;
+    return 1;
+}
+
 /* Attempts a job of type t gets: job_max_attempts, but geo copies (whose retries resume
  * where they stopped, across partitions that may last) get at least GEO_ATTEMPTS. */
 #define GEO_ATTEMPTS 50
@@ -878,52 +891,45 @@ static void job_offer(coord_t *c, job_state_t *s, int wi)
         free(j);
         return;
     }
-    if (j->type == BQ_JOB_BACKUP || j->type == BQ_JOB_RESTORE || j->type == BQ_JOB_RESTORE_TEST) {
-        bq_errbuf_t e;
-        int backup = j->type == BQ_JOB_BACKUP, rtest = j->type == BQ_JOB_RESTORE_TEST;
-        if ((backup ? backup_begin(c, j, &e) : rtest ? rtest_offer(c, j, &e) : restore_peer(c, j, &e)) != 0) {
-            char msg[BQ_TEXT_MAX];
-            snprintf(msg, sizeof msg, "could not start a %s of cluster %s: %s",
-                     backup ? "backup" : rtest ? "restore test" : "restore", j->cluster, e.msg);
-            free(j);
-            if (c->batch_failed)
-                return;
-            /* nothing to offer: end the job (its record says why) */
-            job_change_t fail = {.state = BQ_JOB_FAILED, .worker = "", .error = msg};
-            static bq_job_t failed;
-            if (job_edit(c, s->id, job_apply, &fail, &failed) == 0) {
-                bq_error(COMP, s->id, "%s", msg);
-                s->state = BQ_JOB_FAILED;
-                if (rtest)
-                    rtest_record(c, &failed, NULL, msg);
-            }
-            return;
-        }
-        if (backup)
-            snprintf(s->backup_id, sizeof s->backup_id, "%s", j->backup_id);
+    /* what some jobs need at each offer: a backup id, a source, a copy's record */
+    int rc = 0;
+    bq_errbuf_t oe;
+    char what[96];
+    switch (j->type) {
+    case BQ_JOB_BACKUP: rc = backup_begin(c, j, &oe); snprintf(what, sizeof what, "a backup"); break;
+    case BQ_JOB_RESTORE: rc = restore_peer(c, j, &oe); snprintf(what, sizeof what, "a restore"); break;
+    case BQ_JOB_RESTORE_TEST: rc = rtest_offer(c, j, &oe); snprintf(what, sizeof what, "a restore test"); break;
+    case BQ_JOB_REPLICATE:
+    case BQ_JOB_REPLICATE_WAL:
+        rc = j->type == BQ_JOB_REPLICATE ? geo_offer(c, j, &oe) : geo_wal_offer(c, j, &oe);
+        snprintf(what, sizeof what, "a copy to site %s", j->site);
+        break;
+    default: break;
     }
-    if (j->type == BQ_JOB_REPLICATE || j->type == BQ_JOB_REPLICATE_WAL) {
-        bq_errbuf_t e;
-        int copy = j->type == BQ_JOB_REPLICATE;
-        if ((copy ? geo_offer(c, j, &e) : geo_wal_offer(c, j, &e)) != 0) {
-            char msg[BQ_TEXT_MAX];
-            snprintf(msg, sizeof msg, "could not start a copy of cluster %s to site %s: %s",
-                     j->cluster, j->site, e.msg);
-            free(j);
-            if (c->batch_failed)
-                return;
-            job_change_t fail = {.state = BQ_JOB_FAILED, .worker = "", .error = msg};
-            static bq_job_t failed;
-            if (job_edit(c, s->id, job_apply, &fail, &failed) == 0) {
-                bq_error(COMP, s->id, "%s", msg);
-                s->state = BQ_JOB_FAILED;
-                if (copy)
-                    geo_copy_end(c, &failed, NULL, BQ_JOB_FAILED, msg);
-            }
+    if (rc != 0) {
+        char msg[BQ_TEXT_MAX];
+        snprintf(msg, sizeof msg, "could not start %s of cluster %s: %s", what, j->cluster, oe.msg);
+        bq_job_type_t type = j->type;
+        free(j);
+        if (c->batch_failed)
             return;
+        /* nothing to offer: end the job (its record says why) */
+        job_change_t fail = {.state = BQ_JOB_FAILED, .worker = "", .error = msg};
+        static bq_job_t failed;
+        if (job_edit(c, s->id, job_apply, &fail, &failed) == 0) {
+            bq_error(COMP, s->id, "%s", msg);
+            s->state = BQ_JOB_FAILED;
+            if (type == BQ_JOB_RESTORE_TEST)
+                rtest_record(c, &failed, NULL, msg);
+            if (type == BQ_JOB_REPLICATE)
+                geo_copy_end(c, &failed, NULL, BQ_JOB_FAILED, msg);
         }
+        return;
+    }
+    if (j->type == BQ_JOB_BACKUP)
+        snprintf(s->backup_id, sizeof s->backup_id, "%s", j->backup_id);
+    if (j->type == BQ_JOB_REPLICATE) /* its retries resume in the same store */
         snprintf(s->pin, sizeof s->pin, "%s", j->pin_worker);
-    }
     const bq_cfg_cluster_t *cl = bq_coord_config_cluster(&c->cfg, j->cluster);
     if (cl)
         snprintf(j->conninfo, sizeof j->conninfo, "%s", cl->conninfo);
@@ -1750,11 +1756,7 @@ static int store_source(coord_t *c, const char *stores, const source_pick_t *pk,
     size_t off = 0;
     why[0] = '\0';
     for (int pass = pk->prefer ? 0 : 1; pass < 2; pass++) {
-    for (const char *p = stores; *p;) {
-        const char *comma = strchr(p, ',');
-        size_t len = comma ? (size_t)(comma - p) : strlen(p);
-        snprintf(name, sizeof name, "%.*s", (int)(len < sizeof name ? len : sizeof name - 1), p);
-        p += len + (comma ? 1 : 0);
+    for (const char *p = stores; names_next(&p, name, sizeof name);) {
         int k = worker_find(c, name);
         const bq_cfg_worker_ref_t *ref = bq_coord_config_worker(&c->cfg, name);
         if (pk->only && ref && strcmp(ref->site, pk->only) != 0)
@@ -2113,12 +2115,8 @@ static int delete_at_site(coord_t *c, const bq_backup_t *b, const char *site, bq
                            bq_job_state_name(s->state));
     }
     int queued = 0;
-    for (const char *p = b->stores; *p;) {
-        const char *comma = strchr(p, ',');
-        size_t len = comma ? (size_t)(comma - p) : strlen(p);
-        char name[BQ_NAME_MAX];
-        snprintf(name, sizeof name, "%.*s", (int)(len < BQ_NAME_MAX ? len : BQ_NAME_MAX - 1), p);
-        p += len + (comma ? 1 : 0);
+    char name[BQ_NAME_MAX];
+    for (const char *p = b->stores; names_next(&p, name, sizeof name);) {
         const bq_cfg_worker_ref_t *w = bq_coord_config_worker(&c->cfg, name);
         if (!w || strcmp(w->site, site) != 0)
             continue;
@@ -2234,17 +2232,13 @@ static size_t stores_at(const coord_t *c, const bq_backup_t *b, const char *site
 {
     size_t here = 0;
     *elsewhere = 0;
-    for (const char *p = b->stores; *p;) {
-        const char *comma = strchr(p, ',');
-        size_t len = comma ? (size_t)(comma - p) : strlen(p);
-        char name[BQ_NAME_MAX];
-        snprintf(name, sizeof name, "%.*s", (int)(len < BQ_NAME_MAX ? len : BQ_NAME_MAX - 1), p);
+    char name[BQ_NAME_MAX];
+    for (const char *p = b->stores; names_next(&p, name, sizeof name);) {
         const bq_cfg_worker_ref_t *w = bq_coord_config_worker(&c->cfg, name);
         if (w && strcmp(w->site, site) == 0)
             here++;
         else
             (*elsewhere)++;
-        p += len + (comma ? 1 : 0);
     }
     return here;
 }
@@ -2274,8 +2268,9 @@ static int retention_statuses(const coord_t *c, const bq_cfg_cluster_t *cl, cons
     char why[128];
     for (size_t i = 0; i < n; i++)
         st[i] = RETENTION_STATUS_NONE;
-    if (!cl || retention_policy_parse(bq_cluster_retention_at(cl, site), &pol, why, sizeof why) != 0)
-        return -1;
+    const char *policy = cl ? bq_cluster_retention_at(cl, site) : "";
+    if (!policy[0] || retention_policy_parse(policy, &pol, why, sizeof why) != 0)
+        return -1; /* no policy (at this site): nothing is obsolete, no WAL is pruned */
     retention_backup_t *rb = calloc(n ? n : 1, sizeof *rb);
     size_t *idx = calloc(n ? n : 1, sizeof *idx);
     retention_status_t *out = calloc(n ? n : 1, sizeof *out);
@@ -2636,12 +2631,8 @@ static int keep_apply(coord_t *c, const bq_msg_cli_request_t *q, bq_msg_cli_repl
         return rc;
     }
     /* the mark goes to every store that holds it too, for a catalog rebuilt from them */
-    for (const char *p = b->stores; *p;) {
-        const char *comma = strchr(p, ',');
-        size_t len = comma ? (size_t)(comma - p) : strlen(p);
-        char name[BQ_NAME_MAX];
-        snprintf(name, sizeof name, "%.*s", (int)(len < BQ_NAME_MAX ? len : BQ_NAME_MAX - 1), p);
-        p += len + (comma ? 1 : 0);
+    char name[BQ_NAME_MAX];
+    for (const char *p = b->stores; names_next(&p, name, sizeof name);) {
         const bq_cfg_worker_ref_t *w = bq_coord_config_worker(&c->cfg, name);
         if (!w)
             continue;
@@ -3147,20 +3138,17 @@ static int coord_site_known(const coord_t *c, const char *site)
 
 #define GEO_SCAN_MS 5000        /* look for backups to copy at least this often */
 #define GEO_WAL_SCAN_MS 30000   /* ... and for WAL files, when nothing said to sooner */
-#define GEO_WAL_IDLE_MS 300000  /* after a replicate-wal job found files missing at the source */
+#define GEO_WAL_IDLE_MS 15000   /* after a replicate-wal job found files missing at the source
+                                 * (pruned there meanwhile: the index drops them) */
 
 /* Nonzero when one of stores (worker names joined by ',') is a worker of site. */
 static int stores_list_at(const coord_t *c, const char *stores, const char *site)
 {
-    for (const char *p = stores; *p;) {
-        const char *comma = strchr(p, ',');
-        size_t len = comma ? (size_t)(comma - p) : strlen(p);
-        char name[BQ_NAME_MAX];
-        snprintf(name, sizeof name, "%.*s", (int)(len < BQ_NAME_MAX ? len : BQ_NAME_MAX - 1), p);
+    char name[BQ_NAME_MAX];
+    for (const char *p = stores; names_next(&p, name, sizeof name);) {
         const bq_cfg_worker_ref_t *w = bq_coord_config_worker(&c->cfg, name);
         if (w && strcmp(w->site, site) == 0)
             return 1;
-        p += len + (comma ? 1 : 0);
     }
     return 0;
 }
@@ -3200,17 +3188,6 @@ static job_state_t *geo_active(coord_t *c, bq_job_type_t type, const char *clust
     return NULL;
 }
 
-/* The site's next token of a replicate_to list into out; p advanced. 0 at the end. */
-static int sites_next(const char **p, char *out, size_t cap)
-{
-    *p += strspn(*p, ", \t");
-    size_t w = strcspn(*p, ", \t");
-    if (!w)
-        return 0;
-    snprintf(out, cap, "%.*s", (int)(w < cap ? w : cap - 1), *p);
-    *p += w;
-    return 1;
-}
 
 /* Whether b's copy at site has the WAL it needs there (as backup_needs_wal for the backup
  * itself): the copy's state and error follow. */
@@ -3403,7 +3380,7 @@ static void geo_run(coord_t *c)
             continue;
         }
         char site[BQ_NAME_MAX];
-        for (const char *p = cl->replicate_to; sites_next(&p, site, sizeof site) && !c->batch_failed;) {
+        for (const char *p = cl->replicate_to; names_next(&p, site, sizeof site) && !c->batch_failed;) {
             if (backups)
                 geo_copies_queue(c, t, cl, site, &v);
             geo_wal_queue(c, t, cl, site, now);
@@ -3639,7 +3616,7 @@ static void cluster_geo_status(coord_t *c, catalog_txn_t *t, bq_cluster_t *cl)
         return;
     char site[BQ_NAME_MAX];
     for (const char *p = cc->replicate_to;
-         cl->nreplicas < BQ_COPIES_MAX && sites_next(&p, site, sizeof site);) {
+         cl->nreplicas < BQ_COPIES_MAX && names_next(&p, site, sizeof site);) {
         bq_replica_status_t *rs = &cl->replicas[cl->nreplicas++];
         memset(rs, 0, sizeof *rs);
         snprintf(rs->site, sizeof rs->site, "%s", site);
@@ -3713,7 +3690,7 @@ static int geo_replicate_create(coord_t *c, const bq_msg_cli_request_t *q, bq_ms
     }
     char site[BQ_NAME_MAX], there[BQ_TEXT_MAX / 2] = "";
     const char *p = q->site[0] ? q->site : cl->replicate_to;
-    for (; rc == 0 && r->njobs < BQ_REPLICA_SITES_MAX && sites_next(&p, site, sizeof site);) {
+    for (; rc == 0 && r->njobs < BQ_REPLICA_SITES_MAX && names_next(&p, site, sizeof site);) {
         if (strcmp(site, b->site) == 0 || backup_at(c, b, site)) {
             size_t n = strlen(there);
             snprintf(there + n, sizeof there - n, "%s%s", n ? ", " : "", site);

@@ -19,11 +19,12 @@
  * One process, one thread, ppoll(): timers to the nanosecond; SIGTERM or SIGINT end it (exit
  * 0) after writing the stats. --stats FILE holds "key value" lines (bytes each way,
  * connections, the most bytes held, how late releases ran: at most, and how often by more
- * than 1 and 5 ms; on a busy machine the proxy waits for a CPU like any process), rewritten
- * at most every 250 ms while they change, on SIGUSR1 and at exit. --listen-netns NAME binds
- * the listening socket inside the network namespace /run/netns/NAME and connects to the
- * target from the namespace it started in (a link through a veth pair with netem: delay 0
- * there).
+ * than 1 and 5 ms; on a busy machine the proxy waits for a CPU like any process), written at
+ * start, on SIGUSR1 and at exit, each time with the next `serial`, and at no other time: the
+ * proxy does no file I/O while it carries traffic (the copies it carries fill the disk's
+ * queue). --listen-netns NAME binds the listening socket inside the network namespace
+ * /run/netns/NAME and connects to the target from the namespace it started in (a link
+ * through a veth pair with netem: delay 0 there).
  *
  * A benchmark tool, loopback (or a veth of the bench's own) only. Exit status 2 on a usage or
  * setup error. */
@@ -47,7 +48,6 @@
 
 #define SEGS_MAX 4096          /* reads held per direction and connection at most */
 #define CONNS_MAX_LIMIT 1024
-#define STATS_EVERY_NS 250000000LL
 
 /* ---- options and state --------------------------------------------------------------- */
 
@@ -95,8 +95,7 @@ typedef struct {
     size_t held_max;
     int64_t late_max_ns;
     uint64_t releases, late_over_1ms, late_over_5ms; /* writes when due (not after a block) */
-    int dirty;
-    int64_t written_ns;
+    uint64_t serial; /* stats files written */
 } stats_t;
 
 static volatile sig_atomic_t g_stop, g_dump;
@@ -223,8 +222,7 @@ static int parse_opts(int argc, char **argv, opts_t *o)
 
 static void stats_write(const opts_t *o, stats_t *st, long open_conns, int final)
 {
-    st->dirty = 0;
-    st->written_ns = now_ns();
+    st->serial++;
     if (!o->stats_file)
         return;
     char tmp[PATH_MAX];
@@ -240,11 +238,11 @@ static void stats_write(const opts_t *o, stats_t *st, long open_conns, int final
             "connect_failed %" PRIu64 "\nconnections_closed %" PRIu64 "\nerrors %" PRIu64 "\n"
             "bytes_to_target %" PRIu64 "\nbytes_to_client %" PRIu64 "\nheld_max_bytes %zu\n"
             "late_max_us %" PRId64 "\nreleases %" PRIu64 "\nlate_over_1ms %" PRIu64 "\n"
-            "late_over_5ms %" PRIu64 "\nfinal %d\n",
+            "late_over_5ms %" PRIu64 "\nserial %" PRIu64 "\nfinal %d\n",
             o->delay_ms, o->buffer, st->accepted, open_conns,
             st->connect_failed, st->closed, st->errors, st->bytes_to_target,
             st->bytes_to_client, st->held_max, st->late_max_ns / 1000, st->releases,
-            st->late_over_1ms, st->late_over_5ms, final);
+            st->late_over_1ms, st->late_over_5ms, st->serial, final);
     if (fclose(f) != 0 || rename(tmp, o->stats_file) != 0)
         fprintf(stderr, "delay_proxy: %s: %s\n", o->stats_file, strerror(errno));
 }
@@ -332,7 +330,6 @@ static void conn_close(const opts_t *o, stats_t *st, conn_t *c, const char *why)
     memset(c, 0, sizeof *c);
     c->fd[0] = c->fd[1] = -1;
     st->closed++;
-    st->dirty = 1;
 }
 
 /* Read what `from` has into d (one segment per read); 1 when the connection must close. */
@@ -418,7 +415,6 @@ static int dir_flush(const opts_t *o, stats_t *st, dir_t *d, int to, int64_t now
             st->bytes_to_target += (uint64_t)w;
         else
             st->bytes_to_client += (uint64_t)w;
-        st->dirty = 1;
         s->len -= (uint32_t)w;
         if (s->len == 0) {
             d->shead = (d->shead + 1) % SEGS_MAX;
@@ -477,7 +473,6 @@ static void conn_accept(const opts_t *o, stats_t *st, conn_t *conns, long *nopen
         c->fd[1] = tfd;
         c->start_ns = now_ns();
         st->accepted++;
-        st->dirty = 1;
         (*nopen)++;
         if (connect(tfd, (const struct sockaddr *)&o->target, sizeof o->target) != 0) {
             if (errno != EINPROGRESS) {
@@ -563,15 +558,13 @@ int main(int argc, char **argv)
                 nopen--;
             }
         }
-        if (g_dump || (st.dirty && now - st.written_ns >= STATS_EVERY_NS)) {
+        if (g_dump) {
             g_dump = 0;
             stats_write(&o, &st, nopen, 0);
         }
         /* the poll set */
         nfds_t n = 0;
         int64_t next = INT64_MAX;
-        if (st.dirty)
-            next = st.written_ns + STATS_EVERY_NS;
         if (nopen < o.max_conns) {
             pfd[n] = (struct pollfd){.fd = lfd, .events = POLLIN};
             pconn[n++] = -1;
