@@ -1971,6 +1971,10 @@ static int codec_data_reply_to_pb(codec_arena_t *a, const bq_msg_data_reply_t *c
     pb->last = !!c->last;
     pb->exists = !!c->exists;
     pb->partial = !!c->partial;
+    if (c->packing > BQ_PACK_WAL)
+        return bq_fail(e, BQ_E_INVAL, "DataReply.packing has unknown value %u", c->packing);
+    pb->packing = c->packing;
+    pb->raw_size = c->raw_size;
     if (c->nkey_ids > BQ_DATA_KEYS_MAX)
         return bq_fail(e, BQ_E_INVAL, "DataReply has %zu key ids, more than the limit of %d",
                        c->nkey_ids, BQ_DATA_KEYS_MAX);
@@ -2009,6 +2013,10 @@ static int codec_data_reply_from_pb(const Barque__DataReply *pb, bq_msg_data_rep
     c->last = !!pb->last;
     c->exists = !!pb->exists;
     c->partial = !!pb->partial;
+    if (pb->packing > BQ_PACK_WAL)
+        return bq_fail(e, BQ_E_PROTO, "DataReply.packing has unknown value %u", pb->packing);
+    c->packing = pb->packing;
+    c->raw_size = pb->raw_size;
     if ((c->has_id = pb->id.len == BQ_CHUNK_ID_BYTES))
         memcpy(c->id, pb->id.data, BQ_CHUNK_ID_BYTES);
     if (pb->data.len) {

@@ -90,7 +90,8 @@ typedef struct {
     uint64_t total;                    /* wal-put: the file's size */
     int last;                          /* wal-put: the file's last piece */
     uint32_t seg_size;                 /* wal-put: the cluster's wal_segment_size */
-    uint32_t packing;                  /* wal-put: BQ_PACK_NONE or BQ_PACK_WAL */
+    uint32_t packing;                  /* wal-put: BQ_PACK_NONE or BQ_PACK_WAL; wal-get:
+                                          BQ_PACK_WAL when a packed reply is welcome */
     uint64_t raw_size;                 /* wal-put, packed: the file's own size */
 } bq_msg_data_req_t;
 
@@ -108,6 +109,8 @@ typedef struct {
     uint32_t *key_ids;                 /* owned by the message */
     int exists;                        /* wal-put: the store already held this content */
     int partial;                       /* wal-get: a segment still being streamed */
+    uint32_t packing;                  /* wal-get: BQ_PACK_WAL when data is packed */
+    uint64_t raw_size;                 /* wal-get, packed: the file's own size */
 } bq_msg_data_reply_t;
 
 typedef struct {

@@ -566,6 +566,19 @@ static void serve_wal_get(peer_server_t *srv, const bq_peer_t *from, uint64_t se
         reply_error(srv, from, seq, rc, e.msg, NULL, 0);
         return;
     }
+    /* a peer that takes it packed gets the file compressed (a WAN copy: a fraction of it) */
+    uint32_t packing = BQ_PACK_NONE;
+    uint64_t raw = len;
+    if (q->packing == BQ_PACK_WAL && !partial && len > 0) {
+        uint8_t *packed = NULL;
+        size_t plen = 0;
+        if (store_wal_pack(buf, len, &packed, &plen, &e) == 0) {
+            free(buf);
+            buf = packed;
+            len = plen;
+            packing = BQ_PACK_WAL;
+        }
+    }
     size_t off = 0;
     do {
         size_t piece = len - off > BQ_DATA_PIECE_MAX ? BQ_DATA_PIECE_MAX : len - off;
@@ -576,6 +589,8 @@ static void serve_wal_get(peer_server_t *srv, const bq_peer_t *from, uint64_t se
         d->offset = off;
         d->total = len;
         d->partial = partial;
+        d->packing = packing;
+        d->raw_size = raw;
         off += piece;
         d->last = off == len;
         reply_send(srv, from, &r);
@@ -752,6 +767,7 @@ struct peer_client {
     proto_sock_t *sock;
     uint64_t seq;
     uint32_t per_req;        /* ids per chunks request */
+    uint32_t window;         /* chunk requests in flight, at most */
     /* queued ids: [got, sent) asked for, [sent, nwant) not yet */
     uint8_t (*want)[BQ_CHUNK_ID_BYTES];
     size_t nwant, cap, sent, got;
@@ -775,6 +791,7 @@ int peer_client_new(proto_ctx_t *ctx, const char *name, const char *endpoint,
     snprintf(c->name, sizeof c->name, "%s", name);
     snprintf(c->endpoint, sizeof c->endpoint, "%s", endpoint);
     c->per_req = 32;
+    c->window = PEER_WINDOW;
     int rc = proto_client_connect(ctx, endpoint, public_key, keys, PEER_CONNECT_MS, &c->sock, e);
     if (rc == BQ_E_AUTH) {
         char why[sizeof e->msg];
@@ -803,6 +820,11 @@ void peer_client_destroy(peer_client_t **self_p)
     free(c->buf);
     free(c);
     *self_p = NULL;
+}
+
+void peer_client_window(peer_client_t *c, uint32_t requests)
+{
+    c->window = requests < 1 ? 1 : requests > 64 ? 64 : requests;
 }
 
 uint64_t peer_client_bytes(const peer_client_t *c)
@@ -964,10 +986,10 @@ int peer_chunks_want(peer_client_t *c, const uint8_t *ids, size_t n, bq_errbuf_t
     return 0;
 }
 
-/* Ask for queued ids until PEER_WINDOW requests are in flight. */
+/* Ask for queued ids until c->window requests are in flight. */
 static int top_up(peer_client_t *c, bq_errbuf_t *e)
 {
-    while (c->inflight < PEER_WINDOW && c->sent < c->nwant) {
+    while (c->inflight < c->window && c->sent < c->nwant) {
         size_t k = c->nwant - c->sent < c->per_req ? c->nwant - c->sent : c->per_req;
         bq_msg_t m = {0};
         snprintf(m.u.data_req.op, sizeof m.u.data_req.op, "chunks");
@@ -1060,10 +1082,12 @@ int peer_wal_get(peer_client_t *c, const char *cluster, const char *name, uint8_
     snprintf(m.u.data_req.op, sizeof m.u.data_req.op, "wal-get");
     snprintf(m.u.data_req.cluster, sizeof m.u.data_req.cluster, "%s", cluster);
     snprintf(m.u.data_req.name, sizeof m.u.data_req.name, "%s", name);
+    m.u.data_req.packing = BQ_PACK_WAL;
     int rc = request_send(c, &m, e);
     c->first_seq = c->seq;
     uint8_t *mem = NULL;
-    uint64_t off = 0, total = 0;
+    uint64_t off = 0, total = 0, raw_size = 0;
+    uint32_t packing = BQ_PACK_NONE;
     for (int i = 0; rc == 0 && i < 1 << 20; i++) {
         if ((rc = recv_reply(c, e)) != 0)
             break;
@@ -1084,6 +1108,13 @@ int peer_wal_get(peer_client_t *c, const char *cluster, const char *name, uint8_
                 break;
             }
             *partial = d->partial;
+            packing = d->packing;
+            raw_size = d->raw_size;
+            if (packing == BQ_PACK_WAL && (raw_size == 0 || raw_size > STORE_WAL_SEG_MAX)) {
+                rc = bq_fail(e, BQ_E_PROTO, "worker %s: packed WAL file %s of %" PRIu64 " bytes",
+                             c->name, name, raw_size);
+                break;
+            }
         }
         if (d->total != total || d->offset != off || d->len > total - off ||
             (d->len == 0 && off < total)) {
@@ -1102,6 +1133,22 @@ int peer_wal_get(peer_client_t *c, const char *cluster, const char *name, uint8_
         }
     }
     proto_msg_clear(&c->cur);
+    if (rc == 0 && packing == BQ_PACK_WAL) { /* hostile frames are bounded by the unpacker */
+        size_t np = store_wal_pieces(raw_size);
+        uint8_t *raw = malloc((size_t)raw_size);
+        store_wal_piece_t *pieces = calloc(np ? np : 1, sizeof *pieces);
+        if (!raw || !pieces)
+            rc = bq_fail(e, BQ_E_NOMEM, "out of memory unpacking WAL file %s", name);
+        else {
+            bq_errbuf_t why;
+            if ((rc = store_wal_unpack(mem, (size_t)total, raw_size, raw, pieces, np, &why)) != 0)
+                rc = bq_fail(e, BQ_E_PROTO, "worker %s: WAL file %s: %s", c->name, name, why.msg);
+        }
+        free(pieces);
+        free(mem);
+        mem = raw;
+        total = raw_size;
+    }
     /* What arrives is checked as a wal-put's content is: name, headers, history. */
     if (rc == 0 && !*partial)
         rc = wal_put_check(name, mem, (size_t)total, 0, e);

@@ -49,6 +49,9 @@ int peer_key_ids(peer_client_t *c, uint32_t **ids, size_t *n, bq_errbuf_t *e);
 int peer_chunks_want(peer_client_t *c, const uint8_t *ids, size_t n, bq_errbuf_t *e);
 int peer_chunk_next(peer_client_t *c, const uint8_t id[BQ_CHUNK_ID_BYTES],
                     const uint8_t **body, size_t *len, bq_errbuf_t *e);
+/* Chunk requests (of 32 ids) kept in flight: 4 by default (a LAN); 1..64. A long link
+ * wants more: a round trip carries at most that many requests' bodies. */
+void peer_client_window(peer_client_t *c, uint32_t requests);
 /* Bytes of sealed bodies received so far. */
 uint64_t peer_client_bytes(const peer_client_t *c);
 

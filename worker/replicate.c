@@ -34,7 +34,8 @@
 #define COMP "replicate"
 #define REP_WINDOW 16384  /* chunk ids compared with the store at once */
 #define REP_STREAMS 4     /* parallel streams from the peer */
-#define REP_SLICE 256     /* ids a stream takes at once */
+#define REP_WINDOW_REQS 16 /* requests of 32 chunks in flight per stream (~2 MB: a WAN's RTT) */
+#define REP_SLICE 1024    /* ids a stream takes at once (32 requests: the window fills) */
 #define REP_REFETCH 3     /* times a damaged body is asked for again */
 #define REP_BURST_NS 100000000LL /* the bandwidth limit's bucket: 100 ms of bytes */
 
@@ -414,6 +415,8 @@ static int rep_run(rep_t *r, const char *view_dir, bq_errbuf_t *e)
             (rc = store_reader_new(ctx->store, &sts[i].ord, e)) == 0)
             rc = peer_client_new(ctx->zctx, job->peer_worker, job->peer_endpoint,
                                  job->peer_public_key, ctx->keys, &sts[i].pc, e);
+        if (rc == 0)
+            peer_client_window(sts[i].pc, REP_WINDOW_REQS);
     }
     if (rc == 0) {
         w.sts = sts;
@@ -569,8 +572,11 @@ void jobs_replicate_wal(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *r
         uint8_t *buf = NULL;
         size_t len = 0;
         int partial = 0;
+        uint64_t wire0 = peer_client_bytes(pc);
         if (rc == 0)
             rc = peer_wal_get(pc, job->cluster, name, &buf, &len, &partial, &e);
+        uint64_t wire = peer_client_bytes(pc) - wire0; /* packed: a fraction of len */
+        rr->bytes_fetched += wire;
         if (rc == BQ_E_NOTFOUND || (rc == 0 && partial)) {
             rr->wal_missing++;
             bq_warn(COMP, job->id, "WAL file %s of cluster %s is not in the store of worker %s",
@@ -580,7 +586,7 @@ void jobs_replicate_wal(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *r
             continue;
         }
         if (rc == 0) {
-            bw_take(&bw, len);
+            bw_take(&bw, (size_t)wire);
             rc = store_wal_archive(ctx->store, job->cluster, wal_seg_size(name, len), name, buf,
                                    len, NULL, &e);
         }
@@ -607,4 +613,8 @@ void jobs_replicate_wal(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *r
         return;
     }
     res->ok = 1;
+    if (rr->wal_files)
+        bq_info(COMP, job->id, "copied %" PRIu64 " WAL files of cluster %s from worker %s: %" PRIu64
+                " bytes, %" PRIu64 " over the wire", rr->wal_files, job->cluster, job->peer_worker,
+                rr->wal_bytes, rr->bytes_fetched);
 }

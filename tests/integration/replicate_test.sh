@@ -129,6 +129,11 @@ sys.exit(0 if r["wal_missing"] == 0 else 1)'
 bq_wait_for "no WAL of db1 missing at west" 60 wal_caught_up
 out=$(fleet_cli status)
 assert_contains "$out" "copies at west"
+# WAL travels packed: fewer bytes over the wire than the files hold
+read -r wal_raw wal_wire < <(sed -n 's/.*copied [0-9]* WAL files of cluster db1 from worker east-1: \([0-9]*\) bytes, \([0-9]*\) over the wire.*/\1 \2/p' \
+    "$BQ_TMP/worker-west-1.log" | awk '{r += $1; w += $2} END {print r, w}')
+echo "WAL copied to west: $wal_raw bytes, $wal_wire over the wire"
+((wal_raw > 0 && wal_wire * 2 < wal_raw)) || fail "WAL to west: $wal_wire bytes over the wire for $wal_raw"
 
 # ---- 4. a key the coordinator does not vouch for gets no chunks -----------------------------
 out=$("$BQ_DATA_PROBE" "tcp://127.0.0.1:$P_EAST" "$FLEET/keys/east-1.pub" "$FLEET/keys/rogue.key" chunks) &&
