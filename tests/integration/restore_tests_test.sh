@@ -247,7 +247,21 @@ bq_pid_alive "$PM" || fail "no postmaster $PM"
 bq_kill "$FLEET_PID_east_1" KILL
 echo "SELECT count(*) = 150000 FROM t" >"$SQL"
 bq_wait_for "the orphaned postmaster $PM to exit (parent-death signal)" 30 bq__pid_gone "$PM"
+bq_wait_for "the coordinator to see east-1 gone" 15 fleet_worker_offline east-1
 fleet_worker_start east-1
+# The restarted worker must register; when it does not, say where it is (seen twice in CI: a
+# restarted east-1 that wrote no log line for 240 s)
+restarted_online() { fleet_worker_online east-1; }
+if ! (bq_wait_for "the restarted east-1 to come online" 60 restarted_online) 2>/dev/null; then
+    p=$FLEET_PID_east_1
+    echo "restarted east-1 (pid $p) is not online after 60 s:"
+    ps -o pid,stat,wchan:32,etime,cmd -p "$p" || true
+    grep -E "^(State|Threads)" "/proc/$p/status" 2>/dev/null || true
+    cat "/proc/$p/stack" 2>/dev/null || true
+    timeout 30 gdb -p "$p" -batch -ex "thread apply all bt 12" 2>/dev/null | grep -E "^#|^Thread" | head -60 || true
+    tail -n 5 "$BQ_TMP/worker-east-1.log"
+    fail "the restarted east-1 did not come online within 60 s (see above)"
+fi
 bq_wait_for "the killed test to pass on its retry" 240 fleet_job_state_is "$J" SUCCEEDED
 [[ $(fleet_job_field "$J" attempt) -ge 2 ]] || fail "job $J passed without a retry"
 bq_wait_for "scratch to be clean after the retry" 10 scratch_clean
