@@ -306,6 +306,8 @@ static const cfg_key_t worker_keys[] = {
     KEY_LEVEL(worker_t, "log_level", log_level),
     KEY_NUM(worker_t, "max_jobs", CFG_INT, max_jobs, 1, 1024, "4"),
     KEY_NUM(worker_t, "heartbeat_interval", CFG_DURATION, heartbeat_interval_ms, 1, MS_HOUR, "1s"),
+    /* how long a copy, restore or WAL fetch waits for a silent peer's data port (issue 8) */
+    KEY_NUM(worker_t, "peer_timeout", CFG_DURATION, peer_timeout_ms, 1000, MS_HOUR, "30s"),
 };
 static const cfg_section_t worker_sections[] = {
     {"worker", false, true, 0, worker_keys, NKEYS(worker_keys), NULL, NULL},

@@ -148,6 +148,8 @@ typedef struct {
                                                  backup's) */
     int max_jobs;                             /* optional, default 4 */
     int64_t heartbeat_interval_ms;            /* optional, default 1s */
+    int64_t peer_timeout_ms;                  /* optional, default 30s: a peer's data port
+                                                 silent this long is gone */
 } bq_worker_config_t;
 
 typedef struct {

@@ -2,6 +2,7 @@
  * never-blocking sends. */
 #include "proto.h"
 
+#include "clock.h"
 #include "log.h"
 
 #include <errno.h>
@@ -96,6 +97,8 @@ static proto_sock_t *sock_alloc(proto_ctx_t *ctx, int type, sock_kind_t kind, co
     return s;
 }
 
+#define PROTO_BIND_WAIT_MS 10000 /* a listen address in use: tried again this long */
+
 int proto_server_new(proto_ctx_t *ctx, const char *endpoint, const bq_keypair_t *keys,
                      proto_sock_t **out, bq_errbuf_t *e)
 {
@@ -114,8 +117,19 @@ int proto_server_new(proto_ctx_t *ctx, const char *endpoint, const bq_keypair_t 
         zmq_setsockopt(s->z, ZMQ_RCVHWM, &hwm, sizeof hwm) != 0 ||
         zmq_setsockopt(s->z, ZMQ_BACKLOG, &backlog, sizeof backlog) != 0)
         return sock_fail(e, s, "configure CURVE server socket for", endpoint);
-    if (zmq_bind(s->z, endpoint) != 0)
-        return sock_fail(e, s, "listen on", endpoint);
+    /* A daemon restarted at once may find its port still held by its predecessor, which is
+     * still exiting (the kernel closes a killed process's sockets when its last thread has
+     * gone): wait for it, bounded. */
+    int64_t until = bq_mono_ms() + PROTO_BIND_WAIT_MS;
+    for (int tries = 0; zmq_bind(s->z, endpoint) != 0; tries++) {
+        int err = errno;
+        if (err != EADDRINUSE || bq_mono_ms() >= until || tries >= PROTO_BIND_WAIT_MS / 100) {
+            errno = err;
+            return sock_fail(e, s, err == EADDRINUSE ? "listen (tried for 10 s) on" : "listen on",
+                             endpoint);
+        }
+        bq_sleep_ms(100);
+    }
     *out = s;
     return 0;
 }

@@ -23,7 +23,7 @@ status=0
 # run_ctest NAME BUILD_DIR LABEL_EXCLUDE CMAKE_ARGS...: configure, build, ctest without the
 # tests whose label matches the regex LABEL_EXCLUDE ("" = all); add up the counts.
 run_ctest() {
-    local name=$1 dir=$2 exclude=$3
+    local name=$1 dir=$2 exclude=$3 t0=$SECONDS
     shift 3
     echo "=== $name: configure and build in $dir"
     if ! cmake -S "$root" -B "$dir" "$@" >"$dir.cmake.log" 2>&1; then
@@ -36,7 +36,7 @@ run_ctest() {
         echo "=== $name: build FAILED (full log: $dir.build.log)"
         failed=$((failed + 1)); status=1; return
     fi
-    echo "=== $name: ctest"
+    echo "=== $name: ctest (built in $((SECONDS - t0)) s)"
     local out
     local filter=()
     [[ -z $exclude ]] || filter=(-LE "$exclude")
@@ -54,6 +54,7 @@ run_ctest() {
         failed=$((failed + 1))
     fi
     ((rc == 0)) || status=1
+    echo "=== $name: $((SECONDS - t0)) s in all"
 }
 
 mkdir -p build
@@ -66,16 +67,36 @@ else
 fi
 
 if ((fuzz_seconds > 0)); then
+    t0=$SECONDS
     echo "=== libFuzzer: build in build/fuzz"
     if CC=clang cmake -S "$root" -B build/fuzz -DCMAKE_BUILD_TYPE=Debug -DBQ_FUZZ=ON \
         >build/fuzz.cmake.log 2>&1 && cmake --build build/fuzz -j2 >build/fuzz.build.log 2>&1; then
-        for f in build/fuzz/tests/fuzz/fuzz_*; do
-            [[ -x $f ]] || continue
+        # $jobs targets at a time (each is one process on one core); results in target order
+        fuzz_one() { # fuzz_one TARGET: runs it on a copy of its corpus; rc = libFuzzer's
+            local f=$1 name work rc
             name=$(basename "$f")
             work=$(mktemp -d)
             cp -r "tests/fuzz/corpus/$name/." "$work/" 2>/dev/null || true
-            if "$f" -max_total_time="$fuzz_seconds" -timeout=10 -rss_limit_mb=2048 "$work" \
-                >"build/fuzz-$name.log" 2>&1; then
+            "$f" -max_total_time="$fuzz_seconds" -timeout=10 -rss_limit_mb=2048 "$work" \
+                >"build/fuzz-$name.log" 2>&1
+            rc=$?
+            rm -rf "$work"
+            echo "$rc" >"build/fuzz-$name.rc"
+        }
+        targets=()
+        for f in build/fuzz/tests/fuzz/fuzz_*; do
+            [[ -x $f ]] && targets+=("$f")
+        done
+        for ((i = 0; i < ${#targets[@]}; i += jobs)); do
+            for f in "${targets[@]:i:jobs}"; do
+                rm -f "build/fuzz-$(basename "$f").rc"
+                fuzz_one "$f" &
+            done
+            wait
+        done
+        for f in "${targets[@]}"; do
+            name=$(basename "$f")
+            if [[ $(cat "build/fuzz-$name.rc" 2>/dev/null) == 0 ]]; then
                 echo "libFuzzer $name: $(grep -Eo 'Done [0-9]+ runs' "build/fuzz-$name.log" | tail -1) in ${fuzz_seconds} s, no crash"
                 passed=$((passed + 1))
             else
@@ -83,15 +104,16 @@ if ((fuzz_seconds > 0)); then
                 echo "libFuzzer $name: FAILED (log build/fuzz-$name.log)"
                 failed=$((failed + 1)); status=1
             fi
-            rm -rf "$work"
         done
     else
         tail -30 build/fuzz.build.log
         echo "libFuzzer build FAILED"
         failed=$((failed + 1)); status=1
     fi
+    echo "=== libFuzzer: $((SECONDS - t0)) s in all"
 fi
 
 echo
+echo "suite: $SECONDS s"
 echo "${passed} passed, ${failed} failed"
 exit $status

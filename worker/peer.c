@@ -22,7 +22,7 @@
 #include <unistd.h>
 
 #define COMP "data"
-#define PEER_TIMEOUT_MS 30000  /* a peer silent this long is gone */
+#define PEER_TIMEOUT_MS 30000  /* a peer silent this long is gone (peer_timeout_set) */
 #define PEER_CONNECT_MS 10000 /* to complete the CURVE handshake */
 #define PEER_WINDOW 4          /* chunk requests in flight per client */
 #define PEER_BATCH_BYTES (2u << 20) /* chunk bytes asked for per request, about */
@@ -822,6 +822,13 @@ void peer_client_destroy(peer_client_t **self_p)
     *self_p = NULL;
 }
 
+static _Atomic int64_t g_peer_timeout_ms = PEER_TIMEOUT_MS;
+
+void peer_timeout_set(int64_t ms)
+{
+    atomic_store(&g_peer_timeout_ms, ms >= 1000 ? ms : PEER_TIMEOUT_MS);
+}
+
 void peer_client_window(peer_client_t *c, uint32_t requests)
 {
     c->window = requests < 1 ? 1 : requests > 64 ? 64 : requests;
@@ -836,7 +843,8 @@ uint64_t peer_client_bytes(const peer_client_t *c)
 static int recv_reply(peer_client_t *c, bq_errbuf_t *e)
 {
     proto_msg_clear(&c->cur);
-    int64_t deadline = bq_mono_ms() + PEER_TIMEOUT_MS;
+    const int64_t timeout = atomic_load(&g_peer_timeout_ms);
+    int64_t deadline = bq_mono_ms() + timeout;
     for (int i = 0; i < 1000000; i++) {
         int64_t left = deadline - bq_mono_ms();
         if (left <= 0)
@@ -864,7 +872,7 @@ static int recv_reply(peer_client_t *c, bq_errbuf_t *e)
         return bq_fail(e, BQ_E_AUTH, "worker %s (%s) refused this worker: %s", c->name,
                        c->endpoint, hs.msg);
     return bq_fail(e, BQ_E_TIMEOUT, "worker %s (%s) did not answer within %d s", c->name,
-                   c->endpoint, PEER_TIMEOUT_MS / 1000);
+                   c->endpoint, (int)(timeout / 1000));
 }
 
 static int request_send(peer_client_t *c, bq_msg_t *m, bq_errbuf_t *e)

@@ -52,6 +52,9 @@ int peer_chunk_next(peer_client_t *c, const uint8_t id[BQ_CHUNK_ID_BYTES],
 /* Chunk requests (of 32 ids) kept in flight: 4 by default (a LAN); 1..64. A long link
  * wants more: a round trip carries at most that many requests' bodies. */
 void peer_client_window(peer_client_t *c, uint32_t requests);
+/* How long every client of this process waits for an answer before it gives the peer up
+ * ([worker] peer_timeout; 30 s until set; below 1 s means the default). */
+void peer_timeout_set(int64_t ms);
 /* Bytes of sealed bodies received so far. */
 uint64_t peer_client_bytes(const peer_client_t *c);
 

@@ -110,9 +110,10 @@ static int worker_data_start(worker_t *w, bq_errbuf_t *e)
                        "data_advertise = tcp://HOST:PORT, where the other workers reach it",
                        cfg->path, cfg->data_listen);
     snprintf(w->data_endpoint, sizeof w->data_endpoint, "%s", adv);
-    int rc = peer_server_start(w->ctx, w->store, cfg->data_listen, &cfg->keys, &w->data, e);
+    bq_errbuf_t why;
+    int rc = peer_server_start(w->ctx, w->store, cfg->data_listen, &cfg->keys, &w->data, &why);
     if (rc != 0)
-        return bq_fail(e, rc, "could not open the data port %s: %s", cfg->data_listen, e->msg);
+        return bq_fail(e, rc, "could not open the data port %s: %s", cfg->data_listen, why.msg);
     bq_info(COMP, 0, "data port listening on %s (peers reach it at %s)", cfg->data_listen, adv);
     return 0;
 }
@@ -124,6 +125,7 @@ int worker_new(const bq_worker_config_t *cfg, worker_t **out, bq_errbuf_t *e)
         return bq_fail(e, BQ_E_NOMEM, "out of memory");
     w->cfg = *cfg;
     w->interval_ms = cfg->heartbeat_interval_ms;
+    peer_timeout_set(cfg->peer_timeout_ms);
     int rc = worker_store_open(w, e);
     if (rc == 0 && cfg->scratch[0]) { /* what restore tests of a killed worker left */
         bq_errbuf_t why;

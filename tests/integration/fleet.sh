@@ -106,7 +106,14 @@ ws = {w["name"]: w for w in json.load(sys.stdin)}
 sys.exit(0 if sys.argv[1] in ws and ws[sys.argv[1]]["online"] else 1)' "$1"
 }
 
-fleet_worker_offline() { ! fleet_worker_online "$1"; }
+# fleet_worker_offline NAME: the coordinator answers, and says NAME is offline (a CLI that
+# failed to ask is no answer)
+fleet_worker_offline() {
+    fleet_cli workers --json | python3 -c '
+import json, sys
+ws = {w["name"]: w for w in json.load(sys.stdin)}
+sys.exit(0 if sys.argv[1] in ws and not ws[sys.argv[1]]["online"] else 1)' "$1"
+}
 
 # fleet_job_field ID FIELD: print one field of `barque job show ID --json`.
 fleet_job_field() {

@@ -138,12 +138,17 @@ bq_tmpdir() {
 }
 
 # bq_pid_alive PID: true while PID runs (a zombie counts as gone).
+# A killed multi-threaded process shows its main thread as a zombie while its other threads
+# still exit, holding its files and sockets: alive until every thread is gone.
 bq_pid_alive() {
-    local stat
+    local t stat
     [[ $1 =~ ^[0-9]+$ ]] || return 1
-    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-    stat=${stat##*) }
-    [[ ${stat:0:1} != Z ]]
+    for t in /proc/"$1"/task/*/stat; do
+        stat=$(cat "$t" 2>/dev/null) || continue
+        stat=${stat##*) }
+        [[ ${stat:0:1} == [ZX] ]] || return 0
+    done
+    return 1
 }
 
 # bq__stop_pid PID KIND: ask politely, then insist; bounded.

@@ -23,7 +23,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/backup.sh"
 bq_require_bins
 
 BANDWIDTH=${BQ_NETNS_BANDWIDTH:-1MiB} # copies into west: ~16 MB of chunks take ~16 s
-CUT_MIN_S=35                          # longer than the data-port client's 30 s
+PEER_TIMEOUT_S=8                      # west-1's [worker] peer_timeout (default 30 s)
+CUT_MIN_S=12                          # longer than that
 
 # ---- outside: make the namespaces and the veth, then run the rest inside east --------------
 if [[ -z ${BQ_NETNS_EAST:-} ]]; then
@@ -99,8 +100,8 @@ fleet_worker_conf east-1 east
 printf 'store_key_file = keys/deploy.storekey\ndata_listen = tcp://%s:%s\n' "$A_EAST" "$P_EAST" \
     >>"$FLEET/east-1.conf"
 fleet_worker_conf west-1 west
-printf 'store_key_file = keys/deploy.storekey\ndata_listen = tcp://%s:%s\n' "$A_WEST" "$P_WEST" \
-    >>"$FLEET/west-1.conf"
+printf 'store_key_file = keys/deploy.storekey\ndata_listen = tcp://%s:%s\npeer_timeout = %ss\n' \
+    "$A_WEST" "$P_WEST" "$PEER_TIMEOUT_S" >>"$FLEET/west-1.conf"
 fleet_cluster db1 east "$C"
 printf 'replicate_to = west\n' >>"$FLEET/coordinator.conf"
 # The coordinator listens on east's veth address, which the CLI and both workers dial.
@@ -167,7 +168,7 @@ t_cut=$(bq__now_ms)
 echo "link cut at $before_cut chunks fetched (of about $total_refs chunk references)"
 west_reaches "$A_EAST" "$FLEET_PORT" && fail "west still reaches the coordinator with the link cut"
 bq_wait_for "west-1 offline at the coordinator" 20 fleet_worker_offline west-1
-# The attempt at west gives up (its data-port client hears nothing for 30 s).
+# The attempt at west gives up (its data-port client hears nothing for peer_timeout).
 bq_wait_log "$BQ_TMP/worker-west-1.log" "job=$job: could not copy backup $id" 75
 t_failed=$(bq__now_ms)
 while (($(bq__now_ms) - t_cut < CUT_MIN_S * 1000)); do sleep 0.5; done

@@ -310,7 +310,8 @@ static void test_worker_good(void **state)
                "store_key_file = store.key\n"
                "log_level = debug\n"
                "max_jobs = 8\n"
-               "heartbeat_interval = 500ms\n",
+               "heartbeat_interval = 500ms\n"
+               "peer_timeout = 2m\n",
                path);
     bq_worker_config_t cfg;
     bq_errbuf_t e = {{0}};
@@ -338,6 +339,7 @@ static void test_worker_good(void **state)
     assert_int_equal(cfg.log_level, BQ_LOG_DEBUG);
     assert_int_equal(cfg.max_jobs, 8);
     assert_int_equal(cfg.heartbeat_interval_ms, 500);
+    assert_int_equal(cfg.peer_timeout_ms, 120000);
 }
 
 static void test_worker_defaults(void **state)
@@ -367,6 +369,7 @@ static void test_worker_defaults(void **state)
     assert_int_equal(cfg.log_level, BQ_LOG_INFO);
     assert_int_equal(cfg.max_jobs, 4);
     assert_int_equal(cfg.heartbeat_interval_ms, 1000);
+    assert_int_equal(cfg.peer_timeout_ms, 30000);
     assert_string_equal(cfg.keys.public_z85, kp_w2.public_z85);
 }
 
@@ -569,6 +572,8 @@ static const bad_case_t bad_cases[] = {
     {"bad endpoint", COORD, "[coordinator]\nlisten = http://127.0.0.1:7400\n", BQ_E_CONFIG,
      ":2: [coordinator] listen: \"http://127.0.0.1:7400\" is not an endpoint of the form "
      "tcp://HOST:PORT"},
+    {"peer_timeout too short", WORKER, "[worker]\npeer_timeout = 100ms\n", BQ_E_CONFIG,
+     ":2: [worker] peer_timeout: 100ms is out of range (1s..1h)"},
     {"endpoint without port", WORKER, "[worker]\ncoordinator = tcp://coord\n", BQ_E_CONFIG,
      ":2: [worker] coordinator: \"tcp://coord\" is not an endpoint of the form tcp://HOST:PORT"},
     {"endpoint port out of range", CLI, "[cli]\ncoordinator = tcp://coord:65536\n", BQ_E_CONFIG,
