@@ -4725,7 +4725,6 @@ static void handle(coord_t *c, const bq_peer_t *from, bq_msg_t *m)
 
 #define WAL_CHECK_MS 1000
 #define SCHEDULE_CHECK_MS 1000
-#define WAL_RESTART_MS 30000 /* a cluster's wal-stream jobs start at most this often */
 
 static struct wal_seen *wal_seen_of(coord_t *c, const char *cluster)
 {
@@ -4745,7 +4744,7 @@ static struct wal_seen *wal_seen_of(coord_t *c, const char *cluster)
 }
 
 /* Every cluster with wal = stream has one wal-stream job queued or running at its site, once
- * a worker there has a store (a failed one is replaced, at most every WAL_RESTART_MS). */
+ * a worker there has a store (a failed one is replaced, at most every [coordinator] wal_restart_interval). */
 static void wal_ensure(coord_t *c)
 {
     int64_t now = bq_mono_ms(), online_after = now - c->cfg.worker_timeout_ms;
@@ -4770,9 +4769,9 @@ static void wal_ensure(coord_t *c)
         if (active || !worker)
             continue;
         /* a job that ended (cancelled by an operator, failed for good) is replaced once it has
-         * been gone WAL_RESTART_MS, and never more often than that */
-        if (!seen || now - seen->created_mono < WAL_RESTART_MS ||
-            now - seen->active_mono < WAL_RESTART_MS)
+         * been gone wal_restart_interval, and never more often than that */
+        const int64_t restart = c->cfg.wal_restart_interval_ms;
+        if (!seen || now - seen->created_mono < restart || now - seen->active_mono < restart)
             continue;
         uint64_t id = 0;
         bq_errbuf_t e = {{0}};

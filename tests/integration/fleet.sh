@@ -28,6 +28,7 @@ worker_timeout = 2s
 job_lease = ${FLEET_JOB_LEASE:-10s}
 job_max_attempts = 3
 job_retry_backoff = 500ms
+wal_restart_interval = ${FLEET_WAL_RESTART:-3s}
 
 [operator ops]
 public_key_file = keys/ops.pub

@@ -290,10 +290,14 @@ bq__now_ms() {
 bq_wait_for() {
     local what=$1 timeout=$2
     shift 2
-    local deadline out
-    deadline=$(($(bq__now_ms) + ${timeout%.*} * 1000))
+    local deadline out t0
+    t0=$(bq__now_ms)
+    deadline=$((t0 + ${timeout%.*} * 1000))
     while :; do
         if out=$("$@" 2>&1); then
+            t0=$(($(bq__now_ms) - t0))
+            # where a test spends its time (ctest -V shows it)
+            ((t0 < 3000)) || echo "[waited $((t0 / 1000)).$((t0 % 1000 / 100)) s for $what]" >&2
             return 0
         fi
         if (($(bq__now_ms) >= deadline)); then

@@ -37,6 +37,7 @@ done
 fleet_cluster db1 east "$C"
 # east keeps one backup, west (no policy of its own) keeps every copy
 printf 'replicate_to = west\nretention_policy@east = REDUNDANCY 1\n' >>"$FLEET/coordinator.conf"
+sed -i 's/^\[coordinator\]$/[coordinator]\nretention_interval = 2s/' "$FLEET/coordinator.conf"
 fleet_coord_start
 BARQUE_TEST_DAMAGE_CHUNK=7 fleet_worker_start east-1
 fleet_worker_start west-1
