@@ -1638,6 +1638,11 @@ static int st_run(stream_t *s, uint32_t *next_tli, uint64_t *next_lsn, bq_errbuf
             next_status = bq_mono_ms() + (int64_t)w->o.status_interval_s * 1000;
         }
         int64_t until = deadline < next_status ? deadline : next_status;
+        int idle_ms = 0;
+        if (s->cb->idle && (rc = s->cb->idle(s->arg, &idle_ms, e)) != 0)
+            return rc;
+        if (idle_ms > 0 && bq_mono_ms() + idle_ms < until)
+            until = bq_mono_ms() + idle_ms;
         rc = wait_readable(l, until, "streaming WAL", e);
         if (rc == BQ_E_TIMEOUT) {
             if (bq_mono_ms() >= deadline)

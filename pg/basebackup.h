@@ -269,6 +269,10 @@ typedef struct {
                    size_t len, bq_errbuf_t *e);
     /* After each status update: received and durable positions. */
     void (*position)(void *arg, uint32_t tli, uint64_t written, uint64_t flushed);
+    /* Nothing to read for now, before the stream waits: work of the caller's own (0, or an
+     * error that ends the stream); *wait_ms > 0 bounds the wait before the next call (left 0:
+     * the next message or status update). */
+    int (*idle)(void *arg, int *wait_ms, bq_errbuf_t *e);
     int (*should_stop)(void *arg);
 } pg_wal_stream_cb_t;
 

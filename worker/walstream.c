@@ -34,6 +34,7 @@
 
 #define COMP "wal-stream"
 #define ARCH_QUEUE 64 /* complete segments waiting for the archiver, at most */
+#define ARCH_POLL_MS 50 /* an idle stream looks this often whether the archiver is done */
 
 typedef struct {
     const bq_job_t *job;
@@ -316,6 +317,22 @@ static int on_sync(void *arg, bq_errbuf_t *e)
     return rc ? rc : archiver_reports(w, e);
 }
 
+/* The stream is idle: what the archiver finished is reported now, not at the next WAL (a
+ * backup waiting for its last segment is DONE as soon as it is stored); while the archiver
+ * holds a segment, the stream looks again every ARCH_POLL_MS. */
+static int on_idle(void *arg, int *wait_ms, bq_errbuf_t *e)
+{
+    ws_t *w = arg;
+    if (!w->arch_started)
+        return 0;
+    int rc = archiver_reports(w, e);
+    pthread_mutex_lock(&w->mu);
+    if (w->qlen || w->arch_busy || w->ndone)
+        *wait_ms = ARCH_POLL_MS;
+    pthread_mutex_unlock(&w->mu);
+    return rc;
+}
+
 static int on_end(void *arg, bq_errbuf_t *e)
 {
     ws_t *w = arg;
@@ -461,7 +478,7 @@ void jobs_wal_stream(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res)
                 job->synchronous ? ", synchronous" : "");
         ctx->progress(ctx, pg_wal_slot_lsn(c), pg_wal_slot_lsn(c), "streaming");
         static const pg_wal_stream_cb_t cb = {
-            .segment_begin = on_begin, .data = on_data, .sync = on_sync, .segment_end = on_end,
+            .segment_begin = on_begin, .data = on_data, .sync = on_sync, .idle = on_idle, .segment_end = on_end,
             .timeline_end = on_tl_end, .history = on_history, .position = on_position,
             .should_stop = should_stop};
         /* A slot made just now (a new primary after a failover, or a dropped slot) starts at

@@ -68,6 +68,10 @@ id4=$(take)
 b1=$(backup_field db1 "$id1" wal_begin); e1=$(backup_field db1 "$id1" wal_end)
 b3=$(backup_field db1 "$id3" wal_begin)
 segs() { ls "$STORE/wal/db1/00000001" | grep -E '^[0-9A-F]{24}$' | sort; }
+# between A B [STRICT]: the names of segs on stdin from A to B (strictly between when STRICT),
+# compared as strings: awk would compare all-digit names as numbers, and doubles cannot tell
+# 000000010000000000000002 from ...03
+between() { awk -v a="$1" -v b="$2" -v s="${3:-}" '{ n = $0 "" } s ? (n > a "" && n < b "") : (n >= a "" && n <= b "")'; }
 gone2() { ! fleet_cli show-backup db1 "$id2" >/dev/null 2>&1; }
 bq_wait_for "retention to delete the OBSOLETE $id2" 60 gone2
 assert_eq "KEEP:STANDALONE VALID VALID" "$(statuses "$id1" "$id3" "$id4")" "after retention"
@@ -75,14 +79,14 @@ assert_not_contains "$(fleet_cli store ls "$STORE" --key "$FLEET/keys/east-1.sto
     "the deleted backup in the store"
 out=$("$BQ_BIN_CLI" store verify "$STORE" --key "$FLEET/keys/east-1.storekey" 2>&1) ||
     fail "store verify after retention's delete: $out"
-pruned_between() { (($(segs | awk -v a="$e1" -v b="$b3" '$0 > a && $0 < b' | wc -l) == 0)); }
+pruned_between() { (($(segs | between "$e1" "$b3" strict | wc -l) == 0)); }
 bq_wait_for "retention to prune the WAL between $e1 and $b3" 60 pruned_between
 removed=$(fleet_cli jobs --all --json | python3 -c '
 import json, sys
 print(sum(j.get("prune", {}).get("files_removed", 0) for j in json.load(sys.stdin) if j["type"] == "wal-prune"))')
 ((removed >= $((16#${b3:16:8} - 16#${e1:16:8} - 1)))) ||
     fail "wal-prune jobs removed $removed files, fewer than the segments between $e1 and $b3"
-kept1=$(segs | awk -v a="$b1" -v b="$e1" '$0 >= a && $0 <= b' | wc -l)
+kept1=$(segs | between "$b1" "$e1" | wc -l)
 assert_eq "$((16#${e1:16:8} - 16#${b1:16:8} + 1))" "$kept1" "the standalone backup's own WAL ($b1..$e1) in the store"
 index_has() { fleet_cli list-wal db1 --json | python3 -c '
 import json, sys
@@ -107,7 +111,7 @@ done
 fleet_cli keep db1 "$id1" --release >/dev/null || fail "keep --release"
 gone1() { ! fleet_cli show-backup db1 "$id1" >/dev/null 2>&1; }
 bq_wait_for "retention to delete the released $id1" 60 gone1
-pruned_all() { (($(segs | awk -v b="$b3" '$0 < b' | wc -l) == 0)); }
+pruned_all() { (($(segs | between "" "$b3" strict | wc -l) == 0)); }
 bq_wait_for "retention to prune the WAL before $b3" 60 pruned_all
 index_pruned() { read -r f _ < <(index_has); [[ ! $f < $b3 ]]; }
 bq_wait_for "the WAL index to drop the pruned WAL" 30 index_pruned
