@@ -27,6 +27,8 @@ struct jobs_ctx {
     const char *scratch;                      /* [worker] scratch ("" = none) */
     const char *restore_test_user;            /* [worker] restore_test_user ("" = default) */
     const char *pg_bindir;                    /* [worker] pg_bindir ("" = by the backup's version) */
+    int64_t deadline_ms;                      /* bq_mono_ms() a runner that honours it stops at
+                                                 (BQ_E_TIMEOUT); 0 = none */
 };
 
 /* Run job and fill res (ok, retryable, error, check, backup). Never returns without filling
@@ -41,7 +43,8 @@ void jobs_backup(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res);
 /* The restore job (worker/restore.c): backup job->backup_id of this worker's store written
  * to job->dest as a data directory that starts (tablespaces relocated per job->tablespaces,
  * files owned by job->owner or DEST's parent's owner, --delta rewriting only what differs).
- * Fills res->restore. */
+ * Fills res->restore. A cancel or ctx->deadline_ms stops it between files and pieces of
+ * files (BQ_E_CANCELLED, BQ_E_TIMEOUT in the error): what it wrote stays, with its marker. */
 void jobs_restore(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res);
 
 /* The restore-test job (worker/restest.c): backup job->backup_id restored into

@@ -1589,18 +1589,15 @@ void jobs_restore_test(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *re
     copy->pre_script[0] = copy->post_script[0] = '\0';
     ctx->progress(ctx, 0, job->rt.data_bytes, "restoring");
     const int64_t t_fetch = bq_mono_ms();
+    ctx->deadline_ms = s->deadline_ms; /* the restore stops there too */
     jobs_restore(copy, ctx, tmp);
+    ctx->deadline_ms = 0;
     rt->fetch_ms = bq_mono_ms() - t_fetch;
     rt->bytes = tmp->restore.bytes;
     prog.bytes = rt->bytes;
     if (tmp->restore.peer_worker[0])
         snprintf(rt->read_from, sizeof rt->read_from, "%s", tmp->restore.peer_worker);
-    if (!tmp->ok) {
-        snprintf(msg, sizeof msg, "%s", tmp->error);
-        retryable = tmp->retryable;
-        rc = BQ_E_IO;
-        goto done;
-    }
+    /* a cancel or the timeout (which also stop the restore) first: they say why it failed */
     if (ctx->cancel && atomic_load(ctx->cancel)) {
         rc = bq_fail(&e, BQ_E_CANCELLED, "cancelled");
         goto done;
@@ -1610,6 +1607,12 @@ void jobs_restore_test(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *re
         rc = bq_fail(&e, BQ_E_TIMEOUT, "the restore took %s, the test's timeout is %s",
                      bq_duration_text(rt->fetch_ms, d1, sizeof d1),
                      bq_duration_text(timeout, d2, sizeof d2));
+        goto done;
+    }
+    if (!tmp->ok) {
+        snprintf(msg, sizeof msg, "%s", tmp->error);
+        retryable = tmp->retryable;
+        rc = BQ_E_IO;
         goto done;
     }
 

@@ -782,6 +782,17 @@ static int piece_run(rs_t *r, rsrc_t *src, rpiece_t *p, int skip, bq_errbuf_t *e
     return rc;
 }
 
+/* A cancel (the job's, or the worker's shutdown) or the caller's deadline: the restore stops
+ * between files and between pieces of a file. */
+static int stop_check(const rs_t *r, bq_errbuf_t *e)
+{
+    if (r->ctx->cancel && atomic_load(r->ctx->cancel))
+        return bq_fail(e, BQ_E_CANCELLED, "cancelled");
+    if (r->ctx->deadline_ms > 0 && bq_mono_ms() >= r->ctx->deadline_ms)
+        return bq_fail(e, BQ_E_TIMEOUT, "out of time");
+    return 0;
+}
+
 static void *writer_main(void *arg)
 {
     rs_t *r = arg;
@@ -805,7 +816,12 @@ static void *writer_main(void *arg)
         pthread_cond_broadcast(&r->cv_push);
         int skip = r->failed != 0 || !src.rd || (r->job->peer_worker[0] && !src.pc);
         pthread_mutex_unlock(&r->mu);
-        rc = piece_run(r, &src, p, skip, &e);
+        rc = skip ? 0 : stop_check(r, &e);
+        if (rc != 0)
+            skip = 1; /* the piece is still freed by piece_run */
+        int rc2 = piece_run(r, &src, p, skip, &e);
+        if (rc == 0)
+            rc = rc2;
         pthread_mutex_lock(&r->mu);
         r->busy--;
         if (rc != 0)
@@ -848,7 +864,10 @@ static int p2_begin(void *arg, const char *path, uint32_t mode, int64_t mtime, b
     rs_t *r = arg;
     if (r->failed)
         return bq_fail(e, r->failed, "%s", r->err.msg);
-    int rc = map_path(r, path, r->cur, sizeof r->cur, e);
+    int rc = stop_check(r, e);
+    if (rc != 0)
+        return rc;
+    rc = map_path(r, path, r->cur, sizeof r->cur, e);
     if (rc != 0)
         return rc;
     snprintf(r->bpath, sizeof r->bpath, "%s", path);
@@ -1279,6 +1298,7 @@ void jobs_restore(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res)
         }
     }
     int64_t t_write = bq_mono_ms(), t_sync = t_write, t_end = t_write;
+    const int writing = rc == 0; /* DEST holds the marker from here on */
     if (rc == 0) {
         progress(r, 1);
         long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
@@ -1326,8 +1346,12 @@ void jobs_restore(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res)
     } else {
         res->ok = 0;
         res->retryable = rc == BQ_E_IO || rc == BQ_E_NOMEM;
-        snprintf(res->error, sizeof res->error, "restore of backup %s of cluster %s to %s: %s",
-                 job->backup_id, job->cluster, job->dest, e.msg);
+        char kept[128] = "";
+        if (writing && (rc == BQ_E_CANCELLED || rc == BQ_E_TIMEOUT))
+            snprintf(kept, sizeof kept, " after %" PRIu64 " files; they stay there (recover "
+                     "to it again with --delta to go on, or remove it)", r->files);
+        snprintf(res->error, sizeof res->error, "restore of backup %s of cluster %s to %s: %s%s",
+                 job->backup_id, job->cluster, job->dest, e.msg, kept);
     }
     if (r) {
         view_close(r);

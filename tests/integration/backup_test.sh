@@ -174,6 +174,22 @@ assert_contains "$(cat "$BQ_TMP/backup-last.err")" "REPLICATION"
 bq_kill "$FLEET_PID_east_1" TERM
 BARQUE_TEST_RESTORE_FILE_DELAY_MS=20 fleet_worker_start east-1
 bq_wait_for "east-1 online (slow restores)" 15 fleet_worker_online east-1
+
+# ---- a restore cancelled mid-way stops there; what it wrote stays, with its marker ------------
+pg_dir "$BQ_TMP/r6"
+rjob=$(fleet_cli recover db1 "$id2" "$BQ_TMP/r6/data" --worker east-1 \
+    --tablespace "ts1:$BQ_TMP/r6/ts1" --json |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["job_id"])')
+r6_files() { find "$BQ_TMP/r6/data" -type f | wc -l; }
+r6_some() { [[ -f $BQ_TMP/r6/data/.barque-restore-in-progress ]] && (($(r6_files) > 50)); }
+bq_wait_for "the restore into r6 to be under way" 60 r6_some
+fleet_cli job cancel "$rjob" >/dev/null || fail "cancel of restore job $rjob"
+bq_wait_for "restore job $rjob cancelled" 30 fleet_job_state_is "$rjob" CANCELLED
+n6=$(r6_files)
+# at 20 ms a file the rest would take seconds more: a restore that ignored the cancel wrote all
+((n6 < files)) || fail "the cancelled restore went on to write $n6 files (the backup has $files)"
+assert_contains "$(fleet_job_field "$rjob" error)" "cancelled after" "the cancelled restore's error"
+[[ -f $BQ_TMP/r6/data/.barque-restore-in-progress ]] || fail "the cancelled restore removed its marker"
 pg_dir "$BQ_TMP/r5"
 fleet_cli recover db1 "$id2" "$BQ_TMP/r5/data" --worker east-1 --tablespace "ts1:$BQ_TMP/r5/ts1" \
     --wait --json >"$BQ_TMP/r5.jsonl" 2>"$BQ_TMP/r5.err" &
