@@ -131,7 +131,8 @@ fleet_cli job cancel "$rjob" >/dev/null || fail "cancel of restore job $rjob"
 kill -CONT "$FLEET_PID_east_1"
 bq_wait_for "east-1 online" 15 fleet_worker_online east-1
 bq_wait_for "restore job $rjob cancelled" 15 fleet_job_state_is "$rjob" CANCELLED
-sleep 2 # the stopped worker's stale offer: started, refused, cancelled
+# the stopped worker's stale offer: started, then cancelled (it is not the current attempt)
+bq_wait_log "$BQ_TMP/worker-east-1.log" "job=$rjob: attempt 1 finished" 30
 assert_contains "$("$BQ_BIN_CLI" store ls "$STORE" --key "$KEY")" "$id1"
 
 # A FAILED backup is in no store: its record goes at once.
