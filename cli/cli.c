@@ -1254,12 +1254,14 @@ static int recover_wait(cli_t *c, const char *cluster, const char *id, uint64_t 
         if (j.state != BQ_JOB_SUCCEEDED)
             json_object_set_new(o, "error", json_string(j.error));
         if (j.has_restore)
-            json_object_set_new(o, "restore", json_pack("{s:I, s:I, s:I, s:I, s:I, s:s, s:I}",
+            json_object_set_new(o, "restore", json_pack("{s:I, s:I, s:I, s:I, s:I, s:s, s:I, s:s?}",
                 "files_written", (json_int_t)r->files_written, "files_unchanged",
                 (json_int_t)r->files_unchanged, "files_removed", (json_int_t)r->files_removed,
                 "bytes", (json_int_t)r->bytes, "duration_ms", (json_int_t)r->duration_ms,
                 "read_from", r->peer_worker[0] ? r->peer_worker : j.worker,
-                "peer_bytes", (json_int_t)r->peer_bytes));
+                "peer_bytes", (json_int_t)r->peer_bytes,
+                /* a store that failed an earlier attempt (the last one that failed so) */
+                "source_failed", r->source_failed[0] ? r->source_failed : NULL));
         out_json_line(stdout, o);
     }
     if (j.state != BQ_JOB_SUCCEEDED) {

@@ -238,6 +238,9 @@ typedef struct {
     int64_t duration_ms;
     char peer_worker[BQ_NAME_MAX]; /* the worker whose store it was read from ("" = its own) */
     uint64_t peer_bytes;      /* bytes received from that worker (sealed chunks and files) */
+    char source_failed[BQ_NAME_MAX]; /* a failed attempt: the worker whose store could not give
+                                        what it needed (a damaged or unreadable chunk, its data
+                                        port gone); the next attempt reads another store */
 } bq_restore_result_t;
 
 /* One file of a backup, as list-files shows it. path is owned by the list it is in: free a

@@ -1733,6 +1733,7 @@ typedef struct {
     const char *only;    /* only holders at this site (NULL: any) */
     const char *avoid;   /* never holders at this site (a copy's target) */
     const char *prefer;  /* holders at this site first: the nearest (NULL: in list order) */
+    const char *skip;    /* not this worker's store (it failed the last attempt; NULL: none) */
 } source_pick_t;
 
 static int store_source(coord_t *c, const char *stores, const source_pick_t *pk, int *wi,
@@ -1741,7 +1742,7 @@ static int store_source(coord_t *c, const char *stores, const source_pick_t *pk,
 static int restore_source(coord_t *c, const bq_backup_t *b, const char *site, int *wi, char *why,
                           size_t whylen)
 {
-    source_pick_t pk = {site, NULL, NULL};
+    source_pick_t pk = {site, NULL, NULL, NULL};
     return store_source(c, b->stores, &pk, wi, why, whylen);
 }
 
@@ -1762,6 +1763,8 @@ static int store_source(coord_t *c, const char *stores, const source_pick_t *pk,
         if (pk->only && ref && strcmp(ref->site, pk->only) != 0)
             continue;
         if (pk->avoid && ref && strcmp(ref->site, pk->avoid) == 0)
+            continue;
+        if (pk->skip && strcmp(name, pk->skip) == 0)
             continue;
         if (pass == 0 && (!ref || strcmp(ref->site, pk->prefer) != 0))
             continue;
@@ -1866,16 +1869,32 @@ static int offer_source(coord_t *c, bq_job_t *j, const char *site, bq_backup_t *
     int rc = catalog_backup_get(t, j->cluster, j->backup_id, b, e);
     if (rc != 0)
         return rc;
+    /* the store that failed the last attempt (damaged, unreadable, unreachable) is the last
+     * choice: another holder serves this one when there is one */
+    const char *failed = j->has_restore && j->restore.source_failed[0] ? j->restore.source_failed
+                                                                       : NULL;
     j->peer_worker[0] = j->peer_endpoint[0] = j->peer_public_key[0] = '\0';
-    if (name_in_list(b->stores, j->worker) && (!site || strcmp(site, j->site) == 0))
+    const int own = name_in_list(b->stores, j->worker) && (!site || strcmp(site, j->site) == 0);
+    if (own && !(failed && strcmp(failed, j->worker) == 0))
         return 0;
     int wi = -1;
     char why[BQ_TEXT_MAX / 2];
-    source_pick_t pk = {site, NULL, j->site}; /* the nearest: the restoring worker's site first */
-    if (store_source(c, b->stores, &pk, &wi, why, sizeof why) != 0)
+    source_pick_t pk = {site, NULL, j->site, failed}; /* the nearest: the restoring worker's site first */
+    rc = store_source(c, b->stores, &pk, &wi, why, sizeof why);
+    if (rc != 0 && own)
+        return 0; /* no other holder: its own store again */
+    if (rc != 0 && failed) {
+        pk.skip = NULL;
+        rc = store_source(c, b->stores, &pk, &wi, why, sizeof why);
+    }
+    if (rc != 0)
         return bq_fail(e, BQ_E_STATE, "the store of worker %s lacks backup %s and no worker "
                        "holding it%s%s can serve it (%s)", j->worker, b->id, site ? " at site " : "",
                        site ? site : "", why);
+    if (failed && strcmp(failed, c->workers[wi].rec.name) != 0)
+        bq_warn(COMP, j->id, "attempt %u reads backup %s from the store of worker %s: the store "
+                "of worker %s failed the last attempt", j->attempt, b->id,
+                c->workers[wi].rec.name, failed);
     const worker_state_t *src = &c->workers[wi];
     const bq_cfg_worker_ref_t *ref = bq_coord_config_worker(&c->cfg, src->rec.name);
     snprintf(j->peer_worker, sizeof j->peer_worker, "%s", src->rec.name);
@@ -3252,7 +3271,7 @@ static void geo_copies_queue(coord_t *c, catalog_txn_t *t, const bq_cfg_cluster_
                    cp->state == BQ_COPY_WAITING_FOR_WALS || cp->state == BQ_COPY_DELETED))
             continue;
         /* a source must be up, else the job would fail at its offer */
-        source_pick_t pk = {NULL, site, b->site};
+        source_pick_t pk = {NULL, site, b->site, NULL};
         int wi;
         char why[BQ_DETAIL_MAX];
         if (store_source(c, b->stores, &pk, &wi, why, sizeof why) != 0)
@@ -3298,7 +3317,7 @@ static int wal_miss_visit(const bq_wal_file_t *w, void *arg)
     wal_miss_t *x = arg;
     if (!w->stores[0] || stores_list_at(x->c, w->stores, x->site))
         return 0;
-    source_pick_t pk = {NULL, x->site, NULL};
+    source_pick_t pk = {NULL, x->site, NULL, NULL};
     int wi;
     char why[BQ_DETAIL_MAX];
     if (store_source((coord_t *)x->c, w->stores, &pk, &wi, why, sizeof why) != 0)
@@ -3415,7 +3434,7 @@ static int geo_offer(coord_t *c, bq_job_t *j, bq_errbuf_t *e)
         return rc;
     if (b.state != BQ_BACKUP_DONE && b.state != BQ_BACKUP_WAITING_FOR_WALS)
         return bq_fail(e, BQ_E_STATE, "backup %s is %s", b.id, bq_backup_state_name(b.state));
-    source_pick_t pk = {NULL, j->site, b.site};
+    source_pick_t pk = {NULL, j->site, b.site, NULL};
     int wi = -1;
     char why[BQ_TEXT_MAX / 2];
     if (store_source(c, b.stores, &pk, &wi, why, sizeof why) != 0)
@@ -3457,7 +3476,7 @@ static int geo_wal_offer(coord_t *c, bq_job_t *j, bq_errbuf_t *e)
     if (rc != 0)
         return rc;
     const bq_cfg_cluster_t *cl = bq_coord_config_cluster(&c->cfg, j->cluster);
-    source_pick_t pk = {NULL, j->site, cl ? cl->site : NULL};
+    source_pick_t pk = {NULL, j->site, cl ? cl->site : NULL, NULL};
     int wi = -1;
     char why[BQ_TEXT_MAX / 2];
     if (store_source(c, w.stores, &pk, &wi, why, sizeof why) != 0)

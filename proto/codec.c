@@ -342,7 +342,8 @@ static int codec_restore_to_pb(const bq_restore_result_t *c, Barque__RestoreResu
 {
     int rc;
     barque__restore_result__init(pb);
-    if ((rc = STR_PUT("RestoreResult", peer_worker)) < 0)
+    if ((rc = STR_PUT("RestoreResult", peer_worker)) < 0 ||
+        (rc = STR_PUT("RestoreResult", source_failed)) < 0)
         return rc;
     pb->peer_bytes = c->peer_bytes;
     pb->files_written = c->files_written;
@@ -357,7 +358,8 @@ static int codec_restore_from_pb(const Barque__RestoreResult *pb, bq_restore_res
                                  bq_errbuf_t *e)
 {
     int rc;
-    if ((rc = STR_GET("RestoreResult", peer_worker)) < 0)
+    if ((rc = STR_GET("RestoreResult", peer_worker)) < 0 ||
+        (rc = STR_GET("RestoreResult", source_failed)) < 0)
         return rc;
     c->peer_bytes = pb->peer_bytes;
     c->files_written = pb->files_written;

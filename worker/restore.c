@@ -73,6 +73,7 @@ typedef struct {
     char view_dir[PATH_MAX];
     char where[BQ_NAME_MAX + 32]; /* "from worker NAME", for chunk messages */
     _Atomic uint64_t peer_bytes;
+    atomic_int source_failed; /* the source store could not give a chunk or the backup */
     char dest[PATH_MAX];
     rts_t ts[TS_MAX];
     size_t nts;
@@ -548,8 +549,23 @@ static int chunks_want(rsrc_t *src, const uint8_t *ids, size_t n, bq_errbuf_t *e
 }
 
 /* Chunk id's plaintext (checked) from the store, or sealed from the peer and opened here. */
+static int chunk_fetch(rs_t *r, rsrc_t *src, const uint8_t *id, const uint8_t **data,
+                       size_t *len, bq_errbuf_t *e);
+
+/* Chunk id of the backup from its source store, opened. A failure is the source's (damaged,
+ * unreadable, its data port gone): the result names that store, so that a retry reads
+ * another one. */
 static int chunk_get(rs_t *r, rsrc_t *src, const uint8_t *id, const uint8_t **data, size_t *len,
                      bq_errbuf_t *e)
+{
+    int rc = chunk_fetch(r, src, id, data, len, e);
+    if (rc != 0 && rc != BQ_E_NOMEM)
+        atomic_store(&r->source_failed, 1);
+    return rc;
+}
+
+static int chunk_fetch(rs_t *r, rsrc_t *src, const uint8_t *id, const uint8_t **data,
+                       size_t *len, bq_errbuf_t *e)
 {
     if (!src->pc)
         return store_reader_chunk(src->rd, id, data, len, e);
@@ -1233,8 +1249,8 @@ void jobs_restore(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res)
             snprintf(r->dest, sizeof r->dest, "%s", job->dest);
         r->store = ctx->store;
     }
-    if (rc == 0 && job->peer_worker[0])
-        rc = view_open(r, &e);
+    if (rc == 0 && job->peer_worker[0] && (rc = view_open(r, &e)) != 0 && rc != BQ_E_NOMEM)
+        atomic_store(&r->source_failed, 1); /* the holder's data port */
     size_t dl = r ? strlen(r->dest) : 0;
     while (dl > 1 && r->dest[dl - 1] == '/')
         r->dest[--dl] = '\0';
@@ -1346,8 +1362,24 @@ void jobs_restore(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res)
     } else {
         res->ok = 0;
         res->retryable = rc == BQ_E_IO || rc == BQ_E_NOMEM;
+        bq_errbuf_t se;
+        const int stopped = r && (rc == BQ_E_CANCELLED || rc == BQ_E_TIMEOUT) &&
+                            stop_check(r, &se) != 0; /* a cancel or the deadline, not a peer */
+        if (r && atomic_load(&r->source_failed) && !stopped) {
+            /* another holder's store may serve the next attempt (the coordinator picks it) */
+            res->retryable = 1;
+            res->has_restore = 1;
+            res->restore.files_written = r->files;
+            res->restore.bytes = atomic_load(&r->done);
+            res->restore.duration_ms = bq_mono_ms() - t0;
+            res->restore.peer_bytes = atomic_load(&r->peer_bytes);
+            snprintf(res->restore.peer_worker, sizeof res->restore.peer_worker, "%s",
+                     job->peer_worker);
+            snprintf(res->restore.source_failed, sizeof res->restore.source_failed, "%s",
+                     job->peer_worker[0] ? job->peer_worker : ctx->worker ? ctx->worker : "");
+        }
         char kept[128] = "";
-        if (writing && (rc == BQ_E_CANCELLED || rc == BQ_E_TIMEOUT))
+        if (writing && stopped)
             snprintf(kept, sizeof kept, " after %" PRIu64 " files; they stay there (recover "
                      "to it again with --delta to go on, or remove it)", r->files);
         snprintf(res->error, sizeof res->error, "restore of backup %s of cluster %s to %s: %s%s",

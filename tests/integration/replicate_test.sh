@@ -6,6 +6,8 @@
 #   - a second backup after light writes moves only a small fraction of the first one's bytes;
 #   - WAL flows to west continuously (status shows no WAL missing there);
 #   - a worker key the coordinator does not vouch for cannot fetch chunks from east-1;
+#   - east-1's store damaged (a byte flipped every 64 KiB of its packs): a restore at east-1
+#     fails reading its own store, and the retry reads the copy at west-1's store instead;
 #   - with every east process killed (PostgreSQL, east-1) and east-1's store deleted, the
 #     cluster is recovered at west to a point in time after the last east backup, with the
 #     right rows (restore_command's wal-get reads west-1's store).
@@ -140,6 +142,26 @@ echo "WAL copied to west: $wal_raw bytes, $wal_wire over the wire"
 out=$("$BQ_DATA_PROBE" "tcp://127.0.0.1:$P_EAST" "$FLEET/keys/east-1.pub" "$FLEET/keys/rogue.key" chunks) &&
     fail "a key the coordinator does not vouch for fetched chunks from east-1: $out"
 assert_contains "$out" "no answer"
+
+# ---- 4b. east-1's store damaged: a restore at east-1 reads west-1's copy instead ---------------
+for pack in $(find "$FLEET/east-1/store/packs" -name '*.pack'); do
+    python3 - "$pack" <<'PY'
+import os, sys
+p = sys.argv[1]
+with open(p, "r+b") as f:
+    for off in range(4096, os.path.getsize(p), 65536):
+        f.seek(off); b = f.read(1); f.seek(off); f.write(bytes([b[0] ^ 0x40]))
+PY
+done
+pg_dir "$BQ_TMP/fb"
+rc=0; read -r _ _ _ fb_from _ < <(recover_json db1 "$id2" "$BQ_TMP/fb/data" --worker east-1) || rc=$?
+assert_eq 0 "$rc" "recover at east-1 with its store damaged: $(cat "$BQ_TMP/recover-last.err")"
+assert_eq west-1 "$fb_from" "the store the restore that succeeded read"
+grep -Eq "attempt 1 finished: failed: restore of backup $id2 .*(damaged|mismatch)" "$BQ_TMP/worker-east-1.log" ||
+    fail "the first attempt did not meet the damage: $(grep "restore of backup $id2" "$BQ_TMP/worker-east-1.log")"
+grep -Eq "reads backup $id2 from the store of worker west-1: the store of worker east-1 failed the last attempt" \
+    "$BQ_TMP/coordinator.log" || fail "the coordinator did not say it moved the restore to west-1"
+out=$(as_pg "$BQ_PGBIN/pg_verifybackup" "$BQ_TMP/fb/data" 2>&1) || fail "pg_verifybackup of the restore: $out"
 
 # ---- 5. east goes dark: recovered at west --------------------------------------------------------
 want=$(pg_psql main -c "SELECT count(*) FROM marker WHERE id < 1000")

@@ -129,6 +129,14 @@ static void job_full(bq_job_t *j)
     j->rep.wal_files = 6;
     j->rep.wal_bytes = 7;
     j->rep.wal_missing = 8;
+    /* a restore's figures, with the store that failed it */
+    j->has_restore = 1;
+    j->restore.files_written = UINT64_MAX;
+    j->restore.bytes = 9;
+    j->restore.duration_ms = INT64_MAX;
+    FILL_MAX(j->restore.peer_worker, 14);
+    j->restore.peer_bytes = 10;
+    FILL_MAX(j->restore.source_failed, 15);
 }
 
 static void backup_full(bq_backup_t *b, char seed)
