@@ -1227,6 +1227,19 @@ static void view_close(rs_t *r)
         bq_warn(COMP, r->job->id, "%s", e.msg);
 }
 
+/* What the restore wrote, into its result (a success's, or a failure's whose source failed). */
+static void result_figures(rs_t *r, int64_t t0, bq_msg_result_t *res)
+{
+    res->has_restore = 1;
+    res->restore.files_written = r->files;
+    res->restore.files_unchanged = r->skipped;
+    res->restore.files_removed = r->removed;
+    res->restore.bytes = atomic_load(&r->done);
+    res->restore.duration_ms = bq_mono_ms() - t0;
+    res->restore.peer_bytes = atomic_load(&r->peer_bytes);
+    snprintf(res->restore.peer_worker, sizeof res->restore.peer_worker, "%s", r->job->peer_worker);
+}
+
 void jobs_restore(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res)
 {
     bq_errbuf_t e = {{0}};
@@ -1350,15 +1363,7 @@ void jobs_restore(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res)
                 job->peer_worker[0] ? " (read from worker " : "", job->peer_worker,
                 job->peer_worker[0] ? ")" : "");
         res->ok = 1;
-        res->has_restore = 1;
-        res->restore.files_written = r->files;
-        res->restore.files_unchanged = r->skipped;
-        res->restore.files_removed = r->removed;
-        res->restore.bytes = atomic_load(&r->done);
-        res->restore.duration_ms = bq_mono_ms() - t0;
-        res->restore.peer_bytes = atomic_load(&r->peer_bytes);
-        snprintf(res->restore.peer_worker, sizeof res->restore.peer_worker, "%s",
-                 job->peer_worker);
+        result_figures(r, t0, res);
     } else {
         res->ok = 0;
         res->retryable = rc == BQ_E_IO || rc == BQ_E_NOMEM;
@@ -1368,13 +1373,7 @@ void jobs_restore(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *res)
         if (r && atomic_load(&r->source_failed) && !stopped) {
             /* another holder's store may serve the next attempt (the coordinator picks it) */
             res->retryable = 1;
-            res->has_restore = 1;
-            res->restore.files_written = r->files;
-            res->restore.bytes = atomic_load(&r->done);
-            res->restore.duration_ms = bq_mono_ms() - t0;
-            res->restore.peer_bytes = atomic_load(&r->peer_bytes);
-            snprintf(res->restore.peer_worker, sizeof res->restore.peer_worker, "%s",
-                     job->peer_worker);
+            result_figures(r, t0, res);
             snprintf(res->restore.source_failed, sizeof res->restore.source_failed, "%s",
                      job->peer_worker[0] ? job->peer_worker : ctx->worker ? ctx->worker : "");
         }
