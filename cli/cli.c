@@ -1284,6 +1284,10 @@ static int recover_wait(cli_t *c, const char *cluster, const char *id, uint64_t 
                    r->peer_worker, pb);
         }
     }
+    if (r->source_failed[0]) /* also under --json: "source_failed" */
+        fprintf(stderr, "warning: the store of worker %s failed an earlier attempt of restore job "
+                "%" PRIu64 " (its worker's and the coordinator's logs say why): check it with "
+                "barque store verify\n", r->source_failed, job_id);
     return 0;
 }
 

@@ -388,8 +388,12 @@ static void job_apply(bq_job_t *j, void *arg)
         j->check = ch->result->check;
     }
     if (ch->result && ch->result->has_restore) {
+        char failed[BQ_NAME_MAX]; /* a store that failed an earlier attempt stays named */
+        snprintf(failed, sizeof failed, "%s", j->has_restore ? j->restore.source_failed : "");
         j->has_restore = 1;
         j->restore = ch->result->restore;
+        if (!j->restore.source_failed[0])
+            snprintf(j->restore.source_failed, sizeof j->restore.source_failed, "%s", failed);
     }
     if (ch->result && ch->result->has_delete) {
         j->has_delete = 1;

@@ -1611,11 +1611,9 @@ void jobs_restore_test(const bq_job_t *job, jobs_ctx_t *ctx, bq_msg_result_t *re
     }
     if (!tmp->ok) {
         snprintf(msg, sizeof msg, "%s", tmp->error);
+        /* a store that failed is not passed over here (restore.source_failed stays out of
+         * the result): a restore test proves the store it reads, and says so when it cannot */
         retryable = tmp->retryable;
-        if (tmp->has_restore && tmp->restore.source_failed[0]) { /* the next attempt reads */
-            res->has_restore = 1;                                /* another store */
-            res->restore = tmp->restore;
-        }
         rc = BQ_E_IO;
         goto done;
     }

@@ -157,6 +157,13 @@ pg_dir "$BQ_TMP/fb"
 rc=0; read -r _ _ _ fb_from _ < <(recover_json db1 "$id2" "$BQ_TMP/fb/data" --worker east-1) || rc=$?
 assert_eq 0 "$rc" "recover at east-1 with its store damaged: $(cat "$BQ_TMP/recover-last.err")"
 assert_eq west-1 "$fb_from" "the store the restore that succeeded read"
+# the restore succeeded, and still says which store failed it
+assert_eq east-1 "$(python3 -c '
+import json, sys
+ev = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+print([e for e in ev if e.get("event") == "done"][-1]["restore"].get("source_failed"))' "$BQ_TMP/recover-last.jsonl")" \
+    "source_failed of the restore that read west-1"
+assert_contains "$(cat "$BQ_TMP/recover-last.err")" "warning: the store of worker east-1 failed an earlier attempt"
 grep -Eq "attempt 1 finished: failed: restore of backup $id2 .*(damaged|mismatch)" "$BQ_TMP/worker-east-1.log" ||
     fail "the first attempt did not meet the damage: $(grep "restore of backup $id2" "$BQ_TMP/worker-east-1.log")"
 grep -Eq "reads backup $id2 from the store of worker west-1: the store of worker east-1 failed the last attempt" \
