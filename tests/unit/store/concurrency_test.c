@@ -266,9 +266,7 @@ static int setup(void **state)
     (void)state;
     if (sodium_init() < 0)
         return -1;
-    const char *tmp = getenv("TMPDIR");
-    snprintf(root, sizeof root, "%s/concurrency_test.XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(root))
+    if (test_mkdtemp(root, sizeof root, "concurrency_test") != 0)
         return -1;
     randombytes_buf(m.key, sizeof m.key);
     snprintf(m.path, sizeof m.path, "%s/m.storekey", root);
@@ -281,13 +279,6 @@ static int teardown(void **state)
     (void)state;
     return test_rmtree(root) == 0 ? 0 : -1;
 }
-
-#define OK(call)                                                                                   \
-    do {                                                                                           \
-        int rc_ = (call);                                                                          \
-        if (rc_ != 0)                                                                              \
-            fail_msg("%s: %s %s", #call, bq_err_name(rc_), e.msg);                                 \
-    } while (0)
 
 static int wal_key(void *arg, uint32_t key_id, store_datakey_t *out, bq_errbuf_t *e)
 {

@@ -200,9 +200,7 @@ static int setup(void **state)
     fixture_t *f = calloc(1, sizeof *f);
     if (!f)
         return -1;
-    const char *tmp = getenv("TMPDIR");
-    snprintf(f->root, sizeof f->root, "%s/crash_test.XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(f->root)) {
+    if (test_mkdtemp(f->root, sizeof f->root, "crash_test") != 0) {
         free(f);
         return -1;
     }
@@ -222,13 +220,6 @@ static int teardown(void **state)
     free(f);
     return rc == 0 ? 0 : -1;
 }
-
-#define OK(call)                                                                                   \
-    do {                                                                                           \
-        int rc_ = (call); /* the caller's bq_errbuf_t e holds the message */                     \
-        if (rc_ != 0)                                                                              \
-            fail_msg("%s: %s %s", #call, bq_err_name(rc_), e.msg);                                 \
-    } while (0)
 
 /* ---- writing (parent) ---- */
 

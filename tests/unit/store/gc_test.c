@@ -30,13 +30,6 @@
 
 #define CS 8192u
 
-#define OK(call)                                                                                   \
-    do {                                                                                           \
-        int rc_ = (call); /* the caller's bq_errbuf_t e holds the message */                     \
-        if (rc_ != 0)                                                                              \
-            fail_msg("%s: %s %s", #call, bq_err_name(rc_), e.msg);                                 \
-    } while (0)
-
 typedef struct {
     const char *path;
     size_t len;
@@ -62,9 +55,7 @@ static int group_setup(void **state)
     (void)state;
     if (sodium_init() < 0)
         return -1;
-    const char *tmp = getenv("TMPDIR");
-    snprintf(root, sizeof root, "%s/gc_test.XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(root))
+    if (test_mkdtemp(root, sizeof root, "gc_test") != 0)
         return -1;
     randombytes_buf(m.key, sizeof m.key);
     snprintf(m.path, sizeof m.path, "%s/m.storekey", root);

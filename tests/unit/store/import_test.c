@@ -33,13 +33,6 @@
 
 #define CS 8192u
 
-#define OK(call)                                                                                   \
-    do {                                                                                           \
-        int rc_ = (call); /* the caller's bq_errbuf_t e holds the message */                     \
-        if (rc_ != 0)                                                                              \
-            fail_msg("%s: %s %s", #call, bq_err_name(rc_), e.msg);                                 \
-    } while (0)
-
 /* The call fails with code and a message holding want. */
 #define FAILS(call, code, want)                                                                    \
     do {                                                                                           \
@@ -59,9 +52,7 @@ static int group_setup(void **state)
     (void)state;
     if (sodium_init() < 0)
         return -1;
-    const char *tmp = getenv("TMPDIR");
-    snprintf(root, sizeof root, "%s/import_test.XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(root))
+    if (test_mkdtemp(root, sizeof root, "import_test") != 0)
         return -1;
     randombytes_buf(m.key, sizeof m.key);
     randombytes_buf(m2.key, sizeof m2.key);

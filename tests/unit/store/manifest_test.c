@@ -119,7 +119,7 @@ static void tmp_name(const fixture_t *f, char *out, size_t cap)
     snprintf(out, cap, "%s.tmp.%ld", f->path, (long)getpid());
 }
 
-#define OK(call)                                                                   \
+#define OK_E(call)                                                                 \
     do {                                                                           \
         bq_errbuf_t e_ = {{0}};                                                    \
         int rc_ = (call);                                                          \
@@ -138,25 +138,25 @@ static uint64_t chunks_of(uint64_t i)
 static void write_files(fixture_t *f, uint64_t nfiles, uint64_t (*nchunks)(uint64_t))
 {
     store_manifest_writer_t *w = NULL;
-    OK(store_manifest_create(f->path, "b1", 1700000000123, 1 << 20, KEY_A, f->key_a, &w, E));
-    OK(store_manifest_meta(w, "pg.version", "15.4", 4, E));
+    OK_E(store_manifest_create(f->path, "b1", 1700000000123, 1 << 20, KEY_A, f->key_a, &w, E));
+    OK_E(store_manifest_meta(w, "pg.version", "15.4", 4, E));
     char path[64];
     for (uint64_t i = 0; i < nfiles; i++) {
         snprintf(path, sizeof path, "base/%llu/%llu", (unsigned long long)(i % 7),
                  (unsigned long long)i);
         store_manifest_file_t fi = {path, 0100600, (int64_t)(1600000000 + i)};
-        OK(store_manifest_file_begin(w, &fi, E));
+        OK_E(store_manifest_file_begin(w, &fi, E));
         for (uint64_t j = 0; j < nchunks(i); j++) {
             uint8_t id[32];
             chunk_id(i, j, id);
-            OK(store_manifest_file_chunk(w, id, E));
+            OK_E(store_manifest_file_chunk(w, id, E));
         }
         uint8_t sha[32];
         file_sha(i, sha);
-        OK(store_manifest_file_end(w, sha, i * 1000, E));
+        OK_E(store_manifest_file_end(w, sha, i * 1000, E));
     }
-    OK(store_manifest_meta(w, "backup.stop_lsn", "0/2000100", 9, E));
-    OK(store_manifest_commit(&w, E));
+    OK_E(store_manifest_meta(w, "backup.stop_lsn", "0/2000100", 9, E));
+    OK_E(store_manifest_commit(&w, E));
     assert_null(w);
 }
 
@@ -170,7 +170,7 @@ static void check_files(store_manifest_reader_t *r, uint64_t nfiles, uint64_t (*
     assert_int_equal(h->key_id, KEY_A);
 
     store_manifest_item_t it;
-    OK(store_manifest_next(r, &it, E));
+    OK_E(store_manifest_next(r, &it, E));
     assert_int_equal(it.kind, STORE_MANIFEST_META);
     assert_string_equal(it.meta.key, "pg.version");
     assert_int_equal(it.meta.len, 4);
@@ -178,7 +178,7 @@ static void check_files(store_manifest_reader_t *r, uint64_t nfiles, uint64_t (*
     uint64_t total = 0;
     char path[64];
     for (uint64_t i = 0; i < nfiles; i++) {
-        OK(store_manifest_next(r, &it, E));
+        OK_E(store_manifest_next(r, &it, E));
         assert_int_equal(it.kind, STORE_MANIFEST_FILE);
         snprintf(path, sizeof path, "base/%llu/%llu", (unsigned long long)(i % 7),
                  (unsigned long long)i);
@@ -187,7 +187,7 @@ static void check_files(store_manifest_reader_t *r, uint64_t nfiles, uint64_t (*
         assert_int_equal(it.file.mtime, 1600000000 + (int64_t)i);
         uint64_t j = 0;
         for (;;) {
-            OK(store_manifest_next(r, &it, E));
+            OK_E(store_manifest_next(r, &it, E));
             if (it.kind != STORE_MANIFEST_CHUNKS)
                 break;
             assert_true(it.chunks.n >= 1 && it.chunks.n <= STORE_MANIFEST_CHUNKS_PER_RECORD);
@@ -207,15 +207,15 @@ static void check_files(store_manifest_reader_t *r, uint64_t nfiles, uint64_t (*
         assert_memory_equal(it.file_end.sha256, sha, 32);
         total += j;
     }
-    OK(store_manifest_next(r, &it, E));
+    OK_E(store_manifest_next(r, &it, E));
     assert_int_equal(it.kind, STORE_MANIFEST_META);
     assert_string_equal(it.meta.key, "backup.stop_lsn");
     assert_memory_equal(it.meta.value, "0/2000100", 9);
-    OK(store_manifest_next(r, &it, E));
+    OK_E(store_manifest_next(r, &it, E));
     assert_int_equal(it.kind, STORE_MANIFEST_END);
     assert_int_equal(it.end.nfiles, nfiles);
     assert_int_equal(it.end.nchunks, total);
-    OK(store_manifest_next(r, &it, E)); /* END again */
+    OK_E(store_manifest_next(r, &it, E)); /* END again */
     assert_int_equal(it.kind, STORE_MANIFEST_END);
 }
 
@@ -490,18 +490,18 @@ static void test_empty(void **state)
 {
     fixture_t *f = *state;
     store_manifest_writer_t *w = NULL;
-    OK(store_manifest_create(f->path, "20240101T000000-1", -5, 4096, KEY_A, f->key_a, &w, E));
-    OK(store_manifest_commit(&w, E));
+    OK_E(store_manifest_create(f->path, "20240101T000000-1", -5, 4096, KEY_A, f->key_a, &w, E));
+    OK_E(store_manifest_commit(&w, E));
     keyring_t k = {f, 0};
     store_manifest_reader_t *r = NULL;
-    OK(store_manifest_open(f->path, lookup, &k, &r, E));
+    OK_E(store_manifest_open(f->path, lookup, &k, &r, E));
     const store_manifest_header_t *h = store_manifest_header(r);
     assert_string_equal(h->backup_id, "20240101T000000-1");
     assert_int_equal(h->created_ms, -5);
     assert_int_equal(h->chunk_size, 4096);
     assert_int_equal(h->key_id, KEY_A);
     store_manifest_item_t it;
-    OK(store_manifest_next(r, &it, E));
+    OK_E(store_manifest_next(r, &it, E));
     assert_int_equal(it.kind, STORE_MANIFEST_END);
     assert_int_equal(it.end.nfiles, 0);
     assert_int_equal(it.end.nchunks, 0);
@@ -514,8 +514,8 @@ static void test_empty(void **state)
     uint8_t *plain = unseal_file(f->path, f->key_a, &plen);
     assert_int_equal(plen, 8 + 5 + 1 + 17 + 16 + 5 + 48);
     assert_memory_equal(plain, "BQMANIF1", 8);
-    OK(store_manifest_open_plain(plain, plen, NULL, &r, E));
-    OK(store_manifest_next(r, &it, E));
+    OK_E(store_manifest_open_plain(plain, plen, NULL, &r, E));
+    OK_E(store_manifest_next(r, &it, E));
     assert_int_equal(it.kind, STORE_MANIFEST_END);
     store_manifest_close(&r);
     free(plain);
@@ -533,7 +533,7 @@ static void test_one_file_no_chunks(void **state)
     write_files(f, 1, no_chunks);
     keyring_t k = {f, 0};
     store_manifest_reader_t *r = NULL;
-    OK(store_manifest_open(f->path, lookup, &k, &r, E));
+    OK_E(store_manifest_open(f->path, lookup, &k, &r, E));
     check_files(r, 1, no_chunks);
     store_manifest_close(&r);
 }
@@ -544,7 +544,7 @@ static void test_10000_files(void **state)
     write_files(f, 10000, chunks_of);
     keyring_t k = {f, 0};
     store_manifest_reader_t *r = NULL;
-    OK(store_manifest_open(f->path, lookup, &k, &r, E));
+    OK_E(store_manifest_open(f->path, lookup, &k, &r, E));
     check_files(r, 10000, chunks_of);
     store_manifest_close(&r);
 
@@ -553,7 +553,7 @@ static void test_10000_files(void **state)
     size_t plen;
     uint8_t *plain = unseal_file(f->path, f->key_a, &plen);
     assert_true(plen > 4 * BLOCK);
-    OK(store_manifest_open_plain(plain, plen, "plain", &r, E));
+    OK_E(store_manifest_open_plain(plain, plen, "plain", &r, E));
     check_files(r, 10000, chunks_of);
     store_manifest_close(&r);
     free(plain);
@@ -565,20 +565,20 @@ static void test_200000_chunks_bounded_memory(void **state)
     const uint64_t n = 200000;
     size_t base = heap_in_use(), peak = 0;
     store_manifest_writer_t *w = NULL;
-    OK(store_manifest_create(f->path, "big", 1, 8192, KEY_A, f->key_a, &w, E));
+    OK_E(store_manifest_create(f->path, "big", 1, 8192, KEY_A, f->key_a, &w, E));
     store_manifest_file_t fi = {"base/1/16384", 0100600, 1};
-    OK(store_manifest_file_begin(w, &fi, E));
+    OK_E(store_manifest_file_begin(w, &fi, E));
     for (uint64_t j = 0; j < n; j++) {
         uint8_t id[32];
         chunk_id(7, j, id);
-        OK(store_manifest_file_chunk(w, id, E));
+        OK_E(store_manifest_file_chunk(w, id, E));
         if (j % 1000 == 0 && heap_in_use() - base > peak)
             peak = heap_in_use() - base;
     }
     uint8_t sha[32];
     file_sha(7, sha);
-    OK(store_manifest_file_end(w, sha, n * 8192, E));
-    OK(store_manifest_commit(&w, E));
+    OK_E(store_manifest_file_end(w, sha, n * 8192, E));
+    OK_E(store_manifest_commit(&w, E));
     print_message("writer: %zu bytes of heap at most for %llu chunk ids\n", peak,
                   (unsigned long long)n);
     assert_true(peak < HEAP_BOUND);
@@ -591,14 +591,14 @@ static void test_200000_chunks_bounded_memory(void **state)
     base = heap_in_use();
     peak = 0;
     store_manifest_reader_t *r = NULL;
-    OK(store_manifest_open(f->path, lookup, &k, &r, E));
+    OK_E(store_manifest_open(f->path, lookup, &k, &r, E));
     store_manifest_item_t it;
-    OK(store_manifest_next(r, &it, E));
+    OK_E(store_manifest_next(r, &it, E));
     assert_int_equal(it.kind, STORE_MANIFEST_FILE);
     assert_string_equal(it.file.path, "base/1/16384");
     uint64_t j = 0, batches = 0;
     for (;;) {
-        OK(store_manifest_next(r, &it, E));
+        OK_E(store_manifest_next(r, &it, E));
         if (heap_in_use() - base > peak)
             peak = heap_in_use() - base;
         if (it.kind != STORE_MANIFEST_CHUNKS)
@@ -615,7 +615,7 @@ static void test_200000_chunks_bounded_memory(void **state)
     assert_int_equal(it.kind, STORE_MANIFEST_FILE_END);
     assert_int_equal(it.file_end.nchunks, n);
     assert_int_equal(it.file_end.size, n * 8192);
-    OK(store_manifest_next(r, &it, E));
+    OK_E(store_manifest_next(r, &it, E));
     assert_int_equal(it.kind, STORE_MANIFEST_END);
     assert_int_equal(it.end.nfiles, 1);
     assert_int_equal(it.end.nchunks, n);
@@ -637,13 +637,13 @@ static void test_meta(void **state)
     key255[255] = '\0';
 
     store_manifest_writer_t *w = NULL;
-    OK(store_manifest_create(f->path, "m", 1, 1 << 20, KEY_A, f->key_a, &w, E));
-    OK(store_manifest_meta(w, "empty", NULL, 0, E));
-    OK(store_manifest_meta(w, "backup_manifest", v, big, E));
+    OK_E(store_manifest_create(f->path, "m", 1, 1 << 20, KEY_A, f->key_a, &w, E));
+    OK_E(store_manifest_meta(w, "empty", NULL, 0, E));
+    OK_E(store_manifest_meta(w, "backup_manifest", v, big, E));
     store_manifest_file_t fi = {"PG_VERSION", 0100600, 0};
-    OK(store_manifest_file_begin(w, &fi, E));
-    OK(store_manifest_file_end(w, v, 3, E));
-    OK(store_manifest_meta(w, key255, "x", 1, E));
+    OK_E(store_manifest_file_begin(w, &fi, E));
+    OK_E(store_manifest_file_end(w, v, 3, E));
+    OK_E(store_manifest_meta(w, key255, "x", 1, E));
 
     /* refusals leave the writer usable */
     bq_errbuf_t e = {{0}};
@@ -659,33 +659,33 @@ static void test_meta(void **state)
              "could not add meta huge to manifest %s: value of 67108865 bytes is above 64 MiB",
              f->path);
     assert_string_equal(e.msg, want);
-    OK(store_manifest_commit(&w, E));
+    OK_E(store_manifest_commit(&w, E));
 
     keyring_t k = {f, 0};
     store_manifest_reader_t *r = NULL;
-    OK(store_manifest_open(f->path, lookup, &k, &r, E));
+    OK_E(store_manifest_open(f->path, lookup, &k, &r, E));
     store_manifest_item_t it;
-    OK(store_manifest_next(r, &it, E));
+    OK_E(store_manifest_next(r, &it, E));
     assert_int_equal(it.kind, STORE_MANIFEST_META);
     assert_string_equal(it.meta.key, "empty");
     assert_int_equal(it.meta.len, 0);
     assert_non_null(it.meta.value);
-    OK(store_manifest_next(r, &it, E));
+    OK_E(store_manifest_next(r, &it, E));
     assert_int_equal(it.kind, STORE_MANIFEST_META);
     assert_string_equal(it.meta.key, "backup_manifest");
     assert_int_equal(it.meta.len, big);
     assert_memory_equal(it.meta.value, v, big);
-    OK(store_manifest_next(r, &it, E));
+    OK_E(store_manifest_next(r, &it, E));
     assert_int_equal(it.kind, STORE_MANIFEST_FILE);
-    OK(store_manifest_next(r, &it, E));
+    OK_E(store_manifest_next(r, &it, E));
     assert_int_equal(it.kind, STORE_MANIFEST_FILE_END);
     assert_int_equal(it.file_end.size, 3);
     assert_memory_equal(it.file_end.sha256, v, 32);
-    OK(store_manifest_next(r, &it, E));
+    OK_E(store_manifest_next(r, &it, E));
     assert_int_equal(it.kind, STORE_MANIFEST_META);
     assert_string_equal(it.meta.key, key255);
     assert_memory_equal(it.meta.value, "x", 1);
-    OK(store_manifest_next(r, &it, E));
+    OK_E(store_manifest_next(r, &it, E));
     assert_int_equal(it.kind, STORE_MANIFEST_END);
     assert_int_equal(it.end.nfiles, 1);
     store_manifest_close(&r);
@@ -701,11 +701,11 @@ static void test_temp_file_and_abort(void **state)
 
     /* abort: nothing under either name */
     store_manifest_writer_t *w = NULL;
-    OK(store_manifest_create(f->path, "b1", 1, 4096, KEY_A, f->key_a, &w, E));
+    OK_E(store_manifest_create(f->path, "b1", 1, 4096, KEY_A, f->key_a, &w, E));
     assert_true(exists(tmp));
     assert_false(exists(f->path));
     store_manifest_file_t fi = {"a", 0100600, 0};
-    OK(store_manifest_file_begin(w, &fi, E));
+    OK_E(store_manifest_file_begin(w, &fi, E));
     assert_false(exists(f->path));
     store_manifest_abort(&w);
     assert_null(w);
@@ -715,17 +715,17 @@ static void test_temp_file_and_abort(void **state)
     assert_false(exists(f->path));
 
     /* commit with a file still open: refused, and nothing left behind */
-    OK(store_manifest_create(f->path, "b1", 1, 4096, KEY_A, f->key_a, &w, E));
-    OK(store_manifest_file_begin(w, &fi, E));
+    OK_E(store_manifest_create(f->path, "b1", 1, 4096, KEY_A, f->key_a, &w, E));
+    OK_E(store_manifest_file_begin(w, &fi, E));
     assert_int_equal(store_manifest_commit(&w, &e), BQ_E_STATE);
     assert_null(w);
     assert_false(exists(tmp));
     assert_false(exists(f->path));
 
     /* commit: the final name appears, the temp name is gone (mode 0600) */
-    OK(store_manifest_create(f->path, "b1", 1, 4096, KEY_A, f->key_a, &w, E));
+    OK_E(store_manifest_create(f->path, "b1", 1, 4096, KEY_A, f->key_a, &w, E));
     assert_false(exists(f->path));
-    OK(store_manifest_commit(&w, E));
+    OK_E(store_manifest_commit(&w, E));
     assert_false(exists(tmp));
     struct stat st;
     assert_int_equal(stat(f->path, &st), 0);
@@ -741,7 +741,7 @@ static void test_temp_file_and_abort(void **state)
     /* ... also when it appears while the second one is being written */
     char other[160];
     snprintf(other, sizeof other, "%s/b2.manifest", f->dir);
-    OK(store_manifest_create(other, "b2", 1, 4096, KEY_A, f->key_a, &w, E));
+    OK_E(store_manifest_create(other, "b2", 1, 4096, KEY_A, f->key_a, &w, E));
     assert_int_equal(link(f->path, other), 0);
     assert_int_equal(store_manifest_commit(&w, &e), BQ_E_EXISTS);
     snprintf(want, sizeof want, "could not commit manifest %s: file exists", other);
@@ -749,7 +749,7 @@ static void test_temp_file_and_abort(void **state)
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", other, (long)getpid());
     assert_false(exists(tmp));
     keyring_t k = {f, 0};
-    OK(read_sealed(other, &k, E)); /* the one that was there is untouched */
+    OK_E(read_sealed(other, &k, E)); /* the one that was there is untouched */
 }
 
 static void test_writer_refusals(void **state)
@@ -775,7 +775,7 @@ static void test_writer_refusals(void **state)
                      BQ_E_IO);
     assert_false(exists(f->path));
 
-    OK(store_manifest_create(f->path, "b1", 1, 4096, KEY_A, f->key_a, &w, E));
+    OK_E(store_manifest_create(f->path, "b1", 1, 4096, KEY_A, f->key_a, &w, E));
     uint8_t id[32] = {0}, sha[32] = {0};
     assert_int_equal(store_manifest_file_chunk(w, id, &e), BQ_E_STATE);
     assert_int_equal(store_manifest_file_end(w, sha, 0, &e), BQ_E_STATE);
@@ -805,25 +805,25 @@ static void test_writer_refusals(void **state)
                         "...\" is longer than 4095 bytes");
     longp[4095] = '\0'; /* 4095 bytes is fine */
     store_manifest_file_t fi = {longp, 0100600, 0};
-    OK(store_manifest_file_begin(w, &fi, E));
+    OK_E(store_manifest_file_begin(w, &fi, E));
     assert_int_equal(store_manifest_file_begin(w, &fi, &e), BQ_E_STATE);
     assert_int_equal(store_manifest_meta(w, "k", "v", 1, &e), BQ_E_STATE);
-    OK(store_manifest_file_chunk(w, id, E));
-    OK(store_manifest_file_end(w, sha, 1, E));
+    OK_E(store_manifest_file_chunk(w, id, E));
+    OK_E(store_manifest_file_end(w, sha, 1, E));
     store_manifest_file_t dots = {"..a/b..c/.d/...", 040700, 0}; /* only whole '.'/'..' are bad */
-    OK(store_manifest_file_begin(w, &dots, E));
-    OK(store_manifest_file_end(w, sha, 0, E));
-    OK(store_manifest_commit(&w, E));
+    OK_E(store_manifest_file_begin(w, &dots, E));
+    OK_E(store_manifest_file_end(w, sha, 0, E));
+    OK_E(store_manifest_commit(&w, E));
 
     keyring_t k = {f, 0};
     store_manifest_reader_t *r = NULL;
-    OK(store_manifest_open(f->path, lookup, &k, &r, E));
+    OK_E(store_manifest_open(f->path, lookup, &k, &r, E));
     store_manifest_item_t it;
-    OK(store_manifest_next(r, &it, E));
+    OK_E(store_manifest_next(r, &it, E));
     assert_int_equal(it.kind, STORE_MANIFEST_FILE);
     assert_int_equal(strlen(it.file.path), 4095);
     uint64_t n;
-    OK(drain(r, &n, E));
+    OK_E(drain(r, &n, E));
     assert_int_equal(n, 5); /* CHUNKS, FILE_END, FILE, FILE_END, END */
     store_manifest_close(&r);
 }
@@ -837,9 +837,9 @@ static void test_write_failure(void **state)
     tmp_name(f, tmp, sizeof tmp);
     bq_errbuf_t e = {{0}};
     store_manifest_writer_t *w = NULL;
-    OK(store_manifest_create(f->path, "b1", 1, 4096, KEY_A, f->key_a, &w, E));
+    OK_E(store_manifest_create(f->path, "b1", 1, 4096, KEY_A, f->key_a, &w, E));
     store_manifest_file_t fi = {"base/1/1", 0100600, 0};
-    OK(store_manifest_file_begin(w, &fi, E));
+    OK_E(store_manifest_file_begin(w, &fi, E));
 
     struct rlimit old, lim;
     assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
@@ -877,20 +877,20 @@ static void test_damaged_sealed(void **state)
     /* 2 files, 3000 chunk ids: about 96 KiB of plaintext, so two messages: a full one at 52
      * (65557 bytes with its length) and the FINAL one at 65609. */
     store_manifest_writer_t *w = NULL;
-    OK(store_manifest_create(f->path, "b1", 1, 4096, KEY_A, f->key_a, &w, E));
+    OK_E(store_manifest_create(f->path, "b1", 1, 4096, KEY_A, f->key_a, &w, E));
     for (int i = 0; i < 2; i++) {
         store_manifest_file_t fi = {i ? "base/2" : "base/1", 0100600, 0};
-        OK(store_manifest_file_begin(w, &fi, E));
+        OK_E(store_manifest_file_begin(w, &fi, E));
         for (int j = 0; j < 1500; j++) {
             uint8_t id[32];
             chunk_id((uint64_t)i, (uint64_t)j, id);
-            OK(store_manifest_file_chunk(w, id, E));
+            OK_E(store_manifest_file_chunk(w, id, E));
         }
         uint8_t sha[32];
         file_sha((uint64_t)i, sha);
-        OK(store_manifest_file_end(w, sha, 1500 * 4096, E));
+        OK_E(store_manifest_file_end(w, sha, 1500 * 4096, E));
     }
-    OK(store_manifest_commit(&w, E));
+    OK_E(store_manifest_commit(&w, E));
     size_t len;
     uint8_t *good = read_whole(f->path, &len);
     const size_t m2 = 52 + 4 + BLOCK + ABYTES; /* 65609 */
@@ -1005,7 +1005,7 @@ static void test_damaged_sealed(void **state)
     }
     /* the undamaged one still reads, and a missing one is BQ_E_NOTFOUND */
     keyring_t k = {f, 0};
-    OK(read_sealed(f->path, &k, E));
+    OK_E(read_sealed(f->path, &k, E));
     unlink(dmg);
     bq_errbuf_t e = {{0}};
     assert_int_equal(read_sealed(dmg, &k, &e), BQ_E_NOTFOUND);
@@ -1030,7 +1030,7 @@ static void test_sealed_plaintext_checks(void **state)
     b_file_end(&b, 2, 10);
     b_end(&b, 1, 2);
     seal_file(f->path, KEY_A, f->key_a, b.p, b.len, 0);
-    OK(read_sealed(f->path, &k, E));
+    OK_E(read_sealed(f->path, &k, E));
 
     /* the same plaintext with no FINAL message */
     seal_file(f->path, KEY_A, f->key_a, b.p, b.len, 1);

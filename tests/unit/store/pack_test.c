@@ -31,9 +31,7 @@ static int setup(void **state)
     fixture_t *f = calloc(1, sizeof *f);
     if (!f)
         return -1;
-    const char *tmp = getenv("TMPDIR");
-    snprintf(f->root, sizeof f->root, "%s/pack_test.XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(f->root)) {
+    if (test_mkdtemp(f->root, sizeof f->root, "pack_test") != 0) {
         free(f);
         return -1;
     }

@@ -28,13 +28,6 @@
 #define SEG ((size_t)1 << 20)
 #define WAL_SEG "000000010000000000000001"
 
-#define OK(call)                                                                                   \
-    do {                                                                                           \
-        int rc_ = (call); /* the caller's bq_errbuf_t e holds the message */                     \
-        if (rc_ != 0)                                                                              \
-            fail_msg("%s: %s %s", #call, bq_err_name(rc_), e.msg);                                 \
-    } while (0)
-
 #define FAILS(call, code, want)                                                                    \
     do {                                                                                           \
         int rc_ = (call);                                                                          \
@@ -92,9 +85,7 @@ static int group_setup(void **state)
     (void)state;
     if (sodium_init() < 0)
         return -1;
-    const char *tmp = getenv("TMPDIR");
-    snprintf(fx.root, sizeof fx.root, "%s/rotate_test.XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(fx.root))
+    if (test_mkdtemp(fx.root, sizeof fx.root, "rotate_test") != 0)
         return -1;
     snprintf(fx.base, sizeof fx.base, "%s/base", fx.root);
     master(&fx.old_m, "old");

@@ -5,7 +5,25 @@
 #include <ftw.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <unistd.h>
+
+/* Fail the cmocka test when call returns non-zero; the caller's bq_errbuf_t e holds the
+ * message. (cmocka.h and err.h are the including test's.) */
+#define OK(call)                                                                                   \
+    do {                                                                                           \
+        int rc_ = (call);                                                                          \
+        if (rc_ != 0)                                                                              \
+            fail_msg("%s: %s %s", #call, bq_err_name(rc_), e.msg);                                 \
+    } while (0)
+
+/* A new scratch directory NAME.XXXXXX under $TMPDIR (or /tmp) into buf; 0 or -1. */
+static inline int test_mkdtemp(char *buf, size_t size, const char *name)
+{
+    const char *tmp = getenv("TMPDIR");
+    snprintf(buf, size, "%s/%s.XXXXXX", tmp && *tmp ? tmp : "/tmp", name);
+    return mkdtemp(buf) ? 0 : -1;
+}
 
 static int test_rmtree_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {

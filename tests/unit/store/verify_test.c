@@ -29,13 +29,6 @@
 #define WAL_SEG "000000010000000000000001"
 #define WAL_HIST "00000002.history"
 
-#define OK(call)                                                                                   \
-    do {                                                                                           \
-        int rc_ = (call); /* the caller's bq_errbuf_t e holds the message */                     \
-        if (rc_ != 0)                                                                              \
-            fail_msg("%s: %s %s", #call, bq_err_name(rc_), e.msg);                                 \
-    } while (0)
-
 /* The files of the two backups: b1 has all three, b2 has 100 and x (the same bytes: deduped)
  * and 300 of its own. */
 typedef struct {
@@ -176,9 +169,7 @@ static int group_setup(void **state)
     (void)state;
     if (sodium_init() < 0)
         return -1;
-    const char *tmp = getenv("TMPDIR");
-    snprintf(fx.root, sizeof fx.root, "%s/verify_test.XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(fx.root))
+    if (test_mkdtemp(fx.root, sizeof fx.root, "verify_test") != 0)
         return -1;
     snprintf(fx.base, sizeof fx.base, "%s/base", fx.root);
     randombytes_buf(fx.m.key, sizeof fx.m.key);

@@ -60,9 +60,7 @@ static int setup(void **state)
     fixture_t *f = calloc(1, sizeof *f);
     if (!f || sodium_init() < 0)
         return -1;
-    const char *tmp = getenv("TMPDIR");
-    snprintf(f->root, sizeof f->root, "%s/wal_test.XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(f->root))
+    if (test_mkdtemp(f->root, sizeof f->root, "wal_test") != 0)
         return -1;
     randombytes_buf(f->idkey, sizeof f->idkey);
     f->dk.id = 0x2a;

@@ -35,13 +35,6 @@ typedef struct {
     uint8_t *data[NFILES];
 } fixture_t;
 
-#define OK(call)                                                                                   \
-    do {                                                                                           \
-        int rc_ = (call); /* the caller's bq_errbuf_t e holds the message */                     \
-        if (rc_ != 0)                                                                              \
-            fail_msg("%s: %s %s", #call, bq_err_name(rc_), e.msg);                                 \
-    } while (0)
-
 static int setup(void **state)
 {
     if (sodium_init() < 0)
@@ -49,9 +42,7 @@ static int setup(void **state)
     fixture_t *f = calloc(1, sizeof *f);
     if (!f)
         return -1;
-    const char *tmp = getenv("TMPDIR");
-    snprintf(f->root, sizeof f->root, "%s/restore_test.XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(f->root)) {
+    if (test_mkdtemp(f->root, sizeof f->root, "restore_test") != 0) {
         free(f);
         return -1;
     }
@@ -166,16 +157,18 @@ static void test_whole(void **state)
     free(res);
 }
 
-static void test_cancelled(void **state)
+/* A restore stopped before its first file (cancel_now, or deadline_ms already past): not
+ * retryable, the error says why and how to go on, no file written, the marker left. */
+static void stopped_at_once(fixture_t *f, const char *name, int cancel_now, int64_t deadline_ms,
+                            const char *why)
 {
-    fixture_t *f = *state;
     bq_msg_result_t *res = calloc(1, sizeof *res);
     assert_non_null(res);
     char dest[PATH_MAX];
-    restore(f, "cancelled", 1, 0, res, dest, sizeof dest);
+    restore(f, name, cancel_now, deadline_ms, res, dest, sizeof dest);
     assert_false(res->ok);
     assert_false(res->retryable);
-    assert_non_null(strstr(res->error, "cancelled after 0 files"));
+    assert_non_null(strstr(res->error, why));
     assert_non_null(strstr(res->error, "--delta"));
     assert_int_equal(regular_files(dest), 0);
     char marker[PATH_MAX + 32];
@@ -184,18 +177,14 @@ static void test_cancelled(void **state)
     free(res);
 }
 
+static void test_cancelled(void **state)
+{
+    stopped_at_once(*state, "cancelled", 1, 0, "cancelled after 0 files");
+}
+
 static void test_out_of_time(void **state)
 {
-    fixture_t *f = *state;
-    bq_msg_result_t *res = calloc(1, sizeof *res);
-    assert_non_null(res);
-    char dest[PATH_MAX];
-    restore(f, "late", 0, bq_mono_ms() - 1, res, dest, sizeof dest);
-    assert_false(res->ok);
-    assert_false(res->retryable);
-    assert_non_null(strstr(res->error, "out of time after 0 files"));
-    assert_int_equal(regular_files(dest), 0);
-    free(res);
+    stopped_at_once(*state, "late", 0, bq_mono_ms() - 1, "out of time after 0 files");
 }
 
 int main(void)
