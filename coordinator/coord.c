@@ -2891,14 +2891,25 @@ typedef struct {
     int64_t since;
     uint64_t n;
     char first[BQ_DETAIL_MAX];
+    uint64_t nread; /* restores whose source store failed (source_failed), whatever came after */
+    char read_first[BQ_DETAIL_MAX];
 } failed_scan_t;
 
 static int failed_visit(const bq_job_t *j, void *arg)
 {
     failed_scan_t *f = arg;
-    if (j->state != BQ_JOB_FAILED || j->finished_ms < f->since || strcmp(j->cluster, f->cluster) != 0)
+    if (!bq_job_state_terminal(j->state) || j->finished_ms < f->since ||
+        strcmp(j->cluster, f->cluster) != 0)
         return 0;
-    if (!f->n++)
+    if (j->has_restore && j->restore.source_failed[0] && !f->nread++) {
+        const char *from = j->restore.peer_worker[0] ? j->restore.peer_worker : j->worker;
+        snprintf(f->read_first, sizeof f->read_first, "%s job %llu could not read the store of "
+                 "%s%s%s%s", bq_job_type_name(j->type), (unsigned long long)j->id,
+                 j->restore.source_failed, j->state == BQ_JOB_SUCCEEDED ? " and read " : "",
+                 j->state == BQ_JOB_SUCCEEDED ? from : "",
+                 j->state == BQ_JOB_SUCCEEDED ? "'s instead: verify that store" : "");
+    }
+    if (j->state == BQ_JOB_FAILED && !f->n++)
         snprintf(f->first, sizeof f->first, "%s job %llu: %.180s", bq_job_type_name(j->type),
                  (unsigned long long)j->id, j->error);
     return 0;
@@ -3053,6 +3064,13 @@ static void check_coord_items(coord_t *c, const char *cluster, bq_check_result_t
         check_item(r, "failed jobs", f.n == 0, f.n ? "%" PRIu64 " failed in the last day; first: %s"
                                                    : "none in the last day", f.n, f.first);
         if (f.n)
+            r->items[r->nitems - 1].severity = BQ_SEV_WARNING;
+        /* a restore that fell back to another store succeeded, but the store it left is damaged
+         * or unreachable: never silent */
+        check_item(r, "store reads", f.nread == 0, f.nread ? "%" PRIu64 " restore%s in the last "
+                   "day could not read a store; first: %s" : "no restore failed to read a store in "
+                   "the last day", f.nread, f.nread == 1 ? "" : "s", f.read_first);
+        if (f.nread)
             r->items[r->nitems - 1].severity = BQ_SEV_WARNING;
     }
     /* each store at the cluster's site (a worker with no store has nothing to measure) */

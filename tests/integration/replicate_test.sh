@@ -169,6 +169,11 @@ grep -Eq "attempt 1 finished: failed: restore of backup $id2 .*(damaged|mismatch
 grep -Eq "reads backup $id2 from the store of worker west-1: the store of worker east-1 failed the last attempt" \
     "$BQ_TMP/coordinator.log" || fail "the coordinator did not say it moved the restore to west-1"
 out=$(as_pg "$BQ_PGBIN/pg_verifybackup" "$BQ_TMP/fb/data" 2>&1) || fail "pg_verifybackup of the restore: $out"
+# check warns about the store that failed, although the restore succeeded
+rc=0; out=$(fleet_cli check db1 2>&1) || rc=$?
+assert_eq 1 "$rc" "check after a restore that could not read east-1's store: $out"
+assert_contains "$out" "store reads          WARNING 1 restore in the last day"
+assert_contains "$out" "could not read the store of east-1 and read west-1's instead: verify that store"
 
 # ---- 5. east goes dark: recovered at west --------------------------------------------------------
 want=$(pg_psql main -c "SELECT count(*) FROM marker WHERE id < 1000")
