@@ -136,6 +136,8 @@ static const cfg_key_t coord_keys[] = {
     KEY_NUM(coord_t, "job_retry_backoff", CFG_DURATION, job_retry_backoff_ms, 0, 7 * MS_DAY, "5s"),
     KEY_NUM(coord_t, "catalog_max_size", CFG_SIZE, catalog_max_size, MIB, 64 * TIB, "1GiB"),
     KEY_NUM(coord_t, "retention_interval", CFG_DURATION, retention_interval_ms, 1000, MS_DAY, "1m"),
+    /* finished jobs' records go this long after they ended (the catalog does not grow forever) */
+    KEY_NUM(coord_t, "job_history", CFG_DURATION, job_history_ms, 1000, 3660 * MS_DAY, "30d"),
     /* a cluster's ended wal-stream job is replaced this long after it ended, at most this often */
     KEY_NUM(coord_t, "wal_restart_interval", CFG_DURATION, wal_restart_interval_ms, 1000, MS_HOUR, "30s"),
     KEY_NUM(coord_t, "store_free_warning", CFG_INT, store_free_warning, 0, 100, "10"),

@@ -109,6 +109,8 @@ typedef struct {
     int64_t job_retry_backoff_ms;             /* optional, default 5s (doubles per attempt) */
     uint64_t catalog_max_size;                /* optional, default 1 GiB ("64MiB", "2GiB", bytes) */
     int64_t retention_interval_ms;            /* optional, default 1m: how often retention runs */
+    int64_t job_history_ms;                   /* optional, default 30d: a finished job's record is
+                                                 removed from the catalog this long after it ended */
     int64_t wal_restart_interval_ms;          /* optional, default 30s: an ended wal-stream job
                                                  is replaced at most this often */
     int store_free_warning;                   /* check: percent free below which a store WARNs (10) */

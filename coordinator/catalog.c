@@ -671,6 +671,29 @@ int catalog_job_get(catalog_txn_t *t, uint64_t id, bq_job_t *out, bq_errbuf_t *e
     return rc ? rc : job_decode(t, &k, &v, out, e);
 }
 
+int catalog_job_next_id(catalog_txn_t *t, uint64_t *next, bq_errbuf_t *e)
+{
+    int rc = txn_usable(t, 0, e);
+    return rc ? rc : meta_u64(t, KEY_NEXT_JOB, 1, next, e);
+}
+
+int catalog_job_del(catalog_txn_t *t, uint64_t id, bq_errbuf_t *e)
+{
+    int rc = txn_usable(t, 1, e);
+    if (rc)
+        return rc;
+    char key[CAT_KEY_MAX];
+    snprintf(key, sizeof key, "job %" PRIu64, id);
+    uint8_t kb[8];
+    be64_put(kb, id);
+    MDB_val k = {sizeof kb, kb};
+    int mrc = mdb_del(t->txn, t->c->jobs, &k, NULL);
+    if (mrc == 0)
+        return 0;
+    rc = mdb_fail(t->c, e, mrc, "delete", "jobs", key);
+    return mrc == MDB_NOTFOUND ? rc : txn_kill(t, rc, e);
+}
+
 typedef struct {
     catalog_job_fn fn;
     void *arg;

@@ -49,6 +49,11 @@ int catalog_job_new(catalog_txn_t *t, bq_job_t *j, bq_errbuf_t *e);
 /* Refuses id 0 and ids never handed out by catalog_job_new (BQ_E_INVAL). */
 int catalog_job_put(catalog_txn_t *t, const bq_job_t *j, bq_errbuf_t *e);
 int catalog_job_get(catalog_txn_t *t, uint64_t id, bq_job_t *out, bq_errbuf_t *e); /* BQ_E_NOTFOUND */
+/* Remove one job's record (the coordinator's job_history); BQ_E_NOTFOUND (transaction still
+ * usable) when absent. Ids are never handed out again (next_job_id stays). */
+int catalog_job_del(catalog_txn_t *t, uint64_t id, bq_errbuf_t *e);
+/* The id the next catalog_job_new hands out (ids below it were handed out). */
+int catalog_job_next_id(catalog_txn_t *t, uint64_t *next, bq_errbuf_t *e);
 /* Call fn for every job in id order (oldest first); fn returns a positive value to stop
  * early (that value is returned; negative values are taken as BQ_E_* errors). The bq_job_t passed to fn is a copy valid during the call. */
 typedef int (*catalog_job_fn)(const bq_job_t *j, void *arg);

@@ -118,6 +118,7 @@ struct coord {
     int64_t last_schedule_mono;
     int64_t last_sample_mono;
     int64_t last_retention_mono;
+    int64_t last_job_prune_mono;
     char (*ret_due)[BQ_NAME_MAX]; /* clusters whose retention runs at the next turn: a job
                                    * of theirs ended (a backup may be obsolete now, or what
                                    * held retention back is over) */
@@ -2884,6 +2885,65 @@ static void check_wal_items(coord_t *c, const char *cluster, bq_check_result_t *
     free(tl);
 }
 
+/* ---- job history: a finished job's record goes job_history after it ended ----------------- */
+
+#define JOB_PRUNE_EVERY_MS 60000 /* at most this long between passes */
+#define JOB_PRUNE_MAX 1000       /* records removed per pass: the write batch stays short */
+#define JOB_PRUNE_RECENT 256     /* this many finished jobs in a row too young to go: the rest
+                                  * are younger still (ids ascend with creation) */
+
+typedef struct {
+    coord_t *c;
+    int64_t before; /* wall clock: jobs that ended before this go */
+    size_t n, recent;
+    uint64_t ids[JOB_PRUNE_MAX];
+} job_prune_t;
+
+static int job_prune_visit(const bq_job_t *j, void *arg)
+{
+    job_prune_t *p = arg;
+    if (!bq_job_state_terminal(j->state) || job_find(p->c, j->id))
+        return 0; /* queued or running (a wal-stream job lives for months): it stays */
+    int64_t ended = j->finished_ms ? j->finished_ms : j->updated_ms;
+    if (ended >= p->before) /* a long job that ended lately does not hold back those after it */
+        return ++p->recent >= JOB_PRUNE_RECENT ? 1 : 0;
+    p->recent = 0;
+    p->ids[p->n++] = j->id;
+    return p->n == JOB_PRUNE_MAX ? 1 : 0;
+}
+
+/* One pass: remove up to JOB_PRUNE_MAX finished jobs that ended more than job_history ago,
+ * oldest id first (the catalog does not grow without end with replicate-wal, check and
+ * switch-wal jobs). Backups, the WAL index and restore-test records are not jobs: they stay. */
+static void job_prune(coord_t *c)
+{
+    catalog_txn_t *t = wtxn(c);
+    if (!t)
+        return;
+    static job_prune_t p; /* 8 KiB of ids: off the stack; the loop is single-threaded */
+    p.c = c;
+    p.before = bq_wall_ms() - c->cfg.job_history_ms;
+    p.n = p.recent = 0;
+    bq_errbuf_t e;
+    if (catalog_job_each(t, job_prune_visit, &p, &e) < 0) {
+        bq_warn(COMP, 0, "job history: could not read the jobs: %s", e.msg);
+        return;
+    }
+    for (size_t i = 0; i < p.n; i++) {
+        int rc = catalog_job_del(t, p.ids[i], &e);
+        if (rc && rc != BQ_E_NOTFOUND) {
+            batch_fail(c, rc, &e);
+            return;
+        }
+    }
+    if (p.n) {
+        char h[32];
+        bq_info(COMP, 0, "removed %zu finished job%s (ids %" PRIu64 " to %" PRIu64 ") that ended "
+                "more than job_history %s ago", p.n, p.n == 1 ? "" : "s", p.ids[0],
+                p.ids[p.n - 1], bq_duration_text(c->cfg.job_history_ms, h, sizeof h));
+    }
+}
+
 /* ---- check: the coordinator's items ---- */
 
 typedef struct {
@@ -4369,7 +4429,15 @@ static void on_cli(coord_t *c, const bq_peer_t *from, bq_msg_t *m)
                 r->njobs = 1;
                 r->jobs[0].conninfo[0] = '\0';
             } else if (rc == BQ_E_NOTFOUND) {
-                bq_fail(&e, rc, "no job %llu", (unsigned long long)q->job_id);
+                uint64_t next = 0;
+                char h[32];
+                bq_errbuf_t ne;
+                if (catalog_job_next_id(rt, &next, &ne) == 0 && q->job_id && q->job_id < next)
+                    bq_fail(&e, rc, "no job %llu: it ended more than job_history %s ago and "
+                            "its record was removed", (unsigned long long)q->job_id,
+                            bq_duration_text(c->cfg.job_history_ms, h, sizeof h));
+                else
+                    bq_fail(&e, rc, "no job %llu", (unsigned long long)q->job_id);
             }
         }
     } else if (strcmp(q->verb, "job-cancel") == 0) {
@@ -4895,6 +4963,13 @@ static void timers(coord_t *c)
             retention_cluster(c, cl, bq_wall_ms());
     }
     c->nret_due = 0;
+    int64_t every = c->cfg.job_history_ms / 4; /* a job goes within a quarter of its history */
+    if (every > JOB_PRUNE_EVERY_MS)
+        every = JOB_PRUNE_EVERY_MS;
+    if (!c->last_job_prune_mono || now - c->last_job_prune_mono >= every) {
+        c->last_job_prune_mono = now;
+        job_prune(c);
+    }
     if (c->dispatch_dirty)
         dispatch(c);
 }

@@ -476,7 +476,8 @@ static const bad_case_t bad_cases[] = {
     {"unknown key", COORD, COORD_HEAD "lisen = tcp://h:1\n", BQ_E_CONFIG,
      ":5: [coordinator] lisen: unknown key (known keys: listen, catalog, secret_key_file, "
      "log_level, heartbeat_interval, worker_timeout, job_lease, job_max_attempts, "
-     "job_retry_backoff, catalog_max_size, retention_interval, wal_restart_interval, store_free_warning, "
+     "job_retry_backoff, catalog_max_size, retention_interval, job_history, wal_restart_interval, "
+     "store_free_warning, "
      "store_free_critical, store_full_warning)"},
     {"unknown key in cli file", CLI, "[cli]\ncoordinater = tcp://h:1\n", BQ_E_CONFIG,
      ":2: [cli] coordinater: unknown key (known keys: coordinator, coordinator_public_key_file, "

@@ -228,6 +228,40 @@ static void test_jobs(void **state)
     assert_int_equal(st.njobs, 6);
     assert_int_equal(st.map_size, 16 * MIB);
     assert_true(st.used_bytes > 0 && st.used_bytes < st.map_size);
+
+    /* del (job_history): gone for get and each, absent twice is NOTFOUND and the transaction
+     * still works; a read transaction refuses it; ids are not handed out again, even when
+     * every job is gone */
+    t = begin_ok(c, 0);
+    assert_int_equal(catalog_job_del(t, 1, &e), BQ_E_STATE);
+    uint64_t next = 0;
+    assert_int_equal(catalog_job_next_id(t, &next, &e), 0);
+    assert_int_equal(next, 7);
+    catalog_txn_abort(&t);
+    t = begin_ok(c, 1);
+    assert_int_equal(catalog_job_del(t, 2, &e), 0);
+    assert_int_equal(catalog_job_del(t, 2, &e), BQ_E_NOTFOUND);
+    assert_contains(e.msg, "job 2");
+    assert_int_equal(catalog_job_get(t, 2, j, &e), BQ_E_NOTFOUND);
+    assert_int_equal(catalog_job_get(t, 3, j, &e), 0);
+    commit_ok(&t);
+    t = begin_ok(c, 0);
+    collect_t left = {0};
+    assert_int_equal(catalog_job_each(t, collect_job, &left, &e), 0);
+    assert_int_equal(left.n, 5);
+    assert_int_equal(left.ids[0], 1);
+    assert_int_equal(left.ids[1], 3);
+    catalog_txn_abort(&t);
+    t = begin_ok(c, 1);
+    for (uint64_t i = 1; i <= 6; i++)
+        if (i != 2)
+            assert_int_equal(catalog_job_del(t, i, &e), 0);
+    job_fill(j, "after", 0);
+    assert_int_equal(catalog_job_new(t, j, &e), 0);
+    assert_int_equal(j->id, 7);
+    commit_ok(&t);
+    assert_int_equal(catalog_stats(c, &st, &e), 0);
+    assert_int_equal(st.njobs, 1);
     free(j);
     catalog_destroy(&c);
 }
