@@ -587,17 +587,23 @@ static int cat_each(catalog_txn_t *t, MDB_dbi dbi, const char *db, const MDB_val
 
 /* ---- jobs ----------------------------------------------------------------------------- */
 
+/* A job's key (u64 BE in kb) and its name in messages. */
+static MDB_val job_key(uint64_t id, uint8_t kb[8], char key[CAT_KEY_MAX])
+{
+    snprintf(key, CAT_KEY_MAX, "job %" PRIu64, id);
+    be64_put(kb, id);
+    return (MDB_val){8, kb};
+}
+
 static int job_store(catalog_txn_t *t, const bq_job_t *j, unsigned flags, bq_errbuf_t *e)
 {
     char key[CAT_KEY_MAX];
-    snprintf(key, sizeof key, "job %" PRIu64, j->id);
     uint8_t *buf = NULL;
     size_t len = 0;
     bq_errbuf_t pe = {{0}};
     int rc = proto_job_encode(j, &buf, &len, &pe);
     uint8_t kb[8];
-    be64_put(kb, j->id);
-    MDB_val k = {sizeof kb, kb};
+    MDB_val k = job_key(j->id, kb, key);
     return put_encoded(t, t->c->jobs, "jobs", key, &k, flags, rc, buf, len, &pe, e);
 }
 
@@ -663,10 +669,8 @@ int catalog_job_get(catalog_txn_t *t, uint64_t id, bq_job_t *out, bq_errbuf_t *e
     if (rc)
         return rc;
     char key[CAT_KEY_MAX];
-    snprintf(key, sizeof key, "job %" PRIu64, id);
     uint8_t kb[8];
-    be64_put(kb, id);
-    MDB_val k = {sizeof kb, kb}, v;
+    MDB_val k = job_key(id, kb, key), v;
     rc = txn_get(t, t->c->jobs, "jobs", key, &k, &v, e);
     return rc ? rc : job_decode(t, &k, &v, out, e);
 }
@@ -683,10 +687,8 @@ int catalog_job_del(catalog_txn_t *t, uint64_t id, bq_errbuf_t *e)
     if (rc)
         return rc;
     char key[CAT_KEY_MAX];
-    snprintf(key, sizeof key, "job %" PRIu64, id);
     uint8_t kb[8];
-    be64_put(kb, id);
-    MDB_val k = {sizeof kb, kb};
+    MDB_val k = job_key(id, kb, key);
     int mrc = mdb_del(t->txn, t->c->jobs, &k, NULL);
     if (mrc == 0)
         return 0;
