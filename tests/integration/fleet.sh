@@ -42,6 +42,13 @@ timeout = 5s
 CONF
 }
 
+# fleet_coord_key KEY VALUE: add KEY = VALUE to [coordinator] (call right after fleet_init:
+# keys appended later would land in the file's last section).
+fleet_coord_key() {
+    sed -i "s|^job_max_attempts = 3\$|&\n$1 = $2|" "$FLEET/coordinator.conf"
+    grep -qx "$1 = $2" "$FLEET/coordinator.conf" || fail "could not set $1 in $FLEET/coordinator.conf"
+}
+
 fleet_site() {
     printf '\n[site %s]\n' "$1" >>"$FLEET/coordinator.conf"
 }

@@ -8,7 +8,7 @@ bq_require_bins
 bq_tmpdir
 
 fleet_init
-sed -i 's/^job_max_attempts = 3$/job_max_attempts = 3\njob_history = 2s/' "$FLEET/coordinator.conf"
+fleet_coord_key job_history 2s
 fleet_site east
 fleet_worker_conf east-1 east 2
 fleet_coord_start

@@ -8,7 +8,7 @@ bq_require_bins
 bq_tmpdir
 
 fleet_init
-sed -i 's/^job_max_attempts = 3$/job_max_attempts = 3\ncatalog_max_size = 1MiB/' "$FLEET/coordinator.conf"
+fleet_coord_key catalog_max_size 1MiB
 fleet_site east
 fleet_worker_conf east-1 east 1
 fleet_coord_start
